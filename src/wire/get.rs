@@ -1,0 +1,97 @@
+//! GET: `03 ‖ pubkey[32] ‖ K ‖ key`, asking for the dat of (pubkey, key).
+
+use crate::limits::GET_HEADER_LEN;
+use crate::wire::{Error, Field, Op, Result};
+
+/// Byte ranges of a GET.
+pub mod field {
+    use super::Field;
+    /// Owner public key.
+    pub const PUBKEY: Field = 1..33;
+    /// Key length K.
+    pub const KEY_LEN: usize = 33;
+    /// Key start.
+    pub const KEY_START: usize = 34;
+}
+
+/// A checked GET view.
+#[derive(Clone, Copy)]
+pub struct Get<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Get<T> {
+    /// Checks lengths; after `Ok` no accessor can panic.
+    pub fn new_checked(buffer: T) -> Result<Get<T>> {
+        let bytes = buffer.as_ref();
+        if bytes.len() < GET_HEADER_LEN {
+            return Err(Error::TooShort);
+        }
+        let end = GET_HEADER_LEN + bytes[field::KEY_LEN] as usize;
+        if end > bytes.len() {
+            return Err(Error::KeyTruncated);
+        }
+        if end < bytes.len() {
+            return Err(Error::TrailingBytes);
+        }
+        Ok(Get { buffer })
+    }
+
+    /// Owner public key.
+    pub fn pubkey(&self) -> &[u8; 32] {
+        self.buffer.as_ref()[field::PUBKEY]
+            .try_into()
+            .unwrap_or(&[0; 32])
+    }
+
+    /// The key.
+    pub fn key(&self) -> &[u8] {
+        &self.buffer.as_ref()[field::KEY_START..]
+    }
+
+    /// The owned form (borrowing the key).
+    pub fn repr(&self) -> GetRepr<'_> {
+        GetRepr {
+            pubkey: *self.pubkey(),
+            key: self.key(),
+        }
+    }
+}
+
+impl<'a> Get<&'a [u8]> {
+    /// The owned form, borrowing the key from the datagram.
+    pub fn into_repr(self) -> GetRepr<'a> {
+        GetRepr {
+            pubkey: *self.pubkey(),
+            key: &self.buffer[field::KEY_START..],
+        }
+    }
+}
+
+/// A GET's fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GetRepr<'a> {
+    /// Owner public key.
+    pub pubkey: [u8; 32],
+    /// Key, at most 255 bytes.
+    pub key: &'a [u8],
+}
+
+impl GetRepr<'_> {
+    /// Bytes `emit` writes.
+    pub fn buffer_len(&self) -> usize {
+        GET_HEADER_LEN + self.key.len()
+    }
+
+    /// Writes the GET and returns its length. Panics if the key is over 255 bytes or `buf` is too
+    /// small (caller bugs).
+    pub fn emit(&self, buf: &mut [u8]) -> usize {
+        assert!(self.key.len() <= crate::limits::MAX_KEY_LEN);
+        let len = self.buffer_len();
+        buf[0] = Op::Get as u8;
+        buf[field::PUBKEY].copy_from_slice(&self.pubkey);
+        buf[field::KEY_LEN] = self.key.len() as u8;
+        buf[field::KEY_START..len].copy_from_slice(self.key);
+        len
+    }
+}
