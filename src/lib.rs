@@ -30,7 +30,11 @@
 #![deny(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod backup;
 pub mod keys;
 pub mod limits;
+pub mod net;
+pub mod peer;
 pub mod pow;
+pub mod shard;
 pub mod wire;
