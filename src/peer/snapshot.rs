@@ -1,0 +1,140 @@
+//! The read-only view of active peers that the peer thread publishes and shard owners read to
+//! pick targets: PUT forwards and GETs go to the XOR-closest active peers of a record's owner.
+//!
+//! A snapshot is immutable and shared behind an `Arc`; the peer table builds a new one only when
+//! the active set changes, so readers never lock and never see a half-updated table.
+
+use std::net::SocketAddr;
+
+use crate::keys::distance;
+
+/// One active peer, as targets are chosen from it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PeerInfo {
+    /// The peer's address (normal form).
+    pub addr: SocketAddr,
+    /// The public key pinned to this address.
+    pub pubkey: [u8; 32],
+    /// `id_from_pubkey(pubkey)`; 0 means "never a target".
+    pub id: u64,
+    /// A configured edge.
+    pub edge: bool,
+    /// Decaying storage-challenge success ratio (`trust::Trust::reliability`);
+    /// [`crate::peer::UNPROVEN_RELIABILITY`] until a challenge has been scored.
+    pub reliability: f32,
+}
+
+/// The active peers at one moment, sorted by address.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PeerSnapshot {
+    peers: Vec<PeerInfo>,
+}
+
+impl PeerSnapshot {
+    /// A snapshot of these peers (sorted by address here, so equal sets compare equal).
+    pub fn new(mut peers: Vec<PeerInfo>) -> PeerSnapshot {
+        peers.sort_unstable_by_key(|p| p.addr);
+        PeerSnapshot { peers }
+    }
+
+    /// All active peers, sorted by address.
+    pub fn peers(&self) -> &[PeerInfo] {
+        &self.peers
+    }
+
+    /// Number of active peers.
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// No active peer.
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// The peer at this address, if active.
+    pub fn get(&self, addr: SocketAddr) -> Option<&PeerInfo> {
+        let addr = crate::wire::normalize_addr(addr);
+        self.peers
+            .binary_search_by_key(&addr, |p| p.addr)
+            .ok()
+            .and_then(|i| self.peers.get(i))
+    }
+
+    /// Up to `n` peers closest to `target_id` by XOR distance, closest first (ties by address).
+    /// Peers with ID 0 and the `exclude`d address (e.g. the sender of a PUT) are never chosen.
+    pub fn closest(&self, target_id: u64, n: usize, exclude: Option<SocketAddr>) -> Vec<PeerInfo> {
+        let exclude = exclude.map(crate::wire::normalize_addr);
+        let mut out: Vec<PeerInfo> = self
+            .peers
+            .iter()
+            .filter(|p| p.id != 0 && Some(p.addr) != exclude)
+            .copied()
+            .collect();
+        let key = |p: &PeerInfo| (distance(p.id, target_id), p.addr);
+        if n == 0 {
+            out.clear();
+        } else if n < out.len() {
+            out.select_nth_unstable_by_key(n - 1, key);
+            out.truncate(n);
+        }
+        out.sort_unstable_by_key(key);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(addr: &str, id: u64) -> PeerInfo {
+        let mut pubkey = [0u8; 32];
+        pubkey[..8].copy_from_slice(&id.to_le_bytes());
+        PeerInfo {
+            addr: addr.parse().unwrap(),
+            pubkey,
+            id,
+            edge: false,
+            reliability: crate::peer::UNPROVEN_RELIABILITY,
+        }
+    }
+
+    #[test]
+    fn closest_orders_by_xor_distance_and_skips_id_zero_and_exclude() {
+        let snap = PeerSnapshot::new(vec![
+            info("10.0.0.5:1", 0b0111),
+            info("10.0.0.1:1", 0b1000),
+            info("10.0.0.2:1", 0b0001),
+            info("10.0.0.3:1", 0),
+            info("10.0.0.4:1", 0b0011),
+        ]);
+        assert_eq!(snap.peers()[0].addr, "10.0.0.1:1".parse().unwrap());
+        let ids = |v: Vec<PeerInfo>| v.iter().map(|p| p.id).collect::<Vec<_>>();
+        // Distances to 0b0010: 0b0011→1, 0b0001→3, 0b0111→5, 0b1000→10.
+        assert_eq!(
+            ids(snap.closest(0b0010, 3, None)),
+            vec![0b0011, 0b0001, 0b0111]
+        );
+        assert_eq!(
+            ids(snap.closest(0b0010, 10, None)),
+            vec![0b0011, 0b0001, 0b0111, 0b1000]
+        );
+        assert_eq!(
+            ids(snap.closest(0b0010, 2, Some("10.0.0.4:1".parse().unwrap()))),
+            vec![0b0001, 0b0111]
+        );
+        assert!(snap.closest(0b0010, 0, None).is_empty());
+        // Target 0 is just another id; the peer with id 0 is still never chosen.
+        assert_eq!(ids(snap.closest(0, 1, None)), vec![0b0001]);
+        assert!(PeerSnapshot::default().closest(1, 3, None).is_empty());
+    }
+
+    #[test]
+    fn closest_breaks_ties_by_address_and_get_finds_mapped_addresses() {
+        let snap = PeerSnapshot::new(vec![info("10.0.0.9:1", 7), info("10.0.0.2:1", 7)]);
+        let got = snap.closest(7, 1, None);
+        assert_eq!(got[0].addr, "10.0.0.2:1".parse().unwrap());
+        assert!(snap.get("[::ffff:10.0.0.9]:1".parse().unwrap()).is_some());
+        assert!(snap.get("10.0.0.3:1".parse().unwrap()).is_none());
+    }
+}

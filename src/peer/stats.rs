@@ -1,0 +1,114 @@
+//! Counters of the peer table: what it did, and every reason it refused something.
+//!
+//! Plain integers owned by the peer thread (quinn-proto's `UdpStats` pattern); the thread
+//! publishes copies. Refusals are counted instead of logged.
+
+/// Counters of one peer table. All counts since the table was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerStats {
+    // What came in.
+    /// PINGs handled (answered unless refused).
+    pub pings_received: u64,
+    /// PONGs handled, accepted or not.
+    pub pongs_received: u64,
+    /// PONGs that answered our outstanding challenge correctly.
+    pub pongs_accepted: u64,
+
+    // What went out.
+    /// PINGs we emitted (ping rounds and one per new candidate).
+    pub pings_sent: u64,
+    /// PONGs we emitted.
+    pub pongs_sent: u64,
+    /// GETMYADDRPORT requests we emitted.
+    pub myaddr_requests_sent: u64,
+    /// GETMYADDRPORT_ACKs we emitted.
+    pub myaddr_acks_sent: u64,
+
+    // Life cycle.
+    /// Candidates added (each got one PING).
+    pub candidates_added: u64,
+    /// Candidates forgotten unanswered after `candidate_ttl_ms`.
+    pub candidates_expired: u64,
+    /// Peers (or edges) that answered a PING correctly for the first time.
+    pub authenticated: u64,
+    /// Transitions to active.
+    pub activated: u64,
+    /// Transitions from active to inactive.
+    pub deactivated: u64,
+    /// Peers dropped after `drop_after_ms` of silence (edges: identity forgotten).
+    pub dropped: u64,
+    /// Times the node-wide own address was set or changed.
+    pub own_addr_changes: u64,
+
+    // Refusals of a whole message.
+    /// Datagram from an unusable source address (unspecified, multicast, broadcast, port 0).
+    pub bad_source: u64,
+    /// Datagram from our own address (a loop).
+    pub own_source: u64,
+    /// A message the peer table does not handle (PUT, GET, GET_ACK).
+    pub wrong_op: u64,
+    /// PONG listing more than `npeer_limit` addresses (refused before any side effect).
+    pub too_many_addrs: u64,
+    /// PONG from an address with no outstanding challenge.
+    pub unsolicited_pong: u64,
+    /// PONG whose challenge is not the outstanding one.
+    pub wrong_challenge: u64,
+    /// PONG whose public key differs from the one pinned to its address.
+    pub pubkey_mismatch: u64,
+    /// PONG whose public key is pinned to another address.
+    pub pubkey_in_use: u64,
+    /// PONG signed with our own key (we pinged ourselves).
+    pub own_pubkey: u64,
+    /// PONG whose signature does not verify.
+    pub bad_signature: u64,
+    /// GETMYADDRPORT_ACK without an outstanding request to its sender.
+    pub unsolicited_myaddr_ack: u64,
+    /// GETMYADDRPORT_ACK carrying an unusable address.
+    pub bad_myaddr_ack: u64,
+
+    // Refusals of one address (listed in a PONG, or a stranger that pinged us).
+    /// The address is unusable, or loopback listed by a non-loopback peer.
+    pub bad_addr: u64,
+    /// The address is ours (learned own address or listen address).
+    pub own_addr: u64,
+    /// The peer table is at `max_peers`.
+    pub table_full: u64,
+    /// The candidate list (or its pinger share) is full.
+    pub candidates_full: u64,
+    /// `max_peers_per_ip` reached.
+    pub per_ip_limit: u64,
+    /// `max_peers_per_prefix` reached.
+    pub per_prefix_limit: u64,
+}
+
+impl PeerStats {
+    /// Every refusal counter with a metrics label.
+    pub fn refusals(&self) -> [(&'static str, u64); 18] {
+        [
+            ("bad_source", self.bad_source),
+            ("own_source", self.own_source),
+            ("wrong_op", self.wrong_op),
+            ("too_many_addrs", self.too_many_addrs),
+            ("unsolicited_pong", self.unsolicited_pong),
+            ("wrong_challenge", self.wrong_challenge),
+            ("pubkey_mismatch", self.pubkey_mismatch),
+            ("pubkey_in_use", self.pubkey_in_use),
+            ("own_pubkey", self.own_pubkey),
+            ("bad_signature", self.bad_signature),
+            ("unsolicited_myaddr_ack", self.unsolicited_myaddr_ack),
+            ("bad_myaddr_ack", self.bad_myaddr_ack),
+            ("bad_addr", self.bad_addr),
+            ("own_addr", self.own_addr),
+            ("table_full", self.table_full),
+            ("candidates_full", self.candidates_full),
+            ("per_ip_limit", self.per_ip_limit),
+            ("per_prefix_limit", self.per_prefix_limit),
+        ]
+    }
+
+    /// Sum of all refusal counters.
+    pub fn refused_total(&self) -> u64 {
+        self.refusals().iter().map(|(_, n)| n).sum()
+    }
+}

@@ -1,0 +1,797 @@
+//! [`PeerTable`]: the peer life cycle, the ping schedule, PONG checks, discovery and the
+//! own-address exchange, as a sans-I/O state machine (`handle(now, from, msg)`, `tick(now)`).
+//!
+//! Rules this file enforces (PROTOCOL.md §6, Peers / Amplification):
+//! - Only an address that answered *our* PING with a valid PONG becomes a peer. A PONG is valid
+//!   when it answers the outstanding challenge of its source address, is not signed by a key other
+//!   than the one pinned to that address (or pinned to another address, or ours), and its
+//!   signature verifies over `blake3(challenge ‖ salt)`. Checks run cheapest first and a refused
+//!   PONG changes nothing: only the right answer clears a challenge.
+//! - A PONG's addresses are only candidates. Each candidate (and each stranger that pings us)
+//!   gets one PING; it becomes a peer only by answering it. Candidates and peers are bounded, per
+//!   IP and per prefix too. A PONG listing more than `npeer_limit` addresses is refused first.
+//! - Every peer and edge is pinged once per `ping_period_ms` with a fresh random challenge.
+//! - The table is deterministic for a given seed and input sequence: maps are `BTreeMap`s, so
+//!   iteration (and therefore the order of effects and RNG draws) never depends on hashing.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+use crate::keys::{Keypair, id_from_pubkey, verify_signature};
+use crate::limits::MAX_PONG_ADDRS;
+use crate::peer::addr_check::{IpCounts, IpLimits, LimitHit, check_addr, crosses_loopback_scope};
+use crate::peer::{
+    Effects, Outgoing, PeerConfig, PeerConfigError, PeerEvent, PeerInfo, PeerSnapshot, PeerStats,
+    Trust,
+};
+use crate::wire::{
+    Message, PongRepr, WireAddr, addr_from_wire, addr_to_wire, normalize_addr, pong_signed_hash,
+};
+
+/// A peer: an authenticated address, or an edge (authenticated or not).
+#[derive(Debug, Clone)]
+struct Peer {
+    /// Configured edge: never dropped.
+    edge: bool,
+    /// Pinned by the first valid PONG; `None` only for an edge that has not (re-)authenticated.
+    pubkey: Option<[u8; 32]>,
+    /// When the key was pinned (activation delay runs from here).
+    authenticated_ms: u64,
+    /// Last valid PONG (meaningful only while `pubkey` is set).
+    last_answer_ms: u64,
+    /// Our outstanding challenge; replaced each ping round, cleared only by its right answer.
+    challenge: Option<[u8; 8]>,
+    /// In the snapshot.
+    active: bool,
+    /// Storage-challenge record (scored by a later issue).
+    trust: Trust,
+}
+
+impl Peer {
+    fn edge() -> Peer {
+        Peer {
+            edge: true,
+            pubkey: None,
+            authenticated_ms: 0,
+            last_answer_ms: 0,
+            challenge: None,
+            active: false,
+            trust: Trust::default(),
+        }
+    }
+}
+
+/// An address heard of, pinged once, not yet answered.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    /// When it was added (and pinged).
+    added_ms: u64,
+    /// The challenge of its one PING.
+    challenge: [u8; 8],
+    /// Added because it pinged us (unverified source), not from a PONG list.
+    pinger: bool,
+}
+
+/// The peer table. See the module docs for its rules.
+#[derive(Debug)]
+pub struct PeerTable {
+    config: PeerConfig,
+    keypair: Keypair,
+    /// Our public key, cached (PONGs signed with it are our own).
+    public: [u8; 32],
+    /// Challenges, salts and samples. Seeded, so a simulation replays exactly; seed it from a
+    /// secret random source in production, since challenges must be unpredictable.
+    rng: StdRng,
+    /// Peers and edges by normalised address. At most `max_peers`.
+    peers: BTreeMap<SocketAddr, Peer>,
+    /// Candidates by normalised address. At most `max_candidates`; never also in `peers`.
+    candidates: BTreeMap<SocketAddr, Candidate>,
+    /// Candidates with `pinger` set. At most `max_pinger_candidates`.
+    pinger_candidates: usize,
+    /// Per-IP / per-prefix counts of `peers`.
+    peer_counts: IpCounts,
+    /// Per-IP / per-prefix counts of `candidates`.
+    candidate_counts: IpCounts,
+    /// Pinned keys: which address holds each (one address per key). Same size as the pinned peers.
+    pubkeys: BTreeMap<[u8; 32], SocketAddr>,
+    /// The node-wide own address, from the last accepted GETMYADDRPORT_ACK.
+    own_addr: Option<SocketAddr>,
+    /// Outstanding GETMYADDRPORT requests: destination → when sent. At most one per edge.
+    myaddr_requests: BTreeMap<SocketAddr, u64>,
+    /// When the last GETMYADDRPORT round went out.
+    myaddr_sent_ms: u64,
+    /// When the next GETMYADDRPORT round is due.
+    next_myaddr_ms: u64,
+    /// When the next ping round is due.
+    next_round_ms: u64,
+    /// The latest `now_ms` seen; time never runs backwards inside the table.
+    latest_ms: u64,
+    /// The published view of active peers.
+    snapshot: Arc<PeerSnapshot>,
+    /// The active set changed since `snapshot` was built.
+    snapshot_dirty: bool,
+    stats: PeerStats,
+}
+
+impl PeerTable {
+    /// A table for `config` (validated), answering as `keypair`, with its RNG seeded from `seed`.
+    ///
+    /// The seed makes runs reproducible; in production pass a secret random value (or use
+    /// [`PeerTable::with_seed_bytes`] with 32 random bytes): an off-path attacker who could
+    /// predict our challenges could answer them for a spoofed address.
+    pub fn new(config: PeerConfig, keypair: Keypair, seed: u64) -> Result<Self, PeerConfigError> {
+        Self::with_rng(config, keypair, StdRng::seed_from_u64(seed))
+    }
+
+    /// Like [`PeerTable::new`] with a full 256-bit RNG seed.
+    pub fn with_seed_bytes(
+        config: PeerConfig,
+        keypair: Keypair,
+        seed: [u8; 32],
+    ) -> Result<Self, PeerConfigError> {
+        Self::with_rng(config, keypair, StdRng::from_seed(seed))
+    }
+
+    fn with_rng(
+        mut config: PeerConfig,
+        keypair: Keypair,
+        rng: StdRng,
+    ) -> Result<Self, PeerConfigError> {
+        config.validate()?;
+        config.edges = config.normalized_edges();
+        config.listen_addr = config.listen_addr.map(normalize_addr);
+        let limits = IpLimits {
+            max_per_ip: config.max_peers_per_ip,
+            max_per_prefix: config.max_peers_per_prefix,
+            ipv4_prefix_len_bits: config.ipv4_prefix_len_bits,
+            ipv6_prefix_len_bits: config.ipv6_prefix_len_bits,
+            exempt_loopback: config.exempt_loopback_from_ip_limits,
+        };
+        let mut peers = BTreeMap::new();
+        let mut peer_counts = IpCounts::new(limits);
+        // Edges are configured by the operator: they are counted but never refused by a limit.
+        for &edge in &config.edges {
+            peers.insert(edge, Peer::edge());
+            peer_counts.add(edge.ip());
+        }
+        Ok(PeerTable {
+            public: keypair.public(),
+            keypair,
+            rng,
+            peers,
+            candidates: BTreeMap::new(),
+            pinger_candidates: 0,
+            peer_counts,
+            candidate_counts: IpCounts::new(limits),
+            pubkeys: BTreeMap::new(),
+            own_addr: None,
+            myaddr_requests: BTreeMap::new(),
+            myaddr_sent_ms: 0,
+            next_myaddr_ms: 0,
+            next_round_ms: 0,
+            latest_ms: 0,
+            snapshot: Arc::new(PeerSnapshot::default()),
+            snapshot_dirty: false,
+            stats: PeerStats::default(),
+            config,
+        })
+    }
+
+    // ----- Queries -----
+
+    /// The configuration in use (edges and listen address normalised).
+    pub fn config(&self) -> &PeerConfig {
+        &self.config
+    }
+
+    /// Our public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.public
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &PeerStats {
+        &self.stats
+    }
+
+    /// The active peers (cheap: an `Arc` clone; rebuilt only when the active set changes).
+    pub fn snapshot(&self) -> Arc<PeerSnapshot> {
+        Arc::clone(&self.snapshot)
+    }
+
+    /// The node-wide own address, once an edge told us.
+    pub fn own_addr(&self) -> Option<SocketAddr> {
+        self.own_addr
+    }
+
+    /// Whether `addr` answered our PING with a valid PONG and has not been dropped since: it
+    /// demonstrably receives our packets, so replies to it need no amplification budget.
+    pub fn is_proven(&self, addr: SocketAddr) -> bool {
+        self.proven(normalize_addr(addr))
+    }
+
+    fn proven(&self, addr: SocketAddr) -> bool {
+        self.peers.get(&addr).is_some_and(|p| p.pubkey.is_some())
+    }
+
+    /// Whether `addr` is in the table (a peer or an edge, authenticated or not).
+    pub fn is_peer(&self, addr: SocketAddr) -> bool {
+        self.peers.contains_key(&normalize_addr(addr))
+    }
+
+    /// Whether `addr` is a candidate (pinged once, not answered yet).
+    pub fn is_candidate(&self, addr: SocketAddr) -> bool {
+        self.candidates.contains_key(&normalize_addr(addr))
+    }
+
+    /// Whether `addr` is an active peer.
+    pub fn is_active(&self, addr: SocketAddr) -> bool {
+        self.peers
+            .get(&normalize_addr(addr))
+            .is_some_and(|p| p.active)
+    }
+
+    /// The key pinned to `addr`, if it is an authenticated peer.
+    pub fn pubkey_of(&self, addr: SocketAddr) -> Option<[u8; 32]> {
+        self.peers.get(&normalize_addr(addr)).and_then(|p| p.pubkey)
+    }
+
+    /// Whether we have a PING to `addr` awaiting its answer.
+    pub fn has_outstanding_challenge(&self, addr: SocketAddr) -> bool {
+        let addr = normalize_addr(addr);
+        self.peers.get(&addr).is_some_and(|p| p.challenge.is_some())
+            || self.candidates.contains_key(&addr)
+    }
+
+    /// Peers and edges in the table.
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Candidates waiting for their answer.
+    pub fn candidate_count(&self) -> usize {
+        self.candidates.len()
+    }
+
+    /// The earliest time a [`PeerTable::tick`] has scheduled work (a ping round or an own-address
+    /// request). Deactivation, drops and candidate expiry are checked on every tick, so ticking at
+    /// least every `ping_period_ms` (which this time guarantees) bounds their lateness by it.
+    pub fn next_tick_ms(&self) -> u64 {
+        if self.config.edges.is_empty() {
+            self.next_round_ms
+        } else {
+            self.next_round_ms.min(self.next_myaddr_ms)
+        }
+    }
+
+    // ----- Inputs -----
+
+    /// Handles one message from `from`. PING, PONG, GETMYADDRPORT and GETMYADDRPORT_ACK are the
+    /// peer table's; anything else is counted as `wrong_op` and ignored. Never panics.
+    pub fn handle(&mut self, now_ms: u64, from: SocketAddr, msg: &Message<'_>) -> Effects {
+        let now = self.clock(now_ms);
+        let from = normalize_addr(from);
+        let mut fx = Effects::default();
+        if !matches!(
+            msg,
+            Message::Ping { .. }
+                | Message::Pong(_)
+                | Message::GetMyAddrPort
+                | Message::GetMyAddrPortAck(_)
+        ) {
+            self.stats.wrong_op += 1;
+            return fx;
+        }
+        if check_addr(from).is_err() {
+            self.stats.bad_source += 1;
+            return fx;
+        }
+        if self.is_ours(from) {
+            self.stats.own_source += 1;
+            return fx;
+        }
+        match msg {
+            Message::Ping { challenge } => self.on_ping(now, from, challenge, &mut fx),
+            Message::Pong(pong) => self.on_pong(now, from, pong, &mut fx),
+            Message::GetMyAddrPort => self.on_myaddr_request(from, &mut fx),
+            Message::GetMyAddrPortAck(addr) => self.on_myaddr_ack(now, from, addr, &mut fx),
+            _ => {}
+        }
+        self.refresh_snapshot();
+        fx
+    }
+
+    /// Advances time: expires candidates, (de)activates and drops peers, and sends the ping round
+    /// and own-address requests when due. Call it at least every `ping_period_ms` (see
+    /// [`PeerTable::next_tick_ms`]).
+    pub fn tick(&mut self, now_ms: u64) -> Effects {
+        let now = self.clock(now_ms);
+        let mut fx = Effects::default();
+        self.expire_candidates(now);
+        self.update_peer_states(now, &mut fx);
+        if now >= self.next_round_ms {
+            self.ping_round(&mut fx);
+            self.next_round_ms = now.saturating_add(self.config.ping_period_ms);
+        }
+        self.myaddr_round(now, &mut fx);
+        self.refresh_snapshot();
+        fx
+    }
+
+    /// Reserved for storage-challenge scoring: records an outcome for the peer at `addr` with the
+    /// given history `decay`. Returns false if `addr` is not a peer.
+    pub fn record_challenge(&mut self, addr: SocketAddr, success: bool, decay: f32) -> bool {
+        let addr = normalize_addr(addr);
+        let Some(peer) = self.peers.get_mut(&addr) else {
+            return false;
+        };
+        peer.trust.record(success, decay);
+        if peer.active {
+            self.snapshot_dirty = true;
+        }
+        self.refresh_snapshot();
+        true
+    }
+
+    // ----- Handlers -----
+
+    fn on_ping(&mut self, now: u64, from: SocketAddr, challenge: &[u8; 8], fx: &mut Effects) {
+        self.stats.pings_received += 1;
+        let pong = self.make_pong(challenge, from);
+        fx.send(from, self.proven(from), Outgoing::Pong(pong));
+        self.stats.pongs_sent += 1;
+        // A stranger gets one PING of ours (as a candidate) until it answers.
+        if !self.peers.contains_key(&from) && !self.candidates.contains_key(&from) {
+            self.try_add_candidate(now, from, true, fx);
+        }
+    }
+
+    fn on_pong(&mut self, now: u64, from: SocketAddr, pong: &PongRepr, fx: &mut Effects) {
+        self.stats.pongs_received += 1;
+        // Before any side effect.
+        if pong.addr_count > self.config.npeer_limit.min(MAX_PONG_ADDRS) {
+            self.stats.too_many_addrs += 1;
+            return;
+        }
+        let (expected, pinned) = if let Some(peer) = self.peers.get(&from) {
+            (peer.challenge, peer.pubkey)
+        } else if let Some(candidate) = self.candidates.get(&from) {
+            (Some(candidate.challenge), None)
+        } else {
+            (None, None)
+        };
+        let Some(expected) = expected else {
+            self.stats.unsolicited_pong += 1;
+            return;
+        };
+        if pong.challenge != expected {
+            self.stats.wrong_challenge += 1;
+            return;
+        }
+        if pinned.is_some_and(|key| key != pong.pubkey) {
+            self.stats.pubkey_mismatch += 1;
+            return;
+        }
+        if pong.pubkey == self.public {
+            self.stats.own_pubkey += 1;
+            return;
+        }
+        if self.pubkeys.get(&pong.pubkey).is_some_and(|&at| at != from) {
+            self.stats.pubkey_in_use += 1;
+            return;
+        }
+        let hash = pong_signed_hash(&pong.challenge, &pong.salt);
+        if !verify_signature(&pong.pubkey, &hash, &pong.sig) {
+            self.stats.bad_signature += 1;
+            return;
+        }
+        if !self.accept_answer(now, from, pong.pubkey, fx) {
+            return;
+        }
+        self.stats.pongs_accepted += 1;
+        for wire in pong.addrs() {
+            self.consider_listed(now, from, wire, fx);
+        }
+    }
+
+    fn on_myaddr_request(&mut self, from: SocketAddr, fx: &mut Effects) {
+        fx.send(
+            from,
+            self.proven(from),
+            Outgoing::GetMyAddrPortAck(addr_to_wire(from)),
+        );
+        self.stats.myaddr_acks_sent += 1;
+    }
+
+    fn on_myaddr_ack(&mut self, now: u64, from: SocketAddr, wire: &WireAddr, fx: &mut Effects) {
+        let timeout_ms = self.config.getmyaddrport_timeout_ms;
+        let asked = self
+            .myaddr_requests
+            .get(&from)
+            .is_some_and(|&sent| now.saturating_sub(sent) < timeout_ms);
+        if !asked {
+            self.stats.unsolicited_myaddr_ack += 1;
+            return;
+        }
+        let addr = addr_from_wire(wire);
+        if check_addr(addr).is_err() {
+            // Like a junk PONG, a junk answer does not clear the request.
+            self.stats.bad_myaddr_ack += 1;
+            return;
+        }
+        self.myaddr_requests.remove(&from);
+        if self.own_addr.is_none() {
+            // Learned: from now on refresh at the slow period.
+            self.next_myaddr_ms = self
+                .myaddr_sent_ms
+                .saturating_add(self.config.getmyaddrport_every_ms);
+        }
+        if self.own_addr != Some(addr) {
+            self.own_addr = Some(addr);
+            self.stats.own_addr_changes += 1;
+            fx.event(PeerEvent::OwnAddrLearned { addr });
+            self.forget_own_addr(addr, fx);
+        }
+    }
+
+    // ----- Life cycle -----
+
+    /// `from` answered its outstanding challenge with a verified PONG signed by `pubkey`.
+    /// Returns false if it was a candidate that could not be promoted.
+    fn accept_answer(
+        &mut self,
+        now: u64,
+        from: SocketAddr,
+        pubkey: [u8; 32],
+        fx: &mut Effects,
+    ) -> bool {
+        if let Some(peer) = self.peers.get_mut(&from) {
+            peer.challenge = None;
+            peer.last_answer_ms = now;
+            if peer.pubkey.is_none() {
+                peer.pubkey = Some(pubkey);
+                peer.authenticated_ms = now;
+                self.pubkeys.insert(pubkey, from);
+                self.stats.authenticated += 1;
+                fx.event(PeerEvent::Authenticated { addr: from, pubkey });
+            }
+            self.update_activity(now, from, fx);
+            return true;
+        }
+        if self.remove_candidate(from).is_none() {
+            debug_assert!(false, "an accepted PONG comes from a peer or a candidate");
+            return false;
+        }
+        if self.peers.len() >= self.config.max_peers {
+            self.stats.table_full += 1;
+            return false;
+        }
+        if let Err(hit) = self.peer_counts.check(from.ip()) {
+            self.count_limit(hit);
+            return false;
+        }
+        self.peers.insert(
+            from,
+            Peer {
+                edge: false,
+                pubkey: Some(pubkey),
+                authenticated_ms: now,
+                last_answer_ms: now,
+                challenge: None,
+                active: false,
+                trust: Trust::default(),
+            },
+        );
+        self.peer_counts.add(from.ip());
+        self.pubkeys.insert(pubkey, from);
+        self.stats.authenticated += 1;
+        fx.event(PeerEvent::Authenticated { addr: from, pubkey });
+        self.update_activity(now, from, fx);
+        true
+    }
+
+    /// Whether `peer` should be active at `now`.
+    fn qualifies(config: &PeerConfig, peer: &Peer, now: u64) -> bool {
+        peer.pubkey.is_some()
+            && (peer.edge
+                || now.saturating_sub(peer.authenticated_ms) >= config.activation_delay_ms)
+            && now.saturating_sub(peer.last_answer_ms) < config.deactivate_after_ms
+    }
+
+    /// Re-evaluates one peer's active flag, with its event.
+    fn update_activity(&mut self, now: u64, addr: SocketAddr, fx: &mut Effects) {
+        let PeerTable {
+            config,
+            peers,
+            stats,
+            snapshot_dirty,
+            ..
+        } = self;
+        if let Some(peer) = peers.get_mut(&addr) {
+            let active = Self::qualifies(config, peer, now);
+            *snapshot_dirty |= set_active(addr, peer, active, stats, fx);
+        }
+    }
+
+    /// Drops peers silent for `drop_after_ms` and re-evaluates everyone else's active flag.
+    fn update_peer_states(&mut self, now: u64, fx: &mut Effects) {
+        let mut silent = Vec::new();
+        let PeerTable {
+            config,
+            peers,
+            stats,
+            snapshot_dirty,
+            ..
+        } = self;
+        for (&addr, peer) in peers.iter_mut() {
+            if peer.pubkey.is_some()
+                && now.saturating_sub(peer.last_answer_ms) >= config.drop_after_ms
+            {
+                silent.push(addr);
+                continue;
+            }
+            let active = Self::qualifies(config, peer, now);
+            *snapshot_dirty |= set_active(addr, peer, active, stats, fx);
+        }
+        for addr in silent {
+            self.drop_peer(addr, fx);
+        }
+    }
+
+    /// Forgets a peer (an edge keeps its place and only forgets its key).
+    fn drop_peer(&mut self, addr: SocketAddr, fx: &mut Effects) {
+        let Some(peer) = self.peers.get_mut(&addr) else {
+            return;
+        };
+        self.snapshot_dirty |= set_active(addr, peer, false, &mut self.stats, fx);
+        if let Some(key) = peer.pubkey.take() {
+            self.pubkeys.remove(&key);
+        }
+        if peer.edge {
+            peer.trust = Trust::default();
+        } else {
+            self.peers.remove(&addr);
+            self.peer_counts.remove(addr.ip());
+        }
+        self.stats.dropped += 1;
+        fx.event(PeerEvent::Dropped { addr });
+    }
+
+    /// Our own address was learned: it must not stay a peer or a candidate.
+    fn forget_own_addr(&mut self, addr: SocketAddr, fx: &mut Effects) {
+        self.remove_candidate(addr);
+        if self.peers.get(&addr).is_some_and(|p| !p.edge) {
+            self.drop_peer(addr, fx);
+        }
+    }
+
+    fn ping_round(&mut self, fx: &mut Effects) {
+        for (&addr, peer) in self.peers.iter_mut() {
+            let challenge: [u8; 8] = self.rng.r#gen();
+            peer.challenge = Some(challenge);
+            fx.send(addr, peer.pubkey.is_some(), Outgoing::Ping { challenge });
+            self.stats.pings_sent += 1;
+        }
+    }
+
+    fn myaddr_round(&mut self, now: u64, fx: &mut Effects) {
+        let timeout_ms = self.config.getmyaddrport_timeout_ms;
+        self.myaddr_requests
+            .retain(|_, &mut sent| now.saturating_sub(sent) < timeout_ms);
+        if self.config.edges.is_empty() || now < self.next_myaddr_ms {
+            return;
+        }
+        for &edge in &self.config.edges {
+            let proven = self.peers.get(&edge).is_some_and(|p| p.pubkey.is_some());
+            fx.send(edge, proven, Outgoing::GetMyAddrPort);
+            self.myaddr_requests.insert(edge, now);
+            self.stats.myaddr_requests_sent += 1;
+        }
+        self.myaddr_sent_ms = now;
+        let wait_ms = if self.own_addr.is_some() {
+            self.config.getmyaddrport_every_ms
+        } else {
+            self.config.getmyaddrport_retry_ms
+        };
+        self.next_myaddr_ms = now.saturating_add(wait_ms);
+    }
+
+    // ----- Candidates -----
+
+    /// An address listed in a verified PONG from `source`.
+    fn consider_listed(&mut self, now: u64, source: SocketAddr, wire: &WireAddr, fx: &mut Effects) {
+        let addr = addr_from_wire(wire);
+        if check_addr(addr).is_err() || crosses_loopback_scope(addr, source) {
+            self.stats.bad_addr += 1;
+            return;
+        }
+        if self.is_ours(addr) {
+            self.stats.own_addr += 1;
+            return;
+        }
+        if addr == source || self.peers.contains_key(&addr) || self.candidates.contains_key(&addr) {
+            return;
+        }
+        self.try_add_candidate(now, addr, false, fx);
+    }
+
+    /// Adds a candidate and sends its one PING, if every bound allows.
+    fn try_add_candidate(&mut self, now: u64, addr: SocketAddr, pinger: bool, fx: &mut Effects) {
+        if self.peers.len() >= self.config.max_peers {
+            // It could not be promoted anyway; don't spend a PING on it.
+            self.stats.table_full += 1;
+            return;
+        }
+        if self.candidates.len() >= self.config.max_candidates
+            || (pinger && self.pinger_candidates >= self.config.max_pinger_candidates)
+        {
+            self.stats.candidates_full += 1;
+            return;
+        }
+        let ip = addr.ip();
+        if let Err(hit) = self
+            .candidate_counts
+            .check(ip)
+            .and_then(|()| self.peer_counts.check(ip))
+        {
+            self.count_limit(hit);
+            return;
+        }
+        let challenge: [u8; 8] = self.rng.r#gen();
+        self.candidates.insert(
+            addr,
+            Candidate {
+                added_ms: now,
+                challenge,
+                pinger,
+            },
+        );
+        self.candidate_counts.add(ip);
+        if pinger {
+            self.pinger_candidates += 1;
+        }
+        self.stats.candidates_added += 1;
+        self.stats.pings_sent += 1;
+        fx.send(addr, false, Outgoing::Ping { challenge });
+    }
+
+    fn remove_candidate(&mut self, addr: SocketAddr) -> Option<Candidate> {
+        let candidate = self.candidates.remove(&addr)?;
+        self.candidate_counts.remove(addr.ip());
+        if candidate.pinger {
+            self.pinger_candidates = self.pinger_candidates.saturating_sub(1);
+        }
+        Some(candidate)
+    }
+
+    fn expire_candidates(&mut self, now: u64) {
+        let ttl_ms = self.config.candidate_ttl_ms;
+        let PeerTable {
+            candidates,
+            candidate_counts,
+            pinger_candidates,
+            stats,
+            ..
+        } = self;
+        candidates.retain(|addr, candidate| {
+            let keep = now.saturating_sub(candidate.added_ms) < ttl_ms;
+            if !keep {
+                candidate_counts.remove(addr.ip());
+                if candidate.pinger {
+                    *pinger_candidates = pinger_candidates.saturating_sub(1);
+                }
+                stats.candidates_expired += 1;
+            }
+            keep
+        });
+    }
+
+    // ----- Helpers -----
+
+    fn clock(&mut self, now_ms: u64) -> u64 {
+        self.latest_ms = self.latest_ms.max(now_ms);
+        self.latest_ms
+    }
+
+    /// Our learned address, our listen address, or (listening on an unspecified IP) a loopback
+    /// address with our port.
+    fn is_ours(&self, addr: SocketAddr) -> bool {
+        if self.own_addr == Some(addr) {
+            return true;
+        }
+        match self.config.listen_addr {
+            Some(listen) if listen == addr => true,
+            Some(listen) => {
+                listen.ip().is_unspecified()
+                    && listen.port() == addr.port()
+                    && addr.ip().is_loopback()
+            }
+            None => false,
+        }
+    }
+
+    fn count_limit(&mut self, hit: LimitHit) {
+        match hit {
+            LimitHit::PerIp => self.stats.per_ip_limit += 1,
+            LimitHit::PerPrefix => self.stats.per_prefix_limit += 1,
+        }
+    }
+
+    /// Our signed PONG for `challenge`, listing up to `npeer_limit` random active peers other
+    /// than the asker.
+    fn make_pong(&mut self, challenge: &[u8; 8], asker: SocketAddr) -> PongRepr {
+        let salt: [u8; 16] = self.rng.r#gen();
+        let sig = self.keypair.sign(&pong_signed_hash(challenge, &salt));
+        let mut pong = PongRepr {
+            addr_count: 0,
+            addrs: [[0; crate::limits::ADDR_LEN]; MAX_PONG_ADDRS],
+            challenge: *challenge,
+            salt,
+            pubkey: self.public,
+            sig,
+        };
+        let want = self.config.npeer_limit.min(MAX_PONG_ADDRS);
+        let snapshot = Arc::clone(&self.snapshot);
+        // One extra draw, in case the asker itself is among them.
+        for info in snapshot.peers().choose_multiple(&mut self.rng, want + 1) {
+            if pong.addr_count >= want {
+                break;
+            }
+            if info.addr != asker {
+                pong.addrs[pong.addr_count] = addr_to_wire(info.addr);
+                pong.addr_count += 1;
+            }
+        }
+        pong
+    }
+
+    fn refresh_snapshot(&mut self) {
+        if !self.snapshot_dirty {
+            return;
+        }
+        self.snapshot_dirty = false;
+        let peers = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.active)
+            .filter_map(|(&addr, p)| {
+                p.pubkey.map(|pubkey| PeerInfo {
+                    addr,
+                    pubkey,
+                    id: id_from_pubkey(&pubkey),
+                    edge: p.edge,
+                    reliability: p.trust.reliability(),
+                })
+            })
+            .collect();
+        self.snapshot = Arc::new(PeerSnapshot::new(peers));
+    }
+}
+
+/// Sets a peer's active flag; on a change, counts it and emits its event. Returns whether it
+/// changed (the snapshot must then be rebuilt).
+fn set_active(
+    addr: SocketAddr,
+    peer: &mut Peer,
+    active: bool,
+    stats: &mut PeerStats,
+    fx: &mut Effects,
+) -> bool {
+    if peer.active == active {
+        return false;
+    }
+    peer.active = active;
+    if active {
+        stats.activated += 1;
+        fx.event(PeerEvent::Activated { addr });
+    } else {
+        stats.deactivated += 1;
+        fx.event(PeerEvent::Deactivated { addr });
+    }
+    true
+}

@@ -1,0 +1,1081 @@
+//! One-thread tests of the peer table with a simulated clock: real tables talking through a
+//! hand-driven network (every datagram is emitted to bytes and parsed back), and scripted remote
+//! nodes that answer with real signed PONGs from their own key pairs.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::net::SocketAddr;
+
+use super::*;
+use crate::keys::{Keypair, verify_signature};
+use crate::limits::{ADDR_LEN, MAX_PACKET_LEN, MAX_PONG_ADDRS};
+use crate::wire::{Message, PongRepr, addr_from_wire, addr_to_wire, pong_signed_hash};
+
+// ----- Helpers -----
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn key(n: u8) -> Keypair {
+    Keypair::from_seed(&[n; 32])
+}
+
+/// A config with these edges and listen address, otherwise the defaults.
+fn config(listen: &str, edges: &[&str]) -> PeerConfig {
+    PeerConfig {
+        listen_addr: Some(sa(listen)),
+        edges: edges.iter().map(|e| sa(e)).collect(),
+        ..PeerConfig::default()
+    }
+}
+
+fn table(listen: &str, edges: &[&str], seed: u64) -> PeerTable {
+    PeerTable::new(config(listen, edges), key(seed as u8 + 100), seed).unwrap()
+}
+
+/// A PONG from `responder` answering `challenge`, listing `addrs`.
+fn pong(responder: &Keypair, challenge: [u8; 8], addrs: &[SocketAddr]) -> PongRepr {
+    let salt = [7u8; 16];
+    let mut repr = PongRepr {
+        addr_count: 0,
+        addrs: [[0; ADDR_LEN]; MAX_PONG_ADDRS],
+        challenge,
+        salt,
+        pubkey: responder.public(),
+        sig: responder.sign(&pong_signed_hash(&challenge, &salt)),
+    };
+    for &a in addrs {
+        repr.addrs[repr.addr_count] = addr_to_wire(a);
+        repr.addr_count += 1;
+    }
+    repr
+}
+
+/// The challenge of the last PING in `fx` to `to`.
+fn ping_to(fx: &Effects, to: SocketAddr) -> Option<[u8; 8]> {
+    fx.datagrams.iter().rev().find_map(|d| match d.message {
+        Outgoing::Ping { challenge } if d.to == to => Some(challenge),
+        _ => None,
+    })
+}
+
+fn pings_to(fx: &Effects, to: SocketAddr) -> usize {
+    fx.datagrams
+        .iter()
+        .filter(|d| d.to == to && matches!(d.message, Outgoing::Ping { .. }))
+        .count()
+}
+
+/// Sends `pong` from `from` to `t` through the wire codec.
+fn deliver_pong(t: &mut PeerTable, now: u64, from: SocketAddr, pong: PongRepr) -> Effects {
+    t.handle(now, from, &Message::Pong(pong))
+}
+
+/// A table with one edge `E` (scripted by the test) that has authenticated it at time 0.
+/// Returns the table, E's address and E's key pair.
+fn table_with_authenticated_edge() -> (PeerTable, SocketAddr, Keypair) {
+    let e = sa("10.0.1.1:4000");
+    let ek = key(1);
+    let mut t = table("10.0.0.1:4000", &["10.0.1.1:4000"], 1);
+    let fx = t.tick(0);
+    let c = ping_to(&fx, e).unwrap();
+    let fx = deliver_pong(&mut t, 0, e, pong(&ek, c, &[]));
+    assert!(fx.events.contains(&PeerEvent::Authenticated {
+        addr: e,
+        pubkey: ek.public()
+    }));
+    (t, e, ek)
+}
+
+/// Lets E answer the next ping round at `now` with `addrs`.
+fn edge_answers(
+    t: &mut PeerTable,
+    now: u64,
+    e: SocketAddr,
+    ek: &Keypair,
+    addrs: &[SocketAddr],
+) -> Effects {
+    let fx = t.tick(now);
+    let c = ping_to(&fx, e).expect("edge pinged this round");
+    deliver_pong(t, now, e, pong(ek, c, addrs))
+}
+
+/// Tables exchanging datagrams instantly through the codec; nodes in `down` neither send nor
+/// receive. The clock advances in `STEP_MS` steps, ticking every table at each step.
+struct Net {
+    nodes: Vec<(SocketAddr, PeerTable)>,
+    now_ms: u64,
+    down: BTreeSet<SocketAddr>,
+    /// Every datagram sent (sender, datagram), delivered or not.
+    sent: Vec<(SocketAddr, Datagram)>,
+    /// Every event (node, event).
+    events: Vec<(SocketAddr, PeerEvent)>,
+}
+
+const STEP_MS: u64 = 100;
+/// A bound on datagrams per delivery burst (a loop would otherwise hang the test).
+const MAX_BURST: usize = 100_000;
+
+impl Net {
+    fn new(nodes: Vec<(SocketAddr, PeerTable)>) -> Net {
+        Net {
+            nodes,
+            now_ms: 0,
+            down: BTreeSet::new(),
+            sent: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    fn table(&self, addr: SocketAddr) -> &PeerTable {
+        &self.nodes.iter().find(|(a, _)| *a == addr).unwrap().1
+    }
+
+    fn deliver(&mut self, from: SocketAddr, fx: Effects) {
+        let mut queue: VecDeque<(SocketAddr, Effects)> = VecDeque::from([(from, fx)]);
+        let mut burst = 0;
+        while let Some((src, fx)) = queue.pop_front() {
+            self.events.extend(fx.events.iter().map(|e| (src, *e)));
+            for d in fx.datagrams {
+                burst += 1;
+                assert!(burst < MAX_BURST, "datagram storm");
+                self.sent.push((src, d));
+                if self.down.contains(&src) || self.down.contains(&d.to) {
+                    continue;
+                }
+                let Some(i) = self.nodes.iter().position(|(a, _)| *a == d.to) else {
+                    continue;
+                };
+                let mut buf = [0u8; MAX_PACKET_LEN];
+                let n = d.message.emit(&mut buf);
+                let msg = Message::parse(&buf[..n]).unwrap();
+                let reply = self.nodes[i].1.handle(self.now_ms, src, &msg);
+                queue.push_back((d.to, reply));
+            }
+        }
+    }
+
+    fn tick_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            let (addr, _) = self.nodes[i];
+            if self.down.contains(&addr) {
+                continue;
+            }
+            let fx = self.nodes[i].1.tick(self.now_ms);
+            self.deliver(addr, fx);
+        }
+    }
+
+    /// Ticks at the current time, then at every step up to and including `t`.
+    fn run_until(&mut self, t: u64) {
+        self.tick_all();
+        while self.now_ms + STEP_MS <= t {
+            self.now_ms += STEP_MS;
+            self.tick_all();
+        }
+    }
+}
+
+// ----- Handshake and life cycle -----
+
+/// A (no edges) and B (edge A) at time 0. Returns the net and both addresses.
+fn two_nodes() -> (Net, SocketAddr, SocketAddr) {
+    let a = sa("10.0.0.1:4000");
+    let b = sa("10.0.2.1:4000");
+    let ta = table("10.0.0.1:4000", &[], 1);
+    let tb = table("10.0.2.1:4000", &["10.0.0.1:4000"], 2);
+    (Net::new(vec![(a, ta), (b, tb)]), a, b)
+}
+
+#[test]
+fn handshake_authenticates_then_activates_after_the_delay() {
+    let (mut net, a, b) = two_nodes();
+    net.run_until(0);
+    // B pinged its edge A; A answered, pinged the stranger B once; B answered.
+    let ta = net.table(a);
+    assert!(ta.is_peer(b));
+    assert!(ta.is_proven(b));
+    assert_eq!(ta.pubkey_of(b), Some(key(102).public()));
+    assert!(!ta.is_active(b), "not before the activation delay");
+    assert!(ta.snapshot().is_empty());
+    // The edge activates at once on B's side.
+    let tb = net.table(b);
+    assert!(tb.is_active(a));
+    assert_eq!(tb.snapshot().peers()[0].id, key(101).id());
+    assert!(net.events.contains(&(
+        a,
+        PeerEvent::Authenticated {
+            addr: b,
+            pubkey: key(102).public()
+        }
+    )));
+
+    net.run_until(4900);
+    assert!(!net.table(a).is_active(b));
+    net.run_until(5000);
+    assert!(net.table(a).is_active(b));
+    assert!(net.events.contains(&(a, PeerEvent::Activated { addr: b })));
+    let snap = net.table(a).snapshot();
+    assert_eq!(snap.len(), 1);
+    let info = snap.peers()[0];
+    assert_eq!(info.addr, b);
+    assert_eq!(info.pubkey, key(102).public());
+    assert_eq!(info.id, key(102).id());
+    assert_eq!(info.reliability, UNPROVEN_RELIABILITY);
+    assert!(!info.edge);
+}
+
+#[test]
+fn deactivation_and_drop_follow_the_last_answer() {
+    let (mut net, a, b) = two_nodes();
+    net.run_until(6000); // B answered the round at 6000.
+    assert!(net.table(a).is_active(b));
+    net.down.insert(b);
+    net.now_ms += STEP_MS;
+    net.run_until(8900);
+    assert!(net.table(a).is_active(b));
+    net.run_until(9000);
+    assert!(!net.table(a).is_active(b), "3 s without an answer");
+    assert!(net.table(a).is_peer(b));
+    assert!(
+        net.events
+            .contains(&(a, PeerEvent::Deactivated { addr: b }))
+    );
+    net.run_until(17_900);
+    assert!(net.table(a).is_peer(b));
+    net.run_until(18_000);
+    assert!(!net.table(a).is_peer(b), "12 s without an answer");
+    assert!(!net.table(a).is_proven(b));
+    assert!(net.events.contains(&(a, PeerEvent::Dropped { addr: b })));
+    // Deactivated once, dropped once.
+    let count = |e: PeerEvent| net.events.iter().filter(|x| **x == (a, e)).count();
+    assert_eq!(count(PeerEvent::Deactivated { addr: b }), 1);
+    assert_eq!(count(PeerEvent::Dropped { addr: b }), 1);
+    assert_eq!(net.table(a).stats().dropped, 1);
+}
+
+#[test]
+fn silent_peers_are_dropped_but_edges_stay_and_keep_being_pinged() {
+    let (mut net, a, b) = two_nodes();
+    net.run_until(2000);
+    net.down.insert(a);
+    net.now_ms += STEP_MS;
+    net.run_until(60_000);
+    let tb = net.table(b);
+    // A is B's edge: it answered until 2000, so its key was forgotten at 14000, but it stays.
+    assert!(tb.is_peer(a));
+    assert_eq!(tb.pubkey_of(a), None);
+    assert!(!tb.is_proven(a));
+    assert!(!tb.is_active(a));
+    assert!(net.events.contains(&(b, PeerEvent::Dropped { addr: a })));
+    // Pinged once per second all along: rounds at 0, 1000, …, 60000.
+    let pings = net
+        .sent
+        .iter()
+        .filter(|(src, d)| *src == b && d.to == a && matches!(d.message, Outgoing::Ping { .. }))
+        .count();
+    assert_eq!(pings, 61);
+    // A comes back: it re-authenticates and is active again at once (an edge).
+    net.down.remove(&a);
+    net.now_ms += STEP_MS;
+    net.run_until(61_000);
+    assert!(net.table(b).is_active(a));
+    assert_eq!(net.table(b).pubkey_of(a), Some(key(101).public()));
+}
+
+#[test]
+fn an_edge_that_never_answers_is_never_dropped() {
+    let mut t = table("10.0.0.1:4000", &["10.0.1.1:4000"], 1);
+    let e = sa("10.0.1.1:4000");
+    let mut pings = 0;
+    for now in (0..=60_000).step_by(500) {
+        pings += pings_to(&t.tick(now), e);
+    }
+    assert_eq!(pings, 61);
+    assert!(t.is_peer(e));
+    assert_eq!(t.stats().dropped, 0);
+    // Pings to an unauthenticated edge are unproven.
+    let fx = t.tick(61_000);
+    assert!(fx.datagrams.iter().all(|d| !d.to_proven));
+}
+
+#[test]
+fn an_edge_reauthenticates_with_a_new_key_after_silence() {
+    let (mut t, e, _ek) = table_with_authenticated_edge();
+    let mut fx = Effects::default();
+    for now in (1000..=12_000).step_by(1000) {
+        fx.append(&mut t.tick(now));
+    }
+    assert!(fx.events.contains(&PeerEvent::Dropped { addr: e }));
+    assert!(t.is_peer(e));
+    let new_key = key(9);
+    let fx = edge_answers(&mut t, 13_000, e, &new_key, &[]);
+    assert!(fx.events.contains(&PeerEvent::Authenticated {
+        addr: e,
+        pubkey: new_key.public()
+    }));
+    assert_eq!(t.pubkey_of(e), Some(new_key.public()));
+}
+
+// ----- PONG checks -----
+
+#[test]
+fn junk_pongs_neither_clear_the_challenge_nor_authenticate() {
+    let e = sa("10.0.1.1:4000");
+    let ek = key(1);
+    let mut t = table("10.0.0.1:4000", &["10.0.1.1:4000"], 1);
+    let c = ping_to(&t.tick(0), e).unwrap();
+    let mut wrong = c;
+    wrong[0] ^= 1;
+    let mut bad_sig = pong(&ek, c, &[]);
+    bad_sig.sig[10] ^= 1;
+    let mut signed_by_other = pong(&key(2), c, &[]);
+    signed_by_other.pubkey = ek.public();
+    let own = pong(&key(101), c, &[]); // Our own key: we pinged ourselves.
+    let junk = [
+        pong(&ek, wrong, &[]),
+        bad_sig,
+        signed_by_other,
+        own,
+        pong_with_count(&ek, c, 6), // more than the wire's 5
+    ];
+    for j in junk {
+        let fx = deliver_pong(&mut t, 10, e, j);
+        assert!(fx.is_empty());
+        assert!(t.has_outstanding_challenge(e));
+        assert!(!t.is_proven(e));
+        assert_eq!(t.pubkey_of(e), None);
+    }
+    let s = *t.stats();
+    assert_eq!(s.wrong_challenge, 1);
+    assert_eq!(s.bad_signature, 2);
+    assert_eq!(s.own_pubkey, 1);
+    assert_eq!(s.too_many_addrs, 1);
+    assert_eq!(s.pongs_accepted, 0);
+    // The right answer still works, and clears the challenge.
+    deliver_pong(&mut t, 20, e, pong(&ek, c, &[]));
+    assert!(t.is_proven(e));
+    assert!(!t.has_outstanding_challenge(e));
+    // Replaying it is unsolicited.
+    let fx = deliver_pong(&mut t, 30, e, pong(&ek, c, &[]));
+    assert!(fx.is_empty());
+    assert_eq!(t.stats().unsolicited_pong, 1);
+}
+
+fn pong_with_count(responder: &Keypair, challenge: [u8; 8], count: usize) -> PongRepr {
+    let mut p = pong(responder, challenge, &[]);
+    p.addr_count = count;
+    p
+}
+
+#[test]
+fn a_pong_from_nowhere_is_unsolicited() {
+    let mut t = table("10.0.0.1:4000", &[], 1);
+    let fx = deliver_pong(&mut t, 0, sa("10.9.0.1:1"), pong(&key(3), [1; 8], &[]));
+    assert!(fx.is_empty());
+    assert_eq!(t.stats().unsolicited_pong, 1);
+    assert_eq!(t.peer_count() + t.candidate_count(), 0);
+    // An absurd addr_count (a hand-made repr) is refused too, without panicking.
+    let fx = deliver_pong(
+        &mut t,
+        0,
+        sa("10.9.0.1:1"),
+        pong_with_count(&key(3), [1; 8], usize::MAX),
+    );
+    assert!(fx.is_empty());
+    assert_eq!(t.stats().too_many_addrs, 1);
+}
+
+#[test]
+fn the_pinned_key_refuses_a_different_one() {
+    let (mut t, e, ek) = table_with_authenticated_edge();
+    let fx = t.tick(1000);
+    let c = ping_to(&fx, e).unwrap();
+    // A valid signature over the right challenge, but by another key.
+    let fx = deliver_pong(&mut t, 1000, e, pong(&key(2), c, &[sa("10.7.0.1:1")]));
+    assert!(fx.is_empty(), "no side effect, no candidate");
+    assert_eq!(t.stats().pubkey_mismatch, 1);
+    assert!(t.has_outstanding_challenge(e));
+    assert_eq!(t.pubkey_of(e), Some(ek.public()));
+    deliver_pong(&mut t, 1000, e, pong(&ek, c, &[]));
+    assert!(!t.has_outstanding_challenge(e));
+}
+
+#[test]
+fn a_key_is_pinned_to_one_address() {
+    let (mut t, e, ek) = table_with_authenticated_edge();
+    let c1 = sa("10.7.0.1:1");
+    let c2 = sa("10.8.0.1:1");
+    let fx = edge_answers(&mut t, 1000, e, &ek, &[c1, c2]);
+    let twin = key(5);
+    deliver_pong(
+        &mut t,
+        1000,
+        c1,
+        pong(&twin, ping_to(&fx, c1).unwrap(), &[]),
+    );
+    assert!(t.is_proven(c1));
+    deliver_pong(
+        &mut t,
+        1000,
+        c2,
+        pong(&twin, ping_to(&fx, c2).unwrap(), &[]),
+    );
+    assert!(!t.is_peer(c2));
+    assert!(
+        t.is_candidate(c2),
+        "refused, still waiting for a proper answer"
+    );
+    assert_eq!(t.stats().pubkey_in_use, 1);
+}
+
+#[test]
+fn too_many_addresses_are_refused_before_any_side_effect() {
+    let e = sa("10.0.1.1:4000");
+    let ek = key(1);
+    let mut cfg = config("10.0.0.1:4000", &["10.0.1.1:4000"]);
+    cfg.npeer_limit = 3;
+    let mut t = PeerTable::new(cfg, key(101), 1).unwrap();
+    let c = ping_to(&t.tick(0), e).unwrap();
+    let four: Vec<SocketAddr> = (1..=4).map(|i| sa(&format!("10.{i}.9.9:1"))).collect();
+    let fx = deliver_pong(&mut t, 0, e, pong(&ek, c, &four));
+    assert!(fx.is_empty());
+    assert_eq!(t.stats().too_many_addrs, 1);
+    assert!(!t.is_proven(e));
+    assert!(t.has_outstanding_challenge(e));
+    assert_eq!(t.candidate_count(), 0);
+    // Three are fine.
+    let fx = deliver_pong(&mut t, 0, e, pong(&ek, c, &four[..3]));
+    assert!(t.is_proven(e));
+    assert_eq!(t.candidate_count(), 3);
+    assert_eq!(fx.datagrams.len(), 3);
+    // And a PONG we send lists at most 3.
+    assert_eq!(t.config().npeer_limit, 3);
+}
+
+// ----- Discovery -----
+
+#[test]
+fn listed_addresses_that_are_ours_are_refused() {
+    let (mut t, e, ek) = table_with_authenticated_edge();
+    // Learn our own address from the edge.
+    // The request went out with the first round, at 0.
+    let own = sa("203.0.113.7:5555");
+    t.handle(1, e, &Message::GetMyAddrPortAck(addr_to_wire(own)));
+    assert_eq!(t.own_addr(), Some(own));
+    let listen = sa("10.0.0.1:4000");
+    let mapped_own = sa("[::ffff:203.0.113.7]:5555");
+    let fx = edge_answers(&mut t, 1000, e, &ek, &[own, listen, mapped_own]);
+    assert!(fx.datagrams.is_empty());
+    assert_eq!(t.stats().own_addr, 3);
+    assert_eq!(t.candidate_count(), 0);
+    // Our own packets are ignored.
+    assert!(
+        t.handle(1001, own, &Message::Ping { challenge: [0; 8] })
+            .is_empty()
+    );
+    assert!(t.handle(1001, listen, &Message::GetMyAddrPort).is_empty());
+    assert_eq!(t.stats().own_source, 2);
+}
+
+#[test]
+fn listening_on_an_unspecified_ip_refuses_loopback_with_our_port() {
+    let mut cfg = PeerConfig {
+        listen_addr: Some(sa("0.0.0.0:4000")),
+        edges: vec![sa("127.0.0.2:5000")],
+        ..PeerConfig::default()
+    };
+    cfg.max_peers = 10;
+    let mut t = PeerTable::new(cfg, key(101), 1).unwrap();
+    let e = sa("127.0.0.2:5000");
+    let ek = key(1);
+    let c = ping_to(&t.tick(0), e).unwrap();
+    let fx = deliver_pong(
+        &mut t,
+        0,
+        e,
+        pong(&ek, c, &[sa("127.0.0.1:4000"), sa("127.0.0.1:4001")]),
+    );
+    assert_eq!(t.stats().own_addr, 1);
+    assert!(
+        t.is_candidate(sa("127.0.0.1:4001")),
+        "loopback listed by loopback is fine"
+    );
+    assert_eq!(pings_to(&fx, sa("127.0.0.1:4001")), 1);
+    assert!(
+        t.handle(1, sa("127.0.0.1:4000"), &Message::GetMyAddrPort)
+            .is_empty()
+    );
+}
+
+#[test]
+fn unusable_listed_addresses_are_refused() {
+    let (mut t, e, ek) = table_with_authenticated_edge();
+    let bad1 = [
+        sa("0.0.0.0:7"),
+        sa("[::]:7"),
+        sa("224.0.0.1:7"),
+        sa("[ff02::1]:7"),
+        sa("10.9.9.9:0"),
+    ];
+    let bad2 = [
+        sa("255.255.255.255:7"),
+        sa("127.0.0.1:7"), // loopback listed by a remote peer
+        sa("[::1]:7"),
+        sa("0.1.2.3:7"),
+    ];
+    let fx = edge_answers(&mut t, 1000, e, &ek, &bad1);
+    assert!(fx.datagrams.is_empty());
+    let fx = edge_answers(&mut t, 2000, e, &ek, &bad2);
+    assert!(fx.datagrams.is_empty());
+    assert_eq!(t.stats().bad_addr, 9);
+    assert_eq!(t.candidate_count(), 0);
+    assert_eq!(t.peer_count(), 1);
+}
+
+#[test]
+fn fifty_addresses_on_one_prefix_fill_at_most_the_prefix_limit() {
+    let (mut t, e, ek) = table_with_authenticated_edge();
+    let addrs: Vec<SocketAddr> = (1..=50)
+        .map(|i| sa(&format!("198.51.100.{i}:7000")))
+        .collect();
+    let mut pinged = 0;
+    for (round, chunk) in addrs.chunks(5).enumerate() {
+        let fx = edge_answers(&mut t, 1000 * (round as u64 + 1), e, &ek, chunk);
+        pinged += fx
+            .datagrams
+            .iter()
+            .filter(|d| matches!(d.message, Outgoing::Ping { .. }))
+            .count();
+    }
+    assert_eq!(t.candidate_count(), 16);
+    assert_eq!(pinged, 16, "refused addresses cost no PING");
+    assert_eq!(t.stats().per_prefix_limit, 34);
+    // One IP, many ports: the per-IP limit.
+    let one_ip: Vec<SocketAddr> = (1..=10).map(|p| sa(&format!("192.0.2.1:{p}"))).collect();
+    edge_answers(&mut t, 11_000, e, &ek, &one_ip[..5]);
+    edge_answers(&mut t, 12_000, e, &ek, &one_ip[5..]);
+    assert_eq!(t.stats().per_ip_limit, 6);
+    for (i, &a) in one_ip.iter().enumerate() {
+        assert_eq!(t.is_candidate(a), i < 4, "{a}");
+    }
+}
+
+#[test]
+fn the_prefix_limit_also_bounds_authenticated_peers() {
+    let mut cfg = config("10.0.0.1:4000", &["10.0.1.1:4000"]);
+    cfg.max_peers_per_ip = 1;
+    cfg.max_peers_per_prefix = 2;
+    let mut t = PeerTable::new(cfg, key(101), 1).unwrap();
+    let e = sa("10.0.1.1:4000");
+    let ek = key(1);
+    let c = ping_to(&t.tick(0), e).unwrap();
+    // Two more on the edge's /24 would exceed 2 peers there; only one fits.
+    let same_net = [sa("10.0.1.2:1"), sa("10.0.1.3:1")];
+    let fx = deliver_pong(&mut t, 0, e, pong(&ek, c, &same_net));
+    assert_eq!(t.candidate_count(), 2, "candidates are counted separately");
+    for (i, &a) in same_net.iter().enumerate() {
+        let c = ping_to(&fx, a).unwrap();
+        deliver_pong(&mut t, 0, a, pong(&key(20 + i as u8), c, &[]));
+    }
+    assert!(t.is_peer(same_net[0]));
+    assert!(!t.is_peer(same_net[1]));
+    assert!(!t.is_candidate(same_net[1]));
+    assert_eq!(t.stats().per_prefix_limit, 1);
+}
+
+#[test]
+fn candidates_must_answer_before_they_count() {
+    let (mut t, e, ek) = table_with_authenticated_edge();
+    let c1 = sa("10.11.0.1:1");
+    let c2 = sa("10.12.0.1:1");
+    let c3 = sa("10.13.0.1:1");
+    let fx = edge_answers(&mut t, 1000, e, &ek, &[c1, c2, c3]);
+    for c in [c1, c2, c3] {
+        assert_eq!(pings_to(&fx, c), 1);
+        assert!(t.is_candidate(c));
+        assert!(!t.is_peer(c));
+        assert!(!t.is_proven(c));
+    }
+    assert!(fx.datagrams.iter().all(|d| !d.to_proven));
+    assert_eq!(t.peer_count(), 1);
+    let c1_challenge = ping_to(&fx, c1).unwrap();
+    let c2_challenge = ping_to(&fx, c2).unwrap();
+    // Listed again, and through later rounds: no second PING.
+    let mut later = Effects::default();
+    for now in (2000..=9000).step_by(1000) {
+        later.append(&mut edge_answers(&mut t, now, e, &ek, &[c1, c2, c3]));
+    }
+    for c in [c1, c2, c3] {
+        assert_eq!(pings_to(&later, c), 0);
+    }
+    // c1 answers (late, but its challenge is still the outstanding one): a peer, not active yet.
+    deliver_pong(&mut t, 9000, c1, pong(&key(11), c1_challenge, &[]));
+    assert!(t.is_peer(c1));
+    assert!(!t.is_active(c1));
+    assert!(t.snapshot().get(c1).is_none());
+    // c2 answers wrongly: still a candidate.
+    let mut wrong = c2_challenge;
+    wrong[7] ^= 0xff;
+    deliver_pong(&mut t, 9000, c2, pong(&key(12), wrong, &[]));
+    assert!(t.is_candidate(c2));
+    // After the candidate TTL (10 s from 1000) the silent ones are forgotten.
+    t.tick(10_999);
+    assert_eq!(t.candidate_count(), 2);
+    t.tick(11_000);
+    assert_eq!(t.candidate_count(), 0);
+    assert_eq!(t.stats().candidates_expired, 2);
+    // Heard of again: one more PING.
+    let fx = edge_answers(&mut t, 12_000, e, &ek, &[c2]);
+    assert_eq!(pings_to(&fx, c2), 1);
+}
+
+#[test]
+fn a_stranger_that_pings_gets_one_ping_until_it_answers() {
+    let mut t = table("10.0.0.1:4000", &[], 1);
+    let s = sa("10.20.0.1:9000");
+    let sk = key(20);
+    let mut all = Effects::default();
+    for i in 0..10u64 {
+        all.append(&mut t.tick(i * 1000));
+        all.append(&mut t.handle(
+            i * 1000 + 1,
+            s,
+            &Message::Ping {
+                challenge: [i as u8; 8],
+            },
+        ));
+    }
+    let pongs: Vec<&Datagram> = all
+        .datagrams
+        .iter()
+        .filter(|d| d.to == s && matches!(d.message, Outgoing::Pong(_)))
+        .collect();
+    assert_eq!(pongs.len(), 10);
+    assert!(pongs.iter().all(|d| !d.to_proven));
+    assert_eq!(pings_to(&all, s), 1);
+    let c = ping_to(&all, s).unwrap();
+    // It answers: now a peer, pinged every period, and proven.
+    deliver_pong(&mut t, 9500, s, pong(&sk, c, &[]));
+    assert!(t.is_proven(s));
+    let mut rounds = Effects::default();
+    for now in (10_000..15_000).step_by(500) {
+        rounds.append(&mut t.tick(now));
+        // Keep answering so it stays.
+        if let Some(c) = ping_to(&rounds, s) {
+            deliver_pong(&mut t, now, s, pong(&sk, c, &[]));
+        }
+    }
+    assert_eq!(pings_to(&rounds, s), 5);
+    assert!(rounds.datagrams.iter().all(|d| d.to_proven));
+    let fx = t.handle(15_000, s, &Message::Ping { challenge: [1; 8] });
+    assert!(fx.datagrams[0].to_proven);
+    assert_eq!(
+        fx.datagrams.len(),
+        1,
+        "a peer pinging us gets no extra PING"
+    );
+}
+
+#[test]
+fn strangers_fill_at_most_their_share_of_the_candidate_list() {
+    let mut cfg = config("10.0.0.1:4000", &[]);
+    cfg.max_candidates = 4;
+    cfg.max_pinger_candidates = 2;
+    let mut t = PeerTable::new(cfg, key(101), 1).unwrap();
+    for i in 1..=5 {
+        let fx = t.handle(
+            0,
+            sa(&format!("10.{i}.0.1:1")),
+            &Message::Ping { challenge: [0; 8] },
+        );
+        assert!(
+            matches!(fx.datagrams[0].message, Outgoing::Pong(_)),
+            "every ping is answered"
+        );
+    }
+    assert_eq!(t.candidate_count(), 2);
+    assert_eq!(t.stats().candidates_full, 3);
+    assert_eq!(t.stats().pongs_sent, 5);
+}
+
+#[test]
+fn a_full_table_refuses_new_peers() {
+    let mut cfg = config("10.0.0.1:4000", &["10.0.1.1:4000"]);
+    cfg.max_peers = 2;
+    let mut t = PeerTable::new(cfg, key(101), 1).unwrap();
+    let e = sa("10.0.1.1:4000");
+    let ek = key(1);
+    let c = ping_to(&t.tick(0), e).unwrap();
+    let c1 = sa("10.31.0.1:1");
+    let c2 = sa("10.32.0.1:1");
+    let fx = deliver_pong(&mut t, 0, e, pong(&ek, c, &[c1, c2]));
+    deliver_pong(
+        &mut t,
+        0,
+        c1,
+        pong(&key(31), ping_to(&fx, c1).unwrap(), &[]),
+    );
+    assert_eq!(t.peer_count(), 2);
+    deliver_pong(
+        &mut t,
+        0,
+        c2,
+        pong(&key(32), ping_to(&fx, c2).unwrap(), &[]),
+    );
+    assert_eq!(t.peer_count(), 2);
+    assert!(!t.is_candidate(c2));
+    assert_eq!(t.stats().table_full, 1);
+    // While full, new addresses do not even get a PING.
+    let fx = edge_answers(&mut t, 1000, e, &ek, &[sa("10.33.0.1:1")]);
+    assert_eq!(fx.datagrams.len(), 0);
+    let fx = t.handle(
+        1000,
+        sa("10.34.0.1:1"),
+        &Message::Ping { challenge: [0; 8] },
+    );
+    assert_eq!(fx.datagrams.len(), 1, "only the PONG");
+    assert_eq!(t.stats().table_full, 3);
+}
+
+// ----- PING answers -----
+
+#[test]
+fn our_pong_is_signed_and_lists_active_peers_except_the_asker() {
+    let (mut t, e, ek) = table_with_authenticated_edge();
+    // Seven more peers, listed at the rounds of 1000 and 2000 and answering at once.
+    let others: Vec<SocketAddr> = (1..=7)
+        .map(|i| sa(&format!("10.{}.0.1:1", 40 + i)))
+        .collect();
+    let keys: Vec<Keypair> = (0..7).map(|i| key(50 + i)).collect();
+    let mut fx = edge_answers(&mut t, 1000, e, &ek, &others[..5]);
+    fx.append(&mut edge_answers(&mut t, 2000, e, &ek, &others[5..]));
+    for (i, &o) in others.iter().enumerate() {
+        deliver_pong(
+            &mut t,
+            2000,
+            o,
+            pong(&keys[i], ping_to(&fx, o).unwrap(), &[]),
+        );
+    }
+    // Everyone keeps answering until all are past the activation delay.
+    for now in (3000..=7000).step_by(1000) {
+        let fx = t.tick(now);
+        for (i, &o) in others.iter().enumerate() {
+            deliver_pong(
+                &mut t,
+                now,
+                o,
+                pong(&keys[i], ping_to(&fx, o).unwrap(), &[]),
+            );
+        }
+        deliver_pong(&mut t, now, e, pong(&ek, ping_to(&fx, e).unwrap(), &[]));
+    }
+    assert_eq!(t.snapshot().len(), 8);
+    let asker = others[0];
+    for _ in 0..20 {
+        let fx = t.handle(7000, asker, &Message::Ping { challenge: [9; 8] });
+        assert_eq!(fx.datagrams.len(), 1);
+        let d = fx.datagrams[0];
+        assert_eq!(d.to, asker);
+        assert!(d.to_proven);
+        let Outgoing::Pong(p) = d.message else {
+            panic!("expected a PONG")
+        };
+        assert_eq!(p.challenge, [9; 8]);
+        assert_eq!(p.pubkey, t.public_key());
+        assert!(verify_signature(
+            &p.pubkey,
+            &pong_signed_hash(&p.challenge, &p.salt),
+            &p.sig
+        ));
+        assert_eq!(p.addr_count, 5);
+        let listed: BTreeSet<SocketAddr> = p.addrs().iter().map(addr_from_wire).collect();
+        assert_eq!(listed.len(), 5, "no duplicates");
+        assert!(!listed.contains(&asker));
+        assert!(listed.iter().all(|a| t.is_active(*a)));
+        // And it survives the wire.
+        let mut buf = [0u8; MAX_PACKET_LEN];
+        let n = d.message.emit(&mut buf);
+        assert_eq!(n, d.message.buffer_len());
+        assert!(matches!(Message::parse(&buf[..n]), Ok(Message::Pong(q)) if q == p));
+    }
+    // A stranger's PONG is unproven but still lists peers.
+    let fx = t.handle(
+        7000,
+        sa("10.99.0.1:1"),
+        &Message::Ping { challenge: [1; 8] },
+    );
+    assert!(!fx.datagrams[0].to_proven);
+}
+
+#[test]
+fn a_pong_with_no_active_peers_lists_nothing() {
+    let mut t = table("10.0.0.1:4000", &[], 1);
+    let fx = t.handle(0, sa("10.9.0.1:1"), &Message::Ping { challenge: [3; 8] });
+    let Outgoing::Pong(p) = fx.datagrams[0].message else {
+        panic!("expected a PONG")
+    };
+    assert_eq!(p.addr_count, 0);
+    assert_eq!(
+        fx.datagrams[0].message.buffer_len(),
+        crate::limits::PONG_MIN_LEN
+    );
+}
+
+// ----- Own address -----
+
+#[test]
+fn getmyaddrport_flow() {
+    let e1 = sa("10.0.1.1:4000");
+    let e2 = sa("10.0.1.2:4000");
+    let mut t = table("10.0.0.1:4000", &["10.0.1.1:4000", "10.0.1.2:4000"], 1);
+    let fx = t.tick(0);
+    let asked: Vec<SocketAddr> = fx
+        .datagrams
+        .iter()
+        .filter(|d| d.message == Outgoing::GetMyAddrPort)
+        .map(|d| d.to)
+        .collect();
+    assert_eq!(asked, vec![e1, e2]);
+    let own = sa("203.0.113.7:5555");
+    // Not from someone we asked.
+    let fx = t.handle(
+        10,
+        sa("10.66.0.1:1"),
+        &Message::GetMyAddrPortAck(addr_to_wire(own)),
+    );
+    assert!(fx.is_empty());
+    assert_eq!(t.stats().unsolicited_myaddr_ack, 1);
+    // A junk address does not clear the request.
+    t.handle(
+        10,
+        e1,
+        &Message::GetMyAddrPortAck(addr_to_wire(sa("0.0.0.0:1"))),
+    );
+    assert_eq!(t.stats().bad_myaddr_ack, 1);
+    assert_eq!(t.own_addr(), None);
+    let fx = t.handle(20, e1, &Message::GetMyAddrPortAck(addr_to_wire(own)));
+    assert_eq!(fx.events, vec![PeerEvent::OwnAddrLearned { addr: own }]);
+    assert_eq!(t.own_addr(), Some(own));
+    // Answered: a second ACK from e1 is unsolicited.
+    t.handle(
+        30,
+        e1,
+        &Message::GetMyAddrPortAck(addr_to_wire(sa("203.0.113.8:1"))),
+    );
+    assert_eq!(t.stats().unsolicited_myaddr_ack, 2);
+    assert_eq!(t.own_addr(), Some(own));
+    // e2 answers after the timeout: refused.
+    t.tick(3000);
+    t.handle(3000, e2, &Message::GetMyAddrPortAck(addr_to_wire(own)));
+    assert_eq!(t.stats().unsolicited_myaddr_ack, 3);
+    // The next request goes out only after getmyaddrport_every_ms.
+    let mut requests = 0;
+    for now in (1000..=600_000).step_by(1000) {
+        requests += t
+            .tick(now)
+            .datagrams
+            .iter()
+            .filter(|d| d.message == Outgoing::GetMyAddrPort)
+            .count();
+    }
+    assert_eq!(requests, 2, "both edges once, at 600000");
+    assert_eq!(t.stats().myaddr_requests_sent, 4);
+    // An edge now sees another address for us: it replaces the node-wide one.
+    let moved = sa("203.0.113.9:5555");
+    let fx = t.handle(600_001, e2, &Message::GetMyAddrPortAck(addr_to_wire(moved)));
+    assert_eq!(fx.events, vec![PeerEvent::OwnAddrLearned { addr: moved }]);
+    assert_eq!(t.stats().own_addr_changes, 2);
+}
+
+#[test]
+fn getmyaddrport_is_retried_until_answered() {
+    let e = sa("10.0.1.1:4000");
+    let mut t = table("10.0.0.1:4000", &["10.0.1.1:4000"], 1);
+    let mut at = Vec::new();
+    for now in (0..=30_000).step_by(500) {
+        if t.tick(now)
+            .datagrams
+            .iter()
+            .any(|d| d.message == Outgoing::GetMyAddrPort)
+        {
+            at.push(now);
+        }
+    }
+    assert_eq!(at, vec![0, 10_000, 20_000, 30_000]);
+    // Next: the ping round at 31000 (the next request is at 40000).
+    assert_eq!(t.next_tick_ms(), 31_000);
+    // Answered at 30001: the next request is 10 minutes after the answered one.
+    t.handle(
+        30_001,
+        e,
+        &Message::GetMyAddrPortAck(addr_to_wire(sa("203.0.113.7:1"))),
+    );
+    let mut next = None;
+    for now in (30_500..=700_000).step_by(500) {
+        if t.tick(now)
+            .datagrams
+            .iter()
+            .any(|d| d.message == Outgoing::GetMyAddrPort)
+        {
+            next = Some(now);
+            break;
+        }
+    }
+    assert_eq!(next, Some(630_000));
+}
+
+#[test]
+fn getmyaddrport_is_answered_with_the_source_address() {
+    let mut t = table("10.0.0.1:4000", &[], 1);
+    let from = sa("[::ffff:192.0.2.10]:6000");
+    let fx = t.handle(0, from, &Message::GetMyAddrPort);
+    assert_eq!(
+        fx.datagrams,
+        vec![Datagram {
+            to: sa("192.0.2.10:6000"),
+            to_proven: false,
+            message: Outgoing::GetMyAddrPortAck(addr_to_wire(sa("192.0.2.10:6000"))),
+        }]
+    );
+    let from6 = sa("[2001:db8::7]:6000");
+    let fx = t.handle(0, from6, &Message::GetMyAddrPort);
+    assert_eq!(
+        fx.datagrams[0].message,
+        Outgoing::GetMyAddrPortAck(addr_to_wire(from6))
+    );
+}
+
+#[test]
+fn a_learned_own_address_leaves_the_table() {
+    let (mut t, e, ek) = table_with_authenticated_edge();
+    let me = sa("10.77.0.1:4000");
+    // We are listed (under the address the world sees) before we know it: a candidate.
+    edge_answers(&mut t, 1000, e, &ek, &[me]);
+    assert!(t.is_candidate(me));
+    t.tick(600_000);
+    t.handle(600_000, e, &Message::GetMyAddrPortAck(addr_to_wire(me)));
+    assert!(!t.is_candidate(me));
+}
+
+// ----- Robustness -----
+
+#[test]
+fn unusable_sources_and_other_ops_are_ignored() {
+    let mut t = table("10.0.0.1:4000", &[], 1);
+    for from in [
+        "0.0.0.0:5",
+        "10.1.1.1:0",
+        "224.0.0.1:5",
+        "255.255.255.255:5",
+        "[::]:5",
+    ] {
+        assert!(
+            t.handle(0, sa(from), &Message::Ping { challenge: [0; 8] })
+                .is_empty()
+        );
+        assert!(t.handle(0, sa(from), &Message::GetMyAddrPort).is_empty());
+    }
+    assert_eq!(t.stats().bad_source, 10);
+    let mut get = vec![3u8];
+    get.extend_from_slice(&[1; 32]);
+    get.push(0);
+    let msg = Message::parse(&get).unwrap();
+    assert!(t.handle(0, sa("10.1.1.1:5"), &msg).is_empty());
+    assert_eq!(t.stats().wrong_op, 1);
+    assert_eq!(t.stats().refused_total(), 11);
+    assert_eq!(t.candidate_count(), 0);
+}
+
+#[test]
+fn time_running_backwards_is_harmless() {
+    let (mut t, e, ek) = table_with_authenticated_edge();
+    edge_answers(&mut t, 10_000, e, &ek, &[]);
+    // The clock jumps back: the table keeps its own latest time.
+    let fx = t.tick(5);
+    assert!(ping_to(&fx, e).is_none(), "the round at 10000 was the last");
+    t.handle(0, sa("10.9.0.1:1"), &Message::Ping { challenge: [0; 8] });
+    assert!(t.is_active(e));
+    let fx = t.tick(11_000);
+    assert!(ping_to(&fx, e).is_some());
+    t.tick(u64::MAX);
+    t.tick(0);
+    assert!(t.is_peer(e));
+}
+
+#[test]
+fn the_same_seed_replays_the_same_run() {
+    let run = || {
+        let a = sa("10.0.0.1:4000");
+        let b = sa("10.0.2.1:4000");
+        let c = sa("10.0.3.1:4000");
+        let mut net = Net::new(vec![
+            (a, table("10.0.0.1:4000", &[], 1)),
+            (b, table("10.0.2.1:4000", &["10.0.0.1:4000"], 2)),
+            (c, table("10.0.3.1:4000", &["10.0.0.1:4000"], 3)),
+        ]);
+        net.run_until(20_000);
+        (net.sent, net.events)
+    };
+    let (sent1, events1) = run();
+    let (sent2, events2) = run();
+    assert!(!sent1.is_empty());
+    assert_eq!(sent1, sent2);
+    assert_eq!(events1, events2);
+}
+
+#[test]
+fn three_nodes_discover_each_other_through_their_edge() {
+    let a = sa("10.0.0.1:4000");
+    let b = sa("10.0.2.1:4000");
+    let c = sa("10.0.3.1:4000");
+    let mut net = Net::new(vec![
+        (a, table("10.0.0.1:4000", &[], 1)),
+        (b, table("10.0.2.1:4000", &["10.0.0.1:4000"], 2)),
+        (c, table("10.0.3.1:4000", &["10.0.0.1:4000"], 3)),
+    ]);
+    net.run_until(20_000);
+    for (x, others) in [(a, [b, c]), (b, [a, c]), (c, [a, b])] {
+        let snap = net.table(x).snapshot();
+        assert_eq!(snap.len(), 2, "{x} sees both others");
+        for o in others {
+            assert!(net.table(x).is_active(o), "{x} → {o}");
+        }
+    }
+    // b and c learned their addresses from their edge.
+    assert_eq!(net.table(b).own_addr(), Some(b));
+    assert_eq!(net.table(c).own_addr(), Some(c));
+    // Nothing was refused in a healthy network.
+    for (x, t) in &net.nodes {
+        assert_eq!(t.stats().refused_total(), 0, "{x}: {:?}", t.stats());
+    }
+    // closest() on a real snapshot: ordered by XOR distance to the target, never the excluded.
+    let snap = net.table(a).snapshot();
+    let target = key(102).id();
+    let got = snap.closest(target, 2, None);
+    assert_eq!(got[0].addr, b);
+    assert!(got[0].id ^ target <= got[1].id ^ target);
+    assert_eq!(snap.closest(target, 2, Some(b)).len(), 1);
+}
+
+#[test]
+fn trust_outcomes_reach_the_snapshot() {
+    let (mut t, e, _ek) = table_with_authenticated_edge();
+    assert_eq!(t.snapshot().peers()[0].reliability, UNPROVEN_RELIABILITY);
+    assert!(t.record_challenge(e, false, 0.9));
+    assert_eq!(t.snapshot().peers()[0].reliability, 0.0);
+    assert!(!t.record_challenge(sa("10.1.2.3:4"), true, 0.9));
+}
+
+#[test]
+fn snapshot_is_shared_until_the_active_set_changes() {
+    let (mut t, e, ek) = table_with_authenticated_edge();
+    let before = t.snapshot();
+    edge_answers(&mut t, 1000, e, &ek, &[]);
+    assert!(std::sync::Arc::ptr_eq(&before, &t.snapshot()));
+    // Silence: deactivated at 4000, a new snapshot without it.
+    t.tick(4000);
+    assert!(!std::sync::Arc::ptr_eq(&before, &t.snapshot()));
+    assert!(t.snapshot().is_empty());
+}
