@@ -152,6 +152,14 @@ impl Effects {
         self.datagrams.is_empty() && self.events.is_empty()
     }
 
+    /// The own address learned in this call, if any (the last `OwnAddrLearned` event).
+    pub fn own_addr(&self) -> Option<SocketAddr> {
+        self.events.iter().rev().find_map(|e| match e {
+            PeerEvent::OwnAddrLearned { addr } => Some(*addr),
+            _ => None,
+        })
+    }
+
     /// Moves everything from `other` to the end of `self`.
     pub fn append(&mut self, other: &mut Effects) {
         self.datagrams.append(&mut other.datagrams);

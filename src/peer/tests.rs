@@ -857,6 +857,7 @@ fn getmyaddrport_flow() {
     assert_eq!(t.own_addr(), None);
     let fx = t.handle(20, e1, &Message::GetMyAddrPortAck(addr_to_wire(own)));
     assert_eq!(fx.events, vec![PeerEvent::OwnAddrLearned { addr: own }]);
+    assert_eq!(fx.own_addr(), Some(own));
     assert_eq!(t.own_addr(), Some(own));
     // Answered: a second ACK from e1 is unsolicited.
     t.handle(
