@@ -1,0 +1,363 @@
+//! Recovery: open (or create) a log, replay its entries in order to the caller, skip and count
+//! corrupt regions, truncate a torn tail, and remove a compaction's leftover temp file.
+//!
+//! Trust: a PUT entry's dat was verified (work and signature) before the node stored it, and the
+//! log's per-file-seeded checksum proves the bytes are the ones this node wrote, so by default
+//! recovery does not re-verify signatures (about 40x faster, see `perf/README.md`). Set
+//! [`RecoverOptions::verify`] to re-verify anyway, e.g. for a log copied from another machine.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::error::BackupError;
+use super::format::{EntryRef, HEADER_LEN, Header, HeaderError};
+use super::scan::{ScanCounts, Window, scan_entries};
+use crate::pow::{SignatureCheck, check_work, verify_signatures};
+use crate::wire::Dat;
+
+/// A tombstone: the record (pubkey, key) was evicted or expired at this version.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Tombstone {
+    /// Owner public key.
+    pub pubkey: [u8; 32],
+    /// Time of the removed version, Unix ms.
+    pub time_ms: i64,
+    /// The key (at most 255 bytes).
+    pub key: Box<[u8]>,
+}
+
+impl Tombstone {
+    /// The tombstone for removing this version of a record.
+    pub fn of<T: AsRef<[u8]>>(dat: &Dat<T>) -> Tombstone {
+        Tombstone {
+            pubkey: *dat.pubkey(),
+            time_ms: dat.time_ms(),
+            key: dat.key().into(),
+        }
+    }
+
+    /// The replay rule: a tombstone removes the held record of the same (pubkey, key) if the
+    /// held version is not newer than the tombstone (`held.time_ms <= time_ms`). A later PUT in
+    /// the log adds the record back.
+    pub fn removes<T: AsRef<[u8]>>(&self, held: &Dat<T>) -> bool {
+        held.pubkey() == &self.pubkey && held.key() == &*self.key && held.time_ms() <= self.time_ms
+    }
+}
+
+/// One entry replayed from the log, in log order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecoveredEntry {
+    /// A stored record: insert it, or replace the held version if
+    /// [`compare_versions`](crate::shard::route::compare_versions) says it is newer.
+    Put(Dat<Box<[u8]>>),
+    /// Remove the held record if [`Tombstone::removes`] says so.
+    Delete(Tombstone),
+}
+
+/// Re-verification of records during recovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifyOnLoad {
+    /// Least proof-of-work, in leading zero bits.
+    pub min_work_bits: u32,
+    /// The current time, Unix ms (records from the future are refused).
+    pub now_ms: i64,
+}
+
+/// How to recover.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RecoverOptions {
+    /// `None` (default): trust the checksummed log. `Some`: re-verify work and signature of every
+    /// PUT (batched Ed25519); failures are counted and not replayed.
+    pub verify: Option<VerifyOnLoad>,
+}
+
+/// What recovery found and did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Entries passed to the caller (PUTs + DELETEs).
+    pub entries_replayed: u64,
+    /// PUT entries passed to the caller.
+    pub puts_replayed: u64,
+    /// DELETE entries passed to the caller.
+    pub deletes_replayed: u64,
+    /// Corrupt regions in the middle of the log (bad length or checksum), skipped.
+    pub corrupt_regions_skipped: u64,
+    /// Bytes in those regions.
+    pub corrupt_bytes_skipped: u64,
+    /// Intact entries of unknown type or malformed payload, skipped.
+    pub invalid_entries_skipped: u64,
+    /// PUTs that failed re-verification (only with [`RecoverOptions::verify`]).
+    pub failed_verification: u64,
+    /// Bytes of an incomplete or corrupt tail, truncated from the file.
+    pub torn_tail_bytes_truncated: u64,
+    /// A leftover compaction temp file was found and removed.
+    pub stale_temp_removed: bool,
+    /// The log did not exist or was empty, and a fresh one was created.
+    pub created_fresh: bool,
+    /// Log size after recovery, bytes.
+    pub file_bytes: u64,
+    /// Wall time of the whole recovery.
+    pub duration: Duration,
+}
+
+/// The recovered log, ready for appending.
+pub(crate) struct RecoveredLog {
+    pub file: File,
+    pub seed: u64,
+    pub len_bytes: u64,
+}
+
+/// The path of a log's temp file (compaction output and fresh-log staging): `<log>.tmp`.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".tmp");
+    PathBuf::from(name)
+}
+
+/// The directory holding `path` (for fsyncing a rename).
+pub(crate) fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// fsyncs the directory holding `path`, making a rename or create inside it durable.
+pub(crate) fn sync_parent_dir(path: &Path) -> Result<(), BackupError> {
+    let dir = parent_dir(path);
+    File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| BackupError::io("fsync directory", dir, e))
+}
+
+/// Creates an empty log at `path` (replacing any file there) atomically: header into the temp
+/// file, fsync, rename, fsync the directory. A crash leaves either no log or a complete header.
+pub(crate) fn create_log(path: &Path) -> Result<RecoveredLog, BackupError> {
+    let tmp = temp_path(path);
+    let header = Header {
+        seed: rand::random::<u64>(),
+    };
+    let mut file = create_temp(&tmp).map_err(|e| BackupError::io("create", &tmp, e))?;
+    file.write_all(&header.emit())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| BackupError::io("write header", &tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| BackupError::io("rename", &tmp, e))?;
+    sync_parent_dir(path)?;
+    Ok(RecoveredLog {
+        file,
+        seed: header.seed,
+        len_bytes: HEADER_LEN as u64,
+    })
+}
+
+/// Creates `tmp` empty, for appending and reading, replacing a leftover file of that name.
+pub(crate) fn create_temp(tmp: &Path) -> io::Result<File> {
+    match fs::remove_file(tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create_new(true)
+        .open(tmp)
+}
+
+/// Reads and checks the header of an open log.
+pub(crate) fn read_header(
+    file: &mut File,
+    path: &Path,
+    len_bytes: u64,
+) -> Result<Header, BackupError> {
+    let mut bytes = [0u8; HEADER_LEN];
+    if len_bytes < HEADER_LEN as u64 {
+        return Err(BackupError::TruncatedHeader {
+            path: path.into(),
+            len_bytes,
+        });
+    }
+    file.read_exact(&mut bytes)
+        .map_err(|e| BackupError::io("read header", path, e))?;
+    Header::parse(&bytes).map_err(|e| match e {
+        HeaderError::Truncated => BackupError::TruncatedHeader {
+            path: path.into(),
+            len_bytes,
+        },
+        other => BackupError::from_header(path, other),
+    })
+}
+
+/// Recovers the log at `path`, replaying every entry in order to `replay`.
+///
+/// Creates the log if it is missing or empty; removes a leftover `<path>.tmp`; truncates a torn
+/// tail (and fsyncs). Corrupt bytes never make this fail: they are skipped and counted. It fails
+/// only on I/O errors and on a header that is not a dave log's (a clear [`BackupError`]).
+pub fn recover(
+    path: &Path,
+    options: &RecoverOptions,
+    replay: impl FnMut(RecoveredEntry),
+) -> Result<RecoveryReport, BackupError> {
+    recover_log(path, options, replay).map(|(report, _)| report)
+}
+
+pub(crate) fn recover_log(
+    path: &Path,
+    options: &RecoverOptions,
+    mut replay: impl FnMut(RecoveredEntry),
+) -> Result<(RecoveryReport, RecoveredLog), BackupError> {
+    let started = Instant::now();
+    let mut report = RecoveryReport::default();
+    let tmp = temp_path(path);
+    match fs::remove_file(&tmp) {
+        Ok(()) => report.stale_temp_removed = true,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(BackupError::io("remove stale temp", tmp, e)),
+    }
+    let opened = OpenOptions::new().read(true).append(true).open(path);
+    let mut file = match opened {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return fresh(path, report, started);
+        }
+        Err(e) => return Err(BackupError::io("open", path, e)),
+    };
+    let len_bytes = file
+        .metadata()
+        .map_err(|e| BackupError::io("stat", path, e))?
+        .len();
+    if len_bytes == 0 {
+        return fresh(path, report, started);
+    }
+    let header = read_header(&mut file, path, len_bytes)?;
+
+    let mut counts = ScanCounts::default();
+    let mut verifier = options.verify.map(Verifier::new);
+    let end = {
+        let mut window = Window::new(&file, HEADER_LEN as u64);
+        let report = &mut report;
+        let replay = &mut replay;
+        let verifier = &mut verifier;
+        scan_entries(&mut window, header.seed, &mut counts, |_, entry, _| {
+            match entry {
+                EntryRef::Put(dat) => match verifier {
+                    Some(v) => v.push(dat.to_boxed(), report, replay),
+                    None => {
+                        report.puts_replayed += 1;
+                        replay(RecoveredEntry::Put(dat.to_boxed()));
+                    }
+                },
+                EntryRef::Delete {
+                    pubkey,
+                    time_ms,
+                    key,
+                } => {
+                    if let Some(v) = verifier {
+                        v.flush(report, replay);
+                    }
+                    report.deletes_replayed += 1;
+                    replay(RecoveredEntry::Delete(Tombstone {
+                        pubkey: *pubkey,
+                        time_ms,
+                        key: key.into(),
+                    }));
+                }
+            }
+            Ok(())
+        })
+        .map_err(|e| BackupError::io("read", path, e))?
+    };
+    if let Some(v) = &mut verifier {
+        v.flush(&mut report, &mut replay);
+    }
+    if end.tail_bytes > 0 {
+        file.set_len(end.valid_end)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| BackupError::io("truncate torn tail", path, e))?;
+    }
+    report.entries_replayed = report.puts_replayed + report.deletes_replayed;
+    report.corrupt_regions_skipped = counts.corrupt_regions;
+    report.corrupt_bytes_skipped = counts.corrupt_bytes;
+    report.invalid_entries_skipped = counts.invalid_entries;
+    report.torn_tail_bytes_truncated = end.tail_bytes;
+    report.file_bytes = end.valid_end;
+    report.duration = started.elapsed();
+    Ok((
+        report,
+        RecoveredLog {
+            file,
+            seed: header.seed,
+            len_bytes: end.valid_end,
+        },
+    ))
+}
+
+fn fresh(
+    path: &Path,
+    mut report: RecoveryReport,
+    started: Instant,
+) -> Result<(RecoveryReport, RecoveredLog), BackupError> {
+    let log = create_log(path)?;
+    report.created_fresh = true;
+    report.file_bytes = log.len_bytes;
+    report.duration = started.elapsed();
+    Ok((report, log))
+}
+
+/// PUTs verified per batch. 64 is the batch size of `pow::verify_signatures` (its stack bound);
+/// a batch is flushed before every DELETE so replay order is kept.
+const VERIFY_BATCH: usize = 64;
+
+struct Verifier {
+    options: VerifyOnLoad,
+    pending: Vec<Dat<Box<[u8]>>>,
+    passed: Vec<Dat<Box<[u8]>>>,
+    ok: Vec<bool>,
+}
+
+impl Verifier {
+    fn new(options: VerifyOnLoad) -> Verifier {
+        Verifier {
+            options,
+            pending: Vec::with_capacity(VERIFY_BATCH),
+            passed: Vec::with_capacity(VERIFY_BATCH),
+            ok: vec![false; VERIFY_BATCH],
+        }
+    }
+
+    fn push(
+        &mut self,
+        dat: Dat<Box<[u8]>>,
+        report: &mut RecoveryReport,
+        replay: &mut impl FnMut(RecoveredEntry),
+    ) {
+        self.pending.push(dat);
+        if self.pending.len() == VERIFY_BATCH {
+            self.flush(report, replay);
+        }
+    }
+
+    fn flush(&mut self, report: &mut RecoveryReport, replay: &mut impl FnMut(RecoveredEntry)) {
+        let VerifyOnLoad {
+            min_work_bits,
+            now_ms,
+        } = self.options;
+        for dat in self.pending.drain(..) {
+            if check_work(&dat, min_work_bits, now_ms).is_ok() {
+                self.passed.push(dat);
+            } else {
+                report.failed_verification += 1;
+            }
+        }
+        verify_signatures(&self.passed, SignatureCheck::Batch, &mut self.ok);
+        for (dat, &ok) in self.passed.drain(..).zip(self.ok.iter()) {
+            if ok {
+                report.puts_replayed += 1;
+                replay(RecoveredEntry::Put(dat));
+            } else {
+                report.failed_verification += 1;
+            }
+        }
+    }
+}
