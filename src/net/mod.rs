@@ -1,1 +1,26 @@
-//! (being written)
+//! Networking: UDP socket setup, batched receive and send, and the sending seam for simulators.
+//!
+//! - `socket`: `socket2` setup (SO_REUSEPORT, buffer sizes, timeouts) and
+//!   [`bind_node_sockets`], which binds a node's receiver sockets on its one port and refuses to
+//!   share that port with anyone else, another dave node included.
+//! - `sys`: [`RecvBatch`] and [`SendBatch`] over `recvmmsg(2)` / `sendmmsg(2)`. It is the only
+//!   module of the crate allowed to use `unsafe` (STYLE habit 7, after smoltcp's `phy/sys` and
+//!   quinn-udp's `unix.rs`); every block there carries a `// SAFETY:` comment.
+//! - [`DatagramSink`]: the one trait a simulator or a test implements to capture what a node
+//!   sends, without sockets.
+//!
+//! `socket2` stays out of the public API (as in quinn-udp's `UdpSockRef`): everything here takes
+//! and returns `std::net::UdpSocket`. Linux only: the batch calls are Linux system calls.
+
+mod sink;
+mod socket;
+#[allow(unsafe_code)]
+mod sys;
+
+pub use sink::DatagramSink;
+pub use socket::{
+    BufferSizes, DEFAULT_READ_TIMEOUT, DEFAULT_RECV_BUFFER_BYTES, DEFAULT_SEND_BUFFER_BYTES,
+    DEFAULT_WRITE_TIMEOUT, MAX_NODE_SOCKETS, NodeSockets, SocketOptions, bind_node_sockets,
+    bind_udp, buffer_sizes,
+};
+pub use sys::{BATCH, MAX_DATAGRAM_BUF, RecvBatch, SendBatch, SendStats};

@@ -1,0 +1,694 @@
+//! Batched UDP receive and send with `recvmmsg(2)` and `sendmmsg(2)`: the only `unsafe` code in
+//! dave (STYLE habit 7).
+//!
+//! Model: quinn-udp `src/unix.rs`. Buffers live on the heap inside [`RecvBatch`] / [`SendBatch`]
+//! and are allocated once; each call builds its `mmsghdr`/`iovec` arrays on the stack, pointing
+//! into those buffers, so no call allocates and the batch structs hold no raw pointers (they stay
+//! `Send` and can be moved freely between calls).
+//!
+//! The `unsafe` here is of three kinds, each with its `// SAFETY:` reason:
+//! - zero-initialising the C structs (`sockaddr_storage`, `mmsghdr`, `iovec`): all fields are
+//!   integers or raw pointers, for which all-zero is a valid value;
+//! - reinterpreting a `sockaddr_storage` as `sockaddr_in` / `sockaddr_in6`: the storage is larger
+//!   and at least as aligned (asserted at compile time) and always fully initialised;
+//! - the two system calls, whose pointers all point into buffers that outlive the call.
+//!
+//! Linux only (both calls exist elsewhere, with other flags and types; dave targets Linux).
+
+#![deny(
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_safety_doc
+)]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("dave::net::sys uses recvmmsg/sendmmsg with Linux flags: Linux only");
+
+use std::io;
+use std::mem;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::ptr;
+
+use crate::limits::MAX_PACKET_LEN;
+
+use super::DatagramSink;
+
+/// Datagrams per `recvmmsg`/`sendmmsg` call.
+///
+/// 32, as quinn-udp's `BATCH_SIZE`: one system call costs about as much as handling a few
+/// datagrams, so at 32 the per-call cost is a few percent of the batch, and going higher gains
+/// little. The receive buffers (32 × 1425 B ≈ 45 KiB) stay within a core's L2 cache. A larger
+/// batch does not add waiting latency (`MSG_WAITFORONE` returns as soon as one datagram is
+/// there), only the time to handle the datagrams ahead of the last one.
+pub const BATCH: usize = 32;
+
+/// Bytes of each receive buffer: one more than the largest valid datagram, so that a datagram
+/// that is too long is always visible, by its length as well as by the kernel's `MSG_TRUNC`.
+pub const MAX_DATAGRAM_BUF: usize = MAX_PACKET_LEN + 1;
+
+/// `EINTR` retries one [`SendBatch::flush`] accepts before it gives up on the rest of its batch.
+/// A signal is rare and retrying is cheap; a storm of them must still not keep a thread here.
+const EINTR_RETRIES_MAX: usize = 8;
+
+// The kernel refuses batches longer than UIO_MAXIOV (1024).
+const _: () = assert!(BATCH >= 1 && BATCH <= 1024);
+const _: () = assert!(MAX_DATAGRAM_BUF > MAX_PACKET_LEN);
+// The `as` casts of lengths below cannot truncate.
+const _: () = assert!(MAX_DATAGRAM_BUF <= u32::MAX as usize);
+const _: () = assert!(BATCH <= libc::c_uint::MAX as usize);
+// Reinterpreting a sockaddr_storage as sockaddr_in / sockaddr_in6 needs it to be as large and
+// as aligned.
+const _: () =
+    assert!(mem::size_of::<libc::sockaddr_storage>() >= mem::size_of::<libc::sockaddr_in>());
+const _: () =
+    assert!(mem::size_of::<libc::sockaddr_storage>() >= mem::size_of::<libc::sockaddr_in6>());
+const _: () =
+    assert!(mem::align_of::<libc::sockaddr_storage>() >= mem::align_of::<libc::sockaddr_in>());
+const _: () =
+    assert!(mem::align_of::<libc::sockaddr_storage>() >= mem::align_of::<libc::sockaddr_in6>());
+
+/// Per-message results the kernel reports, kept after each [`RecvBatch::recv`].
+#[derive(Debug, Clone, Copy, Default)]
+struct RecvMeta {
+    /// Bytes written into the buffer (`msg_len`).
+    len: usize,
+    /// Bytes of the source address written (`msg_namelen`).
+    name_len: libc::socklen_t,
+    /// `msg_flags` (we read `MSG_TRUNC`).
+    flags: libc::c_int,
+}
+
+/// Up to [`BATCH`] received datagrams, refilled by each [`recv`](Self::recv) without allocating.
+///
+/// Each datagram is read as `(bytes, source, too_long)`:
+/// - `bytes`: the payload, at most [`MAX_DATAGRAM_BUF`] bytes, possibly empty;
+/// - `source`: the sender. IPv4-mapped IPv6 sources (a dual-stack socket hearing IPv4) are given
+///   as IPv4, so one peer has one address whichever socket heard it; replies to them work from
+///   both kinds of socket. An address family the kernel should never report becomes
+///   `0.0.0.0:0`, which a receiver drops like any port-0 source;
+/// - `too_long`: longer than [`MAX_PACKET_LEN`]. The kernel truncated it (`MSG_TRUNC`) or it
+///   filled the buffer's spare byte; `bytes` is then only its start, and it must be dropped.
+///
+/// ```no_run
+/// # use dave::net::RecvBatch;
+/// # let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+/// let mut batch = RecvBatch::new();
+/// let n = batch.recv(&socket)?; // 0 after the socket's read timeout
+/// for i in 0..n {
+///     let (bytes, source, too_long) = batch.datagram(i);
+///     if too_long { continue; } // count it
+/// #   let _ = (bytes, source);
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct RecvBatch {
+    /// Payload buffers, on the heap: the batch is cheap to move and the buffers never move.
+    bufs: Box<[[u8; MAX_DATAGRAM_BUF]]>,
+    /// Source addresses, written by the kernel.
+    names: Box<[libc::sockaddr_storage]>,
+    /// What the kernel reported for each filled entry.
+    meta: [RecvMeta; BATCH],
+    /// Entries filled by the last `recv`.
+    count: usize,
+}
+
+impl RecvBatch {
+    /// Allocates the buffers (about 49 KiB): once per receiver thread, never per call.
+    pub fn new() -> Self {
+        Self {
+            bufs: vec![[0u8; MAX_DATAGRAM_BUF]; BATCH].into_boxed_slice(),
+            names: vec![zeroed_sockaddr_storage(); BATCH].into_boxed_slice(),
+            meta: [RecvMeta::default(); BATCH],
+            count: 0,
+        }
+    }
+
+    /// Waits for at least one datagram, then takes every datagram already queued, up to
+    /// [`BATCH`] (`recvmmsg` with `MSG_WAITFORONE`). Returns how many it took.
+    ///
+    /// `Ok(0)` means nothing arrived before the socket's read timeout (or a signal interrupted
+    /// the wait, or a stale ICMP error was reported): the loop should check for shutdown and call
+    /// again. Other errors concern the socket itself and are returned.
+    pub fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        self.count = 0;
+        let mut iovecs = [zeroed_iovec(); BATCH];
+        let mut hdrs = [zeroed_mmsghdr(); BATCH];
+        // Every pointer comes from the bases below (`wrapping_add` keeps that safe code, and
+        // `i < BATCH` keeps it in bounds); nothing else touches the buffers until the call returns.
+        let bufs = self.bufs.as_mut_ptr();
+        let names = self.names.as_mut_ptr();
+        for (i, iovec) in iovecs.iter_mut().enumerate() {
+            iovec.iov_base = bufs.wrapping_add(i).cast();
+            iovec.iov_len = MAX_DATAGRAM_BUF;
+        }
+        let iov = iovecs.as_mut_ptr();
+        for (i, hdr) in hdrs.iter_mut().enumerate() {
+            hdr.msg_hdr.msg_name = names.wrapping_add(i).cast();
+            hdr.msg_hdr.msg_namelen = SOCKADDR_STORAGE_LEN;
+            hdr.msg_hdr.msg_iov = iov.wrapping_add(i);
+            hdr.msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: `hdrs` holds BATCH initialised headers. Each points to one iovec in `iovecs`
+        // (which covers one MAX_DATAGRAM_BUF-byte buffer in `self.bufs`) and to one
+        // sockaddr_storage in `self.names` with its true size. All of them are live and not
+        // otherwise borrowed until the call returns; the kernel writes at most the given sizes.
+        // The timeout pointer may be null (none; the socket's SO_RCVTIMEO applies instead).
+        let rc = unsafe {
+            libc::recvmmsg(
+                socket.as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                ptr::null_mut(),
+            )
+        };
+        if rc < 0 {
+            let error = io::Error::last_os_error();
+            return match error.raw_os_error() {
+                Some(
+                    libc::EAGAIN
+                    | libc::EINTR
+                    | libc::ECONNREFUSED
+                    | libc::EHOSTUNREACH
+                    | libc::ENETUNREACH,
+                ) => Ok(0),
+                _ => Err(error),
+            };
+        }
+        let count = rc as usize;
+        assert!(count <= BATCH, "recvmmsg returned {count} > {BATCH}");
+        for (meta, hdr) in self.meta.iter_mut().zip(&hdrs).take(count) {
+            *meta = RecvMeta {
+                len: (hdr.msg_len as usize).min(MAX_DATAGRAM_BUF),
+                name_len: hdr.msg_hdr.msg_namelen,
+                flags: hdr.msg_hdr.msg_flags,
+            };
+        }
+        self.count = count;
+        Ok(count)
+    }
+
+    /// Datagrams filled by the last [`recv`](Self::recv).
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// True if the last [`recv`](Self::recv) took nothing.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Datagram `i` of the last [`recv`](Self::recv), as `(bytes, source, too_long)` (see the
+    /// type docs). Panics if `i >= self.len()` (a caller bug).
+    pub fn datagram(&self, i: usize) -> (&[u8], SocketAddr, bool) {
+        assert!(i < self.count, "datagram {i} of a batch of {}", self.count);
+        let meta = self.meta[i];
+        let source = sockaddr_to_socket_addr(&self.names[i], meta.name_len)
+            .unwrap_or(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)));
+        let too_long = meta.flags & libc::MSG_TRUNC != 0 || meta.len > MAX_PACKET_LEN;
+        (&self.bufs[i][..meta.len], source, too_long)
+    }
+
+    /// The datagrams of the last [`recv`](Self::recv), in arrival order, as
+    /// [`datagram`](Self::datagram) gives them.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], SocketAddr, bool)> + '_ {
+        (0..self.count).map(|i| self.datagram(i))
+    }
+}
+
+impl Default for RecvBatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for RecvBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvBatch")
+            .field("count", &self.count)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What became of the datagrams given to a [`SendBatch`], counted by reason (STYLE habit 10).
+/// UDP gives no delivery guarantee, so none of these is an error of the node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SendStats {
+    /// Accepted by the kernel.
+    pub sent: u64,
+    /// Refused for their destination only: unreachable host or network, port refused
+    /// (`ECONNREFUSED`, `EHOSTUNREACH`, `ENETUNREACH`, `EHOSTDOWN`, `ENETDOWN`).
+    pub dropped_unreachable: u64,
+    /// Refused for their destination or size only: an address the socket cannot send to (an
+    /// IPv6 address on an IPv4 socket, port 0, a broadcast without SO_BROADCAST), a firewall
+    /// rule, too long (`EINVAL`, `EAFNOSUPPORT`, `EADDRNOTAVAIL`, `EACCES`, `EPERM`, `EMSGSIZE`,
+    /// `EDESTADDRREQ`, `EPROTOTYPE`).
+    pub dropped_rejected: u64,
+    /// Dropped because the host could not take them: the socket's send buffer stayed full past
+    /// its write timeout (`EAGAIN`, which drops the rest of the batch), the device queue was full
+    /// (`ENOBUFS`), `EINTR` kept interrupting, or the kernel was out of memory.
+    pub dropped_congested: u64,
+    /// Dropped together with their batch because the socket itself failed (`EBADF`,
+    /// `ENOTSOCK`, …); [`SendBatch::flush`] returned that error.
+    pub dropped_socket_error: u64,
+}
+
+impl SendStats {
+    /// All datagrams dropped, whatever the reason.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_unreachable
+            + self.dropped_rejected
+            + self.dropped_congested
+            + self.dropped_socket_error
+    }
+}
+
+/// Up to [`BATCH`] datagrams to send with one `sendmmsg`, each copied into an owned buffer.
+///
+/// One datagram failing (its destination unreachable, say) does not lose the others:
+/// [`flush`](Self::flush) skips it, counts it in [`SendStats`], and sends the rest.
+///
+/// ```no_run
+/// # use dave::net::SendBatch;
+/// # let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+/// # let peers: Vec<std::net::SocketAddr> = Vec::new();
+/// let mut batch = SendBatch::new();
+/// for &peer in &peers {
+///     if !batch.push(peer, b"\x00pingpong") {
+///         batch.flush(&socket)?; // full: send, then retry the push
+///         batch.push(peer, b"\x00pingpong");
+///     }
+/// }
+/// batch.flush(&socket)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct SendBatch {
+    /// Payload buffers, on the heap, allocated once.
+    bufs: Box<[[u8; MAX_PACKET_LEN]]>,
+    /// Destinations encoded for the kernel when pushed.
+    names: Box<[libc::sockaddr_storage]>,
+    /// Byte length of each `names` entry.
+    name_lens: [libc::socklen_t; BATCH],
+    /// Destinations as given (for [`DatagramSink`]s and inspection).
+    targets: [SocketAddr; BATCH],
+    /// Payload length of each entry.
+    lens: [usize; BATCH],
+    /// Entries pushed since the last flush.
+    count: usize,
+    /// Totals since creation.
+    stats: SendStats,
+}
+
+impl SendBatch {
+    /// Allocates the buffers (about 50 KiB): once per sending thread, never per call.
+    pub fn new() -> Self {
+        Self {
+            bufs: vec![[0u8; MAX_PACKET_LEN]; BATCH].into_boxed_slice(),
+            names: vec![zeroed_sockaddr_storage(); BATCH].into_boxed_slice(),
+            name_lens: [0; BATCH],
+            targets: [SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)); BATCH],
+            lens: [0; BATCH],
+            count: 0,
+            stats: SendStats::default(),
+        }
+    }
+
+    /// Copies `bytes` into the batch, addressed to `target`. Returns false, and changes
+    /// nothing, if the batch is full: flush it and push again.
+    ///
+    /// Panics if `bytes` is longer than [`MAX_PACKET_LEN`]: the node never builds such a datagram,
+    /// so that would be a bug in the caller, not a peer's doing.
+    pub fn push(&mut self, target: SocketAddr, bytes: &[u8]) -> bool {
+        assert!(
+            bytes.len() <= MAX_PACKET_LEN,
+            "datagram of {} bytes > MAX_PACKET_LEN",
+            bytes.len()
+        );
+        self.push_with(target, |buf| {
+            buf[..bytes.len()].copy_from_slice(bytes);
+            bytes.len()
+        })
+    }
+
+    /// Lets `emit` write the datagram straight into the batch's buffer (no intermediate copy)
+    /// and return its length. Returns false, without calling `emit`, if the batch is full.
+    ///
+    /// Panics if `emit` returns a length above [`MAX_PACKET_LEN`] (a bug in `emit`).
+    pub fn push_with(&mut self, target: SocketAddr, emit: impl FnOnce(&mut [u8]) -> usize) -> bool {
+        if self.count == BATCH {
+            return false;
+        }
+        let i = self.count;
+        let len = emit(&mut self.bufs[i][..]);
+        assert!(
+            len <= MAX_PACKET_LEN,
+            "emit returned {len} > MAX_PACKET_LEN"
+        );
+        self.name_lens[i] = socket_addr_to_sockaddr(target, &mut self.names[i]);
+        self.targets[i] = target;
+        self.lens[i] = len;
+        self.count += 1;
+        true
+    }
+
+    /// Datagrams waiting to be sent.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// True if nothing waits to be sent.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// True if [`push`](Self::push) would return false.
+    pub fn is_full(&self) -> bool {
+        self.count == BATCH
+    }
+
+    /// Forgets the waiting datagrams without sending or counting them.
+    pub fn clear(&mut self) {
+        self.count = 0;
+    }
+
+    /// The waiting datagrams, in push order.
+    pub fn iter(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> + '_ {
+        (0..self.count).map(|i| (self.targets[i], &self.bufs[i][..self.lens[i]]))
+    }
+
+    /// Totals since this batch was created.
+    pub fn stats(&self) -> &SendStats {
+        &self.stats
+    }
+
+    /// Sends the waiting datagrams with as few `sendmmsg` calls as the kernel allows, and
+    /// empties the batch. Returns how many the kernel accepted.
+    ///
+    /// A datagram the kernel refuses for its own destination or size is skipped and counted;
+    /// the rest are still sent. When the send buffer stays full past the socket's write timeout
+    /// (`EAGAIN`), the rest of the batch is dropped and counted: waiting longer would stall the
+    /// thread, and UDP may drop anyway. An error of the socket itself (closed, not a socket) is
+    /// returned, with the batch dropped and counted.
+    ///
+    /// At most `BATCH + EINTR_RETRIES_MAX` system calls: each call sends or skips at least one
+    /// datagram, or is an `EINTR` retry.
+    pub fn flush(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        let count = self.count;
+        self.count = 0;
+        let mut iovecs = [zeroed_iovec(); BATCH];
+        let mut hdrs = [zeroed_mmsghdr(); BATCH];
+        let bufs = self.bufs.as_mut_ptr();
+        let names = self.names.as_mut_ptr();
+        for (i, iovec) in iovecs.iter_mut().enumerate().take(count) {
+            iovec.iov_base = bufs.wrapping_add(i).cast();
+            iovec.iov_len = self.lens[i];
+        }
+        let iov = iovecs.as_mut_ptr();
+        for (i, hdr) in hdrs.iter_mut().enumerate().take(count) {
+            hdr.msg_hdr.msg_name = names.wrapping_add(i).cast();
+            hdr.msg_hdr.msg_namelen = self.name_lens[i];
+            hdr.msg_hdr.msg_iov = iov.wrapping_add(i);
+            hdr.msg_hdr.msg_iovlen = 1;
+        }
+
+        let mut start = 0;
+        let mut sent = 0;
+        let mut eintr_retries = 0;
+        for _ in 0..BATCH + EINTR_RETRIES_MAX {
+            if start == count {
+                break;
+            }
+            // SAFETY: `start < count <= BATCH`, so the pointer and length describe initialised
+            // headers inside `hdrs`. Each points to one iovec in `iovecs` (covering `lens[i] <=
+            // MAX_PACKET_LEN` initialised bytes of `self.bufs`) and to one encoded address in
+            // `self.names` with its length. All are live and unaliased until the call returns;
+            // the kernel only reads them (and writes `msg_len`).
+            let rc = unsafe {
+                libc::sendmmsg(
+                    socket.as_raw_fd(),
+                    hdrs.as_mut_ptr().wrapping_add(start),
+                    (count - start) as libc::c_uint,
+                    0,
+                )
+            };
+            if rc > 0 {
+                let n = rc as usize;
+                assert!(n <= count - start, "sendmmsg sent {n} of {}", count - start);
+                start += n;
+                sent += n;
+                continue;
+            }
+            // `rc == 0` cannot happen with a non-empty batch; treat it as a refusal of the first
+            // datagram so that the loop still makes progress.
+            let errno = if rc == 0 {
+                libc::EINVAL
+            } else {
+                io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EIO)
+            };
+            match errno {
+                libc::EINTR if eintr_retries < EINTR_RETRIES_MAX => eintr_retries += 1,
+                libc::EAGAIN | libc::EINTR => {
+                    self.stats.dropped_congested += (count - start) as u64;
+                    start = count;
+                }
+                libc::ENOBUFS | libc::ENOMEM => {
+                    self.stats.dropped_congested += 1;
+                    start += 1;
+                }
+                libc::ECONNREFUSED
+                | libc::EHOSTUNREACH
+                | libc::ENETUNREACH
+                | libc::EHOSTDOWN
+                | libc::ENETDOWN => {
+                    self.stats.dropped_unreachable += 1;
+                    start += 1;
+                }
+                libc::EINVAL
+                | libc::EAFNOSUPPORT
+                | libc::EADDRNOTAVAIL
+                | libc::EACCES
+                | libc::EPERM
+                | libc::EMSGSIZE
+                | libc::EDESTADDRREQ
+                | libc::EPROTOTYPE => {
+                    self.stats.dropped_rejected += 1;
+                    start += 1;
+                }
+                _ => {
+                    self.stats.sent += sent as u64;
+                    self.stats.dropped_socket_error += (count - start) as u64;
+                    return Err(io::Error::from_raw_os_error(errno));
+                }
+            }
+        }
+        // Every iteration sends or skips at least one datagram, or is one of the bounded EINTR
+        // retries, so the loop above always finishes the batch.
+        assert_eq!(start, count, "flush left datagrams behind");
+        self.stats.sent += sent as u64;
+        Ok(sent)
+    }
+
+    /// Hands every waiting datagram to `sink` (a simulator, a test) and empties the batch.
+    pub fn drain_into<S: DatagramSink + ?Sized>(&mut self, sink: &S) {
+        for (target, bytes) in self.iter() {
+            sink.send_to(target, bytes);
+        }
+        self.stats.sent += self.count as u64;
+        self.count = 0;
+    }
+}
+
+impl Default for SendBatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for SendBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendBatch")
+            .field("count", &self.count)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Byte size of a `sockaddr_storage`, as the kernel wants it in `msg_namelen`.
+const SOCKADDR_STORAGE_LEN: libc::socklen_t =
+    mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+
+fn zeroed_sockaddr_storage() -> libc::sockaddr_storage {
+    // SAFETY: sockaddr_storage is a C struct of integers (family, padding); all-zero is valid.
+    unsafe { mem::zeroed() }
+}
+
+fn zeroed_iovec() -> libc::iovec {
+    // SAFETY: iovec is a raw pointer and a length; a null pointer with length 0 is valid.
+    unsafe { mem::zeroed() }
+}
+
+fn zeroed_mmsghdr() -> libc::mmsghdr {
+    // SAFETY: mmsghdr is a msghdr (raw pointers, lengths, flags) and a length; null pointers
+    // and zero lengths are valid values for all of them.
+    unsafe { mem::zeroed() }
+}
+
+/// Decodes a kernel-written address: `None` for a family other than IPv4/IPv6 or a length too
+/// short for its family. IPv4-mapped IPv6 addresses come back as IPv4 (see [`RecvBatch`]).
+fn sockaddr_to_socket_addr(
+    storage: &libc::sockaddr_storage,
+    len: libc::socklen_t,
+) -> Option<SocketAddr> {
+    let len = len as usize;
+    match libc::c_int::from(storage.ss_family) {
+        libc::AF_INET if len >= mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the storage is fully initialised (zeroed at creation, then written by the
+            // kernel), at least as large and as aligned as sockaddr_in (asserted above), and
+            // its family says it holds one. The reference borrows `storage` for no longer.
+            let sin = unsafe { &*ptr::from_ref(storage).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes()),
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len >= mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, for sockaddr_in6 (size and alignment asserted above).
+            let sin6 = unsafe { &*ptr::from_ref(storage).cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            let port = u16::from_be(sin6.sin6_port);
+            Some(match ip.to_ipv4_mapped() {
+                Some(v4) => SocketAddr::V4(SocketAddrV4::new(v4, port)),
+                None => SocketAddr::V6(SocketAddrV6::new(
+                    ip,
+                    port,
+                    sin6.sin6_flowinfo,
+                    sin6.sin6_scope_id,
+                )),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Encodes `addr` into `storage` for the kernel and returns the encoded length.
+///
+/// An IPv4 target is encoded as `sockaddr_in` even for an IPv6 socket: Linux sends it as IPv4
+/// from a dual-stack socket (and refuses it with `ENETUNREACH` from an IPv6-only one).
+fn socket_addr_to_sockaddr(
+    addr: SocketAddr,
+    storage: &mut libc::sockaddr_storage,
+) -> libc::socklen_t {
+    match addr {
+        SocketAddr::V4(v4) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: v4.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: `storage` is a valid, exclusive, sockaddr_storage, at least as large and
+            // as aligned as sockaddr_in (asserted above); we overwrite its start with a whole,
+            // initialised sockaddr_in, and the rest stays initialised.
+            unsafe {
+                ptr::from_mut(storage)
+                    .cast::<libc::sockaddr_in>()
+                    .write(sin)
+            };
+            mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+        SocketAddr::V6(v6) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: v6.port().to_be(),
+                sin6_flowinfo: v6.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: v6.ip().octets(),
+                },
+                sin6_scope_id: v6.scope_id(),
+            };
+            // SAFETY: as above, for sockaddr_in6 (size and alignment asserted above).
+            unsafe {
+                ptr::from_mut(storage)
+                    .cast::<libc::sockaddr_in6>()
+                    .write(sin6)
+            };
+            mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(addr: SocketAddr) -> Option<SocketAddr> {
+        let mut storage = zeroed_sockaddr_storage();
+        let len = socket_addr_to_sockaddr(addr, &mut storage);
+        sockaddr_to_socket_addr(&storage, len)
+    }
+
+    #[test]
+    fn sockaddr_roundtrip_v4() {
+        let addr: SocketAddr = "192.0.2.7:40001".parse().unwrap();
+        assert_eq!(roundtrip(addr), Some(addr));
+        let mut storage = zeroed_sockaddr_storage();
+        let len = socket_addr_to_sockaddr(addr, &mut storage);
+        assert_eq!(len as usize, mem::size_of::<libc::sockaddr_in>());
+        assert_eq!(libc::c_int::from(storage.ss_family), libc::AF_INET);
+    }
+
+    #[test]
+    fn sockaddr_roundtrip_v6_keeps_scope_and_flow() {
+        let addr = SocketAddr::V6(SocketAddrV6::new(
+            "fe80::1:2".parse().unwrap(),
+            443,
+            0x12345,
+            7,
+        ));
+        assert_eq!(roundtrip(addr), Some(addr));
+    }
+
+    #[test]
+    fn sockaddr_v4_mapped_decodes_as_v4() {
+        let mapped: SocketAddr = "[::ffff:10.1.2.3]:9".parse().unwrap();
+        assert_eq!(roundtrip(mapped), Some("10.1.2.3:9".parse().unwrap()));
+    }
+
+    #[test]
+    fn sockaddr_short_or_unknown_is_none() {
+        let mut storage = zeroed_sockaddr_storage();
+        let len = socket_addr_to_sockaddr("[::1]:5".parse().unwrap(), &mut storage);
+        assert_eq!(sockaddr_to_socket_addr(&storage, len - 1), None);
+        let unknown = zeroed_sockaddr_storage(); // AF_UNSPEC
+        assert_eq!(
+            sockaddr_to_socket_addr(&unknown, SOCKADDR_STORAGE_LEN),
+            None
+        );
+    }
+
+    #[test]
+    fn send_batch_full_and_clear() {
+        let mut batch = SendBatch::new();
+        let to: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        for i in 0..BATCH {
+            assert!(batch.push(to, &[i as u8; 3]));
+        }
+        assert!(batch.is_full());
+        assert!(!batch.push(to, b"x"));
+        assert_eq!(batch.iter().nth(5), Some((to, &[5u8, 5, 5][..])));
+        batch.clear();
+        assert!(batch.is_empty());
+    }
+
+    #[test]
+    #[should_panic(expected = "MAX_PACKET_LEN")]
+    fn send_batch_refuses_oversized() {
+        SendBatch::new().push("127.0.0.1:9".parse().unwrap(), &[0; MAX_PACKET_LEN + 1]);
+    }
+}

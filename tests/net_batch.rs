@@ -1,0 +1,360 @@
+//! Batched UDP I/O on real loopback sockets: `SendBatch` → `RecvBatch` delivery and source
+//! addresses, too-long and empty datagrams, SO_REUSEPORT load sharing, port-in-use errors, and
+//! IPv6 (skipped when the host has no IPv6 loopback).
+//!
+//! Only 127.0.0.x and [::1] are used. Every loop is bounded both in iterations and in time
+//! (`DEADLINE`), so a lost datagram fails a test instead of hanging it.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use dave::limits::MAX_PACKET_LEN;
+use dave::net::{
+    BATCH, DatagramSink, MAX_DATAGRAM_BUF, RecvBatch, SendBatch, SocketOptions, bind_node_sockets,
+    bind_udp, buffer_sizes,
+};
+
+/// Longest any test waits for datagrams that loopback delivers in microseconds.
+const DEADLINE: Duration = Duration::from_secs(5);
+
+/// Short read timeout so the polling loops below turn quickly.
+fn opts() -> SocketOptions {
+    SocketOptions {
+        read_timeout: Duration::from_millis(20),
+        ..SocketOptions::default()
+    }
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// A (payload, source, too_long) triple, owned.
+type Received = (Vec<u8>, SocketAddr, bool);
+
+/// Receives on `socket` until `want` datagrams arrived or `DEADLINE` passed.
+fn recv_n(socket: &UdpSocket, want: usize) -> Vec<Received> {
+    let mut batch = RecvBatch::new();
+    let mut got = Vec::new();
+    let start = Instant::now();
+    // Bounded twice: by the deadline, and by the number of calls (each waits up to 20 ms).
+    for _ in 0..1000 {
+        if got.len() >= want || start.elapsed() > DEADLINE {
+            break;
+        }
+        batch.recv(socket).unwrap();
+        got.extend(batch.iter().map(|(b, s, t)| (b.to_vec(), s, t)));
+    }
+    got
+}
+
+/// A payload that says who sent it and which one it is, of a length that varies up to the
+/// largest valid datagram.
+fn payload(sender: u8, seq: u8) -> Vec<u8> {
+    let len = 2 + (usize::from(seq) * 97) % (MAX_PACKET_LEN - 1);
+    let mut bytes = vec![sender ^ seq; len];
+    bytes[0] = sender;
+    bytes[1] = seq;
+    bytes
+}
+
+#[test]
+fn batch_arrives_intact_with_source_addresses() {
+    let receiver = bind_udp(addr("127.0.0.1:0"), &opts()).unwrap();
+    let target = receiver.local_addr().unwrap();
+    let senders = [
+        bind_udp(addr("127.0.0.2:0"), &opts()).unwrap(),
+        bind_udp(addr("127.0.0.3:0"), &opts()).unwrap(),
+    ];
+    let per_sender = BATCH + 8; // more than one batch: exercises the full/flush cycle
+    let mut expected = HashMap::new();
+    for (id, socket) in senders.iter().enumerate() {
+        let mut batch = SendBatch::new();
+        for seq in 0..per_sender {
+            let bytes = payload(id as u8, seq as u8);
+            if !batch.push(target, &bytes) {
+                assert_eq!(batch.flush(socket).unwrap(), BATCH);
+                assert!(batch.push(target, &bytes));
+            }
+            expected.insert(bytes, socket.local_addr().unwrap());
+        }
+        batch.flush(socket).unwrap();
+        assert_eq!(batch.stats().sent, per_sender as u64);
+        assert_eq!(batch.stats().dropped(), 0);
+        assert!(batch.is_empty());
+    }
+    let got = recv_n(&receiver, 2 * per_sender);
+    assert_eq!(got.len(), 2 * per_sender);
+    for (bytes, source, too_long) in got {
+        assert!(!too_long);
+        assert_eq!(
+            expected.remove(&bytes),
+            Some(source),
+            "payload from {source}"
+        );
+    }
+    assert!(expected.is_empty());
+}
+
+#[test]
+fn too_long_datagram_is_flagged() {
+    let receiver = bind_udp(addr("127.0.0.1:0"), &opts()).unwrap();
+    let target = receiver.local_addr().unwrap();
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for len in [4000, MAX_PACKET_LEN + 1, MAX_PACKET_LEN] {
+        sender.send_to(&vec![7u8; len], target).unwrap();
+    }
+    let got = recv_n(&receiver, 3);
+    assert_eq!(got.len(), 3);
+    // 4000 bytes: the kernel truncated it to the buffer.
+    assert_eq!(got[0].0.len(), MAX_DATAGRAM_BUF);
+    assert!(got[0].2);
+    // One byte too long: fits the buffer, still flagged.
+    assert_eq!(got[1].0.len(), MAX_PACKET_LEN + 1);
+    assert!(got[1].2);
+    // Exactly the limit: fine.
+    assert_eq!(got[2].0.len(), MAX_PACKET_LEN);
+    assert!(!got[2].2);
+}
+
+#[test]
+fn empty_datagram_is_received_with_len_zero() {
+    let receiver = bind_udp(addr("127.0.0.1:0"), &opts()).unwrap();
+    let sender = bind_udp(addr("127.0.0.4:0"), &opts()).unwrap();
+    let mut batch = SendBatch::new();
+    assert!(batch.push(receiver.local_addr().unwrap(), &[]));
+    assert!(batch.push(receiver.local_addr().unwrap(), b"x"));
+    assert_eq!(batch.flush(&sender).unwrap(), 2);
+    let got = recv_n(&receiver, 2);
+    assert_eq!(
+        got,
+        vec![
+            (vec![], sender.local_addr().unwrap(), false),
+            (b"x".to_vec(), sender.local_addr().unwrap(), false),
+        ]
+    );
+}
+
+#[test]
+fn recv_returns_zero_after_read_timeout() {
+    let receiver = bind_udp(addr("127.0.0.1:0"), &opts()).unwrap();
+    let mut batch = RecvBatch::new();
+    let start = Instant::now();
+    assert_eq!(batch.recv(&receiver).unwrap(), 0);
+    assert!(batch.is_empty());
+    let waited = start.elapsed();
+    assert!(waited >= Duration::from_millis(10), "{waited:?}");
+    assert!(waited < Duration::from_secs(2), "{waited:?}");
+}
+
+#[test]
+fn failed_destination_does_not_lose_the_rest_of_the_batch() {
+    let receiver = bind_udp(addr("127.0.0.1:0"), &opts()).unwrap();
+    let target = receiver.local_addr().unwrap();
+    let sender = bind_udp(addr("127.0.0.1:0"), &opts()).unwrap();
+    let mut batch = SendBatch::new();
+    assert!(batch.push(target, b"a"));
+    assert!(batch.push(addr("127.0.0.1:0"), b"port zero")); // EINVAL
+    assert!(batch.push(target, b"b"));
+    assert!(batch.push(addr("[::1]:9"), b"IPv6 on an IPv4 socket")); // EAFNOSUPPORT
+    assert!(batch.push(target, b"c"));
+    assert_eq!(batch.flush(&sender).unwrap(), 3);
+    assert_eq!(batch.stats().sent, 3);
+    assert_eq!(batch.stats().dropped_rejected, 2);
+    assert!(batch.is_empty());
+    let got: Vec<Vec<u8>> = recv_n(&receiver, 3).into_iter().map(|r| r.0).collect();
+    assert_eq!(got, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+}
+
+#[test]
+fn push_with_writes_in_place() {
+    let receiver = bind_udp(addr("127.0.0.1:0"), &opts()).unwrap();
+    let sender = bind_udp(addr("127.0.0.5:0"), &opts()).unwrap();
+    let mut batch = SendBatch::new();
+    assert!(batch.push_with(receiver.local_addr().unwrap(), |buf| {
+        assert_eq!(buf.len(), MAX_PACKET_LEN);
+        buf[..3].copy_from_slice(b"abc");
+        3
+    }));
+    assert_eq!(batch.flush(&sender).unwrap(), 1);
+    assert_eq!(recv_n(&receiver, 1)[0].0, b"abc");
+}
+
+#[test]
+fn reuseport_sockets_share_a_port() {
+    let node = bind_node_sockets(addr("127.0.0.1:0"), 2, &opts()).unwrap();
+    assert_eq!(node.sockets.len(), 2);
+    for socket in &node.sockets {
+        assert_eq!(socket.local_addr().unwrap(), node.local_addr);
+    }
+    // The kernel picks the socket by a hash of the 4-tuple: many sources, both sockets used.
+    // With 64 sources the chance that one socket gets them all is 2 × 2^-64.
+    let sources = 64;
+    for i in 0..sources {
+        let sender = UdpSocket::bind(("127.0.0.6", 0)).unwrap();
+        sender.send_to(&[i as u8], node.local_addr).unwrap();
+    }
+    let mut counts = [0usize; 2];
+    let mut batch = RecvBatch::new();
+    let start = Instant::now();
+    for _ in 0..1000 {
+        if counts.iter().sum::<usize>() >= sources || start.elapsed() > DEADLINE {
+            break;
+        }
+        for (count, socket) in counts.iter_mut().zip(&node.sockets) {
+            *count += batch.recv(socket).unwrap();
+        }
+    }
+    assert_eq!(counts.iter().sum::<usize>(), sources, "{counts:?}");
+    assert!(counts.iter().all(|&c| c > 0), "{counts:?}");
+}
+
+#[test]
+fn bind_node_sockets_reports_buffers_and_one_socket_is_exclusive() {
+    let node = bind_node_sockets(addr("127.0.0.1:0"), 1, &opts()).unwrap();
+    assert_eq!(node.sockets.len(), 1);
+    assert_eq!(node.buffers, buffer_sizes(&node.sockets[0]).unwrap());
+    assert!(node.buffers.recv_bytes > 0 && node.buffers.send_bytes > 0);
+    // A lone node socket has no SO_REUSEPORT: nobody can join it, not even with SO_REUSEPORT.
+    let error = bind_udp(node.local_addr, &opts()).unwrap_err();
+    assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
+}
+
+#[test]
+fn bind_node_sockets_rejects_bad_counts() {
+    for count in [0, dave::net::MAX_NODE_SOCKETS + 1] {
+        let error = bind_node_sockets(addr("127.0.0.1:0"), count, &opts()).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+    }
+}
+
+#[test]
+fn port_in_use_by_a_plain_socket_is_an_error() {
+    let holder = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let taken = holder.local_addr().unwrap();
+    let error = bind_udp(taken, &opts()).unwrap_err();
+    assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
+    assert!(error.to_string().contains(&taken.to_string()), "{error}");
+    let error = bind_node_sockets(taken, 2, &opts()).unwrap_err();
+    assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
+    // The wildcard address overlaps 127.0.0.1 on the same port.
+    let wildcard = SocketAddr::new("0.0.0.0".parse().unwrap(), taken.port());
+    let error = bind_node_sockets(wildcard, 2, &opts()).unwrap_err();
+    assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
+}
+
+#[test]
+fn port_in_use_by_another_node_is_an_error() {
+    // The first node's sockets all have SO_REUSEPORT, and a second node of the same user would
+    // be allowed into that group by the kernel: bind_node_sockets must refuse it.
+    let first = bind_node_sockets(addr("127.0.0.1:0"), 2, &opts()).unwrap();
+    for count in [1, 2, 3] {
+        let error = bind_node_sockets(first.local_addr, count, &opts()).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::AddrInUse, "{error}");
+        assert!(error.to_string().contains("in use"), "{error}");
+    }
+    // Another address on the same port does not overlap: that is a different endpoint.
+    let other = SocketAddr::new("127.0.0.7".parse().unwrap(), first.local_addr.port());
+    bind_node_sockets(other, 2, &opts()).unwrap();
+}
+
+#[test]
+fn datagram_sink_for_a_socket_sends() {
+    let receiver = bind_udp(addr("127.0.0.1:0"), &opts()).unwrap();
+    let target = receiver.local_addr().unwrap();
+    let sender = std::sync::Arc::new(bind_udp(addr("127.0.0.8:0"), &opts()).unwrap());
+    let sink: &dyn DatagramSink = &sender;
+    sink.send_to(target, b"one");
+    let mut batch = SendBatch::new();
+    batch.push(target, b"two");
+    sink.send_batch(&mut batch);
+    assert!(batch.is_empty());
+    let got: Vec<Received> = recv_n(&receiver, 2);
+    let source = sender.local_addr().unwrap();
+    assert_eq!(
+        got,
+        vec![
+            (b"one".to_vec(), source, false),
+            (b"two".to_vec(), source, false)
+        ]
+    );
+}
+
+/// Binds `[::1]:0`, or says why the host cannot and returns `None`.
+fn ipv6_loopback() -> Option<UdpSocket> {
+    match bind_udp(addr("[::1]:0"), &opts()) {
+        Ok(socket) => Some(socket),
+        Err(e) => {
+            eprintln!("skipped: no IPv6 loopback here ({e})");
+            None
+        }
+    }
+}
+
+#[test]
+fn ipv6_loopback_batch() {
+    let (Some(receiver), Some(sender)) = (ipv6_loopback(), ipv6_loopback()) else {
+        return;
+    };
+    let target = receiver.local_addr().unwrap();
+    let mut batch = SendBatch::new();
+    for seq in 0..5 {
+        assert!(batch.push(target, &payload(9, seq)));
+    }
+    assert_eq!(batch.flush(&sender).unwrap(), 5);
+    let got = recv_n(&receiver, 5);
+    assert_eq!(got.len(), 5);
+    for (seq, (bytes, source, too_long)) in got.into_iter().enumerate() {
+        assert_eq!(bytes, payload(9, seq as u8));
+        assert_eq!(source, sender.local_addr().unwrap());
+        assert!(source.is_ipv6());
+        assert!(!too_long);
+    }
+}
+
+#[test]
+fn dual_stack_socket_sees_ipv4_peers_as_ipv4_and_replies_to_them() {
+    let node = match bind_node_sockets(addr("[::]:0"), 2, &opts()) {
+        Ok(node) => node,
+        Err(e) => {
+            eprintln!("skipped: no IPv6 here ({e})");
+            return;
+        }
+    };
+    let port = node.local_addr.port();
+    let peer = bind_udp(addr("127.0.0.9:0"), &opts()).unwrap();
+    peer.send_to(b"ping", ("127.0.0.1", port)).unwrap();
+    // The kernel picks one of the two sockets; poll both.
+    let mut batch = RecvBatch::new();
+    let start = Instant::now();
+    let mut heard = None;
+    for _ in 0..1000 {
+        if heard.is_some() || start.elapsed() > DEADLINE {
+            break;
+        }
+        for socket in &node.sockets {
+            if batch.recv(socket).unwrap() > 0 {
+                let (bytes, source, _) = batch.datagram(0);
+                assert_eq!(bytes, b"ping");
+                heard = Some((source, socket));
+                break;
+            }
+        }
+    }
+    let (source, socket) = heard.expect("the IPv4 datagram reached the dual-stack socket");
+    assert_eq!(
+        source,
+        peer.local_addr().unwrap(),
+        "IPv4-mapped source given as IPv4"
+    );
+    // Reply through the IPv6 socket to the IPv4 address.
+    let mut reply = SendBatch::new();
+    reply.push(source, b"pong");
+    assert_eq!(reply.flush(socket).unwrap(), 1);
+    let got = recv_n(&peer, 1);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, b"pong");
+    assert_eq!(got[0].1.port(), port);
+}
