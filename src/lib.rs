@@ -31,10 +31,20 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod backup;
+pub mod config;
 pub mod keys;
 pub mod limits;
 pub mod net;
+pub mod node;
+pub mod outbox;
 pub mod peer;
 pub mod pow;
 pub mod shard;
+pub mod stats;
+pub mod time;
 pub mod wire;
+
+pub use config::{Config, GetPath};
+pub use keys::Keypair;
+pub use node::{GetError, Node, PutError, PutReport, StartError};
+pub use stats::Stats;

@@ -1,0 +1,186 @@
+//! Counters: each thread owns one [`Counters`] (relaxed atomics on their own cache lines), and
+//! [`crate::Node::stats`] sums them into a [`Stats`] snapshot. Nothing is shared between threads
+//! on the packet path, so counting costs one uncontended add.
+//!
+//! Every way a datagram can be dropped has its own counter; the Prometheus exporter walks
+//! [`Stats::for_each`] so a new counter is exported without further code.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::pow::VerifyError;
+use crate::wire;
+
+/// Verification failures, by [`VerifyError`], in this order.
+pub const VERIFY_ERRORS: [VerifyError; 4] = [
+    VerifyError::NotEnoughWork,
+    VerifyError::FromTheFuture,
+    VerifyError::WorkMismatch,
+    VerifyError::BadSignature,
+];
+
+/// Dense index of a verification failure.
+pub fn verify_error_index(e: VerifyError) -> usize {
+    match e {
+        VerifyError::NotEnoughWork => 0,
+        VerifyError::FromTheFuture => 1,
+        VerifyError::WorkMismatch => 2,
+        VerifyError::BadSignature => 3,
+    }
+}
+
+macro_rules! counters {
+    ($( $(#[doc = $doc:literal])* $name:ident ),* $(,)?) => {
+        /// One thread's counters (write side).
+        #[derive(Default)]
+        #[repr(align(128))]
+        pub struct Counters {
+            $( $(#[doc = $doc])* pub $name: AtomicU64, )*
+            /// Malformed datagrams by [`wire::Error`] index.
+            pub malformed: [AtomicU64; wire::Error::COUNT],
+            /// Received PUTs refused by verification, by [`VERIFY_ERRORS`] index.
+            pub put_invalid: [AtomicU64; 4],
+            /// Received GET_ACKs refused by verification, by [`VERIFY_ERRORS`] index.
+            pub get_ack_invalid: [AtomicU64; 4],
+        }
+
+        /// A sum of all threads' counters at one moment (read side).
+        #[derive(Debug, Default, Clone, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub struct Stats {
+            $( $(#[doc = $doc])* pub $name: u64, )*
+            /// Malformed datagrams by [`wire::Error`] index.
+            pub malformed: [u64; wire::Error::COUNT],
+            /// Received PUTs refused by verification, by [`VERIFY_ERRORS`] index.
+            pub put_invalid: [u64; 4],
+            /// Received GET_ACKs refused by verification, by [`VERIFY_ERRORS`] index.
+            pub get_ack_invalid: [u64; 4],
+            /// Gauge: peers currently active.
+            pub peers_active: u64,
+            /// Gauge: peers known (any state).
+            pub peers_known: u64,
+            /// Gauge: records held.
+            pub records: u64,
+            /// Gauge: bytes of records held (their in-memory cost).
+            pub record_bytes: u64,
+        }
+
+        impl Stats {
+            /// Adds one thread's counters.
+            pub fn add(&mut self, c: &Counters) {
+                $( self.$name += c.$name.load(Ordering::Relaxed); )*
+                for (sum, c) in self.malformed.iter_mut().zip(&c.malformed) {
+                    *sum += c.load(Ordering::Relaxed);
+                }
+                for (sum, c) in self.put_invalid.iter_mut().zip(&c.put_invalid) {
+                    *sum += c.load(Ordering::Relaxed);
+                }
+                for (sum, c) in self.get_ack_invalid.iter_mut().zip(&c.get_ack_invalid) {
+                    *sum += c.load(Ordering::Relaxed);
+                }
+            }
+
+            /// Calls `f(name, label, value)` for every counter and gauge; `label` is the reason
+            /// for per-reason counters.
+            pub fn for_each(&self, mut f: impl FnMut(&'static str, Option<&'static str>, u64)) {
+                $( f(stringify!($name), None, self.$name); )*
+                for (e, v) in wire::Error::ALL.iter().zip(&self.malformed) {
+                    f("malformed", Some(e.name()), *v);
+                }
+                for (e, v) in VERIFY_ERRORS.iter().zip(&self.put_invalid) {
+                    f("put_invalid", Some(e.name()), *v);
+                }
+                for (e, v) in VERIFY_ERRORS.iter().zip(&self.get_ack_invalid) {
+                    f("get_ack_invalid", Some(e.name()), *v);
+                }
+                f("peers_active", None, self.peers_active);
+                f("peers_known", None, self.peers_known);
+                f("records", None, self.records);
+                f("record_bytes", None, self.record_bytes);
+            }
+        }
+    };
+}
+
+counters! {
+    /// Datagrams received.
+    packets_received,
+    /// Bytes received.
+    bytes_received,
+    /// Datagrams sent.
+    packets_sent,
+    /// Bytes sent.
+    bytes_sent,
+    /// Datagrams whose send failed.
+    send_errors,
+    /// Datagrams from our own address (loopback prevention).
+    own_packets_dropped,
+    /// Datagrams dropped because a shard-owner channel was full.
+    shard_channel_full,
+    /// Datagrams dropped because the peer channel was full.
+    peer_channel_full,
+    /// Replies withheld by the amplification budget (unproven destination over its budget).
+    amplification_withheld,
+    /// PUTs received.
+    puts_received,
+    /// PUTs stored (new or newer).
+    puts_stored,
+    /// PUTs identical to the held record.
+    puts_duplicate,
+    /// PUTs older than the held record.
+    puts_older,
+    /// PUTs whose work hash is already used by another record.
+    puts_work_reused,
+    /// PUTs refused because they had the lowest priority in a full shard.
+    puts_low_priority,
+    /// PUT datagrams forwarded to replicas.
+    puts_forwarded,
+    /// GETs received from the network.
+    gets_received,
+    /// GETs answered with a record.
+    gets_found,
+    /// GETs answered with "not found".
+    gets_not_found,
+    /// GET_ACKs received.
+    get_acks_received,
+    /// GET_ACKs with no matching outstanding request (never trusted, never stored).
+    get_acks_unsolicited,
+    /// GET_ACKs saying "not found".
+    get_acks_not_found,
+    /// GET_ACKs verified and used.
+    get_acks_valid,
+    /// GET requests sent to peers (local gets, challenges).
+    gets_sent,
+    /// Local puts completed.
+    local_puts,
+    /// Local gets answered with a record.
+    local_gets_found,
+    /// Local gets that found nothing (every asked peer said so).
+    local_gets_not_found,
+    /// Local gets that hit their deadline.
+    local_gets_timed_out,
+    /// Records evicted for space.
+    records_evicted,
+    /// Records removed by TTL.
+    records_expired,
+    /// Backup entries that could not be queued or written.
+    backup_errors,
+}
+
+/// Increments a counter by one.
+#[inline(always)]
+pub fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Adds to a counter.
+#[inline(always)]
+pub fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+impl Stats {
+    /// All malformed datagrams, whatever the reason.
+    pub fn malformed_total(&self) -> u64 {
+        self.malformed.iter().sum()
+    }
+}
