@@ -26,16 +26,18 @@ use crate::config::{Config, ConfigError, GetPath};
 use crate::keys::Keypair;
 use crate::limits::{MAX_KEY_LEN, PONG_MAX_LEN};
 use crate::net::{self, RecvBatch, SendBatch, SocketOptions};
-use std::sync::atomic::AtomicU64;
 use crate::outbox::Outbox;
 use crate::peer::{self, PeerTable};
 use crate::pow::{self, PowPool, SearchOutcome};
-use crate::shard::core::{BackupOp, Effects, GetOutcome, PeerView, Record, Shard, ShardRules, answer_get};
+use crate::shard::core::{
+    BackupOp, Effects, GetOutcome, GetRequest, PeerView, Record, Shard, ShardRules, answer_get,
+};
 use crate::shard::store::{Refusal, Store, StoreConfig};
 use crate::shard::{SHARD_COUNT, shard_index};
 use crate::stats::{Counters, Stats, inc};
 use crate::time::{MonotonicClock, unix_now_ms};
 use crate::wire::{self, GetRepr, Message};
+use std::sync::atomic::AtomicU64;
 
 /// Why a node could not start.
 #[derive(Debug)]
@@ -78,7 +80,9 @@ pub enum PutError {
 impl core::fmt::Display for PutError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            PutError::TooLong => f.write_str("key or value too long (key ≤ 255, key + value ≤ 1266 bytes)"),
+            PutError::TooLong => {
+                f.write_str("key or value too long (key ≤ 255, key + value ≤ 1266 bytes)")
+            }
             PutError::Refused(r) => write!(f, "refused by the store: {r:?}"),
             PutError::Shutdown => f.write_str("node is shutting down"),
         }
@@ -119,19 +123,45 @@ pub struct PutReport {
     pub sent_to: Vec<SocketAddr>,
 }
 
-/// Messages to a shard-owner thread.
+/// Messages to a shard-owner thread. Unboxed on purpose: a boxed GET would cost an allocation
+/// per packet on the owner path; the channel's slots are preallocated anyway.
+#[allow(clippy::large_enum_variant)]
 enum OwnerMsg {
-    Put { from: SocketAddr, dat: Record },
-    GetAck { from: SocketAddr, dat: Record },
-    Get { from: SocketAddr, pubkey: [u8; 32], key_len: u8, key: [u8; MAX_KEY_LEN] },
-    LocalPut { dat: Record, reply: Sender<Result<Vec<SocketAddr>, PutError>> },
-    LocalGet { pubkey: [u8; 32], key: Box<[u8]>, timeout_ms: u64, reply: Sender<GetOutcome> },
+    Put {
+        from: SocketAddr,
+        dat: Record,
+    },
+    GetAck {
+        from: SocketAddr,
+        dat: Record,
+    },
+    Get {
+        from: SocketAddr,
+        pubkey: [u8; 32],
+        key_len: u8,
+        key: [u8; MAX_KEY_LEN],
+    },
+    LocalPut {
+        dat: Record,
+        reply: Sender<Result<Vec<SocketAddr>, PutError>>,
+    },
+    LocalGet {
+        pubkey: [u8; 32],
+        key: Box<[u8]>,
+        timeout_ms: u64,
+        reply: Sender<GetOutcome>,
+    },
     Tick,
 }
 
-/// Messages to the peer thread (small, fixed-size: no allocation per packet).
+/// Messages to the peer thread (fixed-size: no allocation per packet).
+#[allow(clippy::large_enum_variant)]
 enum PeerMsg {
-    Datagram { from: SocketAddr, len: u16, bytes: [u8; PONG_MAX_LEN] },
+    Datagram {
+        from: SocketAddr,
+        len: u16,
+        bytes: [u8; PONG_MAX_LEN],
+    },
     Tick,
 }
 
@@ -218,7 +248,10 @@ impl Node {
         let backup = match &config.backup_path {
             Some(path) => {
                 let now = unix_now_ms();
-                let backup_config = BackupConfig { sync_policy: config.sync_policy, ..BackupConfig::new(path) };
+                let backup_config = BackupConfig {
+                    sync_policy: config.sync_policy,
+                    ..BackupConfig::new(path)
+                };
                 let (writer, report) = BackupWriter::open(backup_config, |entry| match entry {
                     RecoveredEntry::Put(dat) => {
                         let shard = shard_index(dat.pubkey(), dat.key());
@@ -253,8 +286,12 @@ impl Node {
             owner_rxs.push(rx);
         }
         let (peer_tx, peer_rx) = bounded(config.peer_channel_depth);
-        let peer_table = PeerTable::new(peer_config(&config, local_addr), keypair.clone(), rand::random())
-            .map_err(|e| StartError::Config(ConfigError(format!("peer table: {e:?}"))))?;
+        let peer_table = PeerTable::new(
+            peer_config(&config, local_addr),
+            keypair.clone(),
+            rand::random(),
+        )
+        .map_err(|e| StartError::Config(ConfigError(format!("peer table: {e:?}"))))?;
         let snapshot: SharedSnapshot = Arc::new(RwLock::new(peer_table.snapshot()));
         let mut own = Vec::new();
         if !local_addr.ip().is_unspecified() {
@@ -283,7 +320,8 @@ impl Node {
         };
 
         // Shard owners: thread i owns shards s with s % owner_count == i.
-        let mut per_owner: Vec<Vec<(usize, Shard<Sender<GetOutcome>>)>> = (0..owner_count).map(|_| Vec::new()).collect();
+        let mut per_owner: Vec<Vec<(usize, Shard<Sender<GetOutcome>>)>> =
+            (0..owner_count).map(|_| Vec::new()).collect();
         for (index, shard) in shards.into_iter().enumerate() {
             per_owner[index % owner_count].push((index, shard));
         }
@@ -293,7 +331,9 @@ impl Node {
             let shared = Arc::clone(&shared);
             let socket = send_socket.try_clone().map_err(StartError::Spawn)?;
             let backup = node.backup.as_ref().map(BackupWriter::handle);
-            node.spawn(format!("dave-shard-{i}"), move || owner_loop(shared, owned, rx, socket, backup, counters))?;
+            node.spawn(format!("dave-shard-{i}"), move || {
+                owner_loop(shared, owned, rx, socket, backup, counters)
+            })?;
         }
 
         // Peer thread.
@@ -301,15 +341,25 @@ impl Node {
             let counters = node.new_counters();
             let shared = Arc::clone(&shared);
             let socket = send_socket.try_clone().map_err(StartError::Spawn)?;
-            node.spawn("dave-peer".to_string(), move || peer_loop(shared, peer_table, peer_rx, socket, counters))?;
+            node.spawn("dave-peer".to_string(), move || {
+                peer_loop(shared, peer_table, peer_rx, socket, counters)
+            })?;
         }
 
         // Receivers, pinned one per core when asked.
-        let cores = if config.pin_cores { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
+        let cores = if config.pin_cores {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         for (i, socket) in sockets.into_iter().enumerate() {
             let counters = node.new_counters();
             let shared = Arc::clone(&shared);
-            let core = if cores.is_empty() { None } else { Some(cores[i % cores.len()]) };
+            let core = if cores.is_empty() {
+                None
+            } else {
+                Some(cores[i % cores.len()])
+            };
             node.spawn(format!("dave-rx-{i}"), move || {
                 if let Some(core) = core {
                     core_affinity::set_for_current(core);
@@ -333,7 +383,10 @@ impl Node {
     }
 
     fn spawn(&mut self, name: String, f: impl FnOnce() + Send + 'static) -> Result<(), StartError> {
-        let handle = std::thread::Builder::new().name(name).spawn(f).map_err(StartError::Spawn)?;
+        let handle = std::thread::Builder::new()
+            .name(name)
+            .spawn(f)
+            .map_err(StartError::Spawn)?;
         self.threads.push(handle);
         Ok(())
     }
@@ -356,12 +409,30 @@ impl Node {
     /// Computes the work (on the PoW pool, at the node's `min_work_bits`), signs, stores and
     /// replicates a record owned by this node's key.
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<PutReport, PutError> {
-        self.put_as(&self.keypair.clone(), key, value, self.shared.config.min_work_bits)
+        self.put_as(
+            &self.keypair.clone(),
+            key,
+            value,
+            self.shared.config.min_work_bits,
+        )
     }
 
     /// Like [`Node::put`], for any owner key and difficulty.
-    pub fn put_as(&self, owner: &Keypair, key: &[u8], value: &[u8], work_bits: u32) -> Result<PutReport, PutError> {
-        self.put_with_progress(owner, key, value, work_bits, &Default::default(), &Default::default())
+    pub fn put_as(
+        &self,
+        owner: &Keypair,
+        key: &[u8],
+        value: &[u8],
+        work_bits: u32,
+    ) -> Result<PutReport, PutError> {
+        self.put_with_progress(
+            owner,
+            key,
+            value,
+            work_bits,
+            &Default::default(),
+            &Default::default(),
+        )
     }
 
     /// Like [`Node::put_as`], reporting hashes done to `hashes` and stopping if `cancel` is set.
@@ -380,10 +451,14 @@ impl Node {
         // As the reference does: a little in the past, so peers with a slightly late clock accept.
         let time_ms = unix_now_ms() - PUT_TIME_BACKDATE_MS;
         let load = pow::load_hash(key, value, time_ms);
-        let (salt, work) = match self.pow.search(load, work_bits, Arc::clone(cancel), Arc::clone(hashes)) {
-            SearchOutcome::Found { salt, work } => (salt, work),
-            SearchOutcome::Cancelled => return Err(PutError::Shutdown),
-        };
+        let (salt, work) =
+            match self
+                .pow
+                .search(load, work_bits, Arc::clone(cancel), Arc::clone(hashes))
+            {
+                SearchOutcome::Found { salt, work } => (salt, work),
+                SearchOutcome::Cancelled => return Err(PutError::Shutdown),
+            };
         let dat = pow::sign_dat(owner, key, value, time_ms, salt, work);
         self.put_dat(dat)
     }
@@ -393,20 +468,27 @@ impl Node {
         let (reply, answer) = bounded(1);
         let owner = self.owner_of(dat.pubkey(), dat.key());
         let copy = dat.to_boxed();
-        self.shared.owners[owner].send(OwnerMsg::LocalPut { dat, reply }).map_err(|_| PutError::Shutdown)?;
+        self.shared.owners[owner]
+            .send(OwnerMsg::LocalPut { dat, reply })
+            .map_err(|_| PutError::Shutdown)?;
         let sent_to = answer.recv().map_err(|_| PutError::Shutdown)??;
         // Under sync-every-write a put is acknowledged only once its backup entry is on disk.
-        if let Some(backup) = &self.backup {
-            if self.shared.config.sync_policy == SyncPolicy::EveryWrite {
-                backup.handle().sync().map_err(|_| PutError::Shutdown)?;
-            }
+        if let Some(backup) = &self.backup
+            && self.shared.config.sync_policy == SyncPolicy::EveryWrite
+        {
+            backup.handle().sync().map_err(|_| PutError::Shutdown)?;
         }
         Ok(PutReport { dat: copy, sent_to })
     }
 
     /// The record of (owner, key): from the local store, else from the closest peers. Every
     /// answer is verified; the newest valid one wins.
-    pub fn get(&self, owner_pubkey: &[u8; 32], key: &[u8], timeout: Duration) -> Result<Record, GetError> {
+    pub fn get(
+        &self,
+        owner_pubkey: &[u8; 32],
+        key: &[u8],
+        timeout: Duration,
+    ) -> Result<Record, GetError> {
         if key.len() > MAX_KEY_LEN {
             return Err(GetError::NotFound);
         }
@@ -418,7 +500,9 @@ impl Node {
             timeout_ms: timeout.as_millis() as u64,
             reply,
         };
-        self.shared.owners[owner].send(msg).map_err(|_| GetError::Shutdown)?;
+        self.shared.owners[owner]
+            .send(msg)
+            .map_err(|_| GetError::Shutdown)?;
         match answer.recv_timeout(timeout + Duration::from_millis(500)) {
             Ok(GetOutcome::Found(dat)) => Ok(dat),
             Ok(GetOutcome::NotFound) => Err(GetError::NotFound),
@@ -493,8 +577,19 @@ fn peer_config(config: &Config, local_addr: SocketAddr) -> peer::PeerConfig {
 struct SnapshotView<'a>(&'a peer::PeerSnapshot);
 
 impl PeerView for SnapshotView<'_> {
-    fn closest(&self, target_id: u64, n: usize, exclude: Option<SocketAddr>, out: &mut Vec<SocketAddr>) {
-        out.extend(self.0.closest(target_id, n, exclude).into_iter().map(|p| p.addr));
+    fn closest(
+        &self,
+        target_id: u64,
+        n: usize,
+        exclude: Option<SocketAddr>,
+        out: &mut Vec<SocketAddr>,
+    ) {
+        out.extend(
+            self.0
+                .closest(target_id, n, exclude)
+                .into_iter()
+                .map(|p| p.addr),
+        );
     }
 }
 
@@ -550,32 +645,58 @@ fn receiver_loop(shared: Arc<Shared>, socket: UdpSocket, counters: Arc<Counters>
             match message {
                 Message::Put(dat) => {
                     let owner = shard_index(dat.pubkey(), dat.key()) % owner_count;
-                    let msg = OwnerMsg::Put { from, dat: dat.to_boxed() };
+                    let msg = OwnerMsg::Put {
+                        from,
+                        dat: dat.to_boxed(),
+                    };
                     try_send(&shared.owners[owner], msg, &counters.shard_channel_full);
                 }
                 Message::GetAck(dat) => {
                     let owner = shard_index(dat.pubkey(), dat.key()) % owner_count;
-                    let msg = OwnerMsg::GetAck { from, dat: dat.to_boxed() };
+                    let msg = OwnerMsg::GetAck {
+                        from,
+                        dat: dat.to_boxed(),
+                    };
                     try_send(&shared.owners[owner], msg, &counters.shard_channel_full);
                 }
                 Message::Get(get) => {
                     let shard = shard_index(&get.pubkey, get.key);
                     match shared.config.get_path {
-                        GetPath::Receiver => {
-                            answer_get(&shared.stores[shard].read(), from, &get, &counters, &mut outbox)
-                        }
+                        GetPath::Receiver => answer_get(
+                            &shared.stores[shard].read(),
+                            from,
+                            &get,
+                            &counters,
+                            &mut outbox,
+                        ),
                         GetPath::Owner => {
                             let mut key = [0u8; MAX_KEY_LEN];
                             key[..get.key.len()].copy_from_slice(get.key);
-                            let msg = OwnerMsg::Get { from, pubkey: get.pubkey, key_len: get.key.len() as u8, key };
-                            try_send(&shared.owners[shard % owner_count], msg, &counters.shard_channel_full);
+                            let msg = OwnerMsg::Get {
+                                from,
+                                pubkey: get.pubkey,
+                                key_len: get.key.len() as u8,
+                                key,
+                            };
+                            try_send(
+                                &shared.owners[shard % owner_count],
+                                msg,
+                                &counters.shard_channel_full,
+                            );
                         }
                     }
                 }
-                Message::Ping { .. } | Message::Pong(_) | Message::GetMyAddrPort | Message::GetMyAddrPortAck(_) => {
+                Message::Ping { .. }
+                | Message::Pong(_)
+                | Message::GetMyAddrPort
+                | Message::GetMyAddrPortAck(_) => {
                     let mut copy = [0u8; PONG_MAX_LEN];
                     copy[..bytes.len()].copy_from_slice(bytes);
-                    let msg = PeerMsg::Datagram { from, len: bytes.len() as u16, bytes: copy };
+                    let msg = PeerMsg::Datagram {
+                        from,
+                        len: bytes.len() as u16,
+                        bytes: copy,
+                    };
                     try_send(&shared.peer_tx, msg, &counters.peer_channel_full);
                 }
             }
@@ -610,7 +731,11 @@ fn owner_loop(
     let mut puts: Vec<Vec<(SocketAddr, Record)>> = (0..owned.len()).map(|_| Vec::new()).collect();
     let mut has_pending = false;
     while !shared.shutdown.load(Ordering::Relaxed) {
-        let timeout = if has_pending { GET_DEADLINE_POLL } else { SHUTDOWN_POLL };
+        let timeout = if has_pending {
+            GET_DEADLINE_POLL
+        } else {
+            SHUTDOWN_POLL
+        };
         let first = match rx.recv_timeout(timeout) {
             Ok(msg) => Some(msg),
             Err(RecvTimeoutError::Timeout) => None,
@@ -621,35 +746,65 @@ fn owner_loop(
         let now_ms = shared.clock.now_ms();
         let wall_ms = unix_now_ms();
         let mut tick = false;
-        for msg in first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok()).take(OWNER_BATCH)) {
+        for msg in first
+            .into_iter()
+            .chain(std::iter::from_fn(|| rx.try_recv().ok()).take(OWNER_BATCH))
+        {
             match msg {
                 OwnerMsg::Put { from, dat } => {
                     puts[local(shard_index(dat.pubkey(), dat.key()))].push((from, dat));
                 }
                 OwnerMsg::GetAck { from, dat } => {
                     let s = local(shard_index(dat.pubkey(), dat.key()));
-                    owned[s].1.handle_get_ack(now_ms, wall_ms, from, dat, &counters, &mut effects);
+                    owned[s]
+                        .1
+                        .handle_get_ack(now_ms, wall_ms, from, dat, &counters, &mut effects);
                 }
-                OwnerMsg::Get { from, pubkey, key_len, key } => {
+                OwnerMsg::Get {
+                    from,
+                    pubkey,
+                    key_len,
+                    key,
+                } => {
                     let key = &key[..key_len as usize];
                     let s = local(shard_index(&pubkey, key));
-                    owned[s].1.handle_get(from, &GetRepr { pubkey, key }, &counters, &mut effects);
+                    owned[s]
+                        .1
+                        .handle_get(from, &GetRepr { pubkey, key }, &counters, &mut effects);
                 }
                 OwnerMsg::LocalPut { dat, reply } => {
                     let s = local(shard_index(dat.pubkey(), dat.key()));
-                    let result = owned[s].1.local_put(wall_ms, dat, &peers, &counters, &mut effects);
+                    let result =
+                        owned[s]
+                            .1
+                            .local_put(wall_ms, dat, &peers, &counters, &mut effects);
                     let _ = reply.send(result.map_err(PutError::Refused));
                 }
-                OwnerMsg::LocalGet { pubkey, key, timeout_ms, reply } => {
+                OwnerMsg::LocalGet {
+                    pubkey,
+                    key,
+                    timeout_ms,
+                    reply,
+                } => {
                     let s = local(shard_index(&pubkey, &key));
-                    owned[s].1.start_get(now_ms, pubkey, &key, timeout_ms, reply, &peers, &counters, &mut effects);
+                    let request = GetRequest {
+                        pubkey,
+                        key: &key,
+                        timeout_ms,
+                        waiter: reply,
+                    };
+                    owned[s]
+                        .1
+                        .start_get(now_ms, request, &peers, &counters, &mut effects);
                 }
                 OwnerMsg::Tick => tick = true,
             }
         }
         for (s, batch) in puts.iter_mut().enumerate() {
             if !batch.is_empty() {
-                owned[s].1.handle_puts(wall_ms, batch, &peers, &counters, &mut effects);
+                owned[s]
+                    .1
+                    .handle_puts(wall_ms, batch, &peers, &counters, &mut effects);
             }
         }
         has_pending = false;
@@ -679,7 +834,11 @@ fn carry_out(
         for op in effects.backup.drain(..) {
             let queued = match op {
                 BackupOp::Put(dat) => backup.append_put(&dat),
-                BackupOp::Delete { pubkey, key, time_ms } => backup.append_delete(&pubkey, &key, time_ms),
+                BackupOp::Delete {
+                    pubkey,
+                    key,
+                    time_ms,
+                } => backup.append_delete(&pubkey, &key, time_ms),
             };
             if queued.is_err() {
                 inc(&counters.backup_errors);
@@ -709,14 +868,18 @@ fn peer_loop(
         };
         let now_ms = shared.clock.now_ms();
         let effects = match msg {
-            PeerMsg::Datagram { from, len, bytes } => match Message::parse(&bytes[..len as usize]) {
-                Ok(message) => table.handle(now_ms, from, &message),
-                Err(_) => continue, // checked by the receiver already
-            },
+            PeerMsg::Datagram { from, len, bytes } => {
+                match Message::parse(&bytes[..len as usize]) {
+                    Ok(message) => table.handle(now_ms, from, &message),
+                    Err(_) => continue, // checked by the receiver already
+                }
+            }
             PeerMsg::Tick => {
                 let effects = table.tick(now_ms);
                 *shared.snapshot.write() = table.snapshot();
-                shared.peers_known.store(table.peer_count() as u64, Ordering::Relaxed);
+                shared
+                    .peers_known
+                    .store(table.peer_count() as u64, Ordering::Relaxed);
                 effects
             }
         };

@@ -25,7 +25,13 @@ pub type Record = Dat<Box<[u8]>>;
 /// Picks replica targets: the `n` active peers XOR-closest to `target_id`, never `exclude`.
 pub trait PeerView {
     /// Appends up to `n` addresses to `out`, closest first.
-    fn closest(&self, target_id: u64, n: usize, exclude: Option<SocketAddr>, out: &mut Vec<SocketAddr>);
+    fn closest(
+        &self,
+        target_id: u64,
+        n: usize,
+        exclude: Option<SocketAddr>,
+        out: &mut Vec<SocketAddr>,
+    );
 }
 
 /// Rules the core applies (a subset of the node's `Config`).
@@ -81,7 +87,11 @@ pub struct Effects<W> {
 
 impl<W> Default for Effects<W> {
     fn default() -> Self {
-        Effects { outbox: Outbox::new(), backup: Vec::new(), completions: Vec::new() }
+        Effects {
+            outbox: Outbox::new(),
+            backup: Vec::new(),
+            completions: Vec::new(),
+        }
     }
 }
 
@@ -103,11 +113,27 @@ struct PendingGet<W> {
     deadline_ms: u64,
 }
 
+/// A record's identity: (owner public key, key).
+pub type RecordId = ([u8; 32], Box<[u8]>);
+
+/// A local get to start.
+#[derive(Debug)]
+pub struct GetRequest<'a, W> {
+    /// Owner public key.
+    pub pubkey: [u8; 32],
+    /// Key.
+    pub key: &'a [u8],
+    /// How long to wait for answers.
+    pub timeout_ms: u64,
+    /// Who to tell.
+    pub waiter: W,
+}
+
 /// One shard's state and logic.
 pub struct Shard<W> {
     store: Arc<RwLock<Store>>,
     rules: ShardRules,
-    pending: HashMap<([u8; 32], Box<[u8]>), PendingGet<W>>,
+    pending: HashMap<RecordId, PendingGet<W>>,
     /// Scratch space reused by every call.
     targets: Vec<SocketAddr>,
 }
@@ -140,7 +166,10 @@ impl<W> Shard<W> {
     /// Removes a record named by a backup tombstone, if the tombstone covers the held version.
     pub fn restore_delete(&mut self, tombstone: &crate::backup::Tombstone) {
         let mut store = self.store.write();
-        if store.get(&tombstone.pubkey, &tombstone.key).is_some_and(|held| tombstone.removes(held)) {
+        if store
+            .get(&tombstone.pubkey, &tombstone.key)
+            .is_some_and(|held| tombstone.removes(held))
+        {
             store.remove(&tombstone.pubkey, &tombstone.key);
         }
     }
@@ -179,10 +208,12 @@ impl<W> Shard<W> {
         verify_dats(&dats, self.rules.signature_check, &mut ok);
         for ((from, dat), ok) in puts.drain(..).zip(ok) {
             if !ok {
-                inc(&counters.put_invalid[verify_error_index(crate::pow::VerifyError::BadSignature)]);
+                inc(&counters.put_invalid
+                    [verify_error_index(crate::pow::VerifyError::BadSignature)]);
                 continue;
             }
-            let _refused_and_counted = self.store_and_forward(dat, Some(from), now_ms, peers, counters, effects);
+            let _refused_and_counted =
+                self.store_and_forward(dat, Some(from), now_ms, peers, counters, effects);
         }
     }
 
@@ -199,7 +230,12 @@ impl<W> Shard<W> {
         let sent_before = effects.outbox.len();
         self.store_and_forward(dat, None, now_ms, peers, counters, effects)?;
         inc(&counters.local_puts);
-        Ok(effects.outbox.iter().skip(sent_before).map(|(to, _)| to).collect())
+        Ok(effects
+            .outbox
+            .iter()
+            .skip(sent_before)
+            .map(|(to, _)| to)
+            .collect())
     }
 
     fn store_and_forward(
@@ -240,7 +276,13 @@ impl<W> Shard<W> {
     }
 
     /// A GET handed to the owner thread (the `GetPath::Owner` configuration).
-    pub fn handle_get(&self, from: SocketAddr, get: &GetRepr<'_>, counters: &Counters, effects: &mut Effects<W>) {
+    pub fn handle_get(
+        &self,
+        from: SocketAddr,
+        get: &GetRepr<'_>,
+        counters: &Counters,
+        effects: &mut Effects<W>,
+    ) {
         answer_get(&self.store.read(), from, get, counters, &mut effects.outbox);
     }
 
@@ -248,17 +290,22 @@ impl<W> Shard<W> {
     pub fn start_get(
         &mut self,
         now_ms: u64,
-        pubkey: [u8; 32],
-        key: &[u8],
-        timeout_ms: u64,
-        waiter: W,
+        request: GetRequest<'_, W>,
         peers: &dyn PeerView,
         counters: &Counters,
         effects: &mut Effects<W>,
     ) {
+        let GetRequest {
+            pubkey,
+            key,
+            timeout_ms,
+            waiter,
+        } = request;
         if let Some(found) = self.store.read().get(&pubkey, key) {
             inc(&counters.local_gets_found);
-            effects.completions.push((waiter, GetOutcome::Found(found.to_boxed())));
+            effects
+                .completions
+                .push((waiter, GetOutcome::Found(found.to_boxed())));
             return;
         }
         let id = (pubkey, Box::<[u8]>::from(key));
@@ -272,7 +319,12 @@ impl<W> Shard<W> {
             return;
         }
         self.targets.clear();
-        peers.closest(id_from_pubkey(&pubkey), self.rules.fanout, None, &mut self.targets);
+        peers.closest(
+            id_from_pubkey(&pubkey),
+            self.rules.fanout,
+            None,
+            &mut self.targets,
+        );
         if self.targets.is_empty() {
             inc(&counters.local_gets_not_found);
             effects.completions.push((waiter, GetOutcome::NotFound));
@@ -337,7 +389,13 @@ impl<W> Shard<W> {
     }
 
     /// Timers: expires records, ends local gets past their deadline.
-    pub fn tick(&mut self, now_ms: u64, wall_ms: i64, counters: &Counters, effects: &mut Effects<W>) {
+    pub fn tick(
+        &mut self,
+        now_ms: u64,
+        wall_ms: i64,
+        counters: &Counters,
+        effects: &mut Effects<W>,
+    ) {
         let report = self.store.write().tick(wall_ms);
         for expired in &report.expired {
             inc(&counters.records_expired);
@@ -347,7 +405,13 @@ impl<W> Shard<W> {
     }
 
     /// Ends local gets past their deadline.
-    pub fn tick_gets(&mut self, now_ms: u64, wall_ms: i64, counters: &Counters, effects: &mut Effects<W>) {
+    pub fn tick_gets(
+        &mut self,
+        now_ms: u64,
+        wall_ms: i64,
+        counters: &Counters,
+        effects: &mut Effects<W>,
+    ) {
         if self.pending.is_empty() {
             return;
         }
@@ -367,8 +431,16 @@ impl<W> Shard<W> {
         self.pending.values().map(|p| p.deadline_ms).min()
     }
 
-    fn finish_get(&mut self, id: &([u8; 32], Box<[u8]>), wall_ms: i64, counters: &Counters, effects: &mut Effects<W>) {
-        let Some(pending) = self.pending.remove(id) else { return };
+    fn finish_get(
+        &mut self,
+        id: &RecordId,
+        wall_ms: i64,
+        counters: &Counters,
+        effects: &mut Effects<W>,
+    ) {
+        let Some(pending) = self.pending.remove(id) else {
+            return;
+        };
         let outcome = match pending.best {
             Some(best) => {
                 // Keep the answer: store it like a verified PUT (no forwarding).
@@ -411,7 +483,13 @@ fn clone_outcome(o: &GetOutcome) -> GetOutcome {
 }
 
 /// Answers a GET from a store (shared by the receiver read path and the owner path).
-pub fn answer_get(store: &Store, from: SocketAddr, get: &GetRepr<'_>, counters: &Counters, outbox: &mut Outbox) {
+pub fn answer_get(
+    store: &Store,
+    from: SocketAddr,
+    get: &GetRepr<'_>,
+    counters: &Counters,
+    outbox: &mut Outbox,
+) {
     inc(&counters.gets_received);
     match store.get(&get.pubkey, get.key) {
         Some(dat) => {
@@ -433,7 +511,11 @@ fn verify_dats(dats: &[&Record], mode: SignatureCheck, ok: &mut [bool]) {
 }
 
 fn delete_op(dat: &Record) -> BackupOp {
-    BackupOp::Delete { pubkey: *dat.pubkey(), key: dat.key().into(), time_ms: dat.time_ms() }
+    BackupOp::Delete {
+        pubkey: *dat.pubkey(),
+        key: dat.key().into(),
+        time_ms: dat.time_ms(),
+    }
 }
 
 fn count_refusal(refusal: Refusal, counters: &Counters) {

@@ -34,7 +34,7 @@ impl<T: AsRef<[u8]>> Pong<T> {
         }
         debug_assert_eq!(bytes[0], Op::Pong as u8);
         let list_len = bytes[1] as usize;
-        if list_len % ADDR_LEN != 0 {
+        if !list_len.is_multiple_of(ADDR_LEN) {
             return Err(Error::AddrListNotMultiple);
         }
         if list_len / ADDR_LEN > MAX_PONG_ADDRS {
