@@ -58,5 +58,75 @@ pub fn start_network(base: u8, n: usize) -> Vec<Node> {
 /// Waits until every node sees every other as active.
 pub fn wait_all_active(nodes: &[Node], limit: Duration) -> bool {
     let want = nodes.len() as u64 - 1;
-    wait_until(limit, || nodes.iter().all(|n| n.stats().peers_active >= want))
+    wait_until(limit, || {
+        nodes.iter().all(|n| n.stats().peers_active >= want)
+    })
+}
+
+/// A scripted peer on a raw UDP socket: answers PINGs with valid PONGs signed by its own key (so a
+/// node authenticates it), and hands every other datagram to the test.
+pub struct FakePeer {
+    pub socket: std::net::UdpSocket,
+    pub keypair: dave::Keypair,
+}
+
+impl FakePeer {
+    /// Binds on `ip` with a short read timeout.
+    pub fn bind(ip: [u8; 4]) -> FakePeer {
+        let socket = std::net::UdpSocket::bind(SocketAddr::from((ip, 0))).expect("bind fake peer");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("timeout");
+        FakePeer {
+            socket,
+            keypair: dave::Keypair::generate(),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.socket.local_addr().expect("addr")
+    }
+
+    /// Receives for up to `limit`, answering PINGs; returns the first non-PING datagram.
+    pub fn serve_until_other(&self, limit: Duration) -> Option<(Vec<u8>, SocketAddr)> {
+        let start = Instant::now();
+        let mut buf = [0u8; 2048];
+        while start.elapsed() < limit {
+            let Ok((n, from)) = self.socket.recv_from(&mut buf) else {
+                continue;
+            };
+            match dave::wire::Message::parse(&buf[..n]) {
+                Ok(dave::wire::Message::Ping { challenge }) => self.pong(from, challenge),
+                _ => return Some((buf[..n].to_vec(), from)),
+            }
+        }
+        None
+    }
+
+    /// Answers PINGs for `duration`, ignoring everything else.
+    pub fn serve_pings(&self, duration: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < duration {
+            let _ = self.serve_until_other(duration.saturating_sub(start.elapsed()));
+        }
+    }
+
+    /// Sends a valid PONG for `challenge`.
+    pub fn pong(&self, to: SocketAddr, challenge: [u8; 8]) {
+        let salt: [u8; 16] = rand::random();
+        let sig = self
+            .keypair
+            .sign(&dave::wire::pong_signed_hash(&challenge, &salt));
+        let pong = dave::wire::PongRepr {
+            addr_count: 0,
+            addrs: [[0; 18]; 5],
+            challenge,
+            salt,
+            pubkey: self.keypair.public(),
+            sig,
+        };
+        let mut buf = [0u8; 1424];
+        let n = dave::wire::Message::Pong(pong).emit(&mut buf);
+        let _ = self.socket.send_to(&buf[..n], to);
+    }
 }
