@@ -183,6 +183,8 @@ struct Shared {
     own_addrs: OwnAddrs,
     /// Gauge: peers known to the table (any state), written by the peer thread.
     peers_known: AtomicU64,
+    /// The peer table's counters, copied out by the peer thread on every tick.
+    peer_stats: parking_lot::Mutex<peer::PeerStats>,
     clock: MonotonicClock,
 }
 
@@ -306,6 +308,7 @@ impl Node {
             snapshot,
             own_addrs: Arc::new(RwLock::new(own)),
             peers_known: AtomicU64::new(0),
+            peer_stats: parking_lot::Mutex::new(peer::PeerStats::default()),
             clock: MonotonicClock::new(),
         });
 
@@ -526,6 +529,7 @@ impl Node {
         let snapshot = Arc::clone(&self.shared.snapshot.read());
         stats.peers_active = snapshot.len() as u64;
         stats.peers_known = self.shared.peers_known.load(Ordering::Relaxed);
+        stats.peer = self.shared.peer_stats.lock().clone();
         for store in &self.shared.stores {
             let store = store.read();
             stats.records += store.len() as u64;

@@ -62,6 +62,8 @@ macro_rules! counters {
             pub records: u64,
             /// Gauge: bytes of records held (their in-memory cost).
             pub record_bytes: u64,
+            /// The peer table's own counters (PINGs, PONGs, and every reason it refused one).
+            pub peer: crate::peer::PeerStats,
         }
 
         impl Stats {
@@ -96,6 +98,14 @@ macro_rules! counters {
                 f("peers_known", None, self.peers_known);
                 f("records", None, self.records);
                 f("record_bytes", None, self.record_bytes);
+                for (reason, v) in self.peer.refusals() {
+                    f("peer_refused", Some(reason), v);
+                }
+                f("pings_received", None, self.peer.pings_received);
+                f("pongs_received", None, self.peer.pongs_received);
+                f("pongs_accepted", None, self.peer.pongs_accepted);
+                f("pings_sent", None, self.peer.pings_sent);
+                f("pongs_sent", None, self.peer.pongs_sent);
             }
         }
     };
