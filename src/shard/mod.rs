@@ -1,6 +1,12 @@
 //! Shards: routing, the record store with its byte budget and eviction order, and the I/O-free
 //! shard core that the shard-owner threads drive.
 
+pub mod order;
 pub mod route;
+pub mod store;
 
 pub use route::{SHARD_COUNT, Version, compare_versions, record_hash, shard_index, shard_of_hash};
+pub use store::{
+    Inserted, PruneReport, RecordHasher, Refusal, RouteHasher, Store, StoreConfig,
+    record_cost_bytes,
+};
