@@ -25,6 +25,7 @@
 //! answers the same question for any address.
 
 mod addr_check;
+pub mod budget;
 mod config;
 mod snapshot;
 mod stats;
@@ -43,7 +44,10 @@ pub use config::{PeerConfig, PeerConfigError};
 pub use snapshot::{PeerInfo, PeerSnapshot};
 pub use stats::PeerStats;
 pub use table::PeerTable;
-pub use trust::{Trust, UNPROVEN_RELIABILITY};
+pub use trust::{
+    Choice, MAX_SELECTION_CANDIDATES, MIN_SELECTION_RELIABILITY, ScoredPeer, Trust, TrustPolicy,
+    UNPROVEN_RELIABILITY, choose_targets,
+};
 
 use crate::wire::{Message, PongRepr, WireAddr};
 
