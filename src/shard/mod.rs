@@ -1,7 +1,10 @@
 //! Shards: routing, the record store with its byte budget and eviction order, and the I/O-free
 //! shard core that the shard-owner threads drive.
 
+pub mod challenge;
+pub mod core;
 pub mod order;
+pub mod repair;
 pub mod route;
 pub mod store;
 

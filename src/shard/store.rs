@@ -273,6 +273,18 @@ impl<H: RecordHasher> Store<H> {
         self.slots.iter().flatten()
     }
 
+    /// Slots in the slab, free ones included: the end of a cursor walk. Never decreases.
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The record in `slot`, if the slot is in use. Slots are stable (a record keeps its slot
+    /// until it is removed), so a slot index is a cursor that survives inserts and removals
+    /// between calls: a walk from 0 to [`Store::slot_count`] sees every record held throughout.
+    pub fn record_in_slot(&self, slot: usize) -> Option<&Record> {
+        self.slots.get(slot)?.as_ref()
+    }
+
     /// The cheap checks, before the signature is verified: version, work reuse, budget.
     ///
     /// Expiry is judged at the last `now_ms` given to [`Store::insert`] or [`Store::tick`] (the
