@@ -174,6 +174,36 @@ counters! {
     records_expired,
     /// Backup entries that could not be queued or written.
     backup_errors,
+    /// Bytes of replies withheld by the amplification budget.
+    amplification_withheld_bytes,
+    /// Storage challenges sent (a GET for a record we sent to that peer).
+    challenges_sent,
+    /// Challenges answered with a verified record at least as new as the one we sent.
+    challenges_succeeded,
+    /// Challenges answered "not found".
+    challenges_failed_not_found,
+    /// Challenges answered with a record that failed verification.
+    challenges_failed_invalid,
+    /// Challenges answered with a valid record older than the one we sent.
+    challenges_failed_stale,
+    /// Challenges unanswered by their deadline.
+    challenges_failed_timeout,
+    /// Challenge outcomes dropped because the peer thread's channel was full.
+    challenge_outcomes_dropped,
+    /// Stored PUTs not re-propagated because their sender is judged unreliable.
+    puts_not_forwarded_unreliable,
+    /// Target picks (PUT forwards, GETs) that explored an unscored peer while scored ones were left.
+    targets_explored,
+    /// Replica-repair passes started (a change of the closest peers, or a republish).
+    repair_passes_started,
+    /// Of those, periodic republishes.
+    republish_passes_started,
+    /// Replica-repair passes completed.
+    repair_passes_completed,
+    /// PUT datagrams sent by replica repair and republish.
+    repair_datagrams_sent,
+    /// Bytes of those datagrams.
+    repair_bytes_sent,
 }
 
 /// Increments a counter by one.

@@ -10,13 +10,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 
 use crate::keys::id_from_pubkey;
 use crate::outbox::Outbox;
+use crate::peer::budget::Pacer;
+use crate::peer::{ScoredPeer, Trust, TrustPolicy, choose_targets};
 use crate::pow::{SignatureCheck, check_work, verify_signatures};
+use crate::shard::challenge::{Answer, ChallengeBook, ChallengeConfig, ChallengeOutcome, Verdict};
+use crate::shard::repair::{Repair, RepairConfig, ReplicaView};
 use crate::shard::store::{Inserted, Refusal, Store};
 use crate::shard::{Version, compare_versions};
-use crate::stats::{Counters, inc, verify_error_index};
+use crate::stats::{Counters, add, inc, verify_error_index};
 use crate::wire::{Dat, DatFields, GetRepr, Message};
 
 /// A stored record.
@@ -32,6 +38,47 @@ pub trait PeerView {
         exclude: Option<SocketAddr>,
         out: &mut Vec<SocketAddr>,
     );
+
+    /// Like [`PeerView::closest`], with each peer's storage-challenge record, so targets can be
+    /// weighed by reliability. The default knows no scores: every peer is unscored and the choice
+    /// falls back to plain XOR order.
+    fn closest_scored(
+        &self,
+        target_id: u64,
+        n: usize,
+        exclude: Option<SocketAddr>,
+        out: &mut Vec<ScoredPeer>,
+    ) {
+        let mut addrs = Vec::with_capacity(n);
+        self.closest(target_id, n, exclude, &mut addrs);
+        out.extend(addrs.into_iter().map(|addr| ScoredPeer {
+            addr,
+            trust: Trust::default(),
+        }));
+    }
+
+    /// The storage-challenge record of the active peer at `addr` (`None`: not an active peer, or
+    /// no scores known). Decides whether its PUTs are re-propagated.
+    fn trust_of(&self, _addr: SocketAddr) -> Option<Trust> {
+        None
+    }
+
+    /// Whether `addr` is an active peer (challenges go only to active peers). Default: yes.
+    fn is_active(&self, _addr: SocketAddr) -> bool {
+        true
+    }
+}
+
+/// Trust, challenge and repair settings of a shard (copied from the node's `Config`). Kept apart
+/// from [`ShardRules`] so existing constructions of the rules stay valid.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ShardPolicy {
+    /// How reliability steers target choice and re-propagation.
+    pub trust: TrustPolicy,
+    /// The storage-challenge book's bounds and timings.
+    pub challenge: ChallengeConfig,
+    /// Replica repair and republish.
+    pub repair: RepairConfig,
 }
 
 /// Rules the core applies (a subset of the node's `Config`).
@@ -83,6 +130,8 @@ pub struct Effects<W> {
     pub backup: Vec<BackupOp>,
     /// Local gets that ended.
     pub completions: Vec<(W, GetOutcome)>,
+    /// Storage challenges scored (for the peer table).
+    pub challenge_outcomes: Vec<ChallengeOutcome>,
 }
 
 impl<W> Default for Effects<W> {
@@ -91,6 +140,7 @@ impl<W> Default for Effects<W> {
             outbox: Outbox::new(),
             backup: Vec::new(),
             completions: Vec::new(),
+            challenge_outcomes: Vec::new(),
         }
     }
 }
@@ -101,6 +151,7 @@ impl<W> Effects<W> {
         self.outbox.clear();
         self.backup.clear();
         self.completions.clear();
+        self.challenge_outcomes.clear();
     }
 }
 
@@ -134,8 +185,17 @@ pub struct Shard<W> {
     store: Arc<RwLock<Store>>,
     rules: ShardRules,
     pending: HashMap<RecordId, PendingGet<W>>,
+    policy: ShardPolicy,
+    /// Target choice and challenge sampling. Seeded ([`Shard::with_policy`]), so a simulation
+    /// replays exactly.
+    rng: StdRng,
+    /// Republish jitter (apart from `rng` so a repair step can sample challenges meanwhile).
+    repair_rng: StdRng,
+    challenges: ChallengeBook,
+    repair: Repair,
     /// Scratch space reused by every call.
     targets: Vec<SocketAddr>,
+    scored: Vec<ScoredPeer>,
 }
 
 /// Largest number of local gets one shard tracks at once; more are answered `TimedOut` at once
@@ -149,8 +209,55 @@ impl<W> Shard<W> {
             store: Arc::new(RwLock::new(store)),
             rules,
             pending: HashMap::new(),
+            policy: ShardPolicy::default(),
+            rng: StdRng::seed_from_u64(0),
+            repair_rng: StdRng::seed_from_u64(1),
+            challenges: ChallengeBook::new(ChallengeConfig::default()),
+            repair: Repair::new(RepairConfig::default()),
             targets: Vec::new(),
+            scored: Vec::new(),
         }
+    }
+
+    /// Sets the trust, challenge and repair policy and seeds the shard's RNGs (the node passes a
+    /// random seed; a simulation a fixed one). Call before use: it forgets challenges and repair
+    /// state.
+    pub fn with_policy(mut self, policy: ShardPolicy, seed: u64) -> Shard<W> {
+        self.policy = policy;
+        self.rng = StdRng::seed_from_u64(seed);
+        self.repair_rng = StdRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);
+        self.challenges = ChallengeBook::new(policy.challenge);
+        self.repair = Repair::new(policy.repair);
+        self
+    }
+
+    /// The policy in use.
+    pub fn policy(&self) -> &ShardPolicy {
+        &self.policy
+    }
+
+    /// Picks up to FANOUT targets for `target_id` into `self.targets`: the `2 × FANOUT` closest
+    /// active peers weighed by reliability, with exploration of unscored ones
+    /// ([`choose_targets`]).
+    fn choose(
+        &mut self,
+        target_id: u64,
+        exclude: Option<SocketAddr>,
+        peers: &dyn PeerView,
+        counters: &Counters,
+    ) {
+        self.targets.clear();
+        self.scored.clear();
+        let n = self.rules.fanout;
+        peers.closest_scored(target_id, n.saturating_mul(2), exclude, &mut self.scored);
+        let choice = choose_targets(
+            &self.scored,
+            n,
+            &self.policy.trust,
+            &mut self.rng,
+            &mut self.targets,
+        );
+        add(&counters.targets_explored, choice.explored as u64);
     }
 
     /// The shared store (receivers read it to answer GETs).
@@ -247,8 +354,19 @@ impl<W> Shard<W> {
         counters: &Counters,
         effects: &mut Effects<W>,
     ) -> Result<(), Refusal> {
-        self.targets.clear();
-        peers.closest(dat.owner_id(), self.rules.fanout, from, &mut self.targets);
+        // Stored but not re-propagated when its sender is a scored, unreliable peer: a peer that
+        // does not keep records should not decide where they go either.
+        let unreliable_sender = from.is_some_and(|f| {
+            peers
+                .trust_of(f)
+                .is_some_and(|t| self.policy.trust.is_unreliable(&t))
+        });
+        if unreliable_sender {
+            self.targets.clear();
+            inc(&counters.puts_not_forwarded_unreliable);
+        } else {
+            self.choose(dat.owner_id(), from, peers, counters);
+        }
         for &to in &self.targets {
             effects.outbox.push(to, &Message::Put(dat.as_view()));
             inc(&counters.puts_forwarded);
@@ -258,6 +376,10 @@ impl<W> Shard<W> {
         match inserted {
             Ok(inserted) => {
                 inc(&counters.puts_stored);
+                for &to in &self.targets {
+                    self.challenges
+                        .remember(now_ms, to, &backup_copy, &mut self.rng);
+                }
                 effects.backup.push(BackupOp::Put(backup_copy));
                 for evicted in inserted.evicted {
                     inc(&counters.records_evicted);
@@ -318,13 +440,7 @@ impl<W> Shard<W> {
             effects.completions.push((waiter, GetOutcome::TimedOut));
             return;
         }
-        self.targets.clear();
-        peers.closest(
-            id_from_pubkey(&pubkey),
-            self.rules.fanout,
-            None,
-            &mut self.targets,
-        );
+        self.choose(id_from_pubkey(&pubkey), None, peers, counters);
         if self.targets.is_empty() {
             inc(&counters.local_gets_not_found);
             effects.completions.push((waiter, GetOutcome::NotFound));
@@ -346,8 +462,10 @@ impl<W> Shard<W> {
         );
     }
 
-    /// A GET_ACK from the network: trusted only if it answers an outstanding get from a peer we
-    /// asked, and verifies like a PUT. A valid record is stored (never forwarded).
+    /// A GET_ACK from the network: trusted only if it answers an outstanding get or storage
+    /// challenge sent to that peer, and verifies like a PUT. It scores the challenge; for a local
+    /// get a valid record is kept as the best answer and stored when the get ends (never
+    /// forwarded). An answer that matches neither is counted as unsolicited and ignored.
     pub fn handle_get_ack(
         &mut self,
         now_ms: u64,
@@ -358,22 +476,52 @@ impl<W> Shard<W> {
         effects: &mut Effects<W>,
     ) {
         inc(&counters.get_acks_received);
+        let challenged = self.challenges.is_awaited(from, dat.pubkey(), dat.key());
         let id = (*dat.pubkey(), Box::<[u8]>::from(dat.key()));
-        let Some(pending) = self.pending.get_mut(&id) else {
+        let asked = self
+            .pending
+            .get(&id)
+            .is_some_and(|p| p.awaiting.contains(&from));
+        if !challenged && !asked {
             inc(&counters.get_acks_unsolicited);
             return;
-        };
-        let Some(at) = pending.awaiting.iter().position(|&a| a == from) else {
-            inc(&counters.get_acks_unsolicited);
-            return;
-        };
-        pending.awaiting.swap_remove(at);
-        if dat.is_not_found() {
+        }
+        let answer = if dat.is_not_found() {
             inc(&counters.get_acks_not_found);
+            Answer::NotFound
         } else if let Err(e) = crate::pow::verify_dat(&dat, self.rules.min_work_bits, wall_ms) {
             inc(&counters.get_ack_invalid[verify_error_index(e)]);
+            Answer::Invalid
         } else {
             inc(&counters.get_acks_valid);
+            Answer::Valid {
+                time_ms: dat.time_ms(),
+            }
+        };
+        if challenged {
+            let outcome = self.challenges.answer(
+                wall_ms,
+                from,
+                dat.pubkey(),
+                dat.key(),
+                answer,
+                &mut self.rng,
+            );
+            if let Some(outcome) = outcome {
+                count_verdict(outcome.verdict, counters);
+                effects.challenge_outcomes.push(outcome);
+            }
+        }
+        if !asked {
+            return;
+        }
+        let Some(pending) = self.pending.get_mut(&id) else {
+            return;
+        };
+        if let Some(at) = pending.awaiting.iter().position(|&a| a == from) {
+            pending.awaiting.swap_remove(at);
+        }
+        if let Answer::Valid { .. } = answer {
             let better = match &pending.best {
                 None => true,
                 Some(best) => compare_versions(&dat, best) == Version::Newer,
@@ -402,6 +550,106 @@ impl<W> Shard<W> {
             effects.backup.push(delete_op(expired));
         }
         self.tick_gets(now_ms, wall_ms, counters, effects);
+        self.expire_challenges(wall_ms, counters, effects);
+    }
+
+    /// Fails storage challenges past their deadline (called by [`Shard::tick`]).
+    pub fn expire_challenges(
+        &mut self,
+        wall_ms: i64,
+        counters: &Counters,
+        effects: &mut Effects<W>,
+    ) {
+        let before = effects.challenge_outcomes.len();
+        self.challenges
+            .expire(wall_ms, &mut effects.challenge_outcomes);
+        for outcome in &effects.challenge_outcomes[before..] {
+            count_verdict(outcome.verdict, counters);
+        }
+    }
+
+    /// Whether [`Shard::issue_challenge`] has something to send at `wall_ms`.
+    pub fn challenge_ready(&self, wall_ms: i64) -> bool {
+        self.challenges.ready(wall_ms)
+    }
+
+    /// Sends one storage challenge, if one is eligible: a GET, to a peer that is still active,
+    /// for a record we sent it. Returns whether one was sent. The owner thread calls this when its
+    /// `ChallengeTimer` fires.
+    pub fn issue_challenge(
+        &mut self,
+        wall_ms: i64,
+        peers: &dyn PeerView,
+        counters: &Counters,
+        effects: &mut Effects<W>,
+    ) -> bool {
+        let Some(get) = self
+            .challenges
+            .issue(wall_ms, |a| peers.is_active(a), &mut self.rng)
+        else {
+            return false;
+        };
+        let message = Message::Get(GetRepr {
+            pubkey: get.pubkey,
+            key: &get.key,
+        });
+        effects.outbox.push(get.peer, &message);
+        inc(&counters.gets_sent);
+        inc(&counters.challenges_sent);
+        true
+    }
+
+    /// Storage challenges remembered and in flight.
+    pub fn challenge_counts(&self) -> (usize, usize) {
+        (self.challenges.candidates(), self.challenges.in_flight())
+    }
+
+    /// The peers records may be placed on changed: starts (or re-aims) a repair pass.
+    pub fn set_replica_view(&mut self, view: Arc<ReplicaView>, counters: &Counters) {
+        if self.repair.set_view(view) {
+            inc(&counters.repair_passes_started);
+        }
+    }
+
+    /// Whether a repair or republish pass is running.
+    pub fn repair_active(&self) -> bool {
+        self.repair.is_active()
+    }
+
+    /// Advances replica repair (and starts a republish when due): looks at up to `*scan_budget`
+    /// records (decremented) and re-sends those whose FANOUT closest peers changed, as far as
+    /// `pacer` allows. Sends are sampled as storage challenges like any other.
+    #[allow(clippy::too_many_arguments)]
+    pub fn repair_step(
+        &mut self,
+        now_ms: u64,
+        wall_ms: i64,
+        pacer: &mut Pacer,
+        scan_budget: &mut usize,
+        counters: &Counters,
+        effects: &mut Effects<W>,
+    ) {
+        let store = self.store.read();
+        let challenges = &mut self.challenges;
+        let rng = &mut self.rng;
+        let report = self.repair.step(
+            now_ms,
+            &store,
+            self.rules.fanout,
+            pacer,
+            scan_budget,
+            &mut self.repair_rng,
+            &mut effects.outbox,
+            |to, record| challenges.remember(wall_ms, to, record, rng),
+        );
+        add(&counters.repair_passes_started, report.passes_started);
+        add(
+            &counters.republish_passes_started,
+            report.republishes_started,
+        );
+        add(&counters.repair_passes_completed, report.passes_completed);
+        add(&counters.repair_datagrams_sent, report.datagrams);
+        add(&counters.repair_bytes_sent, report.bytes);
     }
 
     /// Ends local gets past their deadline.
@@ -516,6 +764,16 @@ fn delete_op(dat: &Record) -> BackupOp {
         key: dat.key().into(),
         time_ms: dat.time_ms(),
     }
+}
+
+fn count_verdict(verdict: Verdict, counters: &Counters) {
+    inc(match verdict {
+        Verdict::Success => &counters.challenges_succeeded,
+        Verdict::NotFound => &counters.challenges_failed_not_found,
+        Verdict::Invalid => &counters.challenges_failed_invalid,
+        Verdict::Stale => &counters.challenges_failed_stale,
+        Verdict::TimedOut => &counters.challenges_failed_timeout,
+    });
 }
 
 fn count_refusal(refusal: Refusal, counters: &Counters) {
