@@ -94,6 +94,25 @@ impl Outgoing {
     }
 }
 
+/// One peer's storage-challenge record, as `Node::peer_scores` reports it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PeerScore {
+    /// The peer's address.
+    pub addr: SocketAddr,
+    /// Its pinned public key.
+    pub pubkey: [u8; 32],
+    /// Currently a target.
+    pub active: bool,
+    /// A configured edge.
+    pub edge: bool,
+    /// Decayed count of challenges it passed.
+    pub successes: f32,
+    /// Decayed count of challenges it failed.
+    pub failures: f32,
+    /// `successes / (successes + failures)`, or [`UNPROVEN_RELIABILITY`] with no outcome.
+    pub reliability: f32,
+}
+
 /// One datagram to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Datagram {

@@ -22,6 +22,8 @@ pub struct PeerInfo {
     /// Decaying storage-challenge success ratio (`trust::Trust::reliability`);
     /// [`crate::peer::UNPROVEN_RELIABILITY`] until a challenge has been scored.
     pub reliability: f32,
+    /// The outcomes behind `reliability` (decayed tallies).
+    pub trust: crate::peer::Trust,
 }
 
 /// The active peers at one moment, sorted by address.
@@ -96,6 +98,7 @@ mod tests {
             id,
             edge: false,
             reliability: crate::peer::UNPROVEN_RELIABILITY,
+            trust: crate::peer::Trust::default(),
         }
     }
 

@@ -26,8 +26,8 @@ use crate::keys::{Keypair, id_from_pubkey, verify_signature};
 use crate::limits::MAX_PONG_ADDRS;
 use crate::peer::addr_check::{IpCounts, IpLimits, LimitHit, check_addr, crosses_loopback_scope};
 use crate::peer::{
-    Effects, Outgoing, PeerConfig, PeerConfigError, PeerEvent, PeerInfo, PeerSnapshot, PeerStats,
-    Trust,
+    Effects, Outgoing, PeerConfig, PeerConfigError, PeerEvent, PeerInfo, PeerScore, PeerSnapshot,
+    PeerStats, Trust,
 };
 use crate::wire::{
     Message, PongRepr, WireAddr, addr_from_wire, addr_to_wire, normalize_addr, pong_signed_hash,
@@ -219,6 +219,33 @@ impl PeerTable {
         self.peers.get(&addr).is_some_and(|p| p.pubkey.is_some())
     }
 
+    /// Every address that is proven now (see [`PeerTable::is_proven`]), in address order: what
+    /// the node publishes to its receivers after `Authenticated` and `Dropped` events.
+    pub fn proven_addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.pubkey.is_some())
+            .map(|(&addr, _)| addr)
+    }
+
+    /// The storage-challenge record of every authenticated peer, in address order.
+    pub fn scores(&self) -> Vec<PeerScore> {
+        self.peers
+            .iter()
+            .filter_map(|(&addr, p)| {
+                p.pubkey.map(|pubkey| PeerScore {
+                    addr,
+                    pubkey,
+                    active: p.active,
+                    edge: p.edge,
+                    successes: p.trust.successes,
+                    failures: p.trust.failures,
+                    reliability: p.trust.reliability(),
+                })
+            })
+            .collect()
+    }
+
     /// Whether `addr` is in the table (a peer or an edge, authenticated or not).
     pub fn is_peer(&self, addr: SocketAddr) -> bool {
         self.peers.contains_key(&normalize_addr(addr))
@@ -323,8 +350,8 @@ impl PeerTable {
         fx
     }
 
-    /// Reserved for storage-challenge scoring: records an outcome for the peer at `addr` with the
-    /// given history `decay`. Returns false if `addr` is not a peer.
+    /// Records a storage-challenge outcome for the peer at `addr`, after decaying its history by
+    /// `decay` (see [`Trust::record`]). Returns false if `addr` is not a peer (dropped since).
     pub fn record_challenge(&mut self, addr: SocketAddr, success: bool, decay: f32) -> bool {
         let addr = normalize_addr(addr);
         let Some(peer) = self.peers.get_mut(&addr) else {
@@ -771,6 +798,7 @@ impl PeerTable {
                     id: id_from_pubkey(&pubkey),
                     edge: p.edge,
                     reliability: p.trust.reliability(),
+                    trust: p.trust,
                 })
             })
             .collect();
