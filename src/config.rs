@@ -83,6 +83,82 @@ pub struct Config {
     /// After the first valid GET_ACK, wait at most this long for the other asked peers (a newer
     /// version wins) before returning.
     pub get_settle_ms: u64,
+
+    // ---- trust: storage challenges (PROTOCOL.md §6) ----
+    /// Each challenge outcome first multiplies a peer's tallies by this. Default 0.9: a memory of
+    /// about ten outcomes (the tallies converge to at most 1 / (1 − 0.9) = 10), so a peer that
+    /// turns bad falls below `trust_unreliable_below` after about seven failures, and a peer
+    /// that recovers climbs back as fast. In `(0, 1]`.
+    pub trust_decay: f32,
+    /// Decayed outcomes a peer needs before its score is used. Default 2.5, i.e. three
+    /// challenges (1 + 0.9 + 0.81): one lost datagram does not condemn a newcomer. Until then a
+    /// peer is "unscored": chosen by exploration, never judged unreliable.
+    pub trust_min_samples: f32,
+    /// A scored peer below this reliability is unreliable: its PUTs are stored but not
+    /// re-propagated, and it is no replica-repair target. Default 0.5: it loses more of the
+    /// records we check than it keeps. In `[0, 1]`.
+    pub trust_unreliable_below: f32,
+    /// Probability that one target pick goes to the closest unscored peer (among the 2 × FANOUT
+    /// closest) instead of a reliability-weighted choice among the scored ones, so newcomers
+    /// receive records and can earn a score. Default 0.1: with FANOUT 3, about one PUT in four
+    /// includes a newcomer when one is near. In `[0, 1]`.
+    pub trust_explore_probability: f64,
+    /// Probability that a record sent to a peer is remembered as a challenge candidate. Default
+    /// 0.5: plenty of candidates at any traffic, and the peer cannot tell which records will be
+    /// checked. In `[0, 1]`.
+    pub challenge_sample_probability: f64,
+    /// Mean gap between two challenges, node-wide (exponentially distributed, so a peer cannot
+    /// anticipate them); 0 disables challenges. Default 1000: at most one GET (≤ 289 B) and its
+    /// GET_ACK (≤ 1424 B) per second, negligible next to the ping traffic, and ten outcomes for a
+    /// peer within minutes even with a hundred peers.
+    pub challenge_mean_gap_ms: u64,
+    /// An unanswered challenge fails after this long. Default 3000, the reference's
+    /// DEACTIVATE_AFTER: a peer that does not answer within it is not answering pings either.
+    pub challenge_timeout_ms: u64,
+    /// A record is challenged only once it has been with the peer this long (its owner thread
+    /// may be behind its receivers). Default 1000.
+    pub challenge_min_age_ms: u64,
+    /// Challenge candidates per peer in one shard. Default 4.
+    pub challenge_candidates_per_peer: usize,
+    /// Challenge candidates per shard. Default 32: with 256 shards at most 8192 entries of about
+    /// 120 bytes, 1 MiB.
+    pub challenge_candidates_per_shard: usize,
+    /// Challenges awaiting their answer per shard. Default 8: with one challenge a second and a
+    /// 3 s timeout, far more than are ever in flight.
+    pub challenges_in_flight_per_shard: usize,
+
+    // ---- replica repair ----
+    /// Bytes per second replica repair and republish may send, node-wide; 0 disables both.
+    /// Default 512 KiB/s (4 Mbit/s): a departed replica's share of 1 GiB of records (≈ 1/3 of
+    /// it re-sent to one peer) moves in about ten minutes, while the node's normal traffic keeps
+    /// the link.
+    pub repair_bytes_per_s: u64,
+    /// Burst of the repair budget. Default 64 KiB. At least `fanout × 1424` so one record's
+    /// sends always fit.
+    pub repair_burst_bytes: u64,
+    /// Records each owner thread examines per repair step (each costs two closest-peer
+    /// searches). Default 1024: a few milliseconds per step with 1000 peers, so repair never
+    /// delays an owner's PUTs and GETs by much.
+    pub repair_scan_records_per_step: usize,
+    /// Every record is re-sent to all of its FANOUT closest peers this often (paced like
+    /// repair, staggered by shard); 0 disables it. Default 600000 (10 minutes).
+    pub republish_interval_ms: u64,
+
+    // ---- amplification limit (PROTOCOL.md §6) ----
+    /// Burst of bytes toward one unproven prefix (the IP for loopback, /24 for IPv4, /48 for
+    /// IPv6). Default 8192: 34 handshake answers (PONG ≤ 212 B + PING 9 B + GETMYADDRPORT_ACK
+    /// 19 B) or five full GET_ACKs. At least 212 (one largest PONG).
+    pub amplification_prefix_burst_bytes: u64,
+    /// Refill of each prefix's bucket. Default 2048 B/s: nine handshakes per second per prefix.
+    pub amplification_prefix_refill_bytes_per_s: u64,
+    /// Burst of bytes toward all unproven addresses together. Default 65536.
+    pub amplification_global_burst_bytes: u64,
+    /// Refill of the global bucket. Default 32768 B/s: ~150 handshakes per second for joining
+    /// nodes, and at most 32 KiB/s of reflection however many prefixes are spoofed.
+    pub amplification_global_refill_bytes_per_s: u64,
+    /// Prefixes the limiter tracks; beyond it, sends to new unproven prefixes are refused.
+    /// Default 4096 (about 200 KiB).
+    pub amplification_max_prefixes: usize,
 }
 
 impl Default for Config {
@@ -116,6 +192,26 @@ impl Default for Config {
             socket_recv_buffer_bytes: 4 << 20,
             socket_send_buffer_bytes: 1 << 20,
             get_settle_ms: 50,
+            trust_decay: 0.9,
+            trust_min_samples: 2.5,
+            trust_unreliable_below: 0.5,
+            trust_explore_probability: 0.1,
+            challenge_sample_probability: 0.5,
+            challenge_mean_gap_ms: 1_000,
+            challenge_timeout_ms: 3_000,
+            challenge_min_age_ms: 1_000,
+            challenge_candidates_per_peer: 4,
+            challenge_candidates_per_shard: 32,
+            challenges_in_flight_per_shard: 8,
+            repair_bytes_per_s: 512 * 1024,
+            repair_burst_bytes: 64 * 1024,
+            repair_scan_records_per_step: 1024,
+            republish_interval_ms: 600_000,
+            amplification_prefix_burst_bytes: 8 * 1024,
+            amplification_prefix_refill_bytes_per_s: 2 * 1024,
+            amplification_global_burst_bytes: 64 * 1024,
+            amplification_global_refill_bytes_per_s: 32 * 1024,
+            amplification_max_prefixes: 4096,
         }
     }
 }
@@ -166,7 +262,91 @@ impl Config {
         if self.shard_channel_depth == 0 || self.peer_channel_depth == 0 {
             return fail("channel depths must be positive");
         }
+        if !(self.trust_decay > 0.0 && self.trust_decay <= 1.0) {
+            return fail("trust_decay must be in (0, 1]");
+        }
+        if !(self.trust_min_samples >= 0.0 && self.trust_min_samples.is_finite()) {
+            return fail("trust_min_samples must be a non-negative number");
+        }
+        let unit = |x: f64| (0.0..=1.0).contains(&x);
+        if !unit(f64::from(self.trust_unreliable_below))
+            || !unit(self.trust_explore_probability)
+            || !unit(self.challenge_sample_probability)
+        {
+            return fail(
+                "trust_unreliable_below, trust_explore_probability and \
+                 challenge_sample_probability must be in [0, 1]",
+            );
+        }
+        if self.challenge_timeout_ms == 0 {
+            return fail("challenge_timeout_ms must be positive");
+        }
+        if self.repair_bytes_per_s > 0
+            && self.repair_burst_bytes < (self.fanout * crate::limits::MAX_PACKET_LEN) as u64
+        {
+            return fail("repair_burst_bytes must be at least fanout × 1424 (one record's sends)");
+        }
+        if self.repair_scan_records_per_step == 0 {
+            return fail("repair_scan_records_per_step must be positive");
+        }
+        if self.amplification_prefix_burst_bytes < crate::limits::PONG_MAX_LEN as u64
+            || self.amplification_global_burst_bytes < self.amplification_prefix_burst_bytes
+        {
+            return fail(
+                "amplification_prefix_burst_bytes must be at least 212 (one PONG) and at most \
+                 amplification_global_burst_bytes",
+            );
+        }
         Ok(())
+    }
+
+    /// The trust, challenge and repair settings shards apply.
+    pub fn shard_policy(&self) -> crate::shard::core::ShardPolicy {
+        crate::shard::core::ShardPolicy {
+            trust: crate::peer::TrustPolicy {
+                decay: self.trust_decay,
+                min_samples: self.trust_min_samples,
+                unreliable_below: self.trust_unreliable_below,
+                explore_probability: self.trust_explore_probability,
+            },
+            challenge: crate::shard::challenge::ChallengeConfig {
+                sample_probability: self.challenge_sample_probability,
+                max_per_peer: self.challenge_candidates_per_peer,
+                max_candidates: self.challenge_candidates_per_shard,
+                max_in_flight: self.challenges_in_flight_per_shard,
+                min_age_ms: self.challenge_min_age_ms,
+                timeout_ms: self.challenge_timeout_ms,
+            },
+            repair: crate::shard::repair::RepairConfig {
+                republish_interval_ms: self.republish_interval_ms,
+            },
+        }
+    }
+
+    /// The amplification limiter's bounds.
+    pub fn amplification_config(&self) -> crate::peer::budget::AmplificationConfig {
+        use crate::peer::budget::BucketConfig;
+        crate::peer::budget::AmplificationConfig {
+            prefix: BucketConfig {
+                burst_bytes: self.amplification_prefix_burst_bytes,
+                refill_bytes_per_s: self.amplification_prefix_refill_bytes_per_s,
+            },
+            global: BucketConfig {
+                burst_bytes: self.amplification_global_burst_bytes,
+                refill_bytes_per_s: self.amplification_global_refill_bytes_per_s,
+            },
+            max_prefixes: self.amplification_max_prefixes,
+            ipv4_prefix_len_bits: 24,
+            ipv6_prefix_len_bits: 48,
+        }
+    }
+
+    /// The node-wide repair budget.
+    pub fn repair_budget(&self) -> crate::peer::budget::BucketConfig {
+        crate::peer::budget::BucketConfig {
+            burst_bytes: self.repair_burst_bytes,
+            refill_bytes_per_s: self.repair_bytes_per_s,
+        }
     }
 
     /// Receiver threads to start (resolving 0 to the number of cores).
@@ -184,5 +364,7 @@ fn resolve_cores(n: usize) -> usize {
     if n > 0 {
         return n;
     }
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
