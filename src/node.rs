@@ -27,11 +27,14 @@ use crate::keys::Keypair;
 use crate::limits::{MAX_KEY_LEN, PONG_MAX_LEN};
 use crate::net::{self, RecvBatch, SendBatch, SocketOptions};
 use crate::outbox::Outbox;
+use crate::peer::budget::{AmplificationLimiter, AmplificationStats, Pacer, ProvenSet};
 use crate::peer::{self, PeerTable};
 use crate::pow::{self, PowPool, SearchOutcome};
+use crate::shard::challenge::ChallengeTimer;
 use crate::shard::core::{
     BackupOp, Effects, GetOutcome, GetRequest, PeerView, Record, Shard, ShardRules, answer_get,
 };
+use crate::shard::repair::{ReplicaPeer, ReplicaView};
 use crate::shard::store::{Refusal, Store, StoreConfig};
 use crate::shard::{SHARD_COUNT, shard_index};
 use crate::stats::{Counters, Stats, inc};
@@ -162,6 +165,11 @@ enum PeerMsg {
         len: u16,
         bytes: [u8; PONG_MAX_LEN],
     },
+    /// A storage challenge scored by a shard owner.
+    Challenge {
+        addr: SocketAddr,
+        success: bool,
+    },
     Tick,
 }
 
@@ -185,6 +193,15 @@ struct Shared {
     peers_known: AtomicU64,
     /// The peer table's counters, copied out by the peer thread on every tick.
     peer_stats: parking_lot::Mutex<peer::PeerStats>,
+    /// Bytes to unproven addresses draw on this, on every reply path (`peer::budget`).
+    limiter: parking_lot::Mutex<AmplificationLimiter>,
+    /// Addresses that answered our PING, published by the peer thread on `Authenticated` and
+    /// `Dropped` events; receivers read it once per batch.
+    proven: RwLock<Arc<ProvenSet>>,
+    /// Storage-challenge scores of the authenticated peers, published by the peer thread.
+    scores: RwLock<Arc<Vec<peer::PeerScore>>>,
+    /// Node-wide byte budget of replica repair and republish.
+    repair_pacer: parking_lot::Mutex<Pacer>,
     clock: MonotonicClock,
 }
 
@@ -244,7 +261,7 @@ impl Node {
                     ttl_ms: config.ttl_ms,
                     node_id,
                 });
-                Shard::new(store, rules)
+                Shard::new(store, rules).with_policy(config.shard_policy(), rand::random())
             })
             .collect();
         let backup = match &config.backup_path {
@@ -309,6 +326,13 @@ impl Node {
             own_addrs: Arc::new(RwLock::new(own)),
             peers_known: AtomicU64::new(0),
             peer_stats: parking_lot::Mutex::new(peer::PeerStats::default()),
+            limiter: parking_lot::Mutex::new(AmplificationLimiter::new(
+                config.amplification_config(),
+                0,
+            )),
+            proven: RwLock::new(Arc::new(ProvenSet::default())),
+            scores: RwLock::new(Arc::new(Vec::new())),
+            repair_pacer: parking_lot::Mutex::new(Pacer::new(config.repair_budget(), 0)),
             clock: MonotonicClock::new(),
         });
 
@@ -538,6 +562,17 @@ impl Node {
         stats
     }
 
+    /// The storage-challenge record (decayed successes and failures, reliability) of every
+    /// authenticated peer, as the peer thread last published it (every 100 ms at most).
+    pub fn peer_scores(&self) -> Vec<peer::PeerScore> {
+        self.shared.scores.read().as_ref().clone()
+    }
+
+    /// What the amplification limiter allowed and withheld (replies to unproven addresses).
+    pub fn amplification_stats(&self) -> AmplificationStats {
+        *self.shared.limiter.lock().stats()
+    }
+
     /// The active peers as the shard owners see them.
     pub fn peers(&self) -> Arc<peer::PeerSnapshot> {
         Arc::clone(&self.shared.snapshot.read())
@@ -595,7 +630,72 @@ impl PeerView for SnapshotView<'_> {
                 .map(|p| p.addr),
         );
     }
+
+    fn closest_scored(
+        &self,
+        target_id: u64,
+        n: usize,
+        exclude: Option<SocketAddr>,
+        out: &mut Vec<peer::ScoredPeer>,
+    ) {
+        out.extend(
+            self.0
+                .closest(target_id, n, exclude)
+                .into_iter()
+                .map(|p| peer::ScoredPeer {
+                    addr: p.addr,
+                    trust: p.trust,
+                }),
+        );
+    }
+
+    fn trust_of(&self, addr: SocketAddr) -> Option<peer::Trust> {
+        self.0.get(addr).map(|p| p.trust)
+    }
+
+    fn is_active(&self, addr: SocketAddr) -> bool {
+        self.0.get(addr).is_some()
+    }
 }
+
+/// The peers records may be placed on: active, and not judged unreliable.
+fn replica_view(snapshot: &peer::PeerSnapshot, trust: &peer::TrustPolicy) -> ReplicaView {
+    ReplicaView::new(
+        snapshot
+            .peers()
+            .iter()
+            .filter(|p| !trust.is_unreliable(&p.trust))
+            .map(|p| ReplicaPeer {
+                id: p.id,
+                addr: p.addr,
+            })
+            .collect(),
+    )
+}
+
+/// Withholds the last queued datagram of `outbox` (a reply to the unproven address `to`) unless
+/// the amplification budget covers it.
+fn limit_last_reply(
+    shared: &Shared,
+    now_ms: u64,
+    to: SocketAddr,
+    outbox: &mut Outbox,
+    counters: &Counters,
+) {
+    // O(queued) walk, bounded by one batch; only replies to unproven addresses pay it.
+    let Some((_, bytes)) = outbox.iter().last() else {
+        return;
+    };
+    let len = bytes.len();
+    if shared.limiter.lock().allow(now_ms, to, len).is_err() {
+        outbox.truncate_last(1);
+        inc(&counters.amplification_withheld);
+        crate::stats::add(&counters.amplification_withheld_bytes, len as u64);
+    }
+}
+
+/// Challenges an owner thread may send in one wake-up (its timer catching up after a stall).
+const MAX_CHALLENGES_PER_WAKE: usize = 4;
 
 fn send_outbox(socket: &UdpSocket, outbox: &Outbox, batch: &mut SendBatch, counters: &Counters) {
     for (to, bytes) in outbox.iter() {
@@ -626,6 +726,8 @@ fn receiver_loop(shared: Arc<Shared>, socket: UdpSocket, counters: Arc<Counters>
             Err(_) => continue, // timeout (shutdown poll) or a transient error
         };
         let own_addrs = shared.own_addrs.read().clone();
+        let proven = Arc::clone(&shared.proven.read());
+        let batch_ms = shared.clock.now_ms();
         for i in 0..n {
             let (bytes, from, truncated) = batch.datagram(i);
             let from = wire::normalize_addr(from);
@@ -666,13 +768,18 @@ fn receiver_loop(shared: Arc<Shared>, socket: UdpSocket, counters: Arc<Counters>
                 Message::Get(get) => {
                     let shard = shard_index(&get.pubkey, get.key);
                     match shared.config.get_path {
-                        GetPath::Receiver => answer_get(
-                            &shared.stores[shard].read(),
-                            from,
-                            &get,
-                            &counters,
-                            &mut outbox,
-                        ),
+                        GetPath::Receiver => {
+                            answer_get(
+                                &shared.stores[shard].read(),
+                                from,
+                                &get,
+                                &counters,
+                                &mut outbox,
+                            );
+                            if !proven.contains(from) {
+                                limit_last_reply(&shared, batch_ms, from, &mut outbox, &counters);
+                            }
+                        }
                         GetPath::Owner => {
                             let mut key = [0u8; MAX_KEY_LEN];
                             key[..get.key.len()].copy_from_slice(get.key);
@@ -734,6 +841,19 @@ fn owner_loop(
     let mut send = SendBatch::new();
     let mut puts: Vec<Vec<(SocketAddr, Record)>> = (0..owned.len()).map(|_| Vec::new()).collect();
     let mut has_pending = false;
+    // Challenges: this owner's timer has a mean gap of `challenge_mean_gap_ms × owners`, so the
+    // node as a whole challenges once per `challenge_mean_gap_ms` on average.
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(rand::random());
+    let mean_gap_ms = shared
+        .config
+        .challenge_mean_gap_ms
+        .saturating_mul(owner_count as u64);
+    let mut challenge_timer = ChallengeTimer::new(mean_gap_ms, shared.clock.now_ms(), &mut rng);
+    let trust_policy = shared.config.shard_policy().trust;
+    let mut seen_snapshot: Option<Arc<peer::PeerSnapshot>> = None;
+    let mut view = Arc::new(ReplicaView::default());
+    let repair_enabled = shared.config.repair_bytes_per_s > 0;
+    let mut repair_turn = 0usize;
     while !shared.shutdown.load(Ordering::Relaxed) {
         let timeout = if has_pending {
             GET_DEADLINE_POLL
@@ -775,6 +895,9 @@ fn owner_loop(
                     owned[s]
                         .1
                         .handle_get(from, &GetRepr { pubkey, key }, &counters, &mut effects);
+                    if !shared.proven.read().contains(from) {
+                        limit_last_reply(&shared, now_ms, from, &mut effects.outbox, &counters);
+                    }
                 }
                 OwnerMsg::LocalPut { dat, reply } => {
                     let s = local(shard_index(dat.pubkey(), dat.key()));
@@ -820,6 +943,57 @@ fn owner_loop(
             }
             has_pending |= shard.next_deadline_ms().is_some();
         }
+        let mut sent = 0;
+        while sent < MAX_CHALLENGES_PER_WAKE && challenge_timer.due(now_ms, &mut rng) {
+            sent += 1;
+            let n = owned.len();
+            let start = rand::Rng::gen_range(&mut rng, 0..n);
+            if let Some(k) = (0..n).find(|k| owned[(start + k) % n].1.challenge_ready(wall_ms)) {
+                owned[(start + k) % n]
+                    .1
+                    .issue_challenge(wall_ms, &peers, &counters, &mut effects);
+            }
+        }
+        if !seen_snapshot
+            .as_ref()
+            .is_some_and(|seen| Arc::ptr_eq(seen, &snapshot))
+        {
+            seen_snapshot = Some(Arc::clone(&snapshot));
+            let latest = replica_view(&snapshot, &trust_policy);
+            if latest != *view {
+                view = Arc::new(latest);
+                for (_, shard) in owned.iter_mut() {
+                    shard.set_replica_view(Arc::clone(&view), &counters);
+                }
+            }
+        }
+        if repair_enabled && (tick || owned.iter().any(|(_, s)| s.repair_active())) {
+            let mut pacer = shared.repair_pacer.lock();
+            let mut scan = shared.config.repair_scan_records_per_step;
+            let n = owned.len();
+            repair_turn = (repair_turn + 1) % n;
+            for k in 0..n {
+                let shard = &mut owned[(repair_turn + k) % n].1;
+                shard.repair_step(
+                    now_ms,
+                    wall_ms,
+                    &mut pacer,
+                    &mut scan,
+                    &counters,
+                    &mut effects,
+                );
+                if scan == 0 {
+                    break;
+                }
+            }
+        }
+        for outcome in effects.challenge_outcomes.drain(..) {
+            let msg = PeerMsg::Challenge {
+                addr: outcome.peer,
+                success: outcome.verdict.is_success(),
+            };
+            try_send(&shared.peer_tx, msg, &counters.challenge_outcomes_dropped);
+        }
         carry_out(&socket, &mut send, &mut effects, backup.as_ref(), &counters);
     }
 }
@@ -864,6 +1038,8 @@ fn peer_loop(
 ) {
     let mut outbox = Outbox::new();
     let mut send = SendBatch::new();
+    let decay = shared.config.trust_decay;
+    let mut scores_dirty = true;
     while !shared.shutdown.load(Ordering::Relaxed) {
         let msg = match rx.recv_timeout(SHUTDOWN_POLL) {
             Ok(msg) => msg,
@@ -878,17 +1054,49 @@ fn peer_loop(
                     Err(_) => continue, // checked by the receiver already
                 }
             }
+            PeerMsg::Challenge { addr, success } => {
+                table.record_challenge(addr, success, decay);
+                scores_dirty = true;
+                continue;
+            }
             PeerMsg::Tick => {
                 let effects = table.tick(now_ms);
                 *shared.snapshot.write() = table.snapshot();
+                if scores_dirty {
+                    scores_dirty = false;
+                    *shared.scores.write() = Arc::new(table.scores());
+                }
                 shared
                     .peers_known
                     .store(table.peer_count() as u64, Ordering::Relaxed);
                 effects
             }
         };
+        if effects.events.iter().any(|e| {
+            matches!(
+                e,
+                peer::PeerEvent::Authenticated { .. } | peer::PeerEvent::Dropped { .. }
+            )
+        }) {
+            *shared.proven.write() = Arc::new(ProvenSet::new(table.proven_addrs()));
+            scores_dirty = true;
+        }
         for datagram in &effects.datagrams {
-            outbox.push(datagram.to, &datagram.message.message());
+            let message = datagram.message.message();
+            if !datagram.to_proven {
+                let len = message.buffer_len();
+                if shared
+                    .limiter
+                    .lock()
+                    .allow(now_ms, datagram.to, len)
+                    .is_err()
+                {
+                    inc(&counters.amplification_withheld);
+                    crate::stats::add(&counters.amplification_withheld_bytes, len as u64);
+                    continue;
+                }
+            }
+            outbox.push(datagram.to, &message);
         }
         if let Some(own) = effects.own_addr() {
             let mut own_addrs = shared.own_addrs.write();
