@@ -1,5 +1,6 @@
 //! Crash test with real processes: the test re-executes its own binary as a writer child that
-//! appends with `SyncPolicy::EveryWrite` and prints each record id after its acknowledgement; the
+//! appends with `SyncPolicy::EveryWrite` (odd rounds: `EveryMs(50)`, whose acknowledgements must
+//! survive a process crash too) and prints each record id after its acknowledgement; the
 //! parent SIGKILLs it at random moments, recovers the log, checks that every acknowledged record
 //! is there (and every acknowledged delete took effect), and restarts the child on the same log.
 //!
@@ -20,6 +21,9 @@ use rand::{Rng, SeedableRng};
 
 /// Tells the child which log to write.
 const CHILD_ENV: &str = "DAVE_BACKUP_CRASH_CHILD_LOG";
+
+/// Tells the child its sync policy: "every-write" or "every-ms".
+const POLICY_ENV: &str = "DAVE_BACKUP_CRASH_CHILD_POLICY";
 
 /// Kill rounds. Each costs a process start (~20 ms) plus 0–60 ms of appending at ~4 ms per fsync;
 /// 40 rounds take a few seconds on a 2-core CI machine and cover kills during recovery, between
@@ -50,7 +54,10 @@ fn id_of(key: &[u8]) -> Option<u64> {
 }
 
 /// Live ids after replaying the log.
-fn recovered_ids(path: &Path) -> (BTreeMap<u64, Dat<Box<[u8]>>>, dave::backup::RecoveryReport) {
+/// Live records by id.
+type Live = BTreeMap<u64, Dat<Box<[u8]>>>;
+
+fn recovered_ids(path: &Path) -> (Live, dave::backup::RecoveryReport) {
     let mut live = BTreeMap::new();
     let report = recover(path, &RecoverOptions::default(), |entry| match entry {
         RecoveredEntry::Put(dat) => {
@@ -80,7 +87,10 @@ fn crash_child_writer() {
     };
     let mut next = 0u64;
     let mut config = BackupConfig::new(&path);
-    config.sync_policy = SyncPolicy::EveryWrite;
+    config.sync_policy = match std::env::var(POLICY_ENV).as_deref() {
+        Ok("every-ms") => SyncPolicy::EveryMs(50),
+        _ => SyncPolicy::EveryWrite,
+    };
     let (writer, _) = BackupWriter::open(config, |entry| {
         if let RecoveredEntry::Put(dat) = entry
             && let Some(id) = id_of(dat.key())
@@ -132,6 +142,14 @@ fn every_acknowledged_record_survives_sigkill() {
                 "--test-threads=1",
             ])
             .env(CHILD_ENV, &path)
+            .env(
+                POLICY_ENV,
+                if round % 2 == 0 {
+                    "every-write"
+                } else {
+                    "every-ms"
+                },
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -166,15 +184,15 @@ fn every_acknowledged_record_survives_sigkill() {
         }
         assert!(!status.success(), "seed {seed}: child was killed");
         for line in rx.try_iter() {
-            let mut words = line.split_whitespace();
-            match (
-                words.next(),
-                words.next().and_then(|w| w.parse::<u64>().ok()),
-            ) {
-                (Some("ack"), Some(id)) => {
+            // The child's first line shares libtest's "test crash_child_writer ... " line, so
+            // look at the last two words only.
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let [.., verb, id] = words[..] else { continue };
+            match (verb, id.parse::<u64>()) {
+                ("ack", Ok(id)) => {
                     acked.insert(id);
                 }
-                (Some("del"), Some(id)) => {
+                ("del", Ok(id)) => {
                     deleted.insert(id);
                 }
                 _ => {} // libtest's own output
@@ -204,7 +222,11 @@ fn every_acknowledged_record_survives_sigkill() {
                 assert_eq!(
                     live.get(id),
                     Some(&record(*id)),
-                    "seed {seed} round {round}: acknowledged record {id} lost"
+                    "seed {seed} round {round}: acknowledged record {id} lost; {report:?}; \
+                     live ids {:?}..{:?}, acked max {:?}",
+                    live.keys().next(),
+                    live.keys().next_back(),
+                    acked.last()
                 );
             }
         }

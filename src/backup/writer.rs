@@ -577,7 +577,13 @@ impl Writer {
     }
 
     fn maybe_start_compaction(&mut self) {
-        if self.compaction.is_some() || self.failed {
+        if self.compaction.is_some() {
+            return;
+        }
+        if self.failed {
+            if !self.compaction_waiters.is_empty() {
+                self.finish_compaction(Err(BackupError::WriterFailed));
+            }
             return;
         }
         let live = self.shared.live_log_bytes.load(Ordering::Relaxed);
