@@ -11,7 +11,9 @@
 //! XOR-closest peers it picks FANOUT by weighted sampling without replacement (weight =
 //! reliability² halved per rank of distance), except that each pick, with a small probability,
 //! goes to the closest *unscored* peer instead, so newcomers get records and can earn a score.
-//! Deterministic for a given RNG state (the simulator replays it).
+//! Unscored peers fill in when no trusted peer is left; unreliable peers never fill in (a record
+//! is better sent to fewer peers than to one known to drop it) and are drawn only at their tiny
+//! weight next to trusted ones. Deterministic for a given RNG state (the simulator replays it).
 
 use std::net::SocketAddr;
 
@@ -22,8 +24,8 @@ use rand::Rng;
 pub const UNPROVEN_RELIABILITY: f32 = 0.5;
 
 /// Smallest reliability a scored peer weighs with in [`choose_targets`]. Not zero, so a peer
-/// condemned by a bad patch is still chosen now and then (about once in 10⁴ picks next to an
-/// honest peer: `0.01²`) and its later answers can lift it again.
+/// condemned by a bad patch is still drawn now and then next to trusted peers (about once in
+/// 10⁴ picks next to an honest one: `0.01²`) and its later answers can lift it again.
 pub const MIN_SELECTION_RELIABILITY: f32 = 0.01;
 
 /// Decayed tallies of storage-challenge outcomes.
@@ -128,22 +130,25 @@ pub struct ScoredPeer {
 /// What [`choose_targets`] did, for counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Choice {
-    /// Picks that went to an unscored peer while scored ones were left (exploration).
+    /// Picks that went to an unscored peer while trusted ones were left (exploration).
     pub explored: usize,
-    /// Picks that went to an unscored peer because no scored one was left.
+    /// Picks that went to an unscored peer because no trusted one was left.
     pub unscored_fill: usize,
+    /// Picks left empty because only unreliable candidates were left.
+    pub unreliable_skipped: usize,
 }
 
 /// Largest candidate list [`choose_targets`] considers (extra candidates are ignored): bounds its
 /// stack scratch. `2 × FANOUT` is 6 with the reference's FANOUT of 3.
 pub const MAX_SELECTION_CANDIDATES: usize = 64;
 
-/// Picks up to `n` targets from `candidates` (closest first) into `out`, without replacement:
-/// each pick, with probability `explore_probability`, or always when no scored candidate is
-/// left, is the closest remaining unscored candidate; otherwise it is drawn among the remaining
-/// scored candidates with weight `max(reliability, MIN_SELECTION_RELIABILITY)² · 2^-rank` (rank
-/// = position in `candidates`). With every peer unscored this is plain XOR-closest order, the
-/// reference's behaviour.
+/// Picks up to `n` targets from `candidates` (closest first) into `out`, without replacement.
+/// Each pick, while a *trusted* candidate (scored and not unreliable) is left, is drawn among the
+/// remaining scored candidates with weight `max(reliability, MIN_SELECTION_RELIABILITY)² ·
+/// 2^-rank` (rank = position in `candidates`) — except that with probability
+/// `explore_probability` it is the closest remaining unscored candidate instead. With no trusted
+/// candidate left it is the closest unscored one; with only unreliable ones left, nothing. With
+/// every peer unscored this is plain XOR-closest order, the reference's behaviour.
 pub fn choose_targets<R: Rng + ?Sized>(
     candidates: &[ScoredPeer],
     n: usize,
@@ -163,15 +168,19 @@ pub fn choose_targets<R: Rng + ?Sized>(
                 .filter(move |&(i, p)| !taken[i] && policy.is_scored(&p.trust) == scored)
         };
         let first_unscored = remaining(false).map(|(i, _)| i).next();
-        let any_scored = remaining(true).next().is_some();
+        let any_trusted = remaining(true).any(|(_, p)| !policy.is_unreliable(&p.trust));
         let pick = match first_unscored {
-            Some(i) if !any_scored => {
+            Some(i) if !any_trusted => {
                 choice.unscored_fill += 1;
                 i
             }
             Some(i) if explore > 0.0 && rng.gen_bool(explore) => {
                 choice.explored += 1;
                 i
+            }
+            None if !any_trusted => {
+                choice.unreliable_skipped += 1;
+                break;
             }
             _ => {
                 let weight = |i: usize, p: &ScoredPeer| {
@@ -190,7 +199,7 @@ pub fn choose_targets<R: Rng + ?Sized>(
                 }
                 match pick {
                     Some(i) => i,
-                    None => break, // unreachable: any_scored, or the first arm took it
+                    None => break, // unreachable: a trusted candidate is left
                 }
             }
         };
@@ -294,6 +303,30 @@ mod tests {
             rank1 > rounds * 8 / 10,
             "closest reliable chosen {rank1} times"
         );
+    }
+
+    #[test]
+    fn unreliable_peers_never_fill_in() {
+        let policy = TrustPolicy::default();
+        let mut rng = StdRng::seed_from_u64(9);
+        // Closest is unreliable, then two trusted: two targets, not three.
+        let cands = [peer(1, 0.0, 10.0), peer(2, 10.0, 0.0), peer(3, 10.0, 0.0)];
+        let mut out = Vec::new();
+        let c = choose_targets(&cands, 3, &policy, &mut rng, &mut out);
+        assert_eq!(out.len(), 2);
+        assert!(!out.contains(&cands[0].addr));
+        assert_eq!(c.unreliable_skipped, 1);
+        // An unreliable peer and newcomers: the newcomers, closest first.
+        let cands = [
+            peer(1, 0.0, 10.0),
+            peer(2, 0.0, 0.0),
+            peer(3, 0.0, 0.0),
+            peer(4, 0.0, 0.0),
+        ];
+        out.clear();
+        let c = choose_targets(&cands, 3, &policy, &mut rng, &mut out);
+        assert_eq!(out, vec![cands[1].addr, cands[2].addr, cands[3].addr]);
+        assert_eq!(c.unscored_fill, 3);
     }
 
     #[test]

@@ -1,0 +1,240 @@
+//! The amplification limit over real UDP on loopback (127.0.0.120–127): an unproven address
+//! flooding PINGs, GETs and GETMYADDRPORTs gets at most the documented budget back, while a proven
+//! peer's traffic goes on; and at the peer-table level, a stranger that pings us gets one PING of
+//! ours until it answers.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::*;
+use dave::keys::Keypair;
+use dave::limits::MAX_PACKET_LEN;
+use dave::peer::{Outgoing, PeerConfig, PeerTable};
+use dave::wire::{GetRepr, Message};
+use dave::{Config, Node};
+
+fn config(ip: [u8; 4], edges: Vec<SocketAddr>) -> Config {
+    Config {
+        ping_period_ms: 200,
+        deactivate_after_ms: 600,
+        drop_after_ms: 2_400,
+        activation_delay_ms: 1_000,
+        // Keep the victim's record on the victim only: no repair toward the proven peer.
+        repair_bytes_per_s: 0,
+        // Deep enough for a burst of the flood (what a full channel drops is not our subject).
+        peer_channel_depth: 8192,
+        ..test_config(ip, edges)
+    }
+}
+
+/// Bytes arriving at `socket` until it has been quiet for 300 ms (or `limit` passes).
+fn drain(socket: &UdpSocket, limit: Duration) -> (u64, u64) {
+    socket
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    let mut buf = [0u8; 2048];
+    let (mut bytes, mut datagrams) = (0, 0);
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        match socket.recv_from(&mut buf) {
+            Ok((n, _)) => {
+                bytes += n as u64;
+                datagrams += 1;
+            }
+            Err(_) => break,
+        }
+    }
+    (bytes, datagrams)
+}
+
+#[test]
+fn an_unproven_flood_gets_at_most_the_prefix_budget_and_proven_peers_carry_on() {
+    let target = Node::start(config([127, 0, 0, 120], vec![])).expect("target");
+    // A record worth asking for: the largest GET_ACK (1424 bytes) per GET.
+    let owner = Keypair::generate();
+    let value = vec![7u8; 1266 - 3];
+    target
+        .put_as(&owner, b"big", &value, TEST_WORK_BITS)
+        .expect("put");
+    let peer = Node::start(config([127, 0, 0, 121], vec![target.local_addr()])).expect("peer");
+    assert!(wait_until(Duration::from_secs(10), || {
+        target.stats().peers_active >= 1 && peer.stats().peers_active >= 1
+    }));
+    assert!(peer.get_local(&owner.public(), b"big").is_none());
+
+    // Two sockets on one unproven IP (its loopback "prefix"), never answering anything.
+    let attackers = [
+        UdpSocket::bind("127.0.0.122:0").expect("bind"),
+        UdpSocket::bind("127.0.0.122:0").expect("bind"),
+    ];
+    let mut get = [0u8; MAX_PACKET_LEN];
+    let get_len = Message::Get(GetRepr {
+        pubkey: owner.public(),
+        key: b"big",
+    })
+    .emit(&mut get);
+    let mut ping = [0u8; 16];
+    let ping_len = Message::Ping { challenge: [9; 8] }.emit(&mut ping);
+    let myaddr = [5u8];
+    let kinds: [&[u8]; 3] = [&ping[..ping_len], &get[..get_len], &myaddr];
+
+    let target_stats_before = target.stats();
+    let start = Instant::now();
+    let mut sent_bytes = 0u64;
+    let mut proven_gets_ok = 0;
+    for i in 0..10_000usize {
+        let bytes = kinds[i % 3];
+        attackers[i % 2]
+            .send_to(bytes, target.local_addr())
+            .expect("send");
+        sent_bytes += bytes.len() as u64;
+        if i % 200 == 199 {
+            // ~2.5 s for the whole flood: the receivers keep up, so nothing is shed before the
+            // limiter (the budget, not a full channel, must be what stops the replies).
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if i % 2500 == 1249 {
+            // The proven peer's gets are answered meanwhile.
+            if peer
+                .get(&owner.public(), b"big", Duration::from_secs(2))
+                .is_ok_and(|d| d.value() == &value[..])
+            {
+                proven_gets_ok += 1;
+            }
+        }
+    }
+    let mut received = 0u64;
+    let mut datagrams = 0u64;
+    for a in &attackers {
+        let (b, d) = drain(a, Duration::from_secs(5));
+        received += b;
+        datagrams += d;
+    }
+    let elapsed_s = start.elapsed().as_secs_f64();
+    let c = Config::default();
+    let bound = c.amplification_prefix_burst_bytes as f64
+        + c.amplification_prefix_refill_bytes_per_s as f64 * elapsed_s;
+    let stats = target.stats();
+    eprintln!(
+        "flood: sent {sent_bytes} B in 10000 datagrams; got back {received} B in {datagrams} \
+         datagrams over {elapsed_s:.2} s (bound {bound:.0} B); amplification factor {:.4}; \
+         withheld {} replies ({} B); limiter {:?}",
+        received as f64 / sent_bytes as f64,
+        stats.amplification_withheld - target_stats_before.amplification_withheld,
+        stats.amplification_withheld_bytes,
+        target.amplification_stats(),
+    );
+    assert!(received as f64 <= bound, "{received} > {bound}");
+    assert!(received > 0, "a budget's worth is answered");
+    assert!(stats.amplification_withheld > 8_000);
+    // Received at least 9000 of the 10000 (the rest may be shed by a full channel).
+    assert!(stats.packets_received - target_stats_before.packets_received >= 9_000);
+    assert!(
+        received < sent_bytes,
+        "the node answered less than it was sent"
+    );
+
+    // The proven peer was unaffected: it stayed active, its gets were answered during the flood
+    // and after it, and nothing sent to it was withheld.
+    assert_eq!(proven_gets_ok, 4);
+    assert_eq!(target.stats().peers_active, 1);
+    assert_eq!(peer.stats().peers_active, 1);
+    let d = peer
+        .get(&owner.public(), b"big", Duration::from_secs(2))
+        .expect("get after the flood");
+    assert_eq!(d.value(), &value[..]);
+    assert_eq!(peer.stats().amplification_withheld, 0);
+}
+
+#[test]
+fn a_stranger_that_pings_gets_one_ping_until_it_answers() {
+    let me: SocketAddr = "10.0.0.1:1618".parse().unwrap();
+    let stranger: SocketAddr = "10.9.9.9:4000".parse().unwrap();
+    let config = PeerConfig {
+        listen_addr: Some(me),
+        ..PeerConfig::default()
+    };
+    let mut table = PeerTable::new(config, Keypair::generate(), 1).unwrap();
+    let mut pings = 0;
+    let mut pongs = 0;
+    // 100 PINGs a second for 9 s (less than the candidate TTL), with ticks in between.
+    for ms in (0..9_000u64).step_by(10) {
+        let mut fx = table.handle(ms, stranger, &Message::Ping { challenge: [1; 8] });
+        if ms % 100 == 0 {
+            fx.append(&mut table.tick(ms));
+        }
+        for d in fx.datagrams.iter().filter(|d| d.to == stranger) {
+            assert!(!d.to_proven, "never answered: not proven");
+            match d.message {
+                Outgoing::Ping { .. } => pings += 1,
+                Outgoing::Pong(_) => pongs += 1,
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(pings, 1, "one PING until it answers");
+    assert_eq!(
+        pongs, 900,
+        "every PING answered (the limiter, not the table, bounds bytes)"
+    );
+    assert!(!table.is_proven(stranger));
+    assert!(table.is_candidate(stranger));
+    // After the candidate expires it may earn one more PING, no more.
+    let mut later = 0;
+    for ms in (9_000..19_000u64).step_by(10) {
+        let mut fx = table.handle(ms, stranger, &Message::Ping { challenge: [1; 8] });
+        fx.append(&mut table.tick(ms));
+        later += fx
+            .datagrams
+            .iter()
+            .filter(|d| d.to == stranger && matches!(d.message, Outgoing::Ping { .. }))
+            .count();
+    }
+    assert_eq!(later, 1, "one PING per candidate_ttl_ms");
+}
+
+#[test]
+fn limiter_bound_holds_for_any_send_pattern() {
+    use dave::peer::budget::{AmplificationConfig, AmplificationLimiter};
+    let config = AmplificationConfig::default();
+    let mut lim = AmplificationLimiter::new(config, 0);
+    let mut rng_state = 0x1234_5678_u64;
+    let mut next = || {
+        rng_state ^= rng_state << 13;
+        rng_state ^= rng_state >> 7;
+        rng_state ^= rng_state << 17;
+        rng_state
+    };
+    let mut to_prefix = 0u64;
+    let mut total = 0u64;
+    let mut now = 0u64;
+    for _ in 0..200_000 {
+        now += next() % 3;
+        let victim_prefix = next() % 4 == 0;
+        let to = if victim_prefix {
+            SocketAddr::from(([192, 0, 2, (next() % 256) as u8], 1))
+        } else {
+            SocketAddr::from(([(next() % 200 + 11) as u8, 1, (next() % 256) as u8, 1], 1))
+        };
+        let len = (next() % 1424 + 1) as usize;
+        if lim.allow(now, to, len).is_ok() {
+            total += len as u64;
+            if victim_prefix {
+                to_prefix += len as u64;
+            }
+        }
+    }
+    let secs = now as f64 / 1000.0;
+    let prefix_bound =
+        config.prefix.burst_bytes as f64 + config.prefix.refill_bytes_per_s as f64 * secs;
+    let global_bound =
+        config.global.burst_bytes as f64 + config.global.refill_bytes_per_s as f64 * secs;
+    assert!(
+        to_prefix as f64 <= prefix_bound,
+        "{to_prefix} > {prefix_bound}"
+    );
+    assert!(total as f64 <= global_bound, "{total} > {global_bound}");
+    assert!(lim.tracked_prefixes() <= config.max_prefixes);
+}
