@@ -553,7 +553,7 @@ impl Node {
         let snapshot = Arc::clone(&self.shared.snapshot.read());
         stats.peers_active = snapshot.len() as u64;
         stats.peers_known = self.shared.peers_known.load(Ordering::Relaxed);
-        stats.peer = self.shared.peer_stats.lock().clone();
+        stats.peer = *self.shared.peer_stats.lock();
         for store in &self.shared.stores {
             let store = store.read();
             stats.records += store.len() as u64;
