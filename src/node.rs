@@ -126,6 +126,11 @@ pub struct PutReport {
     pub sent_to: Vec<SocketAddr>,
 }
 
+/// What a shard owner answers a local put: the peers the record was sent to.
+type PutResult = Result<Vec<SocketAddr>, PutError>;
+/// Where a shard owner sends a [`PutResult`].
+type PutReply = Sender<PutResult>;
+
 /// Messages to a shard-owner thread. Unboxed on purpose: a boxed GET would cost an allocation
 /// per packet on the owner path; the channel's slots are preallocated anyway.
 #[allow(clippy::large_enum_variant)]
@@ -146,7 +151,7 @@ enum OwnerMsg {
     },
     LocalPut {
         dat: Record,
-        reply: Sender<Result<Vec<SocketAddr>, PutError>>,
+        reply: PutReply,
     },
     LocalGet {
         pubkey: [u8; 32],
@@ -841,6 +846,7 @@ fn owner_loop(
     let mut send = SendBatch::new();
     let mut puts: Vec<Vec<(SocketAddr, Record)>> = (0..owned.len()).map(|_| Vec::new()).collect();
     let mut has_pending = false;
+    let mut put_replies: Vec<(PutReply, PutResult)> = Vec::new();
     // Challenges: this owner's timer has a mean gap of `challenge_mean_gap_ms × owners`, so the
     // node as a whole challenges once per `challenge_mean_gap_ms` on average.
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(rand::random());
@@ -905,7 +911,9 @@ fn owner_loop(
                         owned[s]
                             .1
                             .local_put(wall_ms, dat, &peers, &counters, &mut effects);
-                    let _ = reply.send(result.map_err(PutError::Refused));
+                    // Answered after `carry_out` below has queued the backup entry, so the
+                    // caller's `sync()` (under sync-every-write) covers this record.
+                    put_replies.push((reply, result.map_err(PutError::Refused)));
                 }
                 OwnerMsg::LocalGet {
                     pubkey,
@@ -995,6 +1003,9 @@ fn owner_loop(
             try_send(&shared.peer_tx, msg, &counters.challenge_outcomes_dropped);
         }
         carry_out(&socket, &mut send, &mut effects, backup.as_ref(), &counters);
+        for (reply, result) in put_replies.drain(..) {
+            let _ = reply.send(result);
+        }
     }
 }
 
