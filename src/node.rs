@@ -702,6 +702,12 @@ fn limit_last_reply(
 /// Challenges an owner thread may send in one wake-up (its timer catching up after a stall).
 const MAX_CHALLENGES_PER_WAKE: usize = 4;
 
+/// An owner runs a repair step at most this often, however busy it is: a step may examine
+/// `repair_scan_records_per_step` records (a few milliseconds with 1000 peers), so under a flood
+/// of PUTs repair takes at most a small share of the owner's time. The pacer refills for 10 ms
+/// between steps (5 KiB at the default 512 KiB/s), well inside its 64 KiB burst.
+const REPAIR_STEP_MS: u64 = 10;
+
 fn send_outbox(socket: &UdpSocket, outbox: &Outbox, batch: &mut SendBatch, counters: &Counters) {
     for (to, bytes) in outbox.iter() {
         if !batch.push(to, bytes) {
@@ -860,6 +866,7 @@ fn owner_loop(
     let mut view = Arc::new(ReplicaView::default());
     let repair_enabled = shared.config.repair_bytes_per_s > 0;
     let mut repair_turn = 0usize;
+    let mut repaired_ms = 0u64;
     while !shared.shutdown.load(Ordering::Relaxed) {
         let timeout = if has_pending {
             GET_DEADLINE_POLL
@@ -975,7 +982,11 @@ fn owner_loop(
                 }
             }
         }
-        if repair_enabled && (tick || owned.iter().any(|(_, s)| s.repair_active())) {
+        if repair_enabled
+            && now_ms.saturating_sub(repaired_ms) >= REPAIR_STEP_MS
+            && (tick || owned.iter().any(|(_, s)| s.repair_active()))
+        {
+            repaired_ms = now_ms;
             let mut pacer = shared.repair_pacer.lock();
             let mut scan = shared.config.repair_scan_records_per_step;
             let n = owned.len();
