@@ -22,7 +22,9 @@
 //!
 //! Amplification limits are the caller's: every outgoing [`Datagram`] says whether its
 //! destination is *proven* (answered our PING with a valid PONG), and [`PeerTable::is_proven`]
-//! answers the same question for any address.
+//! answers the same question for any address. [`budget`] holds the limiter the node applies to
+//! unproven destinations; [`trust`](TrustPolicy) turns storage-challenge outcomes into target
+//! choices.
 
 mod addr_check;
 pub mod budget;
