@@ -109,8 +109,9 @@ pub struct Config {
     pub challenge_sample_probability: f64,
     /// Mean gap between two challenges, node-wide (exponentially distributed, so a peer cannot
     /// anticipate them); 0 disables challenges. Default 1000: at most one GET (≤ 289 B) and its
-    /// GET_ACK (≤ 1424 B) per second, negligible next to the ping traffic, and ten outcomes for a
-    /// peer within minutes even with a hundred peers.
+    /// GET_ACK (≤ 1424 B) per second on average, negligible next to the ping traffic; with ten
+    /// peers each is checked every ten seconds, with a hundred every hundred seconds (challenges
+    /// fall on peers in proportion to the records we sent them).
     pub challenge_mean_gap_ms: u64,
     /// An unanswered challenge fails after this long. Default 3000, the reference's
     /// DEACTIVATE_AFTER: a peer that does not answer within it is not answering pings either.
@@ -120,8 +121,8 @@ pub struct Config {
     pub challenge_min_age_ms: u64,
     /// Challenge candidates per peer in one shard. Default 4.
     pub challenge_candidates_per_peer: usize,
-    /// Challenge candidates per shard. Default 32: with 256 shards at most 8192 entries of about
-    /// 120 bytes, 1 MiB.
+    /// Challenge candidates per shard. Default 32: with 256 shards at most 8192 entries of
+    /// 130 to 400 bytes (the key is kept, up to 255 bytes), 3 MiB at worst.
     pub challenge_candidates_per_shard: usize,
     /// Challenges awaiting their answer per shard. Default 8: with one challenge a second and a
     /// 3 s timeout, far more than are ever in flight.
