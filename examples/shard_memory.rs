@@ -1,0 +1,150 @@
+//! Measures what the shard store costs per record in real memory: fills 256 stores (one per
+//! shard, as the node routes them) with `--records` records of 16-byte keys and 100-byte values,
+//! and reports the growth of the process's resident set per record, beyond key and value.
+//!
+//! ```text
+//! cargo run --release --example shard_memory -- [--records N] [--key-bytes K] [--value-bytes V]
+//!                                               [--ascending-times 1]
+//! ```
+//!
+//! Record times are random over half a TTL by default; `--ascending-times 1` makes each record
+//! newer than the last (how records arrive in a live node), which fills the order's B-tree
+//! leaves only about half, the worst case for its memory.
+//!
+//! Records are built from fields with random work, a fixed signature and random owners: the
+//! store does not verify, so no proof-of-work or signing is needed. RSS is read from
+//! `/proc/self/statm` (Linux) before the first insert and after the last, so it counts every
+//! allocation the records and the store's structures made, as glibc's malloc laid them out.
+
+use std::time::Instant;
+
+use dave::shard::store::{RECORD_OVERHEAD_BYTES, allocation_bytes};
+use dave::shard::{SHARD_COUNT, Store, StoreConfig, shard_index};
+use dave::wire::DatFields;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// The reference's TTL (365 days).
+const TTL_MS: i64 = 365 * 24 * 3600 * 1000;
+
+/// Budget per store: far more than the run needs, so nothing is evicted.
+const CAPACITY_BYTES_PER_STORE: usize = 1 << 30;
+
+/// A fixed "now" so runs are comparable.
+const NOW_MS: i64 = 1_750_000_000_000;
+
+fn main() {
+    let mut records: usize = 1_000_000;
+    let mut key_bytes: usize = 16;
+    let mut value_bytes: usize = 100;
+    let mut ascending_times = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let value = args.next().and_then(|v| v.parse().ok());
+        match (arg.as_str(), value) {
+            ("--records", Some(v)) => records = v,
+            ("--key-bytes", Some(v)) => key_bytes = v,
+            ("--value-bytes", Some(v)) => value_bytes = v,
+            ("--ascending-times", Some(v)) => ascending_times = v != 0,
+            _ => {
+                eprintln!(
+                    "shard_memory: usage: shard_memory [--records N] [--key-bytes K] [--value-bytes V] [--ascending-times 0|1]"
+                );
+                std::process::exit(2);
+            }
+        }
+    }
+
+    let mut rng = StdRng::seed_from_u64(1);
+    let node_id: u64 = rng.r#gen();
+    let config = StoreConfig {
+        capacity_bytes: CAPACITY_BYTES_PER_STORE,
+        ttl_ms: TTL_MS,
+        node_id,
+    };
+    let mut stores: Vec<Store> = (0..SHARD_COUNT).map(|_| Store::new(config)).collect();
+
+    let mut key = vec![0u8; key_bytes];
+    let mut value = vec![0u8; value_bytes];
+    let rss_before_bytes = rss_bytes();
+    let started = Instant::now();
+    let mut chunk_bytes = 0usize;
+    for i in 0..records {
+        let mut pubkey = [0u8; 32];
+        rng.fill(&mut pubkey[..]);
+        rng.fill(&mut key[..]);
+        rng.fill(&mut value[..]);
+        let mut work = [0u8; 32];
+        rng.fill(&mut work[..]);
+        let fields = DatFields {
+            time_ms: if ascending_times {
+                NOW_MS - (records - i) as i64
+            } else {
+                NOW_MS - rng.gen_range(0..TTL_MS / 2)
+            },
+            salt: [0; 16],
+            work,
+            sig: [7; 64],
+            pubkey,
+            key: &key,
+            value: &value,
+        };
+        let dat = fields.to_dat();
+        chunk_bytes += allocation_bytes(dat.len());
+        let shard = shard_index(&pubkey, &key);
+        if let Err(refusal) = stores[shard].insert(dat, NOW_MS) {
+            eprintln!("shard_memory: insert refused: {refusal}");
+            std::process::exit(1);
+        }
+    }
+    let elapsed = started.elapsed();
+    let rss_after_bytes = rss_bytes();
+
+    let stored: usize = stores.iter().map(Store::len).sum();
+    let budget_bytes: usize = stores.iter().map(Store::bytes_used).sum();
+    let grown_bytes = rss_after_bytes.saturating_sub(rss_before_bytes);
+    let per_record = grown_bytes as f64 / stored as f64;
+    let key_value_bytes = (key_bytes + value_bytes) as f64;
+    let structures_per_record = (grown_bytes as f64 - chunk_bytes as f64) / stored as f64;
+    let min_len = stores.iter().map(Store::len).min().unwrap_or(0);
+    let max_len = stores.iter().map(Store::len).max().unwrap_or(0);
+
+    println!(
+        "records stored          {stored} in {SHARD_COUNT} stores ({min_len}..={max_len} each)"
+    );
+    println!("key + value             {key_bytes} + {value_bytes} bytes");
+    println!(
+        "insert time             {:.0} ns/record",
+        elapsed.as_nanos() as f64 / stored as f64
+    );
+    println!("RSS growth              {grown_bytes} bytes");
+    println!("  per record            {per_record:.1} bytes");
+    println!(
+        "  beyond key + value    {:.1} bytes",
+        per_record - key_value_bytes
+    );
+    println!(
+        "record allocations      {:.1} bytes/record (glibc chunks of the wire bytes)",
+        chunk_bytes as f64 / stored as f64
+    );
+    println!(
+        "store structures        {structures_per_record:.1} bytes/record (RSS growth minus record chunks)"
+    );
+    println!(
+        "budget accounting       {:.1} bytes/record (record_cost_bytes, overhead constant {RECORD_OVERHEAD_BYTES})",
+        budget_bytes as f64 / stored as f64
+    );
+}
+
+/// Resident set size of this process, from `/proc/self/statm` (field 2, in pages).
+fn rss_bytes() -> usize {
+    /// Linux's page size on x86_64 and most aarch64 kernels.
+    const PAGE_BYTES: usize = 4096;
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * PAGE_BYTES
+}
