@@ -1091,6 +1091,7 @@ fn peer_loop(
                 shared
                     .peers_known
                     .store(table.peer_count() as u64, Ordering::Relaxed);
+                *shared.peer_stats.lock() = *table.stats();
                 effects
             }
         };

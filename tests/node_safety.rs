@@ -354,3 +354,16 @@ fn records_survive_a_lost_replica_and_a_restart() {
         b"2"
     );
 }
+
+/// The peer table's refusals reach `Node::stats()`: an unsolicited PONG is counted there.
+#[test]
+fn peer_table_refusals_are_visible_in_node_stats() {
+    let node = Node::start(test_config([127, 0, 0, 75], vec![])).expect("start");
+    let stranger = FakePeer::bind([127, 0, 0, 76]);
+    stranger.pong(node.local_addr(), [1; 8]);
+    assert!(
+        wait_until(Duration::from_secs(2), || node.stats().peer.unsolicited_pong == 1),
+        "unsolicited PONG counted: {:?}",
+        node.stats().peer
+    );
+}
