@@ -32,8 +32,10 @@
 
 pub mod backup;
 pub mod config;
+pub mod demo;
 pub mod keys;
 pub mod limits;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod outbox;

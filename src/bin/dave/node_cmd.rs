@@ -1,0 +1,148 @@
+//! `dave node`: start a node, log what happens, stop cleanly on SIGINT or SIGTERM.
+//!
+//! Logging is one line per event (start, peer became active or inactive, shutdown) plus a
+//! periodic summary; never one line per packet. The main thread only watches a signal flag and
+//! the node's published state; the node's own threads do all the work.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use indicatif::HumanBytes;
+use log::info;
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+use dave::metrics::MetricsServer;
+use dave::{Node, Stats};
+
+use crate::args::NodeArgs;
+use crate::settings::{node_settings, sync_name};
+use crate::{EXIT_OK, Failure};
+
+/// How often the main thread checks for a signal: bounds the shutdown latency it adds.
+const SIGNAL_POLL: Duration = Duration::from_millis(50);
+/// How often the active peer set is compared with the last one to log changes.
+const PEER_POLL: Duration = Duration::from_millis(500);
+
+/// Registers `flag` for SIGINT and SIGTERM. A second signal while the first is being handled
+/// ends the process at once (exit status 1), for a shutdown that hangs.
+pub fn stop_on_signals(flag: &Arc<AtomicBool>) -> Result<(), Failure> {
+    for signal in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(flag))
+            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(flag)))
+            .map_err(|e| Failure::error(format!("cannot install a signal handler: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Runs the node until a signal arrives.
+pub fn run(args: &NodeArgs) -> Result<i32, Failure> {
+    let settings = node_settings(args)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    stop_on_signals(&stop)?;
+
+    let edges = settings.config.edges.clone();
+    let backup = settings.config.backup_path.clone();
+    let sync = settings.config.sync_policy;
+    let node = Arc::new(Node::start(settings.config).map_err(|e| Failure::error(e.to_string()))?);
+    info!(
+        "listening on {} as {}",
+        node.local_addr(),
+        hex::encode(node.public_key())
+    );
+    if edges.is_empty() {
+        info!("no edges: waiting for peers to find this node");
+    } else {
+        info!("edges: {}", join(&edges));
+    }
+    match &backup {
+        Some(path) => info!("backup: {} (sync {})", path.display(), sync_name(sync)),
+        None => info!("no backup: records are kept in memory only"),
+    }
+    let metrics = match settings.metrics_addr {
+        Some(addr) => {
+            let source = Arc::clone(&node);
+            let server = MetricsServer::start(addr, move || source.stats())
+                .map_err(|e| Failure::error(format!("cannot serve metrics on {addr}: {e}")))?;
+            info!("metrics on http://{}/metrics", server.local_addr());
+            Some(server)
+        }
+        None => None,
+    };
+
+    watch(&node, &stop, settings.summary_every);
+
+    info!("signal received: shutting down");
+    let started = Instant::now();
+    drop(metrics); // holds the other reference to the node
+    drop(node); // joins every thread; the backup is synced and closed
+    info!("stopped in {} ms", started.elapsed().as_millis());
+    Ok(EXIT_OK)
+}
+
+/// Logs peer changes and summaries until `stop` is set.
+fn watch(node: &Node, stop: &AtomicBool, summary_every: Duration) {
+    let mut peers: BTreeSet<SocketAddr> = BTreeSet::new();
+    let mut last_peer_check = Instant::now() - PEER_POLL;
+    let mut last_summary = Instant::now();
+    let mut last_stats = node.stats();
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(SIGNAL_POLL);
+        if last_peer_check.elapsed() >= PEER_POLL {
+            last_peer_check = Instant::now();
+            let snapshot = node.peers();
+            let now: BTreeSet<SocketAddr> = snapshot.peers().iter().map(|p| p.addr).collect();
+            for p in snapshot.peers().iter().filter(|p| !peers.contains(&p.addr)) {
+                let edge = if p.edge { " (edge)" } else { "" };
+                info!(
+                    "peer {}{edge} active, key {}",
+                    p.addr,
+                    hex::encode(&p.pubkey[..8])
+                );
+            }
+            for gone in peers.difference(&now) {
+                info!("peer {gone} no longer active");
+            }
+            peers = now;
+        }
+        if last_summary.elapsed() >= summary_every {
+            let stats = node.stats();
+            info!("{}", summary(&last_stats, &stats, last_summary.elapsed()));
+            last_summary = Instant::now();
+            last_stats = stats;
+        }
+    }
+}
+
+/// One line: peers, records, rates since the last summary, drops so far.
+pub fn summary(before: &Stats, now: &Stats, over: Duration) -> String {
+    let secs = over.as_secs_f64().max(0.001);
+    let puts = (now.puts_received + now.local_puts)
+        .saturating_sub(before.puts_received + before.local_puts);
+    let gets = now.gets_received.saturating_sub(before.gets_received);
+    let full = now.shard_channel_full + now.peer_channel_full;
+    let malformed = now.malformed_total();
+    let invalid: u64 =
+        now.put_invalid.iter().sum::<u64>() + now.get_ack_invalid.iter().sum::<u64>();
+    format!(
+        "peers {} active / {} known, records {} ({}), puts {:.1}/s, gets {:.1}/s, \
+         drops {} (queue full {full}, malformed {malformed}, invalid {invalid})",
+        now.peers_active,
+        now.peers_known,
+        now.records,
+        HumanBytes(now.record_bytes),
+        puts as f64 / secs,
+        gets as f64 / secs,
+        full + malformed + invalid,
+    )
+}
+
+fn join(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(SocketAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
