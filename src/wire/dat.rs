@@ -244,17 +244,19 @@ impl<'a> DatFields<'a> {
     pub fn emit(&self, buf: &mut [u8]) -> usize {
         assert!(self.check().is_ok(), "dat fields too long");
         let len = self.buffer_len();
-        let buf = &mut buf[..len];
-        buf[field::TIME].copy_from_slice(&self.time_ms.to_le_bytes());
-        buf[field::SALT].copy_from_slice(&self.salt);
-        buf[field::WORK].copy_from_slice(&self.work);
-        buf[field::SIG].copy_from_slice(&self.sig);
-        buf[field::PUBKEY].copy_from_slice(&self.pubkey);
-        buf[field::KEY_LEN] = self.key.len() as u8;
-        let key_end = field::KEY_START + self.key.len();
-        buf[field::KEY_START..key_end].copy_from_slice(self.key);
-        buf[key_end..key_end + 2].copy_from_slice(&(self.value.len() as u16).to_le_bytes());
-        buf[key_end + 2..].copy_from_slice(self.value);
+        // Split at each variable-length field, so the fixed writes need no bounds checks.
+        let (prefix, rest) = buf[..len].split_at_mut(DAT_PREFIX_LEN);
+        prefix[field::TIME].copy_from_slice(&self.time_ms.to_le_bytes());
+        prefix[field::SALT].copy_from_slice(&self.salt);
+        prefix[field::WORK].copy_from_slice(&self.work);
+        prefix[field::SIG].copy_from_slice(&self.sig);
+        prefix[field::PUBKEY].copy_from_slice(&self.pubkey);
+        prefix[field::KEY_LEN] = self.key.len() as u8;
+        let (key, rest) = rest.split_at_mut(self.key.len());
+        key.copy_from_slice(self.key);
+        let (value_len, value) = rest.split_at_mut(2);
+        value_len.copy_from_slice(&(self.value.len() as u16).to_le_bytes());
+        value.copy_from_slice(self.value);
         len
     }
 

@@ -88,10 +88,12 @@ impl GetRepr<'_> {
     pub fn emit(&self, buf: &mut [u8]) -> usize {
         assert!(self.key.len() <= crate::limits::MAX_KEY_LEN);
         let len = self.buffer_len();
-        buf[0] = Op::Get as u8;
-        buf[field::PUBKEY].copy_from_slice(&self.pubkey);
-        buf[field::KEY_LEN] = self.key.len() as u8;
-        buf[field::KEY_START..len].copy_from_slice(self.key);
+        // Split once at the fixed header, so the header writes need no bounds checks.
+        let (head, key) = buf[..len].split_at_mut(GET_HEADER_LEN);
+        head[0] = Op::Get as u8;
+        head[field::PUBKEY].copy_from_slice(&self.pubkey);
+        head[field::KEY_LEN] = self.key.len() as u8;
+        key.copy_from_slice(self.key);
         len
     }
 }

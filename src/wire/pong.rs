@@ -89,19 +89,23 @@ impl<T: AsRef<[u8]>> Pong<T> {
 
     /// The owned form.
     pub fn repr(&self) -> PongRepr {
-        let mut repr = PongRepr {
-            addr_count: 0,
-            addrs: [[0; ADDR_LEN]; MAX_PONG_ADDRS],
-            challenge: self.challenge(),
-            salt: self.salt(),
-            pubkey: self.pubkey(),
-            sig: self.sig(),
-        };
-        for addr in self.addrs() {
-            repr.addrs[repr.addr_count] = addr;
-            repr.addr_count += 1;
+        let bytes = self.buffer.as_ref();
+        let addr_count = self.addr_count();
+        // Fixed-size copies per slot (no variable-length memcpy); unused slots stay zero so
+        // that equal PONGs have equal reprs.
+        let mut addrs = [[0; ADDR_LEN]; MAX_PONG_ADDRS];
+        for (i, slot) in addrs.iter_mut().enumerate().take(addr_count) {
+            *slot = array(&bytes[ADDRS_START + i * ADDR_LEN..]);
         }
-        repr
+        let solution = self.solution();
+        PongRepr {
+            addr_count,
+            addrs,
+            challenge: array(&solution[solution::CHALLENGE]),
+            salt: array(&solution[solution::SALT]),
+            pubkey: array(&solution[solution::PUBKEY]),
+            sig: array(&solution[solution::SIG]),
+        }
     }
 }
 

@@ -1,0 +1,125 @@
+//! Proof-of-work and verification benchmark.
+//!
+//! Groups:
+//! - `pow/search_1core`: `search_range` over a fixed number of counters at an impossible
+//!   difficulty (257 bits), against `blake3` of a 48-byte input in the same run. Throughput is in
+//!   hashes, so criterion prints hashes per second per core; the search should reach ≥ 90 % of
+//!   the raw hash rate.
+//! - `pow/d20_pool`: a difficulty-20 search (what a reference node requires) on every core with
+//!   `PowPool`; each iteration searches a different load, so times follow the real geometric
+//!   distribution (mean 2^20 hashes).
+//! - `verify`: `verify_dat` of one dat (work bits, time, two BLAKE3 hashes, Ed25519), and the
+//!   signatures of 64 dats with `SignatureCheck::Single` and `SignatureCheck::Batch`
+//!   (throughput in signatures, so the per-signature cost is the inverse of elem/s).
+//!
+//! Run: `cargo bench --bench pow -- --warm-up-time 1 --measurement-time 3`.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use dave::keys::Keypair;
+use dave::pow::{
+    PowPool, SearchOutcome, SignatureCheck, load_hash, make_dat_single, search_range, verify_dat,
+    verify_signatures,
+};
+use dave::wire::Dat;
+
+/// Counters per search iteration: long enough to amortise the call, short enough for many samples.
+const SEARCH_COUNTERS: u64 = 16 * 1024;
+
+/// More than the 256 bits a hash has: the search never stops early.
+const IMPOSSIBLE_BITS: u32 = 257;
+
+fn bench_search(c: &mut Criterion) {
+    let load = load_hash(b"hello", b"world", 1_733_097_600_000);
+    let mut group = c.benchmark_group("pow/search_1core");
+    group.throughput(Throughput::Elements(SEARCH_COUNTERS));
+    group.bench_function("search_range", |b| {
+        b.iter(|| {
+            black_box(search_range(
+                black_box(&load),
+                IMPOSSIBLE_BITS,
+                0,
+                SEARCH_COUNTERS,
+            ))
+        })
+    });
+    // The ceiling: the same number of plain one-shot hashes of a 48-byte input (salt ‖ load).
+    group.bench_function("blake3_48B", |b| {
+        let mut input = [0u8; 48];
+        input[16..].copy_from_slice(&load);
+        b.iter(|| {
+            for n in 0..SEARCH_COUNTERS {
+                input[8..16].copy_from_slice(&n.to_le_bytes());
+                black_box(blake3::hash(black_box(&input)));
+            }
+        })
+    });
+    group.finish();
+}
+
+fn bench_pool(c: &mut Criterion) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pool = PowPool::new(cores).expect("pool starts");
+    let mut group = c.benchmark_group("pow/d20_pool");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    let mut time_ms = 1_733_097_600_000i64;
+    group.bench_function(format!("{cores}_workers"), |b| {
+        b.iter(|| {
+            time_ms += 1;
+            let load = load_hash(b"hello", b"world", time_ms);
+            match pool.search_blocking(load, 20) {
+                SearchOutcome::Found { work, .. } => black_box(work),
+                SearchOutcome::Cancelled => unreachable!("nothing cancels"),
+            }
+        })
+    });
+    group.finish();
+}
+
+/// 64 valid dats from distinct owners (difficulty 0: only the signatures matter here).
+fn signed_dats() -> Vec<Dat<Box<[u8]>>> {
+    (0..64u8)
+        .map(|i| {
+            let owner = Keypair::from_seed(&[i.wrapping_add(1); 32]);
+            make_dat_single(&owner, &[b'k', i], b"world", 1_733_097_600_000, 0)
+        })
+        .collect()
+}
+
+fn bench_verify(c: &mut Criterion) {
+    let owner = Keypair::from_seed(&[1; 32]);
+    let pow20 = make_dat_single(&owner, b"hello", b"world", 1_733_097_600_000, 20);
+    let now_ms = 1_733_097_600_001;
+    assert_eq!(verify_dat(&pow20, 20, now_ms), Ok(()));
+    let mut group = c.benchmark_group("verify/dat");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("verify_dat", |b| {
+        b.iter(|| black_box(verify_dat(black_box(&pow20), 20, now_ms)))
+    });
+    group.finish();
+
+    let dats = signed_dats();
+    let mut group = c.benchmark_group("verify/signatures_64");
+    group.throughput(Throughput::Elements(dats.len() as u64));
+    for (name, mode) in [
+        ("single", SignatureCheck::Single),
+        ("batch", SignatureCheck::Batch),
+    ] {
+        let mut ok = [false; 64];
+        verify_signatures(&dats, mode, &mut ok);
+        assert!(ok.iter().all(|&ok| ok));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                verify_signatures(black_box(&dats), mode, &mut ok);
+                black_box(&ok);
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_search, bench_pool, bench_verify);
+criterion_main!(benches);
