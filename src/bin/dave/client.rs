@@ -253,7 +253,7 @@ fn with_progress<T: Send>(
         // Check often (a low difficulty takes milliseconds), redraw every tenth time.
         let mut polls = 0u64;
         while !search.is_finished() {
-            if polls % 10 == 0 {
+            if polls.is_multiple_of(10) {
                 let done = hashes.load(Ordering::Relaxed);
                 if done > bar.length().unwrap_or(0) {
                     bar.set_length(done + done / 4);
