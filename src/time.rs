@@ -23,7 +23,9 @@ pub struct MonotonicClock {
 impl MonotonicClock {
     /// A clock starting at 0 now.
     pub fn new() -> MonotonicClock {
-        MonotonicClock { start: Instant::now() }
+        MonotonicClock {
+            start: Instant::now(),
+        }
     }
 
     /// Milliseconds since the clock was made.

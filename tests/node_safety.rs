@@ -362,7 +362,11 @@ fn peer_table_refusals_are_visible_in_node_stats() {
     let stranger = FakePeer::bind([127, 0, 0, 76]);
     stranger.pong(node.local_addr(), [1; 8]);
     assert!(
-        wait_until(Duration::from_secs(2), || node.stats().peer.unsolicited_pong == 1),
+        wait_until(Duration::from_secs(2), || node
+            .stats()
+            .peer
+            .unsolicited_pong
+            == 1),
         "unsolicited PONG counted: {:?}",
         node.stats().peer
     );
