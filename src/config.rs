@@ -257,7 +257,7 @@ impl Config {
         if self.shard_owner_threads == 0 || self.shard_owner_threads > crate::shard::SHARD_COUNT {
             return fail("shard_owner_threads must be between 1 and 256");
         }
-        if self.shard_capacity_bytes < crate::limits::MAX_PACKET_LEN * 2 {
+        if self.shard_capacity_bytes < 2 * crate::shard::store::MAX_RECORD_COST_BYTES {
             return fail("shard_capacity_bytes must hold at least two of the largest records");
         }
         if self.shard_channel_depth == 0 || self.peer_channel_depth == 0 {
