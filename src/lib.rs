@@ -42,6 +42,7 @@ pub mod outbox;
 pub mod peer;
 pub mod pow;
 pub mod shard;
+pub mod sim;
 pub mod stats;
 pub mod time;
 pub mod wire;

@@ -1,0 +1,227 @@
+//! `dave sim` flags: a clap `Args` struct the binary can embed as its `sim` subcommand, turned
+//! into [`SimOptions`] here (STYLE habit 9: parsing is a separate layer over plain options).
+//!
+//! ```text
+//! dave sim --nodes 200 --seed 7 --minutes 10 --churn 20 --loss 2 \
+//!          --adversaries drop=10%,forge=10%,poison=2,lowwork=1,sybil=8
+//! ```
+
+use std::time::Instant;
+
+use clap::Parser;
+
+use crate::sim::options::{PartitionOptions, SimOptions, SybilBehaviour};
+use crate::sim::report::Report;
+
+/// Simulate a whole dave network on one thread, deterministically from a seed.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "dave sim")]
+pub struct SimArgs {
+    /// Nodes, edges and adversaries included.
+    #[arg(long, default_value_t = 100)]
+    pub nodes: usize,
+    /// Seed of every random choice: the same seed gives the same run and trace hash.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Virtual minutes to simulate (before the final retrievability check).
+    #[arg(long, default_value_t = 2.0)]
+    pub minutes: f64,
+    /// Share of the non-edge honest nodes that leave (and are replaced) per virtual hour, in
+    /// percent.
+    #[arg(long, value_name = "PCT_PER_HOUR", default_value_t = 0.0)]
+    pub churn: f64,
+    /// Datagram loss on every link, in percent.
+    #[arg(long, value_name = "PCT", default_value_t = 0.0)]
+    pub loss: f64,
+    /// Misbehaving nodes: comma-separated KIND=N or KIND=P% with KIND one of drop, forge, stale,
+    /// poison, lowwork, sybil, sybil-forge (e.g. `drop=10%,sybil=8`).
+    #[arg(long, value_name = "SPEC")]
+    pub adversaries: Option<String>,
+    /// Edges (bootstrap nodes every node is configured with).
+    #[arg(long, default_value_t = 3)]
+    pub edges: usize,
+    /// Peer-table size of every node. The node's default is 1000 (a full mesh up to 1000
+    /// nodes), but every peer costs a signature and a verification per second, so the simulator
+    /// defaults to 32; GET is one hop, so smaller tables find fewer records.
+    #[arg(long, default_value_t = 32)]
+    pub max_peers: usize,
+    /// Records to put (spread over the first half of the run).
+    #[arg(long, default_value_t = 500)]
+    pub records: usize,
+    /// Gets of random records during the run (plus one final get per record).
+    #[arg(long, default_value_t = 500)]
+    pub gets: usize,
+    /// Turn trust (storage-challenge scores steering target choice) off: the reference's plain
+    /// XOR order.
+    #[arg(long)]
+    pub no_trust: bool,
+    /// A network split `START_S:END_S:LOSS_PCT` (half the nodes on each side), e.g. `60:180:100`.
+    #[arg(long, value_name = "START_S:END_S:LOSS_PCT")]
+    pub partition: Option<String>,
+    /// Largest clock skew of a node, in ms (each node draws from ±this).
+    #[arg(long, default_value_t = 50)]
+    pub skew_ms: u64,
+}
+
+impl SimArgs {
+    /// The options these flags describe.
+    pub fn options(&self) -> Result<SimOptions, String> {
+        if !(self.minutes > 0.0 && self.minutes.is_finite()) {
+            return Err("--minutes must be a positive number".into());
+        }
+        let pct = |name: &str, v: f64| {
+            if (0.0..=100.0).contains(&v) {
+                Ok(v / 100.0)
+            } else {
+                Err(format!("--{name} must be a percentage in 0..=100"))
+            }
+        };
+        let mut o = SimOptions {
+            seed: self.seed,
+            nodes: self.nodes,
+            edges: self.edges,
+            duration_ms: (self.minutes * 60_000.0) as u64,
+            max_peers: self.max_peers,
+            trust: !self.no_trust,
+            clock_skew_ms_max: self.skew_ms,
+            ..SimOptions::default()
+        };
+        o.network.loss = pct("loss", self.loss)?;
+        o.churn.per_hour = pct("churn", self.churn)?;
+        let duration = o.duration_ms;
+        let w = &mut o.workload;
+        w.records = self.records;
+        w.gets = self.gets;
+        w.owners = self.records.clamp(1, 100);
+        // Puts once the network has activated (~15 s), over the first half of the run.
+        w.put_start_ms = 30_000.min(duration / 3);
+        w.put_end_ms = (duration / 2).max(w.put_start_ms);
+        w.get_start_ms = w.put_start_ms + w.get_min_age_ms;
+        o.churn.start_ms = 60_000.min(duration / 3);
+        if let Some(spec) = &self.adversaries {
+            parse_adversaries(spec, self.nodes, &mut o)?;
+        }
+        if let Some(spec) = &self.partition {
+            o.partitions.push(parse_partition(spec)?);
+        }
+        o.validate().map_err(|e| e.to_string())?;
+        Ok(o)
+    }
+}
+
+fn parse_adversaries(spec: &str, nodes: usize, o: &mut SimOptions) -> Result<(), String> {
+    for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (kind, count) = item
+            .split_once('=')
+            .ok_or_else(|| format!("--adversaries: `{item}` is not KIND=N or KIND=P%"))?;
+        let count = match count.strip_suffix('%') {
+            Some(p) => {
+                let p: f64 = p
+                    .parse()
+                    .map_err(|_| format!("--adversaries: bad percentage in `{item}`"))?;
+                (nodes as f64 * p / 100.0).round() as usize
+            }
+            None => count
+                .parse()
+                .map_err(|_| format!("--adversaries: bad count in `{item}`"))?,
+        };
+        let a = &mut o.adversaries;
+        match kind {
+            "drop" => a.droppers += count,
+            "forge" => a.forgers += count,
+            "stale" => a.stale += count,
+            "poison" => a.poisoners += count,
+            "lowwork" => a.low_work += count,
+            "sybil" => a.sybils += count,
+            "sybil-forge" => {
+                a.sybils += count;
+                a.sybil_behaviour = SybilBehaviour::Forge;
+            }
+            _ => return Err(format!("--adversaries: unknown kind `{kind}`")),
+        }
+    }
+    if o.adversaries.stale > 0 {
+        // Stale answers are only visible when records change.
+        o.workload.update_fraction = o.workload.update_fraction.max(0.5);
+    }
+    Ok(())
+}
+
+fn parse_partition(spec: &str) -> Result<PartitionOptions, String> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let [start, end, loss] = parts.as_slice() else {
+        return Err("--partition must be START_S:END_S:LOSS_PCT".into());
+    };
+    let num = |s: &str| {
+        s.parse::<f64>()
+            .map_err(|_| format!("--partition: `{s}` is not a number"))
+    };
+    Ok(PartitionOptions {
+        start_ms: (num(start)? * 1000.0) as u64,
+        end_ms: (num(end)? * 1000.0) as u64,
+        fraction_b: 0.5,
+        loss: num(loss)? / 100.0,
+    })
+}
+
+/// Parses `dave sim` flags (`args` without the program name and subcommand), runs the
+/// simulation and returns its report (`Display` prints the summary). Errors are messages for
+/// the user (bad flags, inconsistent options); `--help` comes back as an error holding the help
+/// text.
+pub fn run_cli<I, S>(args: I) -> Result<Report, String>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<std::ffi::OsString> + Clone,
+{
+    let args = SimArgs::try_parse_from(
+        std::iter::once(std::ffi::OsString::from("dave sim"))
+            .chain(args.into_iter().map(Into::into)),
+    )
+    .map_err(|e| e.to_string())?;
+    run_timed(&args.options()?)
+}
+
+/// Runs `options` and records the wall-clock time in the report (measured outside the
+/// simulation: it never influences the run).
+pub fn run_timed(options: &SimOptions) -> Result<Report, String> {
+    let started = Instant::now();
+    let mut report = crate::sim::run(options).map_err(|e| e.to_string())?;
+    report.wall_ms = Some(started.elapsed().as_millis() as u64);
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_become_options() {
+        let args = SimArgs::try_parse_from([
+            "dave sim",
+            "--nodes",
+            "100",
+            "--minutes",
+            "3",
+            "--churn",
+            "20",
+            "--loss",
+            "2",
+            "--adversaries",
+            "drop=10%,sybil-forge=4,stale=1",
+            "--partition",
+            "60:120:100",
+        ])
+        .unwrap();
+        let o = args.options().unwrap();
+        assert_eq!(o.duration_ms, 180_000);
+        assert!((o.churn.per_hour - 0.2).abs() < 1e-9);
+        assert!((o.network.loss - 0.02).abs() < 1e-9);
+        assert_eq!(o.adversaries.droppers, 10);
+        assert_eq!(o.adversaries.sybils, 4);
+        assert_eq!(o.adversaries.sybil_behaviour, SybilBehaviour::Forge);
+        assert_eq!(o.workload.update_fraction, 0.5);
+        assert_eq!(o.partitions[0].end_ms, 120_000);
+        assert!(run_cli(["--adversaries", "nonsense=1"]).is_err());
+        assert!(run_cli(["--loss", "200"]).is_err());
+    }
+}

@@ -1,0 +1,924 @@
+//! One simulated node: the real [`PeerTable`] and a few real [`Shard`]s, wired the way
+//! `node.rs` wires them, minus the threads and sockets.
+//!
+//! ```text
+//!  datagram ─► own address? drop ─► Message::parse ─► PUT      ─► shard.handle_puts
+//!                                                    GET      ─► answer_get (+ amplification limit)
+//!                                                    GET_ACK  ─► shard.handle_get_ack
+//!                                                    PING/PONG/GETMYADDRPORT(_ACK) ─► table.handle
+//!  peer tick      ─► table.tick                      (at table.next_tick_ms())
+//!  shard tick     ─► tick_gets / tick (1 s) / repair_step, replica view from the snapshot
+//!  challenge tick ─► issue_challenge on a random ready shard (ChallengeTimer)
+//!  outcomes       ─► table.record_challenge          datagrams ─► the world's network
+//! ```
+//!
+//! Where `node.rs` has one owner thread per group of shards, a simulated node has one "owner"
+//! for all its shards: one challenge timer with the node-wide mean gap, one repair pacer, one
+//! replica view. Adversaries are the same struct with a [`Behaviour`] that changes what they store
+//! and answer; they run the honest peer table so they authenticate and become targets.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::config::Config;
+use crate::keys::Keypair;
+use crate::outbox::Outbox;
+use crate::peer::budget::{AmplificationLimiter, Pacer};
+use crate::peer::{self, Outgoing, PeerConfig, PeerSnapshot, PeerTable, ScoredPeer, Trust};
+use crate::pow;
+use crate::shard::challenge::ChallengeTimer;
+use crate::shard::core::{
+    Effects, GetOutcome, GetRequest, PeerView, Record, Shard, ShardPolicy, ShardRules, answer_get,
+};
+use crate::shard::repair::{ReplicaPeer, ReplicaView};
+use crate::shard::shard_index;
+use crate::shard::store::{Refusal, Store, StoreConfig};
+use crate::stats::{Counters, inc};
+use crate::wire::{Dat, DatFields, GetRepr, Message, PongRepr};
+
+/// A local get's identity in the simulator.
+pub type Ticket = u64;
+
+/// The Unix time (ms) virtual time 0 corresponds to on every node's wall clock (before skew):
+/// 2026-01-01T00:00:00Z. Dat times are wall-clock values, so they must look real.
+pub const SIM_EPOCH_MS: i64 = 1_767_225_600_000;
+
+/// A local put dates its record this far back, like `Node::put` (the reference's 100 ms).
+pub const PUT_BACKDATE_MS: i64 = 100;
+
+/// While a repair pass runs, it is stepped this often (the node steps it on every owner
+/// wake-up, at least every 50 ms; the pacer bounds the bytes either way).
+pub const REPAIR_STEP_MS: u64 = 20;
+
+/// The node's peer thread publishes a new snapshot to the owners at its next 100 ms tick; the
+/// simulated owner picks a changed snapshot up this long after the change.
+pub const SNAPSHOT_PUBLISH_MS: u64 = 100;
+
+/// Challenges one wake-up may send (`node.rs`: `MAX_CHALLENGES_PER_WAKE`).
+const MAX_CHALLENGES_PER_WAKE: usize = 4;
+
+/// What a node does with records. Every behaviour runs the honest peer table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// The real shard cores.
+    Honest,
+    /// Accepts PUTs, stores nothing, answers every GET "not found".
+    Dropper,
+    /// Stores nothing, answers every GET with a forged record (valid work, bad signature).
+    Forger,
+    /// Keeps the first version of each record it is sent, never forwards, answers with it.
+    Stale,
+    /// Honest storage; PONGs list non-existent addresses; floods unsolicited PONGs.
+    Poisoner,
+    /// Honest storage; sends PUTs of records without enough (or with false) work.
+    LowWork,
+}
+
+impl Behaviour {
+    /// Whether the node stores and answers through the real shard cores.
+    pub fn stores_honestly(self) -> bool {
+        matches!(
+            self,
+            Behaviour::Honest | Behaviour::Poisoner | Behaviour::LowWork
+        )
+    }
+
+    /// Short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Behaviour::Honest => "honest",
+            Behaviour::Dropper => "dropper",
+            Behaviour::Forger => "forger",
+            Behaviour::Stale => "stale",
+            Behaviour::Poisoner => "poisoner",
+            Behaviour::LowWork => "low-work",
+        }
+    }
+}
+
+/// Everything every node of a run shares.
+#[derive(Debug, Clone)]
+pub struct NodeSetup {
+    /// Protocol, trust, challenge, repair and amplification settings.
+    pub config: Config,
+    /// Peer-table size.
+    pub max_peers: usize,
+    /// Shards per node.
+    pub shards_per_node: usize,
+    /// The edges' addresses.
+    pub edges: Vec<SocketAddr>,
+    /// Period of the shard tick (`SimOptions::shard_period_ms`).
+    pub shard_period_ms: u64,
+}
+
+impl NodeSetup {
+    fn rules(&self) -> ShardRules {
+        ShardRules {
+            min_work_bits: self.config.min_work_bits,
+            fanout: self.config.fanout,
+            signature_check: self.config.signature_check,
+            get_settle_ms: self.config.get_settle_ms,
+        }
+    }
+
+    fn policy(&self) -> ShardPolicy {
+        self.config.shard_policy()
+    }
+
+    fn peer_config(&self, addr: SocketAddr) -> PeerConfig {
+        let c = &self.config;
+        PeerConfig {
+            ping_period_ms: c.ping_period_ms,
+            deactivate_after_ms: c.deactivate_after_ms,
+            drop_after_ms: c.drop_after_ms,
+            activation_delay_ms: c.activation_delay_ms,
+            getmyaddrport_every_ms: c.getmyaddrport_every_ms,
+            npeer_limit: c.npeer_limit,
+            max_peers: self.max_peers,
+            edges: self.edges.iter().copied().filter(|&e| e != addr).collect(),
+            listen_addr: Some(addr),
+            ..PeerConfig::default()
+        }
+    }
+}
+
+/// The snapshot as the shard core's view of targets (`node.rs`: `SnapshotView`).
+struct SnapshotView<'a>(&'a PeerSnapshot);
+
+impl PeerView for SnapshotView<'_> {
+    fn closest(
+        &self,
+        target_id: u64,
+        n: usize,
+        exclude: Option<SocketAddr>,
+        out: &mut Vec<SocketAddr>,
+    ) {
+        out.extend(
+            self.0
+                .closest(target_id, n, exclude)
+                .into_iter()
+                .map(|p| p.addr),
+        );
+    }
+
+    fn closest_scored(
+        &self,
+        target_id: u64,
+        n: usize,
+        exclude: Option<SocketAddr>,
+        out: &mut Vec<ScoredPeer>,
+    ) {
+        out.extend(
+            self.0
+                .closest(target_id, n, exclude)
+                .into_iter()
+                .map(|p| ScoredPeer {
+                    addr: p.addr,
+                    trust: p.trust,
+                }),
+        );
+    }
+
+    fn trust_of(&self, addr: SocketAddr) -> Option<Trust> {
+        self.0.get(addr).map(|p| p.trust)
+    }
+
+    fn is_active(&self, addr: SocketAddr) -> bool {
+        self.0.get(addr).is_some()
+    }
+}
+
+/// The peers records may be placed on (`node.rs`: `replica_view`).
+fn replica_view(snapshot: &PeerSnapshot, trust: &peer::TrustPolicy) -> ReplicaView {
+    ReplicaView::new(
+        snapshot
+            .peers()
+            .iter()
+            .filter(|p| !trust.is_unreliable(&p.trust))
+            .map(|p| ReplicaPeer {
+                id: p.id,
+                addr: p.addr,
+            })
+            .collect(),
+    )
+}
+
+/// A record's identity.
+pub type RecordKey = ([u8; 32], Box<[u8]>);
+
+/// One simulated node. See the module docs.
+pub struct SimNode {
+    /// Index in the world's node table; fixes the address.
+    pub slot: usize,
+    /// Its address (`network::addr_of(slot)`).
+    pub addr: SocketAddr,
+    /// Its identity.
+    pub keypair: Keypair,
+    /// What it does with records.
+    pub behaviour: Behaviour,
+    /// A configured edge.
+    pub edge: bool,
+    /// Its key was ground next to the Sybil victim's.
+    pub sybil: bool,
+    /// Running (receives datagrams, ticks).
+    pub alive: bool,
+    /// Bumped by every restart: timers scheduled before it are stale.
+    pub epoch: u32,
+    /// When it (last) started.
+    pub started_ms: u64,
+    /// Virtual milliseconds it has been alive before its current run (restarts).
+    pub alive_ms_before: u64,
+    /// Wall-clock offset.
+    pub skew_ms: i64,
+    /// The peer table.
+    pub table: PeerTable,
+    /// Its shards (`shard_index % shards.len()`).
+    pub shards: Vec<Shard<Ticket>>,
+    /// Its counters (all "threads" of the node share one set).
+    pub counters: Counters,
+    /// Datagrams and bytes it sent.
+    pub sent_packets: u64,
+    /// Bytes it sent.
+    pub sent_bytes: u64,
+    /// Peer timer: when its next scheduled tick is (`u64::MAX`: none).
+    pub peer_tick_at: u64,
+    /// Shard timer.
+    pub shard_tick_at: u64,
+    /// Challenge timer.
+    pub challenge_at: u64,
+    /// Adversary timer.
+    pub adversary_at: u64,
+    /// Records a low-work adversary sent (to check nobody honest kept them).
+    pub low_work_sent: Vec<RecordKey>,
+    /// Datagrams the amplification limit withheld, by op byte (PING … GETMYADDRPORT_ACK).
+    pub withheld_by_op: [u64; 7],
+    own_addrs: Vec<SocketAddr>,
+    limiter: AmplificationLimiter,
+    pacer: Pacer,
+    challenge_timer: ChallengeTimer,
+    rng: StdRng,
+    seen_snapshot: Arc<PeerSnapshot>,
+    view: Arc<ReplicaView>,
+    next_periodic_ms: u64,
+    /// The Stale adversary's records: first version only.
+    stale_held: BTreeMap<RecordKey, Record>,
+    setup: Arc<NodeSetup>,
+    low_work_made: u64,
+}
+
+impl SimNode {
+    /// A node starting at `now_ms` with an empty store.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        setup: Arc<NodeSetup>,
+        slot: usize,
+        keypair: Keypair,
+        behaviour: Behaviour,
+        edge: bool,
+        skew_ms: i64,
+        seed: u64,
+        now_ms: u64,
+    ) -> SimNode {
+        let addr = crate::sim::network::addr_of(slot);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let table = PeerTable::new(setup.peer_config(addr), keypair.clone(), rng.r#gen())
+            .expect("simulated peer config is valid (SimOptions::validate)");
+        let shards = Self::empty_shards(&setup, &keypair, &mut rng);
+        let challenge_timer =
+            ChallengeTimer::new(setup.config.challenge_mean_gap_ms, now_ms, &mut rng);
+        SimNode {
+            slot,
+            addr,
+            behaviour,
+            edge,
+            sybil: false,
+            alive: true,
+            epoch: 0,
+            started_ms: now_ms,
+            alive_ms_before: 0,
+            skew_ms,
+            seen_snapshot: table.snapshot(),
+            table,
+            shards,
+            counters: Counters::default(),
+            sent_packets: 0,
+            sent_bytes: 0,
+            peer_tick_at: u64::MAX,
+            shard_tick_at: u64::MAX,
+            challenge_at: u64::MAX,
+            adversary_at: u64::MAX,
+            low_work_sent: Vec::new(),
+            withheld_by_op: [0; 7],
+            own_addrs: vec![addr],
+            limiter: AmplificationLimiter::new(setup.config.amplification_config(), now_ms),
+            pacer: Pacer::new(setup.config.repair_budget(), now_ms),
+            challenge_timer,
+            rng,
+            view: Arc::new(ReplicaView::default()),
+            next_periodic_ms: now_ms,
+            stale_held: BTreeMap::new(),
+            keypair,
+            setup,
+            low_work_made: 0,
+        }
+    }
+
+    fn empty_shards(setup: &NodeSetup, keypair: &Keypair, rng: &mut StdRng) -> Vec<Shard<Ticket>> {
+        (0..setup.shards_per_node)
+            .map(|_| {
+                let store = Store::new(StoreConfig {
+                    capacity_bytes: setup.config.shard_capacity_bytes,
+                    ttl_ms: setup.config.ttl_ms,
+                    node_id: keypair.id(),
+                });
+                Shard::new(store, setup.rules()).with_policy(setup.policy(), rng.r#gen())
+            })
+            .collect()
+    }
+
+    /// Stops the node (its pending gets are the caller's to abort).
+    pub fn stop(&mut self, now_ms: u64) {
+        self.alive_ms_before += now_ms.saturating_sub(self.started_ms);
+        self.alive = false;
+        self.epoch += 1;
+        self.peer_tick_at = u64::MAX;
+        self.shard_tick_at = u64::MAX;
+        self.challenge_at = u64::MAX;
+        self.adversary_at = u64::MAX;
+    }
+
+    /// Starts a stopped node again with the same key and address: an empty peer table, its
+    /// records kept (as replayed from its backup log), pending gets and challenges forgotten.
+    pub fn restart(&mut self, now_ms: u64, seed: u64) {
+        debug_assert!(!self.alive);
+        let mut rng = StdRng::seed_from_u64(seed);
+        self.table = PeerTable::new(
+            self.setup.peer_config(self.addr),
+            self.keypair.clone(),
+            rng.r#gen(),
+        )
+        .expect("simulated peer config is valid");
+        let mut shards = Self::empty_shards(&self.setup, &self.keypair, &mut rng);
+        let wall = self.wall_ms(now_ms);
+        for (old, new) in self.shards.iter().zip(shards.iter_mut()) {
+            let records: Vec<Record> = old.store().read().iter().map(|r| r.to_boxed()).collect();
+            for record in records {
+                let _ = new.restore(record, wall);
+            }
+        }
+        self.shards = shards;
+        self.seen_snapshot = self.table.snapshot();
+        self.view = Arc::new(ReplicaView::default());
+        self.own_addrs = vec![self.addr];
+        self.limiter = AmplificationLimiter::new(self.setup.config.amplification_config(), now_ms);
+        self.pacer = Pacer::new(self.setup.config.repair_budget(), now_ms);
+        self.challenge_timer =
+            ChallengeTimer::new(self.setup.config.challenge_mean_gap_ms, now_ms, &mut rng);
+        self.rng = rng;
+        self.next_periodic_ms = now_ms;
+        self.started_ms = now_ms;
+        self.alive = true;
+    }
+
+    /// Virtual milliseconds alive up to `now_ms`.
+    pub fn alive_ms(&self, now_ms: u64) -> u64 {
+        self.alive_ms_before
+            + if self.alive {
+                now_ms.saturating_sub(self.started_ms)
+            } else {
+                0
+            }
+    }
+
+    /// This node's wall clock at virtual time `now_ms`.
+    pub fn wall_ms(&self, now_ms: u64) -> i64 {
+        SIM_EPOCH_MS + now_ms as i64 + self.skew_ms
+    }
+
+    fn shard_of(&self, pubkey: &[u8; 32], key: &[u8]) -> usize {
+        shard_index(pubkey, key) % self.shards.len()
+    }
+
+    /// The time of the version of `(pubkey, key)` this node would answer a GET with.
+    pub fn held_time(&self, pubkey: &[u8; 32], key: &[u8]) -> Option<i64> {
+        match self.behaviour {
+            Behaviour::Dropper | Behaviour::Forger => None,
+            Behaviour::Stale => self
+                .stale_held
+                .get(&(*pubkey, Box::<[u8]>::from(key)))
+                .map(|r| r.time_ms()),
+            _ => self.shards[self.shard_of(pubkey, key)]
+                .store()
+                .read()
+                .get(pubkey, key)
+                .map(|r| r.time_ms()),
+        }
+    }
+
+    /// Records held by the real stores.
+    pub fn record_count(&self) -> usize {
+        self.shards.iter().map(|s| s.store().read().len()).sum()
+    }
+
+    /// Every record the real stores hold, as `(pubkey, key, time)`.
+    pub fn for_each_record(&self, mut f: impl FnMut(&Record)) {
+        for shard in &self.shards {
+            for record in shard.store().read().iter() {
+                f(record);
+            }
+        }
+    }
+
+    // ----- Inputs -----
+
+    /// One datagram from `from`.
+    pub fn on_datagram(
+        &mut self,
+        now_ms: u64,
+        from: SocketAddr,
+        bytes: &[u8],
+        fx: &mut Effects<Ticket>,
+    ) {
+        inc(&self.counters.packets_received);
+        crate::stats::add(&self.counters.bytes_received, bytes.len() as u64);
+        if self.own_addrs.contains(&from) {
+            inc(&self.counters.own_packets_dropped);
+            return;
+        }
+        let message = match Message::parse(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                inc(&self.counters.malformed[e.index()]);
+                return;
+            }
+        };
+        match message {
+            Message::Ping { .. }
+            | Message::Pong(_)
+            | Message::GetMyAddrPort
+            | Message::GetMyAddrPortAck(_) => {
+                let pfx = self.table.handle(now_ms, from, &message);
+                self.carry_out_peer(now_ms, pfx, fx);
+            }
+            Message::Put(dat) => self.on_put(now_ms, from, dat, fx),
+            Message::Get(get) => self.on_get(now_ms, from, &get, fx),
+            Message::GetAck(dat) => {
+                if self.behaviour.stores_honestly() {
+                    self.refresh_view();
+                    let s = self.shard_of(dat.pubkey(), dat.key());
+                    let wall = self.wall_ms(now_ms);
+                    self.shards[s].handle_get_ack(
+                        now_ms,
+                        wall,
+                        from,
+                        dat.to_boxed(),
+                        &self.counters,
+                        fx,
+                    );
+                    self.apply_outcomes(fx);
+                }
+            }
+        }
+    }
+
+    fn on_put(&mut self, now_ms: u64, from: SocketAddr, dat: Dat<&[u8]>, fx: &mut Effects<Ticket>) {
+        match self.behaviour {
+            Behaviour::Dropper | Behaviour::Forger => {}
+            Behaviour::Stale => {
+                let id = (*dat.pubkey(), Box::<[u8]>::from(dat.key()));
+                self.stale_held.entry(id).or_insert_with(|| dat.to_boxed());
+            }
+            _ => {
+                self.refresh_view();
+                let s = self.shard_of(dat.pubkey(), dat.key());
+                let wall = self.wall_ms(now_ms);
+                let snapshot = self.table.snapshot();
+                let mut puts = vec![(from, dat.to_boxed())];
+                self.shards[s].handle_puts(
+                    wall,
+                    &mut puts,
+                    &SnapshotView(&snapshot),
+                    &self.counters,
+                    fx,
+                );
+            }
+        }
+    }
+
+    fn on_get(
+        &mut self,
+        now_ms: u64,
+        from: SocketAddr,
+        get: &GetRepr<'_>,
+        fx: &mut Effects<Ticket>,
+    ) {
+        match self.behaviour {
+            Behaviour::Dropper => {
+                inc(&self.counters.gets_received);
+                push_not_found(&mut fx.outbox, from, get);
+            }
+            Behaviour::Forger => {
+                inc(&self.counters.gets_received);
+                let forged = self.forge(now_ms, get);
+                fx.outbox.push(from, &Message::GetAck(forged.as_view()));
+            }
+            Behaviour::Stale => {
+                inc(&self.counters.gets_received);
+                match self
+                    .stale_held
+                    .get(&(get.pubkey, Box::<[u8]>::from(get.key)))
+                {
+                    Some(held) => fx.outbox.push(from, &Message::GetAck(held.as_view())),
+                    None => push_not_found(&mut fx.outbox, from, get),
+                }
+            }
+            _ => {
+                let s = self.shard_of(&get.pubkey, get.key);
+                answer_get(
+                    &self.shards[s].store().read(),
+                    from,
+                    get,
+                    &self.counters,
+                    &mut fx.outbox,
+                );
+                // The receiver path's amplification limit (`node.rs`: `limit_last_reply`).
+                if !self.table.is_proven(from) {
+                    self.limit_last(now_ms, from, &mut fx.outbox);
+                }
+            }
+        }
+    }
+
+    /// A forged answer: the asked owner and key, a fresh value, real work, a random signature.
+    fn forge(&mut self, now_ms: u64, get: &GetRepr<'_>) -> Record {
+        let time_ms = self.wall_ms(now_ms) - PUT_BACKDATE_MS;
+        let value: [u8; 16] = self.rng.r#gen();
+        let load = pow::load_hash(get.key, &value, time_ms);
+        let (salt, work) = pow::search_single(&load, self.setup.config.min_work_bits);
+        let mut sig = [0u8; 64];
+        self.rng.fill(&mut sig[..]);
+        DatFields {
+            time_ms,
+            salt,
+            work,
+            sig,
+            pubkey: get.pubkey,
+            key: get.key,
+            value: &value,
+        }
+        .to_dat()
+    }
+
+    fn limit_last(&mut self, now_ms: u64, to: SocketAddr, outbox: &mut Outbox) {
+        let Some((_, bytes)) = outbox.iter().last() else {
+            return;
+        };
+        let len = bytes.len();
+        let op = bytes[0] as usize;
+        if self.limiter.allow(now_ms, to, len).is_err() {
+            outbox.truncate_last(1);
+            self.withheld_by_op[op.min(6)] += 1;
+            inc(&self.counters.amplification_withheld);
+            crate::stats::add(&self.counters.amplification_withheld_bytes, len as u64);
+        }
+    }
+
+    /// The peer table's effects: datagrams (through the amplification limit, poisoned if this is
+    /// a poisoner) and the own address.
+    fn carry_out_peer(&mut self, now_ms: u64, pfx: peer::Effects, fx: &mut Effects<Ticket>) {
+        for datagram in &pfx.datagrams {
+            let mut outgoing = datagram.message;
+            if self.behaviour == Behaviour::Poisoner
+                && let Outgoing::Pong(pong) = &mut outgoing
+            {
+                self.poison(pong);
+            }
+            let message = outgoing.message();
+            if !datagram.to_proven {
+                let len = message.buffer_len();
+                if self.limiter.allow(now_ms, datagram.to, len).is_err() {
+                    self.withheld_by_op[message.op() as usize] += 1;
+                    inc(&self.counters.amplification_withheld);
+                    crate::stats::add(&self.counters.amplification_withheld_bytes, len as u64);
+                    continue;
+                }
+            }
+            fx.outbox.push(datagram.to, &message);
+        }
+        if let Some(own) = pfx.own_addr()
+            && !self.own_addrs.contains(&own)
+        {
+            self.own_addrs.push(own);
+        }
+    }
+
+    /// Replaces a PONG's address list with addresses where no node lives (172.16.0.0/12). The
+    /// signature covers only the challenge and salt, so the PONG stays valid.
+    fn poison(&mut self, pong: &mut PongRepr) {
+        pong.addr_count = crate::limits::MAX_PONG_ADDRS;
+        for addr in pong.addrs.iter_mut() {
+            *addr = crate::wire::addr_to_wire(poisoned_addr(&mut self.rng));
+        }
+    }
+
+    /// Challenge outcomes become trust in the peer table (`node.rs`: `PeerMsg::Challenge`).
+    fn apply_outcomes(&mut self, fx: &mut Effects<Ticket>) {
+        let decay = self.setup.config.trust_decay;
+        for outcome in fx.challenge_outcomes.drain(..) {
+            self.table
+                .record_challenge(outcome.peer, outcome.verdict.is_success(), decay);
+        }
+    }
+
+    /// Picks up a new peer snapshot: a new replica view starts (or re-aims) repair.
+    fn refresh_view(&mut self) {
+        let snapshot = self.table.snapshot();
+        if Arc::ptr_eq(&snapshot, &self.seen_snapshot) {
+            return;
+        }
+        let latest = replica_view(&snapshot, &self.setup.policy().trust);
+        self.seen_snapshot = snapshot;
+        if latest != *self.view {
+            self.view = Arc::new(latest);
+            for shard in &mut self.shards {
+                shard.set_replica_view(Arc::clone(&self.view), &self.counters);
+            }
+        }
+    }
+
+    /// The peer timer fired.
+    pub fn peer_tick(&mut self, now_ms: u64, fx: &mut Effects<Ticket>) {
+        let pfx = self.table.tick(now_ms);
+        self.carry_out_peer(now_ms, pfx, fx);
+    }
+
+    /// When the peer table wants its next tick.
+    pub fn next_peer_tick_ms(&self, now_ms: u64) -> u64 {
+        self.table.next_tick_ms().max(now_ms + 1)
+    }
+
+    /// The shard timer fired: get deadlines, the periodic tick, repair.
+    pub fn shard_tick(&mut self, now_ms: u64, fx: &mut Effects<Ticket>) {
+        if !self.behaviour.stores_honestly() {
+            return;
+        }
+        self.refresh_view();
+        let wall = self.wall_ms(now_ms);
+        let periodic = now_ms >= self.next_periodic_ms;
+        if periodic {
+            self.next_periodic_ms = now_ms + self.setup.shard_period_ms;
+        }
+        for shard in &mut self.shards {
+            if periodic {
+                shard.tick(now_ms, wall, &self.counters, fx);
+            } else if shard.next_deadline_ms().is_some_and(|d| d <= now_ms) {
+                shard.tick_gets(now_ms, wall, &self.counters, fx);
+            }
+        }
+        let repair_enabled = self.setup.config.repair_bytes_per_s > 0;
+        if repair_enabled && (periodic || self.shards.iter().any(|s| s.repair_active())) {
+            let mut scan = self.setup.config.repair_scan_records_per_step;
+            let n = self.shards.len();
+            let turn = self.rng.gen_range(0..n);
+            for k in 0..n {
+                self.shards[(turn + k) % n].repair_step(
+                    now_ms,
+                    wall,
+                    &mut self.pacer,
+                    &mut scan,
+                    &self.counters,
+                    fx,
+                );
+                if scan == 0 {
+                    break;
+                }
+            }
+        }
+        self.apply_outcomes(fx);
+    }
+
+    /// When the shards want their next tick: a get deadline, the periodic tick, a running
+    /// repair pass, or a new snapshot to pick up.
+    pub fn next_shard_tick_ms(&self, now_ms: u64) -> u64 {
+        if !self.behaviour.stores_honestly() {
+            return u64::MAX;
+        }
+        let mut at = self.next_periodic_ms;
+        for shard in &self.shards {
+            if let Some(d) = shard.next_deadline_ms() {
+                at = at.min(d);
+            }
+        }
+        if self.setup.config.repair_bytes_per_s > 0 && self.shards.iter().any(|s| s.repair_active())
+        {
+            at = at.min(now_ms + REPAIR_STEP_MS);
+        }
+        if !Arc::ptr_eq(&self.table.snapshot(), &self.seen_snapshot) {
+            at = at.min(now_ms + SNAPSHOT_PUBLISH_MS);
+        }
+        at.max(now_ms + 1)
+    }
+
+    /// The challenge timer fired (`node.rs`: the owner's `ChallengeTimer` loop).
+    pub fn challenge_tick(&mut self, now_ms: u64, fx: &mut Effects<Ticket>) {
+        if !self.behaviour.stores_honestly() {
+            return;
+        }
+        self.refresh_view();
+        let wall = self.wall_ms(now_ms);
+        let snapshot = self.table.snapshot();
+        let view = SnapshotView(&snapshot);
+        let mut sent = 0;
+        while sent < MAX_CHALLENGES_PER_WAKE && self.challenge_timer.due(now_ms, &mut self.rng) {
+            sent += 1;
+            let n = self.shards.len();
+            let start = self.rng.gen_range(0..n);
+            if let Some(k) = (0..n).find(|k| self.shards[(start + k) % n].challenge_ready(wall)) {
+                self.shards[(start + k) % n].issue_challenge(wall, &view, &self.counters, fx);
+            }
+        }
+    }
+
+    /// When the challenge timer is due next.
+    pub fn next_challenge_ms(&self, now_ms: u64) -> u64 {
+        if !self.behaviour.stores_honestly() {
+            return u64::MAX;
+        }
+        self.challenge_timer.next_ms().max(now_ms + 1)
+    }
+
+    /// A record made here (the owner's work and signature): store and replicate.
+    pub fn local_put(
+        &mut self,
+        now_ms: u64,
+        dat: Record,
+        fx: &mut Effects<Ticket>,
+    ) -> Result<Vec<SocketAddr>, Refusal> {
+        self.refresh_view();
+        let s = self.shard_of(dat.pubkey(), dat.key());
+        let wall = self.wall_ms(now_ms);
+        let snapshot = self.table.snapshot();
+        self.shards[s].local_put(wall, dat, &SnapshotView(&snapshot), &self.counters, fx)
+    }
+
+    /// A local get; its outcome arrives in `fx.completions` under `ticket`.
+    pub fn start_get(
+        &mut self,
+        now_ms: u64,
+        pubkey: [u8; 32],
+        key: &[u8],
+        timeout_ms: u64,
+        ticket: Ticket,
+        fx: &mut Effects<Ticket>,
+    ) {
+        self.refresh_view();
+        let s = self.shard_of(&pubkey, key);
+        let snapshot = self.table.snapshot();
+        let request = GetRequest {
+            pubkey,
+            key,
+            timeout_ms,
+            waiter: ticket,
+        };
+        self.shards[s].start_get(
+            now_ms,
+            request,
+            &SnapshotView(&snapshot),
+            &self.counters,
+            fx,
+        );
+    }
+
+    // ----- Adversary actions -----
+
+    /// The adversary timer fired: a poisoner floods one unsolicited PONG, a low-work node sends
+    /// one bad record. Returns when it wants to act next.
+    pub fn adversary_tick(
+        &mut self,
+        now_ms: u64,
+        per_s: u64,
+        fx: &mut Effects<Ticket>,
+    ) -> Option<u64> {
+        if per_s == 0 {
+            return None;
+        }
+        let snapshot = self.table.snapshot();
+        match self.behaviour {
+            Behaviour::Poisoner => {
+                if !snapshot.is_empty() {
+                    let to = snapshot.peers()[self.rng.gen_range(0..snapshot.len())].addr;
+                    let mut pong = PongRepr {
+                        addr_count: 0,
+                        addrs: [[0; crate::limits::ADDR_LEN]; crate::limits::MAX_PONG_ADDRS],
+                        challenge: self.rng.r#gen(),
+                        salt: self.rng.r#gen(),
+                        pubkey: self.keypair.public(),
+                        sig: [0; 64],
+                    };
+                    self.rng.fill(&mut pong.sig[..]);
+                    self.poison(&mut pong);
+                    fx.outbox.push(to, &Message::Pong(pong));
+                }
+            }
+            Behaviour::LowWork => {
+                let dat = self.low_work_record(now_ms);
+                let mut targets: Vec<SocketAddr> = snapshot
+                    .closest(dat.owner_id(), self.setup.config.fanout, None)
+                    .into_iter()
+                    .map(|p| p.addr)
+                    .collect();
+                for _ in 0..2 {
+                    if !snapshot.is_empty() {
+                        targets.push(snapshot.peers()[self.rng.gen_range(0..snapshot.len())].addr);
+                    }
+                }
+                targets.sort_unstable();
+                targets.dedup();
+                for to in targets {
+                    fx.outbox.push(to, &Message::Put(dat.as_view()));
+                }
+                self.low_work_sent
+                    .push((*dat.pubkey(), Box::<[u8]>::from(dat.key())));
+            }
+            _ => return None,
+        }
+        Some(now_ms + (1000 / per_s).max(1))
+    }
+
+    /// A validly signed record under this node's key whose work is short of the minimum
+    /// (even-numbered) or does not match its hash (odd-numbered: all-zero work, "infinite"
+    /// difficulty).
+    fn low_work_record(&mut self, now_ms: u64) -> Record {
+        let n = self.low_work_made;
+        self.low_work_made += 1;
+        let key = format!("low-work-{}-{n}", self.slot).into_bytes();
+        let value: [u8; 16] = self.rng.r#gen();
+        let time_ms = self.wall_ms(now_ms) - PUT_BACKDATE_MS;
+        let load = pow::load_hash(&key, &value, time_ms);
+        let min = self.setup.config.min_work_bits;
+        let (salt, work) = if n.is_multiple_of(2) && min > 0 {
+            let mut found = None;
+            for counter in 0.. {
+                let salt = pow::salt_for_counter(counter);
+                let work = pow::work_hash(&salt, &load);
+                if pow::leading_zero_bits(&work) < min {
+                    found = Some((salt, work));
+                    break;
+                }
+            }
+            found.unwrap_or(([0; 16], [0xff; 32]))
+        } else {
+            let mut work = [0u8; 32];
+            work[31] = 1;
+            (self.rng.r#gen(), work)
+        };
+        pow::sign_dat(&self.keypair, &key, &value, time_ms, salt, work)
+    }
+
+    /// Reliability this node's table gives `addr` (None: not an authenticated peer).
+    pub fn trust_in(&self, addr: SocketAddr) -> Option<f32> {
+        self.table
+            .scores()
+            .into_iter()
+            .find(|s| s.addr == addr)
+            .map(|s| s.reliability)
+    }
+}
+
+/// A random address in 172.16.0.0/12 (where no simulated node lives) on the node port.
+pub fn poisoned_addr(rng: &mut StdRng) -> SocketAddr {
+    let x: u32 = rng.gen_range(1..(1 << 20));
+    let ip = std::net::Ipv4Addr::from(0xac10_0000 | x);
+    SocketAddr::new(ip.into(), crate::sim::network::SIM_PORT)
+}
+
+fn push_not_found(outbox: &mut Outbox, to: SocketAddr, get: &GetRepr<'_>) {
+    let mut buf = [0u8; crate::limits::DAT_HEADER_LEN + crate::limits::MAX_KEY_LEN];
+    let len = DatFields::not_found(get.pubkey, get.key).emit(&mut buf);
+    outbox.push(to, &Message::GetAck(Dat::new_unchecked(&buf[..len])));
+}
+
+/// How a local get ended, without the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// A record with this time.
+    Found(i64),
+    /// Every asked peer said not found.
+    NotFound,
+    /// No valid answer by the deadline.
+    TimedOut,
+}
+
+impl From<&GetOutcome> for Ended {
+    fn from(o: &GetOutcome) -> Ended {
+        match o {
+            GetOutcome::Found(d) => Ended::Found(d.time_ms()),
+            GetOutcome::NotFound => Ended::NotFound,
+            GetOutcome::TimedOut => Ended::TimedOut,
+        }
+    }
+}
