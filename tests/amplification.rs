@@ -141,7 +141,10 @@ fn an_unproven_flood_gets_at_most_the_prefix_budget_and_proven_peers_carry_on() 
     // On a loaded 2-core machine the flood can overflow a socket buffer and lose one datagram of
     // the proven peer's exchange (a kernel drop, not the limiter's, which proven destinations
     // bypass): allow one such loss; the get after the flood below must succeed.
-    assert!(proven_gets_ok >= 3, "proven gets answered during the flood: {proven_gets_ok}/4");
+    assert!(
+        proven_gets_ok >= 3,
+        "proven gets answered during the flood: {proven_gets_ok}/4"
+    );
     assert_eq!(target.stats().peers_active, 1);
     assert_eq!(peer.stats().peers_active, 1);
     let d = peer
