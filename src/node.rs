@@ -182,8 +182,9 @@ enum PeerMsg {
 /// short read lock to clone an `Arc`) once per batch.
 type SharedSnapshot = Arc<RwLock<Arc<peer::PeerSnapshot>>>;
 
-/// Addresses that are ours: packets from them are dropped (loopback prevention).
-type OwnAddrs = Arc<RwLock<Vec<SocketAddr>>>;
+/// Addresses that are ours: packets from them are dropped (loopback prevention). Replaced
+/// whole (copy on write, rarely) so a receiver takes a reference per batch, not a copy.
+type OwnAddrs = Arc<RwLock<Arc<Vec<SocketAddr>>>>;
 
 /// Everything the threads share.
 struct Shared {
@@ -328,7 +329,7 @@ impl Node {
             owners,
             peer_tx,
             snapshot,
-            own_addrs: Arc::new(RwLock::new(own)),
+            own_addrs: Arc::new(RwLock::new(Arc::new(own))),
             peers_known: AtomicU64::new(0),
             peer_stats: parking_lot::Mutex::new(peer::PeerStats::default()),
             limiter: parking_lot::Mutex::new(AmplificationLimiter::new(
@@ -736,7 +737,7 @@ fn receiver_loop(shared: Arc<Shared>, socket: UdpSocket, counters: Arc<Counters>
             Ok(n) => n,
             Err(_) => continue, // timeout (shutdown poll) or a transient error
         };
-        let own_addrs = shared.own_addrs.read().clone();
+        let own_addrs = Arc::clone(&shared.own_addrs.read());
         let proven = Arc::clone(&shared.proven.read());
         let batch_ms = shared.clock.now_ms();
         for i in 0..n {
@@ -1124,7 +1125,9 @@ fn peer_loop(
         if let Some(own) = effects.own_addr() {
             let mut own_addrs = shared.own_addrs.write();
             if !own_addrs.contains(&own) {
-                own_addrs.push(own);
+                let mut updated = Vec::clone(&own_addrs);
+                updated.push(own);
+                *own_addrs = Arc::new(updated);
             }
         }
         if !outbox.is_empty() {
