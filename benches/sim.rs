@@ -6,11 +6,20 @@
 //! ```
 //!
 //! Not criterion: one run of a whole network is the measurement (seconds long, deterministic),
-//! and the figure of merit is node-seconds per wall second, which criterion cannot report. Each
-//! line also projects the wall time of 1000 nodes × 10 virtual minutes at the measured rate.
+//! and the figure of merit is node-seconds per second, which criterion cannot report. Each line
+//! gives the rate per wall second and per CPU second of the simulating thread (the two differ on
+//! a shared machine), and projects the CPU time of 1000 nodes × 10 virtual minutes.
 //! Results and the machine they came from are in `perf/README.md` ("Simulator (issue 8)").
 
 use dave::sim::{SimOptions, run_timed};
+
+/// CPU time this thread has run, from `/proc/thread-self/schedstat` (Linux; ns). The machine may be
+/// shared, so rates are given per wall second and per CPU second.
+fn thread_cpu_s() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(ns as f64 / 1e9)
+}
 
 fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
     match std::env::var(name) {
@@ -27,15 +36,17 @@ fn main() {
         .unwrap_or(1.0);
     let peers = env_list("SIM_BENCH_PEERS", &[8, 16, 32]);
     println!(
-        "{:>6} {:>6} {:>9} {:>8} {:>12} {:>11} {:>10} {:>13} {:>10}",
+        "{:>6} {:>6} {:>9} {:>8} {:>8} {:>12} {:>11} {:>11} {:>10} {:>12} {:>9}",
         "nodes",
         "peers",
         "virtual_s",
         "wall_s",
+        "cpu_s",
         "node_s",
-        "node_s/s",
+        "node_s/wall",
+        "node_s/cpu",
         "events/s",
-        "10min_wall_s",
+        "10min_cpu_s",
         "get_ok"
     );
     for max_peers in peers {
@@ -57,6 +68,7 @@ fn main() {
         w.gets = 1_000;
         w.get_start_ms = w.put_start_ms + w.get_min_age_ms;
         w.final_check = false;
+        let cpu_before = thread_cpu_s();
         let report = match run_timed(&o) {
             Ok(r) => r,
             Err(e) => {
@@ -65,17 +77,23 @@ fn main() {
             }
         };
         let wall_s = report.wall_ms.unwrap_or(1) as f64 / 1000.0;
-        let rate = report.node_seconds / wall_s;
+        let cpu_s = match (cpu_before, thread_cpu_s()) {
+            (Some(a), Some(b)) => b - a,
+            _ => wall_s,
+        };
+        let per_cpu = report.node_seconds / cpu_s;
         println!(
-            "{:>6} {:>6} {:>9.0} {:>8.1} {:>12.0} {:>11.0} {:>10.0} {:>13.0} {:>9.2}%",
+            "{:>6} {:>6} {:>9.0} {:>8.1} {:>8.1} {:>12.0} {:>11.0} {:>11.0} {:>10.0} {:>12.0} {:>8.2}%",
             nodes,
             max_peers,
             report.virtual_ms as f64 / 1000.0,
             wall_s,
+            cpu_s,
             report.node_seconds,
-            rate,
-            report.events as f64 / wall_s,
-            nodes as f64 * 600.0 / rate,
+            report.node_seconds / wall_s,
+            per_cpu,
+            report.events as f64 / cpu_s,
+            nodes as f64 * 600.0 / per_cpu,
             report.gets.success_rate() * 100.0
         );
     }

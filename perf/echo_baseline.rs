@@ -2,9 +2,10 @@
 //!
 //! One thread per core ("echo-rx-N", pinned), each on its own SO_REUSEPORT socket of the one
 //! port (bound with `dave::net::bind_node_sockets`, as the node does). Each thread takes a
-//! `recvmmsg` batch and answers every datagram with a fixed reply of `--reply-bytes` bytes
-//! (default 168, the size of a GET_ACK carrying a small record) in one `sendmmsg` batch. No
-//! parsing, no channels, no shards: whatever the node does beyond this is its overhead.
+//! `recvmmsg` batch and answers every datagram with a reply of `--reply-bytes` bytes (default
+//! 168, the size of a GET_ACK carrying a small record) in one `sendmmsg` batch: the request's
+//! bytes, padded with zeros (so `perf/loadgen` can match replies to requests). No parsing, no
+//! channels, no shards: whatever the node does beyond this is its overhead.
 //!
 //! Every second it prints datagrams received and sent per second, and drops, to stderr. It runs
 //! until killed.
@@ -97,9 +98,16 @@ fn main() {
                             return;
                         }
                     };
-                    for (_, source, _) in inbox.iter() {
+                    for (request, source, _) in inbox.iter() {
+                        // The reply starts with the request (so a load generator can match
+                        // it, as it matches a GET_ACK by its key), padded to the reply size.
                         // The batches are the same size, so every reply fits.
-                        let pushed = outbox.push(source, &reply);
+                        let pushed = outbox.push_with(source, |buf| {
+                            let echoed = request.len().min(reply.len());
+                            buf[..echoed].copy_from_slice(&request[..echoed]);
+                            buf[echoed..reply.len()].copy_from_slice(&reply[echoed..]);
+                            reply.len()
+                        });
                         debug_assert!(pushed);
                     }
                     if let Err(e) = outbox.flush(&socket) {
