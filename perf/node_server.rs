@@ -97,6 +97,12 @@ struct ServeArgs {
     /// Key bytes of preloaded records.
     #[arg(long, default_value_t = 16)]
     preload_key_bytes: usize,
+    /// Nice value of the shard-owner threads (default: the node's).
+    #[arg(long)]
+    owner_nice: Option<i32>,
+    /// Owner threads verifying at once (0 = one per core; default: the node's).
+    #[arg(long)]
+    verify_permits: Option<usize>,
     /// Value bytes of preloaded records.
     #[arg(long, default_value_t = 100)]
     preload_value_bytes: usize,
@@ -167,6 +173,12 @@ fn serve(a: &ServeArgs) -> Result<(), String> {
         },
         ..Config::default()
     };
+    if let Some(nice) = a.owner_nice {
+        config.owner_nice = nice;
+    }
+    if let Some(permits) = a.verify_permits {
+        config.verify_permits = permits;
+    }
     if let Some(depth) = a.shard_channel_depth {
         config.shard_channel_depth = depth;
     }
@@ -184,13 +196,15 @@ fn serve(a: &ServeArgs) -> Result<(), String> {
     let node = Node::start(config.clone()).map_err(|e| e.to_string())?;
     let rss_started = rss_bytes();
     eprintln!(
-        "node_server: {} get_path={:?} signature_check={:?} owners={} receivers={} pin={} min_work={} rss {} MiB (before start {} MiB)",
+        "node_server: {} get_path={:?} signature_check={:?} owners={} receivers={} pin={} owner_nice={} verify_permits={} min_work={} rss {} MiB (before start {} MiB)",
         node.local_addr(),
         config.get_path,
         config.signature_check,
         config.shard_owner_threads,
         config.receiver_thread_count(),
         config.pin_cores,
+        config.owner_nice,
+        config.verify_permit_count(),
         config.min_work_bits,
         rss_started / (1 << 20),
         rss_empty / (1 << 20),

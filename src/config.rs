@@ -68,6 +68,12 @@ pub struct Config {
     pub pow_threads: usize,
     /// Pin receiver threads to cores.
     pub pin_cores: bool,
+    /// Nice value (0..=19) of the shard-owner threads, so receivers (nice 0) win a core when
+    /// both want it: GETs stay answered while PUT verification saturates the machine. 0 leaves
+    /// them at the receivers' priority. See `permits.rs` and `perf/README.md` (flood).
+    pub owner_nice: i32,
+    /// Owner threads that may verify signatures at the same time. 0 = one per core.
+    pub verify_permits: usize,
     /// Where network GETs are answered.
     pub get_path: GetPath,
     /// Single or batched Ed25519 verification of received dats.
@@ -185,6 +191,8 @@ impl Default for Config {
             shard_owner_threads: 256,
             pow_threads: 0,
             pin_cores: true,
+            owner_nice: 10,
+            verify_permits: 0,
             get_path: GetPath::Receiver,
             signature_check: SignatureCheck::Single,
             // 64 slots x 256 owners bounds queued work; a burst beyond that is shed and counted.
@@ -253,6 +261,9 @@ impl Config {
         }
         if self.ttl_ms <= 0 {
             return fail("ttl_ms must be positive");
+        }
+        if !(0..=19).contains(&self.owner_nice) {
+            return fail("owner_nice must be between 0 and 19");
         }
         if self.shard_owner_threads == 0 || self.shard_owner_threads > crate::shard::SHARD_COUNT {
             return fail("shard_owner_threads must be between 1 and 256");
@@ -358,6 +369,11 @@ impl Config {
     /// PoW workers to start (resolving 0 to the number of cores).
     pub fn pow_thread_count(&self) -> usize {
         resolve_cores(self.pow_threads)
+    }
+
+    /// Verification permits (resolving 0 to the number of cores).
+    pub fn verify_permit_count(&self) -> usize {
+        resolve_cores(self.verify_permits)
     }
 }
 

@@ -40,6 +40,7 @@ pub mod net;
 pub mod node;
 pub mod outbox;
 pub mod peer;
+pub mod permits;
 pub mod pow;
 pub mod shard;
 pub mod sim;

@@ -29,6 +29,7 @@ use crate::net::{self, RecvBatch, SendBatch, SocketOptions};
 use crate::outbox::Outbox;
 use crate::peer::budget::{AmplificationLimiter, AmplificationStats, Pacer, ProvenSet};
 use crate::peer::{self, PeerTable};
+use crate::permits::Permits;
 use crate::pow::{self, PowPool, SearchOutcome};
 use crate::shard::challenge::ChallengeTimer;
 use crate::shard::core::{
@@ -208,6 +209,8 @@ struct Shared {
     scores: RwLock<Arc<Vec<peer::PeerScore>>>,
     /// Node-wide byte budget of replica repair and republish.
     repair_pacer: parking_lot::Mutex<Pacer>,
+    /// Bounds the owner threads verifying signatures at once (`permits.rs`).
+    verify_permits: Permits,
     clock: MonotonicClock,
 }
 
@@ -339,6 +342,7 @@ impl Node {
             proven: RwLock::new(Arc::new(ProvenSet::default())),
             scores: RwLock::new(Arc::new(Vec::new())),
             repair_pacer: parking_lot::Mutex::new(Pacer::new(config.repair_budget(), 0)),
+            verify_permits: Permits::new(config.verify_permit_count()),
             clock: MonotonicClock::new(),
         });
 
@@ -365,6 +369,11 @@ impl Node {
             let socket = send_socket.try_clone().map_err(StartError::Spawn)?;
             let backup = node.backup.as_ref().map(BackupWriter::handle);
             node.spawn(format!("dave-shard-{i}"), move || {
+                if shared.config.owner_nice > 0
+                    && let Err(e) = net::set_current_thread_nice(shared.config.owner_nice)
+                {
+                    log::warn!("owner thread keeps its priority: setpriority: {e}");
+                }
                 owner_loop(shared, owned, rx, socket, backup, counters)
             })?;
         }
@@ -943,11 +952,14 @@ fn owner_loop(
                 OwnerMsg::Tick => tick = true,
             }
         }
-        for (s, batch) in puts.iter_mut().enumerate() {
-            if !batch.is_empty() {
-                owned[s]
-                    .1
-                    .handle_puts(wall_ms, batch, &peers, &counters, &mut effects);
+        if puts.iter().any(|batch| !batch.is_empty()) {
+            let _permit = shared.verify_permits.acquire();
+            for (s, batch) in puts.iter_mut().enumerate() {
+                if !batch.is_empty() {
+                    owned[s]
+                        .1
+                        .handle_puts(wall_ms, batch, &peers, &counters, &mut effects);
+                }
             }
         }
         has_pending = false;

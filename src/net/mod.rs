@@ -3,7 +3,8 @@
 //! - `socket`: `socket2` setup (SO_REUSEPORT, buffer sizes, timeouts) and
 //!   [`bind_node_sockets`], which binds a node's receiver sockets on its one port and refuses to
 //!   share that port with anyone else, another dave node included.
-//! - `sys`: [`RecvBatch`] and [`SendBatch`] over `recvmmsg(2)` / `sendmmsg(2)`. It is the only
+//! - `sys`: [`RecvBatch`] and [`SendBatch`] over `recvmmsg(2)` / `sendmmsg(2)`, and
+//!   [`set_current_thread_nice`] (`setpriority(2)` on one thread). It is the only
 //!   module of the crate allowed to use `unsafe` (STYLE habit 7, after smoltcp's `phy/sys` and
 //!   quinn-udp's `unix.rs`); every block there carries a `// SAFETY:` comment.
 //! - [`DatagramSink`]: the one trait a simulator or a test implements to capture what a node
@@ -23,4 +24,4 @@ pub use socket::{
     DEFAULT_WRITE_TIMEOUT, MAX_NODE_SOCKETS, NodeSockets, SocketOptions, bind_node_sockets,
     bind_udp, buffer_sizes,
 };
-pub use sys::{BATCH, MAX_DATAGRAM_BUF, RecvBatch, SendBatch, SendStats};
+pub use sys::{BATCH, MAX_DATAGRAM_BUF, RecvBatch, SendBatch, SendStats, set_current_thread_nice};

@@ -1,5 +1,5 @@
-//! Batched UDP receive and send with `recvmmsg(2)` and `sendmmsg(2)`: the only `unsafe` code in
-//! dave (STYLE habit 7).
+//! Batched UDP receive and send with `recvmmsg(2)` and `sendmmsg(2)`, and one thread-priority
+//! call (`setpriority(2)`): the only `unsafe` code in dave (STYLE habit 7).
 //!
 //! Model: quinn-udp `src/unix.rs`. Buffers live on the heap inside [`RecvBatch`] / [`SendBatch`]
 //! and are allocated once; each call builds its `mmsghdr`/`iovec` arrays on the stack, pointing
@@ -11,7 +11,8 @@
 //!   integers or raw pointers, for which all-zero is a valid value;
 //! - reinterpreting a `sockaddr_storage` as `sockaddr_in` / `sockaddr_in6`: the storage is larger
 //!   and at least as aligned (asserted at compile time) and always fully initialised;
-//! - the two system calls, whose pointers all point into buffers that outlive the call.
+//! - the system calls: the two batch calls, whose pointers all point into buffers that outlive
+//!   the call, and `gettid`/`setpriority`, which take integers only.
 //!
 //! Linux only (both calls exist elsewhere, with other flags and types; dave targets Linux).
 
@@ -690,5 +691,21 @@ mod tests {
     #[should_panic(expected = "MAX_PACKET_LEN")]
     fn send_batch_refuses_oversized() {
         SendBatch::new().push("127.0.0.1:9".parse().unwrap(), &[0; MAX_PACKET_LEN + 1]);
+    }
+}
+
+/// Lowers the calling thread's scheduling priority to `nice` (0..=19; higher is lower).
+///
+/// Linux's `setpriority(PRIO_PROCESS, tid, …)` applies to one thread, not the whole process
+/// (the NPTL behaviour documented in `setpriority(2)`). Raising a nice value needs no privilege.
+pub fn set_current_thread_nice(nice: i32) -> io::Result<()> {
+    // SAFETY: `gettid` takes no arguments and cannot fail.
+    let tid = unsafe { libc::gettid() };
+    // SAFETY: plain integer arguments; the call reads no memory of ours.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }

@@ -47,6 +47,8 @@ struct NodeFile {
     shard_owner_threads: Option<usize>,
     pow_threads: Option<usize>,
     pin_cores: Option<bool>,
+    owner_nice: Option<i32>,
+    verify_permits: Option<usize>,
     fanout: Option<usize>,
     npeer_limit: Option<usize>,
     ping_period_ms: Option<u64>,
@@ -112,6 +114,8 @@ pub fn node_settings(args: &NodeArgs) -> Result<NodeSettings, Failure> {
     );
     set(&mut config.pow_threads, file.pow_threads);
     set(&mut config.pin_cores, file.pin_cores);
+    set(&mut config.owner_nice, file.owner_nice);
+    set(&mut config.verify_permits, file.verify_permits);
     if args.no_pin {
         config.pin_cores = false;
     }
