@@ -3,7 +3,11 @@
 //! ```text
 //! cargo bench --bench sim                                   # 1 virtual minute, 8/16/32 peers
 //! SIM_BENCH_MINUTES=10 SIM_BENCH_PEERS=8 cargo bench --bench sim   # the issue's target run
+//! SIM_BENCH_TIMER_SCALE=10 cargo bench --bench sim          # peer timers ×10 (a ping per 10 s)
 //! ```
+//!
+//! `SIM_BENCH_NODES` changes the node count (default 1000); `SIM_BENCH_TIMER_SCALE` applies
+//! `SimOptions::scale_peer_timers` (default 1: the protocol's real ping rate).
 //!
 //! Not criterion: one run of a whole network is the measurement (seconds long, deterministic),
 //! and the figure of merit is node-seconds per second, which criterion cannot report. Each line
@@ -29,12 +33,23 @@ fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
 }
 
 fn main() {
-    let nodes = env_list("SIM_BENCH_NODES", &[1000])[0];
+    let nodes = env_list("SIM_BENCH_NODES", &[1000])
+        .first()
+        .copied()
+        .unwrap_or(1000);
     let minutes: f64 = std::env::var("SIM_BENCH_MINUTES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1.0);
     let peers = env_list("SIM_BENCH_PEERS", &[8, 16, 32]);
+    let timer_scale = env_list("SIM_BENCH_TIMER_SCALE", &[1])
+        .first()
+        .copied()
+        .unwrap_or(1)
+        .max(1) as u64;
+    if timer_scale > 1 {
+        println!("peer timers ×{timer_scale} (ping period {timer_scale} s)");
+    }
     println!(
         "{:>6} {:>6} {:>9} {:>8} {:>8} {:>12} {:>11} {:>11} {:>10} {:>12} {:>9}",
         "nodes",
@@ -60,10 +75,12 @@ fn main() {
             join_window_ms: 10_000,
             ..SimOptions::default()
         };
+        o.scale_peer_timers(timer_scale);
         let w = &mut o.workload;
         w.records = 1_000;
         w.owners = 1_000;
-        w.put_start_ms = 20_000.min(duration_ms / 3);
+        // After activation (the join window plus the activation delay and a few pings).
+        w.put_start_ms = (20_000 * timer_scale).min(duration_ms / 3);
         w.put_end_ms = (duration_ms / 2).max(w.put_start_ms);
         w.gets = 1_000;
         w.get_start_ms = w.put_start_ms + w.get_min_age_ms;

@@ -4,18 +4,19 @@
 //! ```text
 //! dave sim --nodes 200 --seed 7 --minutes 10 --churn 20 --loss 2 \
 //!          --adversaries drop=10%,forge=10%,poison=2,lowwork=1,sybil=8
+//! dave sim --nodes 50 --minutes 360 --churn 20 --peer-timer-scale 60   # six virtual hours
 //! ```
 
 use std::time::Instant;
 
 use clap::Parser;
 
-use crate::sim::options::{PartitionOptions, SimOptions, SybilBehaviour};
+use crate::sim::options::{MAX_SIM_SPAN_MS, PartitionOptions, SimOptions, SybilBehaviour};
 use crate::sim::report::Report;
 
 /// Simulate a whole dave network on one thread, deterministically from a seed.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "dave sim")]
+#[command(name = "dave sim", allow_negative_numbers = true)]
 pub struct SimArgs {
     /// Nodes, edges and adversaries included.
     #[arg(long, default_value_t = 100)]
@@ -61,13 +62,23 @@ pub struct SimArgs {
     /// Largest clock skew of a node, in ms (each node draws from ±this).
     #[arg(long, default_value_t = 50)]
     pub skew_ms: u64,
+    /// Multiply the peer table's liveness timers (ping period, deactivation, drop, activation
+    /// delay) and the shard tick by N. Every PING costs a signature and a verification, so this
+    /// divides a run's cost by about N; nodes then notice departed peers N times later, while
+    /// PUT, GET, challenges and repair keep their real speed. For runs over virtual hours.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub peer_timer_scale: u64,
 }
 
 impl SimArgs {
     /// The options these flags describe.
     pub fn options(&self) -> Result<SimOptions, String> {
-        if !(self.minutes > 0.0 && self.minutes.is_finite()) {
-            return Err("--minutes must be a positive number".into());
+        let max_minutes = (MAX_SIM_SPAN_MS / 60_000) as f64;
+        if !(self.minutes > 0.0 && self.minutes <= max_minutes) {
+            return Err(format!(
+                "--minutes must be a positive number of at most {max_minutes} (365 days)"
+            ));
         }
         let pct = |name: &str, v: f64| {
             if (0.0..=100.0).contains(&v) {
@@ -86,6 +97,7 @@ impl SimArgs {
             clock_skew_ms_max: self.skew_ms,
             ..SimOptions::default()
         };
+        o.scale_peer_timers(self.peer_timer_scale);
         o.network.loss = pct("loss", self.loss)?;
         o.churn.per_hour = pct("churn", self.churn)?;
         let duration = o.duration_ms;
@@ -93,18 +105,20 @@ impl SimArgs {
         w.records = self.records;
         w.gets = self.gets;
         w.owners = self.records.clamp(1, 100);
-        // Puts once the network has activated (~15 s), over the first half of the run.
-        w.put_start_ms = 30_000.min(duration / 3);
+        // Puts once the network has activated (~15 s at the real timers: the join window, the
+        // activation delay and a few pings), over the first half of the run; churn after that.
+        let activated_ms = 10_000 + 20_000 * self.peer_timer_scale;
+        w.put_start_ms = activated_ms.min(duration / 3);
         w.put_end_ms = (duration / 2).max(w.put_start_ms);
         w.get_start_ms = w.put_start_ms + w.get_min_age_ms;
-        o.churn.start_ms = 60_000.min(duration / 3);
+        o.churn.start_ms = (2 * activated_ms).min(duration / 3);
         if let Some(spec) = &self.adversaries {
             parse_adversaries(spec, self.nodes, &mut o)?;
         }
         if let Some(spec) = &self.partition {
             o.partitions.push(parse_partition(spec)?);
         }
-        o.validate().map_err(|e| e.to_string())?;
+        o.validate().map_err(|e| e.0)?;
         Ok(o)
     }
 }
@@ -118,7 +132,9 @@ fn parse_adversaries(spec: &str, nodes: usize, o: &mut SimOptions) -> Result<(),
             Some(p) => {
                 let p: f64 = p
                     .parse()
-                    .map_err(|_| format!("--adversaries: bad percentage in `{item}`"))?;
+                    .ok()
+                    .filter(|p| (0.0..=100.0).contains(p))
+                    .ok_or_else(|| format!("--adversaries: bad percentage in `{item}`"))?;
                 (nodes as f64 * p / 100.0).round() as usize
             }
             None => count
@@ -221,6 +237,17 @@ mod tests {
         assert_eq!(o.adversaries.sybil_behaviour, SybilBehaviour::Forge);
         assert_eq!(o.workload.update_fraction, 0.5);
         assert_eq!(o.partitions[0].end_ms, 120_000);
+        assert_eq!(o.workload.put_start_ms, 30_000);
+        assert_eq!(o.churn.start_ms, 60_000);
+        assert_eq!(o.node.ping_period_ms, 1_000);
+        let scaled =
+            SimArgs::try_parse_from(["dave sim", "--minutes", "60", "--peer-timer-scale", "10"])
+                .unwrap()
+                .options()
+                .unwrap();
+        assert_eq!(scaled.node.ping_period_ms, 10_000);
+        assert_eq!(scaled.node.activation_delay_ms, 50_000);
+        assert_eq!(scaled.workload.put_start_ms, 210_000);
         assert!(run_cli(["--adversaries", "nonsense=1"]).is_err());
         assert!(run_cli(["--loss", "200"]).is_err());
     }

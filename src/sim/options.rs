@@ -67,6 +67,17 @@ pub const SIM_MIN_WORK_BITS: u32 = 8;
 /// `10.a.b.c` with one node per /24, and the event queue and node table are sized by it.
 pub const MAX_SIM_NODES: usize = 65_536;
 
+/// Longest span any time option may have (one virtual year: the records' TTL): run length, windows,
+/// delays, partitions and clock skew. Keeps every sum of times far from overflowing.
+pub const MAX_SIM_SPAN_MS: u64 = 365 * 24 * 3_600_000;
+
+/// Most records one run may put, and most gets it may make: each costs memory and events up
+/// front.
+pub const MAX_SIM_RECORDS: usize = 1_000_000;
+
+/// Most gets one run may make during the run (the final check adds one per record).
+pub const MAX_SIM_GETS: usize = 10_000_000;
+
 /// Per-link behaviour. Every datagram is independently delayed, lost, duplicated or reordered
 /// with these parameters; a link's base delay is fixed for the run (drawn from the seed).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -319,7 +330,12 @@ impl SimOptions {
             return fail("edges must be at least 1");
         }
         if self.nodes < self.edges + self.adversaries.total() {
-            return fail("nodes must cover the edges and the adversaries");
+            return Err(OptionsError(format!(
+                "nodes ({}) must cover the edges ({}) and the adversaries ({})",
+                self.nodes,
+                self.edges,
+                self.adversaries.total()
+            )));
         }
         if self.nodes > MAX_SIM_NODES / 2 {
             return fail("nodes must be at most 32768 (joins need free slots)");
@@ -333,7 +349,35 @@ impl SimOptions {
         if self.sample_every_ms == 0 || self.shard_period_ms == 0 {
             return fail("sample_every_ms and shard_period_ms must be positive");
         }
+        let w = &self.workload;
+        let c = &self.churn;
         let n = &self.network;
+        let spans = [
+            self.duration_ms,
+            self.join_window_ms,
+            self.clock_skew_ms_max,
+            self.sample_every_ms,
+            self.shard_period_ms,
+            n.delay_max_ms,
+            n.jitter_ms,
+            n.reorder_delay_ms,
+            w.put_end_ms,
+            w.get_start_ms,
+            w.get_min_age_ms,
+            w.get_timeout_ms,
+            w.final_check_window_ms,
+            c.start_ms,
+            c.edge_restart_every_ms,
+            c.edge_down_ms,
+        ];
+        if spans.iter().any(|&ms| ms > MAX_SIM_SPAN_MS)
+            || self.partitions.iter().any(|p| p.end_ms > MAX_SIM_SPAN_MS)
+        {
+            return fail("every time (duration, windows, delays, skew) must be at most 365 days");
+        }
+        if w.records > MAX_SIM_RECORDS || w.gets > MAX_SIM_GETS {
+            return fail("workload: at most 1000000 records and 10000000 gets");
+        }
         if n.delay_min_ms > n.delay_max_ms {
             return fail("network.delay_min_ms must not exceed delay_max_ms");
         }

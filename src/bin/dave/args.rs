@@ -27,6 +27,8 @@ pub enum Command {
     Get(GetArgs),
     /// Start a local network of nodes on loopback, write and read records, print what happened.
     Demo(DemoArgs),
+    /// Simulate a whole network on one thread with a virtual clock, reproducibly from a seed.
+    Sim(dave::sim::SimArgs),
 }
 
 /// `dave keygen`.

@@ -14,6 +14,7 @@ mod client;
 mod demo_cmd;
 mod node_cmd;
 mod settings;
+mod sim_cmd;
 
 use std::fmt;
 use std::io::Write;
@@ -104,7 +105,8 @@ fn main() {
 /// clap's error as one line: its first line without the `error: ` label, and a pointer to help.
 fn clap_one_line(err: &clap::Error) -> String {
     if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-        return "a command is needed: keygen, node, put, get or demo (see 'dave --help')".into();
+        return "a command is needed: keygen, node, put, get, demo or sim (see 'dave --help')"
+            .into();
     }
     // The message runs until the first blank line or the usage; tips and usage are left out.
     let text = err.render().to_string();
@@ -151,6 +153,10 @@ fn run(cli: Cli) -> Result<i32, Failure> {
         Command::Demo(args) => {
             init_logging_quiet();
             demo_cmd::run(&args)
+        }
+        Command::Sim(args) => {
+            init_logging_quiet();
+            sim_cmd::run(&args)
         }
     }
 }

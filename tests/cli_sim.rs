@@ -1,0 +1,124 @@
+//! `dave sim` as a real child process: the report's fields, the trace hash replayed by the same
+//! seed and changed by another, and bad flags ending in one `dave: ` line and exit status 3.
+//! Small on purpose (20 nodes, one virtual minute, 100 records): a few seconds in a debug build.
+
+mod cli_support;
+
+use std::time::Duration;
+
+use cli_support::*;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// `dave sim` with a small network and `seed`; returns the whole output (exit status checked).
+fn small_sim(seed: &str) -> Output {
+    let args = [
+        "sim",
+        "--nodes",
+        "20",
+        "--minutes",
+        "1",
+        "--records",
+        "100",
+        "--gets",
+        "100",
+        "--loss",
+        "1",
+        "--seed",
+        seed,
+    ];
+    let out = dave(&args, LIMIT);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(out.stderr.is_empty(), "nothing on stderr: {out:?}");
+    out
+}
+
+/// The value after the label `name` on the line starting with it.
+fn field<'a>(out: &'a Output, name: &str) -> &'a str {
+    out.stdout
+        .lines()
+        .find_map(|line| line.strip_prefix(name))
+        .unwrap_or_else(|| panic!("no line {name:?} in\n{}", out.stdout))
+        .trim()
+}
+
+#[test]
+fn sim_prints_its_figures_and_the_seed_alone_decides_the_trace_hash() {
+    let a = small_sim("1");
+    let b = small_sim("1");
+    let c = small_sim("2");
+
+    // The figures the issue asks for, each on its own labelled line.
+    assert!(
+        a.stdout.starts_with("dave sim: seed 1, 20 nodes"),
+        "{}",
+        a.stdout
+    );
+    let activation = field(&a, "activation");
+    assert!(
+        activation.contains("full activation") && !activation.ends_with("not reached"),
+        "{activation}"
+    );
+    let records = field(&a, "records");
+    assert!(
+        records.starts_with("100 stored") && records.contains("retrievable"),
+        "{records}"
+    );
+    let gets = field(&a, "gets");
+    assert!(
+        gets.contains(" fresh (") && gets.contains('%'),
+        "GET success rate: {gets}"
+    );
+    assert!(
+        a.stdout.contains("latency p50 ") && a.stdout.contains("(virtual)"),
+        "{}",
+        a.stdout
+    );
+    assert!(field(&a, "replicas per record").starts_with("min "));
+    let traffic = field(&a, "traffic");
+    assert!(
+        traffic.contains("packets/s") && traffic.contains("bytes/s per node"),
+        "{traffic}"
+    );
+    let hash = field(&a, "trace hash");
+    assert_eq!(hash.len(), 16, "{hash}");
+    assert!(hash.bytes().all(|b| b.is_ascii_hexdigit()), "{hash}");
+
+    // Only the wall-clock line may differ between two runs of one seed.
+    let without_wall = |out: &Output| -> Vec<String> {
+        out.stdout
+            .lines()
+            .filter(|l| !l.contains(" s wall, "))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(field(&b, "trace hash"), hash, "same seed, same trace");
+    assert_eq!(without_wall(&a), without_wall(&b), "same seed, same report");
+    assert_ne!(field(&c, "trace hash"), hash, "another seed, another trace");
+}
+
+#[test]
+fn sim_refuses_bad_flags_with_one_line_and_status_3() {
+    for (args, needle) in [
+        (&["sim", "--loss", "150"][..], "--loss"),
+        (&["sim", "--churn", "-5"], "--churn"),
+        (&["sim", "--minutes", "0"], "--minutes"),
+        (
+            &["sim", "--nodes", "2"],
+            "nodes (2) must cover the edges (3)",
+        ),
+        (
+            &["sim", "--adversaries", "dragons=3"],
+            "unknown kind `dragons`",
+        ),
+        (&["sim", "--partition", "60-120"], "--partition"),
+        (&["sim", "--nodes", "many"], "--nodes"),
+        (&["sim", "--bogus"], "--bogus"),
+    ] {
+        let out = dave(args, LIMIT);
+        assert_eq!(out.code(), 3, "{args:?}: {out:?}");
+        out.assert_one_dave_line();
+        assert!(out.stderr.contains(needle), "{args:?}: {out:?}");
+        assert!(out.stdout.is_empty(), "{args:?}: {out:?}");
+    }
+}
