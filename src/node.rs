@@ -772,6 +772,11 @@ fn receiver_loop(shared: Arc<Shared>, socket: UdpSocket, counters: Arc<Counters>
             match message {
                 Message::Put(dat) => {
                     let owner = shard_index(dat.pubkey(), dat.key()) % owner_count;
+                    if shared.owners[owner].is_full() {
+                        // Dropped before the copy: a flood costs the receiver no allocation.
+                        inc(&counters.shard_channel_full);
+                        continue;
+                    }
                     let msg = OwnerMsg::Put {
                         from,
                         dat: dat.to_boxed(),
@@ -780,6 +785,10 @@ fn receiver_loop(shared: Arc<Shared>, socket: UdpSocket, counters: Arc<Counters>
                 }
                 Message::GetAck(dat) => {
                     let owner = shard_index(dat.pubkey(), dat.key()) % owner_count;
+                    if shared.owners[owner].is_full() {
+                        inc(&counters.shard_channel_full);
+                        continue;
+                    }
                     let msg = OwnerMsg::GetAck {
                         from,
                         dat: dat.to_boxed(),
