@@ -74,17 +74,6 @@ start_echo() {
 
 stop_server() { cleanup; }
 
-# renice_owners N: lowers the node's shard-owner threads to nice N (an experiment the node
-# cannot do by itself yet: receivers first, verification with what is left).
-renice_owners() {
-    local t
-    for t in /proc/"$SERVER"/task/*; do
-        case "$(cat "$t/comm" 2>/dev/null)" in
-        dave-shard-*) renice -n "$1" -p "${t##*/}" >/dev/null ;;
-        esac
-    done
-}
-
 # lg TAG ARGS...: one loadgen measurement, appended to the results.
 lg() {
     local tag=$1
@@ -169,6 +158,11 @@ for RUN in $(seq 1 "$RUNS"); do
         put_at put-batch-o2-x2 "$r2b" --signature-check batch --owner-threads 2
         put_at put-single-o2-x2 "$r2s" --signature-check single --owner-threads 2
         put_at put-single-o256-nopin-x2 "$r2s" --signature-check single --pin false
+        # Before verification permits and owner priority (every owner at nice 0, all verifying).
+        put_at put-single-o256-flat-r80 "$r80s" --signature-check single --owner-nice 0 \
+            --verify-permits 256
+        put_at put-single-o256-flat-x2 "$r2s" --signature-check single --owner-nice 0 \
+            --verify-permits 256
     fi
     if want mixed; then
         start_node
@@ -177,23 +171,21 @@ for RUN in $(seq 1 "$RUNS"); do
         stop_server
     fi
     if want flood; then
-        # Forged PUTs at 5x the verification rate, a 16-in-flight GET client beside them.
-        start_node
-        lg flood-forged-x5 flood --target "$NODE" --stats-addr "$STATS" --server-pid "$SERVER" \
-            --duration "$DUR" --in-flight 16 --clients 1 --capacity "$VS" --multiplier 5 \
-            --kind forged-put
-        stop_server
-        start_node
-        renice_owners 10
-        lg flood-forged-x5-nice10 flood --target "$NODE" --stats-addr "$STATS" --server-pid "$SERVER" \
-            --duration "$DUR" --in-flight 16 --clients 1 --capacity "$VS" --multiplier 5 \
-            --kind forged-put
-        stop_server
-        start_node --owner-threads 16 --signature-check batch
-        lg flood-forged-x5-o16b flood --target "$NODE" --stats-addr "$STATS" --server-pid "$SERVER" \
-            --duration "$DUR" --in-flight 16 --clients 1 --capacity "$VB" --multiplier 5 \
-            --kind forged-put
-        stop_server
+        # Forged PUTs (valid work, bad signature) at 5x the verification rate, a 16-in-flight
+        # GET client beside them: the default engine, then the engine before verification
+        # permits and owner priority, then batched verification (a forged flood defeats it).
+        for variant in "default" "flat:--owner-nice 0 --verify-permits 256" \
+            "batch:--signature-check batch"; do
+            name=${variant%%:*}
+            flags=""
+            [[ $variant == *:* ]] && flags=${variant#*:}
+            # shellcheck disable=SC2086 # flags is a word list
+            start_node $flags
+            lg "flood-forged-x5-$name" flood --target "$NODE" --stats-addr "$STATS" \
+                --server-pid "$SERVER" --duration "$DUR" --in-flight 16 --clients 1 \
+                --capacity "$VS" --multiplier 5 --kind forged-put
+            stop_server
+        done
     fi
     if want handoff; then
         for o in 256 16 2; do
@@ -225,7 +217,10 @@ if [ -s "$RESULTS" ]; then
         --ratio recv16-if128/get-if128 --ratio recv2-if128/get-if128 \
         --ratio nopin-if128/get-if128 --ratio nopin-if1/get-if1 --ratio recv2-if1/get-if1 \
         --ratio nopin-recv2-if1/get-if1 \
-        --ratio flood-forged-x5-nice10:get_ratio/flood-forged-x5:get_ratio \
+        --ratio flood-forged-x5-default:get_ratio/flood-forged-x5-flat:get_ratio \
+        --ratio put-single-o256-r80:stored_per_s/put-single-o256-flat-r80:stored_per_s \
+        --ratio put-single-o256-r80:stored_per_s/verify-single-t2:verified_per_s \
+        --ratio put-batch-o256-r80:stored_per_s/verify-batch-t2:verified_per_s \
         --ratio handoff-batch-o256:cpu_ns_per_delivered/handoff-single-o256:cpu_ns_per_delivered \
         --ratio handoff-batch-o16:cpu_ns_per_delivered/handoff-single-o16:cpu_ns_per_delivered \
         --ratio handoff-batch-o2:cpu_ns_per_delivered/handoff-single-o2:cpu_ns_per_delivered \
