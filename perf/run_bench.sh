@@ -119,8 +119,16 @@ for RUN in $(seq 1 "$RUNS"); do
             lg "echo-if$f" get --target "$ECHO" --server-pid "$SERVER" --duration "$DUR" \
                 --in-flight "$f" --skip-load --no-handshake
         done
+        # 128 in flight from one client thread: fewer threads than cores on the server side
+        # plus the client, so the tail is the server's, not the scheduler's.
+        lg echo-if128-c1 get --target "$ECHO" --server-pid "$SERVER" --duration "$DUR" \
+            --in-flight 128 --clients 1 --skip-load --no-handshake
         stop_server
         for f in 1 16 128; do node_get "get-if$f" "$f"; done
+        start_node
+        lg get-if128-c1 get --target "$NODE" --stats-addr "$STATS" --server-pid "$SERVER" \
+            --duration "$DUR" --in-flight 128 --clients 1
+        stop_server
         node_get owner256-if1 1 --get-path owner
         node_get owner256-if128 128 --get-path owner
         node_get owner16-if128 128 --get-path owner --owner-threads 16
@@ -211,7 +219,7 @@ fi
 
 if [ -s "$RESULTS" ]; then
     "$BIN/loadgen" summarize "$RESULTS" \
-        --ratio get-if128/echo-if128 --ratio get-if16/echo-if16 --ratio get-if1/echo-if1 \
+        --ratio get-if128/echo-if128 --ratio get-if128-c1/echo-if128-c1 --ratio get-if16/echo-if16 --ratio get-if1/echo-if1 \
         --ratio owner256-if128/get-if128 --ratio owner16-if128/get-if128 \
         --ratio owner2-if128/get-if128 --ratio owner256-if1/get-if1 \
         --ratio recv16-if128/get-if128 --ratio recv2-if128/get-if128 \
