@@ -624,6 +624,22 @@ fn socket_addr_to_sockaddr(
     }
 }
 
+/// Lowers the calling thread's scheduling priority to `nice` (0..=19; higher is lower).
+///
+/// Linux's `setpriority(PRIO_PROCESS, tid, …)` applies to one thread, not the whole process
+/// (the NPTL behaviour documented in `setpriority(2)`). Raising a nice value needs no privilege.
+pub fn set_current_thread_nice(nice: i32) -> io::Result<()> {
+    // SAFETY: `gettid` takes no arguments and cannot fail.
+    let tid = unsafe { libc::gettid() };
+    // SAFETY: plain integer arguments; the call reads no memory of ours.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -691,21 +707,5 @@ mod tests {
     #[should_panic(expected = "MAX_PACKET_LEN")]
     fn send_batch_refuses_oversized() {
         SendBatch::new().push("127.0.0.1:9".parse().unwrap(), &[0; MAX_PACKET_LEN + 1]);
-    }
-}
-
-/// Lowers the calling thread's scheduling priority to `nice` (0..=19; higher is lower).
-///
-/// Linux's `setpriority(PRIO_PROCESS, tid, …)` applies to one thread, not the whole process
-/// (the NPTL behaviour documented in `setpriority(2)`). Raising a nice value needs no privilege.
-pub fn set_current_thread_nice(nice: i32) -> io::Result<()> {
-    // SAFETY: `gettid` takes no arguments and cannot fail.
-    let tid = unsafe { libc::gettid() };
-    // SAFETY: plain integer arguments; the call reads no memory of ours.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }
