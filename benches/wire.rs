@@ -267,7 +267,7 @@ fn bench_put(c: &mut Criterion<ThreadCpuTime>) {
 
 fn bench_get(c: &mut Criterion<ThreadCpuTime>) {
     let repr = GetRepr {
-        pubkey: [0x8a; 32],
+        pubkey: &[0x8a; 32],
         key: b"hello",
     };
     let pb = GetPb {
@@ -303,7 +303,7 @@ fn bench_get(c: &mut Criterion<ThreadCpuTime>) {
     group.bench_function("dave", |b| {
         b.iter(|| match Message::parse(black_box(&wire)) {
             Ok(Message::Get(get)) => {
-                black_box(&get.pubkey);
+                black_box(get.pubkey);
                 black_box(get.key);
             }
             _ => unreachable!(),

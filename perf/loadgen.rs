@@ -531,7 +531,7 @@ fn build_set(dats: Vec<Box<[u8]>>) -> RecordSet {
         let n = Message::Put(view).emit(&mut buf);
         puts.push(Box::<[u8]>::from(&buf[..n]));
         let n = Message::Get(GetRepr {
-            pubkey: *view.pubkey(),
+            pubkey: view.pubkey(),
             key: view.key(),
         })
         .emit(&mut buf);

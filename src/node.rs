@@ -796,7 +796,7 @@ fn receiver_loop(shared: Arc<Shared>, socket: UdpSocket, counters: Arc<Counters>
                     try_send(&shared.owners[owner], msg, &counters.shard_channel_full);
                 }
                 Message::Get(get) => {
-                    let shard = shard_index(&get.pubkey, get.key);
+                    let shard = shard_index(get.pubkey, get.key);
                     match shared.config.get_path {
                         GetPath::Receiver => {
                             answer_get(
@@ -815,7 +815,7 @@ fn receiver_loop(shared: Arc<Shared>, socket: UdpSocket, counters: Arc<Counters>
                             key[..get.key.len()].copy_from_slice(get.key);
                             let msg = OwnerMsg::Get {
                                 from,
-                                pubkey: get.pubkey,
+                                pubkey: *get.pubkey,
                                 key_len: get.key.len() as u8,
                                 key,
                             };
@@ -924,9 +924,15 @@ fn owner_loop(
                 } => {
                     let key = &key[..key_len as usize];
                     let s = local(shard_index(&pubkey, key));
-                    owned[s]
-                        .1
-                        .handle_get(from, &GetRepr { pubkey, key }, &counters, &mut effects);
+                    owned[s].1.handle_get(
+                        from,
+                        &GetRepr {
+                            pubkey: &pubkey,
+                            key,
+                        },
+                        &counters,
+                        &mut effects,
+                    );
                     if !shared.proven.read().contains(from) {
                         limit_last_reply(&shared, now_ms, from, &mut effects.outbox, &counters);
                     }

@@ -113,7 +113,7 @@ fn record(i: u32) -> dave::shard::core::Record {
 fn get_datagram(i: u32) -> Vec<u8> {
     let dat = record(i);
     let get = Message::Get(GetRepr {
-        pubkey: *dat.pubkey(),
+        pubkey: dat.pubkey(),
         key: dat.key(),
     });
     let mut buf = vec![0u8; get.buffer_len()];
@@ -176,7 +176,7 @@ fn receiver_get_path_allocates_nothing_per_packet() {
                     let Ok(Message::Get(get)) = Message::parse(bytes) else {
                         panic!("not a GET");
                     };
-                    let shard = shard_index(&get.pubkey, get.key);
+                    let shard = shard_index(get.pubkey, get.key);
                     answer_get(&stores[shard].read(), from, &get, &counters, &mut outbox);
                 }
                 got += k;

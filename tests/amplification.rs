@@ -71,7 +71,7 @@ fn an_unproven_flood_gets_at_most_the_prefix_budget_and_proven_peers_carry_on() 
     ];
     let mut get = [0u8; MAX_PACKET_LEN];
     let get_len = Message::Get(GetRepr {
-        pubkey: owner.public(),
+        pubkey: &owner.public(),
         key: b"big",
     })
     .emit(&mut get);

@@ -158,7 +158,7 @@ fn malformed_datagrams_are_dropped_counted_and_never_answered() {
         Message::Pong(pong),
         Message::Put(dat.as_view()),
         Message::Get(dave::wire::GetRepr {
-            pubkey: owner.public(),
+            pubkey: &owner.public(),
             key: b"key",
         }),
         Message::GetAck(dat.as_view()),
@@ -231,7 +231,7 @@ fn malformed_datagrams_are_dropped_counted_and_never_answered() {
         .set_read_timeout(Some(Duration::from_secs(2)))
         .expect("timeout");
     let n = Message::Get(dave::wire::GetRepr {
-        pubkey: owner.public(),
+        pubkey: &owner.public(),
         key: b"key",
     })
     .emit(&mut buf);

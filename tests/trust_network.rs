@@ -93,7 +93,7 @@ impl Dropper {
                         }
                         Ok(Message::Get(get)) => {
                             gets.fetch_add(1, Ordering::Relaxed);
-                            let nf = DatFields::not_found(get.pubkey, get.key).to_dat();
+                            let nf = DatFields::not_found(*get.pubkey, get.key).to_dat();
                             let len = Message::GetAck(nf.as_view()).emit(&mut out);
                             let _ = socket.send_to(&out[..len], from);
                         }

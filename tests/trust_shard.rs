@@ -142,7 +142,7 @@ fn a_challenge_is_scored_through_the_get_ack_path() {
     let (challenged, bytes) = &out[0];
     match Message::parse(bytes).expect("parse") {
         Message::Get(get) => {
-            assert_eq!(get.pubkey, owner.public());
+            assert_eq!(*get.pubkey, owner.public());
             assert_eq!(get.key, b"k");
         }
         other => panic!("sent {other:?}"),

@@ -192,7 +192,7 @@ fn check_message_vector(v: &Value, m: &Value) {
         }
         Message::Get(get) => {
             let repr = GetRepr {
-                pubkey: arr(&f["pubkey_hex"]),
+                pubkey: &arr(&f["pubkey_hex"]),
                 key: str_of(&f["key"]).as_bytes(),
             };
             assert_eq!(get, repr, "{name}: GetRepr");

@@ -65,10 +65,7 @@ impl Owned {
                 dat = d.fields().to_dat();
                 Message::Put(dat.as_view())
             }
-            Owned::Get(pubkey, key) => Message::Get(GetRepr {
-                pubkey: *pubkey,
-                key,
-            }),
+            Owned::Get(pubkey, key) => Message::Get(GetRepr { pubkey, key }),
             Owned::GetAck(d) => {
                 dat = d.fields().to_dat();
                 Message::GetAck(dat.as_view())
@@ -90,7 +87,7 @@ impl Owned {
                 assert_eq!(a.fields(), b.fields());
             }
             (Owned::Get(pubkey, key), Message::Get(b)) => {
-                assert_eq!(pubkey, &b.pubkey);
+                assert_eq!(pubkey, b.pubkey);
                 assert_eq!(key.as_slice(), b.key);
             }
             (Owned::GetMyAddrPort, Message::GetMyAddrPort) => {}

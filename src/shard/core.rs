@@ -446,7 +446,10 @@ impl<W> Shard<W> {
             effects.completions.push((waiter, GetOutcome::NotFound));
             return;
         }
-        let get = Message::Get(GetRepr { pubkey, key });
+        let get = Message::Get(GetRepr {
+            pubkey: &pubkey,
+            key,
+        });
         for &to in &self.targets {
             effects.outbox.push(to, &get);
             inc(&counters.gets_sent);
@@ -590,7 +593,7 @@ impl<W> Shard<W> {
             return false;
         };
         let message = Message::Get(GetRepr {
-            pubkey: get.pubkey,
+            pubkey: &get.pubkey,
             key: &get.key,
         });
         effects.outbox.push(get.peer, &message);
@@ -739,7 +742,7 @@ pub fn answer_get(
     outbox: &mut Outbox,
 ) {
     inc(&counters.gets_received);
-    match store.get(&get.pubkey, get.key) {
+    match store.get(get.pubkey, get.key) {
         Some(dat) => {
             inc(&counters.gets_found);
             outbox.push(from, &Message::GetAck(dat.as_view()));
@@ -747,7 +750,7 @@ pub fn answer_get(
         None => {
             inc(&counters.gets_not_found);
             let mut buf = [0u8; crate::limits::DAT_HEADER_LEN + crate::limits::MAX_KEY_LEN];
-            let len = DatFields::not_found(get.pubkey, get.key).emit(&mut buf);
+            let len = DatFields::not_found(*get.pubkey, get.key).emit(&mut buf);
             outbox.push(from, &Message::GetAck(Dat::new_unchecked(&buf[..len])));
         }
     }

@@ -530,14 +530,14 @@ impl SimNode {
                 inc(&self.counters.gets_received);
                 match self
                     .stale_held
-                    .get(&(get.pubkey, Box::<[u8]>::from(get.key)))
+                    .get(&(*get.pubkey, Box::<[u8]>::from(get.key)))
                 {
                     Some(held) => fx.outbox.push(from, &Message::GetAck(held.as_view())),
                     None => push_not_found(&mut fx.outbox, from, get),
                 }
             }
             _ => {
-                let s = self.shard_of(&get.pubkey, get.key);
+                let s = self.shard_of(get.pubkey, get.key);
                 answer_get(
                     &self.shards[s].store().read(),
                     from,
@@ -566,7 +566,7 @@ impl SimNode {
             salt,
             work,
             sig,
-            pubkey: get.pubkey,
+            pubkey: *get.pubkey,
             key: get.key,
             value: &value,
         }
@@ -898,7 +898,7 @@ pub fn poisoned_addr(rng: &mut StdRng) -> SocketAddr {
 
 fn push_not_found(outbox: &mut Outbox, to: SocketAddr, get: &GetRepr<'_>) {
     let mut buf = [0u8; crate::limits::DAT_HEADER_LEN + crate::limits::MAX_KEY_LEN];
-    let len = DatFields::not_found(get.pubkey, get.key).emit(&mut buf);
+    let len = DatFields::not_found(*get.pubkey, get.key).emit(&mut buf);
     outbox.push(to, &Message::GetAck(Dat::new_unchecked(&buf[..len])));
 }
 

@@ -49,30 +49,32 @@ impl<T: AsRef<[u8]>> Get<T> {
         &self.buffer.as_ref()[field::KEY_START..]
     }
 
-    /// The owned form (borrowing the key).
+    /// The fields, borrowed from the datagram.
     pub fn repr(&self) -> GetRepr<'_> {
         GetRepr {
-            pubkey: *self.pubkey(),
+            pubkey: self.pubkey(),
             key: self.key(),
         }
     }
 }
 
 impl<'a> Get<&'a [u8]> {
-    /// The owned form, borrowing the key from the datagram.
+    /// The fields, borrowed from the datagram.
     pub fn into_repr(self) -> GetRepr<'a> {
         GetRepr {
-            pubkey: *self.pubkey(),
+            pubkey: self.buffer[field::PUBKEY].try_into().unwrap_or(&[0; 32]),
             key: &self.buffer[field::KEY_START..],
         }
     }
 }
 
-/// A GET's fields.
+/// A GET's fields, borrowed (from a datagram when parsed): a GET is answered straight from
+/// them, so nothing is copied. Copying the 32-byte key out cost 60% of a GET decode
+/// (`perf/README.md`, issue 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GetRepr<'a> {
     /// Owner public key.
-    pub pubkey: [u8; 32],
+    pub pubkey: &'a [u8; 32],
     /// Key, at most 255 bytes.
     pub key: &'a [u8],
 }
@@ -91,7 +93,7 @@ impl GetRepr<'_> {
         // Split once at the fixed header, so the header writes need no bounds checks.
         let (head, key) = buf[..len].split_at_mut(GET_HEADER_LEN);
         head[0] = Op::Get as u8;
-        head[field::PUBKEY].copy_from_slice(&self.pubkey);
+        head[field::PUBKEY].copy_from_slice(self.pubkey);
         head[field::KEY_LEN] = self.key.len() as u8;
         key.copy_from_slice(self.key);
         len

@@ -91,7 +91,7 @@ impl<'a> Message<'a> {
     pub fn record_key(&self) -> Option<(&[u8; 32], &[u8])> {
         match self {
             Message::Put(dat) | Message::GetAck(dat) => Some((dat.pubkey(), dat.key())),
-            Message::Get(get) => Some((&get.pubkey, get.key)),
+            Message::Get(get) => Some((get.pubkey, get.key)),
             _ => None,
         }
     }
