@@ -70,8 +70,8 @@ struct ServeArgs {
     /// Where network GETs are answered.
     #[arg(long, value_enum, default_value_t = GetPathArg::Receiver)]
     get_path: GetPathArg,
-    /// Single or batched signature verification of received PUTs.
-    #[arg(long, value_enum, default_value_t = SigArg::Single)]
+    /// Single or batched signature verification of received PUTs (default: the node's, batch).
+    #[arg(long, value_enum, default_value_t = SigArg::Batch)]
     signature_check: SigArg,
     /// Shard-owner threads (1..=256).
     #[arg(long, default_value_t = 256)]

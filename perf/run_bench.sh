@@ -179,11 +179,11 @@ for RUN in $(seq 1 "$RUNS"); do
         stop_server
     fi
     if want flood; then
-        # Forged PUTs (valid work, bad signature) at 5x the verification rate, a 16-in-flight
-        # GET client beside them: the default engine, then the engine before verification
-        # permits and owner priority, then batched verification (a forged flood defeats it).
-        for variant in "default" "flat:--owner-nice 0 --verify-permits 256" \
-            "batch:--signature-check batch"; do
+        # Forged PUTs (valid work, bad signature) at 5x the single-verification rate, a
+        # 16-in-flight GET client beside them: the default engine (batched verification), single
+        # verification, and the engine before verification permits and owner priority.
+        for variant in "default" "single:--signature-check single" \
+            "flat:--owner-nice 0 --verify-permits 256 --signature-check single"; do
             name=${variant%%:*}
             flags=""
             [[ $variant == *:* ]] && flags=${variant#*:}
@@ -226,6 +226,7 @@ if [ -s "$RESULTS" ]; then
         --ratio nopin-if128/get-if128 --ratio nopin-if1/get-if1 --ratio recv2-if1/get-if1 \
         --ratio nopin-recv2-if1/get-if1 \
         --ratio flood-forged-x5-default:get_ratio/flood-forged-x5-flat:get_ratio \
+        --ratio flood-forged-x5-single:get_ratio/flood-forged-x5-flat:get_ratio \
         --ratio put-single-o256-r80:stored_per_s/put-single-o256-flat-r80:stored_per_s \
         --ratio put-single-o256-r80:stored_per_s/verify-single-t2:verified_per_s \
         --ratio put-batch-o256-r80:stored_per_s/verify-batch-t2:verified_per_s \

@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use dave::Config;
 use dave::backup::SyncPolicy;
+use dave::pow::SignatureCheck;
 
 use crate::Failure;
 use crate::args::NodeArgs;
@@ -49,6 +50,7 @@ struct NodeFile {
     pin_cores: Option<bool>,
     owner_nice: Option<i32>,
     verify_permits: Option<usize>,
+    signature_check: Option<String>,
     fanout: Option<usize>,
     npeer_limit: Option<usize>,
     ping_period_ms: Option<u64>,
@@ -95,6 +97,17 @@ pub fn node_settings(args: &NodeArgs) -> Result<NodeSettings, Failure> {
         .or(file.backup_path.as_ref().map(in_file_dir));
     if let Some(sync) = args.sync.as_ref().or(file.sync.as_ref()) {
         config.sync_policy = parse_sync(sync)?;
+    }
+    if let Some(check) = file.signature_check.as_deref() {
+        config.signature_check = match check {
+            "single" => SignatureCheck::Single,
+            "batch" => SignatureCheck::Batch,
+            _ => {
+                return Err(Failure::error(format!(
+                    "invalid signature_check {check:?}: expected single or batch"
+                )));
+            }
+        };
     }
     set(
         &mut config.shard_capacity_bytes,
