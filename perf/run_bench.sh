@@ -179,19 +179,22 @@ for RUN in $(seq 1 "$RUNS"); do
         stop_server
     fi
     if want flood; then
-        # Forged PUTs (valid work, bad signature) at 5x the single-verification rate, a
+        # Forged PUTs (valid work, bad signature) at 5x the verification rate, a
         # 16-in-flight GET client beside them: the default engine (batched verification), single
         # verification, and the engine before verification permits and owner priority.
+        # Capacity is the verification rate of the variant's own signature check.
         for variant in "default" "single:--signature-check single" \
             "flat:--owner-nice 0 --verify-permits 256 --signature-check single"; do
             name=${variant%%:*}
             flags=""
+            capacity=$VS
             [[ $variant == *:* ]] && flags=${variant#*:}
+            [[ $name == default ]] && capacity=$VB
             # shellcheck disable=SC2086 # flags is a word list
             start_node $flags
             lg "flood-forged-x5-$name" flood --target "$NODE" --stats-addr "$STATS" \
                 --server-pid "$SERVER" --duration "$DUR" --in-flight 16 --clients 1 \
-                --capacity "$VS" --multiplier 5 --kind forged-put
+                --capacity "$capacity" --multiplier 5 --kind forged-put
             stop_server
         done
     fi
