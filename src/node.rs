@@ -523,8 +523,11 @@ impl Node {
         Ok(PutReport { dat: copy, sent_to })
     }
 
-    /// The record of (owner, key): from the local store, else from the closest peers. Every
-    /// answer is verified; the newest valid one wins.
+    /// The record of (owner, key). A node among the FANOUT closest to the owner (a replica,
+    /// which receives the owner's PUTs) answers from its local store when it holds the record;
+    /// otherwise the closest peers are asked, with a copy held locally (kept from an earlier get)
+    /// as the answer unless a peer returns a newer one. Every answer is verified; the newest
+    /// valid one wins.
     pub fn get(
         &self,
         owner_pubkey: &[u8; 32],
@@ -670,6 +673,10 @@ impl PeerView for SnapshotView<'_> {
 
     fn is_active(&self, addr: SocketAddr) -> bool {
         self.0.get(addr).is_some()
+    }
+
+    fn id_of(&self, addr: SocketAddr) -> Option<u64> {
+        self.0.get(addr).map(|p| p.id)
     }
 }
 

@@ -168,6 +168,9 @@ counters! {
     local_gets_not_found,
     /// Local gets that hit their deadline.
     local_gets_timed_out,
+    /// Local gets that held a copy but asked the peers for a newer version: this node is not
+    /// among the FANOUT closest to the owner, so the owner's later PUTs do not reach it.
+    local_gets_held_asked,
     /// Records evicted for space.
     records_evicted,
     /// Records removed by TTL.

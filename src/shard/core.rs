@@ -13,7 +13,7 @@ use parking_lot::RwLock;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use crate::keys::id_from_pubkey;
+use crate::keys::{distance, id_from_pubkey};
 use crate::outbox::Outbox;
 use crate::peer::budget::Pacer;
 use crate::peer::{ScoredPeer, Trust, TrustPolicy, choose_targets};
@@ -66,6 +66,13 @@ pub trait PeerView {
     /// Whether `addr` is an active peer (challenges go only to active peers). Default: yes.
     fn is_active(&self, _addr: SocketAddr) -> bool {
         true
+    }
+
+    /// The node ID of the active peer at `addr` (`None`: not known). A local get compares it
+    /// with this node's ID to tell whether this node is a replica of the record it holds; a peer
+    /// of unknown ID counts as closer than this node, so the get asks the peers.
+    fn id_of(&self, _addr: SocketAddr) -> Option<u64> {
+        None
     }
 }
 
@@ -238,14 +245,14 @@ impl<W> Shard<W> {
 
     /// Picks up to FANOUT targets for `target_id` into `self.targets`: the `2 × FANOUT` closest
     /// active peers weighed by reliability, with exploration of unscored ones
-    /// ([`choose_targets`]).
+    /// ([`choose_targets`]). Returns how many picks explored an unscored peer (for
+    /// `targets_explored`, counted by the caller only when it sends).
     fn choose(
         &mut self,
         target_id: u64,
         exclude: Option<SocketAddr>,
         peers: &dyn PeerView,
-        counters: &Counters,
-    ) {
+    ) -> usize {
         self.targets.clear();
         self.scored.clear();
         let n = self.rules.fanout;
@@ -257,7 +264,7 @@ impl<W> Shard<W> {
             &mut self.rng,
             &mut self.targets,
         );
-        add(&counters.targets_explored, choice.explored as u64);
+        choice.explored
     }
 
     /// The shared store (receivers read it to answer GETs).
@@ -365,7 +372,8 @@ impl<W> Shard<W> {
             self.targets.clear();
             inc(&counters.puts_not_forwarded_unreliable);
         } else {
-            self.choose(dat.owner_id(), from, peers, counters);
+            let explored = self.choose(dat.owner_id(), from, peers);
+            add(&counters.targets_explored, explored as u64);
         }
         for &to in &self.targets {
             effects.outbox.push(to, &Message::Put(dat.as_view()));
@@ -408,7 +416,12 @@ impl<W> Shard<W> {
         answer_get(&self.store.read(), from, get, counters, &mut effects.outbox);
     }
 
-    /// Starts a local get: answers from the store, or asks the closest peers.
+    /// Starts a local get. A replica (this node is among the FANOUT closest to the owner's ID,
+    /// so it receives the owner's PUTs) holding the record answers from its store at once.
+    /// Otherwise the closest peers are asked, as for a record not held: a copy this node holds
+    /// (kept from an earlier get, or a version it put) may have been replaced since, so it only
+    /// starts the get as the best answer, and the newest valid record wins (a "not found" from
+    /// the peers never hides it). With nobody to ask, the held copy (if any) is the answer.
     pub fn start_get(
         &mut self,
         now_ms: u64,
@@ -423,28 +436,67 @@ impl<W> Shard<W> {
             timeout_ms,
             waiter,
         } = request;
-        if let Some(found) = self.store.read().get(&pubkey, key) {
-            inc(&counters.local_gets_found);
-            effects
-                .completions
-                .push((waiter, GetOutcome::Found(found.to_boxed())));
-            return;
+        let (held, node_id) = {
+            let store = self.store.read();
+            (
+                store.get(&pubkey, key).map(|d| d.to_boxed()),
+                store.config().node_id,
+            )
+        };
+        let owner_id = id_from_pubkey(&pubkey);
+        let mut explored = 0;
+        if held.is_some() {
+            explored = self.choose(owner_id, None, peers);
+            if self.is_replica(node_id, owner_id, peers)
+                && let Some(held) = held
+            {
+                inc(&counters.local_gets_found);
+                effects.completions.push((waiter, GetOutcome::Found(held)));
+                return;
+            }
         }
         let id = (pubkey, Box::<[u8]>::from(key));
         if let Some(pending) = self.pending.get_mut(&id) {
+            if let Some(held) = held {
+                keep_newer(&mut pending.best, held);
+            }
             pending.waiters.push(waiter);
             return;
         }
         if self.pending.len() >= MAX_PENDING_GETS {
-            inc(&counters.local_gets_timed_out);
-            effects.completions.push((waiter, GetOutcome::TimedOut));
+            let outcome = match held {
+                Some(held) => {
+                    inc(&counters.local_gets_found);
+                    GetOutcome::Found(held)
+                }
+                None => {
+                    inc(&counters.local_gets_timed_out);
+                    GetOutcome::TimedOut
+                }
+            };
+            effects.completions.push((waiter, outcome));
             return;
         }
-        self.choose(id_from_pubkey(&pubkey), None, peers, counters);
+        if held.is_none() {
+            explored = self.choose(owner_id, None, peers);
+        }
         if self.targets.is_empty() {
-            inc(&counters.local_gets_not_found);
-            effects.completions.push((waiter, GetOutcome::NotFound));
+            let outcome = match held {
+                Some(held) => {
+                    inc(&counters.local_gets_found);
+                    GetOutcome::Found(held)
+                }
+                None => {
+                    inc(&counters.local_gets_not_found);
+                    GetOutcome::NotFound
+                }
+            };
+            effects.completions.push((waiter, outcome));
             return;
+        }
+        add(&counters.targets_explored, explored as u64);
+        if held.is_some() {
+            inc(&counters.local_gets_held_asked);
         }
         let get = Message::Get(GetRepr {
             pubkey: &pubkey,
@@ -459,10 +511,30 @@ impl<W> Shard<W> {
             PendingGet {
                 waiters: vec![waiter],
                 awaiting: self.targets.clone(),
-                best: None,
+                best: held,
                 deadline_ms: now_ms + timeout_ms,
             },
         );
+    }
+
+    /// Whether this node (`node_id`) is among the FANOUT closest to `owner_id`: fewer than
+    /// FANOUT of the candidates [`Shard::choose`] just looked at (the `2 × FANOUT` active peers
+    /// closest to the owner, in XOR order) are closer. Compared with the candidates rather than
+    /// the picks: reliability weighting may pick a peer farther than this node while closer
+    /// ones are left, which does not make this node one that receives the owner's PUTs. A peer
+    /// of unknown ID counts as closer.
+    fn is_replica(&self, node_id: u64, owner_id: u64, peers: &dyn PeerView) -> bool {
+        let ours = distance(node_id, owner_id);
+        let closer = self
+            .scored
+            .iter()
+            .filter(|p| {
+                peers
+                    .id_of(p.addr)
+                    .is_none_or(|id| distance(id, owner_id) <= ours)
+            })
+            .count();
+        closer < self.rules.fanout
     }
 
     /// A GET_ACK from the network: trusted only if it answers an outstanding get or storage
@@ -525,14 +597,10 @@ impl<W> Shard<W> {
             pending.awaiting.swap_remove(at);
         }
         if let Answer::Valid { .. } = answer {
-            let better = match &pending.best {
-                None => true,
-                Some(best) => compare_versions(&dat, best) == Version::Newer,
-            };
-            if better {
-                pending.best = Some(dat);
-                pending.deadline_ms = pending.deadline_ms.min(now_ms + self.rules.get_settle_ms);
-            }
+            // The first valid answer from a peer starts the settle time, even when a held copy
+            // (the best answer from the start) is as new.
+            keep_newer(&mut pending.best, dat);
+            pending.deadline_ms = pending.deadline_ms.min(now_ms + self.rules.get_settle_ms);
         }
         if pending.awaiting.is_empty() {
             self.finish_get(&id, wall_ms, counters, effects);
@@ -722,6 +790,17 @@ impl<W> Shard<W> {
             }
             effects.completions.push((last, outcome));
         }
+    }
+}
+
+/// Makes `dat` the best answer if there is none yet or it is newer ([`compare_versions`]).
+fn keep_newer(best: &mut Option<Record>, dat: Record) {
+    let better = match best {
+        None => true,
+        Some(best) => compare_versions(&dat, best) == Version::Newer,
+    };
+    if better {
+        *best = Some(dat);
     }
 }
 

@@ -190,6 +190,10 @@ impl PeerView for SnapshotView<'_> {
     fn is_active(&self, addr: SocketAddr) -> bool {
         self.0.get(addr).is_some()
     }
+
+    fn id_of(&self, addr: SocketAddr) -> Option<u64> {
+        self.0.get(addr).map(|p| p.id)
+    }
 }
 
 /// The peers records may be placed on (`node.rs`: `replica_view`).
