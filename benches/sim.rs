@@ -4,10 +4,12 @@
 //! cargo bench --bench sim                                   # 1 virtual minute, 8/16/32 peers
 //! SIM_BENCH_MINUTES=10 SIM_BENCH_PEERS=8 cargo bench --bench sim   # the issue's target run
 //! SIM_BENCH_TIMER_SCALE=10 cargo bench --bench sim          # peer timers ×10 (a ping per 10 s)
+//! SIM_BENCH_FAST_CRYPTO=1 cargo bench --bench sim           # PONGs MACed instead of signed
 //! ```
 //!
 //! `SIM_BENCH_NODES` changes the node count (default 1000); `SIM_BENCH_TIMER_SCALE` applies
-//! `SimOptions::scale_peer_timers` (default 1: the protocol's real ping rate).
+//! `SimOptions::scale_peer_timers` (default 1: the protocol's real ping rate);
+//! `SIM_BENCH_FAST_CRYPTO=1` sets `SimOptions::fast_pong_auth` (default 0: Ed25519 PONGs).
 //!
 //! Not criterion: one run of a whole network is the measurement (seconds long, deterministic),
 //! and the figure of merit is node-seconds per second, which criterion cannot report. Each line
@@ -50,6 +52,10 @@ fn main() {
     if timer_scale > 1 {
         println!("peer timers ×{timer_scale} (ping period {timer_scale} s)");
     }
+    let fast_pong_auth = std::env::var("SIM_BENCH_FAST_CRYPTO").is_ok_and(|v| v.trim() == "1");
+    if fast_pong_auth {
+        println!("PONGs: simulated MAC (fast_pong_auth); record signatures Ed25519");
+    }
     println!(
         "{:>6} {:>6} {:>9} {:>8} {:>8} {:>12} {:>11} {:>11} {:>10} {:>12} {:>9}",
         "nodes",
@@ -73,6 +79,7 @@ fn main() {
             max_peers,
             duration_ms,
             join_window_ms: 10_000,
+            fast_pong_auth,
             ..SimOptions::default()
         };
         o.scale_peer_timers(timer_scale);

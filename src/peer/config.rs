@@ -10,6 +10,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use crate::limits::MAX_PONG_ADDRS;
+use crate::peer::PongAuth;
 use crate::peer::addr_check::check_addr;
 use crate::wire::normalize_addr;
 
@@ -84,6 +85,10 @@ pub struct PeerConfig {
     /// Edges: configured bootstrap peers. Always in the table, pinged every period, never
     /// dropped, asked for our own address. Default empty.
     pub edges: Vec<SocketAddr>,
+    /// How our PONGs are signed and others' checked. Default [`PongAuth::Ed25519`], the
+    /// protocol; the node never changes it. [`PongAuth::SimulatedMac`] is the simulator's cheap
+    /// stand-in (`dave sim --fast-crypto`; see `peer/pong_auth.rs`).
+    pub pong_auth: PongAuth,
 }
 
 impl Default for PeerConfig {
@@ -108,6 +113,7 @@ impl Default for PeerConfig {
             exempt_loopback_from_ip_limits: true,
             listen_addr: None,
             edges: Vec::new(),
+            pong_auth: PongAuth::Ed25519,
         }
     }
 }

@@ -29,6 +29,7 @@
 mod addr_check;
 pub mod budget;
 mod config;
+mod pong_auth;
 mod snapshot;
 mod stats;
 mod table;
@@ -43,6 +44,7 @@ pub use addr_check::{
     AddrProblem, IpCounts, IpLimits, IpPrefix, LimitHit, check_addr, crosses_loopback_scope,
 };
 pub use config::{PeerConfig, PeerConfigError};
+pub use pong_auth::{MacKeyRegistry, PongAuth, simulated_mac_key};
 pub use snapshot::{PeerInfo, PeerSnapshot};
 pub use stats::PeerStats;
 pub use table::PeerTable;

@@ -5,8 +5,9 @@
 //! - Only an address that answered *our* PING with a valid PONG becomes a peer. A PONG is valid
 //!   when it answers the outstanding challenge of its source address, is not signed by a key other
 //!   than the one pinned to that address (or pinned to another address, or ours), and its
-//!   signature verifies over `blake3(challenge ‖ salt)`. Checks run cheapest first and a refused
-//!   PONG changes nothing: only the right answer clears a challenge.
+//!   signature verifies over `blake3(challenge ‖ salt)` (Ed25519; the simulator may swap in a
+//!   keyed MAC with the same meaning, `PeerConfig::pong_auth`). Checks run cheapest first and a
+//!   refused PONG changes nothing: only the right answer clears a challenge.
 //! - A PONG's addresses are only candidates. Each candidate (and each stranger that pings us)
 //!   gets one PING; it becomes a peer only by answering it. Candidates and peers are bounded, per
 //!   IP and per prefix too. A PONG listing more than `npeer_limit` addresses is refused first.
@@ -22,9 +23,10 @@ use rand::rngs::StdRng;
 use rand::seq::IteratorRandom;
 use rand::{Rng, SeedableRng};
 
-use crate::keys::{Keypair, id_from_pubkey, verify_signature};
+use crate::keys::{Keypair, id_from_pubkey};
 use crate::limits::MAX_PONG_ADDRS;
 use crate::peer::addr_check::{IpCounts, IpLimits, LimitHit, check_addr, crosses_loopback_scope};
+use crate::peer::pong_auth::PongAuthenticator;
 use crate::peer::{
     Effects, Outgoing, PeerConfig, PeerConfigError, PeerEvent, PeerInfo, PeerScore, PeerSnapshot,
     PeerStats, Trust,
@@ -82,6 +84,8 @@ struct Candidate {
 pub struct PeerTable {
     config: PeerConfig,
     keypair: Keypair,
+    /// Signs our PONGs and checks others' (`config.pong_auth`, fixed here; Ed25519 in the node).
+    pong_auth: PongAuthenticator,
     /// Our public key, cached (PONGs signed with it are our own).
     public: [u8; 32],
     /// Challenges, salts and samples. Seeded, so a simulation replays exactly; seed it from a
@@ -160,6 +164,7 @@ impl PeerTable {
             peer_counts.add(edge.ip());
         }
         Ok(PeerTable {
+            pong_auth: PongAuthenticator::new(&config.pong_auth, &keypair),
             public: keypair.public(),
             keypair,
             rng,
@@ -413,7 +418,7 @@ impl PeerTable {
             return;
         }
         let hash = pong_signed_hash(&pong.challenge, &pong.salt);
-        if !verify_signature(&pong.pubkey, &hash, &pong.sig) {
+        if !self.pong_auth.verify(&pong.pubkey, &hash, &pong.sig) {
             self.stats.bad_signature += 1;
             return;
         }
@@ -753,7 +758,9 @@ impl PeerTable {
     /// than the asker.
     fn make_pong(&mut self, now: u64, challenge: &[u8; 8], asker: SocketAddr) -> PongRepr {
         let salt: [u8; 16] = self.rng.r#gen();
-        let sig = self.keypair.sign(&pong_signed_hash(challenge, &salt));
+        let sig = self
+            .pong_auth
+            .sign(&self.keypair, &pong_signed_hash(challenge, &salt));
         let mut pong = PongRepr {
             addr_count: 0,
             addrs: [[0; crate::limits::ADDR_LEN]; MAX_PONG_ADDRS],

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use super::*;
 use crate::keys::{Keypair, verify_signature};
@@ -1079,4 +1080,119 @@ fn snapshot_is_shared_until_the_active_set_changes() {
     t.tick(4000);
     assert!(!std::sync::Arc::ptr_eq(&before, &t.snapshot()));
     assert!(t.snapshot().is_empty());
+}
+
+// ----- PONG authentication modes -----
+
+/// Both modes through real tables: B's PONG (made by its table) is accepted; with a flipped
+/// signature byte, or "signed" by C and claiming B's key, it is refused. Returns B's PONG.
+fn pong_auth_round(auth: &PongAuth) -> PongRepr {
+    let a_addr = sa("10.0.0.1:4000");
+    let b_addr = sa("10.0.1.1:4000");
+    let with = |listen: &str, edges: &[&str], seed: u64| {
+        let mut cfg = config(listen, edges);
+        cfg.pong_auth = auth.clone();
+        PeerTable::new(cfg, key(seed as u8 + 100), seed).unwrap()
+    };
+    let mut a = with("10.0.0.1:4000", &["10.0.1.1:4000"], 1);
+    let mut b = with("10.0.1.1:4000", &[], 2);
+    let mut c = with("10.0.2.1:4000", &[], 3);
+    let challenge = ping_to(&a.tick(0), b_addr).unwrap();
+    let answer = |t: &mut PeerTable| {
+        let fx = t.handle(0, a_addr, &Message::Ping { challenge });
+        fx.datagrams
+            .iter()
+            .find_map(|d| match d.message {
+                Outgoing::Pong(p) if d.to == a_addr => Some(p),
+                _ => None,
+            })
+            .expect("a PING is answered")
+    };
+    let b_pong = answer(&mut b);
+    assert_eq!(b_pong.pubkey, key(102).public());
+    let mut flipped = b_pong;
+    flipped.sig[3] ^= 1;
+    let mut flipped_tail = b_pong;
+    flipped_tail.sig[63] ^= 0x40;
+    let mut by_c = answer(&mut c);
+    by_c.pubkey = b_pong.pubkey;
+    for junk in [flipped, flipped_tail, by_c] {
+        let fx = deliver_pong(&mut a, 10, b_addr, junk);
+        assert!(fx.is_empty());
+        assert!(a.has_outstanding_challenge(b_addr));
+        assert!(!a.is_proven(b_addr));
+    }
+    assert_eq!(a.stats().bad_signature, 3);
+    deliver_pong(&mut a, 20, b_addr, b_pong);
+    assert!(a.is_proven(b_addr));
+    assert_eq!(a.pubkey_of(b_addr), Some(b_pong.pubkey));
+    assert_eq!(a.stats().pongs_accepted, 1);
+    b_pong
+}
+
+#[test]
+fn ed25519_pongs_are_checked_by_signature() {
+    assert_eq!(PeerConfig::default().pong_auth, PongAuth::Ed25519);
+    let p = pong_auth_round(&PongAuth::Ed25519);
+    assert!(verify_signature(
+        &p.pubkey,
+        &pong_signed_hash(&p.challenge, &p.salt),
+        &p.sig
+    ));
+}
+
+#[test]
+fn simulated_mac_pongs_are_checked_against_the_registry() {
+    let registry = Arc::new(MacKeyRegistry::new());
+    for n in [101, 102, 103] {
+        registry.register(&key(n));
+    }
+    let auth = PongAuth::SimulatedMac(Arc::clone(&registry));
+    let p = pong_auth_round(&auth);
+    // A MAC, not a signature: zero tail, not Ed25519-valid.
+    assert_eq!(p.sig[32..], [0; 32]);
+    let hash = pong_signed_hash(&p.challenge, &p.salt);
+    assert!(!verify_signature(&p.pubkey, &hash, &p.sig));
+    // An Ed25519 PONG, and a MAC PONG from a key the registry does not know, are refused.
+    let e = sa("10.0.1.1:4000");
+    let mut cfg = config("10.0.0.1:4000", &["10.0.1.1:4000"]);
+    cfg.pong_auth = auth.clone();
+    let mut t = PeerTable::new(cfg, key(101), 1).unwrap();
+    let c = ping_to(&t.tick(0), e).unwrap();
+    let mut unknown = PeerTable::new(
+        PeerConfig {
+            pong_auth: auth,
+            ..config("10.0.1.1:4000", &[])
+        },
+        key(9),
+        9,
+    )
+    .unwrap();
+    let fx = unknown.handle(0, sa("10.0.0.1:4000"), &Message::Ping { challenge: c });
+    let unknown_pong = fx
+        .datagrams
+        .iter()
+        .find_map(|d| match d.message {
+            Outgoing::Pong(p) => Some(p),
+            _ => None,
+        })
+        .unwrap();
+    for junk in [pong(&key(1), c, &[]), unknown_pong] {
+        assert!(deliver_pong(&mut t, 10, e, junk).is_empty());
+        assert!(!t.is_proven(e));
+    }
+    assert_eq!(t.stats().bad_signature, 2);
+    // Once registered, the same key's MAC is accepted.
+    registry.register(&key(1));
+    let mut good = pong(&key(1), c, &[]);
+    good.sig = [0; 64];
+    good.sig[..32].copy_from_slice(
+        blake3::keyed_hash(
+            &simulated_mac_key(&key(1)),
+            &pong_signed_hash(&c, &good.salt),
+        )
+        .as_bytes(),
+    );
+    deliver_pong(&mut t, 20, e, good);
+    assert!(t.is_proven(e));
 }

@@ -5,6 +5,7 @@
 //! dave sim --nodes 200 --seed 7 --minutes 10 --churn 20 --loss 2 \
 //!          --adversaries drop=10%,forge=10%,poison=2,lowwork=1,sybil=8
 //! dave sim --nodes 50 --minutes 360 --churn 20 --peer-timer-scale 60   # six virtual hours
+//! dave sim --nodes 1000 --max-peers 8 --minutes 10 --fast-crypto       # PONGs MACed, not signed
 //! ```
 
 use std::time::Instant;
@@ -69,6 +70,11 @@ pub struct SimArgs {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub peer_timer_scale: u64,
+    /// Sign PONGs with a keyed BLAKE3 MAC instead of Ed25519 (simulation only; a node can still
+    /// answer only for its own key). Makes large runs several times cheaper; record signatures
+    /// stay Ed25519.
+    #[arg(long)]
+    pub fast_crypto: bool,
 }
 
 impl SimArgs {
@@ -95,6 +101,7 @@ impl SimArgs {
             max_peers: self.max_peers,
             trust: !self.no_trust,
             clock_skew_ms_max: self.skew_ms,
+            fast_pong_auth: self.fast_crypto,
             ..SimOptions::default()
         };
         o.scale_peer_timers(self.peer_timer_scale);
@@ -240,6 +247,9 @@ mod tests {
         assert_eq!(o.workload.put_start_ms, 30_000);
         assert_eq!(o.churn.start_ms, 60_000);
         assert_eq!(o.node.ping_period_ms, 1_000);
+        assert!(!o.fast_pong_auth);
+        let fast = SimArgs::try_parse_from(["dave sim", "--fast-crypto"]).unwrap();
+        assert!(fast.options().unwrap().fast_pong_auth);
         let scaled =
             SimArgs::try_parse_from(["dave sim", "--minutes", "60", "--peer-timer-scale", "10"])
                 .unwrap()

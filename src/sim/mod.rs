@@ -23,7 +23,11 @@
 //!
 //! Real: the peer-table and shard cores, the wire codec (nodes exchange encoded bytes), Ed25519
 //! signatures and BLAKE3 proof-of-work (at [`SIM_MIN_WORK_BITS`] instead of 20), the trust,
-//! challenge, repair and amplification code. Simulated: sockets, threads (one "owner" per
+//! challenge, repair and amplification code. With [`SimOptions::fast_pong_auth`]
+//! (`--fast-crypto`), PONGs carry a keyed BLAKE3 MAC instead of an Ed25519 signature
+//! (`crate::peer::PongAuth::SimulatedMac`): the key comes from the responder's secret seed and
+//! checkers look it up in a registry of the run's nodes, so a node can still answer only for its
+//! own key. Record signatures stay Ed25519. Simulated: sockets, threads (one "owner" per
 //! node), the wall clock (virtual time plus a per-node skew), the backup log (a restarted edge
 //! keeps its records as if replayed). Each node has [`SimOptions::shards_per_node`] shards
 //! instead of 256; routing is `shard_index % k`.
@@ -34,7 +38,8 @@
 //! node an Ed25519 signature and the asking node a verification (~50 µs together on a modern
 //! core). A full mesh of `n` nodes therefore costs `n²` of them per virtual second; large runs
 //! use a smaller `max_peers` — but GET is one hop (the FANOUT closest peers the asker knows), so
-//! a partial mesh finds fewer records. `perf/README.md` has the measured figures.
+//! a partial mesh finds fewer records. [`SimOptions::fast_pong_auth`] removes most of that cost.
+//! `perf/README.md` has the measured figures.
 //!
 //! # Entry points
 //!

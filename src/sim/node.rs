@@ -28,7 +28,9 @@ use crate::config::Config;
 use crate::keys::Keypair;
 use crate::outbox::Outbox;
 use crate::peer::budget::{AmplificationLimiter, Pacer};
-use crate::peer::{self, Outgoing, PeerConfig, PeerSnapshot, PeerTable, ScoredPeer, Trust};
+use crate::peer::{
+    self, Outgoing, PeerConfig, PeerSnapshot, PeerTable, PongAuth, ScoredPeer, Trust,
+};
 use crate::pow;
 use crate::shard::challenge::ChallengeTimer;
 use crate::shard::core::{
@@ -113,6 +115,9 @@ pub struct NodeSetup {
     pub edges: Vec<SocketAddr>,
     /// Period of the shard tick (`SimOptions::shard_period_ms`).
     pub shard_period_ms: u64,
+    /// How PONGs are signed (`SimOptions::fast_pong_auth`): with `SimulatedMac`, every node's key
+    /// is registered when the node is created.
+    pub pong_auth: PongAuth,
 }
 
 impl NodeSetup {
@@ -141,6 +146,7 @@ impl NodeSetup {
             max_peers: self.max_peers,
             edges: self.edges.iter().copied().filter(|&e| e != addr).collect(),
             listen_addr: Some(addr),
+            pong_auth: self.pong_auth.clone(),
             ..PeerConfig::default()
         }
     }
@@ -288,6 +294,9 @@ impl SimNode {
         now_ms: u64,
     ) -> SimNode {
         let addr = crate::sim::network::addr_of(slot);
+        if let PongAuth::SimulatedMac(registry) = &setup.pong_auth {
+            registry.register(&keypair);
+        }
         let mut rng = StdRng::seed_from_u64(seed);
         let table = PeerTable::new(setup.peer_config(addr), keypair.clone(), rng.r#gen())
             .expect("simulated peer config is valid (SimOptions::validate)");

@@ -24,6 +24,7 @@ use rand::{Rng, SeedableRng};
 use xxhash_rust::xxh64::xxh64;
 
 use crate::keys::Keypair;
+use crate::peer::{MacKeyRegistry, PongAuth};
 use crate::pow;
 use crate::shard::core::Effects;
 use crate::sim::adversary::{self, Role};
@@ -191,6 +192,11 @@ impl World {
             shards_per_node: options.shards_per_node,
             edges: edge_addrs,
             shard_period_ms: options.shard_period_ms,
+            pong_auth: if options.fast_pong_auth {
+                PongAuth::SimulatedMac(Arc::new(MacKeyRegistry::new()))
+            } else {
+                PongAuth::Ed25519
+            },
         });
         let mut keys_rng = StdRng::seed_from_u64(stream_seed(seed, Stream::Keys));
         let owners: Vec<Keypair> = (0..options.workload.owners)
