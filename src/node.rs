@@ -28,12 +28,12 @@ use crate::limits::{MAX_KEY_LEN, PONG_MAX_LEN};
 use crate::net::{self, RecvBatch, SendBatch, SocketOptions};
 use crate::outbox::Outbox;
 use crate::peer::budget::{AmplificationLimiter, AmplificationStats, Pacer, ProvenSet};
-use crate::peer::{self, PeerTable};
+use crate::peer::{self, PeerTable, SnapshotView};
 use crate::permits::Permits;
 use crate::pow::{self, PowPool, SearchOutcome};
 use crate::shard::challenge::ChallengeTimer;
 use crate::shard::core::{
-    BackupOp, Effects, GetOutcome, GetRequest, PeerView, Record, Shard, ShardRules, answer_get,
+    BackupOp, Effects, GetOutcome, GetRequest, Record, Shard, ShardRules, answer_get,
 };
 use crate::shard::repair::{ReplicaPeer, ReplicaView};
 use crate::shard::store::{Refusal, Store, StoreConfig};
@@ -627,56 +627,6 @@ fn peer_config(config: &Config, local_addr: SocketAddr) -> peer::PeerConfig {
         edges: config.edges.clone(),
         listen_addr: Some(local_addr),
         ..peer::PeerConfig::default()
-    }
-}
-
-/// Adapter: the peer snapshot as the shard core's view of replica targets.
-struct SnapshotView<'a>(&'a peer::PeerSnapshot);
-
-impl PeerView for SnapshotView<'_> {
-    fn closest(
-        &self,
-        target_id: u64,
-        n: usize,
-        exclude: Option<SocketAddr>,
-        out: &mut Vec<SocketAddr>,
-    ) {
-        out.extend(
-            self.0
-                .closest(target_id, n, exclude)
-                .into_iter()
-                .map(|p| p.addr),
-        );
-    }
-
-    fn closest_scored(
-        &self,
-        target_id: u64,
-        n: usize,
-        exclude: Option<SocketAddr>,
-        out: &mut Vec<peer::ScoredPeer>,
-    ) {
-        out.extend(
-            self.0
-                .closest(target_id, n, exclude)
-                .into_iter()
-                .map(|p| peer::ScoredPeer {
-                    addr: p.addr,
-                    trust: p.trust,
-                }),
-        );
-    }
-
-    fn trust_of(&self, addr: SocketAddr) -> Option<peer::Trust> {
-        self.0.get(addr).map(|p| p.trust)
-    }
-
-    fn is_active(&self, addr: SocketAddr) -> bool {
-        self.0.get(addr).is_some()
-    }
-
-    fn id_of(&self, addr: SocketAddr) -> Option<u64> {
-        self.0.get(addr).map(|p| p.id)
     }
 }
 

@@ -85,6 +85,57 @@ impl PeerSnapshot {
     }
 }
 
+/// The snapshot as the shard core's view of replica targets: what `src/node.rs` and the
+/// simulator hand to [`crate::shard::core::Shard`].
+pub struct SnapshotView<'a>(pub &'a PeerSnapshot);
+
+impl crate::shard::core::PeerView for SnapshotView<'_> {
+    fn closest(
+        &self,
+        target_id: u64,
+        n: usize,
+        exclude: Option<SocketAddr>,
+        out: &mut Vec<SocketAddr>,
+    ) {
+        out.extend(
+            self.0
+                .closest(target_id, n, exclude)
+                .into_iter()
+                .map(|p| p.addr),
+        );
+    }
+
+    fn closest_scored(
+        &self,
+        target_id: u64,
+        n: usize,
+        exclude: Option<SocketAddr>,
+        out: &mut Vec<super::ScoredPeer>,
+    ) {
+        out.extend(
+            self.0
+                .closest(target_id, n, exclude)
+                .into_iter()
+                .map(|p| super::ScoredPeer {
+                    addr: p.addr,
+                    trust: p.trust,
+                }),
+        );
+    }
+
+    fn trust_of(&self, addr: SocketAddr) -> Option<super::Trust> {
+        self.0.get(addr).map(|p| p.trust)
+    }
+
+    fn is_active(&self, addr: SocketAddr) -> bool {
+        self.0.get(addr).is_some()
+    }
+
+    fn id_of(&self, addr: SocketAddr) -> Option<u64> {
+        self.0.get(addr).map(|p| p.id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,13 +28,11 @@ use crate::config::Config;
 use crate::keys::Keypair;
 use crate::outbox::Outbox;
 use crate::peer::budget::{AmplificationLimiter, Pacer};
-use crate::peer::{
-    self, Outgoing, PeerConfig, PeerSnapshot, PeerTable, PongAuth, ScoredPeer, Trust,
-};
+use crate::peer::{self, Outgoing, PeerConfig, PeerSnapshot, PeerTable, PongAuth, SnapshotView};
 use crate::pow;
 use crate::shard::challenge::ChallengeTimer;
 use crate::shard::core::{
-    Effects, GetOutcome, GetRequest, PeerView, Record, Shard, ShardPolicy, ShardRules, answer_get,
+    Effects, GetOutcome, GetRequest, Record, Shard, ShardPolicy, ShardRules, answer_get,
 };
 use crate::shard::repair::{ReplicaPeer, ReplicaView};
 use crate::shard::shard_index;
@@ -149,56 +147,6 @@ impl NodeSetup {
             pong_auth: self.pong_auth.clone(),
             ..PeerConfig::default()
         }
-    }
-}
-
-/// The snapshot as the shard core's view of targets (`node.rs`: `SnapshotView`).
-struct SnapshotView<'a>(&'a PeerSnapshot);
-
-impl PeerView for SnapshotView<'_> {
-    fn closest(
-        &self,
-        target_id: u64,
-        n: usize,
-        exclude: Option<SocketAddr>,
-        out: &mut Vec<SocketAddr>,
-    ) {
-        out.extend(
-            self.0
-                .closest(target_id, n, exclude)
-                .into_iter()
-                .map(|p| p.addr),
-        );
-    }
-
-    fn closest_scored(
-        &self,
-        target_id: u64,
-        n: usize,
-        exclude: Option<SocketAddr>,
-        out: &mut Vec<ScoredPeer>,
-    ) {
-        out.extend(
-            self.0
-                .closest(target_id, n, exclude)
-                .into_iter()
-                .map(|p| ScoredPeer {
-                    addr: p.addr,
-                    trust: p.trust,
-                }),
-        );
-    }
-
-    fn trust_of(&self, addr: SocketAddr) -> Option<Trust> {
-        self.0.get(addr).map(|p| p.trust)
-    }
-
-    fn is_active(&self, addr: SocketAddr) -> bool {
-        self.0.get(addr).is_some()
-    }
-
-    fn id_of(&self, addr: SocketAddr) -> Option<u64> {
-        self.0.get(addr).map(|p| p.id)
     }
 }
 
