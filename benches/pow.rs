@@ -27,7 +27,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dave::keys::Keypair;
 use dave::pow::{
@@ -36,70 +35,9 @@ use dave::pow::{
 };
 use dave::wire::Dat;
 
-/// Criterion measurement: CPU time of the benchmarking thread
-/// (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`, nanosecond resolution).
-///
-/// The benchmark machine is a 2-core VM shared with other builds (load averages of 8–35 were
-/// seen), and wall time then includes every slice in which another process held the core, which
-/// made same-run ratios swing by 2x. Thread CPU time leaves those slices out. It is read once at
-/// each end of a sample of many iterations. (`/proc/thread-self/schedstat` would avoid the
-/// `unsafe` below but only advances at scheduler ticks, far too coarse.) `DAVE_BENCH_WALL=1` switches back to wall time.
-struct ThreadCpuTime {
-    wall: WallTime,
-    use_wall: bool,
-}
-
-impl ThreadCpuTime {
-    fn from_env() -> ThreadCpuTime {
-        ThreadCpuTime {
-            wall: WallTime,
-            use_wall: std::env::var_os("DAVE_BENCH_WALL").is_some_and(|v| v == "1"),
-        }
-    }
-
-    fn now_ns(&self) -> u64 {
-        if self.use_wall {
-            static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-            let epoch = EPOCH.get_or_init(std::time::Instant::now);
-            return epoch.elapsed().as_nanos() as u64;
-        }
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is a valid, writable timespec for the duration of the call, and
-        // CLOCK_THREAD_CPUTIME_ID is supported on every Linux this project runs on.
-        #[allow(unsafe_code)]
-        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-        assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-    }
-}
-
-impl Measurement for ThreadCpuTime {
-    type Intermediate = u64;
-    type Value = Duration;
-
-    fn start(&self) -> u64 {
-        self.now_ns()
-    }
-    fn end(&self, start_ns: u64) -> Duration {
-        Duration::from_nanos(self.now_ns().saturating_sub(start_ns))
-    }
-    fn add(&self, a: &Duration, b: &Duration) -> Duration {
-        *a + *b
-    }
-    fn zero(&self) -> Duration {
-        Duration::ZERO
-    }
-    fn to_f64(&self, value: &Duration) -> f64 {
-        value.as_nanos() as f64
-    }
-    fn formatter(&self) -> &dyn ValueFormatter {
-        // Same unit (ns) as wall time, so wall time's formatter prints it.
-        self.wall.formatter()
-    }
-}
+#[path = "common/thread_cpu.rs"]
+mod thread_cpu;
+use thread_cpu::ThreadCpuTime;
 
 /// Counters per search iteration: long enough to amortise the call, short enough for many samples.
 const SEARCH_COUNTERS: u64 = 16 * 1024;
@@ -182,16 +120,7 @@ fn bench_pool(c: &mut Criterion) {
 
 /// CPU time of the whole process (the pool's workers and the waiting bench thread), in ns.
 fn process_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the call, and
-    // CLOCK_PROCESS_CPUTIME_ID is supported on every Linux this project runs on.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID)");
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    dave::net::process_cpu_time_ns()
 }
 
 /// Prints the distribution of individual difficulty-20 search times, and the pool's hash rate

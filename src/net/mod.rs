@@ -4,7 +4,8 @@
 //!   [`bind_node_sockets`], which binds a node's receiver sockets on its one port and refuses to
 //!   share that port with anyone else, another dave node included.
 //! - `sys`: [`RecvBatch`] and [`SendBatch`] over `recvmmsg(2)` / `sendmmsg(2)`, and
-//!   [`set_current_thread_nice`] (`setpriority(2)` on one thread). It is the only
+//!   [`set_current_thread_nice`] (`setpriority(2)` on one thread) and the CPU-time clocks
+//!   ([`thread_cpu_time_ns`], [`process_cpu_time_ns`]). It is the only
 //!   module of the crate allowed to use `unsafe` (STYLE habit 7, after smoltcp's `phy/sys` and
 //!   quinn-udp's `unix.rs`); every block there carries a `// SAFETY:` comment.
 //! - [`DatagramSink`]: the one trait a simulator or a test implements to capture what a node
@@ -24,4 +25,7 @@ pub use socket::{
     DEFAULT_WRITE_TIMEOUT, MAX_NODE_SOCKETS, NodeSockets, SocketOptions, bind_node_sockets,
     bind_udp, buffer_sizes,
 };
-pub use sys::{BATCH, MAX_DATAGRAM_BUF, RecvBatch, SendBatch, SendStats, set_current_thread_nice};
+pub use sys::{
+    BATCH, MAX_DATAGRAM_BUF, RecvBatch, SendBatch, SendStats, process_cpu_time_ns,
+    set_current_thread_nice, thread_cpu_time_ns,
+};

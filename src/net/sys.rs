@@ -1,5 +1,6 @@
-//! Batched UDP receive and send with `recvmmsg(2)` and `sendmmsg(2)`, and one thread-priority
-//! call (`setpriority(2)`): the only `unsafe` code in dave (STYLE habit 7).
+//! Batched UDP receive and send with `recvmmsg(2)` and `sendmmsg(2)`, one thread-priority call
+//! (`setpriority(2)`) and CPU-time clocks (`clock_gettime(2)`): the only `unsafe` code in dave
+//! (STYLE habit 7).
 //!
 //! Model: quinn-udp `src/unix.rs`. Buffers live on the heap inside [`RecvBatch`] / [`SendBatch`]
 //! and are allocated once; each call builds its `mmsghdr`/`iovec` arrays on the stack, pointing
@@ -12,7 +13,8 @@
 //! - reinterpreting a `sockaddr_storage` as `sockaddr_in` / `sockaddr_in6`: the storage is larger
 //!   and at least as aligned (asserted at compile time) and always fully initialised;
 //! - the system calls: the two batch calls, whose pointers all point into buffers that outlive
-//!   the call, and `gettid`/`setpriority`, which take integers only.
+//!   the call, `gettid`/`setpriority`, which take integers only, and `clock_gettime`, which
+//!   writes one local `timespec`.
 //!
 //! Linux only (both calls exist elsewhere, with other flags and types; dave targets Linux).
 
@@ -638,6 +640,29 @@ pub fn set_current_thread_nice(nice: i32) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// CPU time the calling thread has used, in ns (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`; used by
+/// the benches to time work on a shared machine without the slices other processes took).
+pub fn thread_cpu_time_ns() -> u64 {
+    clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+/// CPU time the whole process has used, in ns (`CLOCK_PROCESS_CPUTIME_ID`).
+pub fn process_cpu_time_ns() -> u64 {
+    clock_ns(libc::CLOCK_PROCESS_CPUTIME_ID)
+}
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+    // Both clocks exist on every Linux since 2.6.12; a failure leaves `ts` at zero.
+    debug_assert_eq!(rc, 0, "clock_gettime({clock})");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 #[cfg(test)]

@@ -223,12 +223,13 @@ impl NodeProcess {
     }
 }
 
-/// Sends SIGTERM to a process.
+/// Sends SIGTERM to a process (with kill(1), so the tests need no `unsafe`).
 pub fn sigterm(pid: u32) {
-    // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped) and a valid signal.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
-    assert_eq!(rc, 0, "kill");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("run kill(1)");
+    assert!(status.success(), "kill -TERM {pid}: {status}");
 }
 
 /// One HTTP/1.1 request; returns the whole response (head and body).
