@@ -103,6 +103,9 @@ struct ServeArgs {
     /// Owner threads verifying at once (0 = one per core; default: the node's).
     #[arg(long)]
     verify_permits: Option<usize>,
+    /// Receiver busy-poll after traffic, in µs (default: the node's).
+    #[arg(long)]
+    receiver_spin_us: Option<u64>,
     /// Value bytes of preloaded records.
     #[arg(long, default_value_t = 100)]
     preload_value_bytes: usize,
@@ -178,6 +181,9 @@ fn serve(a: &ServeArgs) -> Result<(), String> {
     }
     if let Some(permits) = a.verify_permits {
         config.verify_permits = permits;
+    }
+    if let Some(spin) = a.receiver_spin_us {
+        config.receiver_spin_us = spin;
     }
     if let Some(depth) = a.shard_channel_depth {
         config.shard_channel_depth = depth;

@@ -74,6 +74,11 @@ pub struct Config {
     pub owner_nice: i32,
     /// Owner threads that may verify signatures at the same time. 0 = one per core.
     pub verify_permits: usize,
+    /// After a receive batch, a receiver polls its socket without sleeping for up to this long
+    /// before it blocks, so a request that follows soon finds it awake (on a VM an idle vCPU
+    /// takes tens of µs to wake). Costs that much CPU per idle gap while traffic flows; an idle
+    /// node never spins. 0 = always block.
+    pub receiver_spin_us: u64,
     /// Where network GETs are answered.
     pub get_path: GetPath,
     /// Single or batched Ed25519 verification of received dats. Batch (the default) verifies
@@ -197,6 +202,7 @@ impl Default for Config {
             pin_cores: true,
             owner_nice: 10,
             verify_permits: 0,
+            receiver_spin_us: 0,
             get_path: GetPath::Receiver,
             signature_check: SignatureCheck::Batch,
             // 64 slots x 256 owners bounds queued work; a burst beyond that is shed and counted.

@@ -16,7 +16,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 use parking_lot::RwLock;
@@ -698,11 +698,18 @@ fn receiver_loop(shared: Arc<Shared>, socket: UdpSocket, counters: Arc<Counters>
     let mut outbox = Outbox::new();
     let mut send = SendBatch::new();
     let owner_count = shared.config.shard_owner_threads;
+    let spin = Duration::from_micros(shared.config.receiver_spin_us);
+    let mut traffic = false;
     while !shared.shutdown.load(Ordering::Relaxed) {
-        let n = match batch.recv(&socket) {
+        let n = match receive(
+            &mut batch,
+            &socket,
+            if traffic { spin } else { Duration::ZERO },
+        ) {
             Ok(n) => n,
             Err(_) => continue, // timeout (shutdown poll) or a transient error
         };
+        traffic = n > 0;
         let own_addrs = Arc::clone(&shared.own_addrs.read());
         let proven = Arc::clone(&shared.proven.read());
         let batch_ms = shared.clock.now_ms();
@@ -804,6 +811,25 @@ fn receiver_loop(shared: Arc<Shared>, socket: UdpSocket, counters: Arc<Counters>
             outbox.clear();
         }
     }
+}
+
+/// One receive batch: polls without sleeping for up to `spin` (`Config::receiver_spin_us`),
+/// then blocks until a datagram or the read timeout.
+fn receive(batch: &mut RecvBatch, socket: &UdpSocket, spin: Duration) -> std::io::Result<usize> {
+    if !spin.is_zero() {
+        let started = Instant::now();
+        loop {
+            let n = batch.try_recv(socket)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            if started.elapsed() >= spin {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+    }
+    batch.recv(socket)
 }
 
 fn try_send<T>(tx: &Sender<T>, msg: T, full: &std::sync::atomic::AtomicU64) {

@@ -134,6 +134,16 @@ impl RecvBatch {
     /// the wait, or a stale ICMP error was reported): the loop should check for shutdown and call
     /// again. Other errors concern the socket itself and are returned.
     pub fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        self.recv_with(socket, libc::MSG_WAITFORONE)
+    }
+
+    /// Takes every datagram already queued, up to [`BATCH`], without waiting
+    /// (`MSG_DONTWAIT`). `Ok(0)` means none was queued.
+    pub fn try_recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        self.recv_with(socket, libc::MSG_DONTWAIT)
+    }
+
+    fn recv_with(&mut self, socket: &UdpSocket, flags: libc::c_int) -> io::Result<usize> {
         self.count = 0;
         let mut iovecs = [zeroed_iovec(); BATCH];
         let mut hdrs = [zeroed_mmsghdr(); BATCH];
@@ -162,7 +172,7 @@ impl RecvBatch {
                 socket.as_raw_fd(),
                 hdrs.as_mut_ptr(),
                 BATCH as libc::c_uint,
-                libc::MSG_WAITFORONE,
+                flags,
                 ptr::null_mut(),
             )
         };

@@ -50,6 +50,7 @@ struct NodeFile {
     pin_cores: Option<bool>,
     owner_nice: Option<i32>,
     verify_permits: Option<usize>,
+    receiver_spin_us: Option<u64>,
     signature_check: Option<String>,
     fanout: Option<usize>,
     npeer_limit: Option<usize>,
@@ -129,6 +130,7 @@ pub fn node_settings(args: &NodeArgs) -> Result<NodeSettings, Failure> {
     set(&mut config.pin_cores, file.pin_cores);
     set(&mut config.owner_nice, file.owner_nice);
     set(&mut config.verify_permits, file.verify_permits);
+    set(&mut config.receiver_spin_us, file.receiver_spin_us);
     if args.no_pin {
         config.pin_cores = false;
     }
