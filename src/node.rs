@@ -35,7 +35,7 @@ use crate::shard::challenge::ChallengeTimer;
 use crate::shard::core::{
     BackupOp, Effects, GetOutcome, GetRequest, Record, Shard, ShardRules, answer_get,
 };
-use crate::shard::repair::{ReplicaPeer, ReplicaView};
+use crate::shard::repair::ReplicaView;
 use crate::shard::store::{Refusal, Store, StoreConfig};
 use crate::shard::{SHARD_COUNT, shard_index};
 use crate::stats::{Counters, Stats, inc};
@@ -629,22 +629,6 @@ fn peer_config(config: &Config, local_addr: SocketAddr) -> peer::PeerConfig {
         ..peer::PeerConfig::default()
     }
 }
-
-/// The peers records may be placed on: active, and not judged unreliable.
-fn replica_view(snapshot: &peer::PeerSnapshot, trust: &peer::TrustPolicy) -> ReplicaView {
-    ReplicaView::new(
-        snapshot
-            .peers()
-            .iter()
-            .filter(|p| !trust.is_unreliable(&p.trust))
-            .map(|p| ReplicaPeer {
-                id: p.id,
-                addr: p.addr,
-            })
-            .collect(),
-    )
-}
-
 /// Withholds the last queued datagram of `outbox` (a reply to the unproven address `to`) unless
 /// the amplification budget covers it.
 fn limit_last_reply(
@@ -985,7 +969,7 @@ fn owner_loop(
             .is_some_and(|seen| Arc::ptr_eq(seen, &snapshot))
         {
             seen_snapshot = Some(Arc::clone(&snapshot));
-            let latest = replica_view(&snapshot, &trust_policy);
+            let latest = ReplicaView::of_snapshot(&snapshot, &trust_policy);
             if latest != *view {
                 view = Arc::new(latest);
                 for (_, shard) in owned.iter_mut() {

@@ -4,48 +4,18 @@
 //! other accepts too, so a run makes the same events, losses and GET outcomes in both modes; only
 //! the signature bytes (and so the trace hash) differ.
 
-use std::time::Instant;
+mod sim_support;
 
-use dave::sim::{self, Report, SimOptions};
+use dave::sim::SimOptions;
+use sim_support::run;
 
-fn run(name: &str, options: &SimOptions) -> Report {
-    let started = Instant::now();
-    let report = sim::run(options).expect("valid options");
-    eprintln!(
-        "--- {name}: {:.1} s wall\n{report}\n",
-        started.elapsed().as_secs_f64()
-    );
-    report
-}
-
-/// Loss, duplication, reordering, churn, an edge restart, a dropper and a poisoner (whose
-/// unsolicited PONGs carry random signature bytes), with puts, updates and gets.
+/// The replay scenario of `sim_network.rs` (whose poisoner's unsolicited PONGs carry random
+/// signature bytes), with PONGs authenticated by MAC or by Ed25519.
 fn options(seed: u64, fast: bool) -> SimOptions {
-    let mut o = SimOptions {
-        seed,
-        nodes: 16,
-        edges: 2,
-        duration_ms: 30_000,
+    SimOptions {
         fast_pong_auth: fast,
-        ..SimOptions::default()
-    };
-    o.network.loss = 0.01;
-    o.network.duplicate = 0.01;
-    o.network.reorder = 0.05;
-    o.adversaries.droppers = 1;
-    o.adversaries.poisoners = 1;
-    o.churn.per_hour = 20.0;
-    o.churn.start_ms = 15_000;
-    o.churn.edge_restart_every_ms = 10_000;
-    o.churn.edge_down_ms = 5_000;
-    o.workload.records = 40;
-    o.workload.put_start_ms = 8_000;
-    o.workload.put_end_ms = 20_000;
-    o.workload.gets = 40;
-    o.workload.get_start_ms = 12_000;
-    o.workload.update_fraction = 0.3;
-    o.workload.final_check_window_ms = 2_000;
-    o
+        ..sim_support::replay_options(seed)
+    }
 }
 
 #[test]

@@ -8,50 +8,16 @@
 //! virtual seconds sets each scenario's cost. Scenarios over virtual hours scale the peer
 //! table's liveness timers (`SimOptions::scale_peer_timers`) and say so.
 
-use std::time::Instant;
+mod sim_support;
 
-use dave::sim::{self, PartitionOptions, Report, SimOptions, SybilBehaviour};
-
-fn run(name: &str, options: &SimOptions) -> Report {
-    let started = Instant::now();
-    let report = sim::run(options).expect("valid options");
-    eprintln!(
-        "--- {name}: {:.1} s wall\n{report}\n",
-        started.elapsed().as_secs_f64()
-    );
-    report
-}
+use dave::sim::{PartitionOptions, SimOptions, SybilBehaviour};
+use sim_support::run;
 
 #[test]
 fn the_same_seed_replays_the_same_trace_and_another_seed_does_not() {
     // Everything that draws randomness at once: loss, duplication, reordering, skew, an edge
     // restart, churn, a dropper and a poisoner.
-    let options = |seed| {
-        let mut o = SimOptions {
-            seed,
-            nodes: 16,
-            edges: 2,
-            duration_ms: 30_000,
-            ..SimOptions::default()
-        };
-        o.network.loss = 0.01;
-        o.network.duplicate = 0.01;
-        o.network.reorder = 0.05;
-        o.adversaries.droppers = 1;
-        o.adversaries.poisoners = 1;
-        o.churn.per_hour = 20.0;
-        o.churn.start_ms = 15_000;
-        o.churn.edge_restart_every_ms = 10_000;
-        o.churn.edge_down_ms = 5_000;
-        o.workload.records = 40;
-        o.workload.put_start_ms = 8_000;
-        o.workload.put_end_ms = 20_000;
-        o.workload.gets = 40;
-        o.workload.get_start_ms = 12_000;
-        o.workload.update_fraction = 0.3;
-        o.workload.final_check_window_ms = 2_000;
-        o
-    };
+    let options = sim_support::replay_options;
     let a = run("seed 7", &options(7));
     let b = run("seed 7 again", &options(7));
     let c = run("seed 8", &options(8));

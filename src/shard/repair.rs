@@ -56,6 +56,25 @@ impl ReplicaView {
         ReplicaView { peers }
     }
 
+    /// The peers records may be placed on: the snapshot's active peers not judged unreliable
+    /// (what the node and the simulator hand their shards).
+    pub fn of_snapshot(
+        snapshot: &crate::peer::PeerSnapshot,
+        trust: &crate::peer::TrustPolicy,
+    ) -> ReplicaView {
+        ReplicaView::new(
+            snapshot
+                .peers()
+                .iter()
+                .filter(|p| !trust.is_unreliable(&p.trust))
+                .map(|p| ReplicaPeer {
+                    id: p.id,
+                    addr: p.addr,
+                })
+                .collect(),
+        )
+    }
+
     /// The peers, sorted by address.
     pub fn peers(&self) -> &[ReplicaPeer] {
         &self.peers

@@ -34,7 +34,7 @@ use crate::shard::challenge::ChallengeTimer;
 use crate::shard::core::{
     Effects, GetOutcome, GetRequest, Record, Shard, ShardPolicy, ShardRules, answer_get,
 };
-use crate::shard::repair::{ReplicaPeer, ReplicaView};
+use crate::shard::repair::ReplicaView;
 use crate::shard::shard_index;
 use crate::shard::store::{Refusal, Store, StoreConfig};
 use crate::stats::{Counters, inc};
@@ -149,22 +149,6 @@ impl NodeSetup {
         }
     }
 }
-
-/// The peers records may be placed on (`node.rs`: `replica_view`).
-fn replica_view(snapshot: &PeerSnapshot, trust: &peer::TrustPolicy) -> ReplicaView {
-    ReplicaView::new(
-        snapshot
-            .peers()
-            .iter()
-            .filter(|p| !trust.is_unreliable(&p.trust))
-            .map(|p| ReplicaPeer {
-                id: p.id,
-                addr: p.addr,
-            })
-            .collect(),
-    )
-}
-
 /// A record's identity.
 pub type RecordKey = ([u8; 32], Box<[u8]>);
 
@@ -601,7 +585,7 @@ impl SimNode {
         if Arc::ptr_eq(&snapshot, &self.seen_snapshot) {
             return;
         }
-        let latest = replica_view(&snapshot, &self.setup.policy().trust);
+        let latest = ReplicaView::of_snapshot(&snapshot, &self.setup.policy().trust);
         self.seen_snapshot = snapshot;
         if latest != *self.view {
             self.view = Arc::new(latest);
