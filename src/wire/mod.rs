@@ -27,6 +27,7 @@ pub mod ext;
 mod get;
 mod message;
 mod pong;
+pub mod route;
 
 pub use addr::{WireAddr, addr_from_wire, addr_to_wire, normalize_addr};
 pub use dat::{Dat, DatFields, NOT_FOUND_TIME_MS, emit_dat_message};
