@@ -42,6 +42,7 @@ pub mod outbox;
 pub mod peer;
 pub mod permits;
 pub mod pow;
+pub mod route;
 pub mod shard;
 pub mod sim;
 pub mod stats;

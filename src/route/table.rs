@@ -1,0 +1,531 @@
+//! [`RoutingTable`]: Kademlia k-buckets over the 64-bit node-ID space (ID = first 8 bytes of the
+//! public key, as v1), I/O-free: time comes in as `now_ms`, and a full bucket asks its caller to
+//! probe the least-recently-seen contact instead of probing it itself.
+//!
+//! Rules (Maymounkov & Mazières 2002, §2.2; the `mainline` crate's `routing_table.rs`):
+//! - Bucket `i` holds contacts whose ID shares exactly `i` leading bits with ours (64 buckets,
+//!   each at most `bucket_size` = k contacts, least recently seen first).
+//! - A contact heard from moves to the tail. A newcomer for a full bucket waits in the bucket's
+//!   bounded replacement cache; if the least-recently-seen (LRS) contact has been silent for
+//!   `stale_after_ms`, the caller is asked to probe it ([`Heard::ProbeLrs`]). The LRS is evicted
+//!   only after `max_failures` unanswered requests in a row, and the freshest replacement takes
+//!   its place. Long-lived contacts are therefore kept, which is what makes the table resistant
+//!   to flooding with fresh identities.
+//! - Per-IP and per-prefix limits (`peer::IpCounts`) bound how much of the table one network
+//!   can hold. Pinned contacts (configured edges) are never evicted.
+//! - Memory is bounded: at most 64 × (k + replacement_cache_size) contacts.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+
+use crate::keys::distance;
+use crate::peer::{IpCounts, IpLimits, LimitHit};
+use crate::route::{Contact, RouteConfig};
+
+/// Number of buckets: one per possible shared-prefix length of two different 64-bit IDs.
+pub const BUCKET_COUNT: usize = 64;
+
+/// One contact in a bucket.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    contact: Contact,
+    /// Last time it answered us or sent us a request.
+    last_seen_ms: u64,
+    /// Requests in a row it left unanswered.
+    failures: u32,
+    /// A probe (requested by [`Heard::ProbeLrs`]) is out since this time.
+    probe_sent_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Bucket {
+    /// Least recently seen first. At most `bucket_size`.
+    entries: Vec<Entry>,
+    /// Newcomers waiting for a place, most recent last. At most `replacement_cache_size`.
+    replacements: VecDeque<Entry>,
+    /// Last time a lookup went through this bucket's range or a contact was added to it.
+    refreshed_ms: u64,
+}
+
+/// What [`RoutingTable::heard`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heard {
+    /// The contact was already in its bucket; it moved to the tail.
+    Updated,
+    /// The contact was added.
+    Added,
+    /// The bucket is full: the contact waits in the replacement cache.
+    Cached,
+    /// Like `Cached`, and the least-recently-seen contact at this address has been silent
+    /// too long: probe it (a `FIND_NODE` with `want = 0`) and report the outcome with
+    /// [`RoutingTable::heard`] or [`RoutingTable::failed`].
+    ProbeLrs(SocketAddr),
+    /// Refused: our own ID, ID 0, or an address already listed with another (verified) ID.
+    Refused,
+    /// Refused by the per-IP or per-prefix limit.
+    Limited(LimitHit),
+}
+
+/// The routing table. See the module docs.
+#[derive(Debug, Clone)]
+pub struct RoutingTable {
+    own_id: u64,
+    config: RouteConfig,
+    buckets: Vec<Bucket>,
+    /// Address → bucket index of every contact in a bucket (not of replacements).
+    index: BTreeMap<SocketAddr, usize>,
+    /// Per-IP / per-prefix counts of bucket contacts.
+    counts: IpCounts,
+}
+
+/// The bucket of `id` relative to `own_id`, or `None` for our own ID.
+pub fn bucket_of(own_id: u64, id: u64) -> Option<usize> {
+    let d = distance(own_id, id);
+    if d == 0 {
+        None
+    } else {
+        Some(d.leading_zeros() as usize)
+    }
+}
+
+impl RoutingTable {
+    /// An empty table for the node with ID `own_id`. `config` must be valid.
+    pub fn new(own_id: u64, config: RouteConfig) -> RoutingTable {
+        assert!(config.validate().is_ok(), "RouteConfig::validate first");
+        let limits = IpLimits {
+            max_per_ip: config.max_per_ip,
+            max_per_prefix: config.max_per_prefix,
+            ipv4_prefix_len_bits: config.ipv4_prefix_len_bits,
+            ipv6_prefix_len_bits: config.ipv6_prefix_len_bits,
+            exempt_loopback: config.exempt_loopback,
+        };
+        RoutingTable {
+            own_id,
+            buckets: vec![Bucket::default(); BUCKET_COUNT],
+            index: BTreeMap::new(),
+            counts: IpCounts::new(limits),
+            config,
+        }
+    }
+
+    /// Our ID.
+    pub fn own_id(&self) -> u64 {
+        self.own_id
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RouteConfig {
+        &self.config
+    }
+
+    /// Contacts in buckets (replacements not counted).
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// No contact.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Whether `addr` is a contact in a bucket.
+    pub fn contains(&self, addr: SocketAddr) -> bool {
+        self.index.contains_key(&addr)
+    }
+
+    /// The contact at `addr`, if in a bucket.
+    pub fn get(&self, addr: SocketAddr) -> Option<Contact> {
+        let b = *self.index.get(&addr)?;
+        self.buckets[b]
+            .entries
+            .iter()
+            .find(|e| e.contact.addr == addr)
+            .map(|e| e.contact)
+    }
+
+    /// Contacts per bucket, for reports.
+    pub fn bucket_sizes(&self) -> [usize; BUCKET_COUNT] {
+        core::array::from_fn(|i| self.buckets[i].entries.len())
+    }
+
+    /// Every contact in a bucket, bucket by bucket.
+    pub fn contacts(&self) -> impl Iterator<Item = Contact> + '_ {
+        self.buckets
+            .iter()
+            .flat_map(|b| b.entries.iter().map(|e| e.contact))
+    }
+
+    /// `contact` answered us or sent us a request at `now_ms`. See [`Heard`].
+    pub fn heard(&mut self, now_ms: u64, contact: Contact) -> Heard {
+        let Some(b) = bucket_of(self.own_id, contact.id) else {
+            return Heard::Refused;
+        };
+        if contact.id == 0 {
+            return Heard::Refused;
+        }
+        if let Some(&at) = self.index.get(&contact.addr) {
+            let bucket = &mut self.buckets[at];
+            let Some(pos) = bucket
+                .entries
+                .iter()
+                .position(|e| e.contact.addr == contact.addr)
+            else {
+                debug_assert!(false, "index and buckets agree");
+                return Heard::Refused;
+            };
+            let mut entry = bucket.entries[pos];
+            if entry.contact.id != contact.id {
+                // Same address, another ID: a verified ID (from a pinned key) wins over a claimed
+                // one; otherwise the old one stays.
+                if !contact.verified || entry.contact.verified && !contact.verified {
+                    return Heard::Refused;
+                }
+                bucket.entries.remove(pos);
+                self.index.remove(&contact.addr);
+                self.counts.remove(contact.addr.ip());
+                return self.heard(now_ms, contact);
+            }
+            entry.contact.verified |= contact.verified;
+            entry.contact.pinned |= contact.pinned;
+            entry.last_seen_ms = now_ms.max(entry.last_seen_ms);
+            entry.failures = 0;
+            entry.probe_sent_ms = None;
+            bucket.entries.remove(pos);
+            bucket.entries.push(entry);
+            return Heard::Updated;
+        }
+        if let Err(hit) = self.counts.check(contact.addr.ip()) {
+            if !contact.pinned {
+                return Heard::Limited(hit);
+            }
+        }
+        let entry = Entry {
+            contact,
+            last_seen_ms: now_ms,
+            failures: 0,
+            probe_sent_ms: None,
+        };
+        let k = self.config.bucket_size;
+        let bucket = &mut self.buckets[b];
+        if bucket.entries.len() < k || contact.pinned {
+            bucket.entries.push(entry);
+            bucket.refreshed_ms = now_ms;
+            self.index.insert(contact.addr, b);
+            self.counts.add(contact.addr.ip());
+            return Heard::Added;
+        }
+        // Full: remember the newcomer (fresh ones last, oldest dropped).
+        bucket
+            .replacements
+            .retain(|e| e.contact.addr != contact.addr);
+        if bucket.replacements.len() >= self.config.replacement_cache_size {
+            bucket.replacements.pop_front();
+        }
+        if self.config.replacement_cache_size > 0 {
+            bucket.replacements.push_back(entry);
+        }
+        // Probe the least-recently-seen unpinned contact if it has been silent too long.
+        let stale_after_ms = self.config.stale_after_ms;
+        let lrs = bucket.entries.iter_mut().find(|e| !e.contact.pinned);
+        match lrs {
+            Some(lrs)
+                if lrs.probe_sent_ms.is_none()
+                    && now_ms.saturating_sub(lrs.last_seen_ms) >= stale_after_ms =>
+            {
+                lrs.probe_sent_ms = Some(now_ms);
+                Heard::ProbeLrs(lrs.contact.addr)
+            }
+            _ => Heard::Cached,
+        }
+    }
+
+    /// A request to `addr` went unanswered. After `max_failures` in a row the contact is evicted
+    /// (unless pinned) and the freshest replacement that fits the IP limits takes its place.
+    /// Returns whether it was evicted.
+    pub fn failed(&mut self, now_ms: u64, addr: SocketAddr) -> bool {
+        let Some(&b) = self.index.get(&addr) else {
+            // Maybe a replacement: forget it.
+            for bucket in &mut self.buckets {
+                bucket.replacements.retain(|e| e.contact.addr != addr);
+            }
+            return false;
+        };
+        let max_failures = self.config.max_failures;
+        let bucket = &mut self.buckets[b];
+        let Some(pos) = bucket.entries.iter().position(|e| e.contact.addr == addr) else {
+            return false;
+        };
+        let entry = &mut bucket.entries[pos];
+        entry.failures = entry.failures.saturating_add(1);
+        entry.probe_sent_ms = None;
+        if entry.contact.pinned || entry.failures < max_failures {
+            return false;
+        }
+        bucket.entries.remove(pos);
+        self.index.remove(&addr);
+        self.counts.remove(addr.ip());
+        self.promote(now_ms, b);
+        true
+    }
+
+    /// Removes `addr` at once (e.g. it turned out to be ourselves or misbehaved).
+    pub fn remove(&mut self, now_ms: u64, addr: SocketAddr) -> bool {
+        let Some(b) = self.index.remove(&addr) else {
+            return false;
+        };
+        self.buckets[b].entries.retain(|e| e.contact.addr != addr);
+        self.counts.remove(addr.ip());
+        self.promote(now_ms, b);
+        true
+    }
+
+    /// Fills a free place in bucket `b` from its replacement cache (freshest first).
+    fn promote(&mut self, now_ms: u64, b: usize) {
+        let k = self.config.bucket_size;
+        while self.buckets[b].entries.len() < k {
+            let Some(mut entry) = self.buckets[b].replacements.pop_back() else {
+                return;
+            };
+            if self.index.contains_key(&entry.contact.addr)
+                || self.counts.check(entry.contact.addr.ip()).is_err()
+            {
+                continue;
+            }
+            entry.failures = 0;
+            entry.probe_sent_ms = None;
+            self.buckets[b].entries.push(entry);
+            self.buckets[b].refreshed_ms = now_ms;
+            self.index.insert(entry.contact.addr, b);
+            self.counts.add(entry.contact.addr.ip());
+        }
+    }
+
+    /// Up to `n` contacts closest to `target` by XOR distance, closest first (ties by address).
+    /// O(len) with a partial selection; at most 64 × k contacts.
+    pub fn closest(&self, target: u64, n: usize) -> Vec<Contact> {
+        let mut out: Vec<Contact> = self.contacts().collect();
+        let key = |c: &Contact| (distance(c.id, target), c.addr);
+        if n == 0 {
+            return Vec::new();
+        }
+        if n < out.len() {
+            out.select_nth_unstable_by_key(n - 1, key);
+            out.truncate(n);
+        }
+        out.sort_unstable_by_key(key);
+        out
+    }
+
+    /// A lookup for `target` completed at `now_ms`: its bucket counts as refreshed.
+    pub fn refreshed(&mut self, now_ms: u64, target: u64) {
+        if let Some(b) = bucket_of(self.own_id, target) {
+            self.buckets[b].refreshed_ms = now_ms;
+        }
+    }
+
+    /// Buckets that need a refresh lookup at `now_ms`: not refreshed for `refresh_after_ms`, up to
+    /// one past the deepest non-empty bucket (deeper ones cannot have contacts yet; Kademlia
+    /// refreshes only the ranges it has neighbours in). For each, a target ID inside its range,
+    /// derived from `random` (the caller's RNG; one u64 per bucket). Marks them refreshed, so a
+    /// call returns each stale bucket once per interval.
+    pub fn stale_buckets(&mut self, now_ms: u64, mut random: impl FnMut() -> u64) -> Vec<u64> {
+        let deepest = self
+            .buckets
+            .iter()
+            .rposition(|b| !b.entries.is_empty())
+            .map_or(0, |d| (d + 1).min(BUCKET_COUNT - 1));
+        let mut targets = Vec::new();
+        for b in 0..=deepest {
+            let bucket = &mut self.buckets[b];
+            if now_ms.saturating_sub(bucket.refreshed_ms) < self.config.refresh_after_ms {
+                continue;
+            }
+            bucket.refreshed_ms = now_ms;
+            targets.push(id_in_bucket(self.own_id, b, random()));
+        }
+        targets
+    }
+
+    /// The earliest time a bucket up to the deepest non-empty one becomes stale.
+    pub fn next_refresh_ms(&self) -> Option<u64> {
+        let deepest = self.buckets.iter().rposition(|b| !b.entries.is_empty())?;
+        self.buckets[..=(deepest + 1).min(BUCKET_COUNT - 1)]
+            .iter()
+            .map(|b| b.refreshed_ms.saturating_add(self.config.refresh_after_ms))
+            .min()
+    }
+
+    /// Probes that went unanswered for `probe_timeout_ms` by `now_ms` count as failures.
+    /// Returns the evicted addresses.
+    pub fn expire_probes(&mut self, now_ms: u64) -> Vec<SocketAddr> {
+        let timeout_ms = self.config.probe_timeout_ms;
+        let expired: Vec<SocketAddr> = self
+            .buckets
+            .iter()
+            .flat_map(|b| b.entries.iter())
+            .filter(|e| {
+                e.probe_sent_ms
+                    .is_some_and(|sent| now_ms.saturating_sub(sent) >= timeout_ms)
+            })
+            .map(|e| e.contact.addr)
+            .collect();
+        expired
+            .into_iter()
+            .filter(|&addr| self.failed(now_ms, addr))
+            .collect()
+    }
+}
+
+/// An ID in bucket `b` of `own_id`: the first `b` bits of ours, bit `b` flipped, the rest from
+/// `random`.
+pub fn id_in_bucket(own_id: u64, b: usize, random: u64) -> u64 {
+    debug_assert!(b < BUCKET_COUNT);
+    let flip = 1u64 << (63 - b);
+    let keep_mask = if b == 0 { 0 } else { !0u64 << (64 - b) };
+    let rest_mask = flip - 1;
+    (own_id & keep_mask) | ((own_id ^ flip) & flip) | (random & rest_mask)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(k: usize) -> RouteConfig {
+        RouteConfig {
+            bucket_size: k,
+            replacement_cache_size: 2,
+            ..RouteConfig::default()
+        }
+    }
+
+    fn contact(id: u64, last_octet: u8, third: u8) -> Contact {
+        Contact {
+            id,
+            addr: SocketAddr::from(([10, 0, third, last_octet], 4000)),
+            verified: true,
+            pinned: false,
+        }
+    }
+
+    #[test]
+    fn buckets_by_shared_prefix_and_ids_in_bucket() {
+        let own = 0xF000_0000_0000_0000;
+        assert_eq!(bucket_of(own, own), None);
+        assert_eq!(bucket_of(own, 0x0000_0000_0000_0001), Some(0));
+        assert_eq!(bucket_of(own, 0xF000_0000_0000_0001), Some(63));
+        assert_eq!(bucket_of(own, 0xB000_0000_0000_0000), Some(1));
+        for b in 0..BUCKET_COUNT {
+            for r in [0, u64::MAX, 0x1234_5678_9abc_def0] {
+                assert_eq!(bucket_of(own, id_in_bucket(own, b, r)), Some(b));
+            }
+        }
+    }
+
+    #[test]
+    fn full_bucket_keeps_long_lived_contacts_and_probes_the_stale_one() {
+        let own = 0;
+        let mut t = RoutingTable::new(own, cfg(2));
+        // Bucket 0: IDs with the top bit set.
+        let a = contact(0x8000_0000_0000_0001, 1, 0);
+        let b = contact(0x8000_0000_0000_0002, 2, 1);
+        let c = contact(0x8000_0000_0000_0003, 3, 2);
+        assert_eq!(t.heard(0, a), Heard::Added);
+        assert_eq!(t.heard(0, b), Heard::Added);
+        // Full, and `a` was seen just now: no probe, `c` waits.
+        assert_eq!(t.heard(1, c), Heard::Cached);
+        assert!(!t.contains(c.addr));
+        // Later, `a` is stale: probe it, still not evicted.
+        let stale = t.config().stale_after_ms;
+        assert_eq!(t.heard(stale, c), Heard::ProbeLrs(a.addr));
+        assert!(t.contains(a.addr));
+        // `a` answers: it stays (and moves to the tail, so `b` is now LRS).
+        assert_eq!(t.heard(stale + 1, a), Heard::Updated);
+        assert!(t.contains(a.addr) && !t.contains(c.addr));
+        // `b` is probed and fails max_failures times: evicted, `c` promoted.
+        let later = 3 * stale;
+        assert_eq!(t.heard(later, c), Heard::ProbeLrs(b.addr));
+        let mut evicted = false;
+        for i in 0..t.config().max_failures {
+            evicted = t.failed(later + u64::from(i), b.addr);
+        }
+        assert!(evicted);
+        assert!(!t.contains(b.addr) && t.contains(c.addr));
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn per_ip_limit_and_pinned_contacts() {
+        let mut t = RoutingTable::new(
+            0,
+            RouteConfig {
+                max_per_ip: 1,
+                ..cfg(8)
+            },
+        );
+        let a = contact(1, 1, 0);
+        let mut same_ip = contact(2, 1, 0);
+        same_ip.addr.set_port(4001);
+        assert_eq!(t.heard(0, a), Heard::Added);
+        assert_eq!(t.heard(0, same_ip), Heard::Limited(LimitHit::PerIp));
+        same_ip.pinned = true;
+        assert_eq!(t.heard(0, same_ip), Heard::Added);
+        for _ in 0..10 {
+            assert!(
+                !t.failed(1, same_ip.addr),
+                "pinned contacts are never evicted"
+            );
+        }
+    }
+
+    #[test]
+    fn closest_orders_by_distance_and_memory_is_bounded() {
+        let mut t = RoutingTable::new(0x5555_5555_5555_5555, cfg(4));
+        for i in 0..4000u64 {
+            let id = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let c = contact(id, (i % 250) as u8 + 1, (i / 250) as u8);
+            let _ = t.heard(i, c);
+        }
+        assert!(t.len() <= BUCKET_COUNT * 4);
+        let target = 0x1234_0000_0000_0000;
+        let got = t.closest(target, 6);
+        assert_eq!(got.len(), 6);
+        for w in got.windows(2) {
+            assert!(distance(w[0].id, target) <= distance(w[1].id, target));
+        }
+        let all: Vec<Contact> = t.contacts().collect();
+        let best = all.iter().map(|c| distance(c.id, target)).min().unwrap();
+        assert_eq!(distance(got[0].id, target), best);
+    }
+
+    #[test]
+    fn unverified_claims_do_not_replace_a_verified_id() {
+        let mut t = RoutingTable::new(0, cfg(8));
+        let a = contact(5, 1, 0);
+        assert_eq!(t.heard(0, a), Heard::Added);
+        let liar = Contact {
+            id: 6,
+            verified: false,
+            ..a
+        };
+        assert_eq!(t.heard(1, liar), Heard::Refused);
+        assert_eq!(t.get(a.addr).map(|c| c.id), Some(5));
+        let rekeyed = Contact { id: 7, ..a };
+        assert_eq!(t.heard(2, rekeyed), Heard::Added);
+        assert_eq!(t.get(a.addr).map(|c| c.id), Some(7));
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn stale_buckets_are_returned_once_per_interval() {
+        let mut t = RoutingTable::new(0, cfg(8));
+        t.heard(0, contact(0x0100_0000_0000_0000, 1, 0)); // bucket 7
+        let r = t.config().refresh_after_ms;
+        assert!(t.stale_buckets(1, || 0).is_empty() || r <= 1);
+        let targets = t.stale_buckets(r, || 42);
+        // Buckets 0..=8 (one past the deepest non-empty), minus bucket 7 refreshed at 0… all
+        // are stale at `r`.
+        assert_eq!(targets.len(), 9);
+        assert!(t.stale_buckets(r + 1, || 42).is_empty());
+        assert_eq!(t.next_refresh_ms(), Some(2 * r));
+    }
+}
