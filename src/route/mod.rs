@@ -3,17 +3,23 @@
 //!
 //! - [`table`]: the routing table (k-buckets, keep-long-lived eviction, IP limits).
 //! - [`lookup`]: the iterative lookup (α parallel requests, per-request timeout, disjoint paths).
+//! - [`router`]: one node's routing core (table + lookups + nonces + FIND_NODE answers).
+//! - [`world`]: a deterministic virtual network of routers with a record store per node: the
+//!   routing-level simulator (hops, replicas, background traffic, freshness).
 //!
 //! Layering: `route` sits beside `peer` and `shard` and imports only `wire`, `keys` and the
 //! peer module's address limits (`peer::IpCounts`); nothing below imports it.
 //! Messages: `wire::route` (FIND_NODE / NODES, ops 0x10 and 0x11, feature bit ROUTING).
 
 pub mod lookup;
+pub mod router;
 pub mod table;
+pub mod world;
 
 use std::net::SocketAddr;
 
 pub use lookup::{Lookup, LookupConfig, LookupRequest};
+pub use router::{LookupDone, LookupId, Router, RouterConfig, RouterEffects, RouterStats};
 pub use table::{Heard, RoutingTable};
 
 /// Smallest bucket size accepted.

@@ -143,6 +143,18 @@ impl RoutingTable {
             .map(|e| e.contact)
     }
 
+    /// Whether a new contact with `id` at `addr` would get a place now (its bucket has room and
+    /// the IP limits allow it): worth proving its address.
+    pub fn has_room(&self, id: u64, addr: SocketAddr) -> bool {
+        let Some(b) = bucket_of(self.own_id, id) else {
+            return false;
+        };
+        id != 0
+            && !self.index.contains_key(&addr)
+            && self.buckets[b].entries.len() < self.config.bucket_size
+            && self.counts.check(addr.ip()).is_ok()
+    }
+
     /// Contacts per bucket, for reports.
     pub fn bucket_sizes(&self) -> [usize; BUCKET_COUNT] {
         core::array::from_fn(|i| self.buckets[i].entries.len())

@@ -2,12 +2,15 @@
 //! FIND_NODE asks for the nodes closest to a 64-bit target ID, NODES answers with them.
 //!
 //! ```text
-//! FIND_NODE  10 ‖ nonce[8] ‖ target u64 ‖ want u8 ‖ pad[P]                18 + P
+//! FIND_NODE  10 ‖ nonce[8] ‖ target u64 ‖ sender u64 ‖ want u8 ‖ pad[P]   26 + P
 //! NODES      11 ‖ nonce[8] ‖ n u8 ‖ n × (id u64 ‖ addr[18])                 10 + 26n
 //! ```
 //!
 //! - `nonce`: chosen by the requester, echoed by the answer; a NODES whose nonce we did not send
 //!   to its source is dropped, so an off-path sender cannot inject contacts.
+//! - `sender`: the requester's node ID (0: "do not add me", e.g. a client). Only a claim: the
+//!   responder adds the requester to its table only after the requester answered a probe at
+//!   that address, and a verified ID (a pinned key) always wins over a claimed one.
 //! - `want`: contacts asked for (0 = "are you alive?"; the answer then lists none).
 //! - `pad`: zero bytes. A reply to an address the responder has not proven is never longer
 //!   than its request (anti-amplification), so a requester that may be unproven pads its
@@ -33,7 +36,7 @@ pub const OP_NODES: u8 = 0x11;
 /// Bytes of one NODES entry: id u64 ‖ addr[18].
 pub const NODE_ENTRY_LEN: usize = 8 + ADDR_LEN;
 /// FIND_NODE without padding.
-pub const FIND_NODE_HEADER_LEN: usize = 18;
+pub const FIND_NODE_HEADER_LEN: usize = 26;
 /// NODES without entries.
 pub const NODES_HEADER_LEN: usize = 10;
 /// Most entries in one NODES: above the largest bucket size a node may configure
@@ -51,10 +54,12 @@ pub mod find_node_field {
     pub const NONCE: Field = 1..9;
     /// Target ID, u64 LE.
     pub const TARGET: Field = 9..17;
+    /// Requester's node ID, u64 LE.
+    pub const SENDER: Field = 17..25;
     /// Contacts wanted.
-    pub const WANT: usize = 17;
+    pub const WANT: usize = 25;
     /// Start of the zero padding.
-    pub const PAD_START: usize = 18;
+    pub const PAD_START: usize = 26;
 }
 
 /// Byte ranges of a NODES.
@@ -131,6 +136,11 @@ impl<T: AsRef<[u8]>> FindNode<T> {
         u64::from_le_bytes(array(&self.buffer.as_ref()[find_node_field::TARGET]))
     }
 
+    /// The requester's claimed node ID (0 = none).
+    pub fn sender(&self) -> u64 {
+        u64::from_le_bytes(array(&self.buffer.as_ref()[find_node_field::SENDER]))
+    }
+
     /// Contacts wanted.
     pub fn want(&self) -> u8 {
         self.buffer.as_ref()[find_node_field::WANT]
@@ -151,6 +161,7 @@ impl<T: AsRef<[u8]>> FindNode<T> {
         FindNodeRepr {
             nonce: self.nonce(),
             target: self.target(),
+            sender: self.sender(),
             want: self.want(),
             padded_len: self.len(),
         }
@@ -164,6 +175,8 @@ pub struct FindNodeRepr {
     pub nonce: [u8; 8],
     /// Target ID.
     pub target: u64,
+    /// Requester's node ID (0 = none).
+    pub sender: u64,
     /// Contacts wanted.
     pub want: u8,
     /// Total length on the wire, padding included: at least `FIND_NODE_HEADER_LEN`, at most
@@ -185,6 +198,7 @@ impl FindNodeRepr {
         out[0] = OP_FIND_NODE;
         out[find_node_field::NONCE].copy_from_slice(&self.nonce);
         out[find_node_field::TARGET].copy_from_slice(&self.target.to_le_bytes());
+        out[find_node_field::SENDER].copy_from_slice(&self.sender.to_le_bytes());
         out[find_node_field::WANT] = self.want;
         out[find_node_field::PAD_START..].fill(0);
         len
@@ -372,13 +386,15 @@ mod tests {
     #[test]
     fn find_node_deconstruct_construct() {
         let bytes = [
-            0x10, 1, 2, 3, 4, 5, 6, 7, 8, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 8, 0, 0,
+            0x10, 1, 2, 3, 4, 5, 6, 7, 8, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0xf0, 0,
+            0, 0, 0, 0, 0, 0x0f, 8, 0, 0,
         ];
         let f = FindNode::new_checked(&bytes[..]).unwrap();
         assert_eq!(f.nonce(), [1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(f.target(), 0x1122_3344_5566_7788);
+        assert_eq!(f.sender(), 0x0f00_0000_0000_00f0);
         assert_eq!(f.want(), 8);
-        assert_eq!(f.len(), 20);
+        assert_eq!(f.len(), 28);
         let mut buf = [0xffu8; 64];
         let n = f.repr().emit(&mut buf);
         assert_eq!(&buf[..n], &bytes[..]);
@@ -386,9 +402,9 @@ mod tests {
 
     #[test]
     fn find_node_refuses_short_and_dirty_padding() {
-        let mut bytes = [0u8; 18];
+        let mut bytes = [0u8; FIND_NODE_HEADER_LEN];
         bytes[0] = OP_FIND_NODE;
-        assert!(FindNode::new_checked(&bytes[..17]).is_err());
+        assert!(FindNode::new_checked(&bytes[..FIND_NODE_HEADER_LEN - 1]).is_err());
         assert!(FindNode::new_checked(&bytes[..]).is_ok());
         let mut padded = [0u8; 30];
         padded[0] = OP_FIND_NODE;

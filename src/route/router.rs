@@ -1,0 +1,547 @@
+//! [`Router`]: one node's routing extension as an I/O-free core: the routing table, the lookups
+//! in progress, the nonces of outstanding requests, answers to FIND_NODE, liveness probes and
+//! lazy bucket refresh. Drivers (the node's peer thread, the simulator) call
+//! [`Router::handle`] for each routing datagram, [`Router::tick`] at [`Router::next_deadline_ms`],
+//! [`Router::start_lookup`] when they need the closest nodes of an ID, and carry out the returned
+//! [`RouterEffects`]. No decision is made in a driver.
+//!
+//! Liveness without a full mesh: contacts are never pinged on a schedule. A full bucket probes
+//! its least-recently-seen contact only when a newcomer arrives and the LRS has been silent for
+//! `stale_after_ms`; a bucket nobody looked into for `refresh_after_ms` is refreshed by one lookup
+//! into its range. Background traffic is therefore O(k · log N) datagrams per refresh interval.
+//!
+//! Anti-amplification: a NODES to an address the driver has not proven carries at most as many
+//! entries as fit in the size of its request (`wire::route::max_entries_unproven`); our own
+//! requests are padded to the size of the answer we want (`find_node_len_for`), so a padded
+//! request always gets its full answer.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::peer::{check_addr, crosses_loopback_scope};
+use crate::route::lookup::{Lookup, LookupConfig};
+use crate::route::table::{Heard, RoutingTable};
+use crate::route::{Contact, RouteConfig};
+use crate::wire::route::{
+    FindNodeRepr, MAX_NODES_PER_REPLY, NodesRepr, RouteMessage, find_node_len_for,
+    max_entries_unproven,
+};
+use crate::wire::{addr_from_wire, addr_to_wire, normalize_addr};
+
+/// Lookups in progress at once, at most. Each costs at most `max_candidates` contacts (a few
+/// KiB); beyond this bound `start_lookup` refuses (counted) rather than queueing without bound.
+pub const MAX_LOOKUPS: usize = 256;
+/// Outstanding requests at once, at most: every lookup's α in flight plus one probe per bucket.
+pub const MAX_PENDING_REQUESTS: usize = MAX_LOOKUPS * 4 + 64;
+
+/// Identifies a lookup started by the driver.
+pub type LookupId = u64;
+
+/// Router settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterConfig {
+    /// Routing table settings.
+    pub table: RouteConfig,
+    /// Lookup settings (`k` is taken from `table.bucket_size`).
+    pub lookup: LookupConfig,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            table: RouteConfig::default(),
+            lookup: LookupConfig::default(),
+        }
+    }
+}
+
+/// Counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RouterStats {
+    /// FIND_NODE received and answered.
+    pub find_node_received: u64,
+    /// NODES answers truncated because the requester was unproven and its request short.
+    pub nodes_truncated_unproven: u64,
+    /// NODES received that matched an outstanding request.
+    pub nodes_accepted: u64,
+    /// NODES received that matched nothing (late, spoofed, duplicate).
+    pub nodes_unsolicited: u64,
+    /// Listed contacts refused (bad address, our own ID, loopback from afar).
+    pub contacts_refused: u64,
+    /// Requests sent (lookups and probes).
+    pub requests_sent: u64,
+    /// Requests that timed out.
+    pub requests_timed_out: u64,
+    /// Lookups started (by the driver or for refresh).
+    pub lookups_started: u64,
+    /// Lookups refused because `MAX_LOOKUPS` were in progress.
+    pub lookups_refused: u64,
+    /// Lookups finished.
+    pub lookups_done: u64,
+    /// Bucket-refresh lookups started.
+    pub refreshes: u64,
+    /// Liveness probes of least-recently-seen contacts sent.
+    pub probes_sent: u64,
+    /// Address probes of new requesters sent (they enter the table when they answer).
+    pub introductions_sent: u64,
+    /// Contacts evicted after failing.
+    pub evictions: u64,
+}
+
+/// A finished lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupDone {
+    /// The id `start_lookup` returned.
+    pub id: LookupId,
+    /// Its target.
+    pub target: u64,
+    /// The contacts that answered, closest first (at most k).
+    pub closest: Vec<Contact>,
+    /// Hops to the closest one (1 = a contact we already knew).
+    pub hops: u32,
+    /// Requests it sent.
+    pub requests: usize,
+}
+
+/// What the router wants done.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouterEffects {
+    /// Datagrams to send: (destination, message). Already within the amplification rule.
+    pub sends: Vec<(SocketAddr, RouteMessage)>,
+    /// Lookups the driver started that have ended.
+    pub done: Vec<LookupDone>,
+}
+
+impl RouterEffects {
+    /// Nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.sends.is_empty() && self.done.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Purpose {
+    /// A request of lookup `LookupId`.
+    Lookup(LookupId),
+    /// A liveness probe.
+    Probe,
+    /// Proving the address of a requester before it enters the table.
+    Introduce,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    to: SocketAddr,
+    /// The contact as we asked it (its claimed ID).
+    contact: Contact,
+    purpose: Purpose,
+    sent_ms: u64,
+}
+
+#[derive(Debug)]
+struct Running {
+    lookup: Lookup,
+    /// Started for a bucket refresh (not reported to the driver).
+    internal: bool,
+}
+
+/// One node's routing core. See the module docs.
+#[derive(Debug)]
+pub struct Router {
+    config: RouterConfig,
+    table: RoutingTable,
+    lookups: BTreeMap<LookupId, Running>,
+    pending: BTreeMap<[u8; 8], Pending>,
+    rng: StdRng,
+    next_lookup_id: LookupId,
+    latest_ms: u64,
+    own_addr: Option<SocketAddr>,
+    stats: RouterStats,
+}
+
+impl Router {
+    /// A router for the node with ID `own_id`; `seed` seeds nonces and refresh targets (use a
+    /// secret random seed in production: nonces keep off-path senders from injecting answers).
+    pub fn new(own_id: u64, mut config: RouterConfig, seed: u64) -> Router {
+        config.lookup.k = config.table.bucket_size;
+        Router {
+            table: RoutingTable::new(own_id, config.table.clone()),
+            config,
+            lookups: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            rng: StdRng::seed_from_u64(seed),
+            next_lookup_id: 1,
+            latest_ms: 0,
+            own_addr: None,
+            stats: RouterStats::default(),
+        }
+    }
+
+    /// Our own address, so NODES lists naming it are not taken as contacts.
+    pub fn set_own_addr(&mut self, addr: SocketAddr) {
+        self.own_addr = Some(normalize_addr(addr));
+    }
+
+    /// The routing table.
+    pub fn table(&self) -> &RoutingTable {
+        &self.table
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &RouterStats {
+        &self.stats
+    }
+
+    /// Lookups in progress.
+    pub fn lookups_in_progress(&self) -> usize {
+        self.lookups.len()
+    }
+
+    fn clock(&mut self, now_ms: u64) -> u64 {
+        self.latest_ms = self.latest_ms.max(now_ms);
+        self.latest_ms
+    }
+
+    /// A peer the driver authenticated (a PONG with the ROUTING bit, key pinned): a verified
+    /// contact. May ask for a liveness probe of a full bucket's LRS contact.
+    pub fn add_verified(
+        &mut self,
+        now_ms: u64,
+        id: u64,
+        addr: SocketAddr,
+        edge: bool,
+    ) -> RouterEffects {
+        let now = self.clock(now_ms);
+        let mut fx = RouterEffects::default();
+        let contact = Contact {
+            id,
+            addr: normalize_addr(addr),
+            verified: true,
+            pinned: edge,
+        };
+        self.heard(now, contact, &mut fx);
+        fx
+    }
+
+    /// Starts a lookup of the nodes closest to `target`. Returns its id, or `None` if
+    /// `MAX_LOOKUPS` are in progress (counted). Its end comes back in a later
+    /// [`RouterEffects::done`] (at once if the table is empty).
+    pub fn start_lookup(&mut self, now_ms: u64, target: u64) -> (Option<LookupId>, RouterEffects) {
+        let now = self.clock(now_ms);
+        let mut fx = RouterEffects::default();
+        let id = self.begin(now, target, false, &mut fx);
+        (id, fx)
+    }
+
+    fn begin(
+        &mut self,
+        now: u64,
+        target: u64,
+        internal: bool,
+        fx: &mut RouterEffects,
+    ) -> Option<LookupId> {
+        if self.lookups.len() >= MAX_LOOKUPS {
+            self.stats.lookups_refused += 1;
+            return None;
+        }
+        let seeds = self
+            .table
+            .closest(target, self.config.lookup.k.max(self.config.lookup.alpha));
+        let id = self.next_lookup_id;
+        self.next_lookup_id += 1;
+        self.stats.lookups_started += 1;
+        self.lookups.insert(
+            id,
+            Running {
+                lookup: Lookup::new(target, self.config.lookup, &seeds),
+                internal,
+            },
+        );
+        self.advance(now, id, fx);
+        Some(id)
+    }
+
+    /// Polls lookup `id`: sends its requests, reports it if done.
+    fn advance(&mut self, now: u64, id: LookupId, fx: &mut RouterEffects) {
+        let Some(running) = self.lookups.get_mut(&id) else {
+            return;
+        };
+        let poll = running.lookup.poll(now);
+        for addr in poll.timed_out {
+            self.stats.requests_timed_out += 1;
+            self.pending.retain(|_, p| {
+                !(p.to == addr && matches!(p.purpose, Purpose::Lookup(l) if l == id))
+            });
+            if self.table.failed(now, addr) {
+                self.stats.evictions += 1;
+            }
+        }
+        let target = running.lookup.target();
+        let mut unsent = Vec::new();
+        for req in poll.requests {
+            if !self.send_request(now, req.to, Purpose::Lookup(id), target, fx) {
+                unsent.push(req.to.addr);
+            }
+        }
+        let Some(running) = self.lookups.get_mut(&id) else {
+            return;
+        };
+        for addr in unsent {
+            running.lookup.on_failure(addr);
+        }
+        if running.lookup.is_done() {
+            let Some(running) = self.lookups.remove(&id) else {
+                return;
+            };
+            self.pending
+                .retain(|_, p| !matches!(p.purpose, Purpose::Lookup(l) if l == id));
+            self.stats.lookups_done += 1;
+            self.table.refreshed(now, target);
+            if !running.internal {
+                fx.done.push(LookupDone {
+                    id,
+                    target,
+                    closest: running.lookup.closest_answered(self.config.lookup.k),
+                    hops: running.lookup.hops(),
+                    requests: running.lookup.requests_sent(),
+                });
+            }
+        }
+    }
+
+    /// Queues a FIND_NODE for `target` to `to`, padded for a full answer. False if the pending
+    /// map is full.
+    fn send_request(
+        &mut self,
+        now: u64,
+        to: Contact,
+        purpose: Purpose,
+        target: u64,
+        fx: &mut RouterEffects,
+    ) -> bool {
+        if self.pending.len() >= MAX_PENDING_REQUESTS {
+            return false;
+        }
+        let nonce: [u8; 8] = loop {
+            let n: [u8; 8] = self.rng.r#gen();
+            if !self.pending.contains_key(&n) {
+                break n;
+            }
+        };
+        let want = match purpose {
+            Purpose::Lookup(_) => self.config.lookup.k.min(MAX_NODES_PER_REPLY),
+            Purpose::Probe | Purpose::Introduce => 0,
+        };
+        self.pending.insert(
+            nonce,
+            Pending {
+                to: to.addr,
+                contact: to,
+                purpose,
+                sent_ms: now,
+            },
+        );
+        self.stats.requests_sent += 1;
+        fx.sends.push((
+            to.addr,
+            RouteMessage::FindNode(FindNodeRepr {
+                nonce,
+                target,
+                sender: self.table.own_id(),
+                want: want as u8,
+                padded_len: find_node_len_for(want),
+            }),
+        ));
+        true
+    }
+
+    /// Tells the table we heard from `contact`, probing a stale LRS if it asks.
+    fn heard(&mut self, now: u64, contact: Contact, fx: &mut RouterEffects) {
+        if let Heard::ProbeLrs(lrs) = self.table.heard(now, contact) {
+            if let Some(c) = self.table.get(lrs) {
+                self.stats.probes_sent += 1;
+                let own = self.table.own_id();
+                if !self.send_request(now, c, Purpose::Probe, own, fx) {
+                    // No room to probe now: the LRS stays (keep long-lived contacts).
+                    self.table.heard(now, c);
+                }
+            }
+        }
+    }
+
+    /// Handles one routing datagram from `from`. `from_proven`: the driver's peer table says
+    /// `from` answered our PING (replies to it need no amplification bound). `request_len`: the
+    /// datagram's length on the wire. Never panics.
+    pub fn handle(
+        &mut self,
+        now_ms: u64,
+        from: SocketAddr,
+        from_proven: bool,
+        request_len: usize,
+        msg: &RouteMessage,
+    ) -> RouterEffects {
+        let now = self.clock(now_ms);
+        let from = normalize_addr(from);
+        let mut fx = RouterEffects::default();
+        match msg {
+            RouteMessage::FindNode(req) => {
+                self.stats.find_node_received += 1;
+                let mut n = usize::from(req.want)
+                    .min(self.config.table.bucket_size)
+                    .min(MAX_NODES_PER_REPLY);
+                if !from_proven {
+                    let cap = max_entries_unproven(request_len);
+                    if cap < n {
+                        n = cap;
+                        self.stats.nodes_truncated_unproven += 1;
+                    }
+                }
+                let mut answer = NodesRepr::new(req.nonce);
+                // One more than asked, in case the requester itself is among them.
+                for c in self.table.closest(req.target, n + 1) {
+                    if answer.count >= n {
+                        break;
+                    }
+                    if c.addr != from {
+                        answer.push(c.id, addr_to_wire(c.addr));
+                    }
+                }
+                fx.sends.push((from, RouteMessage::Nodes(answer)));
+                self.introduce(now, req.sender, from, &mut fx);
+            }
+            RouteMessage::Nodes(nodes) => {
+                let Some(p) = self.pending.get(&nodes.nonce).copied() else {
+                    self.stats.nodes_unsolicited += 1;
+                    return fx;
+                };
+                if p.to != from {
+                    self.stats.nodes_unsolicited += 1;
+                    return fx;
+                }
+                self.pending.remove(&nodes.nonce);
+                self.stats.nodes_accepted += 1;
+                // It answered at its address: alive. Its ID is as claimed by whoever listed it
+                // (verified if it came from a pinned key).
+                self.heard(now, p.contact, &mut fx);
+                if let Purpose::Lookup(id) = p.purpose {
+                    let contacts = self.listed_contacts(from, nodes);
+                    if let Some(running) = self.lookups.get_mut(&id) {
+                        running.lookup.on_reply(from, &contacts);
+                    }
+                    self.advance(now, id, &mut fx);
+                }
+            }
+        }
+        fx
+    }
+
+    /// A FIND_NODE from `from` claiming ID `id`: if it would get a place in the table, prove its
+    /// address first (a probe it must answer; a spoofed source never does).
+    fn introduce(&mut self, now: u64, id: u64, from: SocketAddr, fx: &mut RouterEffects) {
+        if id == 0
+            || check_addr(from).is_err()
+            || Some(from) == self.own_addr
+            || !self.table.has_room(id, from)
+            || self.pending.values().any(|p| p.to == from)
+        {
+            return;
+        }
+        let contact = Contact {
+            id,
+            addr: from,
+            verified: false,
+            pinned: false,
+        };
+        if self.send_request(now, contact, Purpose::Introduce, self.table.own_id(), fx) {
+            self.stats.introductions_sent += 1;
+        }
+    }
+
+    /// The acceptable contacts of a NODES list from `source`.
+    fn listed_contacts(&mut self, source: SocketAddr, nodes: &NodesRepr) -> Vec<Contact> {
+        let own_id = self.table.own_id();
+        let mut out = Vec::with_capacity(nodes.entries().len());
+        for &(id, wire) in nodes.entries() {
+            let addr = addr_from_wire(&wire);
+            if id == 0
+                || id == own_id
+                || check_addr(addr).is_err()
+                || crosses_loopback_scope(addr, source)
+                || Some(addr) == self.own_addr
+            {
+                self.stats.contacts_refused += 1;
+                continue;
+            }
+            // A contact we hold with a verified ID keeps it (a lister cannot rename it).
+            let verified = self.table.get(addr).filter(|c| c.verified);
+            out.push(verified.unwrap_or(Contact {
+                id,
+                addr,
+                verified: false,
+                pinned: false,
+            }));
+        }
+        out
+    }
+
+    /// Advances time: times out requests and probes, moves lookups on, and starts refresh
+    /// lookups for idle buckets.
+    pub fn tick(&mut self, now_ms: u64) -> RouterEffects {
+        let now = self.clock(now_ms);
+        let mut fx = RouterEffects::default();
+        // Probes that timed out.
+        let timeout_ms = self.config.table.probe_timeout_ms;
+        let expired: Vec<[u8; 8]> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| {
+                matches!(p.purpose, Purpose::Probe | Purpose::Introduce)
+                    && now.saturating_sub(p.sent_ms) >= timeout_ms
+            })
+            .map(|(n, _)| *n)
+            .collect();
+        for nonce in expired {
+            if let Some(p) = self.pending.remove(&nonce) {
+                self.stats.requests_timed_out += 1;
+                if self.table.failed(now, p.to) {
+                    self.stats.evictions += 1;
+                }
+            }
+        }
+        let ids: Vec<LookupId> = self.lookups.keys().copied().collect();
+        for id in ids {
+            self.advance(now, id, &mut fx);
+        }
+        if !self.table.is_empty() {
+            let rng = &mut self.rng;
+            let targets = self.table.stale_buckets(now, || rng.r#gen());
+            for target in targets {
+                if self.begin(now, target, true, &mut fx).is_some() {
+                    self.stats.refreshes += 1;
+                }
+            }
+        }
+        fx
+    }
+
+    /// When [`Router::tick`] has work next: a request timeout or a bucket refresh.
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        let lookups = self
+            .lookups
+            .values()
+            .filter_map(|r| r.lookup.next_deadline_ms())
+            .min();
+        let probes = self
+            .pending
+            .values()
+            .filter(|p| matches!(p.purpose, Purpose::Probe | Purpose::Introduce))
+            .map(|p| p.sent_ms.saturating_add(self.config.table.probe_timeout_ms))
+            .min();
+        let refresh = self.table.next_refresh_ms();
+        [lookups, probes, refresh].into_iter().flatten().min()
+    }
+}

@@ -1,0 +1,904 @@
+//! [`World`]: a deterministic, single-threaded virtual network of [`Router`] cores with a small
+//! record store per node — the routing-level simulator of issue 12. It measures what routing
+//! decides: lookup hops, replicas per record, background traffic per node, and whether a GET
+//! through lookups finds the newest version of a record, at 1,000 to 100,000 nodes, under churn,
+//! loss and key-grinding sybils.
+//!
+//! What it models, and what it does not: routing datagrams (FIND_NODE / NODES) are emitted and
+//! parsed by the real codec, and their bytes are counted; record stores and reads are modelled as
+//! fixed-size datagrams (`RECORD_MSG_BYTES`, a typical PUT / GET_ACK) with the v1 semantics
+//! (newest time wins; a GET asks the `replicas` closest nodes a lookup found). Signatures, proof of
+//! work and shard capacity are not modelled here: the full node simulator (`dave sim`) owns those.
+//!
+//! Replica maintenance: every holder re-stores each of its records on the `replicas` closest
+//! nodes every `republish_ms` (jittered), unless it received that record from someone else
+//! during the interval (Kademlia §2.5: then one holder republishes per interval, not all);
+//! a copy not re-stored for `expire_after_ms` ages out, so copies on nodes no longer among the
+//! closest disappear and storage is not multiplied by the network size.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::keys::distance;
+use crate::route::{LookupDone, Router, RouterConfig, RouterEffects};
+use crate::wire::route::RouteMessage;
+
+/// Bytes counted for one modelled record datagram (a PUT or GET_ACK of a ~100-byte value).
+pub const RECORD_MSG_BYTES: u64 = 300;
+/// Bytes counted for one modelled GET.
+pub const GET_MSG_BYTES: u64 = 60;
+/// Most nodes a world may hold (addresses 10.b.c.d with d in 1..=64).
+pub const MAX_WORLD_NODES: usize = 64 << 16;
+/// Records a node stores at most (the model's shard capacity); beyond it the farthest go.
+pub const MAX_RECORDS_PER_NODE: usize = 4096;
+
+/// World settings.
+#[derive(Debug, Clone)]
+pub struct WorldOptions {
+    /// Nodes at the start.
+    pub nodes: usize,
+    /// Virtual run time.
+    pub duration_ms: u64,
+    /// Routing settings of every honest node.
+    pub router: RouterConfig,
+    /// Nodes a PUT stores on (and a GET asks). Default 4 (≥ FANOUT 3).
+    pub replicas: usize,
+    /// Fraction of nodes replaced (leave, a fresh node joins) over the run.
+    pub churn_fraction: f64,
+    /// Datagram loss probability.
+    pub loss: f64,
+    /// Sybil nodes grinding IDs next to record targets (each answers FIND_NODE with sybils only,
+    /// drops stores, never answers GETs).
+    pub sybils: usize,
+    /// Distinct records.
+    pub records: usize,
+    /// A new version of some record is put every this often.
+    pub put_every_ms: u64,
+    /// Some node GETs some record every this often.
+    pub get_every_ms: u64,
+    /// Holders re-store their records this often.
+    pub republish_ms: u64,
+    /// A copy not re-stored for this long ages out.
+    pub expire_after_ms: u64,
+    /// Gets and puts start after this warm-up (joins and first refreshes).
+    pub warmup_ms: u64,
+    /// Seed.
+    pub seed: u64,
+}
+
+impl Default for WorldOptions {
+    fn default() -> Self {
+        WorldOptions {
+            nodes: 1000,
+            duration_ms: 600_000,
+            router: RouterConfig::default(),
+            replicas: 4,
+            churn_fraction: 0.0,
+            loss: 0.0,
+            sybils: 0,
+            records: 200,
+            put_every_ms: 500,
+            get_every_ms: 100,
+            republish_ms: 120_000,
+            expire_after_ms: 300_000,
+            warmup_ms: 30_000,
+            seed: 1,
+        }
+    }
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Default)]
+pub struct WorldReport {
+    /// GETs issued (after warm-up, of records put at least once).
+    pub gets: u64,
+    /// GETs whose newest answer was the newest version put (stored at least 5 s earlier).
+    pub gets_fresh: u64,
+    /// Final check: records whose newest version a GET from a random node finds.
+    pub final_fresh: u64,
+    /// Records checked at the end.
+    pub final_checked: u64,
+    /// Lookup hops (to the closest node found), sorted.
+    pub hops: Vec<u32>,
+    /// Holders per record at the end (honest, live nodes), sorted.
+    pub replicas: Vec<usize>,
+    /// Routing bytes (FIND_NODE + NODES) sent by honest nodes.
+    pub route_bytes: u64,
+    /// Record bytes (modelled stores, gets, answers) sent by honest nodes.
+    pub record_bytes: u64,
+    /// Lookups started by honest nodes for maintenance (republish and refresh).
+    pub maintenance_lookups: u64,
+    /// Datagrams lost.
+    pub lost: u64,
+    /// Honest node-seconds (for per-node rates).
+    pub node_seconds: f64,
+    /// Nodes alive at the end.
+    pub nodes_end: usize,
+    /// Mean routing-table size of live honest nodes at the end.
+    pub mean_table_size: f64,
+    /// Requests per user lookup (puts and gets), summed.
+    pub lookup_requests: u64,
+}
+
+impl WorldReport {
+    fn pct(part: u64, whole: u64) -> f64 {
+        if whole == 0 {
+            100.0
+        } else {
+            100.0 * part as f64 / whole as f64
+        }
+    }
+
+    /// Percentile of a sorted list (0 if empty).
+    fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
+        if sorted.is_empty() {
+            return T::default();
+        }
+        let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+        sorted[i.min(sorted.len() - 1)]
+    }
+
+    /// Fresh GETs, percent.
+    pub fn fresh_pct(&self) -> f64 {
+        Self::pct(self.gets_fresh, self.gets)
+    }
+
+    /// Final check, percent.
+    pub fn final_pct(&self) -> f64 {
+        Self::pct(self.final_fresh, self.final_checked)
+    }
+
+    /// The report lines (the names the issue asks for: hops, replicas, traffic).
+    pub fn lines(&self) -> Vec<String> {
+        let per_node = |bytes: u64| bytes as f64 / self.node_seconds.max(1.0);
+        vec![
+            format!(
+                "gets fresh: {:.2} % ({}/{})",
+                self.fresh_pct(),
+                self.gets_fresh,
+                self.gets
+            ),
+            format!(
+                "final check: {:.2} % ({}/{})",
+                self.final_pct(),
+                self.final_fresh,
+                self.final_checked
+            ),
+            format!(
+                "lookup hops: p50 {} p99 {} max {} ({} lookups)",
+                Self::percentile(&self.hops, 0.5),
+                Self::percentile(&self.hops, 0.99),
+                self.hops.last().copied().unwrap_or(0),
+                self.hops.len()
+            ),
+            format!(
+                "replicas per record: min {} median {} max {}",
+                self.replicas.first().copied().unwrap_or(0),
+                Self::percentile(&self.replicas, 0.5),
+                self.replicas.last().copied().unwrap_or(0)
+            ),
+            format!(
+                "traffic per node: routing {:.0} B/s, records {:.0} B/s ({} maintenance lookups)",
+                per_node(self.route_bytes),
+                per_node(self.record_bytes),
+                self.maintenance_lookups
+            ),
+            format!(
+                "nodes at end: {}, routing table {:.1} contacts on average, {:.1} requests per lookup, datagrams lost: {}",
+                self.nodes_end,
+                self.mean_table_size,
+                self.lookup_requests as f64 / (self.hops.len().max(1)) as f64,
+                self.lost
+            ),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Msg {
+    /// A routing datagram (index into `World::route_msgs`).
+    Route(usize),
+    /// Store `record` at version `time`.
+    Store { record: usize, time: u64 },
+    /// Read `record` for get `get`.
+    Get { record: usize, get: usize },
+    /// Answer to `Get`: the version held (0 = none).
+    GetAck { get: usize, time: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Event {
+    Deliver { from: usize, to: usize, msg: Msg },
+    Tick { node: usize },
+}
+
+/// Why a node started a lookup.
+#[derive(Debug, Clone, Copy)]
+enum Job {
+    Put {
+        record: usize,
+        time: u64,
+        republish: bool,
+    },
+    Get {
+        get: usize,
+    },
+    Join,
+}
+
+struct Held {
+    time: u64,
+    /// Last time someone stored it here.
+    stored_ms: u64,
+    /// Last time we republished it.
+    republished_ms: u64,
+}
+
+struct Node {
+    id: u64,
+    router: Router,
+    alive: bool,
+    sybil: bool,
+    records: BTreeMap<usize, Held>,
+    jobs: BTreeMap<u64, Job>,
+    /// Scheduled tick, if any (one outstanding at a time).
+    tick_at: Option<u64>,
+}
+
+struct GetState {
+    record: usize,
+    want_time: u64,
+    newest: u64,
+    answers: usize,
+    final_check: bool,
+}
+
+/// The virtual network. See the module docs.
+pub struct World {
+    options: WorldOptions,
+    nodes: Vec<Node>,
+    queue: BinaryHeap<Reverse<(u64, u64, Event)>>,
+    seq: u64,
+    now_ms: u64,
+    rng: StdRng,
+    route_msgs: Vec<Option<(RouteMessage, usize)>>,
+    free_route_msgs: Vec<usize>,
+    /// Record targets.
+    targets: Vec<u64>,
+    /// Newest version put of each record (time of the put; 0 = never).
+    latest: Vec<u64>,
+    gets: Vec<GetState>,
+    report: WorldReport,
+}
+
+/// Node `slot`'s address: one node per /24 up to 65,536 nodes (as `sim::network::addr_of`), so
+/// the per-prefix limits see a realistic spread.
+fn addr_of(slot: usize) -> SocketAddr {
+    SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::new(
+            10,
+            (slot >> 8) as u8,
+            slot as u8,
+            1 + (slot >> 16) as u8,
+        )),
+        1618,
+    )
+}
+
+fn slot_of(addr: SocketAddr) -> Option<usize> {
+    let IpAddr::V4(v4) = addr.ip() else {
+        return None;
+    };
+    let o = v4.octets();
+    (o[0] == 10 && o[3] >= 1)
+        .then(|| (usize::from(o[3] - 1) << 16) | (usize::from(o[1]) << 8) | usize::from(o[2]))
+}
+
+impl World {
+    /// A world of `options.nodes` honest nodes and `options.sybils` sybils.
+    pub fn new(options: WorldOptions) -> World {
+        assert!(options.nodes + options.sybils < MAX_WORLD_NODES);
+        let mut rng = StdRng::seed_from_u64(options.seed);
+        let targets: Vec<u64> = (0..options.records).map(|_| rng.r#gen()).collect();
+        let mut world = World {
+            latest: vec![0; options.records],
+            targets,
+            nodes: Vec::new(),
+            queue: BinaryHeap::new(),
+            seq: 0,
+            now_ms: 0,
+            rng,
+            route_msgs: Vec::new(),
+            free_route_msgs: Vec::new(),
+            gets: Vec::new(),
+            report: WorldReport::default(),
+            options,
+        };
+        for i in 0..world.options.nodes {
+            // Joins spread over the first 10 s.
+            let at = if i < 3 {
+                0
+            } else {
+                world.rng.gen_range(0..10_000)
+            };
+            world.spawn(at, false);
+        }
+        for s in 0..world.options.sybils {
+            // Ground next to a record target: shares its top 40 bits.
+            let target = world.targets[s % world.targets.len().max(1)];
+            let id = (target & !0xFF_FFFF) | world.rng.gen_range(0..0xFF_FFFF);
+            let slot = world.spawn_with_id(1_000, true, id);
+            let _ = slot;
+        }
+        world
+    }
+
+    fn spawn(&mut self, at_ms: u64, sybil: bool) -> usize {
+        let id = self.rng.r#gen::<u64>() | 1;
+        self.spawn_with_id(at_ms, sybil, id)
+    }
+
+    fn spawn_with_id(&mut self, at_ms: u64, sybil: bool, id: u64) -> usize {
+        let slot = self.nodes.len();
+        let seed = self.rng.r#gen();
+        let mut router = Router::new(id, self.options.router.clone(), seed);
+        router.set_own_addr(addr_of(slot));
+        self.nodes.push(Node {
+            id,
+            router,
+            alive: true,
+            sybil,
+            records: BTreeMap::new(),
+            jobs: BTreeMap::new(),
+            tick_at: None,
+        });
+        // Bootstrap: the first three nodes are everyone's edges (verified, as after a PONG).
+        self.schedule(at_ms, Event::Tick { node: slot });
+        slot
+    }
+
+    fn schedule(&mut self, at_ms: u64, event: Event) {
+        self.seq += 1;
+        self.queue.push(Reverse((at_ms, self.seq, event)));
+    }
+
+    fn link_delay_ms(a: usize, b: usize) -> u64 {
+        // 5..=45 ms, symmetric, fixed per pair.
+        let h = (a.min(b) as u64)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(b.max(a) as u64)
+            .wrapping_mul(0xD6E8_FEB8_6659_FD93);
+        5 + (h >> 58) % 41
+    }
+
+    fn send(&mut self, from: usize, to: usize, msg: Msg, bytes: u64, route: bool) {
+        if !self.nodes[from].sybil {
+            if route {
+                self.report.route_bytes += bytes;
+            } else {
+                self.report.record_bytes += bytes;
+            }
+        }
+        if self.options.loss > 0.0 && self.rng.gen_bool(self.options.loss) {
+            self.report.lost += 1;
+            if let Msg::Route(i) = msg {
+                self.free_route(i);
+            }
+            return;
+        }
+        let at = self.now_ms + Self::link_delay_ms(from, to);
+        self.schedule(at, Event::Deliver { from, to, msg });
+    }
+
+    fn free_route(&mut self, i: usize) {
+        self.route_msgs[i] = None;
+        self.free_route_msgs.push(i);
+    }
+
+    fn send_route(&mut self, from: usize, to_addr: SocketAddr, msg: RouteMessage) {
+        let Some(to) = slot_of(to_addr).filter(|&s| s < self.nodes.len()) else {
+            return;
+        };
+        // Through the real codec: what is counted is what would be on the wire.
+        let mut buf = [0u8; crate::limits::MAX_PACKET_LEN];
+        let len = msg.emit(&mut buf);
+        let parsed = RouteMessage::parse(&buf[..len]).expect("we emit valid routing messages");
+        let i = match self.free_route_msgs.pop() {
+            Some(i) => {
+                self.route_msgs[i] = Some((parsed, len));
+                i
+            }
+            None => {
+                self.route_msgs.push(Some((parsed, len)));
+                self.route_msgs.len() - 1
+            }
+        };
+        self.send(from, to, Msg::Route(i), len as u64, true);
+    }
+
+    fn apply(&mut self, node: usize, fx: RouterEffects) {
+        for (to, msg) in fx.sends {
+            self.send_route(node, to, msg);
+        }
+        for done in fx.done {
+            self.lookup_done(node, done);
+        }
+        self.reschedule(node);
+    }
+
+    fn reschedule(&mut self, node: usize) {
+        let Some(next) = self.nodes[node].router.next_deadline_ms() else {
+            return;
+        };
+        let next = next.max(self.now_ms + 1);
+        if self.nodes[node].tick_at.is_some_and(|t| t <= next) {
+            return;
+        }
+        self.nodes[node].tick_at = Some(next);
+        self.schedule(next, Event::Tick { node });
+    }
+
+    fn start_lookup(&mut self, node: usize, target: u64, job: Job) {
+        let (id, fx) = self.nodes[node].router.start_lookup(self.now_ms, target);
+        if let Some(id) = id {
+            self.nodes[node].jobs.insert(id, job);
+        }
+        self.apply(node, fx);
+    }
+
+    fn lookup_done(&mut self, node: usize, done: LookupDone) {
+        let Some(job) = self.nodes[node].jobs.remove(&done.id) else {
+            return;
+        };
+        let replicas = self.options.replicas;
+        let targets: Vec<usize> = done
+            .closest
+            .iter()
+            .filter_map(|c| slot_of(c.addr))
+            .take(replicas)
+            .collect();
+        match job {
+            Job::Join => {}
+            Job::Put {
+                record,
+                time,
+                republish,
+            } => {
+                if !republish {
+                    self.report.hops.push(done.hops);
+                    self.report.lookup_requests += done.requests as u64;
+                }
+                // Store locally too if we are among the closest.
+                let own = self.nodes[node].id;
+                let target = self.targets[record];
+                let farthest = done
+                    .closest
+                    .get(replicas.saturating_sub(1))
+                    .map(|c| distance(c.id, target));
+                if farthest.is_none_or(|f| distance(own, target) < f) {
+                    self.store(node, record, time);
+                }
+                for to in targets {
+                    self.send(
+                        node,
+                        to,
+                        Msg::Store { record, time },
+                        RECORD_MSG_BYTES,
+                        false,
+                    );
+                }
+            }
+            Job::Get { get } => {
+                self.report.hops.push(done.hops);
+                self.report.lookup_requests += done.requests as u64;
+                let record = self.gets[get].record;
+                // Our own copy counts as an answer.
+                let own = self.nodes[node].records.get(&record).map_or(0, |h| h.time);
+                let g = &mut self.gets[get];
+                g.newest = g.newest.max(own);
+                for to in targets {
+                    self.send(node, to, Msg::Get { record, get }, GET_MSG_BYTES, false);
+                }
+                // Judged when answers are in: a fixed settle time later.
+                let at = self.now_ms + 1_000;
+                self.schedule(
+                    at,
+                    Event::Deliver {
+                        from: node,
+                        to: node,
+                        msg: Msg::GetAck {
+                            get,
+                            time: u64::MAX,
+                        },
+                    },
+                );
+            }
+        }
+    }
+
+    fn store(&mut self, node: usize, record: usize, time: u64) {
+        let now = self.now_ms;
+        let n = &mut self.nodes[node];
+        if n.sybil {
+            return;
+        }
+        let held = n.records.entry(record).or_insert(Held {
+            time: 0,
+            stored_ms: now,
+            republished_ms: now,
+        });
+        held.time = held.time.max(time);
+        held.stored_ms = now;
+        if n.records.len() > MAX_RECORDS_PER_NODE {
+            // Drop the record farthest from us.
+            let id = n.id;
+            let targets = &self.targets;
+            if let Some(&far) = n.records.keys().max_by_key(|&&r| distance(targets[r], id)) {
+                n.records.remove(&far);
+            }
+        }
+    }
+
+    fn deliver(&mut self, from: usize, to: usize, msg: Msg) {
+        if let Msg::GetAck {
+            get,
+            time: u64::MAX,
+        } = msg
+        {
+            self.judge(get);
+            return;
+        }
+        if !self.nodes[to].alive {
+            if let Msg::Route(i) = msg {
+                self.free_route(i);
+            }
+            return;
+        }
+        match msg {
+            Msg::Route(i) => {
+                let Some((rm, len)) = self.route_msgs[i].take() else {
+                    return;
+                };
+                self.free_route(i);
+                if self.nodes[to].sybil {
+                    self.sybil_answer(to, from, &rm);
+                    return;
+                }
+                // Proven: in the node these are peers whose PINGs we answered; here every sender
+                // is unproven, so the padding rule is always exercised.
+                let fx = self.nodes[to]
+                    .router
+                    .handle(self.now_ms, addr_of(from), false, len, &rm);
+                self.apply(to, fx);
+            }
+            Msg::Store { record, time } => self.store(to, record, time),
+            Msg::Get { record, get } => {
+                if self.nodes[to].sybil {
+                    return;
+                }
+                let time = self.nodes[to].records.get(&record).map_or(0, |h| h.time);
+                self.send(to, from, Msg::GetAck { get, time }, RECORD_MSG_BYTES, false);
+            }
+            Msg::GetAck { get, time } => {
+                let g = &mut self.gets[get];
+                g.newest = g.newest.max(time);
+                g.answers += 1;
+            }
+        }
+    }
+
+    fn sybil_answer(&mut self, sybil: usize, to: usize, msg: &RouteMessage) {
+        let RouteMessage::FindNode(req) = msg else {
+            return;
+        };
+        let mut answer = crate::wire::route::NodesRepr::new(req.nonce);
+        let first = self.options.nodes;
+        let mut sybils: Vec<usize> = (first..first + self.options.sybils)
+            .filter(|&s| s != sybil)
+            .collect();
+        sybils.sort_by_key(|&s| distance(self.nodes[s].id, req.target));
+        let cap =
+            crate::wire::route::max_entries_unproven(req.padded_len).min(usize::from(req.want));
+        for s in sybils.into_iter().take(cap) {
+            answer.push(self.nodes[s].id, crate::wire::addr_to_wire(addr_of(s)));
+        }
+        self.send_route(sybil, addr_of(to), RouteMessage::Nodes(answer));
+    }
+
+    fn judge(&mut self, get: usize) {
+        let g = &self.gets[get];
+        let fresh = g.newest >= g.want_time;
+        if g.final_check {
+            self.report.final_checked += 1;
+            self.report.final_fresh += u64::from(fresh);
+        } else {
+            self.report.gets += 1;
+            self.report.gets_fresh += u64::from(fresh);
+        }
+    }
+
+    fn random_live_honest(&mut self) -> usize {
+        loop {
+            let n = self
+                .rng
+                .gen_range(0..self.options.nodes.min(self.nodes.len()));
+            let n = if self.rng.gen_bool(0.5)
+                || self.nodes.len() <= self.options.nodes + self.options.sybils
+            {
+                n
+            } else {
+                self.rng
+                    .gen_range(self.options.nodes + self.options.sybils..self.nodes.len())
+            };
+            if self.nodes[n].alive && !self.nodes[n].sybil {
+                return n;
+            }
+        }
+    }
+
+    fn tick(&mut self, node: usize) {
+        if self.nodes[node].tick_at.is_some_and(|t| t > self.now_ms) {
+            return;
+        }
+        self.nodes[node].tick_at = None;
+        if !self.nodes[node].alive {
+            return;
+        }
+        let now = self.now_ms;
+        // First tick: join (edges + a lookup of our own ID).
+        if self.nodes[node].router.table().is_empty()
+            && self.nodes[node].jobs.is_empty()
+            && !self.nodes[node].sybil
+        {
+            for edge in 0..3usize.min(self.nodes.len()) {
+                if edge != node && self.nodes[edge].alive {
+                    let id = self.nodes[edge].id;
+                    let fx = self.nodes[node]
+                        .router
+                        .add_verified(now, id, addr_of(edge), true);
+                    self.apply(node, fx);
+                }
+            }
+            let own = self.nodes[node].id;
+            self.start_lookup(node, own, Job::Join);
+        }
+        if self.nodes[node].sybil {
+            return;
+        }
+        let before = self.nodes[node].router.stats().lookups_started;
+        let fx = self.nodes[node].router.tick(now);
+        self.report.maintenance_lookups += self.nodes[node].router.stats().lookups_started - before;
+        self.apply(node, fx);
+        // Republish and expiry, at most once per second of virtual time per node.
+        self.maintain(node);
+        let next = now + 1_000 + self.rng.gen_range(0..1_000);
+        if self.nodes[node].tick_at.is_none_or(|t| t > next) {
+            self.nodes[node].tick_at = Some(next);
+            self.schedule(next, Event::Tick { node });
+        }
+    }
+
+    fn maintain(&mut self, node: usize) {
+        let now = self.now_ms;
+        let republish_ms = self.options.republish_ms;
+        let expire_after_ms = self.options.expire_after_ms;
+        let mut due = Vec::new();
+        self.nodes[node]
+            .records
+            .retain(|_, h| now.saturating_sub(h.stored_ms) < expire_after_ms);
+        for (&record, held) in self.nodes[node].records.iter_mut() {
+            // Someone else stored it during the interval: they republished, we need not.
+            let last = held.republished_ms.max(held.stored_ms);
+            if now.saturating_sub(last) >= republish_ms {
+                held.republished_ms = now;
+                due.push((record, held.time));
+            }
+        }
+        // Paced: a few republish lookups per tick at most.
+        for (record, time) in due.into_iter().take(4) {
+            self.report.maintenance_lookups += 1;
+            let target = self.targets[record];
+            self.start_lookup(
+                node,
+                target,
+                Job::Put {
+                    record,
+                    time,
+                    republish: true,
+                },
+            );
+        }
+    }
+
+    /// Runs the world to its end and returns the report.
+    pub fn run(mut self) -> WorldReport {
+        let o = self.options.clone();
+        let churn_events = (o.churn_fraction * o.nodes as f64).round() as usize;
+        let span = o.duration_ms.saturating_sub(o.warmup_ms).max(1);
+        for i in 0..churn_events {
+            let at = o.warmup_ms + span * i as u64 / churn_events as u64;
+            // A Tick for a nonexistent node id encodes churn: handled in the loop.
+            self.schedule(
+                at,
+                Event::Tick {
+                    node: usize::MAX - 1,
+                },
+            );
+        }
+        let mut t = o.warmup_ms;
+        while t < o.duration_ms {
+            self.schedule(
+                t,
+                Event::Tick {
+                    node: usize::MAX - 2,
+                },
+            );
+            t += o.put_every_ms;
+        }
+        let mut t = o.warmup_ms + o.put_every_ms / 2;
+        while t < o.duration_ms {
+            self.schedule(
+                t,
+                Event::Tick {
+                    node: usize::MAX - 3,
+                },
+            );
+            t += o.get_every_ms;
+        }
+        while let Some(Reverse((at, _, event))) = self.queue.pop() {
+            if at > o.duration_ms {
+                break;
+            }
+            self.now_ms = at;
+            match event {
+                Event::Deliver { from, to, msg } => self.deliver(from, to, msg),
+                Event::Tick { node } if node == usize::MAX - 1 => self.churn(),
+                Event::Tick { node } if node == usize::MAX - 2 => self.put(),
+                Event::Tick { node } if node == usize::MAX - 3 => self.get(false, None),
+                Event::Tick { node } => self.tick(node),
+            }
+        }
+        self.finish()
+    }
+
+    fn churn(&mut self) {
+        let victim = self.random_live_honest();
+        if victim < 3 {
+            return; // the edges stay up
+        }
+        self.nodes[victim].alive = false;
+        let at = self.now_ms;
+        self.spawn(at, false);
+    }
+
+    fn put(&mut self) {
+        if self.targets.is_empty() {
+            return;
+        }
+        let record = self.rng.gen_range(0..self.targets.len());
+        let node = self.random_live_honest();
+        let time = self.now_ms;
+        self.latest[record] = time;
+        let target = self.targets[record];
+        self.start_lookup(
+            node,
+            target,
+            Job::Put {
+                record,
+                time,
+                republish: false,
+            },
+        );
+    }
+
+    fn get(&mut self, final_check: bool, record: Option<usize>) {
+        let now = self.now_ms;
+        // A record whose newest version was put at least 5 s ago (so its stores have landed).
+        let record = match record {
+            Some(r) => r,
+            None => {
+                let r = self.rng.gen_range(0..self.targets.len().max(1));
+                if self
+                    .latest
+                    .get(r)
+                    .is_none_or(|&t| t == 0 || now.saturating_sub(t) < 5_000)
+                {
+                    return;
+                }
+                r
+            }
+        };
+        let want_time = self.latest[record];
+        if want_time == 0 {
+            return;
+        }
+        let node = self.random_live_honest();
+        self.gets.push(GetState {
+            record,
+            want_time,
+            newest: 0,
+            answers: 0,
+            final_check,
+        });
+        let get = self.gets.len() - 1;
+        let target = self.targets[record];
+        self.start_lookup(node, target, Job::Get { get });
+    }
+
+    fn finish(mut self) -> WorldReport {
+        // Final check: every record put at least once, from a random node, with the network
+        // still running (but no new puts).
+        let end = self.options.duration_ms;
+        for record in 0..self.targets.len() {
+            if self.latest[record] != 0 && end.saturating_sub(self.latest[record]) >= 5_000 {
+                self.get(true, Some(record));
+            }
+        }
+        let stop = end + 10_000;
+        while let Some(Reverse((at, _, event))) = self.queue.pop() {
+            if at > stop {
+                break;
+            }
+            self.now_ms = at;
+            match event {
+                Event::Deliver { from, to, msg } => self.deliver(from, to, msg),
+                Event::Tick { node } if node >= usize::MAX - 3 => {}
+                Event::Tick { node } => self.tick(node),
+            }
+        }
+        let mut replicas: Vec<usize> = vec![0; self.targets.len()];
+        for n in self.nodes.iter().filter(|n| n.alive && !n.sybil) {
+            for &r in n.records.keys() {
+                replicas[r] += 1;
+            }
+        }
+        let mut report = self.report;
+        report.replicas = replicas
+            .into_iter()
+            .enumerate()
+            .filter(|(r, _)| self.latest[*r] != 0)
+            .map(|(_, c)| c)
+            .collect();
+        report.replicas.sort_unstable();
+        report.hops.sort_unstable();
+        report.nodes_end = self.nodes.iter().filter(|n| n.alive && !n.sybil).count();
+        let tables: usize = self
+            .nodes
+            .iter()
+            .filter(|n| n.alive && !n.sybil)
+            .map(|n| n.router.table().len())
+            .sum();
+        report.mean_table_size = tables as f64 / report.nodes_end.max(1) as f64;
+        // Node-seconds: honest nodes alive on average over the run.
+        report.node_seconds = report.nodes_end as f64 * stop as f64 / 1000.0;
+        report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_world_finds_its_records() {
+        let report = World::new(WorldOptions {
+            nodes: 200,
+            duration_ms: 90_000,
+            records: 40,
+            warmup_ms: 20_000,
+            ..WorldOptions::default()
+        })
+        .run();
+        for line in report.lines() {
+            println!("{line}");
+        }
+        assert!(report.gets > 100);
+        assert!(report.fresh_pct() >= 99.0, "{}", report.fresh_pct());
+        assert!(report.final_pct() >= 99.0);
+        assert!(report.hops.last().copied().unwrap_or(0) <= 8);
+    }
+}
