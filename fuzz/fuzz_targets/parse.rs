@@ -3,15 +3,34 @@
 //! When a datagram parses, emitting the parsed message must give back exactly the input bytes
 //! (parse is a bijection on what it accepts: no two inputs share a parse, nothing is dropped or
 //! smuggled), every accessor must work, and addresses and dats must survive their own
-//! owned-form round trips.
+//! owned-form round trips. Datagrams with a routing-extension op (0x10..=0x17) go to
+//! `wire::route::RouteMessage::parse` under the same bijection property.
 
 #![no_main]
 
 use dave::limits::MAX_PACKET_LEN;
+use dave::wire::route::{ROUTE_OPS, RouteMessage};
 use dave::wire::{Dat, Message, addr_from_wire, addr_to_wire};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    if data.first().is_some_and(|op| ROUTE_OPS.contains(op)) {
+        assert!(Message::parse(data).is_err(), "v1 never parses an extension op");
+        let Ok(msg) = RouteMessage::parse(data) else {
+            return;
+        };
+        assert!(data.len() <= MAX_PACKET_LEN);
+        assert_eq!(msg.buffer_len(), data.len());
+        let mut buf = [0u8; MAX_PACKET_LEN];
+        let n = msg.emit(&mut buf);
+        assert_eq!(&buf[..n], data, "emit(parse(x)) != x");
+        if let RouteMessage::Nodes(nodes) = msg {
+            for (_, wire) in nodes.entries() {
+                assert_eq!(&addr_to_wire(addr_from_wire(wire)), wire);
+            }
+        }
+        return;
+    }
     let Ok(msg) = Message::parse(data) else {
         return;
     };
