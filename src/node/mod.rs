@@ -228,7 +228,9 @@ impl Node {
                     }
                     RecoveredEntry::Delete(tombstone) => {
                         let shard = shard_index(&tombstone.pubkey, &tombstone.key);
-                        shards[shard].restore_delete(&tombstone);
+                        shards[shard].restore_delete(&tombstone.pubkey, &tombstone.key, |held| {
+                            tombstone.removes(held)
+                        });
                     }
                 })
                 .map_err(StartError::Backup)?;
