@@ -527,7 +527,7 @@ impl Node {
     }
 
     /// The storage-challenge record (decayed successes and failures, reliability) of every
-    /// authenticated peer, as the peer thread last published it (every 100 ms at most).
+    /// authenticated peer, as the peer thread last published it (after every change).
     pub fn peer_scores(&self) -> Vec<crate::peer::PeerScore> {
         self.shared.scores.read().as_ref().clone()
     }
