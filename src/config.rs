@@ -182,6 +182,15 @@ pub struct Config {
     /// [`Features::NONE`](crate::wire::Features::NONE) makes a v1-only node: fully random PONG
     /// salts and no message with an op of 0x10 or above, ever.
     pub extensions: crate::wire::Features,
+    /// Routing extension (`route`, issue 12): k, contacts per bucket of the routing table and the
+    /// nodes a lookup must hear from. Default 8 (mainline's k); 2..=20.
+    pub route_bucket_size: usize,
+    /// Local puts and gets find their targets by an iterative lookup over the routing table
+    /// (FIND_NODE / NODES with peers that advertise ROUTING) instead of the peer snapshot.
+    /// Default false: the v1 path, until routing has replaced the full-mesh ping schedule.
+    pub route_lookups: bool,
+    /// A lookup gives up after this long (then the peer snapshot is used). Default 3000 ms.
+    pub route_lookup_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -239,6 +248,9 @@ impl Default for Config {
             amplification_global_refill_bytes_per_s: 32 * 1024,
             amplification_max_prefixes: 4096,
             extensions: crate::wire::Features::ALL,
+            route_bucket_size: 8,
+            route_lookups: false,
+            route_lookup_timeout_ms: 3_000,
         }
     }
 }
@@ -327,7 +339,25 @@ impl Config {
                  amplification_global_burst_bytes",
             );
         }
+        if !(crate::route::MIN_BUCKET_SIZE..=crate::route::MAX_BUCKET_SIZE)
+            .contains(&self.route_bucket_size)
+        {
+            return fail("route_bucket_size must be between 2 and 20");
+        }
         Ok(())
+    }
+
+    /// The routing core's settings.
+    pub fn router_config(&self) -> crate::route::RouterConfig {
+        let mut c = crate::route::RouterConfig::default();
+        c.table.bucket_size = self.route_bucket_size;
+        c.lookup.k = self.route_bucket_size;
+        c
+    }
+
+    /// Whether this node speaks the routing extension.
+    pub fn routing(&self) -> bool {
+        self.extensions.contains(crate::wire::Features::ROUTING)
     }
 
     /// The trust, challenge and repair settings shards apply.

@@ -38,7 +38,12 @@ fn vectors_parse_to_their_fields_and_emit_back() {
     assert_eq!(messages.len(), 4);
     for m in messages {
         let bytes = hex_of(&m["hex"]);
-        assert_eq!(bytes.len() as u64, m["len"].as_u64().unwrap(), "{}", m["name"]);
+        assert_eq!(
+            bytes.len() as u64,
+            m["len"].as_u64().unwrap(),
+            "{}",
+            m["name"]
+        );
         assert_eq!(u64::from(bytes[0]), m["op"].as_u64().unwrap());
         assert!(Message::parse(&bytes).is_err(), "v1 refuses {}", m["name"]);
         let msg = RouteMessage::parse(&bytes).expect("a vector parses");

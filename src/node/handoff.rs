@@ -43,12 +43,17 @@ pub(super) enum OwnerMsg {
     LocalPut {
         dat: Record,
         reply: PutReply,
+        /// Targets found by a routing lookup (`Config::route_lookups`), used instead of the
+        /// peer snapshot for this record.
+        via: Option<Arc<peer::PeerSnapshot>>,
     },
     LocalGet {
         pubkey: [u8; 32],
         key: Box<[u8]>,
         timeout_ms: u64,
         reply: Sender<GetOutcome>,
+        /// As for `LocalPut`.
+        via: Option<Arc<peer::PeerSnapshot>>,
     },
     /// The replica view may have changed: run the group's timers with the new snapshot.
     PeersChanged,
@@ -64,11 +69,19 @@ pub(super) enum PeerMsg {
         len: u16,
         bytes: [u8; PONG_MAX_LEN],
     },
-    /// A storage challenge scored by a shard owner.
-    Challenge {
-        addr: SocketAddr,
-        success: bool,
+    /// A routing-extension datagram (ops 0x10..=0x17), parsed by the receiver.
+    Route {
+        from: SocketAddr,
+        len: u16,
+        msg: Box<crate::wire::route::RouteMessage>,
     },
+    /// Find the nodes closest to `target` by a lookup; the answer (closest first) goes to `reply`.
+    Lookup {
+        target: u64,
+        reply: Sender<Vec<crate::route::Contact>>,
+    },
+    /// A storage challenge scored by a shard owner.
+    Challenge { addr: SocketAddr, success: bool },
     /// The node is shutting down.
     Shutdown,
 }
@@ -102,8 +115,12 @@ pub(super) fn limit_last_reply(
     }
 }
 
-
-pub(super) fn send_outbox(socket: &UdpSocket, outbox: &Outbox, batch: &mut SendBatch, counters: &Counters) {
+pub(super) fn send_outbox(
+    socket: &UdpSocket,
+    outbox: &Outbox,
+    batch: &mut SendBatch,
+    counters: &Counters,
+) {
     for (to, bytes) in outbox.iter() {
         if !batch.push(to, bytes) {
             flush(socket, batch, counters);
@@ -121,7 +138,6 @@ fn flush(socket: &UdpSocket, batch: &mut SendBatch, counters: &Counters) {
     }
 }
 
-
 /// Sends without blocking; a full channel counts a drop in `full`.
 pub(super) fn try_send<T>(tx: &Sender<T>, msg: T, full: &AtomicU64) {
     match tx.try_send(msg) {
@@ -130,4 +146,3 @@ pub(super) fn try_send<T>(tx: &Sender<T>, msg: T, full: &AtomicU64) {
         Err(TrySendError::Disconnected(_)) => {}
     }
 }
-

@@ -35,8 +35,8 @@ use crate::config::{Config, ConfigError};
 use crate::keys::Keypair;
 use crate::limits::MAX_KEY_LEN;
 use crate::net::{self, SocketOptions};
-use crate::peer::budget::{AmplificationLimiter, AmplificationStats, Pacer, ProvenSet};
 use crate::peer::PeerTable;
+use crate::peer::budget::{AmplificationLimiter, AmplificationStats, Pacer, ProvenSet};
 use crate::permits::Permits;
 use crate::pow::{self, PowPool, SearchOutcome};
 use crate::shard::core::{GetOutcome, Record, Shard, ShardRules};
@@ -45,6 +45,7 @@ use crate::shard::store::{Refusal, Store, StoreConfig};
 use crate::shard::{SHARD_COUNT, shard_index};
 use crate::stats::{Counters, Stats};
 use crate::time::{MonotonicClock, unix_now_ms};
+use crate::wire::Features;
 
 use handoff::{OwnAddrs, OwnerMsg, PeerMsg, SharedSnapshot};
 
@@ -145,6 +146,8 @@ struct Shared {
     peers_known: AtomicU64,
     /// The peer table's counters, copied out by the peer thread on every tick.
     peer_stats: parking_lot::Mutex<crate::peer::PeerStats>,
+    /// The routing core's counters, copied out by the peer thread after every routing event.
+    route_stats: parking_lot::Mutex<crate::route::RouterStats>,
     /// Bytes to unproven addresses draw on this, on every reply path (`crate::peer::budget`).
     limiter: parking_lot::Mutex<AmplificationLimiter>,
     /// Addresses that answered our PING, published by the peer thread on `Authenticated` and
@@ -264,6 +267,12 @@ impl Node {
         )
         .map_err(|e| StartError::Config(ConfigError(format!("peer table: {e:?}"))))?;
         let snapshot: SharedSnapshot = Arc::new(RwLock::new(peer_table.snapshot()));
+        let router = config.routing().then(|| {
+            let mut router =
+                crate::route::Router::new(keypair.id(), config.router_config(), rand::random());
+            router.set_own_addr(local_addr);
+            router
+        });
         let mut own = Vec::new();
         if !local_addr.ip().is_unspecified() {
             own.push(local_addr);
@@ -278,6 +287,7 @@ impl Node {
             own_addrs: Arc::new(RwLock::new(Arc::new(own))),
             peers_known: AtomicU64::new(0),
             peer_stats: parking_lot::Mutex::new(crate::peer::PeerStats::default()),
+            route_stats: parking_lot::Mutex::new(crate::route::RouterStats::default()),
             limiter: parking_lot::Mutex::new(AmplificationLimiter::new(
                 config.amplification_config(),
                 0,
@@ -334,7 +344,7 @@ impl Node {
             let shared = Arc::clone(&shared);
             let socket = send_socket.try_clone().map_err(StartError::Spawn)?;
             node.spawn("dave-peer".to_string(), move || {
-                peer::peer_loop(shared, peer_table, peer_rx, socket, counters)
+                peer::peer_loop(shared, peer_table, router, peer_rx, socket, counters)
             })?;
         }
 
@@ -456,8 +466,9 @@ impl Node {
         let (reply, answer) = bounded(1);
         let owner = self.owner_of(dat.pubkey(), dat.key());
         let copy = dat.to_boxed();
+        let via = self.lookup_view(dat.owner_id());
         self.shared.owners[owner]
-            .send(OwnerMsg::LocalPut { dat, reply })
+            .send(OwnerMsg::LocalPut { dat, reply, via })
             .map_err(|_| PutError::Shutdown)?;
         let sent_to = answer.recv().map_err(|_| PutError::Shutdown)??;
         // Under sync-every-write a put is acknowledged only once its backup entry is on disk.
@@ -490,6 +501,7 @@ impl Node {
             key: key.into(),
             timeout_ms: timeout.as_millis() as u64,
             reply,
+            via: self.lookup_view(crate::keys::id_from_pubkey(owner_pubkey)),
         };
         self.shared.owners[owner]
             .send(msg)
@@ -540,6 +552,60 @@ impl Node {
     /// The active peers as the shard owners see them.
     pub fn peers(&self) -> Arc<crate::peer::PeerSnapshot> {
         Arc::clone(&self.shared.snapshot.read())
+    }
+
+    /// The nodes closest to `target` (a node ID, or a record owner's ID) that answered an
+    /// iterative lookup over the routing extension, closest first; empty if this node does not
+    /// speak ROUTING, knows no routing peer, or the lookup did not end within `timeout`.
+    pub fn lookup(&self, target: u64, timeout: Duration) -> Vec<crate::route::Contact> {
+        let (reply, answer) = bounded(1);
+        if self
+            .shared
+            .peer_tx
+            .send(PeerMsg::Lookup { target, reply })
+            .is_err()
+        {
+            return Vec::new();
+        }
+        answer.recv_timeout(timeout).unwrap_or_default()
+    }
+
+    /// The routing core's counters (all zero when the extension is off).
+    pub fn route_stats(&self) -> crate::route::RouterStats {
+        *self.shared.route_stats.lock()
+    }
+
+    /// With `route_lookups`, the targets of a local put or get: the lookup's closest nodes as a
+    /// snapshot the shard core chooses from (`None`: use the peer snapshot).
+    fn lookup_view(&self, target: u64) -> Option<Arc<crate::peer::PeerSnapshot>> {
+        let config = &self.shared.config;
+        if !config.route_lookups || !config.routing() {
+            return None;
+        }
+        let timeout = Duration::from_millis(config.route_lookup_timeout_ms);
+        let found = self.lookup(target, timeout);
+        if found.is_empty() {
+            return None;
+        }
+        let peers = found
+            .into_iter()
+            .map(|c| {
+                let mut pubkey = [0u8; 32];
+                pubkey[..8].copy_from_slice(&c.id.to_le_bytes());
+                // Trust as the peer table scored it, when it is one of our peers.
+                let known = self.shared.snapshot.read().get(c.addr).copied();
+                crate::peer::PeerInfo {
+                    addr: c.addr,
+                    pubkey: known.map_or(pubkey, |p| p.pubkey),
+                    id: c.id,
+                    edge: known.is_some_and(|p| p.edge),
+                    reliability: known.map_or(crate::peer::UNPROVEN_RELIABILITY, |p| p.reliability),
+                    trust: known.map(|p| p.trust).unwrap_or_default(),
+                    features: Features::ROUTING,
+                }
+            })
+            .collect();
+        Some(Arc::new(crate::peer::PeerSnapshot::new(peers)))
     }
 
     fn owner_of(&self, pubkey: &[u8; 32], key: &[u8]) -> usize {

@@ -19,11 +19,11 @@ use crate::stats::{Counters, inc};
 use crate::time::unix_now_ms;
 use crate::wire::GetRepr;
 
+use super::PutError;
 use super::Shared;
 use super::handoff::{
     OwnerMsg, PeerMsg, PutReply, PutResult, limit_last_reply, send_outbox, try_send,
 };
-use super::PutError;
 
 /// Messages an owner drains per wake-up, so PUTs can be verified as a batch.
 const OWNER_BATCH: usize = 64;
@@ -101,11 +101,10 @@ pub(super) fn owner_loop(
                     }
                     continue;
                 }
-                OwnerMsg::LocalPut { dat, reply } => {
+                OwnerMsg::LocalPut { dat, reply, via } => {
                     let input = Input::LocalPut { dat };
-                    if let Some(result) =
-                        group.handle(now, &snapshot, input, &counters, &mut effects)
-                    {
+                    let peers = via.as_ref().unwrap_or(&snapshot);
+                    if let Some(result) = group.handle(now, peers, input, &counters, &mut effects) {
                         // Answered after the effects below have queued the backup entry, so
                         // the caller's `sync()` (under sync-every-write) covers this record.
                         put_replies.push((reply, result.map_err(PutError::Refused)));
@@ -117,6 +116,7 @@ pub(super) fn owner_loop(
                     key,
                     timeout_ms,
                     reply,
+                    via,
                 } => {
                     let input = Input::LocalGet {
                         pubkey,
@@ -124,7 +124,8 @@ pub(super) fn owner_loop(
                         timeout_ms,
                         waiter: reply,
                     };
-                    group.handle(now, &snapshot, input, &counters, &mut effects);
+                    let peers = via.as_ref().unwrap_or(&snapshot);
+                    group.handle(now, peers, input, &counters, &mut effects);
                     continue;
                 }
                 OwnerMsg::PeersChanged => continue,

@@ -9,7 +9,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use std::collections::BTreeMap;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::keys::id_from_pubkey;
+use crate::limits::MAX_PACKET_LEN;
+use crate::route::{Contact, LookupId, Router, RouterEffects};
+use crate::wire::Features;
 
 use crate::net::SendBatch;
 use crate::outbox::Outbox;
@@ -25,6 +32,7 @@ use super::handoff::{OwnerMsg, PeerMsg, send_outbox};
 pub(super) fn peer_loop(
     shared: Arc<Shared>,
     mut table: PeerTable,
+    mut router: Option<Router>,
     rx: Receiver<PeerMsg>,
     socket: UdpSocket,
     counters: Arc<Counters>,
@@ -35,15 +43,50 @@ pub(super) fn peer_loop(
     let trust: TrustPolicy = shared.config.shard_policy().trust;
     let mut view = ReplicaView::default();
     let mut scores_dirty = true;
+    // Lookups asked for by `Node` (bounded by `route::router::MAX_LOOKUPS`: beyond it the router
+    // refuses and the asker gets an empty answer at once).
+    let mut lookups: BTreeMap<LookupId, Sender<Vec<Contact>>> = BTreeMap::new();
     loop {
-        let wait_ms = table.next_tick_ms().saturating_sub(shared.clock.now_ms());
+        let next_ms = router
+            .as_ref()
+            .and_then(Router::next_deadline_ms)
+            .map_or(table.next_tick_ms(), |r| r.min(table.next_tick_ms()));
+        let wait_ms = next_ms.saturating_sub(shared.clock.now_ms());
         let msg = match rx.recv_timeout(Duration::from_millis(wait_ms)) {
             Ok(PeerMsg::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
             Ok(msg) => Some(msg),
             Err(RecvTimeoutError::Timeout) => None,
         };
         let now_ms = shared.clock.now_ms();
+        let mut route_fx = RouterEffects::default();
         let effects = match msg {
+            Some(PeerMsg::Route { from, len, msg }) => {
+                if let Some(router) = router.as_mut() {
+                    let proven = table.is_proven(from);
+                    route_fx = router.handle(now_ms, from, proven, usize::from(len), &msg);
+                }
+                peer::Effects::default()
+            }
+            Some(PeerMsg::Lookup { target, reply }) => {
+                match router.as_mut() {
+                    Some(router) => {
+                        let (id, fx) = router.start_lookup(now_ms, target);
+                        route_fx = fx;
+                        match id {
+                            Some(id) => {
+                                lookups.insert(id, reply);
+                            }
+                            None => {
+                                let _ = reply.send(Vec::new());
+                            }
+                        }
+                    }
+                    None => {
+                        let _ = reply.send(Vec::new());
+                    }
+                }
+                peer::Effects::default()
+            }
             Some(PeerMsg::Datagram { from, len, bytes }) => {
                 match Message::parse(&bytes[..len as usize]) {
                     Ok(message) => table.handle(now_ms, from, &message),
@@ -56,8 +99,42 @@ pub(super) fn peer_loop(
                 peer::Effects::default()
             }
             Some(PeerMsg::Shutdown) => break,
-            None => table.tick(now_ms),
+            None => {
+                if let Some(router) = router.as_mut()
+                    && router.next_deadline_ms().is_some_and(|d| d <= now_ms)
+                {
+                    route_fx = router.tick(now_ms);
+                }
+                if table.next_tick_ms() <= now_ms {
+                    table.tick(now_ms)
+                } else {
+                    peer::Effects::default()
+                }
+            }
         };
+        if let Some(router) = router.as_mut() {
+            // Authenticated peers that advertised ROUTING are verified routing contacts.
+            for event in &effects.events {
+                if let peer::PeerEvent::Authenticated { addr, pubkey } = *event
+                    && table.features_of(addr).contains(Features::ROUTING)
+                {
+                    let edge = table.config().edges.contains(&addr);
+                    let mut fx = router.add_verified(now_ms, id_from_pubkey(&pubkey), addr, edge);
+                    route_fx.sends.append(&mut fx.sends);
+                }
+            }
+            let mut buf = [0u8; MAX_PACKET_LEN];
+            for (to, msg) in &route_fx.sends {
+                let n = msg.emit(&mut buf);
+                outbox.push_bytes(*to, &buf[..n]);
+            }
+            for done in route_fx.done.drain(..) {
+                if let Some(reply) = lookups.remove(&done.id) {
+                    let _ = reply.send(done.closest);
+                }
+            }
+            *shared.route_stats.lock() = router.stats();
+        }
         if effects.events.iter().any(|e| {
             matches!(
                 e,

@@ -14,6 +14,7 @@ use crate::outbox::Outbox;
 use crate::shard::core::answer_get;
 use crate::shard::shard_index;
 use crate::stats::{Counters, inc};
+use crate::wire::route::{ROUTE_OPS, RouteMessage};
 use crate::wire::{self, Message};
 
 use super::Shared;
@@ -26,6 +27,7 @@ pub(super) fn receiver_loop(shared: Arc<Shared>, socket: UdpSocket, counters: Ar
     let owner_count = shared.config.shard_owner_threads;
     let spin = Duration::from_micros(shared.config.receiver_spin_us);
     let mut traffic = false;
+    let routing = shared.config.routing();
     while !shared.shutdown.load(Ordering::Relaxed) {
         let received = receive(
             &mut batch,
@@ -56,6 +58,22 @@ pub(super) fn receiver_loop(shared: Arc<Shared>, socket: UdpSocket, counters: Ar
             }
             if own_addrs.contains(&from) {
                 inc(&counters.own_packets_dropped);
+                continue;
+            }
+            if routing && bytes.first().is_some_and(|op| ROUTE_OPS.contains(op)) {
+                // The routing extension (the peer thread's). A v1-only node (extensions off)
+                // falls through to `Message::parse`, which counts these as `unknown_op`.
+                match RouteMessage::parse(bytes) {
+                    Ok(msg) => {
+                        let msg = PeerMsg::Route {
+                            from,
+                            len: bytes.len() as u16,
+                            msg: Box::new(msg),
+                        };
+                        try_send(&shared.peer_tx, msg, &counters.peer_channel_full);
+                    }
+                    Err(e) => inc(&counters.malformed[e.index()]),
+                }
                 continue;
             }
             let message = match Message::parse(bytes) {
@@ -103,7 +121,13 @@ pub(super) fn receiver_loop(shared: Arc<Shared>, socket: UdpSocket, counters: Ar
                                 &mut outbox,
                             );
                             if !proven.contains(from) {
-                                limit_last_reply(&shared.limiter, batch_ms, from, &mut outbox, &counters);
+                                limit_last_reply(
+                                    &shared.limiter,
+                                    batch_ms,
+                                    from,
+                                    &mut outbox,
+                                    &counters,
+                                );
                             }
                         }
                         GetPath::Owner => {
@@ -163,4 +187,3 @@ fn receive(batch: &mut RecvBatch, socket: &UdpSocket, spin: Duration) -> std::io
     }
     batch.recv(socket)
 }
-

@@ -90,6 +90,8 @@ pub struct RouterStats {
     pub introductions_sent: u64,
     /// Contacts evicted after failing.
     pub evictions: u64,
+    /// Gauge: contacts in the routing table now.
+    pub contacts: u64,
 }
 
 /// A finished lookup.
@@ -191,9 +193,12 @@ impl Router {
         &self.table
     }
 
-    /// The counters.
-    pub fn stats(&self) -> &RouterStats {
-        &self.stats
+    /// The counters, with the `contacts` gauge read now.
+    pub fn stats(&self) -> RouterStats {
+        RouterStats {
+            contacts: self.table.len() as u64,
+            ..self.stats
+        }
     }
 
     /// Lookups in progress.

@@ -213,7 +213,14 @@ impl<W> ShardGroup<W> {
             }
             Input::GetAck { from, dat } => {
                 let s = self.local_index(dat.pubkey(), dat.key());
-                self.shards[s].handle_get_ack(now.mono_ms, now.wall_ms, from, dat, counters, effects);
+                self.shards[s].handle_get_ack(
+                    now.mono_ms,
+                    now.wall_ms,
+                    from,
+                    dat,
+                    counters,
+                    effects,
+                );
             }
             Input::Get { from, get } => {
                 let s = self.local_index(get.pubkey, get.key);
@@ -282,7 +289,8 @@ impl<W> ShardGroup<W> {
             sent += 1;
             let n = self.shards.len();
             let start = self.rng.gen_range(0..n);
-            if let Some(k) = (0..n).find(|k| self.shards[(start + k) % n].challenge_ready(now.wall_ms))
+            if let Some(k) =
+                (0..n).find(|k| self.shards[(start + k) % n].challenge_ready(now.wall_ms))
             {
                 self.shards[(start + k) % n].issue_challenge(now.wall_ms, &view, counters, effects);
             }
