@@ -43,8 +43,9 @@ struct Bucket {
     entries: Vec<Entry>,
     /// Newcomers waiting for a place, most recent last. At most `replacement_cache_size`.
     replacements: VecDeque<Entry>,
-    /// Last time a lookup went through this bucket's range or a contact was added to it.
-    refreshed_ms: u64,
+    /// Last time a lookup went into this bucket's range; `None` until the first one, so a
+    /// joining node refreshes every bucket up to its neighbourhood once (Kademlia §2.3, join).
+    refreshed_ms: Option<u64>,
 }
 
 /// What [`RoutingTable::heard`] did.
@@ -221,7 +222,6 @@ impl RoutingTable {
         let bucket = &mut self.buckets[b];
         if bucket.entries.len() < k || contact.pinned {
             bucket.entries.push(entry);
-            bucket.refreshed_ms = now_ms;
             self.index.insert(contact.addr, b);
             self.counts.add(contact.addr.ip());
             return Heard::Added;
@@ -306,7 +306,6 @@ impl RoutingTable {
             entry.failures = 0;
             entry.probe_sent_ms = None;
             self.buckets[b].entries.push(entry);
-            self.buckets[b].refreshed_ms = now_ms;
             self.index.insert(entry.contact.addr, b);
             self.counts.add(entry.contact.addr.ip());
         }
@@ -331,7 +330,7 @@ impl RoutingTable {
     /// A lookup for `target` completed at `now_ms`: its bucket counts as refreshed.
     pub fn refreshed(&mut self, now_ms: u64, target: u64) {
         if let Some(b) = bucket_of(self.own_id, target) {
-            self.buckets[b].refreshed_ms = now_ms;
+            self.buckets[b].refreshed_ms = Some(now_ms);
         }
     }
 
@@ -349,10 +348,13 @@ impl RoutingTable {
         let mut targets = Vec::new();
         for b in 0..=deepest {
             let bucket = &mut self.buckets[b];
-            if now_ms.saturating_sub(bucket.refreshed_ms) < self.config.refresh_after_ms {
+            if bucket
+                .refreshed_ms
+                .is_some_and(|r| now_ms.saturating_sub(r) < self.config.refresh_after_ms)
+            {
                 continue;
             }
-            bucket.refreshed_ms = now_ms;
+            bucket.refreshed_ms = Some(now_ms);
             targets.push(id_in_bucket(self.own_id, b, random()));
         }
         targets
@@ -363,7 +365,10 @@ impl RoutingTable {
         let deepest = self.buckets.iter().rposition(|b| !b.entries.is_empty())?;
         self.buckets[..=(deepest + 1).min(BUCKET_COUNT - 1)]
             .iter()
-            .map(|b| b.refreshed_ms.saturating_add(self.config.refresh_after_ms))
+            .map(|b| {
+                b.refreshed_ms
+                    .map_or(0, |r| r.saturating_add(self.config.refresh_after_ms))
+            })
             .min()
     }
 
@@ -532,12 +537,13 @@ mod tests {
         let mut t = RoutingTable::new(0, cfg(8));
         t.heard(0, contact(0x0100_0000_0000_0000, 1, 0)); // bucket 7
         let r = t.config().refresh_after_ms;
-        assert!(t.stale_buckets(1, || 0).is_empty() || r <= 1);
-        let targets = t.stale_buckets(r, || 42);
-        // Buckets 0..=8 (one past the deepest non-empty), minus bucket 7 refreshed at 0… all
-        // are stale at `r`.
-        assert_eq!(targets.len(), 9);
-        assert!(t.stale_buckets(r + 1, || 42).is_empty());
-        assert_eq!(t.next_refresh_ms(), Some(2 * r));
+        // Never refreshed: buckets 0..=8 (one past the deepest non-empty) are due at once.
+        assert_eq!(t.next_refresh_ms(), Some(0));
+        assert_eq!(t.stale_buckets(1, || 42).len(), 9);
+        assert!(t.stale_buckets(2, || 42).is_empty());
+        t.refreshed(5, 0x0100_0000_0000_0001);
+        let targets = t.stale_buckets(1 + r, || 42);
+        assert_eq!(targets.len(), 8, "all but bucket 7, refreshed at 5");
+        assert_eq!(t.next_refresh_ms(), Some(5 + r));
     }
 }

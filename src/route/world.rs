@@ -612,6 +612,19 @@ impl World {
     fn judge(&mut self, get: usize) {
         let g = &self.gets[get];
         let fresh = g.newest >= g.want_time;
+        if !fresh && std::env::var_os("ROUTE_WORLD_DEBUG").is_some() {
+            let target = self.targets[g.record];
+            let holders: Vec<(u32, u64)> = self
+                .nodes
+                .iter()
+                .filter(|n| n.alive && !n.sybil)
+                .filter_map(|n| n.records.get(&g.record).map(|h| ((distance(n.id, target)).leading_zeros(), h.time)))
+                .collect();
+            eprintln!(
+                "stale get at {}: record {} want {} newest {} answers {} holders (shared bits, time) {:?}",
+                self.now_ms, g.record, g.want_time, g.newest, g.answers, holders
+            );
+        }
         if g.final_check {
             self.report.final_checked += 1;
             self.report.final_fresh += u64::from(fresh);
