@@ -179,14 +179,13 @@ impl Lookup {
             },
         );
         // Forget the farthest contact we are not waiting for.
-        if self.candidates.len() > self.config.max_candidates {
-            if let Some(i) = self
+        if self.candidates.len() > self.config.max_candidates
+            && let Some(i) = self
                 .candidates
                 .iter()
                 .rposition(|c| !matches!(c.state, State::InFlight { .. }))
-            {
-                self.candidates.remove(i);
-            }
+        {
+            self.candidates.remove(i);
         }
     }
 
@@ -217,12 +216,12 @@ impl Lookup {
         let mut out = LookupPoll::default();
         let timeout_ms = self.config.request_timeout_ms;
         for c in &mut self.candidates {
-            if let State::InFlight { sent_ms } = c.state {
-                if now_ms.saturating_sub(sent_ms) >= timeout_ms {
-                    c.state = State::Failed;
-                    self.failures += 1;
-                    out.timed_out.push(c.contact.addr);
-                }
+            if let State::InFlight { sent_ms } = c.state
+                && now_ms.saturating_sub(sent_ms) >= timeout_ms
+            {
+                c.state = State::Failed;
+                self.failures += 1;
+                out.timed_out.push(c.contact.addr);
             }
         }
         let alpha = self.alpha_per_path();
@@ -411,11 +410,11 @@ mod tests {
                 tables.push(t);
             }
             // Everyone also knows its closest neighbours (as a refreshed table would).
-            for i in 0..n {
+            for (i, table) in tables.iter_mut().enumerate() {
                 let mut all: Vec<usize> = (0..n).filter(|&j| j != i).collect();
                 all.sort_by_key(|&j| distance(id_of(i), id_of(j)));
                 for &j in all.iter().take(k) {
-                    tables[i].heard(0, contact(j));
+                    table.heard(0, contact(j));
                 }
             }
             let by_addr = (0..n).map(|i| (addr_of(i), i)).collect();

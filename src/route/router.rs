@@ -41,21 +41,12 @@ pub const MAX_PENDING_REQUESTS: usize = MAX_LOOKUPS * 4 + 64;
 pub type LookupId = u64;
 
 /// Router settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RouterConfig {
     /// Routing table settings.
     pub table: RouteConfig,
     /// Lookup settings (`k` is taken from `table.bucket_size`).
     pub lookup: LookupConfig,
-}
-
-impl Default for RouterConfig {
-    fn default() -> Self {
-        RouterConfig {
-            table: RouteConfig::default(),
-            lookup: LookupConfig::default(),
-        }
-    }
 }
 
 /// Counters.
@@ -366,14 +357,14 @@ impl Router {
 
     /// Tells the table we heard from `contact`, probing a stale LRS if it asks.
     fn heard(&mut self, now: u64, contact: Contact, fx: &mut RouterEffects) {
-        if let Heard::ProbeLrs(lrs) = self.table.heard(now, contact) {
-            if let Some(c) = self.table.get(lrs) {
-                self.stats.probes_sent += 1;
-                let own = self.table.own_id();
-                if !self.send_request(now, c, Purpose::Probe, own, fx) {
-                    // No room to probe now: the LRS stays (keep long-lived contacts).
-                    self.table.heard(now, c);
-                }
+        if let Heard::ProbeLrs(lrs) = self.table.heard(now, contact)
+            && let Some(c) = self.table.get(lrs)
+        {
+            self.stats.probes_sent += 1;
+            let own = self.table.own_id();
+            if !self.send_request(now, c, Purpose::Probe, own, fx) {
+                // No room to probe now: the LRS stays (keep long-lived contacts).
+                self.table.heard(now, c);
             }
         }
     }

@@ -188,9 +188,9 @@ impl RoutingTable {
             };
             let mut entry = bucket.entries[pos];
             if entry.contact.id != contact.id {
-                // Same address, another ID: a verified ID (from a pinned key) wins over a claimed
-                // one; otherwise the old one stays.
-                if !contact.verified || entry.contact.verified && !contact.verified {
+                // Same address, another ID: only a verified ID (from a pinned key) replaces it; a
+                // claimed one never does.
+                if !contact.verified {
                     return Heard::Refused;
                 }
                 bucket.entries.remove(pos);
@@ -207,10 +207,10 @@ impl RoutingTable {
             bucket.entries.push(entry);
             return Heard::Updated;
         }
-        if let Err(hit) = self.counts.check(contact.addr.ip()) {
-            if !contact.pinned {
-                return Heard::Limited(hit);
-            }
+        if let Err(hit) = self.counts.check(contact.addr.ip())
+            && !contact.pinned
+        {
+            return Heard::Limited(hit);
         }
         let entry = Entry {
             contact,
@@ -254,7 +254,7 @@ impl RoutingTable {
     /// A request to `addr` went unanswered. After `max_failures` in a row the contact is evicted
     /// (unless pinned) and the freshest replacement that fits the IP limits takes its place.
     /// Returns whether it was evicted.
-    pub fn failed(&mut self, now_ms: u64, addr: SocketAddr) -> bool {
+    pub fn failed(&mut self, _now_ms: u64, addr: SocketAddr) -> bool {
         let Some(&b) = self.index.get(&addr) else {
             // Maybe a replacement: forget it.
             for bucket in &mut self.buckets {
@@ -276,23 +276,23 @@ impl RoutingTable {
         bucket.entries.remove(pos);
         self.index.remove(&addr);
         self.counts.remove(addr.ip());
-        self.promote(now_ms, b);
+        self.promote(b);
         true
     }
 
     /// Removes `addr` at once (e.g. it turned out to be ourselves or misbehaved).
-    pub fn remove(&mut self, now_ms: u64, addr: SocketAddr) -> bool {
+    pub fn remove(&mut self, _now_ms: u64, addr: SocketAddr) -> bool {
         let Some(b) = self.index.remove(&addr) else {
             return false;
         };
         self.buckets[b].entries.retain(|e| e.contact.addr != addr);
         self.counts.remove(addr.ip());
-        self.promote(now_ms, b);
+        self.promote(b);
         true
     }
 
     /// Fills a free place in bucket `b` from its replacement cache (freshest first).
-    fn promote(&mut self, now_ms: u64, b: usize) {
+    fn promote(&mut self, b: usize) {
         let k = self.config.bucket_size;
         while self.buckets[b].entries.len() < k {
             let Some(mut entry) = self.buckets[b].replacements.pop_back() else {

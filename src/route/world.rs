@@ -618,7 +618,11 @@ impl World {
                 .nodes
                 .iter()
                 .filter(|n| n.alive && !n.sybil)
-                .filter_map(|n| n.records.get(&g.record).map(|h| ((distance(n.id, target)).leading_zeros(), h.time)))
+                .filter_map(|n| {
+                    n.records
+                        .get(&g.record)
+                        .map(|h| ((distance(n.id, target)).leading_zeros(), h.time))
+                })
                 .collect();
             eprintln!(
                 "stale get at {}: record {} want {} newest {} answers {} holders (shared bits, time) {:?}",

@@ -341,6 +341,9 @@ impl NodesRepr {
 }
 
 /// A routing-extension message.
+// Deliberately unboxed, like `peer::Outgoing`: a NODES is ~1 KiB inline, and boxing it would
+// cost an allocation per answer to save stack space in short-lived values.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteMessage {
     /// "Which nodes do you know closest to this ID?"
