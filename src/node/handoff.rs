@@ -65,10 +65,7 @@ pub(super) enum PeerMsg {
         bytes: [u8; PONG_MAX_LEN],
     },
     /// A storage challenge scored by a shard owner.
-    Challenge {
-        addr: SocketAddr,
-        success: bool,
-    },
+    Challenge { addr: SocketAddr, success: bool },
     /// The node is shutting down.
     Shutdown,
 }
@@ -102,8 +99,12 @@ pub(super) fn limit_last_reply(
     }
 }
 
-
-pub(super) fn send_outbox(socket: &UdpSocket, outbox: &Outbox, batch: &mut SendBatch, counters: &Counters) {
+pub(super) fn send_outbox(
+    socket: &UdpSocket,
+    outbox: &Outbox,
+    batch: &mut SendBatch,
+    counters: &Counters,
+) {
     for (to, bytes) in outbox.iter() {
         if !batch.push(to, bytes) {
             flush(socket, batch, counters);
@@ -121,7 +122,6 @@ fn flush(socket: &UdpSocket, batch: &mut SendBatch, counters: &Counters) {
     }
 }
 
-
 /// Sends without blocking; a full channel counts a drop in `full`.
 pub(super) fn try_send<T>(tx: &Sender<T>, msg: T, full: &AtomicU64) {
     match tx.try_send(msg) {
@@ -130,4 +130,3 @@ pub(super) fn try_send<T>(tx: &Sender<T>, msg: T, full: &AtomicU64) {
         Err(TrySendError::Disconnected(_)) => {}
     }
 }
-

@@ -19,11 +19,11 @@ use crate::stats::{Counters, inc};
 use crate::time::unix_now_ms;
 use crate::wire::GetRepr;
 
+use super::PutError;
 use super::Shared;
 use super::handoff::{
     OwnerMsg, PeerMsg, PutReply, PutResult, limit_last_reply, send_outbox, try_send,
 };
-use super::PutError;
 
 /// Messages an owner drains per wake-up, so PUTs can be verified as a batch.
 const OWNER_BATCH: usize = 64;

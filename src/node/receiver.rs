@@ -103,7 +103,13 @@ pub(super) fn receiver_loop(shared: Arc<Shared>, socket: UdpSocket, counters: Ar
                                 &mut outbox,
                             );
                             if !proven.contains(from) {
-                                limit_last_reply(&shared.limiter, batch_ms, from, &mut outbox, &counters);
+                                limit_last_reply(
+                                    &shared.limiter,
+                                    batch_ms,
+                                    from,
+                                    &mut outbox,
+                                    &counters,
+                                );
                             }
                         }
                         GetPath::Owner => {
@@ -163,4 +169,3 @@ fn receive(batch: &mut RecvBatch, socket: &UdpSocket, spin: Duration) -> std::io
     }
     batch.recv(socket)
 }
-
