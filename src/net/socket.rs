@@ -575,4 +575,3 @@ mod tests {
         verify_exclusive(local, false, &[ours, foreign]).unwrap();
     }
 }
-
