@@ -541,3 +541,136 @@ impl Router {
         [lookups, probes, refresh].into_iter().flatten().min()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(i: u8) -> SocketAddr {
+        SocketAddr::from(([10, 1, i, 1], 4000))
+    }
+
+    /// A router whose table holds 20 verified contacts spread over the ID space.
+    fn filled() -> Router {
+        let mut r = Router::new(1, RouterConfig::default(), 7);
+        for i in 0..20u8 {
+            let id = (u64::from(i) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            r.add_verified(0, id, addr(i), false);
+        }
+        assert!(r.table().len() >= 8);
+        r
+    }
+
+    fn find_node(want: u8, padded_len: usize) -> RouteMessage {
+        RouteMessage::FindNode(FindNodeRepr {
+            nonce: [3; 8],
+            target: 0xdead_beef,
+            sender: 0,
+            want,
+            padded_len,
+        })
+    }
+
+    fn answer_len(fx: &RouterEffects) -> (usize, usize) {
+        match fx.sends.as_slice() {
+            [(_, msg @ RouteMessage::Nodes(n))] => (msg.buffer_len(), n.entries().len()),
+            other => panic!("one NODES expected, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn answers_to_unproven_requesters_are_never_longer_than_their_request() {
+        let mut r = filled();
+        let stranger = SocketAddr::from(([192, 0, 2, 9], 5000));
+        for (want, padded) in [(8u8, 26usize), (8, 100), (8, 218), (20, 218), (8, 1424)] {
+            let req = find_node(want, padded);
+            let fx = r.handle(0, stranger, false, req.buffer_len(), &req);
+            let (len, entries) = answer_len(&fx);
+            assert!(
+                len <= req.buffer_len(),
+                "want {want}, request {padded}: {len} bytes"
+            );
+            assert!(entries <= usize::from(want).min(8));
+        }
+        // Padded to `find_node_len_for(8)`, an unproven requester gets all 8.
+        let req = find_node(8, find_node_len_for(8));
+        let (_, entries) = answer_len(&r.handle(0, stranger, false, req.buffer_len(), &req));
+        assert_eq!(entries, 8);
+        // A proven requester gets 8 without padding.
+        let req = find_node(8, 26);
+        let (len, entries) = answer_len(&r.handle(0, stranger, true, req.buffer_len(), &req));
+        assert_eq!(entries, 8);
+        assert!(len > req.buffer_len());
+        assert!(r.stats().nodes_truncated_unproven > 0);
+    }
+
+    #[test]
+    fn our_requests_are_padded_and_only_their_answers_are_accepted() {
+        let mut r = filled();
+        let (id, fx) = r.start_lookup(0, 0x1234);
+        assert!(id.is_some());
+        assert_eq!(fx.sends.len(), 3, "alpha requests");
+        let (to, req) = fx.sends[0];
+        let RouteMessage::FindNode(f) = req else {
+            panic!("a FIND_NODE");
+        };
+        assert_eq!(f.buffer_len(), find_node_len_for(8));
+        assert_eq!(f.sender, 1);
+        // The right nonce from the wrong address, and a wrong nonce, change nothing.
+        let mut nodes = NodesRepr::new(f.nonce);
+        nodes.push(42, addr_to_wire(SocketAddr::from(([10, 9, 9, 9], 4000))));
+        let wrong = SocketAddr::from(([10, 9, 9, 8], 4000));
+        r.handle(1, wrong, false, 36, &RouteMessage::Nodes(nodes));
+        r.handle(
+            1,
+            to,
+            false,
+            10,
+            &RouteMessage::Nodes(NodesRepr::new([0; 8])),
+        );
+        assert_eq!(r.stats().nodes_unsolicited, 2);
+        assert_eq!(r.stats().nodes_accepted, 0);
+        r.handle(1, to, false, 36, &RouteMessage::Nodes(nodes));
+        assert_eq!(r.stats().nodes_accepted, 1);
+        // A late duplicate is unsolicited.
+        r.handle(2, to, false, 36, &RouteMessage::Nodes(nodes));
+        assert_eq!(r.stats().nodes_unsolicited, 3);
+    }
+
+    #[test]
+    fn a_requester_enters_the_table_only_after_answering_a_probe() {
+        let mut r = Router::new(1, RouterConfig::default(), 7);
+        let requester = SocketAddr::from(([10, 5, 5, 5], 4000));
+        let req = RouteMessage::FindNode(FindNodeRepr {
+            nonce: [1; 8],
+            target: 99,
+            sender: 0x8000_0000_0000_0000,
+            want: 0,
+            padded_len: 26,
+        });
+        let fx = r.handle(0, requester, false, 26, &req);
+        assert!(!r.table().contains(requester));
+        let probe = fx
+            .sends
+            .iter()
+            .find_map(|(to, m)| match m {
+                RouteMessage::FindNode(f) if *to == requester => Some(*f),
+                _ => None,
+            })
+            .expect("a probe to the requester");
+        assert_eq!(probe.want, 0);
+        r.handle(
+            5,
+            requester,
+            false,
+            10,
+            &RouteMessage::Nodes(NodesRepr::new(probe.nonce)),
+        );
+        assert!(r.table().contains(requester));
+        // A spoofed requester never answers: its probe times out and it never enters.
+        let spoofed = SocketAddr::from(([10, 6, 6, 6], 4000));
+        r.handle(10, spoofed, false, 26, &req);
+        r.tick(10 + RouteConfig::default().probe_timeout_ms);
+        assert!(!r.table().contains(spoofed));
+    }
+}

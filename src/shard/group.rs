@@ -469,6 +469,7 @@ mod tests {
                         edge: false,
                         reliability: crate::peer::UNPROVEN_RELIABILITY,
                         trust: Trust::default(),
+                        features: crate::wire::Features::NONE,
                     }
                 })
                 .collect(),
