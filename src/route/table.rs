@@ -65,7 +65,14 @@ pub enum Heard {
     Refused,
     /// Refused by the per-IP or per-prefix limit.
     Limited(LimitHit),
+    /// Refused: its bucket already holds `MAX_PER_ID_CLUSTER` IDs of its cluster.
+    Clustered,
 }
+
+/// Bits past a bucket's prefix that define an ID cluster (see `RoutingTable::cluster_full`).
+pub const ID_CLUSTER_BITS: usize = 6;
+/// Contacts of one ID cluster a bucket may hold.
+pub const MAX_PER_ID_CLUSTER: usize = 2;
 
 /// The routing table. See the module docs.
 #[derive(Debug, Clone)]
@@ -144,6 +151,21 @@ impl RoutingTable {
             .map(|e| e.contact)
     }
 
+    /// Whether bucket `b` already holds `MAX_PER_ID_CLUSTER` contacts whose IDs share
+    /// `ID_CLUSTER_BITS` more bits with `id` than the bucket's own prefix: honest IDs are
+    /// uniform, so two of eight share those bits with probability about 1/64 × 28 pairs; a
+    /// key-grinding attacker's IDs cluster around its target and would otherwise fill whole
+    /// buckets (and then answer every lookup that starts there with its own nodes).
+    fn cluster_full(&self, b: usize, id: u64) -> bool {
+        let depth = (b + 1 + ID_CLUSTER_BITS) as u32;
+        self.buckets[b]
+            .entries
+            .iter()
+            .filter(|e| distance(e.contact.id, id).leading_zeros() >= depth)
+            .count()
+            >= MAX_PER_ID_CLUSTER
+    }
+
     /// Whether a new contact with `id` at `addr` would get a place now (its bucket has room and
     /// the IP limits allow it): worth proving its address.
     pub fn has_room(&self, id: u64, addr: SocketAddr) -> bool {
@@ -154,6 +176,7 @@ impl RoutingTable {
             && !self.index.contains_key(&addr)
             && self.buckets[b].entries.len() < self.config.bucket_size
             && self.counts.check(addr.ip()).is_ok()
+            && !self.cluster_full(b, id)
     }
 
     /// Contacts per bucket, for reports.
@@ -211,6 +234,9 @@ impl RoutingTable {
             && !contact.pinned
         {
             return Heard::Limited(hit);
+        }
+        if !contact.pinned && self.cluster_full(b, contact.id) {
+            return Heard::Clustered;
         }
         let entry = Entry {
             contact,
@@ -300,6 +326,7 @@ impl RoutingTable {
             };
             if self.index.contains_key(&entry.contact.addr)
                 || self.counts.check(entry.contact.addr.ip()).is_err()
+                || self.cluster_full(b, entry.contact.id)
             {
                 continue;
             }
@@ -443,9 +470,10 @@ mod tests {
         let own = 0;
         let mut t = RoutingTable::new(own, cfg(2));
         // Bucket 0: IDs with the top bit set.
+        // Spread inside the bucket (different ID clusters).
         let a = contact(0x8000_0000_0000_0001, 1, 0);
-        let b = contact(0x8000_0000_0000_0002, 2, 1);
-        let c = contact(0x8000_0000_0000_0003, 3, 2);
+        let b = contact(0xC000_0000_0000_0002, 2, 1);
+        let c = contact(0xE000_0000_0000_0003, 3, 2);
         assert_eq!(t.heard(0, a), Heard::Added);
         assert_eq!(t.heard(0, b), Heard::Added);
         // Full, and `a` was seen just now: no probe, `c` waits.
@@ -512,6 +540,23 @@ mod tests {
         let all: Vec<Contact> = t.contacts().collect();
         let best = all.iter().map(|c| distance(c.id, target)).min().unwrap();
         assert_eq!(distance(got[0].id, target), best);
+    }
+
+    #[test]
+    fn a_cluster_of_ground_ids_gets_two_places_per_bucket() {
+        let mut t = RoutingTable::new(0, cfg(8));
+        let target = 0x8765_4321_0000_0000u64;
+        let mut added = 0;
+        for s in 0..8u64 {
+            let c = contact(target | (s + 1), s as u8 + 1, s as u8);
+            if t.heard(0, c) == Heard::Added {
+                added += 1;
+            }
+        }
+        assert_eq!(added, MAX_PER_ID_CLUSTER);
+        // Uniform IDs in the same bucket are unaffected.
+        let spread = contact(0xF000_0000_0000_0001, 50, 50);
+        assert_eq!(t.heard(0, spread), Heard::Added);
     }
 
     #[test]

@@ -328,8 +328,9 @@ impl World {
             world.spawn(at, false);
         }
         for s in 0..world.options.sybils {
-            // Ground next to a record target: shares its top 40 bits.
-            let target = world.targets[s % world.targets.len().max(1)];
+            // Ground next to a record target, eight sybils per target (a whole bucket of k = 8):
+            // each shares the target's top 40 bits, closer than any honest node.
+            let target = world.targets[(s / 8) % world.targets.len().max(1)];
             let id = (target & !0xFF_FFFF) | world.rng.gen_range(0..0xFF_FFFF);
             let slot = world.spawn_with_id(1_000, true, id);
             let _ = slot;
@@ -493,6 +494,21 @@ impl World {
                 }
             }
             Job::Get { get } => {
+                if std::env::var_os("ROUTE_WORLD_DEBUG").is_some() {
+                    let t = self.targets[self.gets[get].record];
+                    let found: Vec<(u32, bool)> = done
+                        .closest
+                        .iter()
+                        .map(|c| {
+                            let sybil = slot_of(c.addr).is_some_and(|s| self.nodes[s].sybil);
+                            (distance(c.id, t).leading_zeros(), sybil)
+                        })
+                        .collect();
+                    eprintln!(
+                        "get lookup {} found {:?} in {} requests",
+                        get, found, done.requests
+                    );
+                }
                 self.report.hops.push(done.hops);
                 self.report.lookup_requests += done.requests as u64;
                 let record = self.gets[get].record;
@@ -609,6 +625,32 @@ impl World {
         self.send_route(sybil, addr_of(to), RouteMessage::Nodes(answer));
     }
 
+    /// A sybil makes itself known: FIND_NODEs (claiming its ground ID) to the edges and to
+    /// random honest nodes, whose address probes it answers, so it enters their tables. Repeated
+    /// every 30 s, as an attacker would keep pushing.
+    fn sybil_join(&mut self, sybil: usize) {
+        let id = self.nodes[sybil].id;
+        let honest = self.options.nodes.min(self.nodes.len());
+        for i in 0..20usize {
+            let to = if i < 3 {
+                i
+            } else {
+                self.rng.gen_range(0..honest)
+            };
+            let req = crate::wire::route::FindNodeRepr {
+                nonce: self.rng.r#gen(),
+                target: id,
+                sender: id,
+                want: 8,
+                padded_len: crate::wire::route::find_node_len_for(8),
+            };
+            self.send_route(sybil, addr_of(to), RouteMessage::FindNode(req));
+        }
+        let next = self.now_ms + 30_000;
+        self.nodes[sybil].tick_at = Some(next);
+        self.schedule(next, Event::Tick { node: sybil });
+    }
+
     fn judge(&mut self, get: usize) {
         let g = &self.gets[get];
         let fresh = g.newest >= g.want_time;
@@ -684,6 +726,7 @@ impl World {
             self.start_lookup(node, own, Job::Join);
         }
         if self.nodes[node].sybil {
+            self.sybil_join(node);
             return;
         }
         let before = self.nodes[node].router.stats().lookups_started;
