@@ -129,6 +129,20 @@ impl Lookup {
         lookup
     }
 
+    /// A lookup whose path `i` starts from `per_path[i]` (extra lists are ignored; paths without
+    /// a list start empty). S/Kademlia's seeding with a twist: a caller that deals the routing
+    /// table's closest contacts to path 0 and contacts from *other* buckets to the other paths
+    /// keeps one attacker who filled the target's bucket from owning every seed.
+    pub fn with_path_seeds(target: u64, config: LookupConfig, per_path: &[Vec<Contact>]) -> Lookup {
+        let mut lookup = Lookup::new(target, config, &[]);
+        for (path, seeds) in per_path.iter().enumerate().take(lookup.config.paths) {
+            for &c in seeds {
+                lookup.add(c, path, 1);
+            }
+        }
+        lookup
+    }
+
     /// The target ID.
     pub fn target(&self) -> u64 {
         self.target

@@ -244,19 +244,29 @@ impl Router {
             self.stats.lookups_refused += 1;
             return None;
         }
-        let seeds = self
-            .table
-            .closest(target, self.config.lookup.k.max(self.config.lookup.alpha));
+        let k = self.config.lookup.k.max(self.config.lookup.alpha);
+        let closest = self.table.closest(target, k);
+        let paths = self
+            .config
+            .lookup
+            .paths
+            .clamp(1, crate::route::lookup::MAX_PATHS);
+        let lookup = if paths == 1 {
+            Lookup::new(target, self.config.lookup, &closest)
+        } else {
+            // Path 0 starts from the closest contacts, the others from one contact per bucket.
+            let diverse = self.table.diverse(target, k, &closest);
+            let mut per_path: Vec<Vec<Contact>> = vec![closest; 1];
+            per_path.resize(paths, Vec::new());
+            for (i, c) in diverse.into_iter().enumerate() {
+                per_path[1 + i % (paths - 1)].push(c);
+            }
+            Lookup::with_path_seeds(target, self.config.lookup, &per_path)
+        };
         let id = self.next_lookup_id;
         self.next_lookup_id += 1;
         self.stats.lookups_started += 1;
-        self.lookups.insert(
-            id,
-            Running {
-                lookup: Lookup::new(target, self.config.lookup, &seeds),
-                internal,
-            },
-        );
+        self.lookups.insert(id, Running { lookup, internal });
         self.advance(now, id, fx);
         Some(id)
     }

@@ -354,6 +354,26 @@ impl RoutingTable {
         out
     }
 
+    /// Up to `n` contacts not among `exclude`, one per bucket (the one closest to `target`),
+    /// closest to `target` first: seeds drawn from every part of the table, for lookup paths
+    /// that must not all start in the bucket an attacker may have filled.
+    pub fn diverse(&self, target: u64, n: usize, exclude: &[Contact]) -> Vec<Contact> {
+        let mut out: Vec<Contact> = self
+            .buckets
+            .iter()
+            .filter_map(|b| {
+                b.entries
+                    .iter()
+                    .map(|e| e.contact)
+                    .filter(|c| !exclude.iter().any(|x| x.addr == c.addr))
+                    .min_by_key(|c| (distance(c.id, target), c.addr))
+            })
+            .collect();
+        out.sort_by_key(|c| (distance(c.id, target), c.addr));
+        out.truncate(n);
+        out
+    }
+
     /// A lookup for `target` completed at `now_ms`: its bucket counts as refreshed.
     pub fn refreshed(&mut self, now_ms: u64, target: u64) {
         if let Some(b) = bucket_of(self.own_id, target) {
