@@ -17,6 +17,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("pow", 2),
     ("peer", 3),
     ("stats", 4),
+    ("route", 4),
     ("shard", 5),
     ("backup", 6),
     ("config", 7),
