@@ -35,6 +35,7 @@ pub mod config;
 pub mod demo;
 pub mod keys;
 pub mod limits;
+#[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod net;
 pub mod node;
@@ -43,6 +44,7 @@ pub mod peer;
 pub mod permits;
 pub mod pow;
 pub mod shard;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod stats;
 pub mod time;
