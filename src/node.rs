@@ -319,7 +319,7 @@ impl Node {
             keypair.clone(),
             rand::random(),
         )
-        .map_err(|e| StartError::Config(ConfigError(format!("peer table: {e:?}"))))?;
+        .map_err(|e| StartError::Config(ConfigError(e.to_string())))?;
         let snapshot: SharedSnapshot = Arc::new(RwLock::new(peer_table.snapshot()));
         let mut own = Vec::new();
         if !local_addr.ip().is_unspecified() {

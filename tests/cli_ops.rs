@@ -435,3 +435,30 @@ fn the_sample_node_toml_starts_a_node() {
     assert!(status.success(), "{status:?}\n{}", node.log());
     assert!(log.exists());
 }
+
+#[test]
+fn an_unusable_edge_is_refused_in_words() {
+    let out = dave(
+        &[
+            "node",
+            "--listen",
+            "127.0.0.156:0",
+            "--edge",
+            "0.0.0.0:0",
+            "--receivers",
+            "1",
+            "--owners",
+            "4",
+            "--no-pin",
+        ],
+        CLIENT_LIMIT,
+    );
+    assert_eq!(out.code(), 3, "{out:?}");
+    out.assert_one_dave_line();
+    assert!(
+        out.stderr
+            .contains("edge 0.0.0.0:0 is not a usable peer address"),
+        "{out:?}"
+    );
+    assert!(!out.stderr.contains("BadEdge"), "{out:?}");
+}

@@ -389,6 +389,12 @@ impl<W> Shard<W> {
                         .remember(now_ms, to, &backup_copy, &mut self.rng);
                 }
                 effects.backup.push(BackupOp::Put(backup_copy));
+                if !inserted.evicted.is_empty() {
+                    log::debug!(
+                        "shard full: {} lower-priority records evicted for a new one",
+                        inserted.evicted.len()
+                    );
+                }
                 for evicted in inserted.evicted {
                     inc(&counters.records_evicted);
                     effects.backup.push(delete_op(&evicted));
@@ -583,7 +589,7 @@ impl<W> Shard<W> {
                 &mut self.rng,
             );
             if let Some(outcome) = outcome {
-                count_verdict(outcome.verdict, counters);
+                count_verdict(&outcome, counters);
                 effects.challenge_outcomes.push(outcome);
             }
         }
@@ -635,7 +641,7 @@ impl<W> Shard<W> {
         self.challenges
             .expire(wall_ms, &mut effects.challenge_outcomes);
         for outcome in &effects.challenge_outcomes[before..] {
-            count_verdict(outcome.verdict, counters);
+            count_verdict(outcome, counters);
         }
     }
 
@@ -848,8 +854,21 @@ fn delete_op(dat: &Record) -> BackupOp {
     }
 }
 
-fn count_verdict(verdict: Verdict, counters: &Counters) {
-    inc(match verdict {
+fn count_verdict(outcome: &ChallengeOutcome, counters: &Counters) {
+    if outcome.verdict != Verdict::Success {
+        log::debug!(
+            "storage challenge to {} failed: {}",
+            outcome.peer,
+            match outcome.verdict {
+                Verdict::NotFound => "answered not found",
+                Verdict::Invalid => "answered an invalid record",
+                Verdict::Stale => "answered an older version",
+                Verdict::TimedOut => "no answer in time",
+                Verdict::Success => "passed",
+            }
+        );
+    }
+    inc(match outcome.verdict {
         Verdict::Success => &counters.challenges_succeeded,
         Verdict::NotFound => &counters.challenges_failed_not_found,
         Verdict::Invalid => &counters.challenges_failed_invalid,

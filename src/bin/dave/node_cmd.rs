@@ -116,7 +116,8 @@ fn watch(node: &Node, stop: &AtomicBool, summary_every: Duration) {
     }
 }
 
-/// One line: peers, records, rates since the last summary, drops so far.
+/// One line in three parts: the state now (peers, records), rates over the last interval, and
+/// totals since the start (drops).
 pub fn summary(before: &Stats, now: &Stats, over: Duration) -> String {
     let secs = over.as_secs_f64().max(0.001);
     let puts = (now.puts_received + now.local_puts)
@@ -127,12 +128,13 @@ pub fn summary(before: &Stats, now: &Stats, over: Duration) -> String {
     let invalid: u64 =
         now.put_invalid.iter().sum::<u64>() + now.get_ack_invalid.iter().sum::<u64>();
     format!(
-        "peers {} active / {} known, records {} ({}), puts {:.1}/s, gets {:.1}/s, \
-         drops {} (queue full {full}, malformed {malformed}, invalid {invalid})",
+        "peers {} active / {} known, records {} ({}); last {:.0} s: puts {:.1}/s, gets {:.1}/s; \
+         since start: drops {} (queue full {full}, malformed {malformed}, invalid {invalid})",
         now.peers_active,
         now.peers_known,
         now.records,
         HumanBytes(now.record_bytes),
+        secs,
         puts as f64 / secs,
         gets as f64 / secs,
         full + malformed + invalid,
