@@ -398,7 +398,40 @@ fn put_below_the_networks_work_warns_first_and_exits_non_zero() {
         "{out:?}"
     );
     assert!(lines[1].contains("most likely refused"), "{out:?}");
-    assert!(out.stdout.contains("stored on 0 of 1 peers asked"), "{out:?}");
+    assert!(out.stdout.contains("stored on 0 of 1 peers asked\n"), "{out:?}");
+
+    // A file: every record is asked about (two confirmation windows), the keys listed at the end.
+    let jsonl = dir.path().join("cheap.jsonl");
+    let lines: String = (0..6)
+        .map(|i| format!("{{\"key\": \"k{i}\", \"value\": \"v\"}}\n"))
+        .collect();
+    std::fs::write(&jsonl, lines).unwrap();
+    let out = dave(
+        &[
+            "put",
+            "--edge",
+            &node.edge(),
+            "--key",
+            path_str(&key_file),
+            "--work",
+            "10",
+            "--file",
+            path_str(&jsonl),
+        ],
+        CLIENT_LIMIT,
+    );
+    assert_eq!(out.code(), 4, "{out:?}");
+    assert_eq!(
+        out.stdout.matches("stored on 0 of 1 peers asked\n").count(),
+        6,
+        "{out:?}"
+    );
+    assert!(
+        out.stderr.contains(
+            "6 of 6 records were stored nowhere: \"k0\", \"k1\", \"k2\", \"k3\", \"k4\", \"k5\";"
+        ),
+        "{out:?}"
+    );
 }
 
 #[test]
