@@ -260,7 +260,10 @@ fn binary_records_put_through_the_cli_round_trip_through_export() {
         args.extend(extra);
         let out = dave(&args, CLIENT_LIMIT);
         assert_eq!(out.code(), 0, "{out:?}");
-        assert!(out.stdout.contains("stored on 1 of 1 peers asked"), "{out:?}");
+        assert!(
+            out.stdout.contains("stored on 1 of 1 peers asked"),
+            "{out:?}"
+        );
         out
     };
     put(&["--hex", "00ff10", "c3289f00"]);
@@ -304,7 +307,11 @@ fn binary_records_put_through_the_cli_round_trip_through_export() {
     let again = dir.path().join("again.jsonl");
     std::fs::write(&again, &out.stdout).unwrap();
     let reput = put(&["--file", path_str(&again)]);
-    assert_eq!(reput.stdout.matches("stored on 1 of 1").count(), 4, "{reput:?}");
+    assert_eq!(
+        reput.stdout.matches("stored on 1 of 1").count(),
+        4,
+        "{reput:?}"
+    );
 
     let inspect = dave(&["inspect", "--backup", path_str(&log)], CLIENT_LIMIT);
     assert_eq!(inspect.code(), 0, "{inspect:?}");
@@ -398,7 +405,10 @@ fn put_below_the_networks_work_warns_first_and_exits_non_zero() {
         "{out:?}"
     );
     assert!(lines[1].contains("most likely refused"), "{out:?}");
-    assert!(out.stdout.contains("stored on 0 of 1 peers asked\n"), "{out:?}");
+    assert!(
+        out.stdout.contains("stored on 0 of 1 peers asked\n"),
+        "{out:?}"
+    );
 
     // A file: every record is asked about (two confirmation windows), the keys listed at the end.
     let jsonl = dir.path().join("cheap.jsonl");

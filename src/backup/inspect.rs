@@ -18,6 +18,12 @@ use super::scan::{ScanCounts, Window, scan_entries};
 use crate::shard::route::{Version, compare_versions};
 use crate::wire::Dat;
 
+/// A record as read from the log.
+pub type LogRecord = Dat<Box<[u8]>>;
+
+/// A record's identity: owner public key and key.
+type RecordSlot = ([u8; 32], Box<[u8]>);
+
 /// A stretch of the log that holds no valid entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DamagedRegion {
@@ -62,9 +68,7 @@ pub struct LogSummary {
 ///
 /// Fails only on I/O errors and on a file that is not a dave backup log (its header is checked).
 /// Damaged bytes never make it fail: they are listed in [`LogSummary::damaged`].
-pub fn read_live_records(
-    path: &Path,
-) -> Result<(Vec<Dat<Box<[u8]>>>, LogSummary), BackupError> {
+pub fn read_live_records(path: &Path) -> Result<(Vec<LogRecord>, LogSummary), BackupError> {
     let mut file = File::open(path).map_err(|e| BackupError::io("open", path, e))?;
     let file_bytes = file
         .metadata()
@@ -76,43 +80,51 @@ pub fn read_live_records(
         ..LogSummary::default()
     };
     // (owner, key) -> its live version. The key is at most 255 bytes; one owned copy per record.
-    let mut live: HashMap<([u8; 32], Box<[u8]>), Dat<Box<[u8]>>> = HashMap::new();
+    let mut live: HashMap<RecordSlot, LogRecord> = HashMap::new();
     let mut counts = ScanCounts::default();
     let mut expected_offset = HEADER_LEN as u64;
     let mut window = Window::new(&file, HEADER_LEN as u64);
     let end = {
         let summary = &mut summary;
         let live = &mut live;
-        scan_entries(&mut window, header.seed, &mut counts, |offset, entry, body| {
-            if offset > expected_offset {
-                note_damage(summary, expected_offset, offset - expected_offset, false);
-            }
-            expected_offset = offset + (super::format::ENTRY_HEADER_LEN + body.len()) as u64;
-            match entry {
-                EntryRef::Put(dat) => {
-                    summary.put_entries += 1;
-                    let slot = (*dat.pubkey(), Box::<[u8]>::from(dat.key()));
-                    match live.get(&slot) {
-                        Some(held) if compare_versions(&dat, held) != Version::Newer => {}
-                        _ => {
-                            live.insert(slot, dat.to_boxed());
+        scan_entries(
+            &mut window,
+            header.seed,
+            &mut counts,
+            |offset, entry, body| {
+                if offset > expected_offset {
+                    note_damage(summary, expected_offset, offset - expected_offset, false);
+                }
+                expected_offset = offset + (super::format::ENTRY_HEADER_LEN + body.len()) as u64;
+                match entry {
+                    EntryRef::Put(dat) => {
+                        summary.put_entries += 1;
+                        let slot = (*dat.pubkey(), Box::<[u8]>::from(dat.key()));
+                        match live.get(&slot) {
+                            Some(held) if compare_versions(&dat, held) != Version::Newer => {}
+                            _ => {
+                                live.insert(slot, dat.to_boxed());
+                            }
+                        }
+                    }
+                    EntryRef::Delete {
+                        pubkey,
+                        time_ms,
+                        key,
+                    } => {
+                        summary.delete_entries += 1;
+                        let slot = (*pubkey, Box::<[u8]>::from(key));
+                        if live
+                            .get(&slot)
+                            .is_some_and(|held| held.time_ms() <= time_ms)
+                        {
+                            live.remove(&slot);
                         }
                     }
                 }
-                EntryRef::Delete {
-                    pubkey,
-                    time_ms,
-                    key,
-                } => {
-                    summary.delete_entries += 1;
-                    let slot = (*pubkey, Box::<[u8]>::from(key));
-                    if live.get(&slot).is_some_and(|held| held.time_ms() <= time_ms) {
-                        live.remove(&slot);
-                    }
-                }
-            }
-            Ok(())
-        })
+                Ok(())
+            },
+        )
         .map_err(|e| BackupError::io("read", path, e))?
     };
     if end.valid_end > expected_offset {
@@ -127,7 +139,7 @@ pub fn read_live_records(
     if end.tail_bytes > 0 {
         note_damage(&mut summary, end.valid_end, end.tail_bytes, true);
     }
-    let mut records: Vec<Dat<Box<[u8]>>> = live.into_values().collect();
+    let mut records: Vec<LogRecord> = live.into_values().collect();
     // File order would need offsets kept; (owner, key) order is stable and easy to compare.
     records.sort_by(|a, b| (a.pubkey(), a.key()).cmp(&(b.pubkey(), b.key())));
     summary.live_records = records.len() as u64;
@@ -158,7 +170,13 @@ mod tests {
     use crate::pow::make_dat_single;
 
     fn dat(key: &str, value: &[u8], time_ms: i64) -> Dat<Box<[u8]>> {
-        make_dat_single(&Keypair::from_seed(&[5; 32]), key.as_bytes(), value, time_ms, 1)
+        make_dat_single(
+            &Keypair::from_seed(&[5; 32]),
+            key.as_bytes(),
+            value,
+            time_ms,
+            1,
+        )
     }
 
     #[test]

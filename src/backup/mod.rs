@@ -69,7 +69,9 @@ pub use format::{
 pub use import::{
     ImportOptions, ImportReport, REFERENCE_PREFIX_LEN, REFERENCE_REWRITE_PREFIX, import_reference,
 };
-pub use inspect::{DamagedRegion, LogSummary, MAX_LISTED_DAMAGED_REGIONS, read_live_records};
+pub use inspect::{
+    DamagedRegion, LogRecord, LogSummary, MAX_LISTED_DAMAGED_REGIONS, read_live_records,
+};
 pub use recover::{
     RecoverOptions, RecoveredEntry, RecoveryReport, Tombstone, VerifyOnLoad, recover, temp_path,
 };

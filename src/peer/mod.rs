@@ -176,7 +176,9 @@ impl std::fmt::Display for PeerEvent {
             PeerEvent::Activated { addr } => write!(f, "peer {addr} active"),
             PeerEvent::Deactivated { addr } => write!(f, "peer {addr} no longer active"),
             PeerEvent::Dropped { addr } => write!(f, "peer {addr} forgotten"),
-            PeerEvent::OwnAddrLearned { addr } => write!(f, "own address as seen by an edge: {addr}"),
+            PeerEvent::OwnAddrLearned { addr } => {
+                write!(f, "own address as seen by an edge: {addr}")
+            }
         }
     }
 }

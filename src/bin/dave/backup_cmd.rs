@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Map, Value};
 
 use dave::backup::{
-    BackupConfig, BackupWriter, ImportOptions, LogSummary, SyncPolicy, read_live_records,
+    BackupConfig, BackupWriter, ImportOptions, LogRecord, LogSummary, SyncPolicy, read_live_records,
 };
 
 use crate::args::{ExportArgs, ImportArgs, InspectArgs};
@@ -203,7 +203,7 @@ pub fn inspect(args: &InspectArgs) -> Result<i32, Failure> {
     Ok(EXIT_OK)
 }
 
-fn read(path: &Path) -> Result<(Vec<dave::wire::Dat<Box<[u8]>>>, LogSummary), Failure> {
+fn read(path: &Path) -> Result<(Vec<LogRecord>, LogSummary), Failure> {
     read_live_records(path)
         .map_err(|e| Failure::error(format!("cannot read backup log {}: {e}", path.display())))
 }

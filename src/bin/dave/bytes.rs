@@ -93,7 +93,10 @@ mod tests {
     #[test]
     fn encodings_decode_and_refuse() {
         assert_eq!(Encoding::Hex.decode("00ff", "KEY").unwrap(), vec![0, 255]);
-        assert_eq!(Encoding::Base64.decode("AP8=", "KEY").unwrap(), vec![0, 255]);
+        assert_eq!(
+            Encoding::Base64.decode("AP8=", "KEY").unwrap(),
+            vec![0, 255]
+        );
         assert_eq!(Encoding::Text.decode("ab", "KEY").unwrap(), b"ab".to_vec());
         let err = Encoding::Hex.decode("0g", "KEY").unwrap_err();
         assert!(err.starts_with("KEY is not hexadecimal"), "{err}");
@@ -116,7 +119,11 @@ mod tests {
         both.insert("key".into(), Value::String("a".into()));
         both.insert("key_hex".into(), Value::String("61".into()));
         assert!(take_field(&both, "key").unwrap_err().contains("only one"));
-        assert!(take_field(&Map::new(), "key").unwrap_err().contains("missing"));
+        assert!(
+            take_field(&Map::new(), "key")
+                .unwrap_err()
+                .contains("missing")
+        );
     }
 
     #[test]

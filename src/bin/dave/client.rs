@@ -154,10 +154,9 @@ fn parse_line(line: &str, owner_hex: &str) -> Result<Input, String> {
         return Err("not a JSON object".into());
     };
     for field in object.keys() {
-        let known = ["key", "value"]
-            .iter()
-            .any(|name| [*name, &format!("{name}_hex"), &format!("{name}_b64")].contains(&field.as_str()))
-            || INFORMATIONAL_FIELDS.contains(&field.as_str());
+        let known = ["key", "value"].iter().any(|name| {
+            [*name, &format!("{name}_hex"), &format!("{name}_b64")].contains(&field.as_str())
+        }) || INFORMATIONAL_FIELDS.contains(&field.as_str());
         if !known {
             return Err(format!("unknown field \"{field}\""));
         }
@@ -241,8 +240,10 @@ const MAX_SILENT_WINDOWS: usize = 2;
 /// and counts who holds it.
 fn confirm(bind_ip: IpAddr, asks: &[(&Record, Vec<SocketAddr>)]) -> Vec<Confirmation> {
     // answers[r][p]: None: no answer yet; Some(true): holds it; Some(false): does not.
-    let mut answers: Vec<Vec<Option<bool>>> =
-        asks.iter().map(|(_, peers)| vec![None; peers.len()]).collect();
+    let mut answers: Vec<Vec<Option<bool>>> = asks
+        .iter()
+        .map(|(_, peers)| vec![None; peers.len()])
+        .collect();
     let outcomes = |answers: &[Vec<Option<bool>>]| -> Vec<Confirmation> {
         answers
             .iter()
@@ -291,7 +292,11 @@ fn confirm(bind_ip: IpAddr, asks: &[(&Record, Vec<SocketAddr>)]) -> Vec<Confirma
             send_to_silent(&answers);
             resent = true;
         }
-        let next = if resent { CONFIRM_WAIT } else { CONFIRM_WAIT / 2 };
+        let next = if resent {
+            CONFIRM_WAIT
+        } else {
+            CONFIRM_WAIT / 2
+        };
         let wait = next.saturating_sub(elapsed);
         let _ = socket.set_read_timeout(Some(wait.max(Duration::from_millis(1))));
         let Ok((len, from)) = socket.recv_from(&mut buf) else {
@@ -477,7 +482,10 @@ pub fn put(args: &PutArgs) -> Result<i32, Failure> {
             unconfirmed.join(", ")
         )
     };
-    Err(Failure::with_code(EXIT_NOT_STORED, format!("{what}; {why}")))
+    Err(Failure::with_code(
+        EXIT_NOT_STORED,
+        format!("{what}; {why}"),
+    ))
 }
 
 /// A hash rate for people: "9.49 M hashes/s".
