@@ -87,7 +87,7 @@ impl core::fmt::Display for PutError {
             PutError::TooLong => {
                 f.write_str("key or value too long (key ≤ 255, key + value ≤ 1266 bytes)")
             }
-            PutError::Refused(r) => write!(f, "refused by the store: {r:?}"),
+            PutError::Refused(r) => write!(f, "refused by the store: {r}"),
             PutError::Shutdown => f.write_str("node is shutting down"),
         }
     }

@@ -72,10 +72,10 @@ pub struct InspectArgs {
 /// How KEY and VALUE arguments are written on the command line.
 #[derive(Debug, Args)]
 pub struct EncodingArgs {
-    /// KEY (and VALUE) are hexadecimal.
+    /// KEY (and, for put, VALUE) are hexadecimal.
     #[arg(long, conflicts_with = "base64")]
     pub hex: bool,
-    /// KEY (and VALUE) are standard base64 (with padding).
+    /// KEY (and, for put, VALUE) are standard base64 (with padding).
     #[arg(long)]
     pub base64: bool,
 }
