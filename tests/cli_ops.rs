@@ -358,6 +358,23 @@ fn binary_records_put_through_the_cli_round_trip_through_export() {
     assert_eq!(refused.code(), 3, "{refused:?}");
     refused.assert_one_dave_line();
     assert_eq!(std::fs::read(&out_file).unwrap(), binary_value);
+    // A get that finds nothing leaves no empty --out file behind.
+    let missing_file = dir.path().join("missing.bin");
+    let missing = dave(
+        &[
+            "get",
+            "--edge",
+            &edge,
+            "--owner",
+            &owner,
+            "--out",
+            path_str(&missing_file),
+            "no such key",
+        ],
+        CLIENT_LIMIT,
+    );
+    assert_eq!(missing.code(), 1, "{missing:?}");
+    assert!(!missing_file.exists(), "{missing:?}");
 
     let pid = node.guard.pid();
     sigterm(pid);

@@ -44,6 +44,15 @@ pub fn import(args: &ImportArgs) -> Result<i32, Failure> {
             )));
         }
     }
+    // Opening a log removes a leftover `<LOG>.tmp` (an interrupted compaction's); if one is
+    // there, it belongs to some other log's history: leave it, and the path, alone.
+    let temp = dave::backup::temp_path(target);
+    if std::fs::symlink_metadata(&temp).is_ok() {
+        return Err(Failure::error(format!(
+            "{} exists (a compaction's temporary file); import will not remove it",
+            temp.display()
+        )));
+    }
     let source_bytes = std::fs::metadata(&args.reference)
         .map_err(|e| Failure::error(format!("cannot read {}: {e}", args.reference.display())))?
         .len();

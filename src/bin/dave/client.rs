@@ -12,9 +12,10 @@
 //! - before asking, it spends up to `--wait-ms` discovering peers (ending early once no new
 //!   peer turns up), and asks again if "not found" came back while more peers were appearing.
 
+use std::fs::File;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -208,13 +209,31 @@ fn records_of(args: &PutArgs, owner_hex: &str) -> Result<Vec<Input>, Failure> {
     };
     let key = encoding.decode(key, "KEY").map_err(Failure::error)?;
     let value = match (&args.value_file, &args.value) {
-        (Some(path), _) => std::fs::read(path)
-            .map_err(|e| Failure::error(format!("cannot read {}: {e}", path.display())))?,
+        (Some(path), _) => read_bounded(path, MAX_KEY_VALUE_LEN)?,
         (None, Some(value)) => encoding.decode(value, "VALUE").map_err(Failure::error)?,
         (None, None) => return Err(Failure::error("put needs VALUE or --value-file FILE")),
     };
     check_lengths(&key, &value).map_err(Failure::error)?;
     Ok(vec![(key, value)])
+}
+
+/// Reads at most `limit + 1` bytes of `path` (any kind of file, a pipe included), so an
+/// oversized file is refused without being read whole.
+fn read_bounded(path: &Path, limit: usize) -> Result<Vec<u8>, Failure> {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| Failure::error(format!("cannot read {}: {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let mut bytes = Vec::new();
+    file.take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() > limit {
+        return Err(Failure::error(format!(
+            "{} is larger than a record's value can be (at most {limit} bytes with the key)",
+            path.display()
+        )));
+    }
+    Ok(bytes)
 }
 
 /// What the asked peers said about one record.
@@ -551,8 +570,26 @@ fn parse_owner(text: &str) -> Result<[u8; 32], Failure> {
     Ok(owner)
 }
 
-/// `dave get`.
+/// `dave get`. The `--out` file is created (never replaced) before anything else, so a bad path
+/// fails at once; it is removed again if no value was written to it.
 pub fn get(args: &GetArgs) -> Result<i32, Failure> {
+    let Some(path) = &args.out else {
+        return get_inner(args, None);
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| Failure::error(format!("cannot create {} (--out): {e}", path.display())))?;
+    let result = get_inner(args, Some((&mut file, path)));
+    if result.is_err() {
+        drop(file);
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
+
+fn get_inner(args: &GetArgs, mut out_file: Option<(&mut File, &PathBuf)>) -> Result<i32, Failure> {
     let owner = parse_owner(&args.owner)?;
     let key = Encoding::of(&args.encoding)
         .decode(&args.key, "KEY")
@@ -563,20 +600,6 @@ pub fn get(args: &GetArgs) -> Result<i32, Failure> {
             key.len()
         )));
     }
-    // Created (never replaced) before asking, so a bad path fails before the network wait.
-    let mut out_file = match &args.out {
-        Some(path) => Some((
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(path)
-                .map_err(|e| {
-                    Failure::error(format!("cannot create {} (--out): {e}", path.display()))
-                })?,
-            path,
-        )),
-        None => None,
-    };
     let edge = resolve(&args.edge, "edge")?;
     let started = Instant::now();
     let deadline = started + Duration::from_millis(args.timeout);
@@ -608,7 +631,7 @@ pub fn get(args: &GetArgs) -> Result<i32, Failure> {
         }
         match node.get(&owner, &key, left) {
             Ok(dat) => {
-                if let Some((file, path)) = &mut out_file {
+                if let Some((file, path)) = out_file.as_mut() {
                     file.write_all(dat.value())
                         .and_then(|()| file.sync_all())
                         .map_err(|e| {
