@@ -7,8 +7,6 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Map, Value};
@@ -75,7 +73,7 @@ pub fn import(args: &ImportArgs) -> Result<i32, Failure> {
     } else {
         ProgressBar::hidden()
     };
-    let read_bytes = Arc::new(AtomicU64::new(0));
+    let mut read_bytes = 0u64;
     let mut write_error = None;
     let options = ImportOptions {
         min_work_bits: args.min_work,
@@ -84,8 +82,8 @@ pub fn import(args: &ImportArgs) -> Result<i32, Failure> {
     let report = dave::backup::import_reference(&args.reference, &options, |dat| {
         // Position: bytes of the records passed on (prefix + dat); skipped bytes are not seen
         // here, so the bar can end short of 100% on a damaged file.
-        let at = read_bytes.fetch_add(2 + dat.len() as u64, Ordering::Relaxed);
-        bar.set_position(at);
+        read_bytes += (dave::backup::REFERENCE_PREFIX_LEN + dat.len()) as u64;
+        bar.set_position(read_bytes);
         if write_error.is_none()
             && let Err(e) = handle.append_put(&dat)
         {
