@@ -150,7 +150,15 @@ pub fn export(args: &ExportArgs) -> Result<i32, Failure> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(EXIT_OK),
         Err(e) => return Err(Failure::error(format!("cannot write to stdout: {e}"))),
     }
-    if summary.damaged_regions > 0 {
+    let only_tail = summary.damaged_regions == 1 && summary.damaged.first().is_some_and(|r| r.tail);
+    if only_tail {
+        eprintln!(
+            "dave: note: {} ends in an incomplete entry ({} bytes: a node appending while it was \
+             read, or a crash); it is not exported",
+            args.backup.display(),
+            summary.damaged_bytes
+        );
+    } else if summary.damaged_regions > 0 {
         eprintln!(
             "dave: warning: {} has {} damaged regions ({} bytes); records in them are not \
              exported (see 'dave inspect')",
