@@ -24,6 +24,7 @@ use super::format::{
     HEADER_LEN, MAX_ENTRY_LEN, PUT_OVERHEAD_LEN, TYPE_DELETE, TYPE_PUT, encode_entry,
     tombstone_payload,
 };
+use super::path::{lock_log, resolve_log_path};
 use super::recover::{RecoverOptions, RecoveredEntry, RecoveredLog, RecoveryReport, recover_log};
 use crate::wire::Dat;
 
@@ -309,6 +310,8 @@ fn tombstone(pubkey: &[u8; 32], key: &[u8], time_ms: i64) -> Result<Box<[u8]>, B
 pub struct BackupWriter {
     handle: BackupHandle,
     thread: Option<JoinHandle<()>>,
+    /// The log's exclusive lock (`path.rs`), released after the writer thread is joined.
+    lock: Option<File>,
 }
 
 impl std::fmt::Debug for BackupWriter {
@@ -331,7 +334,10 @@ impl BackupWriter {
             "backup channel capacity must be > 0"
         );
         assert!(config.compact_ratio > 0, "backup compact ratio must be > 0");
-        let (report, log) = recover_log(&config.path, &config.recover, replay)?;
+        // Path rules and the one-node-per-log lock come before anything is read or written.
+        let path = resolve_log_path(&config.path)?;
+        let lock = lock_log(&path)?;
+        let (report, log) = recover_log(&path, &config.recover, replay)?;
         let (tx, rx) = bounded(config.channel_capacity_entries);
         let shared = Arc::new(Shared {
             live_log_bytes: AtomicU64::new(LIVE_UNKNOWN),
@@ -339,7 +345,7 @@ impl BackupWriter {
             ..Shared::default()
         });
         let mut state = Writer {
-            path: config.path.clone(),
+            path: path.clone(),
             policy: config.sync_policy,
             compact_min_file_bytes: config.compact_min_file_bytes,
             compact_ratio: config.compact_ratio,
@@ -361,11 +367,12 @@ impl BackupWriter {
         let thread = thread::Builder::new()
             .name("dave-backup".into())
             .spawn(move || state.run())
-            .map_err(|e| BackupError::io("spawn writer thread", &config.path, e))?;
+            .map_err(|e| BackupError::io("spawn writer thread", &path, e))?;
         Ok((
             BackupWriter {
                 handle: BackupHandle { tx, shared },
                 thread: Some(thread),
+                lock: Some(lock),
             },
             report,
         ))
@@ -389,6 +396,8 @@ impl BackupWriter {
             // A panic in the writer is a bug; it has been reported on stderr by the panic hook.
             let _ = thread.join();
         }
+        // Unlocked only once nothing of ours writes to the log any more.
+        self.lock = None;
     }
 }
 
