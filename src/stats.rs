@@ -144,6 +144,11 @@ counters! {
     puts_low_priority,
     /// PUT datagrams forwarded to replicas.
     puts_forwarded,
+    /// PUTs refused without verification: this shard found the same record's signature bad
+    /// recently (`shard/refused.rs`).
+    puts_refused_known_bad_signature,
+    /// PUTs refused without verification: a copy of a record earlier in the same batch.
+    puts_refused_repeat_in_batch,
     /// GETs received from the network.
     gets_received,
     /// GETs answered with a record.
