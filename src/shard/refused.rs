@@ -153,11 +153,16 @@ mod tests {
     #[test]
     fn is_bounded_and_overwrites() {
         let mut cache = RefusedCache::new();
+        let mut last = dat(0, 0);
         for i in 0..(4 * REFUSED_SLOTS) {
-            let d = dat((i % 251) as u8, (i / 251) as u8);
-            cache.remember_bad_signature(&d);
+            last = dat((i % 251) as u8, (i / 251) as u8);
+            cache.remember_bad_signature(&last);
         }
-        assert_eq!(cache.slots.len(), REFUSED_SLOTS);
-        assert!(cache.slots.iter().all(|&fp| fp != 0));
+        assert_eq!(cache.slots.len(), REFUSED_SLOTS, "never grows");
+        // 1024 fingerprints over 256 slots leave about 256 × e^-4 ≈ 5 slots empty.
+        let filled = cache.slots.iter().filter(|&&fp| fp != 0).count();
+        assert!(filled > REFUSED_SLOTS * 9 / 10, "{filled} filled");
+        cache.begin_batch();
+        assert_eq!(cache.check(&last), Some(Known::BadSignature));
     }
 }
