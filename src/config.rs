@@ -58,6 +58,11 @@ pub struct Config {
     pub backup_path: Option<PathBuf>,
     /// When the backup log is fsynced.
     pub sync_policy: SyncPolicy,
+    /// The backup log is compacted automatically once it exceeds `2 × live + this` (live: the
+    /// log size of the records held). Default 64 MiB
+    /// ([`crate::backup::DEFAULT_COMPACT_MIN_FILE_BYTES`]): a smaller log replays in well under
+    /// half a second, so rewriting it costs more than it saves. At least 1 MiB.
+    pub backup_compact_min_file_bytes: u64,
 
     // ---- engine ----
     /// Receiver threads, each on its own SO_REUSEPORT socket. 0 = one per core.
@@ -196,6 +201,7 @@ impl Default for Config {
             shard_capacity_bytes: 4 << 20,
             backup_path: None,
             sync_policy: SyncPolicy::default(),
+            backup_compact_min_file_bytes: crate::backup::DEFAULT_COMPACT_MIN_FILE_BYTES,
             receiver_threads: 0,
             shard_owner_threads: 256,
             pow_threads: 0,
@@ -300,6 +306,10 @@ pub const MAX_REPAIR_SCAN_RECORDS: usize = 1 << 20;
 
 /// Most prefixes the amplification limiter tracks: 1 Mi entries of about 50 bytes, 50 MB.
 pub const MAX_AMPLIFICATION_PREFIXES: usize = 1 << 20;
+
+/// Smallest floor of the automatic compaction bound: 1 MiB. Below it a busy node would rewrite
+/// its log after every few hundred records (each compaction reads and rewrites the live set).
+pub const MIN_BACKUP_COMPACT_FLOOR_BYTES: u64 = 1 << 20;
 
 /// A configuration that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -504,6 +514,12 @@ impl Config {
             self.amplification_max_prefixes,
             MAX_AMPLIFICATION_PREFIXES,
         )?;
+        if self.backup_compact_min_file_bytes < MIN_BACKUP_COMPACT_FLOOR_BYTES {
+            return Err(ConfigError(format!(
+                "backup_compact_min_file_bytes must be at least {MIN_BACKUP_COMPACT_FLOOR_BYTES} \
+                 (1 MiB)"
+            )));
+        }
         if self
             .backup_path
             .as_ref()

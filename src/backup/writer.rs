@@ -68,8 +68,9 @@ pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 50;
 /// shard owners, small enough that a process crash loses little that was merely queued.
 pub const DEFAULT_CHANNEL_CAPACITY_ENTRIES: usize = 4096;
 
-/// Default floor for automatic compaction: below 64 MiB a log replays in well under 0.5 s, so
-/// rewriting it would cost more than it saves.
+/// Default floor for automatic compaction: a log is never compacted for being less than 64 MiB
+/// over `2 × live`, because such a log replays in well under 0.5 s, so rewriting it would cost
+/// more than it saves.
 pub const DEFAULT_COMPACT_MIN_FILE_BYTES: u64 = 64 << 20;
 
 /// Default ratio: compact once the file is more than this many times the live log size.
@@ -95,10 +96,12 @@ pub struct BackupConfig {
     pub sync_policy: SyncPolicy,
     /// Bound of the handle → writer channel. Default [`DEFAULT_CHANNEL_CAPACITY_ENTRIES`].
     pub channel_capacity_entries: usize,
-    /// Automatic compaction needs the file to be at least this large. Default 64 MiB.
+    /// The fixed floor of the automatic compaction bound (see `automatic_compaction_due`): the
+    /// log is compacted once it exceeds `compact_ratio × live + compact_min_file_bytes` and has
+    /// grown this much since the last compaction. Default 64 MiB.
     pub compact_min_file_bytes: u64,
-    /// … and larger than this many times the live size reported by [`BackupHandle::set_live`]
-    /// (and twice the size the last compaction left). Default 2.
+    /// The ratio of that bound to the live size reported by [`BackupHandle::set_live`].
+    /// Default 2.
     pub compact_ratio: u64,
     /// How recovery treats the log on open. Default: trust the checksums.
     pub recover: RecoverOptions,
@@ -251,8 +254,9 @@ impl BackupHandle {
     }
 
     /// Tells the writer how much the node holds: `record_count` records of `dat_bytes` total dat
-    /// bytes. Automatic compaction starts when the file exceeds `compact_ratio` times the log
-    /// size of exactly these records (and `compact_min_file_bytes`).
+    /// bytes (a running node calls it from its pruner once a second). Automatic compaction
+    /// starts when the file exceeds `compact_ratio` times the log size of exactly these records
+    /// plus `compact_min_file_bytes` (see `automatic_compaction_due`). Cheap: one atomic store.
     pub fn set_live(&self, record_count: u64, dat_bytes: u64) {
         let live = (HEADER_LEN as u64)
             .saturating_add(record_count.saturating_mul(PUT_OVERHEAD_LEN as u64))
@@ -407,6 +411,34 @@ impl Drop for BackupWriter {
     }
 }
 
+/// The automatic compaction trigger. The log is compacted once it exceeds
+///
+/// ```text
+/// compact_ratio × live + compact_min_file_bytes          (default: 2 × live + 64 MiB)
+/// ```
+///
+/// where `live` is the log size of the records the node holds ([`BackupHandle::set_live`]),
+/// and it has grown by at least `compact_min_file_bytes` since the last compaction (so a live
+/// figure that is off cannot make compactions run back to back; each one rewrites at most
+/// about `live` bytes for every `compact_min_file_bytes` appended). Between two compactions the
+/// log therefore stays within that bound, plus what is appended while one runs, as long as the
+/// previous compaction brought it to about its live size (it does unless the node's live figure
+/// is stale). Unknown live size: never automatic.
+pub(crate) fn automatic_compaction_due(
+    len_bytes: u64,
+    live_log_bytes: u64,
+    compact_ratio: u64,
+    compact_min_file_bytes: u64,
+    last_compacted_bytes: u64,
+) -> bool {
+    live_log_bytes != LIVE_UNKNOWN
+        && len_bytes
+            > live_log_bytes
+                .saturating_mul(compact_ratio)
+                .saturating_add(compact_min_file_bytes)
+        && len_bytes >= last_compacted_bytes.saturating_add(compact_min_file_bytes)
+}
+
 struct Compaction {
     result: Receiver<Result<StagedCompaction, BackupError>>,
     thread: JoinHandle<()>,
@@ -431,7 +463,8 @@ struct Writer {
     failed: bool,
     compaction: Option<Compaction>,
     compaction_waiters: Vec<Sender<Result<CompactReport, BackupError>>>,
-    /// No automatic compaction until the file is twice what the last one left.
+    /// What the last compaction left (or the size at its failure): no automatic compaction
+    /// until `compact_min_file_bytes` more were appended.
     compact_floor_bytes: u64,
 }
 
@@ -595,11 +628,13 @@ impl Writer {
             }
             return;
         }
-        let live = self.shared.live_log_bytes.load(Ordering::Relaxed);
-        let automatic = live != LIVE_UNKNOWN
-            && self.len_bytes >= self.compact_min_file_bytes
-            && self.len_bytes > live.saturating_mul(self.compact_ratio)
-            && self.len_bytes >= self.compact_floor_bytes.saturating_mul(2);
+        let automatic = automatic_compaction_due(
+            self.len_bytes,
+            self.shared.live_log_bytes.load(Ordering::Relaxed),
+            self.compact_ratio,
+            self.compact_min_file_bytes,
+            self.compact_floor_bytes,
+        );
         if !automatic && self.compaction_waiters.is_empty() {
             return;
         }
@@ -668,7 +703,7 @@ impl Writer {
             self.shared
                 .compaction_failures
                 .fetch_add(1, Ordering::Relaxed);
-            // Back off: no automatic retry until the file doubles.
+            // Back off: no automatic retry until `compact_min_file_bytes` more are appended.
             self.compact_floor_bytes = self.len_bytes;
         }
         for reply in self.compaction_waiters.drain(..) {
