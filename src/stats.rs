@@ -142,7 +142,8 @@ counters! {
     puts_work_reused,
     /// PUTs refused because they had the lowest priority in a full shard.
     puts_low_priority,
-    /// PUT datagrams forwarded to replicas.
+    /// PUT datagrams sent to replicas for records stored (forwards taken back because the
+    /// record lost a race on insert are not counted).
     puts_forwarded,
     /// PUTs refused without verification: this shard found the same record's signature bad
     /// recently (`shard/refused.rs`).

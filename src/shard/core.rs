@@ -394,13 +394,14 @@ impl<W> Shard<W> {
         }
         for &to in &self.targets {
             effects.outbox.push(to, &Message::Put(dat.as_view()));
-            inc(&counters.puts_forwarded);
         }
         let backup_copy = dat.to_boxed();
         let inserted = self.store.write().insert(dat, now_ms);
         match inserted {
             Ok(inserted) => {
                 inc(&counters.puts_stored);
+                // Counted only now: a refused insert takes its forwards back (below).
+                add(&counters.puts_forwarded, self.targets.len() as u64);
                 for &to in &self.targets {
                     self.challenges
                         .remember(now_ms, to, &backup_copy, &mut self.rng);
