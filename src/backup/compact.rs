@@ -7,6 +7,7 @@
 //! 1. stage: replay [header, snapshot_end) of the log into an index of survivors
 //!    (PUT: keep if compare_versions says Newer than the held one; DELETE: Tombstone::removes),
 //!    write them, in log order, to <log>.tmp under a fresh seed     crash: old log + stale tmp
+//!    and fsync it (on the compaction thread)
 //! 2. finish: copy entries appended since snapshot_end (re-sealed
 //!    with the new seed), fsync the tmp file                         crash: old log + stale tmp
 //! 3. rename tmp over the log                                        crash: old or new log, both
@@ -302,6 +303,11 @@ pub(crate) fn stage_until(path: &Path, snapshot_end: u64) -> Result<StagedCompac
     file.write_all(&out).map_err(write_error)?;
     len_bytes += out.len() as u64;
     debug_assert!(next.next().is_none());
+    // Made durable here, on the compaction thread: the writer's own fsync in `finish` then
+    // covers only the tail appended meanwhile, so the switch-over never holds up appends for
+    // the time it takes to flush a whole live set.
+    file.sync_data()
+        .map_err(|e| BackupError::io("fsync", &temp_path, e))?;
     guard.keep();
     Ok(StagedCompaction {
         log_path: path.to_path_buf(),
