@@ -174,3 +174,18 @@ fn a_second_node_on_a_locked_log_exits_with_a_clear_error() {
         BackupWriter::open(BackupConfig::new(&log), |_| {}).unwrap_or_else(|e| panic!("{e}"));
     drop(writer);
 }
+
+#[test]
+fn someone_elses_file_is_refused_untouched_and_left_without_a_lock_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notes.txt");
+    let text = b"not a dave log, and longer than a header: 0123456789".to_vec();
+    fs::write(&file, &text).unwrap();
+    node_refuses(&file, "not a dave backup log");
+    assert_eq!(fs::read(&file).unwrap(), text);
+    no_siblings(&file);
+    assert!(
+        !dir.path().join("notes.txt.lock").exists(),
+        "no lock file beside it"
+    );
+}

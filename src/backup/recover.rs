@@ -207,6 +207,25 @@ pub(crate) fn read_header(
     })
 }
 
+/// Refuses a non-empty file at `path` that is not a dave log, reading only its header: done
+/// before the lock file is created next to it, so pointing a node at someone else's file leaves
+/// no trace beside it.
+pub(crate) fn check_existing_header(path: &Path) -> Result<(), BackupError> {
+    let mut file = match open_regular(path, OpenOptions::new().read(true)) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(BackupError::io("open", path, e)),
+    };
+    let len_bytes = file
+        .metadata()
+        .map_err(|e| BackupError::io("stat", path, e))?
+        .len();
+    if len_bytes == 0 {
+        return Ok(());
+    }
+    read_header(&mut file, path, len_bytes).map(|_| ())
+}
+
 /// Recovers the log at `path`, replaying every entry in order to `replay`.
 ///
 /// Creates the log if it is missing or empty; removes a leftover `<path>.tmp`; truncates a torn

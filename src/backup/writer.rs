@@ -25,7 +25,10 @@ use super::format::{
     tombstone_payload,
 };
 use super::path::{lock_log, resolve_log_path};
-use super::recover::{RecoverOptions, RecoveredEntry, RecoveredLog, RecoveryReport, recover_log};
+use super::recover::{
+    RecoverOptions, RecoveredEntry, RecoveredLog, RecoveryReport, check_existing_header,
+    recover_log,
+};
 use crate::wire::Dat;
 
 /// When the writer makes appended entries durable with `fdatasync`.
@@ -340,6 +343,7 @@ impl BackupWriter {
         assert!(config.compact_ratio > 0, "backup compact ratio must be > 0");
         // Path rules and the one-node-per-log lock come before anything is read or written.
         let path = resolve_log_path(&config.path)?;
+        check_existing_header(&path)?;
         let lock = lock_log(&path)?;
         let (report, log) = recover_log(&path, &config.recover, replay)?;
         let (tx, rx) = bounded(config.channel_capacity_entries);

@@ -67,18 +67,20 @@ pub fn run(args: &NodeArgs) -> Result<i32, Failure> {
     let settings = node_settings(args)?;
     let which = Arc::new(AtomicUsize::new(0));
     record_stop_signals(&which)?;
-    if settings.config.backup_path.is_some() && settings.config.keypair.is_none() {
+
+    let edges = settings.config.edges.clone();
+    let backup = settings.config.backup_path.clone();
+    let sync = settings.config.sync_policy;
+    let persistent_key = settings.config.keypair.is_some();
+    let node = Arc::new(Node::start(settings.config).map_err(|e| Failure::error(e.to_string()))?);
+    // After a successful start, so a start-up error stays the only line on stderr.
+    if backup.is_some() && !persistent_key {
         warn!(
             "backup without a persistent key (--key): this node gets a new identity at every \
              start, so after a restart the records in its backup are kept by a node whose ID no \
              longer matches the peers' view; create one with 'dave keygen' and pass --key FILE"
         );
     }
-
-    let edges = settings.config.edges.clone();
-    let backup = settings.config.backup_path.clone();
-    let sync = settings.config.sync_policy;
-    let node = Arc::new(Node::start(settings.config).map_err(|e| Failure::error(e.to_string()))?);
     info!(
         "listening on {} as {}",
         node.local_addr(),
