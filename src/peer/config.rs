@@ -148,7 +148,14 @@ pub enum PeerConfigError {
     TooManyEdges,
     /// An edge is unspecified, multicast, broadcast, has port 0, or is our listen address.
     BadEdge(SocketAddr),
+    /// A table size is above [`MAX_TABLE_ENTRIES`] (the field is named).
+    TooLarge(&'static str),
 }
+
+/// Most peers or candidates a table may be configured to hold: 1 Mi. Every peer is pinged each
+/// period (a signature and a verification apiece), so even 10 000 is far beyond what one node
+/// can serve; the bound turns a typo into an error instead of a table that grows with a flood.
+pub const MAX_TABLE_ENTRIES: usize = 1 << 20;
 
 impl fmt::Display for PeerConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -173,6 +180,12 @@ impl fmt::Display for PeerConfigError {
                 "peer config: ipv4_prefix_len_bits must be <= 32 and ipv6_prefix_len_bits <= 128",
             ),
             PeerConfigError::TooManyEdges => f.write_str("peer config: more edges than max_peers"),
+            PeerConfigError::TooLarge(field) => {
+                write!(
+                    f,
+                    "peer config: {field} must be at most {MAX_TABLE_ENTRIES}"
+                )
+            }
             PeerConfigError::BadEdge(addr) => write!(
                 f,
                 "peer config: edge {addr} is not a usable peer address (unspecified, multicast, \
@@ -200,6 +213,16 @@ impl PeerConfig {
         for (field, value) in positive {
             if value == 0 {
                 return Err(PeerConfigError::Zero(field));
+            }
+        }
+        for (field, value) in [
+            ("max_peers", self.max_peers),
+            ("max_candidates", self.max_candidates),
+            ("max_peers_per_ip", self.max_peers_per_ip),
+            ("max_peers_per_prefix", self.max_peers_per_prefix),
+        ] {
+            if value > MAX_TABLE_ENTRIES {
+                return Err(PeerConfigError::TooLarge(field));
             }
         }
         if self.deactivate_after_ms >= self.drop_after_ms {
@@ -273,6 +296,10 @@ mod tests {
         assert_eq!(
             bad(|c| c.npeer_limit = 6),
             PeerConfigError::NpeerLimitAboveWire
+        );
+        assert_eq!(
+            bad(|c| c.max_peers = usize::MAX),
+            PeerConfigError::TooLarge("max_peers")
         );
         assert_eq!(
             bad(|c| c.max_pinger_candidates = 300),
