@@ -278,6 +278,7 @@ impl Node {
                 let now = unix_now_ms();
                 let backup_config = BackupConfig {
                     sync_policy: config.sync_policy,
+                    compact_min_file_bytes: config.backup_compact_min_file_bytes,
                     ..BackupConfig::new(path)
                 };
                 let (writer, report) = BackupWriter::open(backup_config, |entry| match entry {
@@ -413,7 +414,10 @@ impl Node {
         // Pruner.
         {
             let shared = Arc::clone(&shared);
-            node.spawn("dave-pruner".to_string(), move || pruner_loop(shared))?;
+            let backup = node.backup.as_ref().map(BackupWriter::handle);
+            node.spawn("dave-pruner".to_string(), move || {
+                pruner_loop(shared, backup)
+            })?;
         }
         Ok(node)
     }
@@ -1131,7 +1135,8 @@ fn peer_loop(
     }
 }
 
-fn pruner_loop(shared: Arc<Shared>) {
+/// `backup`: told the live size once per shard tick, which drives automatic compaction.
+fn pruner_loop(shared: Arc<Shared>, backup: Option<BackupHandle>) {
     let mut last_shard_tick = shared.clock.now_ms();
     while !shared.shutdown.load(Ordering::Relaxed) {
         std::thread::sleep(PEER_TICK);
@@ -1141,6 +1146,15 @@ fn pruner_loop(shared: Arc<Shared>) {
             last_shard_tick = now;
             for owner in &shared.owners {
                 let _ = owner.try_send(OwnerMsg::Tick);
+            }
+            if let Some(backup) = &backup {
+                let (mut records, mut dat_bytes) = (0u64, 0u64);
+                for store in &shared.stores {
+                    let store = store.read();
+                    records += store.len() as u64;
+                    dat_bytes += store.dat_bytes() as u64;
+                }
+                backup.set_live(records, dat_bytes);
             }
         }
     }

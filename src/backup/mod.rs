@@ -56,6 +56,7 @@ mod error;
 mod format;
 mod import;
 mod inspect;
+mod path;
 mod recover;
 mod scan;
 mod writer;
@@ -72,6 +73,7 @@ pub use import::{
 pub use inspect::{
     DamagedRegion, LogRecord, LogSummary, MAX_LISTED_DAMAGED_REGIONS, read_live_records,
 };
+pub use path::{lock_log, lock_path, resolve_log_path};
 pub use recover::{
     RecoverOptions, RecoveredEntry, RecoveryReport, Tombstone, VerifyOnLoad, recover, temp_path,
 };

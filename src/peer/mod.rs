@@ -43,7 +43,7 @@ use std::net::SocketAddr;
 pub use addr_check::{
     AddrProblem, IpCounts, IpLimits, IpPrefix, LimitHit, check_addr, crosses_loopback_scope,
 };
-pub use config::{PeerConfig, PeerConfigError};
+pub use config::{MAX_TABLE_ENTRIES, PeerConfig, PeerConfigError};
 pub use pong_auth::{MacKeyRegistry, PongAuth, simulated_mac_key};
 pub use snapshot::{PeerInfo, PeerSnapshot, SnapshotView};
 pub use stats::PeerStats;

@@ -19,6 +19,7 @@ use crate::peer::budget::Pacer;
 use crate::peer::{ScoredPeer, Trust, TrustPolicy, choose_targets};
 use crate::pow::{SignatureCheck, check_work, verify_signatures};
 use crate::shard::challenge::{Answer, ChallengeBook, ChallengeConfig, ChallengeOutcome, Verdict};
+use crate::shard::refused::{Known, RefusedCache};
 use crate::shard::repair::{Repair, RepairConfig, ReplicaView};
 use crate::shard::store::{Inserted, Refusal, Store};
 use crate::shard::{Version, compare_versions};
@@ -203,6 +204,8 @@ pub struct Shard<W> {
     /// Scratch space reused by every call.
     targets: Vec<SocketAddr>,
     scored: Vec<ScoredPeer>,
+    /// Recently refused signatures: a replayed bad PUT costs a lookup (`refused.rs`).
+    refused: RefusedCache,
 }
 
 /// Largest number of local gets one shard tracks at once; more are answered `TimedOut` at once
@@ -223,6 +226,7 @@ impl<W> Shard<W> {
             repair: Repair::new(RepairConfig::default()),
             targets: Vec::new(),
             scored: Vec::new(),
+            refused: RefusedCache::new(),
         }
     }
 
@@ -301,6 +305,8 @@ impl<W> Shard<W> {
         // Cheap checks: replace rules and work, under the read lock / without locks.
         {
             let store = self.store.read();
+            let refused = &mut self.refused;
+            refused.begin_batch();
             puts.retain(|(_, dat)| {
                 inc(&counters.puts_received);
                 if let Err(refusal) = store.precheck(&dat.as_view()) {
@@ -311,7 +317,17 @@ impl<W> Shard<W> {
                     inc(&counters.put_invalid[verify_error_index(e)]);
                     return false;
                 }
-                true
+                match refused.check(dat) {
+                    None => true,
+                    Some(Known::BadSignature) => {
+                        inc(&counters.puts_refused_known_bad_signature);
+                        false
+                    }
+                    Some(Known::RepeatInBatch) => {
+                        inc(&counters.puts_refused_repeat_in_batch);
+                        false
+                    }
+                }
             });
         }
         if puts.is_empty() {
@@ -324,6 +340,7 @@ impl<W> Shard<W> {
             if !ok {
                 inc(&counters.put_invalid
                     [verify_error_index(crate::pow::VerifyError::BadSignature)]);
+                self.refused.remember_bad_signature(&dat);
                 continue;
             }
             let _refused_and_counted =
@@ -377,13 +394,14 @@ impl<W> Shard<W> {
         }
         for &to in &self.targets {
             effects.outbox.push(to, &Message::Put(dat.as_view()));
-            inc(&counters.puts_forwarded);
         }
         let backup_copy = dat.to_boxed();
         let inserted = self.store.write().insert(dat, now_ms);
         match inserted {
             Ok(inserted) => {
                 inc(&counters.puts_stored);
+                // Counted only now: a refused insert takes its forwards back (below).
+                add(&counters.puts_forwarded, self.targets.len() as u64);
                 for &to in &self.targets {
                     self.challenges
                         .remember(now_ms, to, &backup_copy, &mut self.rng);
