@@ -83,9 +83,11 @@ pub const DEFAULT_COMPACT_RATIO: u64 = 2;
 /// full channel of typical 300-byte records (4096 × 300 B) go out in about one syscall.
 pub const MAX_BATCH_BYTES: usize = 1 << 20;
 
-/// How long the idle writer sleeps before re-checking the compaction trigger (`set_live` does not
-/// wake it). Waking once a second costs nothing measurable.
-const IDLE_WAKE_MS: u64 = 1000;
+/// How long the idle writer waits for a command: for ever (`Duration::MAX` makes crossbeam block
+/// without a deadline). It wakes on a command or when every handle is gone, never on a timer;
+/// the compaction trigger is checked after every wake-up, and a `set_live` that changes the
+/// live size wakes it.
+const IDLE_WAIT: Duration = Duration::MAX;
 
 /// Marker for "the node has not reported its live size": no automatic compaction.
 const LIVE_UNKNOWN: u64 = u64::MAX;
@@ -172,6 +174,8 @@ enum Command {
     },
     Sync(Ack),
     Compact(Sender<Result<CompactReport, BackupError>>),
+    /// The live size changed: re-check the automatic compaction trigger.
+    LiveChanged,
     Shutdown,
 }
 
@@ -259,14 +263,19 @@ impl BackupHandle {
     /// Tells the writer how much the node holds: `record_count` records of `dat_bytes` total dat
     /// bytes (a running node calls it from its pruner once a second). Automatic compaction
     /// starts when the file exceeds `compact_ratio` times the log size of exactly these records
-    /// plus `compact_min_file_bytes` (see `automatic_compaction_due`). Cheap: one atomic store.
+    /// plus `compact_min_file_bytes` (see `automatic_compaction_due`). Cheap: one atomic swap,
+    /// and a wake-up of the writer (so the trigger is checked even when no write follows) only
+    /// when the figure changed, so an idle node's writer stays asleep.
     pub fn set_live(&self, record_count: u64, dat_bytes: u64) {
         let live = (HEADER_LEN as u64)
             .saturating_add(record_count.saturating_mul(PUT_OVERHEAD_LEN as u64))
-            .saturating_add(dat_bytes);
-        self.shared
-            .live_log_bytes
-            .store(live.min(LIVE_UNKNOWN - 1), Ordering::Relaxed);
+            .saturating_add(dat_bytes)
+            .min(LIVE_UNKNOWN - 1);
+        let before = self.shared.live_log_bytes.swap(live, Ordering::Relaxed);
+        if before != live {
+            // A full channel means the writer is busy and re-checks after that batch anyway.
+            let _ = self.tx.try_send(Command::LiveChanged);
+        }
     }
 
     /// A snapshot of the writer's counters.
@@ -522,7 +531,7 @@ impl Writer {
             (SyncPolicy::EveryMs(interval_ms), Some(since)) => (since
                 + Duration::from_millis(interval_ms))
             .saturating_duration_since(Instant::now()),
-            _ => Duration::from_millis(IDLE_WAKE_MS),
+            _ => IDLE_WAIT,
         }
     }
 
@@ -544,6 +553,7 @@ impl Writer {
             Command::Compact(reply) => {
                 self.compaction_waiters.push(reply);
             }
+            Command::LiveChanged => {}
             Command::Shutdown => return true,
         }
         false

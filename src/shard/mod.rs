@@ -3,6 +3,7 @@
 
 pub mod challenge;
 pub mod core;
+pub mod group;
 pub mod order;
 pub mod refused;
 pub mod repair;
