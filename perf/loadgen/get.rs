@@ -423,20 +423,38 @@ pub(crate) fn get_sockets(
 
 /// PUTs the first `keys` records and GETs each until all are found (bounded rounds).
 pub(crate) fn load_keys(a: &GetArgs, set: &RecordSet) -> Result<Value> {
+    load_keys_at(
+        a.net.target,
+        a.net.source_base,
+        a.keys,
+        !a.no_handshake,
+        set,
+    )
+}
+
+/// [`load_keys`] with its inputs spelled out: PUTs records `0..keys` to `target` from
+/// `source_base` (becoming a proven peer first if `prove`) and GETs each until all are found.
+pub(crate) fn load_keys_at(
+    target: SocketAddr,
+    source_base: Ipv4Addr,
+    keys: usize,
+    prove: bool,
+    set: &RecordSet,
+) -> Result<Value> {
     let started = Instant::now();
-    let socket = client_socket(a.net.source_base, 0, Duration::from_millis(5))?;
-    if !a.no_handshake {
+    let socket = client_socket(source_base, 0, Duration::from_millis(5))?;
+    if prove {
         // Checking every key takes more replies than a stranger's amplification budget allows.
-        become_peer(&socket, a.net.target, &client_keypair(0))?;
+        become_peer(&socket, target, &client_keypair(0))?;
     }
-    let mut missing: Vec<usize> = (0..a.keys).collect();
+    let mut missing: Vec<usize> = (0..keys).collect();
     for round in 0..LOAD_ROUNDS {
         // PUT the missing ones at a pace the node verifies comfortably.
         let mut batch = SendBatch::new();
         for (j, &i) in missing.iter().enumerate() {
-            if !batch.push(a.net.target, &set.puts[i]) {
+            if !batch.push(target, &set.puts[i]) {
                 let _ = batch.flush(&socket);
-                batch.push(a.net.target, &set.puts[i]);
+                batch.push(target, &set.puts[i]);
                 // ~16k PUTs/s: under any node's verification rate.
                 thread::sleep(Duration::from_millis(2));
             }
@@ -447,12 +465,12 @@ pub(crate) fn load_keys(a: &GetArgs, set: &RecordSet) -> Result<Value> {
         let _ = batch.flush(&socket);
         thread::sleep(Duration::from_millis(100 + 200 * round as u64));
         // GET every key once and keep those not found.
-        let gets: Vec<Box<[u8]>> = set.gets[..a.keys].to_vec();
-        let mut found = vec![false; a.keys];
+        let gets: Vec<Box<[u8]>> = set.gets[..keys].to_vec();
+        let mut found = vec![false; keys];
         let mut recv = RecvBatch::new();
         for chunk in missing.chunks(BATCH) {
             for &i in chunk {
-                batch.push(a.net.target, &gets[i]);
+                batch.push(target, &gets[i]);
             }
             let _ = batch.flush(&socket);
             let deadline = Instant::now() + Duration::from_millis(200);
@@ -461,7 +479,7 @@ pub(crate) fn load_keys(a: &GetArgs, set: &RecordSet) -> Result<Value> {
                 for (bytes, _, _) in (0..recv.recv(&socket).unwrap_or(0)).map(|i| recv.datagram(i))
                 {
                     if let Some((index, true)) = reply_key(bytes)
-                        && (index as usize) < a.keys
+                        && (index as usize) < keys
                     {
                         found[index as usize] = true;
                     }
@@ -472,14 +490,14 @@ pub(crate) fn load_keys(a: &GetArgs, set: &RecordSet) -> Result<Value> {
         missing.retain(|&i| !found[i]);
         if missing.is_empty() {
             return Ok(
-                json!({"keys": a.keys, "rounds": round + 1, "seconds": round3(started.elapsed().as_secs_f64())}),
+                json!({"keys": keys, "rounds": round + 1, "seconds": round3(started.elapsed().as_secs_f64())}),
             );
         }
     }
     Err(format!(
         "{} of {} keys still not found after {LOAD_ROUNDS} rounds of PUTs: is --work-bits at least the node's min work, and --target a dave node?",
         missing.len(),
-        a.keys
+        keys
     ))
 }
 

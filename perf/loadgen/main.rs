@@ -17,6 +17,9 @@
 //!   signature, so each costs the node a full verification); drops are reported by reason.
 //! - `verify`: the dat-verification rate (work + Ed25519, single or batched) on `--threads`
 //!   threads: the ceiling for stored PUTs on the same cores.
+//! - `client`: the independent-style client of issue 14: proves its address, then ONE thread keeps
+//!   a fixed window of GETs over several sockets, against the node and `echo_baseline` in the
+//!   same run; p50/p99/p99.9, rate, ratio to echo and a latency CDF.
 //! - `stats`: prints the node's counters (`node_server`'s stats socket) as JSON.
 //! - `summarize`: medians (and per-run ratios) of a JSONL file of results written by `--json`.
 //!
@@ -26,7 +29,7 @@
 //! clients over its receiver sockets), using the same `recvmmsg`/`sendmmsg` batches as the node.
 //!
 //! One file per scenario: `records.rs` (`prepare` and the record cache), `get.rs`, `put.rs`,
-//! `mixed.rs`, `flood.rs`, `verify.rs`, `stats.rs`, `summarize.rs`; `net.rs` holds what they share
+//! `mixed.rs`, `flood.rs`, `verify.rs`, `stats.rs`, `summarize.rs`, `client.rs`; `net.rs` holds what they share
 //! (sockets, node counters, /proc, `ServerProbe`).
 //!
 //! ```text
@@ -35,6 +38,7 @@
 //! ```
 //! See `perf/README.md` and `perf/run_bench.sh`.
 
+mod client;
 mod flood;
 mod get;
 mod mixed;
@@ -80,6 +84,9 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Print the node's counters.
     Stats(stats::StatsArgs),
+    /// GETs as an independent client sees them: one thread, proven sockets, fixed window,
+    /// against the node and the echo server in the same run.
+    Client(client::ClientArgs),
     /// Medians of a JSONL results file.
     Summarize(summarize::SummarizeArgs),
 }
@@ -96,6 +103,7 @@ fn main() {
         Command::Flood(a) => flood::run_flood(a),
         Command::Verify(a) => verify::run_verify(a),
         Command::Stats(a) => stats::run_stats(a),
+        Command::Client(a) => client::run_client(a, cli.run),
         Command::Summarize(a) => match summarize::summarize(a) {
             Ok(()) => return,
             Err(e) => Err(e),
@@ -130,6 +138,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Flood(_) => "flood",
         Command::Verify(_) => "verify",
         Command::Stats(_) => "stats",
+        Command::Client(_) => "client",
         Command::Summarize(_) => "summarize",
     }
 }

@@ -51,6 +51,16 @@ pub(crate) const METRICS: &[(&str, &str)] = &[
     ("delivered_per_s", "/delivered_per_s"),
     ("cpu_ns_per_delivered", "/cpu_ns_per_delivered"),
     ("dropped", "/dropped"),
+    ("node_ops_per_s", "/node/ops_per_s"),
+    ("node_p50_us", "/node/p50_us"),
+    ("node_p99_us", "/node/p99_us"),
+    ("node_p999_us", "/node/p999_us"),
+    ("node_loss_pct", "/node/loss_pct"),
+    ("echo_ops_per_s", "/echo/ops_per_s"),
+    ("echo_p50_us", "/echo/p50_us"),
+    ("echo_p99_us", "/echo/p99_us"),
+    ("echo_p999_us", "/echo/p999_us"),
+    ("echo_ratio", "/echo_ratio"),
 ];
 
 pub(crate) fn median(v: &mut [f64]) -> f64 {
