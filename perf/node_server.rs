@@ -106,6 +106,9 @@ struct ServeArgs {
     /// Receiver busy-poll after traffic, in µs (default: the node's).
     #[arg(long)]
     receiver_spin_us: Option<u64>,
+    /// All receivers read one socket (true) or each its own SO_REUSEPORT socket (false).
+    #[arg(long, action = clap::ArgAction::Set)]
+    shared_socket: Option<bool>,
     /// Value bytes of preloaded records.
     #[arg(long, default_value_t = 100)]
     preload_value_bytes: usize,
@@ -181,6 +184,9 @@ fn serve(a: &ServeArgs) -> Result<(), String> {
     }
     if let Some(permits) = a.verify_permits {
         config.verify_permits = permits;
+    }
+    if let Some(shared) = a.shared_socket {
+        config.shared_receiver_socket = shared;
     }
     if let Some(spin) = a.receiver_spin_us {
         config.receiver_spin_us = spin;

@@ -60,8 +60,15 @@ pub struct Config {
     pub sync_policy: SyncPolicy,
 
     // ---- engine ----
-    /// Receiver threads, each on its own SO_REUSEPORT socket. 0 = one per core.
+    /// Receiver threads. 0 = one per core.
     pub receiver_threads: usize,
+    /// All receiver threads read one socket (true), or each its own SO_REUSEPORT socket of the
+    /// port (false). SO_REUSEPORT spreads datagrams by a hash of the sender's address and port,
+    /// so a few busy senders can all land on one receiver while the others idle: GET throughput
+    /// then depends on the senders' ephemeral ports (bimodal from run to run, `perf/README.md`,
+    /// issue 14). On one shared socket the kernel wakes one waiting receiver per datagram
+    /// (exclusive wait), so whichever receiver is free takes the next batch.
+    pub shared_receiver_socket: bool,
     /// Shard-owner threads; shard `s` is owned by thread `s % shard_owner_threads`. 1..=256.
     pub shard_owner_threads: usize,
     /// Proof-of-work worker threads for local puts. 0 = one per core.
@@ -197,6 +204,7 @@ impl Default for Config {
             backup_path: None,
             sync_policy: SyncPolicy::default(),
             receiver_threads: 0,
+            shared_receiver_socket: true,
             shard_owner_threads: 256,
             pow_threads: 0,
             pin_cores: true,

@@ -250,10 +250,19 @@ impl Node {
             read_timeout: SHUTDOWN_POLL,
             ..SocketOptions::default()
         };
-        let bound = net::bind_node_sockets(config.listen_addr, receiver_count, &options)
+        let socket_count = if config.shared_receiver_socket {
+            1
+        } else {
+            receiver_count
+        };
+        let bound = net::bind_node_sockets(config.listen_addr, socket_count, &options)
             .map_err(|e| StartError::Bind(config.listen_addr, e))?;
         let local_addr = bound.local_addr;
-        let sockets = bound.sockets;
+        // Receiver i reads socket i % socket_count (a clone of the one socket when shared).
+        let sockets = (0..receiver_count)
+            .map(|i| bound.sockets[i % socket_count].try_clone())
+            .collect::<Result<Vec<UdpSocket>, _>>()
+            .map_err(StartError::Spawn)?;
 
         // Shards, then the backup replayed into them.
         let node_id = keypair.id();

@@ -24,7 +24,7 @@ use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
 use crate::Result;
-use crate::get::{ClientResult, answer_ping, become_peer, client_keypair, load_keys_at, reply_key};
+use crate::get::{ClientResult, answer_ping, become_peer, load_keys_at, reply_key};
 use crate::net::{NetArgs, ServerProbe, check_duration, check_target, client_socket, round3};
 use crate::records::{RecordArgs, prepare};
 
@@ -260,6 +260,13 @@ fn measure(a: &ClientArgs, sockets: &[UdpSocket], gets: &[Box<[u8]>], t: &Target
     if let Some(map) = report.as_object_mut() {
         map.insert("target".into(), json!(t.addr.to_string()));
         map.insert("cdf_us".into(), cdf(&res.hist));
+        if let Some(cpu) = server["cpu_seconds"].as_f64().filter(|_| res.received > 0) {
+            // The server's CPU per answered GET: what host noise changes least.
+            map.insert(
+                "server_cpu_ns_per_op".into(),
+                json!((cpu * 1e9 / res.received as f64).round()),
+            );
+        }
         map.insert("server".into(), server);
     }
     report
@@ -297,7 +304,9 @@ pub(crate) fn run_client(a: &ClientArgs, run: u32) -> Result<Value> {
             Ok(s)
         })
         .collect::<Result<_>>()?;
-    let keypairs: Vec<Keypair> = (0..a.sockets).map(|c| client_keypair(1 + c)).collect();
+    // Fresh keys each invocation: a node pins a key to the address that proved it first, so
+    // reusing keys from new ephemeral ports against the same node would leave them unproven.
+    let keypairs: Vec<Keypair> = (0..a.sockets).map(|_| Keypair::generate()).collect();
     for (s, k) in sockets.iter().zip(&keypairs) {
         // become_peer blocks on its socket: give it a read timeout for the handshake.
         s.set_nonblocking(false).map_err(|e| e.to_string())?;

@@ -171,6 +171,58 @@ pub(crate) fn thread_cpu(pid: u32) -> BTreeMap<String, f64> {
     out
 }
 
+/// The scheduler's three figures for every thread of `pid` whose name contains `part`
+/// (`/proc/PID/task/TID/schedstat`): seconds on a CPU, seconds runnable but waiting for one
+/// (run-queue delay), and timeslices run.
+pub(crate) fn sched_of(pid: u32, part: &str) -> BTreeMap<String, [f64; 3]> {
+    let mut out = BTreeMap::new();
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let (Ok(comm), Ok(sched)) = (
+            fs::read_to_string(path.join("comm")),
+            fs::read_to_string(path.join("schedstat")),
+        ) else {
+            continue;
+        };
+        if !comm.contains(part) {
+            continue;
+        }
+        let f: Vec<f64> = sched
+            .split_whitespace()
+            .filter_map(|x| x.parse::<f64>().ok())
+            .collect();
+        if f.len() == 3 {
+            out.insert(comm.trim().to_string(), [f[0] / 1e9, f[1] / 1e9, f[2]]);
+        }
+    }
+    out
+}
+
+/// Per receiver thread over `secs`: cores busy, share of the time spent waiting for a CPU while
+/// runnable, and timeslices per second.
+fn sched_delta(
+    before: &BTreeMap<String, [f64; 3]>,
+    after: &BTreeMap<String, [f64; 3]>,
+    secs: f64,
+) -> Value {
+    let mut out = serde_json::Map::new();
+    for (k, a) in after {
+        let b = before.get(k).copied().unwrap_or([0.0; 3]);
+        out.insert(
+            k.clone(),
+            json!({
+                "cores": round3((a[0] - b[0]) / secs),
+                "runqueue_wait": round3((a[1] - b[1]) / secs),
+                "slices_per_s": ((a[2] - b[2]) / secs).round(),
+            }),
+        );
+    }
+    Value::Object(out)
+}
+
 /// CPU seconds this process used so far, finished threads included (/proc/self/stat).
 pub(crate) fn own_cpu_seconds() -> f64 {
     let Ok(stat) = fs::read_to_string("/proc/self/stat") else {
@@ -215,6 +267,8 @@ pub(crate) struct ServerProbe {
     pub(crate) port: u16,
     pub(crate) stats: Option<Value>,
     pub(crate) cpu: BTreeMap<String, f64>,
+    /// The receiver threads' scheduler figures (`sched_of(pid, "-rx-")`).
+    pub(crate) rx_sched: BTreeMap<String, [f64; 3]>,
     pub(crate) kernel_drops: u64,
     /// CPU seconds this process had used at the start.
     pub(crate) own_cpu: f64,
@@ -229,6 +283,10 @@ impl ServerProbe {
             pid: net.server_pid,
             port: net.target.port(),
             cpu: net.server_pid.map(thread_cpu).unwrap_or_default(),
+            rx_sched: net
+                .server_pid
+                .map(|p| sched_of(p, "-rx-"))
+                .unwrap_or_default(),
             kernel_drops: kernel_drops(net.target.port()),
             own_cpu: own_cpu_seconds(),
             stats,
@@ -250,7 +308,12 @@ impl ServerProbe {
         } else {
             Value::Null
         };
+        let rx = match self.pid {
+            Some(p) => sched_delta(&self.rx_sched, &sched_of(p, "-rx-"), secs),
+            None => Value::Null,
+        };
         let report = json!({
+            "receivers": rx,
             "counters": stats_delta(&self.stats, &after),
             "kernel_drops": kernel_drops(self.port).saturating_sub(self.kernel_drops),
                         "cpu_cores": cpu,
