@@ -61,6 +61,10 @@ pub(crate) const METRICS: &[(&str, &str)] = &[
     ("echo_p99_us", "/echo/p99_us"),
     ("echo_p999_us", "/echo/p999_us"),
     ("echo_ratio", "/echo_ratio"),
+    ("node_cpu_ns_per_op", "/node/server_cpu_ns_per_op"),
+    ("echo_cpu_ns_per_op", "/echo/server_cpu_ns_per_op"),
+    ("rss_beyond_kv_bytes", "/rss_per_record_beyond_kv_bytes"),
+    ("rss_per_record_bytes", "/rss_per_record_bytes"),
 ];
 
 pub(crate) fn median(v: &mut [f64]) -> f64 {
