@@ -72,7 +72,7 @@ def cdf_line(ax, report, label, style):
         return
     qs = [q for q, _ in pts]
     us = [max(u, 0.1) for _, u in pts]
-    ax.step(us, qs, where="post", label=label, linestyle=style)
+    ax.plot(us, qs, label=label, linestyle=style)
 
 
 def plot_cdf_client(by_tag, out):
@@ -89,6 +89,10 @@ def plot_cdf_client(by_tag, out):
         if inflight == 128 and rp is not None:
             cdf_line(ax, rp.get("node"),
                      f"node, SO_REUSEPORT per receiver ({rp['node']['ops_per_s'] / 1e3:.0f}k/s)", ":")
+        spin = median_run(by_tag.get(f"client-spin50-if{inflight}", []), "node", "ops_per_s")
+        if spin is not None:
+            cdf_line(ax, spin.get("node"),
+                     f"node, receivers poll 50 µs ({spin['node']['ops_per_s'] / 1e3:.0f}k/s)", "-.")
         ax.set_xscale("log")
         ax.set_xlabel("GET latency (µs, log scale)")
         ax.set_ylabel("fraction of GETs")
