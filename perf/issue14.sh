@@ -10,6 +10,8 @@
 #                              SO_REUSEPORT socket (the layout before issue 14)
 #   client-spin50-if1/-if128   the same against a node whose receivers poll 50 µs after traffic
 #                              before they sleep (Config::receiver_spin_us)
+#   client-nopin-if1/-if128    the same against a node whose receivers are not pinned to cores
+#                              (the one client thread shares a core with a pinned receiver)
 #   scale-N-if1/-if128         a node preloaded with N records (N in SIZES), same client
 #   put-N                      PUTs at 2x the batched verification rate into that node
 #   peers-S-if128              S proven client sockets (S in PEERS) from the one client thread
@@ -120,6 +122,10 @@ for RUN in $(seq 1 "$RUNS"); do
         client client-spin50-if1 1
         client client-spin50-if128 128 --skip-load
         stop
+        up --pin false
+        client client-nopin-if1 1
+        client client-nopin-if128 128 --skip-load
+        stop
     fi
     if want scale; then
         for n in $SIZES; do
@@ -161,7 +167,9 @@ ratios=(--ratio client-if128:node_ops_per_s/client-if128:echo_ops_per_s
     --ratio client-if1:node_ops_per_s/client-if1:echo_ops_per_s
     --ratio client-rp-if128:node_ops_per_s/client-rp-if128:echo_ops_per_s
     --ratio client-spin50-if128:node_ops_per_s/client-spin50-if128:echo_ops_per_s
-    --ratio client-spin50-if1:node_ops_per_s/client-spin50-if1:echo_ops_per_s)
+    --ratio client-spin50-if1:node_ops_per_s/client-spin50-if1:echo_ops_per_s
+    --ratio client-nopin-if128:node_ops_per_s/client-nopin-if128:echo_ops_per_s
+    --ratio client-nopin-if1:node_ops_per_s/client-nopin-if1:echo_ops_per_s)
 for n in $SIZES; do
     ratios+=(--ratio "put-$n:stored_per_s/verify-batch-t2:verified_per_s"
         --ratio "scale-$n-if128:node_p99_us/scale-${SIZES%% *}-if128:node_p99_us")
