@@ -445,7 +445,9 @@ pub(crate) fn load_keys_at(
     let socket = client_socket(source_base, 0, Duration::from_millis(5))?;
     if prove {
         // Checking every key takes more replies than a stranger's amplification budget allows.
-        become_peer(&socket, target, &client_keypair(0))?;
+        // A fresh key each time: a node pins a key to the first address that proved it, and a
+        // second run against the same node comes from a new ephemeral port.
+        become_peer(&socket, target, &Keypair::generate())?;
     }
     let mut missing: Vec<usize> = (0..keys).collect();
     for round in 0..LOAD_ROUNDS {
