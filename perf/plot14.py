@@ -88,7 +88,7 @@ def plot_cdf_client(by_tag, out):
         rp = median_run(by_tag.get("client-rp-if128", []), "node", "ops_per_s")
         if inflight == 128 and rp is not None:
             cdf_line(ax, rp.get("node"),
-                     f"node, SO_REUSEPORT per receiver ({rp['node']['ops_per_s'] / 1e3:.0f}k/s)", ":")
+                     f"node, sockets by hash (before; {rp['node']['ops_per_s'] / 1e3:.0f}k/s)", ":")
         spin = median_run(by_tag.get(f"client-spin50-if{inflight}", []), "node", "ops_per_s")
         if spin is not None:
             cdf_line(ax, spin.get("node"),

@@ -20,6 +20,22 @@ pub enum GetPath {
     Owner,
 }
 
+/// How the receiver threads share the node's port (issue 14; measured in `perf/README.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiverSockets {
+    /// One SO_REUSEPORT socket per receiver; the kernel picks the socket by a hash of the
+    /// sender's address and port, so each sender stays on one receiver and a few busy senders
+    /// can all land on one (run-to-run bimodal GET rates, `perf/reuseport_spread.py`).
+    Hashed,
+    /// One SO_REUSEPORT socket per receiver; a classic BPF program hands each datagram to one of
+    /// them at random (`net::spread_reuseport_randomly`), so the receivers share the load
+    /// whatever the senders' ports. The default.
+    Random,
+    /// All receivers read one socket, bound without SO_REUSEPORT; the kernel wakes one waiting
+    /// receiver per arrival (exclusive wait), so whichever receiver is free takes the next batch.
+    Shared,
+}
+
 /// Everything a node needs to start.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -62,13 +78,9 @@ pub struct Config {
     // ---- engine ----
     /// Receiver threads. 0 = one per core.
     pub receiver_threads: usize,
-    /// All receiver threads read one socket (true), or each its own SO_REUSEPORT socket of the
-    /// port (false). SO_REUSEPORT spreads datagrams by a hash of the sender's address and port,
-    /// so a few busy senders can all land on one receiver while the others idle: GET throughput
-    /// then depends on the senders' ephemeral ports (bimodal from run to run, `perf/README.md`,
-    /// issue 14). On one shared socket the kernel wakes one waiting receiver per datagram
-    /// (exclusive wait), so whichever receiver is free takes the next batch.
-    pub shared_receiver_socket: bool,
+    /// How the receivers share the port: their own SO_REUSEPORT sockets, spread at random (the
+    /// default) or by the kernel's hash, or one shared socket.
+    pub receiver_sockets: ReceiverSockets,
     /// Shard-owner threads; shard `s` is owned by thread `s % shard_owner_threads`. 1..=256.
     pub shard_owner_threads: usize,
     /// Proof-of-work worker threads for local puts. 0 = one per core.
@@ -204,7 +216,7 @@ impl Default for Config {
             backup_path: None,
             sync_policy: SyncPolicy::default(),
             receiver_threads: 0,
-            shared_receiver_socket: true,
+            receiver_sockets: ReceiverSockets::Random,
             shard_owner_threads: 256,
             pow_threads: 0,
             pin_cores: true,

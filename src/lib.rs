@@ -48,7 +48,7 @@ pub mod stats;
 pub mod time;
 pub mod wire;
 
-pub use config::{Config, GetPath};
+pub use config::{Config, GetPath, ReceiverSockets};
 pub use keys::Keypair;
 pub use node::{GetError, Node, PutError, PutReport, StartError};
 pub use stats::Stats;

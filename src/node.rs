@@ -22,7 +22,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounde
 use parking_lot::RwLock;
 
 use crate::backup::{BackupConfig, BackupHandle, BackupWriter, RecoveredEntry, SyncPolicy};
-use crate::config::{Config, ConfigError, GetPath};
+use crate::config::{Config, ConfigError, GetPath, ReceiverSockets};
 use crate::keys::Keypair;
 use crate::limits::{MAX_KEY_LEN, PONG_MAX_LEN};
 use crate::net::{self, RecvBatch, SendBatch, SocketOptions};
@@ -250,14 +250,17 @@ impl Node {
             read_timeout: SHUTDOWN_POLL,
             ..SocketOptions::default()
         };
-        let socket_count = if config.shared_receiver_socket {
-            1
-        } else {
-            receiver_count
+        let socket_count = match config.receiver_sockets {
+            ReceiverSockets::Shared => 1,
+            ReceiverSockets::Hashed | ReceiverSockets::Random => receiver_count,
         };
         let bound = net::bind_node_sockets(config.listen_addr, socket_count, &options)
             .map_err(|e| StartError::Bind(config.listen_addr, e))?;
         let local_addr = bound.local_addr;
+        if config.receiver_sockets == ReceiverSockets::Random && socket_count > 1 {
+            net::spread_reuseport_randomly(&bound.sockets[0], socket_count as u32)
+                .map_err(|e| StartError::Bind(local_addr, e))?;
+        }
         // Receiver i reads socket i % socket_count (a clone of the one socket when shared).
         let sockets = (0..receiver_count)
             .map(|i| bound.sockets[i % socket_count].try_clone())

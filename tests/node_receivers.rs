@@ -1,6 +1,7 @@
-//! The receivers' socket layout (`Config::shared_receiver_socket`): several receiver threads on
-//! one shared socket answer GETs from many senders (as do per-receiver SO_REUSEPORT sockets), and
-//! the shared socket keeps the port the node's alone. Real UDP on loopback.
+//! The receivers' socket layouts (`Config::receiver_sockets`): with each layout a node with two
+//! receivers answers GETs from many senders; the random spread hands one sender's datagrams to
+//! both sockets of a group (the kernel's hash gives them all to one); the shared socket keeps
+//! the port the node's alone. Real UDP on loopback.
 
 mod common;
 
@@ -9,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use common::test_config;
 use dave::limits::MAX_PACKET_LEN;
-use dave::wire::{Dat, GetRepr, Message};
-use dave::{Keypair, Node};
+use dave::net::{SocketOptions, bind_node_sockets, spread_reuseport_randomly};
+use dave::wire::{GetRepr, Message};
+use dave::{Keypair, Node, ReceiverSockets};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Senders, each on its own source address: more than receivers, so that with per-receiver
@@ -19,11 +21,16 @@ const SENDERS: u8 = 8;
 /// GETs per sender: few enough that an unproven sender's amplification budget answers them all
 /// (a 39-byte GET against a ~170-byte GET_ACK).
 const GETS_PER_SENDER: usize = 3;
+/// Datagrams one sender sends to a randomly spread group of two sockets.
+const SPREAD_DATAGRAMS: usize = 400;
+/// Fewest of them each socket must get. Binomial(400, 1/2) falls below 100 with probability
+/// about 1e-24; the kernel's hash would give one socket all 400 and the other none.
+const SPREAD_MIN_EACH: usize = 100;
 
-fn node(ip: [u8; 4], shared: bool) -> Node {
+fn node(ip: [u8; 4], sockets: ReceiverSockets) -> Node {
     let config = dave::Config {
         receiver_threads: 2,
-        shared_receiver_socket: shared,
+        receiver_sockets: sockets,
         ..test_config(ip, vec![])
     };
     Node::start(config).expect("node starts")
@@ -59,11 +66,11 @@ fn answered(node: &Node, owner: &Keypair, key: &[u8], base: u8) -> usize {
             let Ok((n, _)) = s.recv_from(&mut buf) else {
                 continue;
             };
-            if let Ok(Message::GetAck(dat)) = Message::parse(&buf[..n]) {
-                let dat: Dat<&[u8]> = dat;
-                if dat.key() == key && !dat.is_not_found() {
-                    mine += 1;
-                }
+            if let Ok(Message::GetAck(dat)) = Message::parse(&buf[..n])
+                && dat.key() == key
+                && !dat.is_not_found()
+            {
+                mine += 1;
             }
         }
         found += mine;
@@ -78,26 +85,83 @@ fn port_joinable(addr: SocketAddr) -> bool {
     s.bind(&addr.into()).is_ok()
 }
 
-#[test]
-fn shared_socket_receivers_answer_every_sender() {
-    let n = node([127, 0, 0, 160], true);
-    let owner = Keypair::from_seed(&[3; 32]);
-    n.put_as(&owner, b"shared", b"value", common::TEST_WORK_BITS)
+fn every_sender_answered(ip: u8, sockets: ReceiverSockets) -> Node {
+    let n = node([127, 0, 0, ip], sockets);
+    let owner = Keypair::from_seed(&[ip; 32]);
+    n.put_as(&owner, b"layout", b"value", common::TEST_WORK_BITS)
         .expect("put");
-    let got = answered(&n, &owner, b"shared", 161);
-    assert_eq!(got, SENDERS as usize * GETS_PER_SENDER);
-    // One socket bound without SO_REUSEPORT: nobody can join the port, now or later.
-    assert!(!port_joinable(n.local_addr()), "the port is the node's alone");
+    let got = answered(&n, &owner, b"layout", ip + 1);
+    assert_eq!(got, SENDERS as usize * GETS_PER_SENDER, "{sockets:?}");
+    n
 }
 
 #[test]
-fn reuseport_receivers_answer_every_sender() {
-    let n = node([127, 0, 0, 170], false);
-    let owner = Keypair::from_seed(&[4; 32]);
-    n.put_as(&owner, b"per-socket", b"value", common::TEST_WORK_BITS)
-        .expect("put");
-    let got = answered(&n, &owner, b"per-socket", 171);
-    assert_eq!(got, SENDERS as usize * GETS_PER_SENDER);
-    // No exclusivity assertion here: a socket of the same user can join an SO_REUSEPORT group
-    // after the node's bind-time check (`net::bind_udp` docs); the shared layout closes that.
+fn random_spread_receivers_answer_every_sender() {
+    every_sender_answered(150, ReceiverSockets::Random);
+}
+
+#[test]
+fn hashed_receivers_answer_every_sender() {
+    // No exclusivity assertion for the SO_REUSEPORT layouts: a socket of the same user can join
+    // a group after the node's bind-time check (`net::bind_udp` docs); the shared layout closes
+    // that.
+    every_sender_answered(170, ReceiverSockets::Hashed);
+}
+
+#[test]
+fn shared_socket_receivers_answer_every_sender_and_keep_the_port() {
+    let n = every_sender_answered(190, ReceiverSockets::Shared);
+    // One socket bound without SO_REUSEPORT: nobody can join the port, now or later.
+    assert!(
+        !port_joinable(n.local_addr()),
+        "the port is the node's alone"
+    );
+}
+
+#[test]
+fn random_spread_hands_one_sender_to_every_socket() {
+    let options = SocketOptions {
+        read_timeout: Duration::from_millis(50),
+        ..SocketOptions::default()
+    };
+    let group = bind_node_sockets(SocketAddr::from(([127, 0, 0, 210], 0)), 2, &options)
+        .expect("bind group");
+    spread_reuseport_randomly(&group.sockets[0], 2).expect("attach program");
+    let sender = UdpSocket::bind("127.0.0.211:0").expect("bind sender");
+    let mut got = [0usize; 2];
+    let mut buf = [0u8; 64];
+    for i in 0..SPREAD_DATAGRAMS {
+        sender
+            .send_to(&(i as u32).to_le_bytes(), group.local_addr)
+            .expect("send");
+        if i % 64 == 63 {
+            // Drain as we go: loopback delivers synchronously, the buffers never fill.
+            for (s, n) in group.sockets.iter().zip(got.iter_mut()) {
+                s.set_nonblocking(true).expect("nonblocking");
+                while s.recv_from(&mut buf).is_ok() {
+                    *n += 1;
+                }
+            }
+        }
+    }
+    for (s, n) in group.sockets.iter().zip(got.iter_mut()) {
+        s.set_nonblocking(true).expect("nonblocking");
+        while s.recv_from(&mut buf).is_ok() {
+            *n += 1;
+        }
+    }
+    assert_eq!(got[0] + got[1], SPREAD_DATAGRAMS, "every datagram arrived");
+    assert!(
+        got.iter().all(|&n| n >= SPREAD_MIN_EACH),
+        "one sender spread over both sockets: {got:?}"
+    );
+}
+
+#[test]
+fn spreading_over_no_socket_is_refused() {
+    let s = UdpSocket::bind("127.0.0.212:0").expect("bind");
+    assert_eq!(
+        spread_reuseport_randomly(&s, 0).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::InvalidInput)
+    );
 }
