@@ -8,8 +8,8 @@
 #                              node and echo_baseline in the same invocation, DUR s each
 #   client-rp-if128            the same against a node whose receivers' SO_REUSEPORT sockets
 #                              get datagrams by the kernel's hash (the layout before issue 14;
-#                              the default now spreads them at random)
-#   client-shared-if128        the same against a node whose receivers share one socket
+#                              the default now is one socket shared by the receivers)
+#   client-random-if128        per-receiver SO_REUSEPORT sockets, datagrams spread at random
 #   client-spin50-if1/-if128   the same against a node whose receivers poll 50 µs after traffic
 #                              before they sleep (Config::receiver_spin_us)
 #   client-nopin-if1/-if128    the same against a node whose receivers are not pinned to cores
@@ -120,8 +120,8 @@ for RUN in $(seq 1 "$RUNS"); do
         up --receiver-sockets hashed
         client client-rp-if128 128
         stop
-        up --receiver-sockets shared
-        client client-shared-if128 128
+        up --receiver-sockets random
+        client client-random-if128 128
         stop
         up --receiver-spin-us 50
         client client-spin50-if1 1
@@ -171,7 +171,7 @@ fi
 ratios=(--ratio client-if128:node_ops_per_s/client-if128:echo_ops_per_s
     --ratio client-if1:node_ops_per_s/client-if1:echo_ops_per_s
     --ratio client-rp-if128:node_ops_per_s/client-rp-if128:echo_ops_per_s
-    --ratio client-shared-if128:node_ops_per_s/client-shared-if128:echo_ops_per_s
+    --ratio client-random-if128:node_ops_per_s/client-random-if128:echo_ops_per_s
     --ratio client-spin50-if128:node_ops_per_s/client-spin50-if128:echo_ops_per_s
     --ratio client-spin50-if1:node_ops_per_s/client-spin50-if1:echo_ops_per_s
     --ratio client-nopin-if128:node_ops_per_s/client-nopin-if128:echo_ops_per_s

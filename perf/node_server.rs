@@ -114,7 +114,7 @@ struct ServeArgs {
     /// Receiver busy-poll after traffic, in µs (default: the node's).
     #[arg(long)]
     receiver_spin_us: Option<u64>,
-    /// How the receivers share the port (Config::receiver_sockets; default random).
+    /// How the receivers share the port (Config::receiver_sockets; default shared).
     #[arg(long, value_enum)]
     receiver_sockets: Option<ReceiverSocketsArg>,
     /// Value bytes of preloaded records.

@@ -29,10 +29,13 @@ pub enum ReceiverSockets {
     Hashed,
     /// One SO_REUSEPORT socket per receiver; a classic BPF program hands each datagram to one of
     /// them at random (`net::spread_reuseport_randomly`), so the receivers share the load
-    /// whatever the senders' ports. The default.
+    /// whatever the senders' ports, in equal parts: a receiver waiting for a CPU holds up its
+    /// share.
     Random,
     /// All receivers read one socket, bound without SO_REUSEPORT; the kernel wakes one waiting
-    /// receiver per arrival (exclusive wait), so whichever receiver is free takes the next batch.
+    /// receiver per arrival (exclusive wait), so whichever receiver is free takes the next batch
+    /// and a receiver that is descheduled holds up nobody. The default: it measured best of the
+    /// three (`perf/README.md`, issue 14), and nobody else can join the port later.
     Shared,
 }
 
@@ -78,8 +81,8 @@ pub struct Config {
     // ---- engine ----
     /// Receiver threads. 0 = one per core.
     pub receiver_threads: usize,
-    /// How the receivers share the port: their own SO_REUSEPORT sockets, spread at random (the
-    /// default) or by the kernel's hash, or one shared socket.
+    /// How the receivers share the port: one shared socket (the default), or their own
+    /// SO_REUSEPORT sockets, spread at random or by the kernel's hash.
     pub receiver_sockets: ReceiverSockets,
     /// Shard-owner threads; shard `s` is owned by thread `s % shard_owner_threads`. 1..=256.
     pub shard_owner_threads: usize,
@@ -216,7 +219,7 @@ impl Default for Config {
             backup_path: None,
             sync_policy: SyncPolicy::default(),
             receiver_threads: 0,
-            receiver_sockets: ReceiverSockets::Random,
+            receiver_sockets: ReceiverSockets::Shared,
             shard_owner_threads: 256,
             pow_threads: 0,
             pin_cores: true,
