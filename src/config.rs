@@ -20,6 +20,27 @@ pub enum GetPath {
     Owner,
 }
 
+/// How the receiver threads share the node's port (issue 14; measured in `perf/README.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiverSockets {
+    /// One SO_REUSEPORT socket per receiver; the kernel picks the socket by a hash of the
+    /// sender's address and port, so each sender stays on one receiver and a few busy senders
+    /// can all land on one (run-to-run bimodal GET rates, `perf/reuseport_spread.py`).
+    Hashed,
+    /// One SO_REUSEPORT socket per receiver; a classic BPF program hands each datagram to one of
+    /// them at random (`net::spread_reuseport_randomly`), so the receivers share the load
+    /// whatever the senders' ports, in equal parts: a receiver waiting for a CPU holds up its
+    /// share. The default: it is the design's shape (pinned receivers, each on its own
+    /// SO_REUSEPORT socket) without the hash's dependence on the senders' ports.
+    Random,
+    /// All receivers read one socket, bound without SO_REUSEPORT; the kernel wakes one waiting
+    /// receiver per arrival (exclusive wait), so whichever receiver is free takes the next batch
+    /// and a receiver that is descheduled holds up nobody, and nobody else can join the port
+    /// later. Measured level with `Hashed` and ahead of `Random` on a heavily loaded machine
+    /// (`perf/README.md`, issue 14), a comparison still to be repeated on a quiet one.
+    Shared,
+}
+
 /// Everything a node needs to start.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -65,8 +86,11 @@ pub struct Config {
     pub backup_compact_min_file_bytes: u64,
 
     // ---- engine ----
-    /// Receiver threads, each on its own SO_REUSEPORT socket. 0 = one per core.
+    /// Receiver threads. 0 = one per core.
     pub receiver_threads: usize,
+    /// How the receivers share the port: their own SO_REUSEPORT sockets spread at random (the
+    /// default) or by the kernel's hash, or one shared socket.
+    pub receiver_sockets: ReceiverSockets,
     /// Shard-owner threads; shard `s` is owned by thread `s % shard_owner_threads`. 1..=256.
     pub shard_owner_threads: usize,
     /// Proof-of-work worker threads for local puts. 0 = one per core.
@@ -203,6 +227,7 @@ impl Default for Config {
             sync_policy: SyncPolicy::default(),
             backup_compact_min_file_bytes: crate::backup::DEFAULT_COMPACT_MIN_FILE_BYTES,
             receiver_threads: 0,
+            receiver_sockets: ReceiverSockets::Random,
             shard_owner_threads: 256,
             pow_threads: 0,
             pin_cores: true,

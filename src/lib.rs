@@ -7,7 +7,7 @@
 //!  UDP datagrams
 //!    │
 //!    ▼
-//!  receiver threads  "dave-rx-N"   (one per core, pinned, SO_REUSEPORT, recvmmsg batches)
+//!  receiver threads  "dave-rx-N"   (one per core, pinned, one shared socket, recvmmsg batches)
 //!    │  check header · drop own packets · count malformed by reason
 //!    │  PUT / GET / GET_ACK ──► shard = xxh64(pubkey ‖ key) >> 56 ──► bounded channel of its owner
 //!    │  PING / PONG / GETMYADDRPORT(_ACK) ──► peer thread
@@ -103,7 +103,7 @@ pub mod stats;
 pub mod time;
 pub mod wire;
 
-pub use config::{Config, GetPath};
+pub use config::{Config, GetPath, ReceiverSockets};
 pub use keys::Keypair;
 pub use node::{GetError, Node, PutError, PutReport, StartError};
 pub use stats::Stats;

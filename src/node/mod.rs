@@ -32,7 +32,7 @@ use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
 use parking_lot::RwLock;
 
 use crate::backup::{BackupConfig, BackupWriter, RecoveredEntry, SyncPolicy};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, ReceiverSockets};
 use crate::keys::Keypair;
 use crate::limits::MAX_KEY_LEN;
 use crate::net::{self, SocketOptions};
@@ -194,10 +194,22 @@ impl Node {
             read_timeout: RECEIVER_BACKSTOP_TIMEOUT,
             ..SocketOptions::default()
         };
-        let bound = net::bind_node_sockets(config.listen_addr, receiver_count, &options)
+        let socket_count = match config.receiver_sockets {
+            ReceiverSockets::Shared => 1,
+            ReceiverSockets::Hashed | ReceiverSockets::Random => receiver_count,
+        };
+        let bound = net::bind_node_sockets(config.listen_addr, socket_count, &options)
             .map_err(|e| StartError::Bind(config.listen_addr, e))?;
         let local_addr = bound.local_addr;
-        let sockets = bound.sockets;
+        if config.receiver_sockets == ReceiverSockets::Random && socket_count > 1 {
+            net::spread_reuseport_randomly(&bound.sockets[0], socket_count as u32)
+                .map_err(|e| StartError::Bind(local_addr, e))?;
+        }
+        // Receiver i reads socket i % socket_count (a clone of the one socket when shared).
+        let sockets = (0..receiver_count)
+            .map(|i| bound.sockets[i % socket_count].try_clone())
+            .collect::<Result<Vec<std::net::UdpSocket>, _>>()
+            .map_err(StartError::Spawn)?;
 
         // Shards, then the backup replayed into them.
         let node_id = keypair.id();
