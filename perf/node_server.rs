@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use dave::pow::SignatureCheck;
 use dave::wire::DatFields;
-use dave::{Config, GetPath, Node};
+use dave::{Config, GetPath, Node, ReceiverSockets};
 use serde_json::{Value, json};
 
 /// Longest a server runs without being told to stop (the scripts kill it much sooner).
@@ -50,6 +50,14 @@ enum Command {
 enum GetPathArg {
     Receiver,
     Owner,
+}
+
+/// `Config::receiver_sockets` from the command line.
+#[derive(ValueEnum, Debug, Clone, Copy)]
+enum ReceiverSocketsArg {
+    Hashed,
+    Random,
+    Shared,
 }
 
 /// `Config::signature_check` from the command line.
@@ -106,6 +114,9 @@ struct ServeArgs {
     /// Receiver busy-poll after traffic, in µs (default: the node's).
     #[arg(long)]
     receiver_spin_us: Option<u64>,
+    /// How the receivers share the port (Config::receiver_sockets; default shared).
+    #[arg(long, value_enum)]
+    receiver_sockets: Option<ReceiverSocketsArg>,
     /// Value bytes of preloaded records.
     #[arg(long, default_value_t = 100)]
     preload_value_bytes: usize,
@@ -181,6 +192,13 @@ fn serve(a: &ServeArgs) -> Result<(), String> {
     }
     if let Some(permits) = a.verify_permits {
         config.verify_permits = permits;
+    }
+    if let Some(s) = a.receiver_sockets {
+        config.receiver_sockets = match s {
+            ReceiverSocketsArg::Hashed => ReceiverSockets::Hashed,
+            ReceiverSocketsArg::Random => ReceiverSockets::Random,
+            ReceiverSocketsArg::Shared => ReceiverSockets::Shared,
+        };
     }
     if let Some(spin) = a.receiver_spin_us {
         config.receiver_spin_us = spin;

@@ -13,13 +13,15 @@
 #
 # Usage: perf/run_bench.sh                  # everything, RUNS=5, DUR=2
 #        RUNS=3 DUR=1 ONLY="get put" perf/run_bench.sh
-# ONLY is a list of: get put mixed flood handoff coldstart memory (default: all of them).
+# ONLY is a list of: client get put mixed flood handoff coldstart memory (default: all of them).
+# `client` is issue 14's independent-style client (one thread, 4 proven sockets, fixed window),
+# node and echo server in the same run; CDUR (default 3) seconds per measurement.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-5}
 DUR=${DUR:-2}
-ONLY=${ONLY:-"get put mixed flood handoff coldstart memory"}
+ONLY=${ONLY:-"client get put mixed flood handoff coldstart memory"}
 MEMORY_RECORDS=${MEMORY_RECORDS:-1000000}
 OUT=perf/out
 BIN=$OUT/bin
@@ -111,8 +113,34 @@ put_at() {
 # Records for the PUT runs: computed once (cached in perf/out).
 "$BIN/loadgen" prepare --records 400000 >/dev/null
 
+CDUR=${CDUR:-3}
+ECHO_PID=""
+stop_echo() {
+    if [ -n "$ECHO_PID" ]; then
+        kill "$ECHO_PID" 2>/dev/null || true
+        wait "$ECHO_PID" 2>/dev/null || true
+        ECHO_PID=""
+    fi
+}
+trap 'cleanup; stop_echo' EXIT
+
 for RUN in $(seq 1 "$RUNS"); do
     echo "== run $RUN of $RUNS (load average $(cut -d' ' -f1 /proc/loadavg))"
+    if want client; then
+        # Node and echo server up together; the client measures one then the other (the order
+        # alternates with the run number), so both see the same moment of the host's noise.
+        "$BIN/echo_baseline" --listen "$ECHO" 2>>"$OUT/echo_baseline.log" &
+        ECHO_PID=$!
+        start_node
+        for f in 1 128; do
+            # shellcheck disable=SC2046 # the second run finds the keys loaded
+            lg "client-if$f" client --target "$NODE" --stats-addr "$STATS" \
+                --server-pid "$SERVER" --echo "$ECHO" --echo-pid "$ECHO_PID" \
+                --duration "$CDUR" --in-flight "$f" --sockets 4 $([ "$f" = 1 ] || echo --skip-load)
+        done
+        stop_server
+        stop_echo
+    fi
     if want get; then
         start_echo
         for f in 1 16 128; do
@@ -222,6 +250,8 @@ fi
 
 if [ -s "$RESULTS" ]; then
     "$BIN/loadgen" summarize "$RESULTS" \
+        --ratio client-if128:node_ops_per_s/client-if128:echo_ops_per_s \
+        --ratio client-if1:node_ops_per_s/client-if1:echo_ops_per_s \
         --ratio get-if128/echo-if128 --ratio get-if128-c1/echo-if128-c1 --ratio get-if16/echo-if16 --ratio get-if1/echo-if1 \
         --ratio owner256-if128/get-if128 --ratio owner16-if128/get-if128 \
         --ratio owner2-if128/get-if128 --ratio owner256-if1/get-if1 \

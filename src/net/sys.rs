@@ -636,6 +636,56 @@ fn socket_addr_to_sockaddr(
     }
 }
 
+/// Makes the kernel hand each datagram for `socket`'s SO_REUSEPORT group to one of its first
+/// `count` sockets at random, datagram by datagram, instead of by a hash of the sender's address
+/// and port (which pins each sender to one socket, so a few busy senders can all land on one
+/// receiver: `perf/reuseport_spread.py`). The group takes one program, attached through any of
+/// its sockets: classic BPF `A = random(); A %= count; return A` (`SO_ATTACH_REUSEPORT_CBPF`,
+/// Linux 4.5+). An index the group does not have makes the kernel fall back to the hash.
+pub fn spread_reuseport_randomly(socket: &UdpSocket, count: u32) -> io::Result<()> {
+    if count == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "spread over 0 sockets",
+        ));
+    }
+    let op = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let mut program = [
+        op(
+            libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
+            (libc::SKF_AD_OFF + libc::SKF_AD_RANDOM) as u32,
+        ),
+        op(libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K, count),
+        op(libc::BPF_RET | libc::BPF_A, 0),
+    ];
+    let fprog = libc::sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_mut_ptr(),
+    };
+    // SAFETY: `fprog` points to `program`, three initialised instructions that outlive the call;
+    // the kernel copies the program during `setsockopt` and keeps no pointer to ours. The option
+    // length is the true size of `fprog`.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_REUSEPORT_CBPF,
+            ptr::from_ref(&fprog).cast(),
+            mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Lowers the calling thread's scheduling priority to `nice` (0..=19; higher is lower).
 ///
 /// Linux's `setpriority(PRIO_PROCESS, tid, …)` applies to one thread, not the whole process

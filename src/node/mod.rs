@@ -18,6 +18,7 @@
 mod handoff;
 mod owner;
 mod peer;
+mod pruner;
 mod receiver;
 
 use std::io;
@@ -31,7 +32,7 @@ use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
 use parking_lot::RwLock;
 
 use crate::backup::{BackupConfig, BackupWriter, RecoveredEntry, SyncPolicy};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, ReceiverSockets};
 use crate::keys::Keypair;
 use crate::limits::MAX_KEY_LEN;
 use crate::net::{self, SocketOptions};
@@ -93,7 +94,7 @@ impl core::fmt::Display for PutError {
             PutError::TooLong => {
                 f.write_str("key or value too long (key ≤ 255, key + value ≤ 1266 bytes)")
             }
-            PutError::Refused(r) => write!(f, "refused by the store: {r:?}"),
+            PutError::Refused(r) => write!(f, "refused by the store: {r}"),
             PutError::Shutdown => f.write_str("node is shutting down"),
         }
     }
@@ -173,6 +174,8 @@ pub struct Node {
     rx_sockets: Vec<std::net::UdpSocket>,
     pow: PowPool,
     backup: Option<BackupWriter>,
+    /// Dropped (disconnected) on shutdown to wake the pruner.
+    pruner_shutdown: Option<Sender<()>>,
 }
 
 /// A receiver's read timeout. Receivers do not poll: `Node::drop` wakes them by shutting their
@@ -194,10 +197,22 @@ impl Node {
             read_timeout: RECEIVER_BACKSTOP_TIMEOUT,
             ..SocketOptions::default()
         };
-        let bound = net::bind_node_sockets(config.listen_addr, receiver_count, &options)
+        let socket_count = match config.receiver_sockets {
+            ReceiverSockets::Shared => 1,
+            ReceiverSockets::Hashed | ReceiverSockets::Random => receiver_count,
+        };
+        let bound = net::bind_node_sockets(config.listen_addr, socket_count, &options)
             .map_err(|e| StartError::Bind(config.listen_addr, e))?;
         let local_addr = bound.local_addr;
-        let sockets = bound.sockets;
+        if config.receiver_sockets == ReceiverSockets::Random && socket_count > 1 {
+            net::spread_reuseport_randomly(&bound.sockets[0], socket_count as u32)
+                .map_err(|e| StartError::Bind(local_addr, e))?;
+        }
+        // Receiver i reads socket i % socket_count (a clone of the one socket when shared).
+        let sockets = (0..receiver_count)
+            .map(|i| bound.sockets[i % socket_count].try_clone())
+            .collect::<Result<Vec<std::net::UdpSocket>, _>>()
+            .map_err(StartError::Spawn)?;
 
         // Shards, then the backup replayed into them.
         let node_id = keypair.id();
@@ -222,6 +237,7 @@ impl Node {
                 let now = unix_now_ms();
                 let backup_config = BackupConfig {
                     sync_policy: config.sync_policy,
+                    compact_min_file_bytes: config.backup_compact_min_file_bytes,
                     ..BackupConfig::new(path)
                 };
                 let (writer, report) = BackupWriter::open(backup_config, |entry| match entry {
@@ -265,7 +281,7 @@ impl Node {
             keypair.clone(),
             rand::random(),
         )
-        .map_err(|e| StartError::Config(ConfigError(format!("peer table: {e:?}"))))?;
+        .map_err(|e| StartError::Config(ConfigError(e.to_string())))?;
         let snapshot: SharedSnapshot = Arc::new(RwLock::new(peer_table.snapshot()));
         let router = config.routing().then(|| {
             let mut router =
@@ -308,6 +324,7 @@ impl Node {
             rx_sockets: Vec::new(),
             pow: PowPool::new(config.pow_thread_count()).map_err(StartError::Spawn)?,
             backup,
+            pruner_shutdown: None,
         };
 
         // Shard owners: thread i owns shards s with s % owner_count == i, as one `ShardGroup`.
@@ -369,6 +386,17 @@ impl Node {
                     core_affinity::set_for_current(core);
                 }
                 receiver::receiver_loop(shared, socket, counters)
+            })?;
+        }
+
+        // Pruner: the live size for automatic compaction.
+        {
+            let shared = Arc::clone(&shared);
+            let backup = node.backup.as_ref().map(BackupWriter::handle);
+            let (tx, rx) = bounded(1);
+            node.pruner_shutdown = Some(tx);
+            node.spawn("dave-pruner".to_string(), move || {
+                pruner::pruner_loop(shared, backup, rx)
             })?;
         }
         Ok(node)
@@ -624,6 +652,7 @@ impl Drop for Node {
             let _ = owner.send(OwnerMsg::Shutdown);
         }
         let _ = self.shared.peer_tx.send(PeerMsg::Shutdown);
+        self.pruner_shutdown.take();
         for socket in &self.rx_sockets {
             net::shutdown_read(socket);
         }

@@ -5,6 +5,7 @@ pub mod challenge;
 pub mod core;
 pub mod group;
 pub mod order;
+pub mod refused;
 pub mod repair;
 pub mod route;
 pub mod store;

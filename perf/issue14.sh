@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# perf/issue14.sh: every figure of issue 14 with one command, then a table and the SVG plots.
+#
+# Builds the release examples once and copies them to perf/out/bin14 (a concurrent build cannot
+# swap a binary mid-run). Then RUNS rounds, each with every scenario once (interleaved, so the
+# host's noise hits all alike; ratios are taken within one round):
+#   client-if1, client-if128   loadgen `client` (one thread, 4 proven sockets, fixed window),
+#                              node and echo_baseline in the same invocation, DUR s each
+#   client-rp-if128            the same against a node whose receivers' SO_REUSEPORT sockets
+#                              get datagrams by the kernel's hash (the layout before issue 14;
+#                              the default now is one socket shared by the receivers)
+#   client-random-if128        per-receiver SO_REUSEPORT sockets, datagrams spread at random
+#   client-spin50-if1/-if128   the same against a node whose receivers poll 50 µs after traffic
+#                              before they sleep (Config::receiver_spin_us)
+#   client-nopin-if1/-if128    the same against a node whose receivers are not pinned to cores
+#                              (the one client thread shares a core with a pinned receiver)
+#   scale-N-if1/-if128         a node preloaded with N records (N in SIZES), same client
+#   put-N                      PUTs at 2x the batched verification rate into that node
+#   peers-S-if128              S proven client sockets (S in PEERS) from the one client thread
+#   flood-x5                   GETs (16 in flight) during forged PUTs at 5x verification capacity
+#   verify-batch-t2            the batched verification rate on both cores (PUT ceiling)
+# and once at the end: memory at MEMORY_RECORDS records (RSS per record).
+# Writes perf/out/issue14-<stamp>.jsonl (one line per measurement), the machine description,
+# the summary table (stdout and perf/out/issue14-<stamp>.md), and plots with perf/plot14.py
+# into perf/out/ (COMMIT_PLOTS=1 also copies them to perf/issue14-*.svg).
+# Every process it starts is killed on exit; every loadgen run is bounded by --duration.
+#
+# Usage: perf/issue14.sh                      # RUNS=5 DUR=3 SIZES="1000 100000 1000000"
+#        RUNS=1 DUR=1 SIZES="1000" PEERS="4" ONLY="client scale" perf/issue14.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS=${RUNS:-5}
+DUR=${DUR:-3}
+SIZES=${SIZES:-"1000 100000 1000000"}
+PEERS=${PEERS:-"4 16 64"}
+ONLY=${ONLY:-"client scale peers flood memory"}
+MEMORY_RECORDS=${MEMORY_RECORDS:-1000000}
+OUT=perf/out
+BIN=$OUT/bin14
+NODE=127.0.0.1:7000
+STATS=127.0.0.1:7999
+ECHO=127.0.0.1:7001
+STAMP=$(date +%Y%m%d-%H%M%S)
+RESULTS=$OUT/issue14-$STAMP.jsonl
+SUMMARY=$OUT/issue14-$STAMP.md
+NODE_PID=""
+ECHO_PID=""
+
+stop() {
+    for p in $NODE_PID $ECHO_PID; do
+        kill "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    NODE_PID=""
+    ECHO_PID=""
+}
+trap stop EXIT
+trap 'exit 130' INT TERM
+want() { [[ " $ONLY " == *" $1 "* ]]; }
+
+mkdir -p "$BIN"
+cargo build --release --example loadgen --example node_server --example echo_baseline
+cp target/release/examples/loadgen target/release/examples/node_server \
+    target/release/examples/echo_baseline "$BIN/"
+
+{
+    echo "date: $(date -u +%FT%TZ)"
+    echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src perf || echo ' (uncommitted changes)')"
+    echo "cpu: $(lscpu | sed -n 's/^Model name: *//p')"
+    echo "nproc: $(nproc)"
+    echo "kernel: $(uname -r)"
+    echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "runs: $RUNS, seconds per measurement: $DUR, sizes: $SIZES, peers: $PEERS"
+} | tee "$OUT/issue14-machine-$STAMP.txt"
+
+# up NODE_FLAGS...: a fresh node (and an echo server beside it).
+up() {
+    "$BIN/echo_baseline" --listen "$ECHO" 2>>"$OUT/echo_baseline.log" &
+    ECHO_PID=$!
+    "$BIN/node_server" serve --listen "$NODE" --stats-addr "$STATS" --max-seconds 600 "$@" \
+        >>"$OUT/node_server.log" 2>&1 &
+    NODE_PID=$!
+    "$BIN/loadgen" stats --stats-addr "$STATS" --wait 120 >/dev/null
+}
+
+lg() {
+    local tag=$1
+    shift
+    "$BIN/loadgen" --json --tag "$tag" --run "$RUN" "$@" >>"$RESULTS" 2>>"$OUT/loadgen.log" ||
+        echo "run $RUN $tag: failed (see $OUT/loadgen.log)" >&2
+}
+
+# client TAG IN_FLIGHT [loadgen client flags...]
+client() {
+    local tag=$1 inflight=$2
+    shift 2
+    lg "$tag" client --target "$NODE" --stats-addr "$STATS" --server-pid "$NODE_PID" \
+        --echo "$ECHO" --echo-pid "$ECHO_PID" --duration "$DUR" --in-flight "$inflight" "$@"
+}
+
+field() {
+    grep "\"tag\":\"$1\"" "$RESULTS" | grep "\"run\":$RUN," | tail -1 |
+        grep -o "\"$2\":[0-9.]*" | head -1 | cut -d: -f2
+}
+
+# Records for the PUT runs, computed once (cached in perf/out).
+"$BIN/loadgen" prepare --records 400000 >/dev/null
+
+for RUN in $(seq 1 "$RUNS"); do
+    echo "== run $RUN of $RUNS (load average $(cut -d' ' -f1 /proc/loadavg))"
+    lg verify-batch-t2 verify --mode batch --threads 2 --duration 2
+    VB=$(field verify-batch-t2 verified_per_s)
+    VB=${VB:-30000}
+    if want client; then
+        up
+        client client-if1 1
+        client client-if128 128 --skip-load
+        stop
+        up --receiver-sockets hashed
+        client client-rp-if128 128
+        stop
+        up --receiver-sockets random
+        client client-random-if128 128
+        stop
+        up --receiver-spin-us 50
+        client client-spin50-if1 1
+        client client-spin50-if128 128 --skip-load
+        stop
+        up --pin false
+        client client-nopin-if1 1
+        client client-nopin-if128 128 --skip-load
+        stop
+    fi
+    if want scale; then
+        for n in $SIZES; do
+            up --preload "$n"
+            client "scale-$n-if1" 1
+            client "scale-$n-if128" 128 --skip-load
+            lg "put-$n" put --target "$NODE" --stats-addr "$STATS" --server-pid "$NODE_PID" \
+                --duration "$DUR" --rate "$(awk "BEGIN {print int($VB * 2)}")" --offset 8192
+            stop
+        done
+    fi
+    if want peers; then
+        up
+        first=1
+        for s in $PEERS; do
+            # shellcheck disable=SC2046 # an empty word list when loading
+            client "peers-$s-if128" 128 --sockets "$s" $([ $first = 1 ] || echo --skip-load)
+            first=0
+        done
+        stop
+    fi
+    if want flood; then
+        up
+        lg flood-x5 flood --target "$NODE" --stats-addr "$STATS" --server-pid "$NODE_PID" \
+            --duration "$DUR" --in-flight 16 --clients 1 --capacity "$VB" --multiplier 5 \
+            --kind forged-put
+        stop
+    fi
+done
+
+if want memory; then
+    echo "== memory: $MEMORY_RECORDS records (16-byte keys, 100-byte values)"
+    "$BIN/node_server" serve --listen 127.0.0.1:7002 --stats-addr 127.0.0.1:7998 \
+        --preload "$MEMORY_RECORDS" --exit-after-preload 2>>"$OUT/node_server.log" |
+        sed "s/^{/{\"tag\":\"memory-$MEMORY_RECORDS\",\"run\":0,/" >>"$RESULTS"
+fi
+
+ratios=(--ratio client-if128:node_ops_per_s/client-if128:echo_ops_per_s
+    --ratio client-if1:node_ops_per_s/client-if1:echo_ops_per_s
+    --ratio client-rp-if128:node_ops_per_s/client-rp-if128:echo_ops_per_s
+    --ratio client-random-if128:node_ops_per_s/client-random-if128:echo_ops_per_s
+    --ratio client-spin50-if128:node_ops_per_s/client-spin50-if128:echo_ops_per_s
+    --ratio client-spin50-if1:node_ops_per_s/client-spin50-if1:echo_ops_per_s
+    --ratio client-nopin-if128:node_ops_per_s/client-nopin-if128:echo_ops_per_s
+    --ratio client-nopin-if1:node_ops_per_s/client-nopin-if1:echo_ops_per_s)
+for n in $SIZES; do
+    ratios+=(--ratio "put-$n:stored_per_s/verify-batch-t2:verified_per_s"
+        --ratio "scale-$n-if128:node_p99_us/scale-${SIZES%% *}-if128:node_p99_us")
+done
+"$BIN/loadgen" summarize "$RESULTS" "${ratios[@]}" | tee "$SUMMARY"
+if python3 -c 'import matplotlib' 2>/dev/null; then
+    python3 perf/plot14.py "$RESULTS" --out "$OUT" ${COMMIT_PLOTS:+--also perf}
+else
+    echo "plots skipped: python3 -m pip install matplotlib" >&2
+fi
+echo "results: $RESULTS"
+echo "summary: $SUMMARY"

@@ -1,0 +1,270 @@
+//! `put`: fresh valid PUTs at a fixed rate (or flat out); PUTs have no reply, so stored/s and
+//! loss come from the node's counters.
+
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use dave::net::{BATCH, RecvBatch, SendBatch};
+use serde_json::{Value, json};
+
+use crate::Result;
+use crate::net::{
+    NetArgs, ServerProbe, check_duration, check_target, client_socket, counter, kernel_drops,
+    query_stats, round3,
+};
+use crate::records::{RecordArgs, prepare};
+
+#[derive(Args, Debug, Clone)]
+pub(crate) struct PutArgs {
+    #[command(flatten)]
+    pub(crate) net: NetArgs,
+    #[command(flatten)]
+    pub(crate) records: RecordArgs,
+    /// PUTs per second in total; 0 = as fast as the clients can send.
+    #[arg(long, default_value_t = 10_000.0)]
+    pub(crate) rate: f64,
+    /// Client threads.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) clients: usize,
+    /// First record sent (records before it are, e.g., GET keys).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) offset: usize,
+    /// Longest wait for the node to finish the queued PUTs after sending stops.
+    #[arg(long, default_value_t = 5.0)]
+    pub(crate) drain: f64,
+}
+
+/// Sends `datagrams` (cycling) at `rate` per second (0 = as fast as possible); returns how many.
+pub(crate) fn sender(
+    socket: &UdpSocket,
+    target: SocketAddr,
+    datagrams: &[&[u8]],
+    rate: f64,
+    duration: Duration,
+    count: u64,
+    stop: &AtomicBool,
+) -> u64 {
+    let mut batch = SendBatch::new();
+    let mut drain = RecvBatch::new();
+    let t0 = Instant::now();
+    let mut sent = 0u64;
+    if datagrams.is_empty() {
+        return 0;
+    }
+    while sent < count && !stop.load(Ordering::Relaxed) {
+        let elapsed = t0.elapsed();
+        if elapsed >= duration {
+            break;
+        }
+        let due = if rate > 0.0 {
+            ((elapsed.as_secs_f64() * rate) as u64 + 1).min(count)
+        } else {
+            (sent + BATCH as u64).min(count)
+        };
+        while sent < due {
+            let d = datagrams[(sent % datagrams.len() as u64) as usize];
+            if !batch.push(target, d) {
+                let _ = batch.flush(socket);
+                continue;
+            }
+            sent += 1;
+        }
+        let _ = batch.flush(socket);
+        // Throw away replies (flood of GETs) without blocking.
+        while drain.recv(socket).unwrap_or(0) > 0 {}
+        if rate > 0.0 {
+            let next = Duration::from_secs_f64(sent as f64 / rate);
+            let now = t0.elapsed();
+            if next > now {
+                thread::sleep((next - now).min(Duration::from_micros(500)));
+            }
+        }
+    }
+    let _ = batch.flush(socket);
+    sent
+}
+
+/// Sends PUTs of records `offset..` from `clients` sockets (each its own slice of records).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_put_clients(
+    sockets: &[UdpSocket],
+    target: SocketAddr,
+    puts: &[Box<[u8]>],
+    rate: f64,
+    duration: Duration,
+    count: u64,
+    stop: &AtomicBool,
+) -> u64 {
+    let clients = sockets.len();
+    // Never repeat a record: each client gets its own slice and stops when it runs out.
+    let per = puts.len() / clients;
+    let count_each = (count / clients as u64).min(per as u64);
+    thread::scope(|s| {
+        let handles: Vec<_> = sockets
+            .iter()
+            .enumerate()
+            .map(|(c, socket)| {
+                let mine: Vec<&[u8]> = puts[c * per..(c + 1) * per]
+                    .iter()
+                    .map(|b| &b[..])
+                    .collect();
+                s.spawn(move || {
+                    sender(
+                        socket,
+                        target,
+                        &mine,
+                        rate / clients as f64,
+                        duration,
+                        count_each,
+                        stop,
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+    })
+}
+
+pub(crate) fn put_sockets(base: Ipv4Addr, first: usize, n: usize) -> Result<Vec<UdpSocket>> {
+    (0..n)
+        .map(|c| {
+            let s = client_socket(base, first + c, Duration::from_millis(1))?;
+            s.set_nonblocking(true).map_err(|e| e.to_string())?;
+            Ok(s)
+        })
+        .collect()
+}
+
+/// Polls the node's counters until every PUT sent is accounted for (handled by an owner,
+/// dropped at a full channel, or dropped by the kernel), or nothing moved for 500 ms, or
+/// `limit` passed. Returns the last counters and when they last moved.
+pub(crate) fn drain_puts(
+    probe: &ServerProbe,
+    sent: u64,
+    limit: Duration,
+) -> (Option<Value>, Instant) {
+    let Some(addr) = probe.stats_addr else {
+        return (None, Instant::now());
+    };
+    let start = Instant::now();
+    let before = &probe.stats;
+    let accounted = |s: &Option<Value>| {
+        let d = |name: &str| counter(s, name).saturating_sub(counter(before, name));
+        d("puts_received")
+            + d("shard_channel_full")
+            + kernel_drops(probe.port).saturating_sub(probe.kernel_drops)
+    };
+    let mut last = query_stats(addr);
+    let mut last_change = Instant::now();
+    let mut last_accounted = accounted(&last);
+    while start.elapsed() < limit && last_accounted < sent {
+        thread::sleep(Duration::from_millis(20));
+        let now = query_stats(addr);
+        let a = accounted(&now);
+        if a != last_accounted {
+            last_change = Instant::now();
+            last_accounted = a;
+        } else if last_change.elapsed() >= Duration::from_millis(500) {
+            return (now, last_change);
+        }
+        last = now;
+    }
+    (last, last_change)
+}
+
+pub(crate) fn put_report(
+    sent: u64,
+    send_secs: f64,
+    before: &Option<Value>,
+    after: &Option<Value>,
+    busy_secs: f64,
+) -> Value {
+    let d = |name: &str| counter(after, name).saturating_sub(counter(before, name));
+    let stored = d("puts_stored");
+    let received = d("puts_received");
+    json!({
+        "sent": sent,
+        "offered_per_s": (sent as f64 / send_secs.max(1e-9)).round(),
+        "stored": stored,
+        "stored_per_s": (stored as f64 / busy_secs.max(1e-9)).round(),
+        "lost": sent.saturating_sub(stored),
+        "loss_pct": if sent == 0 { 0.0 } else { round3(100.0 * sent.saturating_sub(stored) as f64 / sent as f64) },
+                "received_by_owners": received,
+        "dropped_channel_full": d("shard_channel_full"),
+        "refused_duplicate": d("puts_duplicate"),
+        "refused_invalid": d("put_invalid.bad_signature")
+            + d("put_invalid.work_mismatch")
+            + d("put_invalid.not_enough_work")
+            + d("put_invalid.from_the_future"),
+        "seconds": round3(send_secs),
+        "busy_seconds": round3(busy_secs),
+    })
+}
+
+pub(crate) fn run_put(a: &PutArgs) -> Result<Value> {
+    check_target(a.net.target)?;
+    let duration = check_duration(a.net.duration)?;
+    if a.clients == 0 || a.clients > 64 {
+        return Err("--clients must be 1..=64".into());
+    }
+    if a.net.stats_addr.is_none() {
+        eprintln!("loadgen: no --stats-addr: PUTs have no reply, so only the send rate is known");
+    }
+    // Enough fresh records for the whole run at the asked rate (capped by the cache size).
+    let set = prepare(&a.records)?;
+    if set.puts.len() <= a.offset {
+        return Err(format!(
+            "--offset {} beyond the {} cached records",
+            a.offset,
+            set.puts.len()
+        ));
+    }
+    let puts = &set.puts[a.offset..];
+    let sockets = put_sockets(a.net.source_base, 1, a.clients)?;
+    let stop = AtomicBool::new(false);
+    let probe = ServerProbe::start(&a.net);
+    let t0 = Instant::now();
+    let sent = run_put_clients(
+        &sockets,
+        a.net.target,
+        puts,
+        a.rate,
+        duration,
+        a.net.count,
+        &stop,
+    );
+    let send_secs = t0.elapsed().as_secs_f64();
+    let (after, last_change) = drain_puts(
+        &probe,
+        sent,
+        Duration::from_secs_f64(a.drain.clamp(0.0, 30.0)),
+    );
+    let busy = last_change.duration_since(t0).as_secs_f64().max(send_secs);
+    let mut report = put_report(sent, send_secs, &probe.stats, &after, busy);
+    let (server, _) = probe.finish();
+    let stored = report["stored"].as_u64().unwrap_or(0);
+    let map = report.as_object_mut().ok_or("report")?;
+    if let Some(cpu) = server["cpu_seconds"].as_f64().filter(|_| stored > 0) {
+        // The node's CPU (all its threads) per stored PUT: the host's noise changes how fast
+        // the node runs, much less what each PUT costs it.
+        map.insert(
+            "cpu_us_per_stored".into(),
+            json!(round3(cpu * 1e6 / stored as f64)),
+        );
+    }
+    map.insert("target".into(), json!(a.net.target.to_string()));
+    map.insert("rate".into(), json!(a.rate));
+    map.insert("clients".into(), json!(a.clients));
+    map.insert("records_available".into(), json!(puts.len()));
+    map.insert("server".into(), server);
+    if sent as usize >= puts.len() / a.clients * a.clients {
+        map.insert(
+            "warning".into(),
+            json!("ran out of cached records: prepare more (--records)"),
+        );
+    }
+    Ok(report)
+}
