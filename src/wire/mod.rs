@@ -26,12 +26,14 @@ mod dat;
 mod get;
 mod message;
 mod pong;
+pub mod record2;
 
 pub use addr::{WireAddr, addr_from_wire, addr_to_wire, normalize_addr};
 pub use dat::{Dat, DatFields, NOT_FOUND_TIME_MS, emit_dat_message};
 pub use get::{Get, GetRepr};
 pub use message::Message;
 pub use pong::{Pong, PongRepr, pong_signed_hash};
+pub use record2::{Dat2, Dat2Fields, Message2, Op2, Record2, Status2};
 
 /// A byte range inside a message or dat.
 pub type Field = core::ops::Range<usize>;
@@ -100,11 +102,13 @@ pub enum Error {
     AddrListTooLong,
     /// Bytes after the end of the message.
     TrailingBytes,
+    /// A field holds a value its format does not define (e.g. a PUT2_STATUS status byte).
+    BadField,
 }
 
 impl Error {
     /// Every variant, in counter order.
-    pub const ALL: [Error; 12] = [
+    pub const ALL: [Error; 13] = [
         Error::Empty,
         Error::UnknownOp,
         Error::TooLong,
@@ -117,6 +121,7 @@ impl Error {
         Error::TooManyAddrs,
         Error::AddrListTooLong,
         Error::TrailingBytes,
+        Error::BadField,
     ];
 
     /// Number of variants (the size of a per-reason counter array).
@@ -142,6 +147,7 @@ impl Error {
             Error::TooManyAddrs => "too_many_addrs",
             Error::AddrListTooLong => "addr_list_too_long",
             Error::TrailingBytes => "trailing_bytes",
+            Error::BadField => "bad_field",
         }
     }
 }
