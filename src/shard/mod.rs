@@ -7,6 +7,7 @@ pub mod order;
 pub mod repair;
 pub mod route;
 pub mod store;
+pub mod store2;
 
 pub use route::{SHARD_COUNT, Version, compare_versions, record_hash, shard_index, shard_of_hash};
 pub use store::{
