@@ -289,6 +289,7 @@ impl Node {
                         let shard = shard_index(&tombstone.pubkey, &tombstone.key);
                         shards[shard].restore_delete(&tombstone);
                     }
+                    RecoveredEntry::Put2(_) | RecoveredEntry::Delete2(_) => {}
                 })
                 .map_err(StartError::Backup)?;
                 log::info!(

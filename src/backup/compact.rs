@@ -234,6 +234,7 @@ pub(crate) fn stage_until(path: &Path, snapshot_end: u64) -> Result<StagedCompac
 
     // Pass 1: find the survivors.
     let mut survivors = Survivors::new(&log, header.seed);
+    let mut v2_offsets: Vec<u64> = Vec::new();
     let mut counts = ScanCounts::default();
     {
         let mut window = Window::new((&log).take(body_bytes), HEADER_LEN as u64);
@@ -251,6 +252,12 @@ pub(crate) fn stage_until(path: &Path, snapshot_end: u64) -> Result<StagedCompac
                             len_bytes: (super::format::ENTRY_HEADER_LEN + body.len()) as u32,
                         },
                     ),
+                    // v2 entries are copied as they are (replayed in order, they rebuild
+                    // the same v2 state); compaction reclaims v1 space only.
+                    EntryRef::Put2(_) | EntryRef::Delete2 { .. } => {
+                        v2_offsets.push(offset);
+                        Ok(())
+                    }
                     EntryRef::Delete {
                         pubkey,
                         time_ms,
@@ -265,7 +272,10 @@ pub(crate) fn stage_until(path: &Path, snapshot_end: u64) -> Result<StagedCompac
         )
         .map_err(read_error)?;
     }
-    let offsets = survivors.offsets();
+    let mut offsets = survivors.offsets();
+    // Both lists are ascending; merged, they stay in log order.
+    offsets.extend_from_slice(&v2_offsets);
+    offsets.sort_unstable();
     drop(survivors);
     report.corrupt_regions_skipped = counts.corrupt_regions;
 
