@@ -175,6 +175,13 @@ pub struct Config {
     /// Prefixes the limiter tracks; beyond it, sends to new unproven prefixes are refused.
     /// Default 4096 (about 200 KiB).
     pub amplification_max_prefixes: usize,
+
+    // ---- protocol extensions (README "Wire compatibility", `wire::ext`) ----
+    /// Extensions this node advertises in its PONG salts and speaks with peers that advertise
+    /// them too. Default [`Features::ALL`](crate::wire::Features::ALL).
+    /// [`Features::NONE`](crate::wire::Features::NONE) makes a v1-only node: fully random PONG
+    /// salts and no message with an op of 0x10 or above, ever.
+    pub extensions: crate::wire::Features,
 }
 
 impl Default for Config {
@@ -231,6 +238,7 @@ impl Default for Config {
             amplification_global_burst_bytes: 64 * 1024,
             amplification_global_refill_bytes_per_s: 32 * 1024,
             amplification_max_prefixes: 4096,
+            extensions: crate::wire::Features::ALL,
         }
     }
 }

@@ -627,6 +627,7 @@ fn peer_config(config: &Config, local_addr: SocketAddr) -> peer::PeerConfig {
         npeer_limit: config.npeer_limit,
         edges: config.edges.clone(),
         listen_addr: Some(local_addr),
+        features: config.extensions,
         ..peer::PeerConfig::default()
     }
 }

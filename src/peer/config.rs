@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use crate::limits::MAX_PONG_ADDRS;
 use crate::peer::PongAuth;
 use crate::peer::addr_check::check_addr;
-use crate::wire::normalize_addr;
+use crate::wire::{Features, normalize_addr};
 
 /// Everything the peer table can be tuned with. `Default` gives the reference's behaviour.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +89,11 @@ pub struct PeerConfig {
     /// protocol; the node never changes it. [`PongAuth::SimulatedMac`] is the simulator's cheap
     /// stand-in (`dave sim --fast-crypto`; see `peer/pong_auth.rs`).
     pub pong_auth: PongAuth,
+    /// Protocol extensions we advertise in our PONG salts (`wire::ext`) and are willing to
+    /// speak. Default [`Features::ALL`]; [`Features::NONE`] makes a v1-only node whose PONG salts
+    /// are fully random, as the reference's are. A peer's recorded features are always the
+    /// intersection of what it advertised and this set.
+    pub features: Features,
 }
 
 impl Default for PeerConfig {
@@ -114,6 +119,7 @@ impl Default for PeerConfig {
             listen_addr: None,
             edges: Vec::new(),
             pong_auth: PongAuth::Ed25519,
+            features: Features::ALL,
         }
     }
 }

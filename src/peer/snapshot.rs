@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 
 use crate::keys::distance;
+use crate::wire::Features;
 
 /// One active peer, as targets are chosen from it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -24,6 +25,16 @@ pub struct PeerInfo {
     pub reliability: f32,
     /// The outcomes behind `reliability` (decayed tallies).
     pub trust: crate::peer::Trust,
+    /// Extensions both we and this peer speak (its signed PONG salt, `wire::ext`, intersected
+    /// with ours). Extension messages go only to peers with the matching bit.
+    pub features: Features,
+}
+
+impl PeerInfo {
+    /// Whether this peer speaks every extension in `wanted` (and so do we).
+    pub fn speaks(&self, wanted: Features) -> bool {
+        !wanted.is_empty() && self.features.contains(wanted)
+    }
 }
 
 /// The active peers at one moment, sorted by address.
@@ -61,6 +72,17 @@ impl PeerSnapshot {
             .binary_search_by_key(&addr, |p| p.addr)
             .ok()
             .and_then(|i| self.peers.get(i))
+    }
+
+    /// Whether the active peer at `addr` speaks every extension in `wanted` (false for an
+    /// inactive or unknown address, and for an empty `wanted`).
+    pub fn speaks(&self, addr: SocketAddr, wanted: Features) -> bool {
+        self.get(addr).is_some_and(|p| p.speaks(wanted))
+    }
+
+    /// Active peers that speak every extension in `wanted`, sorted by address.
+    pub fn speaking(&self, wanted: Features) -> impl Iterator<Item = &PeerInfo> + '_ {
+        self.peers.iter().filter(move |p| p.speaks(wanted))
     }
 
     /// Up to `n` peers closest to `target_id` by XOR distance, closest first (ties by address).
@@ -150,6 +172,7 @@ mod tests {
             edge: false,
             reliability: crate::peer::UNPROVEN_RELIABILITY,
             trust: crate::peer::Trust::default(),
+            features: Features::NONE,
         }
     }
 

@@ -31,8 +31,10 @@ use crate::peer::{
     Effects, Outgoing, PeerConfig, PeerConfigError, PeerEvent, PeerInfo, PeerScore, PeerSnapshot,
     PeerStats, Trust,
 };
+use crate::wire::ext::{build_salt, salt_features};
 use crate::wire::{
-    Message, PongRepr, WireAddr, addr_from_wire, addr_to_wire, normalize_addr, pong_signed_hash,
+    Features, Message, PongRepr, WireAddr, addr_from_wire, addr_to_wire, normalize_addr,
+    pong_signed_hash,
 };
 
 /// A peer: an authenticated address, or an edge (authenticated or not).
@@ -52,6 +54,9 @@ struct Peer {
     active: bool,
     /// Storage-challenge record (scored by a later issue).
     trust: Trust,
+    /// Extensions both sides speak: the ones its last accepted PONG's salt advertised
+    /// (`wire::ext`), intersected with ours. `NONE` until it answers, and for a v1 peer.
+    features: Features,
 }
 
 impl Peer {
@@ -64,6 +69,7 @@ impl Peer {
             challenge: None,
             active: false,
             trust: Trust::default(),
+            features: Features::NONE,
         }
     }
 }
@@ -268,6 +274,14 @@ impl PeerTable {
             .is_some_and(|p| p.active)
     }
 
+    /// The extensions both we and the peer at `addr` speak (`Features::NONE` for a v1 peer, an
+    /// unauthenticated edge or an unknown address).
+    pub fn features_of(&self, addr: SocketAddr) -> Features {
+        self.peers
+            .get(&normalize_addr(addr))
+            .map_or(Features::NONE, |p| p.features)
+    }
+
     /// The key pinned to `addr`, if it is an authenticated peer.
     pub fn pubkey_of(&self, addr: SocketAddr) -> Option<[u8; 32]> {
         self.peers.get(&normalize_addr(addr)).and_then(|p| p.pubkey)
@@ -422,7 +436,8 @@ impl PeerTable {
             self.stats.bad_signature += 1;
             return;
         }
-        if !self.accept_answer(now, from, pong.pubkey, fx) {
+        let features = salt_features(&pong.salt).intersect(self.config.features);
+        if !self.accept_answer(now, from, pong.pubkey, features, fx) {
             return;
         }
         self.stats.pongs_accepted += 1;
@@ -473,18 +488,23 @@ impl PeerTable {
 
     // ----- Life cycle -----
 
-    /// `from` answered its outstanding challenge with a verified PONG signed by `pubkey`.
-    /// Returns false if it was a candidate that could not be promoted.
+    /// `from` answered its outstanding challenge with a verified PONG signed by `pubkey`,
+    /// advertising `features` (already intersected with ours). Returns false if it was a candidate that could not be promoted.
     fn accept_answer(
         &mut self,
         now: u64,
         from: SocketAddr,
         pubkey: [u8; 32],
+        features: Features,
         fx: &mut Effects,
     ) -> bool {
         if let Some(peer) = self.peers.get_mut(&from) {
             peer.challenge = None;
             peer.last_answer_ms = now;
+            if peer.features != features {
+                peer.features = features;
+                self.snapshot_dirty |= peer.active;
+            }
             if peer.pubkey.is_none() {
                 peer.pubkey = Some(pubkey);
                 peer.authenticated_ms = now;
@@ -517,6 +537,7 @@ impl PeerTable {
                 challenge: None,
                 active: false,
                 trust: Trust::default(),
+                features,
             },
         );
         self.peer_counts.add(from.ip());
@@ -757,7 +778,15 @@ impl PeerTable {
     /// Our signed PONG for `challenge`, listing up to `npeer_limit` random active peers other
     /// than the asker.
     fn make_pong(&mut self, now: u64, challenge: &[u8; 8], asker: SocketAddr) -> PongRepr {
-        let salt: [u8; 16] = self.rng.r#gen();
+        // A v1-only node (no features) sends a fully random salt, as the reference does.
+        // Both draw 16 bytes, so the RNG stream (and a simulation's replay) does not depend on
+        // the feature set.
+        let random: [u8; 16] = self.rng.r#gen();
+        let salt = if self.config.features.is_empty() {
+            random
+        } else {
+            build_salt(crate::wire::array(&random[..8]), self.config.features)
+        };
         let sig = self
             .pong_auth
             .sign(&self.keypair, &pong_signed_hash(challenge, &salt));
@@ -806,6 +835,7 @@ impl PeerTable {
                     edge: p.edge,
                     reliability: p.trust.reliability(),
                     trust: p.trust,
+                    features: p.features,
                 })
             })
             .collect();

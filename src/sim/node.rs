@@ -145,6 +145,7 @@ impl NodeSetup {
             edges: self.edges.iter().copied().filter(|&e| e != addr).collect(),
             listen_addr: Some(addr),
             pong_auth: self.pong_auth.clone(),
+            features: c.extensions,
             ..PeerConfig::default()
         }
     }

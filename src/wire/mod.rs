@@ -23,6 +23,7 @@
 
 mod addr;
 mod dat;
+pub mod ext;
 mod get;
 mod message;
 mod pong;
@@ -30,6 +31,7 @@ pub mod record2;
 
 pub use addr::{WireAddr, addr_from_wire, addr_to_wire, normalize_addr};
 pub use dat::{Dat, DatFields, NOT_FOUND_TIME_MS, emit_dat_message};
+pub use ext::Features;
 pub use get::{Get, GetRepr};
 pub use message::Message;
 pub use pong::{Pong, PongRepr, pong_signed_hash};
