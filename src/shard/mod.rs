@@ -3,6 +3,7 @@
 
 pub mod challenge;
 pub mod core;
+pub mod core2;
 pub mod order;
 pub mod repair;
 pub mod route;
