@@ -23,7 +23,7 @@ pub use sink::DatagramSink;
 pub use socket::{
     BufferSizes, DEFAULT_READ_TIMEOUT, DEFAULT_RECV_BUFFER_BYTES, DEFAULT_SEND_BUFFER_BYTES,
     DEFAULT_WRITE_TIMEOUT, MAX_NODE_SOCKETS, NodeSockets, SocketOptions, bind_node_sockets,
-    bind_udp, buffer_sizes,
+    bind_udp, buffer_sizes, shutdown_read,
 };
 pub use sys::{
     BATCH, MAX_DATAGRAM_BUF, RecvBatch, SendBatch, SendStats, process_cpu_time_ns,

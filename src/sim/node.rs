@@ -7,14 +7,16 @@
 //!                                                    GET_ACK  ─► shard.handle_get_ack
 //!                                                    PING/PONG/GETMYADDRPORT(_ACK) ─► table.handle
 //!  peer tick      ─► table.tick                      (at table.next_tick_ms())
-//!  shard tick     ─► tick_gets / tick (1 s) / repair_step, replica view from the snapshot
-//!  challenge tick ─► issue_challenge on a random ready shard (ChallengeTimer)
+//!  owner tick     ─► ShardGroup::end_batch at ShardGroup::next_deadline_ms (the same core and
+//!                    constants as the node's owner threads: get deadlines, the periodic tick,
+//!                    challenges, the replica view, repair steps)
 //!  outcomes       ─► table.record_challenge          datagrams ─► the world's network
 //! ```
 //!
-//! Where `node.rs` has one owner thread per group of shards, a simulated node has one "owner"
-//! for all its shards: one challenge timer with the node-wide mean gap, one repair pacer, one
-//! replica view. Adversaries are the same struct with a [`Behaviour`] that changes what they store
+//! Where the node has one owner thread per group of shards, a simulated node has one
+//! [`ShardGroup`] for all its shards (`groups = 1`): one challenge timer with the node-wide mean
+//! gap, one repair pacer, one replica view. Every input ends its batch, as a node owner's batch
+//! of one message would. Adversaries are the same struct with a [`Behaviour`] that changes what they store
 //! and answer; they run the honest peer table so they authenticate and become targets.
 
 use std::collections::BTreeMap;
@@ -28,14 +30,10 @@ use crate::config::Config;
 use crate::keys::Keypair;
 use crate::outbox::Outbox;
 use crate::peer::budget::{AmplificationLimiter, Pacer};
-use crate::peer::{self, Outgoing, PeerConfig, PeerSnapshot, PeerTable, PongAuth, SnapshotView};
+use crate::peer::{self, Outgoing, PeerConfig, PeerTable, PongAuth};
 use crate::pow;
-use crate::shard::challenge::ChallengeTimer;
-use crate::shard::core::{
-    Effects, GetOutcome, GetRequest, Record, Shard, ShardPolicy, ShardRules, answer_get,
-};
-use crate::shard::repair::ReplicaView;
-use crate::shard::shard_index;
+use crate::shard::core::{Effects, GetOutcome, Record, Shard, ShardPolicy, ShardRules, answer_get};
+use crate::shard::group::{GroupConfig, GroupEnv, Input, Now, ShardGroup};
 use crate::shard::store::{Refusal, Store, StoreConfig};
 use crate::stats::{Counters, inc};
 use crate::wire::{Dat, DatFields, GetRepr, Message, PongRepr};
@@ -50,16 +48,21 @@ pub const SIM_EPOCH_MS: i64 = 1_767_225_600_000;
 /// A local put dates its record this far back, like `Node::put` (the reference's 100 ms).
 pub const PUT_BACKDATE_MS: i64 = 100;
 
-/// While a repair pass runs, it is stepped this often (the node steps it on every owner
-/// wake-up, at least every 50 ms; the pacer bounds the bytes either way).
-pub const REPAIR_STEP_MS: u64 = 20;
+/// A simulated node's owner: its own repair pacer, no verification permits (one thread).
+struct SimEnv<'a>(&'a mut Pacer);
 
-/// The node's peer thread publishes a new snapshot to the owners at its next 100 ms tick; the
-/// simulated owner picks a changed snapshot up this long after the change.
-pub const SNAPSHOT_PUBLISH_MS: u64 = 100;
+impl GroupEnv for SimEnv<'_> {
+    type Permit<'p>
+        = ()
+    where
+        Self: 'p;
 
-/// Challenges one wake-up may send (`node.rs`: `MAX_CHALLENGES_PER_WAKE`).
-const MAX_CHALLENGES_PER_WAKE: usize = 4;
+    fn verify_permit(&mut self) {}
+
+    fn repair_pacer(&mut self) -> impl std::ops::DerefMut<Target = Pacer> + '_ {
+        &mut *self.0
+    }
+}
 
 /// What a node does with records. Every behaviour runs the honest peer table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +135,18 @@ impl NodeSetup {
         self.config.shard_policy()
     }
 
+    /// One group for all the node's shards, scheduled like a node's owner thread.
+    fn group_config(&self) -> GroupConfig {
+        GroupConfig {
+            groups: 1,
+            challenge_mean_gap_ms: self.config.challenge_mean_gap_ms,
+            repair_enabled: self.config.repair_bytes_per_s > 0,
+            repair_scan_records_per_step: self.config.repair_scan_records_per_step,
+            tick_period_ms: self.shard_period_ms,
+            trust: self.policy().trust,
+        }
+    }
+
     fn peer_config(&self, addr: SocketAddr) -> PeerConfig {
         let c = &self.config;
         PeerConfig {
@@ -179,8 +194,8 @@ pub struct SimNode {
     pub skew_ms: i64,
     /// The peer table.
     pub table: PeerTable,
-    /// Its shards (`shard_index % shards.len()`).
-    pub shards: Vec<Shard<Ticket>>,
+    /// Its shards, as the owner core that runs them (`shard_index % shards`).
+    pub group: ShardGroup<Ticket>,
     /// Its counters (all "threads" of the node share one set).
     pub counters: Counters,
     /// Datagrams and bytes it sent.
@@ -189,10 +204,8 @@ pub struct SimNode {
     pub sent_bytes: u64,
     /// Peer timer: when its next scheduled tick is (`u64::MAX`: none).
     pub peer_tick_at: u64,
-    /// Shard timer.
+    /// Owner timer: when the group's next deadline is scheduled.
     pub shard_tick_at: u64,
-    /// Challenge timer.
-    pub challenge_at: u64,
     /// Adversary timer.
     pub adversary_at: u64,
     /// Records a low-work adversary sent (to check nobody honest kept them).
@@ -202,11 +215,7 @@ pub struct SimNode {
     own_addrs: Vec<SocketAddr>,
     limiter: AmplificationLimiter,
     pacer: Pacer,
-    challenge_timer: ChallengeTimer,
     rng: StdRng,
-    seen_snapshot: Arc<PeerSnapshot>,
-    view: Arc<ReplicaView>,
-    next_periodic_ms: u64,
     /// The Stale adversary's records: first version only.
     stale_held: BTreeMap<RecordKey, Record>,
     setup: Arc<NodeSetup>,
@@ -234,8 +243,11 @@ impl SimNode {
         let table = PeerTable::new(setup.peer_config(addr), keypair.clone(), rng.r#gen())
             .expect("simulated peer config is valid (SimOptions::validate)");
         let shards = Self::empty_shards(&setup, &keypair, &mut rng);
-        let challenge_timer =
-            ChallengeTimer::new(setup.config.challenge_mean_gap_ms, now_ms, &mut rng);
+        let now = Now {
+            mono_ms: now_ms,
+            wall_ms: SIM_EPOCH_MS + now_ms as i64 + skew_ms,
+        };
+        let group = ShardGroup::new(shards, setup.group_config(), now, rng.r#gen());
         SimNode {
             slot,
             addr,
@@ -247,25 +259,20 @@ impl SimNode {
             started_ms: now_ms,
             alive_ms_before: 0,
             skew_ms,
-            seen_snapshot: table.snapshot(),
             table,
-            shards,
+            group,
             counters: Counters::default(),
             sent_packets: 0,
             sent_bytes: 0,
             peer_tick_at: u64::MAX,
             shard_tick_at: u64::MAX,
-            challenge_at: u64::MAX,
             adversary_at: u64::MAX,
             low_work_sent: Vec::new(),
             withheld_by_op: [0; 7],
             own_addrs: vec![addr],
             limiter: AmplificationLimiter::new(setup.config.amplification_config(), now_ms),
             pacer: Pacer::new(setup.config.repair_budget(), now_ms),
-            challenge_timer,
             rng,
-            view: Arc::new(ReplicaView::default()),
-            next_periodic_ms: now_ms,
             stale_held: BTreeMap::new(),
             keypair,
             setup,
@@ -293,7 +300,6 @@ impl SimNode {
         self.epoch += 1;
         self.peer_tick_at = u64::MAX;
         self.shard_tick_at = u64::MAX;
-        self.challenge_at = u64::MAX;
         self.adversary_at = u64::MAX;
     }
 
@@ -310,22 +316,21 @@ impl SimNode {
         .expect("simulated peer config is valid");
         let mut shards = Self::empty_shards(&self.setup, &self.keypair, &mut rng);
         let wall = self.wall_ms(now_ms);
-        for (old, new) in self.shards.iter().zip(shards.iter_mut()) {
+        for (old, new) in self.group.shards().iter().zip(shards.iter_mut()) {
             let records: Vec<Record> = old.store().read().iter().map(|r| r.to_boxed()).collect();
             for record in records {
                 let _ = new.restore(record, wall);
             }
         }
-        self.shards = shards;
-        self.seen_snapshot = self.table.snapshot();
-        self.view = Arc::new(ReplicaView::default());
+        let now = Now {
+            mono_ms: now_ms,
+            wall_ms: wall,
+        };
+        self.group = ShardGroup::new(shards, self.setup.group_config(), now, rng.r#gen());
         self.own_addrs = vec![self.addr];
         self.limiter = AmplificationLimiter::new(self.setup.config.amplification_config(), now_ms);
         self.pacer = Pacer::new(self.setup.config.repair_budget(), now_ms);
-        self.challenge_timer =
-            ChallengeTimer::new(self.setup.config.challenge_mean_gap_ms, now_ms, &mut rng);
         self.rng = rng;
-        self.next_periodic_ms = now_ms;
         self.started_ms = now_ms;
         self.alive = true;
     }
@@ -345,8 +350,35 @@ impl SimNode {
         SIM_EPOCH_MS + now_ms as i64 + self.skew_ms
     }
 
-    fn shard_of(&self, pubkey: &[u8; 32], key: &[u8]) -> usize {
-        shard_index(pubkey, key) % self.shards.len()
+    /// Both clocks at virtual time `now_ms`.
+    fn now(&self, now_ms: u64) -> Now {
+        Now {
+            mono_ms: now_ms,
+            wall_ms: self.wall_ms(now_ms),
+        }
+    }
+
+    fn shard(&self, pubkey: &[u8; 32], key: &[u8]) -> &Shard<Ticket> {
+        &self.group.shards()[self.group.local_index(pubkey, key)]
+    }
+
+    /// One input to the owner core, then the end of its batch (timers due, repair), then the
+    /// challenge outcomes into the peer table. Returns a local put's result.
+    fn owner_input(
+        &mut self,
+        now_ms: u64,
+        input: Option<Input<'_, Ticket>>,
+        fx: &mut Effects<Ticket>,
+    ) -> Option<crate::shard::group::LocalPutResult> {
+        let now = self.now(now_ms);
+        let snapshot = self.table.snapshot();
+        let result =
+            input.and_then(|input| self.group.handle(now, &snapshot, input, &self.counters, fx));
+        let mut env = SimEnv(&mut self.pacer);
+        self.group
+            .end_batch(now, &snapshot, &mut env, &self.counters, fx);
+        self.apply_outcomes(fx);
+        result
     }
 
     /// The time of the version of `(pubkey, key)` this node would answer a GET with.
@@ -357,7 +389,8 @@ impl SimNode {
                 .stale_held
                 .get(&(*pubkey, Box::<[u8]>::from(key)))
                 .map(|r| r.time_ms()),
-            _ => self.shards[self.shard_of(pubkey, key)]
+            _ => self
+                .shard(pubkey, key)
                 .store()
                 .read()
                 .get(pubkey, key)
@@ -367,12 +400,16 @@ impl SimNode {
 
     /// Records held by the real stores.
     pub fn record_count(&self) -> usize {
-        self.shards.iter().map(|s| s.store().read().len()).sum()
+        self.group
+            .shards()
+            .iter()
+            .map(|s| s.store().read().len())
+            .sum()
     }
 
     /// Every record the real stores hold, as `(pubkey, key, time)`.
     pub fn for_each_record(&self, mut f: impl FnMut(&Record)) {
-        for shard in &self.shards {
+        for shard in self.group.shards() {
             for record in shard.store().read().iter() {
                 f(record);
             }
@@ -414,18 +451,11 @@ impl SimNode {
             Message::Get(get) => self.on_get(now_ms, from, &get, fx),
             Message::GetAck(dat) => {
                 if self.behaviour.stores_honestly() {
-                    self.refresh_view();
-                    let s = self.shard_of(dat.pubkey(), dat.key());
-                    let wall = self.wall_ms(now_ms);
-                    self.shards[s].handle_get_ack(
-                        now_ms,
-                        wall,
+                    let input = Input::GetAck {
                         from,
-                        dat.to_boxed(),
-                        &self.counters,
-                        fx,
-                    );
-                    self.apply_outcomes(fx);
+                        dat: dat.to_boxed(),
+                    };
+                    self.owner_input(now_ms, Some(input), fx);
                 }
             }
         }
@@ -439,18 +469,11 @@ impl SimNode {
                 self.stale_held.entry(id).or_insert_with(|| dat.to_boxed());
             }
             _ => {
-                self.refresh_view();
-                let s = self.shard_of(dat.pubkey(), dat.key());
-                let wall = self.wall_ms(now_ms);
-                let snapshot = self.table.snapshot();
-                let mut puts = vec![(from, dat.to_boxed())];
-                self.shards[s].handle_puts(
-                    wall,
-                    &mut puts,
-                    &SnapshotView(&snapshot),
-                    &self.counters,
-                    fx,
-                );
+                let input = Input::Put {
+                    from,
+                    dat: dat.to_boxed(),
+                };
+                self.owner_input(now_ms, Some(input), fx);
             }
         }
     }
@@ -483,9 +506,8 @@ impl SimNode {
                 }
             }
             _ => {
-                let s = self.shard_of(get.pubkey, get.key);
                 answer_get(
-                    &self.shards[s].store().read(),
+                    &self.shard(get.pubkey, get.key).store().read(),
                     from,
                     get,
                     &self.counters,
@@ -580,22 +602,6 @@ impl SimNode {
         }
     }
 
-    /// Picks up a new peer snapshot: a new replica view starts (or re-aims) repair.
-    fn refresh_view(&mut self) {
-        let snapshot = self.table.snapshot();
-        if Arc::ptr_eq(&snapshot, &self.seen_snapshot) {
-            return;
-        }
-        let latest = ReplicaView::of_snapshot(&snapshot, &self.setup.policy().trust);
-        self.seen_snapshot = snapshot;
-        if latest != *self.view {
-            self.view = Arc::new(latest);
-            for shard in &mut self.shards {
-                shard.set_replica_view(Arc::clone(&self.view), &self.counters);
-            }
-        }
-    }
-
     /// The peer timer fired.
     pub fn peer_tick(&mut self, now_ms: u64, fx: &mut Effects<Ticket>) {
         let pfx = self.table.tick(now_ms);
@@ -607,94 +613,27 @@ impl SimNode {
         self.table.next_tick_ms().max(now_ms + 1)
     }
 
-    /// The shard timer fired: get deadlines, the periodic tick, repair.
+    /// The owner timer fired: the group runs what is due (get deadlines, the periodic tick,
+    /// challenges, the replica view, repair).
     pub fn shard_tick(&mut self, now_ms: u64, fx: &mut Effects<Ticket>) {
         if !self.behaviour.stores_honestly() {
             return;
         }
-        self.refresh_view();
-        let wall = self.wall_ms(now_ms);
-        let periodic = now_ms >= self.next_periodic_ms;
-        if periodic {
-            self.next_periodic_ms = now_ms + self.setup.shard_period_ms;
-        }
-        for shard in &mut self.shards {
-            if periodic {
-                shard.tick(now_ms, wall, &self.counters, fx);
-            } else if shard.next_deadline_ms().is_some_and(|d| d <= now_ms) {
-                shard.tick_gets(now_ms, wall, &self.counters, fx);
-            }
-        }
-        let repair_enabled = self.setup.config.repair_bytes_per_s > 0;
-        if repair_enabled && (periodic || self.shards.iter().any(|s| s.repair_active())) {
-            let mut scan = self.setup.config.repair_scan_records_per_step;
-            let n = self.shards.len();
-            let turn = self.rng.gen_range(0..n);
-            for k in 0..n {
-                self.shards[(turn + k) % n].repair_step(
-                    now_ms,
-                    wall,
-                    &mut self.pacer,
-                    &mut scan,
-                    &self.counters,
-                    fx,
-                );
-                if scan == 0 {
-                    break;
-                }
-            }
-        }
-        self.apply_outcomes(fx);
+        self.owner_input(now_ms, None, fx);
     }
 
-    /// When the shards want their next tick: a get deadline, the periodic tick, a running
-    /// repair pass, or a new snapshot to pick up.
+    /// When the owner core wants to run next: the group's deadline, or at once when the peer
+    /// table has a new snapshot (the node's peer thread wakes its owners when the replica view
+    /// changes). `u64::MAX`: nothing scheduled.
     pub fn next_shard_tick_ms(&self, now_ms: u64) -> u64 {
         if !self.behaviour.stores_honestly() {
             return u64::MAX;
         }
-        let mut at = self.next_periodic_ms;
-        for shard in &self.shards {
-            if let Some(d) = shard.next_deadline_ms() {
-                at = at.min(d);
-            }
-        }
-        if self.setup.config.repair_bytes_per_s > 0 && self.shards.iter().any(|s| s.repair_active())
-        {
-            at = at.min(now_ms + REPAIR_STEP_MS);
-        }
-        if !Arc::ptr_eq(&self.table.snapshot(), &self.seen_snapshot) {
-            at = at.min(now_ms + SNAPSHOT_PUBLISH_MS);
+        let mut at = self.group.next_deadline_ms().unwrap_or(u64::MAX);
+        if self.group.snapshot_is_new(&self.table.snapshot()) {
+            at = at.min(now_ms);
         }
         at.max(now_ms + 1)
-    }
-
-    /// The challenge timer fired (`node.rs`: the owner's `ChallengeTimer` loop).
-    pub fn challenge_tick(&mut self, now_ms: u64, fx: &mut Effects<Ticket>) {
-        if !self.behaviour.stores_honestly() {
-            return;
-        }
-        self.refresh_view();
-        let wall = self.wall_ms(now_ms);
-        let snapshot = self.table.snapshot();
-        let view = SnapshotView(&snapshot);
-        let mut sent = 0;
-        while sent < MAX_CHALLENGES_PER_WAKE && self.challenge_timer.due(now_ms, &mut self.rng) {
-            sent += 1;
-            let n = self.shards.len();
-            let start = self.rng.gen_range(0..n);
-            if let Some(k) = (0..n).find(|k| self.shards[(start + k) % n].challenge_ready(wall)) {
-                self.shards[(start + k) % n].issue_challenge(wall, &view, &self.counters, fx);
-            }
-        }
-    }
-
-    /// When the challenge timer is due next.
-    pub fn next_challenge_ms(&self, now_ms: u64) -> u64 {
-        if !self.behaviour.stores_honestly() {
-            return u64::MAX;
-        }
-        self.challenge_timer.next_ms().max(now_ms + 1)
     }
 
     /// A record made here (the owner's work and signature): store and replicate.
@@ -704,11 +643,8 @@ impl SimNode {
         dat: Record,
         fx: &mut Effects<Ticket>,
     ) -> Result<Vec<SocketAddr>, Refusal> {
-        self.refresh_view();
-        let s = self.shard_of(dat.pubkey(), dat.key());
-        let wall = self.wall_ms(now_ms);
-        let snapshot = self.table.snapshot();
-        self.shards[s].local_put(wall, dat, &SnapshotView(&snapshot), &self.counters, fx)
+        self.owner_input(now_ms, Some(Input::LocalPut { dat }), fx)
+            .expect("a local put has a result")
     }
 
     /// A local get; its outcome arrives in `fx.completions` under `ticket`.
@@ -721,22 +657,13 @@ impl SimNode {
         ticket: Ticket,
         fx: &mut Effects<Ticket>,
     ) {
-        self.refresh_view();
-        let s = self.shard_of(&pubkey, key);
-        let snapshot = self.table.snapshot();
-        let request = GetRequest {
+        let input = Input::LocalGet {
             pubkey,
             key,
             timeout_ms,
             waiter: ticket,
         };
-        self.shards[s].start_get(
-            now_ms,
-            request,
-            &SnapshotView(&snapshot),
-            &self.counters,
-            fx,
-        );
+        self.owner_input(now_ms, Some(input), fx);
     }
 
     // ----- Adversary actions -----

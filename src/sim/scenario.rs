@@ -56,10 +56,6 @@ enum Ev {
         slot: usize,
         epoch: u32,
     },
-    Challenge {
-        slot: usize,
-        epoch: u32,
-    },
     Adversary {
         slot: usize,
         epoch: u32,
@@ -451,17 +447,6 @@ impl World {
                 node.shard_tick(now, &mut self.effects);
                 self.after(now, slot);
             }
-            Ev::Challenge { slot, epoch } => {
-                let Some(node) = live_node(&mut self.nodes, slot) else {
-                    return;
-                };
-                if node.epoch != epoch || node.challenge_at != now {
-                    return;
-                }
-                node.challenge_at = u64::MAX;
-                node.challenge_tick(now, &mut self.effects);
-                self.after(now, slot);
-            }
             Ev::Adversary { slot, epoch } => {
                 let per_s = self.adversary_rate(slot);
                 let Some(node) = live_node(&mut self.nodes, slot) else {
@@ -545,10 +530,10 @@ impl World {
             self.queue
                 .schedule(now + 1_000, Ev::Adversary { slot, epoch });
         }
-        self.arm_shard_and_challenge(now, slot);
+        self.arm_owner(now, slot);
     }
 
-    fn arm_shard_and_challenge(&mut self, now: u64, slot: usize) {
+    fn arm_owner(&mut self, now: u64, slot: usize) {
         let Some(node) = self.nodes.get_mut(slot).and_then(|n| n.as_mut()) else {
             return;
         };
@@ -560,12 +545,6 @@ impl World {
         if shard_at < node.shard_tick_at {
             node.shard_tick_at = shard_at;
             self.queue.schedule(shard_at, Ev::ShardTick { slot, epoch });
-        }
-        let challenge_at = node.next_challenge_ms(now);
-        if challenge_at < node.challenge_at {
-            node.challenge_at = challenge_at;
-            self.queue
-                .schedule(challenge_at, Ev::Challenge { slot, epoch });
         }
     }
 
@@ -606,7 +585,7 @@ impl World {
             self.complete(now, ticket, Ended::from(&outcome));
         }
         self.effects.completions = completions;
-        self.arm_shard_and_challenge(now, slot);
+        self.arm_owner(now, slot);
     }
 
     fn complete(&mut self, now: u64, ticket: Ticket, ended: Ended) {

@@ -1,0 +1,133 @@
+//! What the node's threads hand each other: the messages on their channels, the state they
+//! publish for each other, and the small send helpers every thread uses.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use crossbeam_channel::{Sender, TrySendError};
+use parking_lot::{Mutex, RwLock};
+
+use crate::limits::{MAX_KEY_LEN, PONG_MAX_LEN};
+use crate::net::SendBatch;
+use crate::outbox::Outbox;
+use crate::peer::{self, budget::AmplificationLimiter};
+use crate::shard::core::{GetOutcome, Record};
+use crate::stats::{Counters, inc};
+
+use super::PutError;
+
+/// What a shard owner answers a local put: the peers the record was sent to.
+pub(super) type PutResult = Result<Vec<SocketAddr>, PutError>;
+/// Where a shard owner sends a [`PutResult`].
+pub(super) type PutReply = Sender<PutResult>;
+
+/// Messages to a shard-owner thread. Unboxed on purpose: a boxed GET would cost an allocation
+/// per packet on the owner path; the channel's slots are preallocated anyway.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum OwnerMsg {
+    Put {
+        from: SocketAddr,
+        dat: Record,
+    },
+    GetAck {
+        from: SocketAddr,
+        dat: Record,
+    },
+    Get {
+        from: SocketAddr,
+        pubkey: [u8; 32],
+        key_len: u8,
+        key: [u8; MAX_KEY_LEN],
+    },
+    LocalPut {
+        dat: Record,
+        reply: PutReply,
+    },
+    LocalGet {
+        pubkey: [u8; 32],
+        key: Box<[u8]>,
+        timeout_ms: u64,
+        reply: Sender<GetOutcome>,
+    },
+    /// The replica view may have changed: run the group's timers with the new snapshot.
+    PeersChanged,
+    /// The node is shutting down: finish this batch and return.
+    Shutdown,
+}
+
+/// Messages to the peer thread (fixed-size: no allocation per packet).
+#[allow(clippy::large_enum_variant)]
+pub(super) enum PeerMsg {
+    Datagram {
+        from: SocketAddr,
+        len: u16,
+        bytes: [u8; PONG_MAX_LEN],
+    },
+    /// A storage challenge scored by a shard owner.
+    Challenge {
+        addr: SocketAddr,
+        success: bool,
+    },
+    /// The node is shutting down.
+    Shutdown,
+}
+
+/// The peer set as shard owners see it: published by the peer thread, read lock-free-ish (one
+/// short read lock to clone an `Arc`) once per batch.
+pub(super) type SharedSnapshot = Arc<RwLock<Arc<peer::PeerSnapshot>>>;
+
+/// Addresses that are ours: packets from them are dropped (loopback prevention). Replaced
+/// whole (copy on write, rarely) so a receiver takes a reference per batch, not a copy.
+pub(super) type OwnAddrs = Arc<RwLock<Arc<Vec<SocketAddr>>>>;
+
+/// Withholds the last queued datagram of `outbox` (a reply to the unproven address `to`) unless
+/// the amplification budget covers it.
+pub(super) fn limit_last_reply(
+    limiter: &Mutex<AmplificationLimiter>,
+    now_ms: u64,
+    to: SocketAddr,
+    outbox: &mut Outbox,
+    counters: &Counters,
+) {
+    // O(queued) walk, bounded by one batch; only replies to unproven addresses pay it.
+    let Some((_, bytes)) = outbox.iter().last() else {
+        return;
+    };
+    let len = bytes.len();
+    if limiter.lock().allow(now_ms, to, len).is_err() {
+        outbox.truncate_last(1);
+        inc(&counters.amplification_withheld);
+        crate::stats::add(&counters.amplification_withheld_bytes, len as u64);
+    }
+}
+
+
+pub(super) fn send_outbox(socket: &UdpSocket, outbox: &Outbox, batch: &mut SendBatch, counters: &Counters) {
+    for (to, bytes) in outbox.iter() {
+        if !batch.push(to, bytes) {
+            flush(socket, batch, counters);
+            batch.push(to, bytes);
+        }
+        inc(&counters.packets_sent);
+        crate::stats::add(&counters.bytes_sent, bytes.len() as u64);
+    }
+    flush(socket, batch, counters);
+}
+
+fn flush(socket: &UdpSocket, batch: &mut SendBatch, counters: &Counters) {
+    if let Err(_e) = batch.flush(socket) {
+        inc(&counters.send_errors);
+    }
+}
+
+
+/// Sends without blocking; a full channel counts a drop in `full`.
+pub(super) fn try_send<T>(tx: &Sender<T>, msg: T, full: &AtomicU64) {
+    match tx.try_send(msg) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => inc(full),
+        Err(TrySendError::Disconnected(_)) => {}
+    }
+}
+

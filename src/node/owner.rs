@@ -1,0 +1,183 @@
+//! The shard-owner thread (`dave-shard-N`): a thin driver of one [`ShardGroup`]. It blocks on
+//! its channel until a message or the group's next deadline, feeds the batch to the group, and
+//! carries out the effects (datagrams, backup entries, answers to local callers). Every decision
+//! is the group's.
+
+use std::net::UdpSocket;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::backup::BackupHandle;
+use crate::net::SendBatch;
+use crate::peer::budget::Pacer;
+use crate::permits::Permit;
+use crate::shard::core::{BackupOp, Effects, GetOutcome};
+use crate::shard::group::{GroupEnv, Input, Now, ShardGroup};
+use crate::stats::{Counters, inc};
+use crate::time::unix_now_ms;
+use crate::wire::GetRepr;
+
+use super::Shared;
+use super::handoff::{
+    OwnerMsg, PeerMsg, PutReply, PutResult, limit_last_reply, send_outbox, try_send,
+};
+use super::PutError;
+
+/// Messages an owner drains per wake-up, so PUTs can be verified as a batch.
+const OWNER_BATCH: usize = 64;
+
+/// What the owners share: the verification permits and the node-wide repair budget.
+struct NodeEnv<'a>(&'a Shared);
+
+impl GroupEnv for NodeEnv<'_> {
+    type Permit<'p>
+        = Permit<'p>
+    where
+        Self: 'p;
+
+    fn verify_permit(&mut self) -> Permit<'_> {
+        self.0.verify_permits.acquire()
+    }
+
+    fn repair_pacer(&mut self) -> impl std::ops::DerefMut<Target = Pacer> + '_ {
+        self.0.repair_pacer.lock()
+    }
+}
+
+pub(super) fn owner_loop(
+    shared: Arc<Shared>,
+    mut group: ShardGroup<Sender<GetOutcome>>,
+    rx: Receiver<OwnerMsg>,
+    socket: UdpSocket,
+    backup: Option<BackupHandle>,
+    counters: Arc<Counters>,
+) {
+    let mut effects: Effects<Sender<GetOutcome>> = Effects::default();
+    let mut send = SendBatch::new();
+    let mut put_replies: Vec<(PutReply, PutResult)> = Vec::new();
+    let mut stop = false;
+    while !stop {
+        let first = match group.next_deadline_ms() {
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(at_ms) => {
+                let wait_ms = at_ms.saturating_sub(shared.clock.now_ms());
+                rx.recv_timeout(Duration::from_millis(wait_ms))
+            }
+        };
+        let first = match first {
+            Ok(msg) => Some(msg),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let snapshot = Arc::clone(&shared.snapshot.read());
+        let now = Now {
+            mono_ms: shared.clock.now_ms(),
+            wall_ms: unix_now_ms(),
+        };
+        for msg in first
+            .into_iter()
+            .chain(std::iter::from_fn(|| rx.try_recv().ok()).take(OWNER_BATCH))
+        {
+            let input = match msg {
+                OwnerMsg::Put { from, dat } => Input::Put { from, dat },
+                OwnerMsg::GetAck { from, dat } => Input::GetAck { from, dat },
+                OwnerMsg::Get {
+                    from,
+                    pubkey,
+                    key_len,
+                    key,
+                } => {
+                    let get = GetRepr {
+                        pubkey: &pubkey,
+                        key: &key[..key_len as usize],
+                    };
+                    let input = Input::Get { from, get };
+                    group.handle(now, &snapshot, input, &counters, &mut effects);
+                    if !shared.proven.read().contains(from) {
+                        let outbox = &mut effects.outbox;
+                        limit_last_reply(&shared.limiter, now.mono_ms, from, outbox, &counters);
+                    }
+                    continue;
+                }
+                OwnerMsg::LocalPut { dat, reply } => {
+                    let input = Input::LocalPut { dat };
+                    if let Some(result) =
+                        group.handle(now, &snapshot, input, &counters, &mut effects)
+                    {
+                        // Answered after the effects below have queued the backup entry, so
+                        // the caller's `sync()` (under sync-every-write) covers this record.
+                        put_replies.push((reply, result.map_err(PutError::Refused)));
+                    }
+                    continue;
+                }
+                OwnerMsg::LocalGet {
+                    pubkey,
+                    key,
+                    timeout_ms,
+                    reply,
+                } => {
+                    let input = Input::LocalGet {
+                        pubkey,
+                        key: &key,
+                        timeout_ms,
+                        waiter: reply,
+                    };
+                    group.handle(now, &snapshot, input, &counters, &mut effects);
+                    continue;
+                }
+                OwnerMsg::PeersChanged => continue,
+                OwnerMsg::Shutdown => {
+                    stop = true;
+                    continue;
+                }
+            };
+            group.handle(now, &snapshot, input, &counters, &mut effects);
+        }
+        let mut env = NodeEnv(&shared);
+        group.end_batch(now, &snapshot, &mut env, &counters, &mut effects);
+        for outcome in effects.challenge_outcomes.drain(..) {
+            let msg = PeerMsg::Challenge {
+                addr: outcome.peer,
+                success: outcome.verdict.is_success(),
+            };
+            try_send(&shared.peer_tx, msg, &counters.challenge_outcomes_dropped);
+        }
+        carry_out(&socket, &mut send, &mut effects, backup.as_ref(), &counters);
+        for (reply, result) in put_replies.drain(..) {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+fn carry_out(
+    socket: &UdpSocket,
+    send: &mut SendBatch,
+    effects: &mut Effects<Sender<GetOutcome>>,
+    backup: Option<&BackupHandle>,
+    counters: &Counters,
+) {
+    if !effects.outbox.is_empty() {
+        send_outbox(socket, &effects.outbox, send, counters);
+    }
+    if let Some(backup) = backup {
+        for op in effects.backup.drain(..) {
+            let queued = match op {
+                BackupOp::Put(dat) => backup.append_put(&dat),
+                BackupOp::Delete {
+                    pubkey,
+                    key,
+                    time_ms,
+                } => backup.append_delete(&pubkey, &key, time_ms),
+            };
+            if queued.is_err() {
+                inc(&counters.backup_errors);
+            }
+        }
+    }
+    for (waiter, outcome) in effects.completions.drain(..) {
+        let _ = waiter.send(outcome);
+    }
+    effects.clear();
+}

@@ -1,0 +1,166 @@
+//! The receiver threads (`dave-rx-N`): each blocks on its socket, checks each datagram's header,
+//! answers GETs on the receiver path from the shard's read view, and hands everything else to
+//! the shard owners or the peer thread with `try_send` (a full channel is a counted drop).
+
+use std::net::UdpSocket;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::config::GetPath;
+use crate::limits::{MAX_KEY_LEN, PONG_MAX_LEN};
+use crate::net::{RecvBatch, SendBatch};
+use crate::outbox::Outbox;
+use crate::shard::core::answer_get;
+use crate::shard::shard_index;
+use crate::stats::{Counters, inc};
+use crate::wire::{self, Message};
+
+use super::Shared;
+use super::handoff::{OwnerMsg, PeerMsg, limit_last_reply, send_outbox, try_send};
+
+pub(super) fn receiver_loop(shared: Arc<Shared>, socket: UdpSocket, counters: Arc<Counters>) {
+    let mut batch = RecvBatch::new();
+    let mut outbox = Outbox::new();
+    let mut send = SendBatch::new();
+    let owner_count = shared.config.shard_owner_threads;
+    let spin = Duration::from_micros(shared.config.receiver_spin_us);
+    let mut traffic = false;
+    while !shared.shutdown.load(Ordering::Relaxed) {
+        let received = receive(
+            &mut batch,
+            &socket,
+            if traffic { spin } else { Duration::ZERO },
+        );
+        // `Node::drop` sets the flag, then shuts the sockets' read side down, which wakes this
+        // receive (it returns empty datagrams from then on): nothing after the flag is real.
+        if shared.shutdown.load(Ordering::SeqCst) {
+            break;
+        }
+        let n = match received {
+            Ok(n) => n,
+            Err(_) => continue, // the read timeout (a backstop) or a transient error
+        };
+        traffic = n > 0;
+        let own_addrs = Arc::clone(&shared.own_addrs.read());
+        let proven = Arc::clone(&shared.proven.read());
+        let batch_ms = shared.clock.now_ms();
+        for i in 0..n {
+            let (bytes, from, truncated) = batch.datagram(i);
+            let from = wire::normalize_addr(from);
+            inc(&counters.packets_received);
+            crate::stats::add(&counters.bytes_received, bytes.len() as u64);
+            if truncated {
+                inc(&counters.malformed[wire::Error::TooLong.index()]);
+                continue;
+            }
+            if own_addrs.contains(&from) {
+                inc(&counters.own_packets_dropped);
+                continue;
+            }
+            let message = match Message::parse(bytes) {
+                Ok(m) => m,
+                Err(e) => {
+                    inc(&counters.malformed[e.index()]);
+                    continue;
+                }
+            };
+            match message {
+                Message::Put(dat) => {
+                    let owner = shard_index(dat.pubkey(), dat.key()) % owner_count;
+                    if shared.owners[owner].is_full() {
+                        // Dropped before the copy: a flood costs the receiver no allocation.
+                        inc(&counters.shard_channel_full);
+                        continue;
+                    }
+                    let msg = OwnerMsg::Put {
+                        from,
+                        dat: dat.to_boxed(),
+                    };
+                    try_send(&shared.owners[owner], msg, &counters.shard_channel_full);
+                }
+                Message::GetAck(dat) => {
+                    let owner = shard_index(dat.pubkey(), dat.key()) % owner_count;
+                    if shared.owners[owner].is_full() {
+                        inc(&counters.shard_channel_full);
+                        continue;
+                    }
+                    let msg = OwnerMsg::GetAck {
+                        from,
+                        dat: dat.to_boxed(),
+                    };
+                    try_send(&shared.owners[owner], msg, &counters.shard_channel_full);
+                }
+                Message::Get(get) => {
+                    let shard = shard_index(get.pubkey, get.key);
+                    match shared.config.get_path {
+                        GetPath::Receiver => {
+                            answer_get(
+                                &shared.stores[shard].read(),
+                                from,
+                                &get,
+                                &counters,
+                                &mut outbox,
+                            );
+                            if !proven.contains(from) {
+                                limit_last_reply(&shared.limiter, batch_ms, from, &mut outbox, &counters);
+                            }
+                        }
+                        GetPath::Owner => {
+                            let mut key = [0u8; MAX_KEY_LEN];
+                            key[..get.key.len()].copy_from_slice(get.key);
+                            let msg = OwnerMsg::Get {
+                                from,
+                                pubkey: *get.pubkey,
+                                key_len: get.key.len() as u8,
+                                key,
+                            };
+                            try_send(
+                                &shared.owners[shard % owner_count],
+                                msg,
+                                &counters.shard_channel_full,
+                            );
+                        }
+                    }
+                }
+                Message::Ping { .. }
+                | Message::Pong(_)
+                | Message::GetMyAddrPort
+                | Message::GetMyAddrPortAck(_) => {
+                    let mut copy = [0u8; PONG_MAX_LEN];
+                    copy[..bytes.len()].copy_from_slice(bytes);
+                    let msg = PeerMsg::Datagram {
+                        from,
+                        len: bytes.len() as u16,
+                        bytes: copy,
+                    };
+                    try_send(&shared.peer_tx, msg, &counters.peer_channel_full);
+                }
+            }
+        }
+        if !outbox.is_empty() {
+            send_outbox(&socket, &outbox, &mut send, &counters);
+            outbox.clear();
+        }
+    }
+}
+
+/// One receive batch: polls without sleeping for up to `spin` (`Config::receiver_spin_us`),
+/// then blocks until a datagram, the socket's shutdown, or the read timeout.
+fn receive(batch: &mut RecvBatch, socket: &UdpSocket, spin: Duration) -> std::io::Result<usize> {
+    if !spin.is_zero() {
+        let started = Instant::now();
+        loop {
+            let n = batch.try_recv(socket)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            if started.elapsed() >= spin {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+    }
+    batch.recv(socket)
+}
+

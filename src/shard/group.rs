@@ -1,0 +1,368 @@
+//! `ShardGroup`: the I/O-free core of one shard owner (a group of shards), driven the same way by
+//! the node's owner threads and by the simulator.
+//!
+//! It owns every decision the owner makes around the shards: which shard a message goes to, the
+//! batch of network PUTs verified together (under a verification permit the driver hands out),
+//! the periodic tick (expiry, challenge deadlines), get deadlines, the storage-challenge timer,
+//! the replica view taken from the peer snapshot, and repair pacing. Like quinn-proto's
+//! `Endpoint`, it is fed inputs with `now` ([`ShardGroup::handle`]), asked to run its timers at
+//! the end of a batch ([`ShardGroup::end_batch`]), and says when it next needs to run
+//! ([`ShardGroup::next_deadline_ms`]); a driver sleeps until then or the next message. An idle
+//! group (no records, no pending get, no challenge in flight, no repair pass) has no deadline but
+//! the challenge timer's, so an idle owner thread sleeps.
+//!
+//! Each constant of the owner's scheduling is defined here, once.
+
+use std::net::SocketAddr;
+use std::ops::DerefMut;
+use std::sync::Arc;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::peer::budget::Pacer;
+use crate::peer::{PeerSnapshot, SnapshotView, TrustPolicy};
+use crate::shard::challenge::ChallengeTimer;
+use crate::shard::core::{Effects, GetRequest, Record, Shard};
+use crate::shard::repair::ReplicaView;
+use crate::shard::route::shard_index;
+use crate::shard::store::Refusal;
+use crate::stats::Counters;
+use crate::wire::GetRepr;
+
+/// Period of the shards' periodic tick (record expiry, challenge deadlines, the republish check)
+/// while a group holds anything. Expiry is measured in days, challenge deadlines in seconds: a
+/// second is fine-grained enough for both and costs one wake-up per second per busy owner.
+pub const SHARD_TICK_MS: u64 = 1_000;
+
+/// A group runs a repair step at most this often, however busy it is: a step may examine
+/// `repair_scan_records_per_step` records (a few milliseconds with 1000 peers), so under a flood
+/// of PUTs repair takes at most a small share of the owner's time. The pacer refills for 10 ms
+/// between steps (5 KiB at the default 512 KiB/s), well inside its 64 KiB burst. While a pass
+/// runs, the group asks to be woken this often.
+pub const REPAIR_STEP_MS: u64 = 10;
+
+/// Challenges a group may send in one run of its timers (its timer catching up after a stall).
+pub const MAX_CHALLENGES_PER_WAKE: usize = 4;
+
+/// The two clocks a group reads: monotonic milliseconds (deadlines, pacing) and the wall clock
+/// (record times, expiry, challenge deadlines).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// Monotonic milliseconds (the node's `MonotonicClock`, the simulator's virtual time).
+    pub mono_ms: u64,
+    /// Unix milliseconds as this node's wall clock reads them.
+    pub wall_ms: i64,
+}
+
+/// How a group schedules its work (copied from the node's `Config`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GroupConfig {
+    /// Groups in the node. Shard `s` belongs to group `s % groups` and is its shard
+    /// `(s / groups) % shards` (the node: 1..=256 owner threads; the simulator: 1).
+    pub groups: usize,
+    /// Node-wide mean gap between storage challenges; a group's own timer has `groups` times
+    /// that mean, so the node as a whole challenges at the configured rate. 0 disables.
+    pub challenge_mean_gap_ms: u64,
+    /// Whether replica repair and republish run (`repair_bytes_per_s > 0`).
+    pub repair_enabled: bool,
+    /// Records a repair step may examine, over all the group's shards.
+    pub repair_scan_records_per_step: usize,
+    /// Period of the shards' periodic tick ([`SHARD_TICK_MS`] in the node).
+    pub tick_period_ms: u64,
+    /// Which peers count as unreliable (kept out of the replica view).
+    pub trust: TrustPolicy,
+}
+
+/// What a group needs from its surroundings for the work it shares with other groups: the
+/// verification permit (bounds the owners verifying signatures at once) and the node-wide repair
+/// byte budget.
+pub trait GroupEnv {
+    /// Held while a batch of PUTs is verified.
+    type Permit<'a>
+    where
+        Self: 'a;
+    /// Waits for a verification permit.
+    fn verify_permit(&mut self) -> Self::Permit<'_>;
+    /// The repair pacer, held for one repair step.
+    fn repair_pacer(&mut self) -> impl DerefMut<Target = Pacer> + '_;
+}
+
+/// One input to a group. Room for more variants (routing messages) as the protocol grows.
+pub enum Input<'a, W> {
+    /// A network PUT: queued, verified with the rest of the batch in [`ShardGroup::end_batch`].
+    Put {
+        /// Sender.
+        from: SocketAddr,
+        /// The record as received.
+        dat: Record,
+    },
+    /// An answer to one of our GETs (a local get or a storage challenge).
+    GetAck {
+        /// Sender.
+        from: SocketAddr,
+        /// The record as received.
+        dat: Record,
+    },
+    /// A network GET on the owner path.
+    Get {
+        /// Sender.
+        from: SocketAddr,
+        /// What it asks for.
+        get: GetRepr<'a>,
+    },
+    /// A record made on this node: stored and replicated now; the result is returned.
+    LocalPut {
+        /// The record.
+        dat: Record,
+    },
+    /// A get asked on this node; its outcome arrives in `Effects::completions` under `waiter`.
+    LocalGet {
+        /// The owner's public key.
+        pubkey: [u8; 32],
+        /// The key.
+        key: &'a [u8],
+        /// How long to wait for peers.
+        timeout_ms: u64,
+        /// Who is told the outcome.
+        waiter: W,
+    },
+}
+
+/// What a local put returns: the peers the record was sent to, or why it was refused.
+pub type LocalPutResult = Result<Vec<SocketAddr>, Refusal>;
+
+/// The I/O-free core of one owner. See the module docs.
+pub struct ShardGroup<W> {
+    shards: Vec<Shard<W>>,
+    config: GroupConfig,
+    /// Network PUTs of this batch, per local shard.
+    puts: Vec<Vec<(SocketAddr, Record)>>,
+    challenge_timer: ChallengeTimer,
+    rng: StdRng,
+    seen_snapshot: Option<Arc<PeerSnapshot>>,
+    view: Arc<ReplicaView>,
+    repair_turn: usize,
+    repaired_ms: Option<u64>,
+    next_periodic_ms: u64,
+}
+
+impl<W> ShardGroup<W> {
+    /// A group of `shards` (non-empty), starting at `now`.
+    pub fn new(shards: Vec<Shard<W>>, config: GroupConfig, now: Now, seed: u64) -> ShardGroup<W> {
+        assert!(!shards.is_empty(), "a shard group owns at least one shard");
+        assert!(config.groups > 0);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mean_gap_ms = config
+            .challenge_mean_gap_ms
+            .saturating_mul(config.groups as u64);
+        let challenge_timer = ChallengeTimer::new(mean_gap_ms, now.mono_ms, &mut rng);
+        ShardGroup {
+            puts: (0..shards.len()).map(|_| Vec::new()).collect(),
+            shards,
+            config,
+            challenge_timer,
+            rng,
+            seen_snapshot: None,
+            view: Arc::new(ReplicaView::default()),
+            repair_turn: 0,
+            repaired_ms: None,
+            next_periodic_ms: now.mono_ms.saturating_add(config.tick_period_ms),
+        }
+    }
+
+    /// The shards, by local index.
+    pub fn shards(&self) -> &[Shard<W>] {
+        &self.shards
+    }
+
+    /// The local index of the shard holding `(pubkey, key)`.
+    pub fn local_index(&self, pubkey: &[u8; 32], key: &[u8]) -> usize {
+        (shard_index(pubkey, key) / self.config.groups) % self.shards.len()
+    }
+
+    /// The replica view the shards were last given.
+    pub fn view(&self) -> &Arc<ReplicaView> {
+        &self.view
+    }
+
+    /// Whether `snapshot` is not the one the group last looked at (it will pick it up at the end
+    /// of the next batch).
+    pub fn snapshot_is_new(&self, snapshot: &Arc<PeerSnapshot>) -> bool {
+        !self
+            .seen_snapshot
+            .as_ref()
+            .is_some_and(|seen| Arc::ptr_eq(seen, snapshot))
+    }
+
+    /// One input. `peers` is the peer snapshot the driver holds for this batch. Returns the
+    /// result of a [`Input::LocalPut`] (answer it only after the effects are carried out, so the
+    /// backup entry is queued first); `None` for every other input.
+    pub fn handle(
+        &mut self,
+        now: Now,
+        peers: &Arc<PeerSnapshot>,
+        input: Input<'_, W>,
+        counters: &Counters,
+        effects: &mut Effects<W>,
+    ) -> Option<LocalPutResult> {
+        match input {
+            Input::Put { from, dat } => {
+                let s = self.local_index(dat.pubkey(), dat.key());
+                self.puts[s].push((from, dat));
+            }
+            Input::GetAck { from, dat } => {
+                let s = self.local_index(dat.pubkey(), dat.key());
+                self.shards[s].handle_get_ack(now.mono_ms, now.wall_ms, from, dat, counters, effects);
+            }
+            Input::Get { from, get } => {
+                let s = self.local_index(get.pubkey, get.key);
+                self.shards[s].handle_get(from, &get, counters, effects);
+            }
+            Input::LocalPut { dat } => {
+                let s = self.local_index(dat.pubkey(), dat.key());
+                let view = SnapshotView(peers);
+                return Some(self.shards[s].local_put(now.wall_ms, dat, &view, counters, effects));
+            }
+            Input::LocalGet {
+                pubkey,
+                key,
+                timeout_ms,
+                waiter,
+            } => {
+                let s = self.local_index(&pubkey, key);
+                let request = GetRequest {
+                    pubkey,
+                    key,
+                    timeout_ms,
+                    waiter,
+                };
+                let view = SnapshotView(peers);
+                self.shards[s].start_get(now.mono_ms, request, &view, counters, effects);
+            }
+        }
+        None
+    }
+
+    /// Ends a batch of inputs: verifies the queued PUTs (under one permit), then runs whatever
+    /// is due at `now` (get deadlines, the periodic tick, challenges), picks up a changed peer
+    /// snapshot, and steps repair. Call it after every batch, and when
+    /// [`ShardGroup::next_deadline_ms`] passes.
+    pub fn end_batch(
+        &mut self,
+        now: Now,
+        peers: &Arc<PeerSnapshot>,
+        env: &mut impl GroupEnv,
+        counters: &Counters,
+        effects: &mut Effects<W>,
+    ) {
+        let view = SnapshotView(peers);
+        if self.puts.iter().any(|batch| !batch.is_empty()) {
+            let _permit = env.verify_permit();
+            for (shard, batch) in self.shards.iter_mut().zip(self.puts.iter_mut()) {
+                if !batch.is_empty() {
+                    shard.handle_puts(now.wall_ms, batch, &view, counters, effects);
+                }
+            }
+        }
+        let periodic = now.mono_ms >= self.next_periodic_ms;
+        if periodic {
+            self.next_periodic_ms = now.mono_ms.saturating_add(self.config.tick_period_ms);
+        }
+        for shard in &mut self.shards {
+            if periodic {
+                shard.tick(now.mono_ms, now.wall_ms, counters, effects);
+            } else if shard.next_deadline_ms().is_some_and(|d| d <= now.mono_ms) {
+                shard.tick_gets(now.mono_ms, now.wall_ms, counters, effects);
+            }
+        }
+        let mut sent = 0;
+        while sent < MAX_CHALLENGES_PER_WAKE && self.challenge_timer.due(now.mono_ms, &mut self.rng)
+        {
+            sent += 1;
+            let n = self.shards.len();
+            let start = self.rng.gen_range(0..n);
+            if let Some(k) = (0..n).find(|k| self.shards[(start + k) % n].challenge_ready(now.wall_ms))
+            {
+                self.shards[(start + k) % n].issue_challenge(now.wall_ms, &view, counters, effects);
+            }
+        }
+        if self.snapshot_is_new(peers) {
+            self.seen_snapshot = Some(Arc::clone(peers));
+            let latest = ReplicaView::of_snapshot(peers, &self.config.trust);
+            if latest != *self.view {
+                self.view = Arc::new(latest);
+                for shard in &mut self.shards {
+                    shard.set_replica_view(Arc::clone(&self.view), counters);
+                }
+            }
+        }
+        if self.repair_due(now.mono_ms, periodic) {
+            self.repaired_ms = Some(now.mono_ms);
+            let mut pacer = env.repair_pacer();
+            let mut scan = self.config.repair_scan_records_per_step;
+            let n = self.shards.len();
+            self.repair_turn = (self.repair_turn + 1) % n;
+            for k in 0..n {
+                let shard = &mut self.shards[(self.repair_turn + k) % n];
+                shard.repair_step(
+                    now.mono_ms,
+                    now.wall_ms,
+                    &mut pacer,
+                    &mut scan,
+                    counters,
+                    effects,
+                );
+                if scan == 0 {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn repair_due(&self, now_ms: u64, periodic: bool) -> bool {
+        self.config.repair_enabled
+            && self
+                .repaired_ms
+                .is_none_or(|at| now_ms.saturating_sub(at) >= REPAIR_STEP_MS)
+            && (periodic || self.shards.iter().any(|s| s.repair_active()))
+    }
+
+    /// Whether no shard holds anything that needs the periodic tick: no record, no pending get,
+    /// no remembered or in-flight challenge, no repair pass.
+    fn idle(&self) -> bool {
+        self.shards.iter().all(|s| {
+            s.next_deadline_ms().is_none()
+                && s.challenge_counts() == (0, 0)
+                && !s.repair_active()
+                && s.store().read().is_empty()
+        })
+    }
+
+    /// When the group next needs [`ShardGroup::end_batch`] without an input (monotonic ms):
+    /// the earliest get deadline, the challenge timer, the next repair step while a pass runs,
+    /// and the periodic tick unless the group is idle. `None`: only an input can give it work.
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        let mut at = None::<u64>;
+        let mut consider = |t: u64| at = Some(at.map_or(t, |a| a.min(t)));
+        for shard in &self.shards {
+            if let Some(d) = shard.next_deadline_ms() {
+                consider(d);
+            }
+        }
+        let challenge = self.challenge_timer.next_ms();
+        if challenge != u64::MAX {
+            consider(challenge);
+        }
+        if self.config.repair_enabled && self.shards.iter().any(|s| s.repair_active()) {
+            consider(
+                self.repaired_ms
+                    .map_or(0, |t| t.saturating_add(REPAIR_STEP_MS)),
+            );
+        }
+        if !self.idle() {
+            consider(self.next_periodic_ms);
+        }
+        at
+    }
+}
