@@ -150,6 +150,7 @@ impl Net {
                 status,
                 held_seq,
                 work,
+                ..
             } => core.handle_status(
                 NOW_MS,
                 from,

@@ -95,6 +95,8 @@ fn messages(d: &OwnedDat2, n: u64, status: u8) -> Vec<Vec<u8>> {
             status,
             held_seq: n,
             work: &d.work,
+            pubkey: &d.pubkey,
+            key,
         }
         .to_vec(),
         Message2::Put2Commit { commit: &commit, dat: view }.to_vec(),

@@ -66,6 +66,8 @@ fn build() -> (String, String) {
             status: Status2::Conflict,
             held_seq: 2,
             work: config2.work(),
+            pubkey: &pubkey,
+            key: b"config",
         }
         .to_vec()),
         "put2_commit_hex": h(&Message2::Put2Commit { commit: &commit, dat: config2.as_view() }.to_vec()),

@@ -366,7 +366,7 @@ impl<PW, GW> Shard2<PW, GW> {
 
     /// A PUT2, PUT2_CAS or PUT2_COMMIT from the network: rule check (cheap), verification
     /// (work, then signature, then commit signature), store, back up. PUT2_CAS and PUT2_COMMIT
-    /// are answered with a status (42 bytes, smaller than any request: no amplification).
+    /// are answered with a status (75 + K bytes, smaller than the request: no amplification).
     #[allow(clippy::too_many_arguments)]
     pub fn handle_put(
         &mut self,
@@ -394,6 +394,8 @@ impl<PW, GW> Shard2<PW, GW> {
                     status,
                     held_seq,
                     work: dat.work(),
+                    pubkey: dat.pubkey(),
+                    key: dat.key(),
                 },
             );
         }

@@ -20,7 +20,7 @@
 //! GET2_ACK     1a ‖ datLen u16 ‖ dat2                                             3 + dat2
 //! GET2_NONE    1b ‖ pubkey[32] ‖ K ‖ key                                          34 + K
 //! PUT2_CAS     1c ‖ expect_seq u64 ‖ datLen u16 ‖ dat2                            11 + dat2
-//! PUT2_STATUS  1d ‖ status u8 ‖ held_seq u64 ‖ work[32]                           42
+//! PUT2_STATUS  1d ‖ status u8 ‖ held_seq u64 ‖ work[32] ‖ pubkey[32] ‖ K ‖ key    75 + K
 //! PUT2_COMMIT  1e ‖ commit[64] ‖ datLen u16 ‖ dat2                                67 + dat2
 //! ```
 //!
@@ -50,8 +50,9 @@ pub const PUT2_CAS_HEADER_LEN: usize = 1 + 8 + 2;
 pub const PUT2_COMMIT_HEADER_LEN: usize = 1 + 64 + 2;
 /// GET2 and GET2_NONE without the key: op + pubkey + K.
 pub const GET2_HEADER_LEN: usize = 1 + 32 + 1;
-/// PUT2_STATUS: op + status + held seq + work.
-pub const PUT2_STATUS_LEN: usize = 1 + 1 + 8 + 32;
+/// PUT2_STATUS without its key: op + status + held seq + work + pubkey + K. The (pubkey, key)
+/// lets the receiving node route the status to the shard owner waiting for it.
+pub const PUT2_STATUS_HEADER_LEN: usize = 1 + 1 + 8 + 32 + 32 + 1;
 /// Largest key + value of a dat2: every carrier, the PUT2_COMMIT included, fits one datagram.
 pub const MAX_KEY_VALUE_LEN2: usize = MAX_PACKET_LEN - PUT2_COMMIT_HEADER_LEN - DAT2_HEADER_LEN;
 /// Largest dat2.
@@ -65,8 +66,9 @@ const _: () = assert!(PUT2_HEADER_LEN <= PUT2_CAS_HEADER_LEN);
 const _: () = assert!(MAX_KEY_LEN <= MAX_KEY_VALUE_LEN2);
 const _: () = assert!(GET2_HEADER_LEN + MAX_KEY_LEN <= MAX_PACKET_LEN);
 const _: () = assert!(MAX_DAT2_LEN <= u16::MAX as usize);
-// A status is never larger than the smallest PUT2_CAS it answers: no amplification.
-const _: () = assert!(PUT2_STATUS_LEN <= PUT2_CAS_HEADER_LEN + DAT2_HEADER_LEN);
+// A status is never larger than the PUT2_CAS or PUT2_COMMIT it answers (same K, and those
+// carry a whole dat2): no amplification.
+const _: () = assert!(PUT2_STATUS_HEADER_LEN <= PUT2_CAS_HEADER_LEN + DAT2_HEADER_LEN);
 // GET2_NONE has exactly the size of the GET2 it answers.
 const _: () = assert!(GET2_HEADER_LEN == crate::limits::GET_HEADER_LEN);
 
@@ -440,6 +442,10 @@ pub enum Message2<'a> {
         held_seq: u64,
         /// `work2` of the record the status answers.
         work: &'a [u8; 32],
+        /// Owner of the record the status answers.
+        pubkey: &'a [u8; 32],
+        /// Key of the record the status answers.
+        key: &'a [u8],
     },
     /// A CAS winner with the owner's commit signature.
     Put2Commit {
@@ -518,14 +524,26 @@ impl<'a> Message2<'a> {
                 Ok(Message2::Put2Cas { expect_seq, dat })
             }
             Some(Op2::Put2Status) => {
-                exact(bytes, PUT2_STATUS_LEN)?;
+                if bytes.len() < PUT2_STATUS_HEADER_LEN {
+                    return Err(Error::TooShort);
+                }
+                let end = PUT2_STATUS_HEADER_LEN + bytes[PUT2_STATUS_HEADER_LEN - 1] as usize;
+                if end > bytes.len() {
+                    return Err(Error::KeyTruncated);
+                }
+                if end < bytes.len() {
+                    return Err(Error::TrailingBytes);
+                }
                 let status = Status2::from_byte(bytes[1]).ok_or(Error::BadField)?;
                 let held_seq = u64::from_le_bytes(array(&bytes[2..10]));
                 let work = bytes[10..42].try_into().map_err(|_| Error::TooShort)?;
+                let pubkey = bytes[42..74].try_into().map_err(|_| Error::TooShort)?;
                 Ok(Message2::Put2Status {
                     status,
                     held_seq,
                     work,
+                    pubkey,
+                    key: &bytes[PUT2_STATUS_HEADER_LEN..],
                 })
             }
             Some(Op2::Put2Commit) => {
@@ -552,7 +570,7 @@ impl<'a> Message2<'a> {
         }
     }
 
-    /// The (pubkey, key) that picks the shard, for every message but PUT2_STATUS.
+    /// The (pubkey, key) that picks the shard.
     pub fn record_key(&self) -> Option<(&'a [u8; 32], &'a [u8])> {
         match *self {
             Message2::Put2(dat)
@@ -564,10 +582,9 @@ impl<'a> Message2<'a> {
                 let pubkey = bytes[field::PUBKEY].try_into().ok()?;
                 Some((pubkey, &bytes[field::KEY_START..field::KEY_START + k]))
             }
-            Message2::Get2 { pubkey, key } | Message2::Get2None { pubkey, key } => {
-                Some((pubkey, key))
-            }
-            Message2::Put2Status { .. } => None,
+            Message2::Get2 { pubkey, key }
+            | Message2::Get2None { pubkey, key }
+            | Message2::Put2Status { pubkey, key, .. } => Some((pubkey, key)),
         }
     }
 
@@ -579,7 +596,7 @@ impl<'a> Message2<'a> {
                 GET2_HEADER_LEN + key.len()
             }
             Message2::Put2Cas { dat, .. } => PUT2_CAS_HEADER_LEN + dat.len(),
-            Message2::Put2Status { .. } => PUT2_STATUS_LEN,
+            Message2::Put2Status { key, .. } => PUT2_STATUS_HEADER_LEN + key.len(),
             Message2::Put2Commit { dat, .. } => PUT2_COMMIT_HEADER_LEN + dat.len(),
         }
     }
@@ -610,10 +627,16 @@ impl<'a> Message2<'a> {
                 status,
                 held_seq,
                 work,
+                pubkey,
+                key,
             } => {
+                assert!(key.len() <= MAX_KEY_LEN);
                 buf[1] = *status as u8;
                 buf[2..10].copy_from_slice(&held_seq.to_le_bytes());
                 buf[10..42].copy_from_slice(*work);
+                buf[42..74].copy_from_slice(*pubkey);
+                buf[74] = key.len() as u8;
+                buf[PUT2_STATUS_HEADER_LEN..].copy_from_slice(key);
             }
             Message2::Put2Commit { commit, dat } => {
                 buf[1..65].copy_from_slice(*commit);
@@ -716,6 +739,8 @@ mod tests {
                 status: Status2::Conflict,
                 held_seq: 7,
                 work: &[2; 32],
+                pubkey: &[4; 32],
+                key: b"k",
             },
             Message2::Put2Commit {
                 commit: &commit,
@@ -736,6 +761,8 @@ mod tests {
             status: Status2::Stored,
             held_seq: 0,
             work: &[0; 32],
+            pubkey: &[0; 32],
+            key: b"",
         }
         .to_vec();
         bytes[1] = 6;
