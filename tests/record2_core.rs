@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use dave::keys::{Keypair, distance};
 use dave::pow::{make_dat2_single, sign_commit2};
 use dave::shard::core2::{
-    Counters2, Effects2, Get2Outcome, LocalPut2, Peers2, Put2Error, Put2Report, Rules2, Shard2,
+    Counters2, Effects2, Get2Outcome, answer_get2, LocalPut2, Peers2, Put2Error, Put2Report, Rules2, Shard2,
 };
 use dave::shard::store2::{Store2, Store2Config};
 use dave::wire::record2::{Message2, Record2, Status2};
@@ -160,7 +160,7 @@ impl Net {
                 &self.counters,
                 &mut effects,
             ),
-            Message2::Get2 { pubkey, key } => Core::answer_get(
+            Message2::Get2 { pubkey, key } => answer_get2(
                 &core.store().read(),
                 from,
                 pubkey,

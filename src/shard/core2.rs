@@ -658,22 +658,6 @@ impl<PW, GW> Shard2<PW, GW> {
         ));
     }
 
-    /// Answers a GET2 from a store (used by the receiver read path and the owner).
-    pub fn answer_get(
-        store: &Store2,
-        from: SocketAddr,
-        pubkey: &[u8; 32],
-        key: &[u8],
-        counters: &Counters2,
-        outbox: &mut Outbox,
-    ) {
-        inc(&counters.gets_received);
-        match store.get(pubkey, key) {
-            Some(dat) => push(outbox, from, &Message2::Get2Ack(dat.as_view())),
-            None => push(outbox, from, &Message2::Get2None { pubkey, key }),
-        }
-    }
-
     /// Starts a local get: a replica holding the record answers at once; otherwise the
     /// replicas are asked and the highest valid seq wins (a held copy included).
     #[allow(clippy::too_many_arguments)]
@@ -823,6 +807,22 @@ impl<PW, GW> Shard2<PW, GW> {
         let gets = self.gets.values().map(|p| p.deadline_ms);
         let puts = self.puts.values().map(|p| p.deadline_ms);
         gets.chain(puts).min()
+    }
+}
+
+/// Answers a GET2 from a store (used by the receiver read path and the owner).
+pub fn answer_get2(
+    store: &Store2,
+    from: SocketAddr,
+    pubkey: &[u8; 32],
+    key: &[u8],
+    counters: &Counters2,
+    outbox: &mut Outbox,
+) {
+    inc(&counters.gets_received);
+    match store.get(pubkey, key) {
+        Some(dat) => push(outbox, from, &Message2::Get2Ack(dat.as_view())),
+        None => push(outbox, from, &Message2::Get2None { pubkey, key }),
     }
 }
 

@@ -456,14 +456,6 @@ pub enum Message2<'a> {
     },
 }
 
-fn exact(bytes: &[u8], len: usize) -> Result<()> {
-    match bytes.len().cmp(&len) {
-        core::cmp::Ordering::Less => Err(Error::TooShort),
-        core::cmp::Ordering::Greater => Err(Error::TrailingBytes),
-        core::cmp::Ordering::Equal => Ok(()),
-    }
-}
-
 /// `datLen u16 ‖ dat2` starting at `at`.
 fn dat2_after(bytes: &[u8], at: usize) -> Result<Dat2<&[u8]>> {
     if bytes.len() < at + 2 {
