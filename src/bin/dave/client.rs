@@ -190,6 +190,10 @@ pub fn put(args: &PutArgs) -> Result<i32, Failure> {
         };
         let hashes = Arc::new(AtomicU64::new(0));
         let started = Instant::now();
+        if args.seq.is_some() || args.cas.is_some() {
+            put_v2(&node, &owner, key, value, args, &prefix)?;
+            continue;
+        }
         let result = with_progress(&prefix, args.work, &hashes, || {
             node.put_with_progress(
                 &owner,
@@ -229,6 +233,38 @@ pub fn put(args: &PutArgs) -> Result<i32, Failure> {
     std::thread::sleep(LINGER);
     drop(node);
     Ok(EXIT_OK)
+}
+
+/// `dave put --seq/--cas`: one v2 record (compare-and-swap with `--cas`).
+fn put_v2(
+    node: &dave::Node,
+    owner: &dave::Keypair,
+    key: &str,
+    value: &str,
+    args: &PutArgs,
+    prefix: &str,
+) -> Result<(), Failure> {
+    let options = dave::PutOptions {
+        format: dave::RecordFormat::V2,
+        seq: args.seq,
+        cas: args.cas,
+        work_bits: Some(args.work),
+        owner: Some(owner.clone()),
+    };
+    let outcome = node
+        .put_with(key.as_bytes(), value.as_bytes(), &options)
+        .map_err(|e| Failure::error(format!("put {key:?}: {e}")))?;
+    if let Some(done) = outcome.v2 {
+        let to: Vec<String> = done.report.sent_to.iter().map(SocketAddr::to_string).collect();
+        println!(
+            "{prefix}put {key:?} (v2, seq {}): {} of {} replicas hold it; sent to {}",
+            done.record.seq(),
+            done.report.accepted,
+            done.report.replicas,
+            to.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// Runs `work` (a proof-of-work search) on another thread while drawing a progress bar of
@@ -319,7 +355,10 @@ pub fn get(args: &GetArgs) -> Result<i32, Failure> {
         if left.is_zero() {
             return Err(timed_out());
         }
-        match node.get(&owner, args.key.as_bytes(), left) {
+        let options = dave::GetOptions {
+            strict: args.strict,
+        };
+        match node.get_with(&owner, args.key.as_bytes(), left, options) {
             Ok(dat) => {
                 let mut out = dat.value().to_vec();
                 out.push(b'\n');
