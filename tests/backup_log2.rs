@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use dave::backup::{
-    BackupConfig, BackupWriter, HEADER_LEN, RecoverOptions, RecoveredEntry, SyncPolicy, compact_log,
-    recover,
+    BackupConfig, BackupWriter, HEADER_LEN, RecoverOptions, RecoveredEntry, SyncPolicy,
+    compact_log, recover,
 };
 use dave::shard::store2::{Store2, Store2Config};
 use dave::wire::record2::{Dat2Fields, Record2};
@@ -111,8 +111,10 @@ fn a_version_1_log_takes_v2_entries_and_both_load() {
     {
         let writer = open(&path);
         let h = writer.handle();
-        h.append_put2(&dat2(b"a", b"one", 1)).unwrap_or_else(|e| panic!("{e}"));
-        h.append_put2(&dat2(b"a", b"two", 2)).unwrap_or_else(|e| panic!("{e}"));
+        h.append_put2(&dat2(b"a", b"one", 1))
+            .unwrap_or_else(|e| panic!("{e}"));
+        h.append_put2(&dat2(b"a", b"two", 2))
+            .unwrap_or_else(|e| panic!("{e}"));
         h.sync().unwrap_or_else(|e| panic!("{e}"));
     }
     let entries = recover_all(&path);
@@ -122,7 +124,10 @@ fn a_version_1_log_takes_v2_entries_and_both_load() {
         .count();
     assert_eq!(v1 as i64, FIXTURE_PUTS);
     let store = v2_state(&entries);
-    assert_eq!(store.get(&[2; 32], b"a").map(|d| d.value()), Some(&b"two"[..]));
+    assert_eq!(
+        store.get(&[2; 32], b"a").map(|d| d.value()),
+        Some(&b"two"[..])
+    );
 }
 
 #[test]
@@ -136,13 +141,17 @@ fn v2_puts_and_deletes_round_trip_in_order_and_survive_compaction() {
         let h = writer.handle();
         for i in 0..20 {
             // v1 churn, so compaction has something to reclaim.
-            h.append_put(&fixture_dat(i % 3)).unwrap_or_else(|e| panic!("{e}"));
+            h.append_put(&fixture_dat(i % 3))
+                .unwrap_or_else(|e| panic!("{e}"));
         }
         h.append_put2(&kept).unwrap_or_else(|e| panic!("{e}"));
-        h.append_put2(&dat2(b"gone", b"y", 1)).unwrap_or_else(|e| panic!("{e}"));
-        h.append_delete2(&[2; 32], b"gone", 1).unwrap_or_else(|e| panic!("{e}"));
+        h.append_put2(&dat2(b"gone", b"y", 1))
+            .unwrap_or_else(|e| panic!("{e}"));
+        h.append_delete2(&[2; 32], b"gone", 1)
+            .unwrap_or_else(|e| panic!("{e}"));
         // An equal-seq loser, then the committed winner this node took later.
-        h.append_put2(&dat2(b"race", b"loser", 3)).unwrap_or_else(|e| panic!("{e}"));
+        h.append_put2(&dat2(b"race", b"loser", 3))
+            .unwrap_or_else(|e| panic!("{e}"));
         h.append_put2(&committed).unwrap_or_else(|e| panic!("{e}"));
         h.sync().unwrap_or_else(|e| panic!("{e}"));
     }
@@ -183,7 +192,8 @@ fn regenerate_the_version_1_fixture() {
         let writer = open(&path);
         let h = writer.handle();
         for i in 0..FIXTURE_PUTS {
-            h.append_put(&fixture_dat(i)).unwrap_or_else(|e| panic!("{e}"));
+            h.append_put(&fixture_dat(i))
+                .unwrap_or_else(|e| panic!("{e}"));
         }
         let first = fixture_dat(0);
         h.append_delete(first.pubkey(), first.key(), first.time_ms())

@@ -37,7 +37,10 @@ fn get(edge: &str, owner: &str, extra: &[&str], key: &str) -> Output {
 fn put_seq_and_cas_then_get_strict() {
     let dir = tempfile::tempdir().unwrap();
     let key_path = dir.path().join("owner.key");
-    let out = dave(&["keygen", "--out", key_path.to_str().unwrap()], CLIENT_LIMIT);
+    let out = dave(
+        &["keygen", "--out", key_path.to_str().unwrap()],
+        CLIENT_LIMIT,
+    );
     assert_eq!(out.code(), 0, "{out:?}");
     let owner = out.stdout.trim().to_string();
     let key_file = key_path.to_str().unwrap();

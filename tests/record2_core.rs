@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use dave::keys::{Keypair, distance};
 use dave::pow::{make_dat2_single, sign_commit2};
 use dave::shard::core2::{
-    Counters2, Effects2, Get2Outcome, answer_get2, LocalPut2, Peers2, Put2Error, Put2Report, Rules2, Shard2,
+    Counters2, Effects2, Get2Outcome, LocalPut2, Peers2, Put2Error, Put2Report, Rules2, Shard2,
+    answer_get2,
 };
 use dave::shard::store2::{Store2, Store2Config};
 use dave::wire::record2::{Message2, Record2, Status2};
@@ -27,7 +28,12 @@ struct Peers {
 
 impl Peers2 for Peers {
     fn closest_v2(&self, target_id: u64, n: usize, out: &mut Vec<(SocketAddr, u64)>) {
-        let mut others: Vec<_> = self.all.iter().copied().filter(|&(a, _)| a != self.me).collect();
+        let mut others: Vec<_> = self
+            .all
+            .iter()
+            .copied()
+            .filter(|&(a, _)| a != self.me)
+            .collect();
         others.sort_by_key(|&(a, id)| (distance(id, target_id), a));
         out.extend(others.into_iter().take(n));
     }
@@ -284,7 +290,10 @@ fn two_writers_racing_on_one_key_exactly_one_wins_and_all_converge() {
         }
         for i in 0..nodes {
             if let Some(held) = net.held(i, &owner, b"k") {
-                assert!(held == *winner || held == base, "seed {seed}: node {i} holds no loser");
+                assert!(
+                    held == *winner || held == base,
+                    "seed {seed}: node {i} holds no loser"
+                );
             }
         }
         // A get through any node returns the winner.
@@ -333,9 +342,12 @@ fn a_higher_seq_replaces_an_older_one_is_refused_and_a_stale_cas_is_told_the_hel
     net.put(elsewhere, stale, Some(1), &owner);
     net.run();
     match net.puts.pop() {
-        Some((_, Err(Put2Error::Lost {
-            refusal, held_seq, ..
-        }))) => {
+        Some((
+            _,
+            Err(Put2Error::Lost {
+                refusal, held_seq, ..
+            }),
+        )) => {
             assert_eq!(refusal, Some(Status2::CasMismatch));
             assert_eq!(held_seq, 2);
         }

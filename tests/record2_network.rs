@@ -33,8 +33,19 @@ fn a_recut_v2_record_is_refused_and_a_strict_get_never_returns_a_recut_v1_record
     let owner = Keypair::from_seed(&[16; 32]);
 
     // v2: the owner's record is stored; the same signature re-cut at the boundary is refused.
-    let signed = make_dat2_single(&owner, b"config", b"Xsafe=true", now_ms(), 1, TEST_WORK_BITS);
-    send(&attacker, node.local_addr(), &Message2::Put2(signed.as_view()).to_vec());
+    let signed = make_dat2_single(
+        &owner,
+        b"config",
+        b"Xsafe=true",
+        now_ms(),
+        1,
+        TEST_WORK_BITS,
+    );
+    send(
+        &attacker,
+        node.local_addr(),
+        &Message2::Put2(signed.as_view()).to_vec(),
+    );
     assert!(
         wait_until(Duration::from_secs(2), || node
             .get_local2(&owner.public(), b"config")
@@ -46,7 +57,11 @@ fn a_recut_v2_record_is_refused_and_a_strict_get_never_returns_a_recut_v1_record
     recut.value = b"safe=true";
     let recut = recut.to_record();
     let invalid_before = node.stats2().puts_invalid;
-    send(&attacker, node.local_addr(), &Message2::Put2(recut.as_view()).to_vec());
+    send(
+        &attacker,
+        node.local_addr(),
+        &Message2::Put2(recut.as_view()).to_vec(),
+    );
     assert!(
         wait_until(Duration::from_secs(2), || node.stats2().puts_invalid
             == invalid_before + 1),
@@ -54,8 +69,16 @@ fn a_recut_v2_record_is_refused_and_a_strict_get_never_returns_a_recut_v1_record
         node.stats2()
     );
     assert!(node.get_local2(&owner.public(), b"configX").is_none());
-    let got = node.get_with(&owner.public(), b"config", Duration::from_millis(300), STRICT);
-    assert!(matches!(got, Ok(AnyRecord::V2(ref d)) if d.value() == b"Xsafe=true"), "{got:?}");
+    let got = node.get_with(
+        &owner.public(),
+        b"config",
+        Duration::from_millis(300),
+        STRICT,
+    );
+    assert!(
+        matches!(got, Ok(AnyRecord::V2(ref d)) if d.value() == b"Xsafe=true"),
+        "{got:?}"
+    );
 
     // v1: the same re-cut of a v1 record verifies, so a v1 node stores it (the flaw) ...
     let v1 = make_dat_single(&owner, b"config", b"Xsafe=true", now_ms(), TEST_WORK_BITS);
@@ -74,10 +97,23 @@ fn a_recut_v2_record_is_refused_and_a_strict_get_never_returns_a_recut_v1_record
             .is_some()),
         "the re-cut v1 record is stored, as a v1 node must"
     );
-    let loose = node.get_with(&owner.public(), b"configX", Duration::from_millis(300), LOOSE);
-    assert!(matches!(loose, Ok(AnyRecord::V1(ref d)) if d.value() == b"safe=true"), "{loose:?}");
+    let loose = node.get_with(
+        &owner.public(),
+        b"configX",
+        Duration::from_millis(300),
+        LOOSE,
+    );
+    assert!(
+        matches!(loose, Ok(AnyRecord::V1(ref d)) if d.value() == b"safe=true"),
+        "{loose:?}"
+    );
     // ... but a strict get never returns it.
-    let strict = node.get_with(&owner.public(), b"configX", Duration::from_millis(300), STRICT);
+    let strict = node.get_with(
+        &owner.public(),
+        b"configX",
+        Duration::from_millis(300),
+        STRICT,
+    );
     assert_eq!(strict, Err(GetError::NotFound));
     assert_eq!(node.stats().malformed_total(), 0);
 }
@@ -90,7 +126,10 @@ fn two_writers_racing_a_cas_through_different_nodes_one_wins_and_all_converge() 
     assert!(
         wait_all_active(&nodes, Duration::from_secs(12)),
         "all active: {:?}",
-        nodes.iter().map(|n| n.stats().peers_active).collect::<Vec<_>>()
+        nodes
+            .iter()
+            .map(|n| n.stats().peers_active)
+            .collect::<Vec<_>>()
     );
     assert!(
         wait_until(Duration::from_secs(3), || nodes.iter().all(|n| n
@@ -140,10 +179,15 @@ fn two_writers_racing_a_cas_through_different_nodes_one_wins_and_all_converge() 
     assert!(matches!(loser, PutError::Rejected(_)), "{loser:?}");
     let message = loser.to_string();
     assert!(
-        message.contains("conflict") || message.contains("mismatch") || message.contains("concurrent"),
+        message.contains("conflict")
+            || message.contains("mismatch")
+            || message.contains("concurrent"),
         "the loser is told why: {message}"
     );
-    eprintln!("winner {:?}; loser: {message}", String::from_utf8_lossy(winner));
+    eprintln!(
+        "winner {:?}; loser: {message}",
+        String::from_utf8_lossy(winner)
+    );
     // Every node converges on the winner (the minority by the winner's commit).
     assert!(
         wait_until(Duration::from_secs(5), || nodes.iter().all(|n| matches!(
@@ -180,7 +224,10 @@ fn a_v1_only_node_still_exchanges_v1_records_with_v2_nodes() {
     assert_eq!(edge.peers().speaking(Features::RECORD_V2).count(), 0);
 
     let outcome = edge.put(b"mixed", b"from-v2-node").expect("put");
-    assert!(outcome.v2.is_some(), "v2 written for v2 peers and this node");
+    assert!(
+        outcome.v2.is_some(),
+        "v2 written for v2 peers and this node"
+    );
     assert!(outcome.v1.is_some(), "v1 written for the v1-only peer");
     let got = v1_node
         .get(&edge.public_key(), b"mixed", Duration::from_secs(2))
@@ -192,7 +239,10 @@ fn a_v1_only_node_still_exchanges_v1_records_with_v2_nodes() {
         .expect("v1 put");
     assert_eq!(report.sent_to, vec![edge.local_addr()]);
     let loose = edge.get_with(&v1_node.public_key(), b"old", Duration::from_secs(2), LOOSE);
-    assert!(matches!(loose, Ok(AnyRecord::V1(ref d)) if d.value() == b"v1-record"), "{loose:?}");
+    assert!(
+        matches!(loose, Ok(AnyRecord::V1(ref d)) if d.value() == b"v1-record"),
+        "{loose:?}"
+    );
     // A v1-only node refuses to write v2.
     let strict_put = v1_node.put_with(
         b"x",

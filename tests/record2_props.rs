@@ -99,7 +99,11 @@ fn messages(d: &OwnedDat2, n: u64, status: u8) -> Vec<Vec<u8>> {
             key,
         }
         .to_vec(),
-        Message2::Put2Commit { commit: &commit, dat: view }.to_vec(),
+        Message2::Put2Commit {
+            commit: &commit,
+            dat: view,
+        }
+        .to_vec(),
     ]
 }
 

@@ -21,8 +21,8 @@ use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, never, select};
 use super::compact::{CompactReport, StagedCompaction, stage_until};
 use super::error::BackupError;
 use super::format::{
-    HEADER_LEN, MAX_ENTRY_LEN, PUT_OVERHEAD_LEN, TYPE_DELETE, TYPE_DELETE2, TYPE_PUT, TYPE_PUT2, encode_entry,
-    tombstone_payload,
+    HEADER_LEN, MAX_ENTRY_LEN, PUT_OVERHEAD_LEN, TYPE_DELETE, TYPE_DELETE2, TYPE_PUT, TYPE_PUT2,
+    encode_entry, tombstone_payload,
 };
 use super::recover::{RecoverOptions, RecoveredEntry, RecoveredLog, RecoveryReport, recover_log};
 use crate::wire::Dat;
@@ -239,7 +239,12 @@ impl BackupHandle {
     }
 
     /// Queues a v2 tombstone for (pubkey, key) at `seq` (the removed record's seq).
-    pub fn append_delete2(&self, pubkey: &[u8; 32], key: &[u8], seq: u64) -> Result<(), BackupError> {
+    pub fn append_delete2(
+        &self,
+        pubkey: &[u8; 32],
+        key: &[u8],
+        seq: u64,
+    ) -> Result<(), BackupError> {
         // The v2 tombstone has the v1 layout with the seq's 8 bytes in place of the time's.
         let payload = tombstone(pubkey, key, i64::from_le_bytes(seq.to_le_bytes()))?;
         self.send(TYPE_DELETE2, payload, None)

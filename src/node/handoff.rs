@@ -14,8 +14,8 @@ use crate::outbox::Outbox;
 use crate::peer::{self, budget::AmplificationLimiter};
 use crate::shard::core::{GetOutcome, Record};
 use crate::shard::core2::{Get2Outcome, LocalPut2, Put2Error, Put2Report};
-use crate::wire::record2::{Record2, Status2};
 use crate::stats::{Counters, inc};
+use crate::wire::record2::{Record2, Status2};
 
 use super::PutError;
 
@@ -104,10 +104,7 @@ pub(super) enum PeerMsg {
         bytes: [u8; PONG_MAX_LEN],
     },
     /// A storage challenge scored by a shard owner.
-    Challenge {
-        addr: SocketAddr,
-        success: bool,
-    },
+    Challenge { addr: SocketAddr, success: bool },
     /// The node is shutting down.
     Shutdown,
 }
@@ -141,8 +138,12 @@ pub(super) fn limit_last_reply(
     }
 }
 
-
-pub(super) fn send_outbox(socket: &UdpSocket, outbox: &Outbox, batch: &mut SendBatch, counters: &Counters) {
+pub(super) fn send_outbox(
+    socket: &UdpSocket,
+    outbox: &Outbox,
+    batch: &mut SendBatch,
+    counters: &Counters,
+) {
     for (to, bytes) in outbox.iter() {
         if !batch.push(to, bytes) {
             flush(socket, batch, counters);
@@ -160,7 +161,6 @@ fn flush(socket: &UdpSocket, batch: &mut SendBatch, counters: &Counters) {
     }
 }
 
-
 /// Sends without blocking; a full channel counts a drop in `full`.
 pub(super) fn try_send<T>(tx: &Sender<T>, msg: T, full: &AtomicU64) {
     match tx.try_send(msg) {
@@ -169,4 +169,3 @@ pub(super) fn try_send<T>(tx: &Sender<T>, msg: T, full: &AtomicU64) {
         Err(TrySendError::Disconnected(_)) => {}
     }
 }
-

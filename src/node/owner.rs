@@ -21,11 +21,11 @@ use crate::stats::{Counters, inc};
 use crate::time::unix_now_ms;
 use crate::wire::GetRepr;
 
+use super::PutError;
 use super::Shared;
 use super::handoff::{
     OwnerMsg, PeerMsg, Put2Reply, PutReply, PutResult, limit_last_reply, send_outbox, try_send,
 };
-use super::PutError;
 
 /// Messages an owner drains per wake-up, so PUTs can be verified as a batch.
 const OWNER_BATCH: usize = 64;
@@ -230,7 +230,13 @@ pub(super) fn owner_loop(
         }
         group2.end_batch(now, counters2, &mut effects2);
         carry_out(&socket, &mut send, &mut effects, backup.as_ref(), &counters);
-        carry_out2(&socket, &mut send, &mut effects2, backup.as_ref(), &counters);
+        carry_out2(
+            &socket,
+            &mut send,
+            &mut effects2,
+            backup.as_ref(),
+            &counters,
+        );
         for (reply, result) in put_replies.drain(..) {
             let _ = reply.send(result);
         }

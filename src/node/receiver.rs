@@ -12,9 +12,9 @@ use crate::limits::{MAX_KEY_LEN, PONG_MAX_LEN};
 use crate::net::{RecvBatch, SendBatch};
 use crate::outbox::Outbox;
 use crate::shard::core::answer_get;
+use crate::shard::core2::answer_get2;
 use crate::shard::shard_index;
 use crate::stats::{Counters, inc};
-use crate::shard::core2::answer_get2;
 use crate::wire::record2::{self, Message2};
 use crate::wire::{self, Message};
 
@@ -66,7 +66,15 @@ pub(super) fn receiver_loop(shared: Arc<Shared>, socket: UdpSocket, counters: Ar
                     .is_some_and(|op| (record2::OP2_FIRST..=record2::OP2_LAST).contains(op))
             {
                 let proven = proven.contains(from);
-                receive_v2(&shared, from, bytes, proven, batch_ms, &counters, &mut outbox);
+                receive_v2(
+                    &shared,
+                    from,
+                    bytes,
+                    proven,
+                    batch_ms,
+                    &counters,
+                    &mut outbox,
+                );
                 continue;
             }
             let message = match Message::parse(bytes) {
@@ -114,7 +122,13 @@ pub(super) fn receiver_loop(shared: Arc<Shared>, socket: UdpSocket, counters: Ar
                                 &mut outbox,
                             );
                             if !proven.contains(from) {
-                                limit_last_reply(&shared.limiter, batch_ms, from, &mut outbox, &counters);
+                                limit_last_reply(
+                                    &shared.limiter,
+                                    batch_ms,
+                                    from,
+                                    &mut outbox,
+                                    &counters,
+                                );
                             }
                         }
                         GetPath::Owner => {
@@ -262,4 +276,3 @@ fn receive(batch: &mut RecvBatch, socket: &UdpSocket, spin: Duration) -> std::io
     }
     batch.recv(socket)
 }
-

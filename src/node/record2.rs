@@ -152,8 +152,13 @@ impl Node {
         value: &[u8],
         options: &PutOptions,
     ) -> Result<PutOutcome, PutError> {
-        let owner = options.owner.clone().unwrap_or_else(|| self.keypair.clone());
-        let work_bits = options.work_bits.unwrap_or(self.shared.config.min_work_bits);
+        let owner = options
+            .owner
+            .clone()
+            .unwrap_or_else(|| self.keypair.clone());
+        let work_bits = options
+            .work_bits
+            .unwrap_or(self.shared.config.min_work_bits);
         let fits_v2 = key.len() <= MAX_KEY_LEN && key.len() + value.len() <= MAX_KEY_VALUE_LEN2;
         let (v2, v1) = match options.format {
             RecordFormat::V1 => (false, true),

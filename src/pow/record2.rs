@@ -130,7 +130,13 @@ pub fn check_work2<T: AsRef<[u8]>>(
     if dat.time_ms() > now_ms {
         return Err(VerifyError::FromTheFuture);
     }
-    let load = load2_hash(dat.pubkey(), dat.key(), dat.value(), dat.time_ms(), dat.seq());
+    let load = load2_hash(
+        dat.pubkey(),
+        dat.key(),
+        dat.value(),
+        dat.time_ms(),
+        dat.seq(),
+    );
     if work2_hash(&dat.salt(), &load) != *dat.work() {
         return Err(VerifyError::WorkMismatch);
     }
@@ -183,7 +189,10 @@ mod tests {
             let Ok(view) = Dat2::new_checked(&changed[..]) else {
                 continue;
             };
-            assert!(verify_dat2(&view, 0, i64::MAX).is_err(), "byte {i} not covered");
+            assert!(
+                verify_dat2(&view, 0, i64::MAX).is_err(),
+                "byte {i} not covered"
+            );
         }
     }
 
@@ -217,6 +226,9 @@ mod tests {
     fn v1_and_v2_work_differ_for_the_same_salt_and_load() {
         let load = [5u8; 32];
         let salt = [6u8; 16];
-        assert_ne!(work2_hash(&salt, &load), crate::pow::work_hash(&salt, &load));
+        assert_ne!(
+            work2_hash(&salt, &load),
+            crate::pow::work_hash(&salt, &load)
+        );
     }
 }

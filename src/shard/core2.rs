@@ -39,7 +39,9 @@ use crate::keys::distance;
 use crate::outbox::Outbox;
 use crate::pow::{VerifyError, check_work2, verify_commit2, verify_dat2};
 use crate::shard::store2::{Inserted2, RecordId2, Store2};
-use crate::wire::record2::{Dat2, MAX_DAT2_LEN, Message2, PUT2_COMMIT_HEADER_LEN, Record2, Status2};
+use crate::wire::record2::{
+    Dat2, MAX_DAT2_LEN, Message2, PUT2_COMMIT_HEADER_LEN, Record2, Status2,
+};
 
 /// The RECORD_V2 peers, as the core chooses replicas from them.
 pub trait Peers2 {
@@ -214,7 +216,10 @@ impl core::fmt::Display for Put2Error {
                 refusal,
                 held_seq,
             } => {
-                write!(f, "compare-and-swap lost: {accepted} of {replicas} replicas accepted")?;
+                write!(
+                    f,
+                    "compare-and-swap lost: {accepted} of {replicas} replicas accepted"
+                )?;
                 if let Some(r) = refusal {
                     write!(f, "; {} (held seq {held_seq})", why(r))?;
                 }
@@ -419,7 +424,13 @@ impl<PW, GW> Shard2<PW, GW> {
             inc(&counters.puts_invalid);
             return Status2::Refused;
         }
-        match self.insert(dat.to_boxed(), expect_seq, commit.is_some(), wall_ms, effects) {
+        match self.insert(
+            dat.to_boxed(),
+            expect_seq,
+            commit.is_some(),
+            wall_ms,
+            effects,
+        ) {
             Ok(()) => {
                 inc(&counters.puts_stored);
                 Status2::Stored
@@ -695,7 +706,10 @@ impl<PW, GW> Shard2<PW, GW> {
             effects.gets_done.push((waiter, outcome));
             return;
         }
-        let get = Message2::Get2 { pubkey: &pubkey, key };
+        let get = Message2::Get2 {
+            pubkey: &pubkey,
+            key,
+        };
         let awaiting: Vec<SocketAddr> = self.scratch.iter().map(|&(a, _)| a).collect();
         for &to in &awaiting {
             push(&mut effects.outbox, to, &get);

@@ -201,7 +201,11 @@ impl<PW, GW> Group2<PW, GW> {
     /// When the group next needs [`Group2::end_batch`] without an input: the earliest pending
     /// deadline, and the periodic expiry while any store holds a record. `None` when idle.
     pub fn next_deadline_ms(&self) -> Option<u64> {
-        let pending = self.shards.iter().filter_map(|s| s.next_deadline_ms()).min();
+        let pending = self
+            .shards
+            .iter()
+            .filter_map(|s| s.next_deadline_ms())
+            .min();
         let holds = self.shards.iter().any(|s| !s.store().read().is_empty());
         let periodic = holds.then_some(self.next_tick_ms);
         match (pending, periodic) {

@@ -195,7 +195,8 @@ impl Store2 {
             .get(&id)
             .map_or(0, |held| record_cost_bytes(held.len()));
         let cost = record_cost_bytes(record.len());
-        let mut need = (self.bytes_used - held_cost + cost).saturating_sub(self.config.capacity_bytes);
+        let mut need =
+            (self.bytes_used - held_cost + cost).saturating_sub(self.config.capacity_bytes);
         let mut victims = Vec::new();
         if need > 0 {
             for (victim_expiry, victim) in &self.expiry {
@@ -278,17 +279,29 @@ mod tests {
         assert_eq!(decide2(none, &held, None, false), Status2::Stored);
         assert_eq!(decide2(none, &held, Some(4), false), Status2::Stored);
         assert_eq!(decide2(Some(&held), &held, None, false), Status2::Duplicate);
-        assert_eq!(decide2(Some(&held), &held, Some(1), false), Status2::Duplicate);
+        assert_eq!(
+            decide2(Some(&held), &held, Some(1), false),
+            Status2::Duplicate
+        );
         let higher = rec(b"k", b"b", 6, 10);
         assert_eq!(decide2(Some(&held), &higher, None, false), Status2::Stored);
-        assert_eq!(decide2(Some(&held), &higher, Some(5), false), Status2::Stored);
-        assert_eq!(decide2(Some(&held), &higher, Some(4), false), Status2::CasMismatch);
+        assert_eq!(
+            decide2(Some(&held), &higher, Some(5), false),
+            Status2::Stored
+        );
+        assert_eq!(
+            decide2(Some(&held), &higher, Some(4), false),
+            Status2::CasMismatch
+        );
         let lower = rec(b"k", b"b", 4, 10);
         assert_eq!(decide2(Some(&held), &lower, None, false), Status2::Older);
         assert_eq!(decide2(Some(&held), &lower, None, true), Status2::Older);
         let rival = rec(b"k", b"c", 5, 10);
         assert_eq!(decide2(Some(&held), &rival, None, false), Status2::Conflict);
-        assert_eq!(decide2(Some(&held), &rival, Some(4), false), Status2::CasMismatch);
+        assert_eq!(
+            decide2(Some(&held), &rival, Some(4), false),
+            Status2::CasMismatch
+        );
         assert_eq!(decide2(Some(&held), &rival, None, true), Status2::Stored);
         // Higher seq wins even with an older time: seq, not time, orders v2 versions.
         let higher_but_earlier = rec(b"k", b"d", 9, 1);
@@ -305,18 +318,30 @@ mod tests {
             capacity_bytes: 2 * cost,
             ttl_ms: 1_000,
         });
-        assert!(store.insert(rec(b"k", b"a", 1, 10), None, false, 20).is_ok());
+        assert!(
+            store
+                .insert(rec(b"k", b"a", 1, 10), None, false, 20)
+                .is_ok()
+        );
         assert_eq!(
             store.insert(rec(b"k", b"b", 1, 10), None, false, 20).err(),
             Some(Status2::Conflict)
         );
-        let inserted = store.insert(rec(b"k", b"b", 2, 10), None, false, 20).unwrap();
+        let inserted = store
+            .insert(rec(b"k", b"b", 2, 10), None, false, 20)
+            .unwrap();
         assert_eq!(inserted.replaced.unwrap().value(), b"a");
         assert_eq!(store.len(), 1);
         assert_eq!(store.bytes_used(), cost);
-        assert!(store.insert(rec(b"j", b"x", 1, 11), None, false, 20).is_ok());
+        assert!(
+            store
+                .insert(rec(b"j", b"x", 1, 11), None, false, 20)
+                .is_ok()
+        );
         // Full: a record expiring later evicts the one expiring first.
-        let inserted = store.insert(rec(b"i", b"y", 1, 12), None, false, 20).unwrap();
+        let inserted = store
+            .insert(rec(b"i", b"y", 1, 12), None, false, 20)
+            .unwrap();
         assert_eq!(inserted.evicted.len(), 1);
         assert_eq!(inserted.evicted[0].key(), b"k");
         // One expiring before everything held is refused.

@@ -327,8 +327,7 @@ pub struct Dat2Fields<'a> {
 impl Dat2Fields<'_> {
     /// Checks the key and value lengths.
     pub fn check(&self) -> Result<()> {
-        if self.key.len() > MAX_KEY_LEN || self.key.len() + self.value.len() > MAX_KEY_VALUE_LEN2
-        {
+        if self.key.len() > MAX_KEY_LEN || self.key.len() + self.value.len() > MAX_KEY_VALUE_LEN2 {
             return Err(Error::ValueTooLong);
         }
         Ok(())
@@ -694,17 +693,26 @@ mod tests {
     fn impossible_lengths_are_refused() {
         let dat = sample(b"ab", b"xyz");
         let bytes = dat.as_bytes();
-        assert_eq!(Dat2::new_checked(&bytes[..162]).err(), Some(Error::TooShort));
+        assert_eq!(
+            Dat2::new_checked(&bytes[..162]).err(),
+            Some(Error::TooShort)
+        );
         assert_eq!(
             Dat2::new_checked(&bytes[..bytes.len() - 1]).err(),
             Some(Error::ValueTruncated)
         );
         let mut longer = bytes.to_vec();
         longer.push(0);
-        assert_eq!(Dat2::new_checked(&longer[..]).err(), Some(Error::TrailingBytes));
+        assert_eq!(
+            Dat2::new_checked(&longer[..]).err(),
+            Some(Error::TrailingBytes)
+        );
         let mut key_past = bytes.to_vec();
         key_past[160] = 255;
-        assert_eq!(Dat2::new_checked(&key_past[..]).err(), Some(Error::KeyTruncated));
+        assert_eq!(
+            Dat2::new_checked(&key_past[..]).err(),
+            Some(Error::KeyTruncated)
+        );
     }
 
     #[test]

@@ -255,7 +255,12 @@ fn put_v2(
         .put_with(key.as_bytes(), value.as_bytes(), &options)
         .map_err(|e| Failure::error(format!("put {key:?}: {e}")))?;
     if let Some(done) = outcome.v2 {
-        let to: Vec<String> = done.report.sent_to.iter().map(SocketAddr::to_string).collect();
+        let to: Vec<String> = done
+            .report
+            .sent_to
+            .iter()
+            .map(SocketAddr::to_string)
+            .collect();
         println!(
             "{prefix}put {key:?} (v2, seq {}): {} of {} replicas hold it; sent to {}",
             done.record.seq(),
