@@ -20,12 +20,13 @@
 //!
 //!  peer thread   "dave-peer"     peer table: pings, PONG checks, discovery, trust; publishes a snapshot
 //!  PoW pool      "dave-pow-N"    proof-of-work for local puts
-//!  pruner        "dave-pruner"   timer: shard and peer ticks
 //!  backup writer "dave-backup"   append-only log, group commit, compaction
 //! ```
 //!
-//! The protocol logic lives in I/O-free cores that take `now` as an argument ([`shard`], [`peer`]);
-//! threads are thin loops around them. All `unsafe` code is in `net::sys`.
+//! The protocol logic lives in I/O-free cores that take `now` as an argument and say when they
+//! next need to run ([`shard`], with `shard::group::ShardGroup` for one owner's shards, and
+//! [`peer`]); threads are thin loops around them that block until a message or that deadline,
+//! and the simulator drives the same cores on a virtual clock. No thread polls. All `unsafe` code is in `net::sys`.
 
 #![deny(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]

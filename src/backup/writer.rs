@@ -78,9 +78,11 @@ pub const DEFAULT_COMPACT_RATIO: u64 = 2;
 /// full channel of typical 300-byte records (4096 × 300 B) go out in about one syscall.
 pub const MAX_BATCH_BYTES: usize = 1 << 20;
 
-/// How long the idle writer sleeps before re-checking the compaction trigger (`set_live` does not
-/// wake it). Waking once a second costs nothing measurable.
-const IDLE_WAKE_MS: u64 = 1000;
+/// How long the idle writer waits for a command: for ever (`Duration::MAX` makes crossbeam block
+/// without a deadline). It wakes on a command or when every handle is gone, never on a timer;
+/// the compaction trigger is checked after every wake-up, so a `set_live` takes effect at the
+/// next write, sync or compaction request.
+const IDLE_WAIT: Duration = Duration::MAX;
 
 /// Marker for "the node has not reported its live size": no automatic compaction.
 const LIVE_UNKNOWN: u64 = u64::MAX;
@@ -496,7 +498,7 @@ impl Writer {
             (SyncPolicy::EveryMs(interval_ms), Some(since)) => (since
                 + Duration::from_millis(interval_ms))
             .saturating_duration_since(Instant::now()),
-            _ => Duration::from_millis(IDLE_WAKE_MS),
+            _ => IDLE_WAIT,
         }
     }
 

@@ -264,7 +264,9 @@ impl Node {
                     }
                     RecoveredEntry::Delete(tombstone) => {
                         let shard = shard_index(&tombstone.pubkey, &tombstone.key);
-                        shards[shard].restore_delete(&tombstone);
+                        shards[shard].restore_delete(&tombstone.pubkey, &tombstone.key, |held| {
+                            tombstone.removes(held)
+                        });
                     }
                     RecoveredEntry::Put2(dat) => {
                         let shard = shard_index(dat.pubkey(), dat.key());
@@ -585,7 +587,7 @@ impl Node {
     }
 
     /// The storage-challenge record (decayed successes and failures, reliability) of every
-    /// authenticated peer, as the peer thread last published it (every 100 ms at most).
+    /// authenticated peer, as the peer thread last published it (after every change).
     pub fn peer_scores(&self) -> Vec<crate::peer::PeerScore> {
         self.shared.scores.read().as_ref().clone()
     }

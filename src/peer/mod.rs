@@ -45,7 +45,7 @@ pub use addr_check::{
 };
 pub use config::{PeerConfig, PeerConfigError};
 pub use pong_auth::{MacKeyRegistry, PongAuth, simulated_mac_key};
-pub use snapshot::{PeerInfo, PeerSnapshot, SnapshotView};
+pub use snapshot::{PeerInfo, PeerSnapshot, PeerView, SnapshotView};
 pub use stats::PeerStats;
 pub use table::PeerTable;
 pub use trust::{

@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 
 use crate::keys::distance;
+use crate::peer::trust::{ScoredPeer, Trust};
 use crate::wire::Features;
 
 /// One active peer, as targets are chosen from it.
@@ -107,11 +108,60 @@ impl PeerSnapshot {
     }
 }
 
+/// Picks replica targets (what a shard sees of the peers; [`SnapshotView`] is the node's and
+/// the simulator's): the `n` active peers XOR-closest to `target_id`, never `exclude`.
+pub trait PeerView {
+    /// Appends up to `n` addresses to `out`, closest first.
+    fn closest(
+        &self,
+        target_id: u64,
+        n: usize,
+        exclude: Option<SocketAddr>,
+        out: &mut Vec<SocketAddr>,
+    );
+
+    /// Like [`PeerView::closest`], with each peer's storage-challenge record, so targets can be
+    /// weighed by reliability. The default knows no scores: every peer is unscored and the choice
+    /// falls back to plain XOR order.
+    fn closest_scored(
+        &self,
+        target_id: u64,
+        n: usize,
+        exclude: Option<SocketAddr>,
+        out: &mut Vec<ScoredPeer>,
+    ) {
+        let mut addrs = Vec::with_capacity(n);
+        self.closest(target_id, n, exclude, &mut addrs);
+        out.extend(addrs.into_iter().map(|addr| ScoredPeer {
+            addr,
+            trust: Trust::default(),
+        }));
+    }
+
+    /// The storage-challenge record of the active peer at `addr` (`None`: not an active peer, or
+    /// no scores known). Decides whether its PUTs are re-propagated.
+    fn trust_of(&self, _addr: SocketAddr) -> Option<Trust> {
+        None
+    }
+
+    /// Whether `addr` is an active peer (challenges go only to active peers). Default: yes.
+    fn is_active(&self, _addr: SocketAddr) -> bool {
+        true
+    }
+
+    /// The node ID of the active peer at `addr` (`None`: not known). A local get compares it
+    /// with this node's ID to tell whether this node is a replica of the record it holds; a peer
+    /// of unknown ID counts as closer than this node, so the get asks the peers.
+    fn id_of(&self, _addr: SocketAddr) -> Option<u64> {
+        None
+    }
+}
+
 /// The snapshot as the shard core's view of replica targets: what `src/node.rs` and the
-/// simulator hand to [`crate::shard::core::Shard`].
+/// simulator hand to the shards.
 pub struct SnapshotView<'a>(pub &'a PeerSnapshot);
 
-impl crate::shard::core::PeerView for SnapshotView<'_> {
+impl PeerView for SnapshotView<'_> {
     fn closest(
         &self,
         target_id: u64,

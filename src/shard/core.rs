@@ -16,7 +16,7 @@ use rand::rngs::StdRng;
 use crate::keys::{distance, id_from_pubkey};
 use crate::outbox::Outbox;
 use crate::peer::budget::Pacer;
-use crate::peer::{ScoredPeer, Trust, TrustPolicy, choose_targets};
+use crate::peer::{ScoredPeer, TrustPolicy, choose_targets};
 use crate::pow::{SignatureCheck, check_work, verify_signatures};
 use crate::shard::challenge::{Answer, ChallengeBook, ChallengeConfig, ChallengeOutcome, Verdict};
 use crate::shard::repair::{Repair, RepairConfig, ReplicaView};
@@ -25,56 +25,8 @@ use crate::shard::{Version, compare_versions};
 use crate::stats::{Counters, add, inc, verify_error_index};
 use crate::wire::{Dat, DatFields, GetRepr, Message};
 
-/// A stored record.
-pub type Record = Dat<Box<[u8]>>;
-
-/// Picks replica targets: the `n` active peers XOR-closest to `target_id`, never `exclude`.
-pub trait PeerView {
-    /// Appends up to `n` addresses to `out`, closest first.
-    fn closest(
-        &self,
-        target_id: u64,
-        n: usize,
-        exclude: Option<SocketAddr>,
-        out: &mut Vec<SocketAddr>,
-    );
-
-    /// Like [`PeerView::closest`], with each peer's storage-challenge record, so targets can be
-    /// weighed by reliability. The default knows no scores: every peer is unscored and the choice
-    /// falls back to plain XOR order.
-    fn closest_scored(
-        &self,
-        target_id: u64,
-        n: usize,
-        exclude: Option<SocketAddr>,
-        out: &mut Vec<ScoredPeer>,
-    ) {
-        let mut addrs = Vec::with_capacity(n);
-        self.closest(target_id, n, exclude, &mut addrs);
-        out.extend(addrs.into_iter().map(|addr| ScoredPeer {
-            addr,
-            trust: Trust::default(),
-        }));
-    }
-
-    /// The storage-challenge record of the active peer at `addr` (`None`: not an active peer, or
-    /// no scores known). Decides whether its PUTs are re-propagated.
-    fn trust_of(&self, _addr: SocketAddr) -> Option<Trust> {
-        None
-    }
-
-    /// Whether `addr` is an active peer (challenges go only to active peers). Default: yes.
-    fn is_active(&self, _addr: SocketAddr) -> bool {
-        true
-    }
-
-    /// The node ID of the active peer at `addr` (`None`: not known). A local get compares it
-    /// with this node's ID to tell whether this node is a replica of the record it holds; a peer
-    /// of unknown ID counts as closer than this node, so the get asks the peers.
-    fn id_of(&self, _addr: SocketAddr) -> Option<u64> {
-        None
-    }
-}
+pub use crate::peer::PeerView;
+pub use crate::shard::store::Record;
 
 /// Trust, challenge and repair settings of a shard (copied from the node's `Config`). Kept apart
 /// from [`ShardRules`] so existing constructions of the rules stay valid.
@@ -277,14 +229,17 @@ impl<W> Shard<W> {
         self.store.write().insert(record, now_ms)
     }
 
-    /// Removes a record named by a backup tombstone, if the tombstone covers the held version.
-    pub fn restore_delete(&mut self, tombstone: &crate::backup::Tombstone) {
+    /// Removes the held record of `(pubkey, key)` if `removes` says so (replaying a backup
+    /// tombstone: `Tombstone::removes` is the rule).
+    pub fn restore_delete(
+        &mut self,
+        pubkey: &[u8; 32],
+        key: &[u8],
+        removes: impl FnOnce(&Record) -> bool,
+    ) {
         let mut store = self.store.write();
-        if store
-            .get(&tombstone.pubkey, &tombstone.key)
-            .is_some_and(|held| tombstone.removes(held))
-        {
-            store.remove(&tombstone.pubkey, &tombstone.key);
+        if store.get(pubkey, key).is_some_and(removes) {
+            store.remove(pubkey, key);
         }
     }
 

@@ -262,7 +262,7 @@ impl Repair {
         scan_budget: &mut usize,
         rng: &mut R,
         out: &mut crate::outbox::Outbox,
-        mut remember: impl FnMut(SocketAddr, &crate::shard::core::Record),
+        mut remember: impl FnMut(SocketAddr, &crate::shard::store::Record),
     ) -> StepReport {
         let mut report = StepReport::default();
         let interval = self.config.republish_interval_ms;

@@ -294,7 +294,7 @@ impl<H: RecordHasher> Store<H> {
     /// The cheap checks, before the signature is verified: version, work reuse, budget.
     ///
     /// Expiry is judged at the last `now_ms` given to [`Store::insert`] or [`Store::tick`] (the
-    /// pruner ticks often, so this lags by at most one tick period).
+    /// owner ticks a store that holds records every second, so this lags by at most that).
     pub fn precheck(&self, dat: &Dat<&[u8]>) -> Result<(), Refusal> {
         self.plan(dat, self.last_now_ms).map(|_| ())
     }

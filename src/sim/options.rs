@@ -54,7 +54,7 @@ pub struct SimOptions {
     /// Activation and convergence are checked this often (virtual time).
     pub sample_every_ms: u64,
     /// Each node's periodic shard tick (record and challenge expiry, the repair and republish
-    /// timer) runs this often; the node's pruner uses 1000. Long runs raise it to save events.
+    /// timer) runs this often; the node uses `shard::group::SHARD_TICK_MS` (1000). Long runs raise it to save events.
     pub shard_period_ms: u64,
     /// PONGs carry a keyed BLAKE3 MAC instead of an Ed25519 signature ([`PongAuth::SimulatedMac`],
     /// `dave sim --fast-crypto`): a node can still answer only for its own key, but a PONG costs

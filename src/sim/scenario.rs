@@ -10,8 +10,9 @@
 //!  end:  replicas, retrievability, attack checks ──► Report
 //! ```
 //!
-//! Timers are armed one at a time per node and kind: a node remembers when its next peer, shard,
-//! challenge and adversary event is due, and an event that no longer matches (re-armed earlier,
+//! Timers are armed one at a time per node and kind: a node remembers when its next peer, owner
+//! (its `ShardGroup`'s next deadline, the same one a node's owner thread sleeps until) and
+//! adversary event is due, and an event that no longer matches (re-armed earlier,
 //! or the node restarted since: `epoch`) is skipped. So the queue holds O(nodes) timers, not one
 //! per wish.
 
