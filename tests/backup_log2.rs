@@ -70,10 +70,10 @@ fn v2_state(entries: &[RecoveredEntry]) -> Store2 {
             RecoveredEntry::Put2(dat) => {
                 let _ = store.restore(dat.clone(), 1_700_000_000_000);
             }
-            RecoveredEntry::Delete2(t) => {
-                if store.get(&t.pubkey, &t.key).is_some_and(|h| t.removes(h)) {
-                    store.remove(&t.pubkey, &t.key);
-                }
+            RecoveredEntry::Delete2(t)
+                if store.get(&t.pubkey, &t.key).is_some_and(|h| t.removes(h)) =>
+            {
+                store.remove(&t.pubkey, &t.key);
             }
             _ => {}
         }
