@@ -357,3 +357,36 @@ fn a_higher_seq_replaces_an_older_one_is_refused_and_a_stale_cas_is_told_the_hel
         assert_eq!(net.held(r, &owner, b"k"), Some(v2.clone()));
     }
 }
+
+/// A node outside the replica set that was handed the loser (a plain PUT2 replayed by anyone)
+/// still reads the winner: at an equal seq the replicas' answer beats a local copy.
+#[test]
+fn a_loser_replayed_to_a_non_replica_never_outvotes_the_replicas() {
+    let owner = Keypair::from_seed(&[5; 32]);
+    let mut net = Net::new(6, 3, 7);
+    let replicas = net.replica_set(&owner, 3);
+    let outsider = (0..6).find(|i| !replicas.contains(i)).unwrap_or(0);
+    let winner = make_dat2_single(&owner, b"k", b"winner", NOW_MS - 5, 1, 0);
+    let loser = make_dat2_single(&owner, b"k", b"loser", NOW_MS - 5, 1, 0);
+    net.put(replicas[0], winner.clone(), Some(0), &owner);
+    net.run();
+    assert!(matches!(net.puts.pop(), Some((_, Ok(_)))));
+    // Someone replays the loser, as a plain PUT2, to the outsider.
+    let mut effects = Effects2::default();
+    net.cores[outsider].handle_put(
+        NOW_MS,
+        addr(99),
+        loser.as_view(),
+        None,
+        None,
+        &net.counters,
+        &mut effects,
+    );
+    assert_eq!(net.held(outsider, &owner, b"k"), Some(loser));
+    net.get(outsider, &owner, b"k");
+    net.run();
+    match net.gets.pop() {
+        Some((_, Get2Outcome::Found(found))) => assert_eq!(found, winner),
+        other => panic!("{other:?}"),
+    }
+}

@@ -308,7 +308,11 @@ struct PendingPut<PW> {
 struct PendingGet2<GW> {
     waiters: Vec<GW>,
     awaiting: Vec<SocketAddr>,
+    /// The highest-seq valid answer from the replicas (the first of equal seqs).
     best: Option<Record2>,
+    /// A copy this node (not a replica) holds: the answer only if no replica has its seq or
+    /// higher, so a stale or losing copy here never outvotes the replicas at an equal seq.
+    held: Option<Record2>,
     deadline_ms: u64,
 }
 
@@ -719,7 +723,8 @@ impl<PW, GW> Shard2<PW, GW> {
             PendingGet2 {
                 waiters: vec![waiter],
                 awaiting,
-                best: held,
+                best: None,
+                held,
                 deadline_ms: now_ms + timeout_ms,
             },
         );
@@ -768,13 +773,18 @@ impl<PW, GW> Shard2<PW, GW> {
         let Some(pending) = self.gets.remove(id) else {
             return;
         };
-        let outcome = |best: &Option<Record2>| match best {
+        let answer = match (pending.best, pending.held) {
+            (Some(best), Some(held)) if held.seq() > best.seq() => Some(held),
+            (Some(best), _) => Some(best),
+            (None, held) => held,
+        };
+        let outcome = |answer: &Option<Record2>| match answer {
             Some(b) => Get2Outcome::Found(b.to_boxed()),
             None if pending.awaiting.is_empty() => Get2Outcome::NotFound,
             None => Get2Outcome::TimedOut,
         };
         for w in pending.waiters {
-            effects.gets_done.push((w, outcome(&pending.best)));
+            effects.gets_done.push((w, outcome(&answer)));
         }
     }
 
