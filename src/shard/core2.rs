@@ -674,7 +674,8 @@ impl<PW, GW> Shard2<PW, GW> {
     }
 
     /// Starts a local get: a replica holding the record answers at once; otherwise the
-    /// replicas are asked and the highest valid seq wins (a held copy included).
+    /// replicas are asked and the highest valid seq wins (a copy held here only if it is
+    /// strictly newer than every answer: at an equal seq the replicas decide).
     #[allow(clippy::too_many_arguments)]
     pub fn start_get(
         &mut self,
