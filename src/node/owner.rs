@@ -154,6 +154,9 @@ pub(super) fn owner_loop(
                         expect_seq,
                         commit,
                     };
+                    // Its signature is checked on this thread, under a verification permit
+                    // like a batch of v1 PUTs (one v2 PUT at a time: v2 traffic is light).
+                    let _permit = shared.verify_permits.acquire();
                     group2.handle(now, &snapshot, input, counters2, &mut effects2);
                     continue;
                 }
