@@ -21,7 +21,12 @@ if [ "$SECS" -lt 10 ]; then echo "idle_cpu.sh: measure at least 10 s" >&2; exit 
 [ -x "$BIN" ] || { echo "idle_cpu.sh: $BIN not found (cargo build --release --bin dave)" >&2; exit 2; }
 
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+log=/dev/null
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [ "$log" = /dev/null ] || rm -f "$log"
+}
 trap cleanup EXIT
 
 edges=()
@@ -31,7 +36,8 @@ for i in $(seq 1 "$PEERS"); do
   pids+=($!)
   edges+=(--edge "127.0.0.1:$port")
 done
-"$BIN" node --listen "127.0.0.1:$BASE_PORT" "${edges[@]}" >/dev/null 2>&1 &
+log=$(mktemp)
+RUST_LOG=info "$BIN" node --listen "127.0.0.1:$BASE_PORT" "${edges[@]}" >"$log" 2>&1 &
 node=$!
 pids+=("$node")
 
@@ -56,6 +62,8 @@ sleep "$SECS"
 ns1=$(cpu_ns); t1=$(ticks); w1=$(date +%s%N)
 
 hz=$(getconf CLK_TCK)
+active=$(grep -c " active, key " "$log" || true)
+echo "peers that became active during the run (node log): $active"
 awk -v ns=$((ns1 - ns0)) -v wall=$((w1 - w0)) -v tk=$((t1 - t0)) -v hz="$hz" \
     -v threads="$threads" -v peers="$PEERS" 'BEGIN {
   s = wall / 1e9

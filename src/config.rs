@@ -58,6 +58,11 @@ pub struct Config {
     pub backup_path: Option<PathBuf>,
     /// When the backup log is fsynced.
     pub sync_policy: SyncPolicy,
+    /// The backup log is compacted automatically once it exceeds `2 × live + this` (live: the
+    /// log size of the records held). Default 64 MiB
+    /// ([`crate::backup::DEFAULT_COMPACT_MIN_FILE_BYTES`]): a smaller log replays in well under
+    /// half a second, so rewriting it costs more than it saves. At least 1 MiB.
+    pub backup_compact_min_file_bytes: u64,
 
     // ---- engine ----
     /// Receiver threads, each on its own SO_REUSEPORT socket. 0 = one per core.
@@ -203,6 +208,7 @@ impl Default for Config {
             shard_capacity_bytes: 4 << 20,
             backup_path: None,
             sync_policy: SyncPolicy::default(),
+            backup_compact_min_file_bytes: crate::backup::DEFAULT_COMPACT_MIN_FILE_BYTES,
             receiver_threads: 0,
             shard_owner_threads: 256,
             pow_threads: 0,
@@ -243,6 +249,76 @@ impl Default for Config {
     }
 }
 
+// ---- bounds checked by `Config::validate` ----
+//
+// Every numeric field whose extreme value could panic, exhaust memory or spawn threads without
+// bound has a ceiling here, each with its reason. They are far above any useful setting: their
+// job is to turn a typo (an extra zero, a negative number read as huge) into a clear error.
+
+/// Largest FANOUT. Every stored PUT is sent to this many peers, so it is the node's forwarding
+/// amplification; 32 is ten times the reference's 3, and keeps `fanout × 1424` far from overflow.
+pub const MAX_FANOUT: usize = 32;
+
+/// Longest period, delay or timeout in milliseconds (ping, deactivate, drop, activation,
+/// address refresh, challenge timings, republish, get settle): one year. Longer values mean
+/// "never" in practice, and the cap keeps `now_ms + period` far from `u64` overflow.
+pub const MAX_PERIOD_MS: u64 = 365 * 24 * 3_600 * 1_000;
+
+/// Longest TTL: 100 years. Record times are Unix ms in `i64`; `time_ms + ttl_ms` stays far from
+/// overflow for any time a signed record can carry without being "from the future".
+pub const MAX_TTL_MS: i64 = 100 * 365 * 24 * 3_600 * 1_000;
+
+/// Largest per-shard budget: 64 GiB, i.e. 16 TiB for the 256 shards, beyond any one machine's
+/// memory, and (asserted below) far below the 2^32 records a shard's u32 slot indices can name.
+/// The budget is not allocated up front; records fill it.
+pub const MAX_SHARD_CAPACITY_BYTES: usize = 64 << 30;
+
+const _: () = assert!(
+    MAX_SHARD_CAPACITY_BYTES / crate::shard::store::MIN_RECORD_COST_BYTES <= u32::MAX as usize
+);
+
+/// Most threads of one kind (receivers, PoW workers) and most verification permits: 1024,
+/// twice the hardware threads of the largest common servers. Each thread has a stack (2 MiB of
+/// address space) and each receiver a socket, so a typo of 100000 must not spawn them.
+pub const MAX_THREADS_PER_KIND: usize = 1024;
+
+/// Longest receiver spin: 10 ms. Spinning costs a core for that long after every batch; beyond
+/// a few hundred µs it buys nothing (a VM's vCPU wakes in tens of µs).
+pub const MAX_RECEIVER_SPIN_US: u64 = 10_000;
+
+/// Deepest shard-owner channel. crossbeam allocates a bounded channel's slots up front: an
+/// owner message is about 300 bytes, so 256 owners × 4096 × 300 B ≈ 315 MB at most.
+pub const MAX_SHARD_CHANNEL_DEPTH: usize = 4096;
+
+/// Deepest peer channel: 65536 messages of about 250 bytes, 16 MB allocated up front.
+pub const MAX_PEER_CHANNEL_DEPTH: usize = 65_536;
+
+/// Largest socket buffer asked of the kernel: 1 GiB. The value goes to `setsockopt` as a C
+/// `int`; the kernel caps it at `net.core.rmem_max`/`wmem_max` anyway.
+pub const MAX_SOCKET_BUFFER_BYTES: usize = 1 << 30;
+
+/// Most challenge candidates per shard (and per peer per shard): 4096 entries of up to 400
+/// bytes, 420 MB for 256 shards at worst.
+pub const MAX_CHALLENGE_CANDIDATES: usize = 4096;
+
+/// Most challenges in flight per shard: 1024, far more than one a second times a 3 s timeout.
+pub const MAX_CHALLENGES_IN_FLIGHT: usize = 1024;
+
+/// Largest byte rate or burst (repair, amplification buckets): 1 TiB/s. Token arithmetic is in
+/// milli-bytes (`× 1000`) and saturating; this keeps it exact.
+pub const MAX_BYTES_PER_S: u64 = 1 << 40;
+
+/// Most records one repair step examines: 1 Mi. Each costs two closest-peer searches, so a
+/// bigger step would hold an owner thread for seconds.
+pub const MAX_REPAIR_SCAN_RECORDS: usize = 1 << 20;
+
+/// Most prefixes the amplification limiter tracks: 1 Mi entries of about 50 bytes, 50 MB.
+pub const MAX_AMPLIFICATION_PREFIXES: usize = 1 << 20;
+
+/// Smallest floor of the automatic compaction bound: 1 MiB. Below it a busy node would rewrite
+/// its log after every few hundred records (each compaction reads and rewrites the live set).
+pub const MIN_BACKUP_COMPACT_FLOOR_BYTES: u64 = 1 << 20;
+
 /// A configuration that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError(pub String);
@@ -259,6 +335,7 @@ impl Config {
     /// Checks relations between fields.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |msg: &str| Err(ConfigError(msg.to_string()));
+        self.validate_bounds()?;
         if self.fanout == 0 {
             return fail("fanout must be at least 1");
         }
@@ -274,8 +351,11 @@ impl Config {
         if self.deactivate_after_ms < self.ping_period_ms {
             return fail("deactivate_after_ms must be at least ping_period_ms");
         }
-        if self.drop_after_ms < self.deactivate_after_ms {
-            return fail("drop_after_ms must be at least deactivate_after_ms");
+        if self.drop_after_ms <= self.deactivate_after_ms {
+            return fail("drop_after_ms must be more than deactivate_after_ms");
+        }
+        if self.getmyaddrport_every_ms == 0 {
+            return fail("getmyaddrport_every_ms must be positive");
         }
         if self.ttl_ms <= 0 {
             return fail("ttl_ms must be positive");
@@ -326,6 +406,136 @@ impl Config {
                 "amplification_prefix_burst_bytes must be at least 212 (one PONG) and at most \
                  amplification_global_burst_bytes",
             );
+        }
+        Ok(())
+    }
+
+    /// Ceilings of the numeric fields (the `MAX_*` constants) and the backup path's form.
+    fn validate_bounds(&self) -> Result<(), ConfigError> {
+        fn at_most<T: PartialOrd + core::fmt::Display>(
+            name: &str,
+            value: T,
+            max: T,
+        ) -> Result<(), ConfigError> {
+            if value > max {
+                return Err(ConfigError(format!("{name} is {value}; at most {max}")));
+            }
+            Ok(())
+        }
+        at_most("fanout", self.fanout, MAX_FANOUT)?;
+        for (name, value) in [
+            ("ping_period_ms", self.ping_period_ms),
+            ("deactivate_after_ms", self.deactivate_after_ms),
+            ("drop_after_ms", self.drop_after_ms),
+            ("activation_delay_ms", self.activation_delay_ms),
+            ("getmyaddrport_every_ms", self.getmyaddrport_every_ms),
+            ("get_settle_ms", self.get_settle_ms),
+            ("challenge_mean_gap_ms", self.challenge_mean_gap_ms),
+            ("challenge_timeout_ms", self.challenge_timeout_ms),
+            ("challenge_min_age_ms", self.challenge_min_age_ms),
+            ("republish_interval_ms", self.republish_interval_ms),
+        ] {
+            at_most(name, value, MAX_PERIOD_MS)?;
+        }
+        at_most("ttl_ms", self.ttl_ms, MAX_TTL_MS)?;
+        at_most(
+            "shard_capacity_bytes",
+            self.shard_capacity_bytes,
+            MAX_SHARD_CAPACITY_BYTES,
+        )?;
+        at_most(
+            "receiver_threads",
+            self.receiver_threads,
+            MAX_THREADS_PER_KIND,
+        )?;
+        at_most("pow_threads", self.pow_threads, MAX_THREADS_PER_KIND)?;
+        at_most("verify_permits", self.verify_permits, MAX_THREADS_PER_KIND)?;
+        at_most(
+            "receiver_spin_us",
+            self.receiver_spin_us,
+            MAX_RECEIVER_SPIN_US,
+        )?;
+        at_most(
+            "shard_channel_depth",
+            self.shard_channel_depth,
+            MAX_SHARD_CHANNEL_DEPTH,
+        )?;
+        at_most(
+            "peer_channel_depth",
+            self.peer_channel_depth,
+            MAX_PEER_CHANNEL_DEPTH,
+        )?;
+        at_most(
+            "socket_recv_buffer_bytes",
+            self.socket_recv_buffer_bytes,
+            MAX_SOCKET_BUFFER_BYTES,
+        )?;
+        at_most(
+            "socket_send_buffer_bytes",
+            self.socket_send_buffer_bytes,
+            MAX_SOCKET_BUFFER_BYTES,
+        )?;
+        at_most(
+            "challenge_candidates_per_peer",
+            self.challenge_candidates_per_peer,
+            MAX_CHALLENGE_CANDIDATES,
+        )?;
+        at_most(
+            "challenge_candidates_per_shard",
+            self.challenge_candidates_per_shard,
+            MAX_CHALLENGE_CANDIDATES,
+        )?;
+        at_most(
+            "challenges_in_flight_per_shard",
+            self.challenges_in_flight_per_shard,
+            MAX_CHALLENGES_IN_FLIGHT,
+        )?;
+        for (name, value) in [
+            ("repair_bytes_per_s", self.repair_bytes_per_s),
+            ("repair_burst_bytes", self.repair_burst_bytes),
+            (
+                "amplification_prefix_burst_bytes",
+                self.amplification_prefix_burst_bytes,
+            ),
+            (
+                "amplification_prefix_refill_bytes_per_s",
+                self.amplification_prefix_refill_bytes_per_s,
+            ),
+            (
+                "amplification_global_burst_bytes",
+                self.amplification_global_burst_bytes,
+            ),
+            (
+                "amplification_global_refill_bytes_per_s",
+                self.amplification_global_refill_bytes_per_s,
+            ),
+        ] {
+            at_most(name, value, MAX_BYTES_PER_S)?;
+        }
+        at_most(
+            "repair_scan_records_per_step",
+            self.repair_scan_records_per_step,
+            MAX_REPAIR_SCAN_RECORDS,
+        )?;
+        at_most(
+            "amplification_max_prefixes",
+            self.amplification_max_prefixes,
+            MAX_AMPLIFICATION_PREFIXES,
+        )?;
+        if self.backup_compact_min_file_bytes < MIN_BACKUP_COMPACT_FLOOR_BYTES {
+            return Err(ConfigError(format!(
+                "backup_compact_min_file_bytes must be at least {MIN_BACKUP_COMPACT_FLOOR_BYTES} \
+                 (1 MiB)"
+            )));
+        }
+        if self
+            .backup_path
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err(ConfigError(
+                "backup_path is empty; give a file path or leave the backup off".into(),
+            ));
         }
         Ok(())
     }

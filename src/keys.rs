@@ -20,7 +20,11 @@ pub struct Keypair {
 
 impl fmt::Debug for Keypair {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Keypair({})", hex::encode(self.public()))
+        f.write_str("Keypair(")?;
+        for byte in self.public() {
+            write!(f, "{byte:02x}")?;
+        }
+        f.write_str(")")
     }
 }
 

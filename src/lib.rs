@@ -26,7 +26,59 @@
 //! The protocol logic lives in I/O-free cores that take `now` as an argument and say when they
 //! next need to run ([`shard`], with `shard::group::ShardGroup` for one owner's shards, and
 //! [`peer`]); threads are thin loops around them that block until a message or that deadline,
-//! and the simulator drives the same cores on a virtual clock. No thread polls. All `unsafe` code is in `net::sys`.
+//! and the simulator drives the same cores on a virtual clock. No thread polls.
+//! All `unsafe` code is in `net::sys`.
+//!
+//! # Embedding a node
+//!
+//! A service links the library, fills in a [`Config`] and calls [`Node::start`]; the node runs
+//! on its own threads until it is dropped. [`Node::put`] computes the proof of work, signs with
+//! the node's key, stores and replicates; [`Node::get`] answers from the local store or asks the
+//! peers closest to the owner; [`Node::stats`] sums every thread's counters.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use dave::{Config, Node};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config {
+//!     listen_addr: "127.0.0.1:0".parse()?, // port 0: any free port
+//!     edges: vec![],                        // bootstrap peers, e.g. "192.0.2.1:1618"
+//!     min_work_bits: 8,                     // the network requires 20; 8 keeps this quick
+//!     receiver_threads: 1,
+//!     shard_owner_threads: 4,
+//!     pin_cores: false,
+//!     ..Config::default()
+//! };
+//! let node = Node::start(config)?;
+//! println!("listening on {}", node.local_addr());
+//!
+//! let report = node.put(b"greeting", b"hello")?;
+//! assert_eq!(report.dat.value(), b"hello");
+//!
+//! let record = node.get(&node.public_key(), b"greeting", Duration::from_secs(2))?;
+//! assert_eq!(record.value(), b"hello");
+//!
+//! let stats = node.stats();
+//! assert_eq!(stats.records, 1);
+//! drop(node); // shutdown: joins every thread, syncs and closes the backup log if any
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `examples/embedded_service.rs` embeds a node in a small request/response service and
+//! reports its latency.
+//!
+//! # Cargo features
+//!
+//! With `default-features = false` the library depends only on what a node needs (the crates of
+//! the design card, `log`, `rand`, `libc`, `hashbrown`). The features add:
+//!
+//! - `cli` (default): the `dave` binary's dependencies (clap, TOML, progress bars, logging,
+//!   signals, JSON); turns on `sim` and `metrics`.
+//! - `sim`: the deterministic network simulator, `dave::sim` (and clap, for its flag parser).
+//! - `metrics`: the Prometheus exporter, `dave::metrics`; no extra dependency.
 
 #![deny(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
@@ -36,6 +88,7 @@ pub mod config;
 pub mod demo;
 pub mod keys;
 pub mod limits;
+#[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod net;
 pub mod node;
@@ -44,6 +97,7 @@ pub mod peer;
 pub mod permits;
 pub mod pow;
 pub mod shard;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod stats;
 pub mod time;

@@ -1,15 +1,20 @@
 //! Prometheus exporter: the node's [`Stats`] in the Prometheus text format (version 0.0.4) over
-//! plain HTTP, served by one small blocking thread, "dave-metrics". No async runtime, no HTTP
-//! library: a scrape is one short request answered with `Connection: close`.
+//! plain HTTP. No async runtime, no HTTP library: a scrape is one short request answered with
+//! `Connection: close`.
+//!
+//! Threads: "dave-metrics" accepts; each connection is served on its own short-lived thread,
+//! "dave-metrics-conn" (64 KiB stack), so scrapes run concurrently and an idle or slow client
+//! never delays another. At most [`MAX_CONNECTIONS`] are served at once; a connection beyond
+//! that is answered `503` at once (without reading it) and closed.
 //!
 //! Every counter and gauge of [`Stats::for_each`] becomes `dave_<name>`; per-reason counters carry
 //! a `reason` label (`dave_malformed{reason="too_short"} 0`). A new counter in `stats.rs` is
 //! exported without a change here.
 //!
 //! The listener is hostile-input safe: a request is read with a size bound
-//! ([`MAX_REQUEST_BYTES`]) and a deadline ([`REQUEST_DEADLINE`]), anything but `GET /metrics`
-//! gets a 4xx answer, and no request can make the thread panic or stall other scrapes for longer
-//! than the deadline.
+//! ([`MAX_REQUEST_BYTES`]) and a per-connection deadline covering both reading the request and
+//! writing the answer ([`REQUEST_DEADLINE`]); `GET` and `HEAD` of `/metrics` are answered,
+//! anything else gets a 4xx answer; no request can make a thread panic.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -24,12 +29,21 @@ use crate::stats::Stats;
 /// 8 KiB leaves room for proxies' extra headers and bounds memory per connection.
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
 
-/// Time a client has to send its request head and read the answer. Connections are served one
-/// at a time, so this is also the longest one slow client can delay the next scrape.
+/// Time a client has to send its request head and read the answer: the longest a connection
+/// holds one of the [`MAX_CONNECTIONS`] slots. A scraper on the same network needs milliseconds.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
 
-/// How often the idle listener checks for shutdown (it accepts without blocking, then sleeps).
-/// 50 ms adds at most that much latency to a scrape and lets `Drop` return quickly.
+/// Connections served at once. Prometheus keeps one scrape in flight per target; 64 leaves room
+/// for several scrapers, curl and idle or slow clients, while bounding threads (64 × 64 KiB of
+/// stack) and descriptors. Beyond it a connection gets `503` without being read.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// Stack of a connection thread: rendering uses a few KiB (the answer is on the heap).
+const CONNECTION_STACK_BYTES: usize = 64 * 1024;
+
+/// How often the idle listener checks for shutdown (it accepts without blocking, then sleeps),
+/// and the longest a connection thread blocks before checking it. 50 ms adds at most that much
+/// latency to a scrape and lets `Drop` return quickly.
 const ACCEPT_POLL: Duration = Duration::from_millis(50);
 
 /// Gauges among the names [`Stats::for_each`] reports; every other name is a counter.
@@ -81,8 +95,9 @@ impl MetricsServer {
     /// returns at each scrape (typically `move || node.stats()`).
     pub fn start(
         addr: SocketAddr,
-        source: impl Fn() -> Stats + Send + 'static,
+        source: impl Fn() -> Stats + Send + Sync + 'static,
     ) -> io::Result<MetricsServer> {
+        let source: Arc<dyn Fn() -> Stats + Send + Sync> = Arc::new(source);
         let listener = TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
@@ -91,7 +106,7 @@ impl MetricsServer {
             let stop = Arc::clone(&stop);
             std::thread::Builder::new()
                 .name("dave-metrics".to_string())
-                .spawn(move || serve(listener, &stop, &source))?
+                .spawn(move || serve(listener, &stop, source))?
         };
         Ok(MetricsServer {
             local_addr,
@@ -115,17 +130,55 @@ impl Drop for MetricsServer {
     }
 }
 
-fn serve(listener: TcpListener, stop: &AtomicBool, source: &dyn Fn() -> Stats) {
+fn serve(
+    listener: TcpListener,
+    stop: &Arc<AtomicBool>,
+    source: Arc<dyn Fn() -> Stats + Send + Sync>,
+) {
+    // The threads serving connections now; a finished one frees its slot.
+    let mut connections: Vec<JoinHandle<()>> = Vec::new();
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((stream, _peer)) => {
-                // A failed exchange (reset, timeout, garbage) concerns that client only.
-                let _ = answer(stream, source);
+                connections.retain(|c| !c.is_finished());
+                if connections.len() >= MAX_CONNECTIONS {
+                    refuse_busy(stream);
+                    continue;
+                }
+                let (stop, source) = (Arc::clone(stop), Arc::clone(&source));
+                let spawned = std::thread::Builder::new()
+                    .name("dave-metrics-conn".to_string())
+                    .stack_size(CONNECTION_STACK_BYTES)
+                    // A failed exchange (reset, timeout, garbage) concerns that client only.
+                    .spawn(move || {
+                        let _ = answer(stream, &*source, &stop);
+                    });
+                // If the spawn failed, the stream was dropped with the closure: the client sees
+                // a close.
+                if let Ok(thread) = spawned {
+                    connections.push(thread);
+                }
             }
             // WouldBlock when idle; anything else (e.g. out of descriptors) is retried later.
             Err(_) => std::thread::sleep(ACCEPT_POLL),
         }
     }
+    // Connection threads see `stop` within ACCEPT_POLL; none outlives the server.
+    for connection in connections {
+        let _ = connection.join();
+    }
+}
+
+/// Over [`MAX_CONNECTIONS`]: a best-effort `503` without reading or waiting, then close.
+fn refuse_busy(stream: TcpStream) {
+    let _ = stream.set_nonblocking(true);
+    // Whatever of the request already arrived is read away, so closing sends a FIN (the client
+    // reads the 503) rather than a reset.
+    let mut sink = [0u8; 1024];
+    let _ = (&stream).read(&mut sink);
+    let _ = (&stream).write_all(
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
 }
 
 /// What a request asked for.
@@ -137,21 +190,30 @@ enum Route {
     BadRequest,
 }
 
-fn answer(mut stream: TcpStream, source: &dyn Fn() -> Stats) -> io::Result<()> {
+fn answer(mut stream: TcpStream, source: &dyn Fn() -> Stats, stop: &AtomicBool) -> io::Result<()> {
     stream.set_nonblocking(false)?;
     let deadline = Instant::now() + REQUEST_DEADLINE;
-    let head = read_head(&mut stream, deadline)?;
-    let (status, body) = match route(&head) {
+    let head = read_head(&mut stream, deadline, stop)?;
+    let (route, head_only) = route(&head);
+    let (status, body) = match route {
         Route::Metrics => ("200 OK", render(&source())),
         Route::NotFound => ("404 Not Found", "not found; try /metrics\n".to_string()),
-        Route::MethodNotAllowed => ("405 Method Not Allowed", "only GET\n".to_string()),
+        Route::MethodNotAllowed => ("405 Method Not Allowed", "only GET and HEAD\n".to_string()),
         Route::BadRequest => ("400 Bad Request", "bad request\n".to_string()),
     };
-    let response = format!(
+    let allow = if route == Route::MethodNotAllowed {
+        "Allow: GET, HEAD\r\n"
+    } else {
+        ""
+    };
+    let mut response = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+         {allow}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
+    if !head_only {
+        response.push_str(&body);
+    }
     stream.set_write_timeout(Some(remaining(deadline)))?;
     stream.write_all(response.as_bytes())?;
     stream.flush()
@@ -159,15 +221,15 @@ fn answer(mut stream: TcpStream, source: &dyn Fn() -> Stats) -> io::Result<()> {
 
 /// Reads until the blank line that ends the request head, [`MAX_REQUEST_BYTES`], EOF or the
 /// deadline, whichever comes first. Returns what was read (possibly incomplete).
-fn read_head(stream: &mut TcpStream, deadline: Instant) -> io::Result<Vec<u8>> {
+fn read_head(stream: &mut TcpStream, deadline: Instant, stop: &AtomicBool) -> io::Result<Vec<u8>> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     while head.len() < MAX_REQUEST_BYTES && !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let left = remaining(deadline);
-        if left.is_zero() {
+        if Instant::now() >= deadline || stop.load(Ordering::SeqCst) {
             break;
         }
-        stream.set_read_timeout(Some(left))?;
+        // In slices, so a shutdown is noticed while a client dawdles.
+        stream.set_read_timeout(Some(remaining(deadline).min(ACCEPT_POLL)))?;
         let want = buf.len().min(MAX_REQUEST_BYTES - head.len());
         match stream.read(&mut buf[..want]) {
             Ok(0) => break,
@@ -179,7 +241,7 @@ fn read_head(stream: &mut TcpStream, deadline: Instant) -> io::Result<Vec<u8>> {
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                break;
+                continue;
             }
             Err(e) => return Err(e),
         }
@@ -194,31 +256,33 @@ fn remaining(deadline: Instant) -> Duration {
         .max(Duration::from_millis(1))
 }
 
-fn route(head: &[u8]) -> Route {
+/// The route and whether the answer is headers only (`HEAD`).
+fn route(head: &[u8]) -> (Route, bool) {
     let line_end = match head.windows(2).position(|w| w == b"\r\n") {
         Some(end) => end,
-        None => return Route::BadRequest,
+        None => return (Route::BadRequest, false),
     };
     let Ok(line) = std::str::from_utf8(&head[..line_end]) else {
-        return Route::BadRequest;
+        return (Route::BadRequest, false);
     };
     let mut parts = line.split(' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Route::BadRequest;
+        return (Route::BadRequest, false);
     };
     if !version.starts_with("HTTP/1.") {
-        return Route::BadRequest;
+        return (Route::BadRequest, false);
     }
-    if method != "GET" {
-        return Route::MethodNotAllowed;
+    let head_only = method == "HEAD";
+    if method != "GET" && !head_only {
+        return (Route::MethodNotAllowed, false);
     }
     let path = target.split('?').next().unwrap_or(target);
     if path == "/metrics" {
-        Route::Metrics
+        (Route::Metrics, head_only)
     } else {
-        Route::NotFound
+        (Route::NotFound, head_only)
     }
 }
 
@@ -247,19 +311,27 @@ mod tests {
     #[test]
     fn routes_requests() {
         assert_eq!(
-            route(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
+            route(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").0,
             Route::Metrics
         );
-        assert_eq!(route(b"GET /metrics?x=1 HTTP/1.0\r\n\r\n"), Route::Metrics);
-        assert_eq!(route(b"GET / HTTP/1.1\r\n\r\n"), Route::NotFound);
         assert_eq!(
-            route(b"POST /metrics HTTP/1.1\r\n\r\n"),
+            route(b"GET /metrics?x=1 HTTP/1.0\r\n\r\n").0,
+            Route::Metrics
+        );
+        assert_eq!(route(b"GET / HTTP/1.1\r\n\r\n").0, Route::NotFound);
+        assert_eq!(
+            route(b"POST /metrics HTTP/1.1\r\n\r\n").0,
             Route::MethodNotAllowed
         );
-        assert_eq!(route(b"GET /metrics\r\n\r\n"), Route::BadRequest);
-        assert_eq!(route(b"\xff\xfe\r\n"), Route::BadRequest);
-        assert_eq!(route(b""), Route::BadRequest);
-        assert_eq!(route(b"GET /metrics HTTP/1.1"), Route::BadRequest);
+        assert_eq!(route(b"GET /metrics\r\n\r\n").0, Route::BadRequest);
+        assert_eq!(route(b"\xff\xfe\r\n").0, Route::BadRequest);
+        assert_eq!(route(b"").0, Route::BadRequest);
+        assert_eq!(
+            route(b"HEAD /metrics HTTP/1.1\r\n\r\n"),
+            (Route::Metrics, true)
+        );
+        assert_eq!(route(b"HEAD /x HTTP/1.1\r\n\r\n"), (Route::NotFound, true));
+        assert_eq!(route(b"GET /metrics HTTP/1.1").0, Route::BadRequest);
     }
 
     #[test]
@@ -274,5 +346,82 @@ mod tests {
         let start = Instant::now();
         drop(server);
         assert!(start.elapsed() < Duration::from_secs(1));
+    }
+
+    fn scrape(addr: SocketAddr, request: &[u8]) -> String {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream.write_all(request).unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text
+    }
+
+    #[test]
+    fn head_is_answered_without_a_body() {
+        let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), Stats::default).unwrap();
+        let get = scrape(server.local_addr(), b"GET /metrics HTTP/1.1\r\n\r\n");
+        let head = scrape(server.local_addr(), b"HEAD /metrics HTTP/1.1\r\n\r\n");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        let (get_head, get_body) = get.split_once("\r\n\r\n").unwrap();
+        assert!(!get_body.is_empty());
+        assert_eq!(head, format!("{get_head}\r\n\r\n"), "same headers, no body");
+        let post = scrape(server.local_addr(), b"POST /metrics HTTP/1.1\r\n\r\n");
+        assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+        assert!(post.contains("Allow: GET, HEAD\r\n"), "{post}");
+    }
+
+    /// The issue's case: 20 idle connections (connected, silent) delayed a scrape by 40 s.
+    #[test]
+    fn idle_connections_never_delay_a_scrape() {
+        let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), Stats::default).unwrap();
+        let idle: Vec<TcpStream> = (0..20)
+            .map(|_| TcpStream::connect(server.local_addr()).unwrap())
+            .collect();
+        // Let the server accept them all first.
+        std::thread::sleep(Duration::from_millis(200));
+        let started = Instant::now();
+        let text = scrape(server.local_addr(), b"GET /metrics HTTP/1.1\r\n\r\n");
+        let took = started.elapsed();
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(took < Duration::from_secs(1), "scrape took {took:?}");
+        drop(idle);
+    }
+
+    /// Beyond MAX_CONNECTIONS a connection is refused at once; the slots come back after the
+    /// deadline; dropping the server with connections open returns promptly.
+    #[test]
+    fn connections_are_bounded() {
+        let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), Stats::default).unwrap();
+        let idle: Vec<TcpStream> = (0..MAX_CONNECTIONS)
+            .map(|_| TcpStream::connect(server.local_addr()).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        // Refused without being read: the answer comes even before the request is sent.
+        let mut stream = TcpStream::connect(server.local_addr()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut busy = String::new();
+        stream.read_to_string(&mut busy).unwrap();
+        assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
+        // The idle ones time out after REQUEST_DEADLINE and free their slots.
+        std::thread::sleep(REQUEST_DEADLINE + Duration::from_millis(300));
+        let ok = scrape(server.local_addr(), b"GET /metrics HTTP/1.1\r\n\r\n");
+        assert!(ok.starts_with("HTTP/1.1 200 OK"), "{ok}");
+        let more: Vec<TcpStream> = (0..8)
+            .map(|_| TcpStream::connect(server.local_addr()).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let start = Instant::now();
+        drop(server);
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
+        drop((idle, more));
     }
 }

@@ -142,8 +142,14 @@ counters! {
     puts_work_reused,
     /// PUTs refused because they had the lowest priority in a full shard.
     puts_low_priority,
-    /// PUT datagrams forwarded to replicas.
+    /// PUT datagrams sent to replicas for records stored (forwards taken back because the
+    /// record lost a race on insert are not counted).
     puts_forwarded,
+    /// PUTs refused without verification: this shard found the same record's signature bad
+    /// recently (`shard/refused.rs`).
+    puts_refused_known_bad_signature,
+    /// PUTs refused without verification: a copy of a record earlier in the same batch.
+    puts_refused_repeat_in_batch,
     /// GETs received from the network.
     gets_received,
     /// GETs answered with a record.

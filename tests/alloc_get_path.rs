@@ -9,7 +9,7 @@
 //!    in the test binary can disturb the count: after warm-up it must be exactly zero, whatever
 //!    the number of packets.
 //! 2. `node_get_burst_allocations_do_not_grow_with_packets`: a real `Node` in this process,
-//!    answered over loopback. Every thread is counted (receivers, owners, the pruner's timers),
+//!    answered over loopback. Every thread is counted (receivers, owners, the peer thread's ticks),
 //!    so the assertion is a ratio: a burst of GETs may see the few allocations that timers make,
 //!    but not one per packet.
 

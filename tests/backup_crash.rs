@@ -4,6 +4,12 @@
 //! parent SIGKILLs it at random moments, recovers the log, checks that every acknowledged record
 //! is there (and every acknowledged delete took effect), and restarts the child on the same log.
 //!
+//! Every third round the child also compacts continuously (a thread calling
+//! [`BackupHandle::compact`](dave::backup::BackupHandle::compact) in a loop while appends go
+//! on), so kills land in every step of a compaction (staging the temp file, copying the tail,
+//! fsync, rename, directory fsync) and the same checks show that no live record is lost and no
+//! deleted record comes back.
+//!
 //! Seed: `DAVE_CRASH_SEED` (printed on failure) replays the same kill schedule.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,7 +20,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use dave::backup::{
-    BackupConfig, BackupWriter, RecoverOptions, RecoveredEntry, SyncPolicy, recover,
+    BackupConfig, BackupWriter, RecoverOptions, RecoveredEntry, SyncPolicy, recover, temp_path,
 };
 use dave::wire::{Dat, DatFields};
 use rand::{Rng, SeedableRng};
@@ -22,7 +28,8 @@ use rand::{Rng, SeedableRng};
 /// Tells the child which log to write.
 const CHILD_ENV: &str = "DAVE_BACKUP_CRASH_CHILD_LOG";
 
-/// Tells the child its sync policy: "every-write" or "every-ms".
+/// Tells the child its sync policy: "every-write" or "every-ms", or "compacting" (every-write,
+/// and compacting all the time).
 const POLICY_ENV: &str = "DAVE_BACKUP_CRASH_CHILD_POLICY";
 
 /// Kill rounds. Each costs a process start (~20 ms) plus 0–60 ms of appending at ~4 ms per fsync;
@@ -93,6 +100,7 @@ fn crash_child_writer() {
         Ok("every-ms") => SyncPolicy::EveryMs(50),
         _ => SyncPolicy::EveryWrite,
     };
+    let compacting = std::env::var(POLICY_ENV).as_deref() == Ok("compacting");
     let (writer, _) = BackupWriter::open(config, |entry| {
         if let RecoveredEntry::Put(dat) = entry
             && let Some(id) = id_of(dat.key())
@@ -103,6 +111,18 @@ fn crash_child_writer() {
     .unwrap_or_else(|e| panic!("child open: {e}"));
     let handle = writer.handle();
     let stdout = std::io::stdout();
+    if compacting {
+        let compactor = writer.handle();
+        std::thread::spawn(move || {
+            loop {
+                let report = compactor
+                    .compact()
+                    .unwrap_or_else(|e| panic!("child compact: {e}"));
+                writeln!(std::io::stdout().lock(), "compacted {}", report.bytes_after)
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+        });
+    }
     loop {
         let id = next;
         next += 1;
@@ -133,6 +153,8 @@ fn every_acknowledged_record_survives_sigkill() {
     let mut acked: BTreeSet<u64> = BTreeSet::new();
     let mut deleted: BTreeSet<u64> = BTreeSet::new();
     let mut torn_tails = 0;
+    let mut compactions = 0u64;
+    let mut killed_mid_compaction = 0u32;
     let started = Instant::now();
     for round in 0..ROUNDS {
         let mut child = Command::new(&exe)
@@ -146,10 +168,10 @@ fn every_acknowledged_record_survives_sigkill() {
             .env(CHILD_ENV, &path)
             .env(
                 POLICY_ENV,
-                if round % 2 == 0 {
-                    "every-write"
-                } else {
-                    "every-ms"
+                match round % 3 {
+                    0 => "every-write",
+                    1 => "every-ms",
+                    _ => "compacting",
                 },
             )
             .stdout(Stdio::piped())
@@ -166,13 +188,43 @@ fn every_acknowledged_record_survives_sigkill() {
                 }
             }
         });
-        // Kill at a random moment: sometimes during start-up/recovery, mostly mid-stream.
-        let delay_ms = if rng.gen_bool(0.2) {
-            rng.gen_range(0..15)
+        // Kill at a random moment: sometimes during start-up/recovery, mostly mid-stream. In a
+        // compacting round, at a random moment after a compaction's temp file appeared (within
+        // at most 2 s of waiting for it): in staging, copying the tail, fsync or rename.
+        let mut early = Vec::new();
+        let compacting = round % 3 == 2;
+        if compacting {
+            // Half of these rounds first let one compaction complete (its "compacted" line).
+            if rng.gen_bool(0.5) {
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while Instant::now() < deadline {
+                    match rx.recv_timeout(Duration::from_millis(10)) {
+                        Ok(line) => {
+                            let done = line.contains("compacted");
+                            early.push(line);
+                            if done {
+                                break;
+                            }
+                        }
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            }
+            let tmp = temp_path(&path);
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while !tmp.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            std::thread::sleep(Duration::from_micros(rng.gen_range(0..3_000)));
         } else {
-            rng.gen_range(15..80)
-        };
-        std::thread::sleep(Duration::from_millis(delay_ms));
+            let delay_ms = if rng.gen_bool(0.2) {
+                rng.gen_range(0..15)
+            } else {
+                rng.gen_range(15..80)
+            };
+            std::thread::sleep(Duration::from_millis(delay_ms));
+        }
         let exited_early = child.try_wait().ok().flatten();
         let _ = child.kill(); // SIGKILL
         let status = child.wait().unwrap_or_else(|e| panic!("wait: {e}"));
@@ -185,7 +237,9 @@ fn every_acknowledged_record_survives_sigkill() {
             panic!("seed {seed} round {round}: child exited by itself ({code}): {err}");
         }
         assert!(!status.success(), "seed {seed}: child was killed");
-        for line in rx.try_iter() {
+        // A temp file left behind means the kill landed inside a compaction (staging to rename).
+        killed_mid_compaction += (compacting && temp_path(&path).exists()) as u32;
+        for line in early.into_iter().chain(rx.try_iter()) {
             // The child's first line shares libtest's "test crash_child_writer ... " line, so
             // look at the last two words only.
             let words: Vec<&str> = line.split_whitespace().collect();
@@ -197,6 +251,7 @@ fn every_acknowledged_record_survives_sigkill() {
                 ("del", Ok(id)) => {
                     deleted.insert(id);
                 }
+                ("compacted", Ok(_)) => compactions += 1,
                 _ => {} // libtest's own output
             }
         }
@@ -238,9 +293,13 @@ fn every_acknowledged_record_survives_sigkill() {
         total >= ROUNDS,
         "seed {seed}: only {total} acknowledgements in {ROUNDS} rounds"
     );
+    assert!(
+        compactions > 0 && killed_mid_compaction > 0,
+        "seed {seed}: {compactions} compactions completed, {killed_mid_compaction} kills during one"
+    );
     eprintln!(
         "crash test: seed {seed}, {ROUNDS} kills, {total} acknowledged puts, {} deletes, \
-         {torn_tails} torn tails truncated, {:?}",
+         {compactions} compactions completed, {killed_mid_compaction} kills during a compaction, {torn_tails} torn tails truncated, {:?}",
         deleted.len(),
         started.elapsed()
     );

@@ -7,6 +7,7 @@
 //! 1. stage: replay [header, snapshot_end) of the log into an index of survivors
 //!    (PUT: keep if compare_versions says Newer than the held one; DELETE: Tombstone::removes),
 //!    write them, in log order, to <log>.tmp under a fresh seed     crash: old log + stale tmp
+//!    and fsync it (on the compaction thread)
 //! 2. finish: copy entries appended since snapshot_end (re-sealed
 //!    with the new seed), fsync the tmp file                         crash: old log + stale tmp
 //! 3. rename tmp over the log                                        crash: old or new log, both
@@ -35,7 +36,7 @@ use std::time::{Duration, Instant};
 use super::error::BackupError;
 use super::format::{EntryRef, HEADER_LEN, Header, decode_entry, encode_entry};
 use super::recover::{
-    RecoveredLog, Tombstone, create_temp, read_header, sync_parent_dir, temp_path,
+    RecoveredLog, TempGuard, Tombstone, create_temp, read_header, sync_parent_dir, temp_path,
 };
 use super::scan::{ScanCounts, WINDOW_BYTES, Window, scan_entries};
 use crate::shard::route::{Version, compare_versions, record_hash};
@@ -282,6 +283,7 @@ pub(crate) fn stage_until(path: &Path, snapshot_end: u64) -> Result<StagedCompac
     // Pass 2: write them in log order under a fresh seed.
     let temp_path = temp_path(path);
     let mut file = create_temp(&temp_path).map_err(|e| BackupError::io("create", &temp_path, e))?;
+    let guard = TempGuard::new(&temp_path);
     let new_header = Header {
         seed: rand::random::<u64>(),
     };
@@ -311,6 +313,12 @@ pub(crate) fn stage_until(path: &Path, snapshot_end: u64) -> Result<StagedCompac
     file.write_all(&out).map_err(write_error)?;
     len_bytes += out.len() as u64;
     debug_assert!(next.next().is_none());
+    // Made durable here, on the compaction thread: the writer's own fsync in `finish` then
+    // covers only the tail appended meanwhile, so the switch-over never holds up appends for
+    // the time it takes to flush a whole live set.
+    file.sync_data()
+        .map_err(|e| BackupError::io("fsync", &temp_path, e))?;
+    guard.keep();
     Ok(StagedCompaction {
         log_path: path.to_path_buf(),
         temp_path,
@@ -335,7 +343,12 @@ impl StagedCompaction {
         let tail_end = fs::metadata(&self.log_path)
             .map_err(|e| BackupError::io("stat", &self.log_path, e))?
             .len();
-        self.finish(tail_end).map(|(report, _)| report)
+        let temp = self.temp_path.clone();
+        self.finish(tail_end)
+            .map(|(report, _)| report)
+            .inspect_err(|_| {
+                let _ = fs::remove_file(&temp);
+            })
     }
 
     /// Stages 2–4; `tail_end` is the log's length now (the writer's own count).

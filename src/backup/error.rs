@@ -63,6 +63,28 @@ pub enum BackupError {
     /// The writer stopped accepting entries after an fsync failed (after a failed fsync the page
     /// cache's state is unknown, so the only safe continuation is a restart and recovery).
     WriterFailed,
+    /// The backup path cannot name a log (empty, a dangling symlink, …).
+    InvalidPath {
+        /// The path as given.
+        path: PathBuf,
+        /// Why, in words.
+        reason: &'static str,
+    },
+    /// The log path (or its `.tmp`/`.lock` sibling) exists and is not a regular file; it was
+    /// left untouched.
+    NotARegularFile {
+        /// The offending file (symlinks resolved).
+        path: PathBuf,
+        /// The backup path as given.
+        asked: PathBuf,
+        /// "a FIFO", "a character device", …
+        kind: &'static str,
+    },
+    /// Another process holds the log's lock: another node uses this log.
+    Locked {
+        /// The log (symlinks resolved).
+        path: PathBuf,
+    },
 }
 
 impl BackupError {
@@ -116,6 +138,16 @@ impl BackupError {
             BackupError::Full => BackupError::Full,
             BackupError::Closed => BackupError::Closed,
             BackupError::WriterFailed => BackupError::WriterFailed,
+            BackupError::InvalidPath { path, reason } => BackupError::InvalidPath {
+                path: path.clone(),
+                reason,
+            },
+            BackupError::NotARegularFile { path, asked, kind } => BackupError::NotARegularFile {
+                path: path.clone(),
+                asked: asked.clone(),
+                kind,
+            },
+            BackupError::Locked { path } => BackupError::Locked { path: path.clone() },
         }
     }
 }
@@ -162,6 +194,22 @@ impl fmt::Display for BackupError {
             BackupError::Closed => f.write_str("backup: writer has shut down"),
             BackupError::WriterFailed => f.write_str(
                 "backup: writer stopped after an fsync failure; restart to recover the log",
+            ),
+            BackupError::InvalidPath { path, reason } => {
+                write!(f, "backup: cannot use {:?} as the log: {reason}", path)
+            }
+            BackupError::NotARegularFile { path, asked, kind } => write!(
+                f,
+                "backup: {} is {kind}, not a regular file (backup path {}); refusing to use or \
+                 replace it",
+                path.display(),
+                asked.display()
+            ),
+            BackupError::Locked { path } => write!(
+                f,
+                "backup: {} is locked by another process (another dave node uses this log); \
+                 stop it or choose another --backup path",
+                path.display()
             ),
         }
     }

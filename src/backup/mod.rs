@@ -65,6 +65,8 @@ mod compact;
 mod error;
 mod format;
 mod import;
+mod inspect;
+mod path;
 mod recover;
 mod scan;
 mod writer;
@@ -79,6 +81,10 @@ pub use format::{
 pub use import::{
     ImportOptions, ImportReport, REFERENCE_PREFIX_LEN, REFERENCE_REWRITE_PREFIX, import_reference,
 };
+pub use inspect::{
+    DamagedRegion, LogRecord, LogSummary, MAX_LISTED_DAMAGED_REGIONS, read_live_records,
+};
+pub use path::{lock_log, lock_path, resolve_log_path};
 pub use recover::{
     RecoverOptions, RecoveredEntry, RecoveryReport, Tombstone, Tombstone2, VerifyOnLoad, recover,
     temp_path,

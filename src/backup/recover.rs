@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::error::BackupError;
 use super::format::{EntryRef, HEADER_LEN, Header, HeaderError};
+use super::path::{open_regular, resolve_log_path};
 use super::scan::{ScanCounts, Window, scan_entries};
 use crate::pow::{SignatureCheck, check_work, verify_signatures};
 use crate::wire::Dat;
@@ -174,10 +175,16 @@ pub(crate) fn create_log(path: &Path) -> Result<RecoveredLog, BackupError> {
         seed: rand::random::<u64>(),
     };
     let mut file = create_temp(&tmp).map_err(|e| BackupError::io("create", &tmp, e))?;
-    file.write_all(&header.emit())
+    // No stray temp file on failure: remove it before reporting.
+    let staged = file
+        .write_all(&header.emit())
         .and_then(|()| file.sync_all())
-        .map_err(|e| BackupError::io("write header", &tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| BackupError::io("rename", &tmp, e))?;
+        .map_err(|e| BackupError::io("write header", &tmp, e))
+        .and_then(|()| fs::rename(&tmp, path).map_err(|e| BackupError::io("rename", &tmp, e)));
+    if let Err(e) = staged {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     sync_parent_dir(path)?;
     Ok(RecoveredLog {
         file,
@@ -188,6 +195,16 @@ pub(crate) fn create_log(path: &Path) -> Result<RecoveredLog, BackupError> {
 
 /// Creates `tmp` empty, for appending and reading, replacing a leftover file of that name.
 pub(crate) fn create_temp(tmp: &Path) -> io::Result<File> {
+    // Only a regular file of that name is ours to replace (`path.rs`).
+    match fs::symlink_metadata(tmp) {
+        Ok(meta) if !meta.file_type().is_file() => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "exists and is not a regular file",
+            ));
+        }
+        _ => {}
+    }
     match fs::remove_file(tmp) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
@@ -223,6 +240,25 @@ pub(crate) fn read_header(
     })
 }
 
+/// Refuses a non-empty file at `path` that is not a dave log, reading only its header: done
+/// before the lock file is created next to it, so pointing a node at someone else's file leaves
+/// no trace beside it.
+pub(crate) fn check_existing_header(path: &Path) -> Result<(), BackupError> {
+    let mut file = match open_regular(path, OpenOptions::new().read(true)) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(BackupError::io("open", path, e)),
+    };
+    let len_bytes = file
+        .metadata()
+        .map_err(|e| BackupError::io("stat", path, e))?
+        .len();
+    if len_bytes == 0 {
+        return Ok(());
+    }
+    read_header(&mut file, path, len_bytes).map(|_| ())
+}
+
 /// Recovers the log at `path`, replaying every entry in order to `replay`.
 ///
 /// Creates the log if it is missing or empty; removes a leftover `<path>.tmp`; truncates a torn
@@ -242,6 +278,9 @@ pub(crate) fn recover_log(
     mut replay: impl FnMut(RecoveredEntry),
 ) -> Result<(RecoveryReport, RecoveredLog), BackupError> {
     let started = Instant::now();
+    // Refuses a FIFO, device, directory or dangling symlink before touching anything, and
+    // works on a symlink's target (see `path.rs`).
+    let path = &resolve_log_path(path)?;
     let mut report = RecoveryReport::default();
     let tmp = temp_path(path);
     match fs::remove_file(&tmp) {
@@ -249,7 +288,7 @@ pub(crate) fn recover_log(
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(BackupError::io("remove stale temp", tmp, e)),
     }
-    let opened = OpenOptions::new().read(true).append(true).open(path);
+    let opened = open_regular(path, OpenOptions::new().read(true).append(true));
     let mut file = match opened {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -447,5 +486,28 @@ fn verify_chunk(dats: &[Dat<Box<[u8]>>], ok: &mut [bool], options: VerifyOnLoad)
     verify_signatures(&passed, SignatureCheck::Batch, &mut signed);
     for (i, good) in index.into_iter().zip(signed) {
         ok[i] = good;
+    }
+}
+
+/// Removes a temp file when dropped, unless [`TempGuard::keep`] was called: no stray `.tmp` is
+/// left behind by an error half-way through writing it.
+pub(crate) struct TempGuard<'p>(Option<&'p Path>);
+
+impl<'p> TempGuard<'p> {
+    pub(crate) fn new(path: &'p Path) -> TempGuard<'p> {
+        TempGuard(Some(path))
+    }
+
+    /// The temp file is complete: leave it.
+    pub(crate) fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for TempGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(path) = self.0 {
+            let _ = fs::remove_file(path);
+        }
     }
 }

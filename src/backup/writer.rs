@@ -24,7 +24,11 @@ use super::format::{
     HEADER_LEN, MAX_ENTRY_LEN, PUT_OVERHEAD_LEN, TYPE_DELETE, TYPE_DELETE2, TYPE_PUT, TYPE_PUT2,
     encode_entry, tombstone_payload,
 };
-use super::recover::{RecoverOptions, RecoveredEntry, RecoveredLog, RecoveryReport, recover_log};
+use super::path::{lock_log, resolve_log_path};
+use super::recover::{
+    RecoverOptions, RecoveredEntry, RecoveredLog, RecoveryReport, check_existing_header,
+    recover_log,
+};
 use crate::wire::Dat;
 
 /// When the writer makes appended entries durable with `fdatasync`.
@@ -67,8 +71,9 @@ pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 50;
 /// shard owners, small enough that a process crash loses little that was merely queued.
 pub const DEFAULT_CHANNEL_CAPACITY_ENTRIES: usize = 4096;
 
-/// Default floor for automatic compaction: below 64 MiB a log replays in well under 0.5 s, so
-/// rewriting it would cost more than it saves.
+/// Default floor for automatic compaction: a log is never compacted for being less than 64 MiB
+/// over `2 × live`, because such a log replays in well under 0.5 s, so rewriting it would cost
+/// more than it saves.
 pub const DEFAULT_COMPACT_MIN_FILE_BYTES: u64 = 64 << 20;
 
 /// Default ratio: compact once the file is more than this many times the live log size.
@@ -80,8 +85,8 @@ pub const MAX_BATCH_BYTES: usize = 1 << 20;
 
 /// How long the idle writer waits for a command: for ever (`Duration::MAX` makes crossbeam block
 /// without a deadline). It wakes on a command or when every handle is gone, never on a timer;
-/// the compaction trigger is checked after every wake-up, so a `set_live` takes effect at the
-/// next write, sync or compaction request.
+/// the compaction trigger is checked after every wake-up, and a `set_live` that changes the
+/// live size wakes it.
 const IDLE_WAIT: Duration = Duration::MAX;
 
 /// Marker for "the node has not reported its live size": no automatic compaction.
@@ -96,10 +101,12 @@ pub struct BackupConfig {
     pub sync_policy: SyncPolicy,
     /// Bound of the handle → writer channel. Default [`DEFAULT_CHANNEL_CAPACITY_ENTRIES`].
     pub channel_capacity_entries: usize,
-    /// Automatic compaction needs the file to be at least this large. Default 64 MiB.
+    /// The fixed floor of the automatic compaction bound (see `automatic_compaction_due`): the
+    /// log is compacted once it exceeds `compact_ratio × live + compact_min_file_bytes` and has
+    /// grown this much since the last compaction. Default 64 MiB.
     pub compact_min_file_bytes: u64,
-    /// … and larger than this many times the live size reported by [`BackupHandle::set_live`]
-    /// (and twice the size the last compaction left). Default 2.
+    /// The ratio of that bound to the live size reported by [`BackupHandle::set_live`].
+    /// Default 2.
     pub compact_ratio: u64,
     /// How recovery treats the log on open. Default: trust the checksums.
     pub recover: RecoverOptions,
@@ -167,6 +174,8 @@ enum Command {
     },
     Sync(Ack),
     Compact(Sender<Result<CompactReport, BackupError>>),
+    /// The live size changed: re-check the automatic compaction trigger.
+    LiveChanged,
     Shutdown,
 }
 
@@ -272,15 +281,21 @@ impl BackupHandle {
     }
 
     /// Tells the writer how much the node holds: `record_count` records of `dat_bytes` total dat
-    /// bytes. Automatic compaction starts when the file exceeds `compact_ratio` times the log
-    /// size of exactly these records (and `compact_min_file_bytes`).
+    /// bytes (a running node calls it from its pruner once a second). Automatic compaction
+    /// starts when the file exceeds `compact_ratio` times the log size of exactly these records
+    /// plus `compact_min_file_bytes` (see `automatic_compaction_due`). Cheap: one atomic swap,
+    /// and a wake-up of the writer (so the trigger is checked even when no write follows) only
+    /// when the figure changed, so an idle node's writer stays asleep.
     pub fn set_live(&self, record_count: u64, dat_bytes: u64) {
         let live = (HEADER_LEN as u64)
             .saturating_add(record_count.saturating_mul(PUT_OVERHEAD_LEN as u64))
-            .saturating_add(dat_bytes);
-        self.shared
-            .live_log_bytes
-            .store(live.min(LIVE_UNKNOWN - 1), Ordering::Relaxed);
+            .saturating_add(dat_bytes)
+            .min(LIVE_UNKNOWN - 1);
+        let before = self.shared.live_log_bytes.swap(live, Ordering::Relaxed);
+        if before != live {
+            // A full channel means the writer is busy and re-checks after that batch anyway.
+            let _ = self.tx.try_send(Command::LiveChanged);
+        }
     }
 
     /// A snapshot of the writer's counters.
@@ -331,6 +346,8 @@ fn tombstone(pubkey: &[u8; 32], key: &[u8], time_ms: i64) -> Result<Box<[u8]>, B
 pub struct BackupWriter {
     handle: BackupHandle,
     thread: Option<JoinHandle<()>>,
+    /// The log's exclusive lock (`path.rs`), released after the writer thread is joined.
+    lock: Option<File>,
 }
 
 impl std::fmt::Debug for BackupWriter {
@@ -353,7 +370,11 @@ impl BackupWriter {
             "backup channel capacity must be > 0"
         );
         assert!(config.compact_ratio > 0, "backup compact ratio must be > 0");
-        let (report, log) = recover_log(&config.path, &config.recover, replay)?;
+        // Path rules and the one-node-per-log lock come before anything is read or written.
+        let path = resolve_log_path(&config.path)?;
+        check_existing_header(&path)?;
+        let lock = lock_log(&path)?;
+        let (report, log) = recover_log(&path, &config.recover, replay)?;
         let (tx, rx) = bounded(config.channel_capacity_entries);
         let shared = Arc::new(Shared {
             live_log_bytes: AtomicU64::new(LIVE_UNKNOWN),
@@ -361,7 +382,7 @@ impl BackupWriter {
             ..Shared::default()
         });
         let mut state = Writer {
-            path: config.path.clone(),
+            path: path.clone(),
             policy: config.sync_policy,
             compact_min_file_bytes: config.compact_min_file_bytes,
             compact_ratio: config.compact_ratio,
@@ -383,11 +404,12 @@ impl BackupWriter {
         let thread = thread::Builder::new()
             .name("dave-backup".into())
             .spawn(move || state.run())
-            .map_err(|e| BackupError::io("spawn writer thread", &config.path, e))?;
+            .map_err(|e| BackupError::io("spawn writer thread", &path, e))?;
         Ok((
             BackupWriter {
                 handle: BackupHandle { tx, shared },
                 thread: Some(thread),
+                lock: Some(lock),
             },
             report,
         ))
@@ -411,6 +433,8 @@ impl BackupWriter {
             // A panic in the writer is a bug; it has been reported on stderr by the panic hook.
             let _ = thread.join();
         }
+        // Unlocked only once nothing of ours writes to the log any more.
+        self.lock = None;
     }
 }
 
@@ -418,6 +442,34 @@ impl Drop for BackupWriter {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The automatic compaction trigger. The log is compacted once it exceeds
+///
+/// ```text
+/// compact_ratio × live + compact_min_file_bytes          (default: 2 × live + 64 MiB)
+/// ```
+///
+/// where `live` is the log size of the records the node holds ([`BackupHandle::set_live`]),
+/// and it has grown by at least `compact_min_file_bytes` since the last compaction (so a live
+/// figure that is off cannot make compactions run back to back; each one rewrites at most
+/// about `live` bytes for every `compact_min_file_bytes` appended). Between two compactions the
+/// log therefore stays within that bound, plus what is appended while one runs, as long as the
+/// previous compaction brought it to about its live size (it does unless the node's live figure
+/// is stale). Unknown live size: never automatic.
+pub(crate) fn automatic_compaction_due(
+    len_bytes: u64,
+    live_log_bytes: u64,
+    compact_ratio: u64,
+    compact_min_file_bytes: u64,
+    last_compacted_bytes: u64,
+) -> bool {
+    live_log_bytes != LIVE_UNKNOWN
+        && len_bytes
+            > live_log_bytes
+                .saturating_mul(compact_ratio)
+                .saturating_add(compact_min_file_bytes)
+        && len_bytes >= last_compacted_bytes.saturating_add(compact_min_file_bytes)
 }
 
 struct Compaction {
@@ -444,7 +496,8 @@ struct Writer {
     failed: bool,
     compaction: Option<Compaction>,
     compaction_waiters: Vec<Sender<Result<CompactReport, BackupError>>>,
-    /// No automatic compaction until the file is twice what the last one left.
+    /// What the last compaction left (or the size at its failure): no automatic compaction
+    /// until `compact_min_file_bytes` more were appended.
     compact_floor_bytes: u64,
 }
 
@@ -520,6 +573,7 @@ impl Writer {
             Command::Compact(reply) => {
                 self.compaction_waiters.push(reply);
             }
+            Command::LiveChanged => {}
             Command::Shutdown => return true,
         }
         false
@@ -608,11 +662,13 @@ impl Writer {
             }
             return;
         }
-        let live = self.shared.live_log_bytes.load(Ordering::Relaxed);
-        let automatic = live != LIVE_UNKNOWN
-            && self.len_bytes >= self.compact_min_file_bytes
-            && self.len_bytes > live.saturating_mul(self.compact_ratio)
-            && self.len_bytes >= self.compact_floor_bytes.saturating_mul(2);
+        let automatic = automatic_compaction_due(
+            self.len_bytes,
+            self.shared.live_log_bytes.load(Ordering::Relaxed),
+            self.compact_ratio,
+            self.compact_min_file_bytes,
+            self.compact_floor_bytes,
+        );
         if !automatic && self.compaction_waiters.is_empty() {
             return;
         }
@@ -681,7 +737,7 @@ impl Writer {
             self.shared
                 .compaction_failures
                 .fetch_add(1, Ordering::Relaxed);
-            // Back off: no automatic retry until the file doubles.
+            // Back off: no automatic retry until `compact_min_file_bytes` more are appended.
             self.compact_floor_bytes = self.len_bytes;
         }
         for reply in self.compaction_waiters.drain(..) {

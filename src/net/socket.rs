@@ -467,6 +467,14 @@ fn hex_word(hex: &str) -> Option<u32> {
     u32::from_str_radix(hex, 16).ok()
 }
 
+/// Shuts the socket's read side down, which wakes every thread blocked receiving on it (or on a
+/// clone of it): from then on a receive returns at once with empty datagrams, so the caller
+/// checks its own shutdown flag first. Linux answers `ENOTCONN` for an unconnected UDP socket
+/// but still marks it shut and wakes the sleepers, so that answer is not an error here.
+pub fn shutdown_read(socket: &UdpSocket) {
+    let _ = SockRef::from(socket).shutdown(std::net::Shutdown::Read);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -566,12 +574,4 @@ mod tests {
         // Both listed as ours: no complaint.
         verify_exclusive(local, false, &[ours, foreign]).unwrap();
     }
-}
-
-/// Shuts the socket's read side down, which wakes every thread blocked receiving on it (or on a
-/// clone of it): from then on a receive returns at once with empty datagrams, so the caller
-/// checks its own shutdown flag first. Linux answers `ENOTCONN` for an unconnected UDP socket
-/// but still marks it shut and wakes the sleepers, so that answer is not an error here.
-pub fn shutdown_read(socket: &UdpSocket) {
-    let _ = SockRef::from(socket).shutdown(std::net::Shutdown::Read);
 }

@@ -18,6 +18,7 @@
 mod handoff;
 mod owner;
 mod peer;
+mod pruner;
 mod receiver;
 mod record2;
 
@@ -103,7 +104,7 @@ impl core::fmt::Display for PutError {
             PutError::TooLong => {
                 f.write_str("key or value too long (key ≤ 255, key + value ≤ 1266 bytes)")
             }
-            PutError::Refused(r) => write!(f, "refused by the store: {r:?}"),
+            PutError::Refused(r) => write!(f, "refused by the store: {r}"),
             PutError::Rejected(e) => write!(f, "v2 put refused: {e}"),
             PutError::NeedsV2 => {
                 f.write_str("needs the v2 record format (RECORD_V2 is off, or cas without v2)")
@@ -191,6 +192,8 @@ pub struct Node {
     rx_sockets: Vec<std::net::UdpSocket>,
     pow: PowPool,
     backup: Option<BackupWriter>,
+    /// Dropped (disconnected) on shutdown to wake the pruner.
+    pruner_shutdown: Option<Sender<()>>,
 }
 
 /// A receiver's read timeout. Receivers do not poll: `Node::drop` wakes them by shutting their
@@ -255,6 +258,7 @@ impl Node {
                 let now = unix_now_ms();
                 let backup_config = BackupConfig {
                     sync_policy: config.sync_policy,
+                    compact_min_file_bytes: config.backup_compact_min_file_bytes,
                     ..BackupConfig::new(path)
                 };
                 let (writer, report) = BackupWriter::open(backup_config, |entry| match entry {
@@ -312,7 +316,7 @@ impl Node {
             keypair.clone(),
             rand::random(),
         )
-        .map_err(|e| StartError::Config(ConfigError(format!("peer table: {e:?}"))))?;
+        .map_err(|e| StartError::Config(ConfigError(e.to_string())))?;
         let snapshot: SharedSnapshot = Arc::new(RwLock::new(peer_table.snapshot()));
         let mut own = Vec::new();
         if !local_addr.ip().is_unspecified() {
@@ -351,6 +355,7 @@ impl Node {
             rx_sockets: Vec::new(),
             pow: PowPool::new(config.pow_thread_count()).map_err(StartError::Spawn)?,
             backup,
+            pruner_shutdown: None,
         };
 
         // Shard owners: thread i owns shards s with s % owner_count == i, as one `ShardGroup`.
@@ -423,6 +428,17 @@ impl Node {
                     core_affinity::set_for_current(core);
                 }
                 receiver::receiver_loop(shared, socket, counters)
+            })?;
+        }
+
+        // Pruner: the live size for automatic compaction.
+        {
+            let shared = Arc::clone(&shared);
+            let backup = node.backup.as_ref().map(BackupWriter::handle);
+            let (tx, rx) = bounded(1);
+            node.pruner_shutdown = Some(tx);
+            node.spawn("dave-pruner".to_string(), move || {
+                pruner::pruner_loop(shared, backup, rx)
             })?;
         }
         Ok(node)
@@ -628,6 +644,7 @@ impl Drop for Node {
             let _ = owner.send(OwnerMsg::Shutdown);
         }
         let _ = self.shared.peer_tx.send(PeerMsg::Shutdown);
+        self.pruner_shutdown.take();
         for socket in &self.rx_sockets {
             net::shutdown_read(socket);
         }

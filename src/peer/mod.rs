@@ -43,7 +43,7 @@ use std::net::SocketAddr;
 pub use addr_check::{
     AddrProblem, IpCounts, IpLimits, IpPrefix, LimitHit, check_addr, crosses_loopback_scope,
 };
-pub use config::{PeerConfig, PeerConfigError};
+pub use config::{MAX_TABLE_ENTRIES, PeerConfig, PeerConfigError};
 pub use pong_auth::{MacKeyRegistry, PongAuth, simulated_mac_key};
 pub use snapshot::{PeerInfo, PeerSnapshot, PeerView, SnapshotView};
 pub use stats::PeerStats;
@@ -163,6 +163,26 @@ pub enum PeerEvent {
     },
 }
 
+impl std::fmt::Display for PeerEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerEvent::Authenticated { addr, pubkey } => {
+                write!(f, "peer {addr} authenticated, key ")?;
+                for byte in &pubkey[..8] {
+                    write!(f, "{byte:02x}")?;
+                }
+                Ok(())
+            }
+            PeerEvent::Activated { addr } => write!(f, "peer {addr} active"),
+            PeerEvent::Deactivated { addr } => write!(f, "peer {addr} no longer active"),
+            PeerEvent::Dropped { addr } => write!(f, "peer {addr} forgotten"),
+            PeerEvent::OwnAddrLearned { addr } => {
+                write!(f, "own address as seen by an edge: {addr}")
+            }
+        }
+    }
+}
+
 /// What one call to [`PeerTable::handle`] or [`PeerTable::tick`] wants done. Empty vectors do not
 /// allocate.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -202,6 +222,9 @@ impl Effects {
     }
 
     fn event(&mut self, event: PeerEvent) {
+        // Debug level: one line per peer state change (bounded by the table's size and timers),
+        // never per packet.
+        log::debug!("{event}");
         self.events.push(event);
     }
 }

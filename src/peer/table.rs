@@ -799,17 +799,20 @@ impl PeerTable {
             sig,
         };
         let want = self.config.npeer_limit.min(MAX_PONG_ADDRS);
-        // Listed: peers that proved their address (authenticated) and answered recently, whether
-        // or not their activation delay has passed. Listing only *active* peers would make
-        // discovery wait one activation delay before the next one can start (10 s instead of
-        // about 6 s for a fresh network); an authenticated peer has already shown it receives at
-        // that address, which is all a listing vouches for. Reservoir sampling: O(peers) per
-        // PING, bounded by `max_peers`.
+        // Listed: peers that proved their address (authenticated), answered recently, and are
+        // more than a fly-by: active, or answering for at least `list_after_ms` (not the whole
+        // activation delay: listing only *active* peers would make discovery wait one
+        // activation delay before the next one can start, 10 s instead of about 6 s for a fresh
+        // network). A client that authenticates and leaves within a second is never listed.
+        // Reservoir sampling: O(peers) per PING, bounded by `max_peers`.
         let deactivate_after_ms = self.config.deactivate_after_ms;
+        let list_after_ms = self.config.list_after_ms;
         let listable = self.peers.iter().filter(|(addr, p)| {
             **addr != asker
                 && p.pubkey.is_some()
                 && now.saturating_sub(p.last_answer_ms) < deactivate_after_ms
+                && (p.active
+                    || p.last_answer_ms.saturating_sub(p.authenticated_ms) >= list_after_ms)
         });
         for (addr, _) in listable.choose_multiple(&mut self.rng, want) {
             pong.addrs[pong.addr_count] = addr_to_wire(*addr);

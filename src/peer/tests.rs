@@ -810,6 +810,57 @@ fn our_pong_is_signed_and_lists_active_peers_except_the_asker() {
     assert!(!fx.datagrams[0].to_proven);
 }
 
+/// The addresses our PONG lists to a stranger at `now`.
+fn listed_at(t: &mut PeerTable, now: u64) -> BTreeSet<SocketAddr> {
+    let fx = t.handle(now, sa("10.98.0.1:1"), &Message::Ping { challenge: [5; 8] });
+    let Outgoing::Pong(p) = fx.datagrams[0].message else {
+        panic!("expected a PONG")
+    };
+    p.addrs().iter().map(addr_from_wire).collect()
+}
+
+#[test]
+fn a_fly_by_peer_is_never_listed_a_staying_one_is() {
+    let (mut t, e, ek) = table_with_authenticated_edge();
+    // Two peers, introduced by E at 1000; both answer our first PING at once.
+    let (flyby, stayer) = (sa("10.61.0.1:1"), sa("10.62.0.1:1"));
+    let (fk, sk) = (key(61), key(62));
+    let fx = edge_answers(&mut t, 1000, e, &ek, &[flyby, stayer]);
+    deliver_pong(
+        &mut t,
+        1000,
+        flyby,
+        pong(&fk, ping_to(&fx, flyby).unwrap(), &[]),
+    );
+    deliver_pong(
+        &mut t,
+        1000,
+        stayer,
+        pong(&sk, ping_to(&fx, stayer).unwrap(), &[]),
+    );
+    // Just authenticated: neither is listed yet (the edge, active, is).
+    let listed = listed_at(&mut t, 1000);
+    assert!(
+        !listed.contains(&flyby) && !listed.contains(&stayer),
+        "{listed:?}"
+    );
+    assert!(listed.contains(&e));
+    // The stayer answers the next round; the fly-by is gone.
+    let fx = t.tick(2000);
+    deliver_pong(
+        &mut t,
+        2000,
+        stayer,
+        pong(&sk, ping_to(&fx, stayer).unwrap(), &[]),
+    );
+    deliver_pong(&mut t, 2000, e, pong(&ek, ping_to(&fx, e).unwrap(), &[]));
+    for now in [2000, 2500, 3500] {
+        let listed = listed_at(&mut t, now);
+        assert!(listed.contains(&stayer), "at {now}: {listed:?}");
+        assert!(!listed.contains(&flyby), "at {now}: {listed:?}");
+    }
+}
+
 #[test]
 fn a_pong_with_no_active_peers_lists_nothing() {
     let mut t = table("10.0.0.1:4000", &[], 1);

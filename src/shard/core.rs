@@ -19,6 +19,7 @@ use crate::peer::budget::Pacer;
 use crate::peer::{ScoredPeer, TrustPolicy, choose_targets};
 use crate::pow::{SignatureCheck, check_work, verify_signatures};
 use crate::shard::challenge::{Answer, ChallengeBook, ChallengeConfig, ChallengeOutcome, Verdict};
+use crate::shard::refused::{Known, RefusedCache};
 use crate::shard::repair::{Repair, RepairConfig, ReplicaView};
 use crate::shard::store::{Inserted, Refusal, Store};
 use crate::shard::{Version, compare_versions};
@@ -155,6 +156,8 @@ pub struct Shard<W> {
     /// Scratch space reused by every call.
     targets: Vec<SocketAddr>,
     scored: Vec<ScoredPeer>,
+    /// Recently refused signatures: a replayed bad PUT costs a lookup (`refused.rs`).
+    refused: RefusedCache,
 }
 
 /// Largest number of local gets one shard tracks at once; more are answered `TimedOut` at once
@@ -175,6 +178,7 @@ impl<W> Shard<W> {
             repair: Repair::new(RepairConfig::default()),
             targets: Vec::new(),
             scored: Vec::new(),
+            refused: RefusedCache::new(),
         }
     }
 
@@ -256,6 +260,8 @@ impl<W> Shard<W> {
         // Cheap checks: replace rules and work, under the read lock / without locks.
         {
             let store = self.store.read();
+            let refused = &mut self.refused;
+            refused.begin_batch();
             puts.retain(|(_, dat)| {
                 inc(&counters.puts_received);
                 if let Err(refusal) = store.precheck(&dat.as_view()) {
@@ -266,7 +272,17 @@ impl<W> Shard<W> {
                     inc(&counters.put_invalid[verify_error_index(e)]);
                     return false;
                 }
-                true
+                match refused.check(dat) {
+                    None => true,
+                    Some(Known::BadSignature) => {
+                        inc(&counters.puts_refused_known_bad_signature);
+                        false
+                    }
+                    Some(Known::RepeatInBatch) => {
+                        inc(&counters.puts_refused_repeat_in_batch);
+                        false
+                    }
+                }
             });
         }
         if puts.is_empty() {
@@ -279,6 +295,7 @@ impl<W> Shard<W> {
             if !ok {
                 inc(&counters.put_invalid
                     [verify_error_index(crate::pow::VerifyError::BadSignature)]);
+                self.refused.remember_bad_signature(&dat);
                 continue;
             }
             let _refused_and_counted =
@@ -332,18 +349,25 @@ impl<W> Shard<W> {
         }
         for &to in &self.targets {
             effects.outbox.push(to, &Message::Put(dat.as_view()));
-            inc(&counters.puts_forwarded);
         }
         let backup_copy = dat.to_boxed();
         let inserted = self.store.write().insert(dat, now_ms);
         match inserted {
             Ok(inserted) => {
                 inc(&counters.puts_stored);
+                // Counted only now: a refused insert takes its forwards back (below).
+                add(&counters.puts_forwarded, self.targets.len() as u64);
                 for &to in &self.targets {
                     self.challenges
                         .remember(now_ms, to, &backup_copy, &mut self.rng);
                 }
                 effects.backup.push(BackupOp::Put(backup_copy));
+                if !inserted.evicted.is_empty() {
+                    log::debug!(
+                        "shard full: {} lower-priority records evicted for a new one",
+                        inserted.evicted.len()
+                    );
+                }
                 for evicted in inserted.evicted {
                     inc(&counters.records_evicted);
                     effects.backup.push(delete_op(&evicted));
@@ -538,7 +562,7 @@ impl<W> Shard<W> {
                 &mut self.rng,
             );
             if let Some(outcome) = outcome {
-                count_verdict(outcome.verdict, counters);
+                count_verdict(&outcome, counters);
                 effects.challenge_outcomes.push(outcome);
             }
         }
@@ -590,7 +614,7 @@ impl<W> Shard<W> {
         self.challenges
             .expire(wall_ms, &mut effects.challenge_outcomes);
         for outcome in &effects.challenge_outcomes[before..] {
-            count_verdict(outcome.verdict, counters);
+            count_verdict(outcome, counters);
         }
     }
 
@@ -803,8 +827,21 @@ fn delete_op(dat: &Record) -> BackupOp {
     }
 }
 
-fn count_verdict(verdict: Verdict, counters: &Counters) {
-    inc(match verdict {
+fn count_verdict(outcome: &ChallengeOutcome, counters: &Counters) {
+    if outcome.verdict != Verdict::Success {
+        log::debug!(
+            "storage challenge to {} failed: {}",
+            outcome.peer,
+            match outcome.verdict {
+                Verdict::NotFound => "answered not found",
+                Verdict::Invalid => "answered an invalid record",
+                Verdict::Stale => "answered an older version",
+                Verdict::TimedOut => "no answer in time",
+                Verdict::Success => "passed",
+            }
+        );
+    }
+    inc(match outcome.verdict {
         Verdict::Success => &counters.challenges_succeeded,
         Verdict::NotFound => &counters.challenges_failed_not_found,
         Verdict::Invalid => &counters.challenges_failed_invalid,

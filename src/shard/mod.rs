@@ -7,6 +7,7 @@ pub mod core2;
 pub mod group;
 pub mod group2;
 pub mod order;
+pub mod refused;
 pub mod repair;
 pub mod route;
 pub mod store;

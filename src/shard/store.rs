@@ -212,6 +212,8 @@ pub struct Store<H: RecordHasher = RouteHasher> {
     order: EvictionOrder,
     /// Sum of [`record_cost_bytes`] over the records; at most `config.capacity_bytes`.
     bytes_used: usize,
+    /// Sum of the records' dat lengths (what a backup log of them holds, minus framing).
+    dat_bytes: usize,
     /// The last `now_ms` given to `insert` or `tick`: what `precheck` judges expiry by.
     last_now_ms: i64,
     hasher: PhantomData<fn() -> H>,
@@ -243,6 +245,7 @@ impl<H: RecordHasher> Store<H> {
             by_work: HashTable::new(),
             order: EvictionOrder::new(config.ttl_ms),
             bytes_used: 0,
+            dat_bytes: 0,
             last_now_ms: i64::MIN,
             hasher: PhantomData,
         }
@@ -266,6 +269,11 @@ impl<H: RecordHasher> Store<H> {
     /// Budget bytes in use (sum of [`record_cost_bytes`]).
     pub fn bytes_used(&self) -> usize {
         self.bytes_used
+    }
+
+    /// Sum of the held records' dat lengths in bytes (the backup's live size, minus framing).
+    pub fn dat_bytes(&self) -> usize {
+        self.dat_bytes
     }
 
     /// The record of `(pubkey, key)`.
@@ -438,6 +446,7 @@ impl<H: RecordHasher> Store<H> {
         let key_hash = table_hash(H::record_hash(dat.pubkey(), dat.key()));
         let work_hash = H::work_hash(dat.work());
         self.bytes_used += record_cost_bytes(dat.len());
+        self.dat_bytes += dat.len();
         self.slots[slot as usize] = Some(dat);
         let slots = &self.slots;
         let slot_key_hash = |&s: &u32| match slots.get(s as usize) {
@@ -475,6 +484,7 @@ impl<H: RecordHasher> Store<H> {
         let removed = self.order.remove(&self.placement(&dat, slot));
         assert!(removed, "slot {slot} missing from the order");
         self.bytes_used -= record_cost_bytes(dat.len());
+        self.dat_bytes -= dat.len();
         self.free_slots.push(slot);
         dat
     }

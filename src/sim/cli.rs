@@ -207,8 +207,16 @@ where
 /// Runs `options` and records the wall-clock time in the report (measured outside the
 /// simulation: it never influences the run).
 pub fn run_timed(options: &SimOptions) -> Result<Report, String> {
+    run_timed_observed(options, &mut |_, _| {})
+}
+
+/// [`run_timed`] with a progress observer (see [`crate::sim::run_observed`]).
+pub fn run_timed_observed(
+    options: &SimOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Report, String> {
     let started = Instant::now();
-    let mut report = crate::sim::run(options).map_err(|e| e.to_string())?;
+    let mut report = crate::sim::run_observed(options, progress).map_err(|e| e.to_string())?;
     report.wall_ms = Some(started.elapsed().as_millis() as u64);
     Ok(report)
 }

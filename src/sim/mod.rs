@@ -54,7 +54,7 @@ pub mod options;
 pub mod report;
 pub mod scenario;
 
-pub use cli::{SimArgs, run_cli, run_timed};
+pub use cli::{SimArgs, run_cli, run_timed, run_timed_observed};
 pub use network::NetStats;
 pub use options::{
     AdversaryOptions, ChurnOptions, NetworkOptions, OptionsError, PartitionOptions,
@@ -66,4 +66,13 @@ pub use report::{GetStats, PartitionReport, ReplicaStats, Report};
 /// aside, which this does not measure; see [`run_timed`]).
 pub fn run(options: &SimOptions) -> Result<Report, OptionsError> {
     Ok(scenario::World::new(options.clone())?.run())
+}
+
+/// Like [`run`], calling `progress(now_ms, end_ms)` on the virtual clock now and then (for a
+/// progress bar); the report is the same as [`run`]'s.
+pub fn run_observed(
+    options: &SimOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Report, OptionsError> {
+    Ok(scenario::World::new(options.clone())?.run_observed(progress))
 }

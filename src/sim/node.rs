@@ -16,8 +16,8 @@
 //! Where the node has one owner thread per group of shards, a simulated node has one
 //! [`ShardGroup`] for all its shards (`groups = 1`): one challenge timer with the node-wide mean
 //! gap, one repair pacer, one replica view. Every input ends its batch, as a node owner's batch
-//! of one message would. Adversaries are the same struct with a [`Behaviour`] that changes what they store
-//! and answer; they run the honest peer table so they authenticate and become targets.
+//! of one message would. Adversaries are the same struct with a [`Behaviour`] that changes what
+//! they store and answer; they run the honest peer table so they authenticate and become targets.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -351,8 +351,8 @@ impl SimOptions {
         if self.shards_per_node == 0 || self.shards_per_node > crate::shard::SHARD_COUNT {
             return fail("shards_per_node must be in 1..=256");
         }
-        if self.max_peers == 0 {
-            return fail("max_peers must be positive");
+        if self.max_peers == 0 || self.max_peers > crate::peer::MAX_TABLE_ENTRIES {
+            return fail("max_peers must be in 1..=1048576");
         }
         if self.sample_every_ms == 0 || self.shard_period_ms == 0 {
             return fail("sample_every_ms and shard_period_ms must be positive");

@@ -29,6 +29,55 @@ pub enum Command {
     Demo(DemoArgs),
     /// Simulate a whole network on one thread with a virtual clock, reproducibly from a seed.
     Sim(dave::sim::SimArgs),
+    /// Import a Go reference backup file into a new dave backup log, verifying every record.
+    Import(ImportArgs),
+    /// Print a backup log's live records as JSON lines (read-only; safe beside a running node).
+    Export(ExportArgs),
+    /// Summarise a backup log: records, live and dead bytes, damaged regions (read-only).
+    Inspect(InspectArgs),
+}
+
+/// `dave import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The Go reference's backup file (read, never modified).
+    #[arg(long, value_name = "GO_BACKUP")]
+    pub reference: PathBuf,
+    /// The dave backup log to create. It must not exist: import never writes into an existing
+    /// log (a running node may hold it).
+    #[arg(long, value_name = "LOG")]
+    pub backup: PathBuf,
+    /// Proof-of-work bits every imported record must carry (the reference's minimum is 20).
+    #[arg(long, value_name = "BITS", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(0..=256))]
+    pub min_work: u32,
+}
+
+/// `dave export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The dave backup log to read (opened read-only, no lock taken).
+    #[arg(long, value_name = "LOG")]
+    pub backup: PathBuf,
+}
+
+/// `dave inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The dave backup log to read (opened read-only, no lock taken).
+    #[arg(long, value_name = "LOG")]
+    pub backup: PathBuf,
+}
+
+/// How KEY and VALUE arguments are written on the command line.
+#[derive(Debug, Args)]
+pub struct EncodingArgs {
+    /// KEY (and, for put, VALUE) are hexadecimal.
+    #[arg(long, conflicts_with = "base64")]
+    pub hex: bool,
+    /// KEY (and, for put, VALUE) are standard base64 (with padding).
+    #[arg(long)]
+    pub base64: bool,
 }
 
 /// `dave keygen`.
@@ -96,9 +145,18 @@ pub struct PutArgs {
     #[arg(long, value_name = "BITS", default_value_t = 20,
           value_parser = clap::value_parser!(u32).range(0..=64))]
     pub work: u32,
-    /// Records to store, one JSON object {"key": "..", "value": ".."} per line.
-    #[arg(long, value_name = "FILE.jsonl", conflicts_with_all = ["record_key", "value"])]
+    /// Records to store, one JSON object per line: {"key": "..", "value": ".."}; binary keys
+    /// and values as "key_hex"/"key_b64" and "value_hex"/"value_b64" (what `dave export`
+    /// prints, whose "owner" must then be the key file's and whose "time_ms" is ignored).
+    #[arg(long, value_name = "FILE.jsonl",
+          conflicts_with_all = ["record_key", "value", "value_file", "hex", "base64"])]
     pub file: Option<PathBuf>,
+    /// Take the value's bytes from this file (as they are, binary or not).
+    #[arg(long, value_name = "FILE", conflicts_with = "value")]
+    pub value_file: Option<PathBuf>,
+    /// Encoding of KEY and VALUE.
+    #[command(flatten)]
+    pub encoding: EncodingArgs,
     /// How long to wait for the edge to answer, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 5_000)]
     pub timeout: u64,
@@ -114,7 +172,7 @@ pub struct PutArgs {
     #[arg(value_name = "KEY", required_unless_present = "file")]
     pub record_key: Option<String>,
     /// The record's value.
-    #[arg(value_name = "VALUE", required_unless_present = "file")]
+    #[arg(value_name = "VALUE", required_unless_present_any = ["file", "value_file"])]
     pub value: Option<String>,
 }
 
@@ -148,6 +206,12 @@ pub struct GetArgs {
     #[arg(long, value_name = "BITS", default_value_t = 0,
           value_parser = clap::value_parser!(u32).range(0..=256))]
     pub min_work: u32,
+    /// Write the value's bytes to this new file instead of stdout (it must not exist).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Encoding of KEY.
+    #[command(flatten)]
+    pub encoding: EncodingArgs,
     /// The record's key.
     #[arg(value_name = "KEY")]
     pub key: String,

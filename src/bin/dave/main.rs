@@ -4,12 +4,15 @@
 //! and turns a failure into one `dave: ...` line on stderr and an exit status.
 //!
 //! Exit status: 0 success; 1 `get` found nothing; 2 `get`/`put` got no answer in time;
-//! 3 any other error (bad flags, unreadable files, port in use, bad configuration);
+//! 3 any other error (bad flags, unreadable files, port in use, bad configuration); 4 `put`
+//! sent a record that no peer asked afterwards holds;
 //! 130 interrupted.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod args;
+mod backup_cmd;
+mod bytes;
 mod client;
 mod demo_cmd;
 mod node_cmd;
@@ -32,6 +35,8 @@ pub const EXIT_NOT_FOUND: i32 = 1;
 pub const EXIT_TIMED_OUT: i32 = 2;
 /// Any other failure.
 pub const EXIT_ERROR: i32 = 3;
+/// `dave put`: a record was sent but no peer asked afterwards holds it.
+pub const EXIT_NOT_STORED: i32 = 4;
 /// Stopped by SIGINT/SIGTERM before finishing (128 + SIGINT, as shells report it).
 pub const EXIT_INTERRUPTED: i32 = 130;
 
@@ -105,7 +110,8 @@ fn main() {
 /// clap's error as one line: its first line without the `error: ` label, and a pointer to help.
 fn clap_one_line(err: &clap::Error) -> String {
     if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-        return "a command is needed: keygen, node, put, get, demo or sim (see 'dave --help')"
+        return "a command is needed: keygen, node, put, get, import, export, inspect, demo or sim \
+             (see 'dave --help')"
             .into();
     }
     // The message runs until the first blank line or the usage; tips and usage are left out.
@@ -157,6 +163,18 @@ fn run(cli: Cli) -> Result<i32, Failure> {
         Command::Sim(args) => {
             init_logging_quiet();
             sim_cmd::run(&args)
+        }
+        Command::Import(args) => {
+            init_logging_quiet();
+            backup_cmd::import(&args)
+        }
+        Command::Export(args) => {
+            init_logging_quiet();
+            backup_cmd::export(&args)
+        }
+        Command::Inspect(args) => {
+            init_logging_quiet();
+            backup_cmd::inspect(&args)
         }
     }
 }

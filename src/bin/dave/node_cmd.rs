@@ -1,4 +1,9 @@
-//! `dave node`: start a node, log what happens, stop cleanly on SIGINT or SIGTERM.
+//! `dave node`: start a node, log what happens, stop cleanly on SIGINT, SIGTERM or SIGHUP.
+//!
+//! SIGHUP is a clean shutdown, logged like the others, not a reload: the node has no settings
+//! that could change safely while it runs (its identity, port and backup log are fixed), and a
+//! hangup of the terminal it was started from should not leave it killed half-way (the default
+//! action) nor running unattended. Restart it to apply new settings.
 //!
 //! Logging is one line per event (start, peer became active or inactive, shutdown) plus a
 //! periodic summary; never one line per packet. The main thread only watches a signal flag and
@@ -7,12 +12,12 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::HumanBytes;
-use log::info;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use log::{info, warn};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use dave::metrics::MetricsServer;
 use dave::{Node, Stats};
@@ -37,16 +42,45 @@ pub fn stop_on_signals(flag: &Arc<AtomicBool>) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Signals that stop the node cleanly.
+const STOP_SIGNALS: [(i32, &str); 3] =
+    [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM"), (SIGHUP, "SIGHUP")];
+
+/// Records in `which` the number of the signal that arrived (SIGINT, SIGTERM or SIGHUP). A
+/// second signal while the first is being handled ends the process at once (exit status 1), for
+/// a shutdown that hangs.
+fn record_stop_signals(which: &Arc<AtomicUsize>) -> Result<(), Failure> {
+    let first = Arc::new(AtomicBool::new(false));
+    for (signal, _) in STOP_SIGNALS {
+        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&first))
+            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&first)))
+            .and_then(|_| {
+                signal_hook::flag::register_usize(signal, Arc::clone(which), signal as usize)
+            })
+            .map_err(|e| Failure::error(format!("cannot install a signal handler: {e}")))?;
+    }
+    Ok(())
+}
+
 /// Runs the node until a signal arrives.
 pub fn run(args: &NodeArgs) -> Result<i32, Failure> {
     let settings = node_settings(args)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    stop_on_signals(&stop)?;
+    let which = Arc::new(AtomicUsize::new(0));
+    record_stop_signals(&which)?;
 
     let edges = settings.config.edges.clone();
     let backup = settings.config.backup_path.clone();
     let sync = settings.config.sync_policy;
+    let persistent_key = settings.config.keypair.is_some();
     let node = Arc::new(Node::start(settings.config).map_err(|e| Failure::error(e.to_string()))?);
+    // After a successful start, so a start-up error stays the only line on stderr.
+    if backup.is_some() && !persistent_key {
+        warn!(
+            "backup without a persistent key (--key): this node gets a new identity at every \
+             start, so after a restart the records in its backup are kept by a node whose ID no \
+             longer matches the peers' view; create one with 'dave keygen' and pass --key FILE"
+        );
+    }
     info!(
         "listening on {} as {}",
         node.local_addr(),
@@ -72,9 +106,14 @@ pub fn run(args: &NodeArgs) -> Result<i32, Failure> {
         None => None,
     };
 
-    watch(&node, &stop, settings.summary_every);
+    watch(&node, &which, settings.summary_every);
 
-    info!("signal received: shutting down");
+    let signal = which.load(Ordering::SeqCst);
+    let name = STOP_SIGNALS
+        .iter()
+        .find(|(s, _)| *s as usize == signal)
+        .map_or("a signal", |(_, name)| name);
+    info!("{name} received: shutting down");
     let started = Instant::now();
     drop(metrics); // holds the other reference to the node
     drop(node); // joins every thread; the backup is synced and closed
@@ -83,12 +122,12 @@ pub fn run(args: &NodeArgs) -> Result<i32, Failure> {
 }
 
 /// Logs peer changes and summaries until `stop` is set.
-fn watch(node: &Node, stop: &AtomicBool, summary_every: Duration) {
+fn watch(node: &Node, stop: &AtomicUsize, summary_every: Duration) {
     let mut peers: BTreeSet<SocketAddr> = BTreeSet::new();
     let mut last_peer_check = Instant::now() - PEER_POLL;
     let mut last_summary = Instant::now();
     let mut last_stats = node.stats();
-    while !stop.load(Ordering::SeqCst) {
+    while stop.load(Ordering::SeqCst) == 0 {
         std::thread::sleep(SIGNAL_POLL);
         if last_peer_check.elapsed() >= PEER_POLL {
             last_peer_check = Instant::now();
@@ -116,7 +155,8 @@ fn watch(node: &Node, stop: &AtomicBool, summary_every: Duration) {
     }
 }
 
-/// One line: peers, records, rates since the last summary, drops so far.
+/// One line in three parts: the state now (peers, records), rates over the last interval, and
+/// totals since the start (drops).
 pub fn summary(before: &Stats, now: &Stats, over: Duration) -> String {
     let secs = over.as_secs_f64().max(0.001);
     let puts = (now.puts_received + now.local_puts)
@@ -127,12 +167,13 @@ pub fn summary(before: &Stats, now: &Stats, over: Duration) -> String {
     let invalid: u64 =
         now.put_invalid.iter().sum::<u64>() + now.get_ack_invalid.iter().sum::<u64>();
     format!(
-        "peers {} active / {} known, records {} ({}), puts {:.1}/s, gets {:.1}/s, \
-         drops {} (queue full {full}, malformed {malformed}, invalid {invalid})",
+        "peers {} active / {} known, records {} ({}); last {:.0} s: puts {:.1}/s, gets {:.1}/s; \
+         since start: drops {} (queue full {full}, malformed {malformed}, invalid {invalid})",
         now.peers_active,
         now.peers_known,
         now.records,
         HumanBytes(now.record_bytes),
+        secs,
         puts as f64 / secs,
         gets as f64 / secs,
         full + malformed + invalid,

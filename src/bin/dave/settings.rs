@@ -41,6 +41,7 @@ struct NodeFile {
     edges: Option<Vec<String>>,
     backup_path: Option<PathBuf>,
     sync: Option<String>,
+    backup_compact_min_file_bytes: Option<u64>,
     shard_capacity_bytes: Option<usize>,
     min_work_bits: Option<u32>,
     metrics_addr: Option<String>,
@@ -146,6 +147,10 @@ pub fn node_settings(args: &NodeArgs) -> Result<NodeSettings, Failure> {
     );
     set(&mut config.ttl_ms, file.ttl_ms);
     set(&mut config.get_settle_ms, file.get_settle_ms);
+    set(
+        &mut config.backup_compact_min_file_bytes,
+        file.backup_compact_min_file_bytes,
+    );
     config
         .validate()
         .map_err(|e| Failure::error(format!("invalid configuration: {e}")))?;
