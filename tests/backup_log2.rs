@@ -1,5 +1,5 @@
 //! The backup log with v2 records (format version 2): PUT2 / DELETE2 entries round-trip in
-//! order, compaction keeps them, and a version-1 log (the committed fixture
+//! order, compaction keeps the live ones, and a version-1 log (the committed fixture
 //! `tests/data/backup_v1.log`, written before version 2 existed) still loads and takes v2 entries.
 
 use std::path::{Path, PathBuf};
@@ -169,6 +169,17 @@ fn v2_puts_and_deletes_round_trip_in_order_and_survive_compaction() {
     assert!(after < before, "compaction reclaimed v1 space: {report:?}");
     let entries = recover_all(&path);
     check(&entries);
+    // Superseded and deleted v2 entries are reclaimed too: two PUT2s left, no DELETE2.
+    let v2_puts = entries
+        .iter()
+        .filter(|e| matches!(e, RecoveredEntry::Put2(_)))
+        .count();
+    assert_eq!(v2_puts, 2);
+    assert!(
+        !entries
+            .iter()
+            .any(|e| matches!(e, RecoveredEntry::Delete2(_)))
+    );
     let v1 = entries
         .iter()
         .filter(|e| matches!(e, RecoveredEntry::Put(_)))

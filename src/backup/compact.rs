@@ -235,7 +235,9 @@ pub(crate) fn stage_until(path: &Path, snapshot_end: u64) -> Result<StagedCompac
 
     // Pass 1: find the survivors.
     let mut survivors = Survivors::new(&log, header.seed);
-    let mut v2_offsets: Vec<u64> = Vec::new();
+    // v2 survivors: (owner, key) -> (offset, seq) of the entry replay would leave live. Held in
+    // memory (one key copy per live v2 record; v2 stores have their own, smaller budget).
+    let mut v2_live: HashMap<([u8; 32], Box<[u8]>), (u64, u64)> = HashMap::new();
     let mut counts = ScanCounts::default();
     {
         let mut window = Window::new((&log).take(body_bytes), HEADER_LEN as u64);
@@ -253,10 +255,23 @@ pub(crate) fn stage_until(path: &Path, snapshot_end: u64) -> Result<StagedCompac
                             len_bytes: (super::format::ENTRY_HEADER_LEN + body.len()) as u32,
                         },
                     ),
-                    // v2 entries are copied as they are (replayed in order, they rebuild
-                    // the same v2 state); compaction reclaims v1 space only.
-                    EntryRef::Put2(_) | EntryRef::Delete2 { .. } => {
-                        v2_offsets.push(offset);
+                    // The replay rule of v2 entries: a later PUT2 of the same or a higher seq
+                    // replaces, a DELETE2 removes a held seq not above its own.
+                    EntryRef::Put2(dat) => {
+                        let id = (*dat.pubkey(), Box::<[u8]>::from(dat.key()));
+                        match v2_live.get(&id) {
+                            Some(&(_, held_seq)) if held_seq > dat.seq() => {}
+                            _ => {
+                                v2_live.insert(id, (offset, dat.seq()));
+                            }
+                        }
+                        Ok(())
+                    }
+                    EntryRef::Delete2 { pubkey, seq, key } => {
+                        let id = (*pubkey, Box::<[u8]>::from(key));
+                        if v2_live.get(&id).is_some_and(|&(_, held)| held <= seq) {
+                            v2_live.remove(&id);
+                        }
                         Ok(())
                     }
                     EntryRef::Delete {
@@ -274,8 +289,8 @@ pub(crate) fn stage_until(path: &Path, snapshot_end: u64) -> Result<StagedCompac
         .map_err(read_error)?;
     }
     let mut offsets = survivors.offsets();
-    // Both lists are ascending; merged, they stay in log order.
-    offsets.extend_from_slice(&v2_offsets);
+    // Written in log order, v1 and v2 survivors interleaved as they were.
+    offsets.extend(v2_live.values().map(|&(offset, _)| offset));
     offsets.sort_unstable();
     drop(survivors);
     report.corrupt_regions_skipped = counts.corrupt_regions;

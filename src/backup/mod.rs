@@ -34,8 +34,8 @@
 //! ```
 //!
 //! v2 entries replay in log order: a later PUT2 replaces an earlier one of the same or a lower
-//! seq (the log records this node's own decisions, commits included). Compaction copies v2
-//! entries unchanged (it reclaims the space of v1 records only).
+//! seq (the log records this node's own decisions, commits included). Compaction applies the
+//! same rule and keeps only the live PUT2 of each (owner, key), in log order among the v1 ones.
 //!
 //! ```text
 //! ```

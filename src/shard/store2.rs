@@ -89,6 +89,8 @@ pub struct Store2 {
     /// `(expiry_ms, id)`: expiry and eviction order.
     expiry: BTreeSet<(i64, RecordId2)>,
     bytes_used: usize,
+    /// Sum of the records' wire lengths (what their backup entries hold).
+    dat_bytes: usize,
 }
 
 fn id_of<T: AsRef<[u8]>>(dat: &Dat2<T>) -> RecordId2 {
@@ -104,6 +106,7 @@ impl Store2 {
             records: HashMap::new(),
             expiry: BTreeSet::new(),
             bytes_used: 0,
+            dat_bytes: 0,
         }
     }
 
@@ -125,6 +128,11 @@ impl Store2 {
     /// Budget bytes in use.
     pub fn bytes_used(&self) -> usize {
         self.bytes_used
+    }
+
+    /// Sum of the records' wire lengths.
+    pub fn dat_bytes(&self) -> usize {
+        self.dat_bytes
     }
 
     /// Every record (no particular order).
@@ -220,6 +228,7 @@ impl Store2 {
         let evicted = victims.iter().filter_map(|v| self.take(v)).collect();
         let replaced = self.take(&id);
         self.bytes_used += cost;
+        self.dat_bytes += record.len();
         self.expiry.insert((expiry_ms, id.clone()));
         self.records.insert(id, record);
         assert!(self.bytes_used <= self.config.capacity_bytes);
@@ -232,6 +241,7 @@ impl Store2 {
         let removed = self.expiry.remove(&(expiry_ms, id.clone()));
         assert!(removed, "expiry order out of step with the records");
         self.bytes_used -= record_cost_bytes(record.len());
+        self.dat_bytes -= record.len();
         Some(record)
     }
 
