@@ -189,6 +189,9 @@ impl<'f> Survivors<'f> {
     }
 }
 
+/// A v2 record's identity in the log: (owner, key).
+type V2Id = ([u8; 32], Box<[u8]>);
+
 /// A compacted log written to `<log>.tmp` and fsynced, not yet renamed over the log.
 ///
 /// Dropping it without [`StagedCompaction::install`] leaves the temp file behind, exactly as a
@@ -237,7 +240,7 @@ pub(crate) fn stage_until(path: &Path, snapshot_end: u64) -> Result<StagedCompac
     let mut survivors = Survivors::new(&log, header.seed);
     // v2 survivors: (owner, key) -> (offset, seq) of the entry replay would leave live. Held in
     // memory (one key copy per live v2 record; v2 stores have their own, smaller budget).
-    let mut v2_live: HashMap<([u8; 32], Box<[u8]>), (u64, u64)> = HashMap::new();
+    let mut v2_live: HashMap<V2Id, (u64, u64)> = HashMap::new();
     let mut counts = ScanCounts::default();
     {
         let mut window = Window::new((&log).take(body_bytes), HEADER_LEN as u64);
