@@ -20,6 +20,7 @@ use std::net::SocketAddr;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dave::limits::{DAT_MESSAGE_HEADER_LEN, MAX_PACKET_LEN};
+use dave::wire::record2::{Dat2Fields, Message2, PUT2_HEADER_LEN};
 use dave::wire::{DatFields, GetRepr, Message, Op, PongRepr, addr_to_wire, emit_dat_message};
 use prost::Message as _;
 
@@ -90,6 +91,21 @@ impl DatCase {
         }
     }
 
+    /// The same record in the v2 format (seq added).
+    fn fields2(&self) -> Dat2Fields<'_> {
+        let f = self.fields();
+        Dat2Fields {
+            time_ms: f.time_ms,
+            seq: 7,
+            salt: f.salt,
+            work: f.work,
+            sig: f.sig,
+            pubkey: f.pubkey,
+            key: f.key,
+            value: f.value,
+        }
+    }
+
     fn pb(&self) -> DatPb {
         let f = self.fields();
         DatPb {
@@ -129,6 +145,28 @@ fn touch_dat_pb(f: &DatPb) {
     black_box(&f.value);
 }
 
+/// Reads every field of a decoded dat2.
+#[inline(always)]
+fn touch_dat2(f: &Dat2Fields<'_>) {
+    black_box(f.time_ms);
+    black_box(f.seq);
+    black_box(&f.salt);
+    black_box(&f.work);
+    black_box(&f.sig);
+    black_box(&f.pubkey);
+    black_box(f.key);
+    black_box(f.value);
+}
+
+/// A PUT2 straight from fields, like [`emit_put_from_fields`].
+#[inline]
+fn emit_put2_from_fields(fields: &Dat2Fields<'_>, buf: &mut [u8]) -> usize {
+    let dat_len = fields.emit(&mut buf[PUT2_HEADER_LEN..]);
+    buf[0] = 0x18;
+    buf[1..3].copy_from_slice(&(dat_len as u16).to_le_bytes());
+    PUT2_HEADER_LEN + dat_len
+}
+
 /// A PUT straight from fields: the dat into `buf[3..]`, then the 3-byte header.
 #[inline]
 fn emit_put_from_fields(fields: &DatFields<'_>, buf: &mut [u8]) -> usize {
@@ -160,6 +198,11 @@ fn bench_put(c: &mut Criterion<ThreadCpuTime>) {
         let wire = wire[..wire_len].to_vec();
         let pb_bytes = pb.encode_to_vec();
         assert_eq!(DatPb::decode(&pb_bytes[..]).unwrap(), pb);
+        let fields2 = case.fields2();
+        let mut wire2 = [0u8; MAX_PACKET_LEN];
+        let wire2_len = emit_put2_from_fields(&fields2, &mut wire2);
+        let wire2 = wire2[..wire2_len].to_vec();
+        assert!(matches!(Message2::parse(&wire2), Ok(Message2::Put2(_))));
 
         let mut group = c.benchmark_group(format!("encode/{}", case.name));
         group.throughput(Throughput::Bytes(wire_len as u64));
@@ -174,6 +217,13 @@ fn bench_put(c: &mut Criterion<ThreadCpuTime>) {
         group.bench_function("dave_stored", |b| {
             b.iter(|| {
                 let n = emit_dat_message(Op::Put, black_box(stored.as_bytes()), &mut buf);
+                black_box(&buf[..n]);
+            })
+        });
+        // The v2 record (issue 16) beside v1, same key and value, in the same group.
+        group.bench_function("dave_v2", |b| {
+            b.iter(|| {
+                let n = emit_put2_from_fields(black_box(&fields2), &mut buf);
                 black_box(&buf[..n]);
             })
         });
@@ -192,6 +242,12 @@ fn bench_put(c: &mut Criterion<ThreadCpuTime>) {
         group.bench_function("dave", |b| {
             b.iter(|| match Message::parse(black_box(&wire)) {
                 Ok(Message::Put(dat)) => touch_dat(&dat.fields()),
+                _ => unreachable!(),
+            })
+        });
+        group.bench_function("dave_v2", |b| {
+            b.iter(|| match Message2::parse(black_box(&wire2)) {
+                Ok(Message2::Put2(dat)) => touch_dat2(&dat.fields()),
                 _ => unreachable!(),
             })
         });

@@ -52,11 +52,17 @@ fn answer(node: &Node, line: &str) -> String {
     let mut parts = line.splitn(3, ' ');
     match (parts.next(), parts.next(), parts.next()) {
         (Some("PUT"), Some(key), Some(value)) => match node.put(key.as_bytes(), value.as_bytes()) {
-            Ok(report) => format!("OK stored, sent to {} peers", report.sent_to.len()),
+            Ok(outcome) => {
+                // `put` writes a v2 record (and a v1 record for v1-only peers, if any).
+                let v2 = outcome.v2.map_or(0, |d| d.report.sent_to.len());
+                let v1 = outcome.v1.map_or(0, |r| r.sent_to.len());
+                format!("OK stored, sent to {} peers", v2.max(v1))
+            }
             Err(e) => format!("ERR {e}"),
         },
         (Some("GET"), Some(key), None) => {
-            match node.get(&node.public_key(), key.as_bytes(), GET_TIMEOUT) {
+            let any = dave::GetOptions::default();
+            match node.get_with(&node.public_key(), key.as_bytes(), GET_TIMEOUT, any) {
                 Ok(dat) => format!("VALUE {}", String::from_utf8_lossy(dat.value())),
                 Err(GetError::NotFound) => "NOTFOUND".to_string(),
                 Err(e) => format!("ERR {e}"),

@@ -13,3 +13,18 @@ for m in messages:
     (out / m["name"]).write_bytes(bytes.fromhex(m["hex"]))
 print(f"wrote {len(messages)} seeds to {out}")
 PY
+# The v2 record vectors, for the `record2` target.
+out2="$here/corpus/record2"
+mkdir -p "$out2"
+python3 - "$here/../tests/data/record2_vectors.json" "$out2" <<'PY'
+import json, pathlib, sys
+v, out = json.load(open(sys.argv[1])), pathlib.Path(sys.argv[2])
+n = 0
+for r in v["records"]:
+    for field in ("dat2_hex", "put2_hex"):
+        (out / f"{r['name']}-{field}").write_bytes(bytes.fromhex(r[field])); n += 1
+for name, hexed in v["messages"].items():
+    if name.endswith("_hex") and name != "commit_sig_hex":
+        (out / name).write_bytes(bytes.fromhex(hexed)); n += 1
+print(f"wrote {n} seeds to {out}")
+PY

@@ -106,5 +106,8 @@ pub mod wire;
 
 pub use config::{Config, GetPath, ReceiverSockets};
 pub use keys::Keypair;
-pub use node::{GetError, Node, PutError, PutReport, StartError};
+pub use node::{
+    AnyRecord, GetError, GetOptions, Node, Put2Done, PutError, PutOptions, PutOutcome, PutReport,
+    RecordFormat, StartError,
+};
 pub use stats::Stats;

@@ -189,6 +189,9 @@ impl<'f> Survivors<'f> {
     }
 }
 
+/// A v2 record's identity in the log: (owner, key).
+type V2Id = ([u8; 32], Box<[u8]>);
+
 /// A compacted log written to `<log>.tmp` and fsynced, not yet renamed over the log.
 ///
 /// Dropping it without [`StagedCompaction::install`] leaves the temp file behind, exactly as a
@@ -235,6 +238,9 @@ pub(crate) fn stage_until(path: &Path, snapshot_end: u64) -> Result<StagedCompac
 
     // Pass 1: find the survivors.
     let mut survivors = Survivors::new(&log, header.seed);
+    // v2 survivors: (owner, key) -> (offset, seq) of the entry replay would leave live. Held in
+    // memory (one key copy per live v2 record; v2 stores have their own, smaller budget).
+    let mut v2_live: HashMap<V2Id, (u64, u64)> = HashMap::new();
     let mut counts = ScanCounts::default();
     {
         let mut window = Window::new((&log).take(body_bytes), HEADER_LEN as u64);
@@ -252,6 +258,25 @@ pub(crate) fn stage_until(path: &Path, snapshot_end: u64) -> Result<StagedCompac
                             len_bytes: (super::format::ENTRY_HEADER_LEN + body.len()) as u32,
                         },
                     ),
+                    // The replay rule of v2 entries: a later PUT2 of the same or a higher seq
+                    // replaces, a DELETE2 removes a held seq not above its own.
+                    EntryRef::Put2(dat) => {
+                        let id = (*dat.pubkey(), Box::<[u8]>::from(dat.key()));
+                        match v2_live.get(&id) {
+                            Some(&(_, held_seq)) if held_seq > dat.seq() => {}
+                            _ => {
+                                v2_live.insert(id, (offset, dat.seq()));
+                            }
+                        }
+                        Ok(())
+                    }
+                    EntryRef::Delete2 { pubkey, seq, key } => {
+                        let id = (*pubkey, Box::<[u8]>::from(key));
+                        if v2_live.get(&id).is_some_and(|&(_, held)| held <= seq) {
+                            v2_live.remove(&id);
+                        }
+                        Ok(())
+                    }
                     EntryRef::Delete {
                         pubkey,
                         time_ms,
@@ -266,7 +291,10 @@ pub(crate) fn stage_until(path: &Path, snapshot_end: u64) -> Result<StagedCompac
         )
         .map_err(read_error)?;
     }
-    let offsets = survivors.offsets();
+    let mut offsets = survivors.offsets();
+    // Written in log order, v1 and v2 survivors interleaved as they were.
+    offsets.extend(v2_live.values().map(|&(offset, _)| offset));
+    offsets.sort_unstable();
     drop(survivors);
     report.corrupt_regions_skipped = counts.corrupt_regions;
 

@@ -9,12 +9,19 @@ use xxhash_rust::xxh64::xxh64;
 
 use crate::limits::{DAT_HEADER_LEN, MAX_DAT_LEN, MAX_KEY_LEN};
 use crate::wire::Dat;
+use crate::wire::record2::Dat2;
 
 /// First 8 bytes of every log file.
 pub const MAGIC: [u8; 8] = *b"dave-log";
 
-/// The one format version this code writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format version this code writes. Version 2 adds the v2 record entry types
+/// ([`TYPE_PUT2`], [`TYPE_DELETE2`]); everything else is version 1's.
+pub const FORMAT_VERSION: u16 = 2;
+
+/// The oldest version this code reads: a version-1 log holds only types 1 and 2 and loads
+/// unchanged (new entries are appended to it as they are; a version-1 reader skips, and counts,
+/// the entry types it does not know).
+pub const MIN_READ_VERSION: u16 = 1;
 
 /// Header flags this version understands: none. A reader refuses a file with any bit set, since
 /// a flag would announce a change that an older reader cannot interpret.
@@ -58,6 +65,13 @@ pub const TYPE_PUT: u8 = 1;
 /// Entry type: a tombstone; the payload is `pubkey[32] ‖ time_ms i64 ‖ K ‖ key`.
 pub const TYPE_DELETE: u8 = 2;
 
+/// Entry type (version 2): a stored v2 record; the payload is the dat2's wire bytes.
+pub const TYPE_PUT2: u8 = 3;
+
+/// Entry type (version 2): a v2 tombstone; the payload is `pubkey[32] ‖ seq u64 ‖ K ‖ key`
+/// (the v1 tombstone's layout with the seq in place of the time).
+pub const TYPE_DELETE2: u8 = 4;
+
 /// Fixed bytes of a tombstone payload: pubkey 32 + time 8 + key length 1.
 pub const TOMBSTONE_FIXED_LEN: usize = 32 + 8 + 1;
 
@@ -75,6 +89,9 @@ pub const MAX_ENTRY_LEN: usize = ENTRY_HEADER_LEN + MAX_BODY_LEN;
 pub const PUT_OVERHEAD_LEN: usize = ENTRY_HEADER_LEN + 1;
 
 const _: () = assert!(MIN_BODY_LEN <= 1 + DAT_HEADER_LEN);
+// A dat2 is never longer than a dat: the v1 length bound covers type 3 entries too.
+const _: () = assert!(crate::wire::record2::MAX_DAT2_LEN <= MAX_DAT_LEN);
+const _: () = assert!(crate::wire::record2::DAT2_HEADER_LEN >= DAT_HEADER_LEN);
 const _: () = assert!(1 + TOMBSTONE_FIXED_LEN + MAX_KEY_LEN <= MAX_BODY_LEN);
 const _: () = assert!(MAX_ENTRY_LEN <= u32::MAX as usize);
 const _: () = assert!(header_field::CHECK.end == HEADER_LEN);
@@ -92,7 +109,7 @@ pub enum HeaderError {
     Truncated,
     /// The magic bytes are not [`MAGIC`].
     NotALog,
-    /// A version other than [`FORMAT_VERSION`].
+    /// A version outside [`MIN_READ_VERSION`]`..=`[`FORMAT_VERSION`].
     Version(u16),
     /// Flags this version does not know.
     Flags(u16),
@@ -133,7 +150,7 @@ impl Header {
             return Err(HeaderError::Check);
         }
         let version = u16::from_le_bytes([bytes[8], bytes[9]]);
-        if version != FORMAT_VERSION {
+        if !(MIN_READ_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(HeaderError::Version(version));
         }
         let flags = u16::from_le_bytes([bytes[10], bytes[11]]);
@@ -201,6 +218,17 @@ pub fn tombstone_payload(pubkey: &[u8; 32], key: &[u8], time_ms: i64) -> Option<
 pub enum EntryRef<'a> {
     /// A stored record.
     Put(Dat<&'a [u8]>),
+    /// A stored v2 record (version 2).
+    Put2(Dat2<&'a [u8]>),
+    /// A v2 tombstone (version 2).
+    Delete2 {
+        /// Owner public key.
+        pubkey: &'a [u8; 32],
+        /// Seq of the removed version.
+        seq: u64,
+        /// The key.
+        key: &'a [u8],
+    },
     /// A tombstone.
     Delete {
         /// Owner public key.
@@ -254,6 +282,25 @@ pub fn decode_entry(bytes: &[u8], seed: u64) -> Result<(EntryRef<'_>, usize), Fr
             Ok(dat) => Ok((EntryRef::Put(dat), entry_len)),
             Err(_) => Err(bad_body),
         },
+        TYPE_PUT2 => match Dat2::new_checked(payload) {
+            Ok(dat) => Ok((EntryRef::Put2(dat), entry_len)),
+            Err(_) => Err(bad_body),
+        },
+        TYPE_DELETE2 => {
+            let key_len = payload[TOMBSTONE_FIXED_LEN - 1] as usize;
+            if payload.len() != TOMBSTONE_FIXED_LEN + key_len {
+                return Err(bad_body);
+            }
+            let pubkey: &[u8; 32] = payload[..32].try_into().map_err(|_| bad_body)?;
+            Ok((
+                EntryRef::Delete2 {
+                    pubkey,
+                    seq: u64::from_le_bytes(le8(&payload[32..40])),
+                    key: &payload[TOMBSTONE_FIXED_LEN..],
+                },
+                entry_len,
+            ))
+        }
         TYPE_DELETE => {
             let key_len = payload[TOMBSTONE_FIXED_LEN - 1] as usize;
             if payload.len() != TOMBSTONE_FIXED_LEN + key_len {
@@ -284,7 +331,7 @@ mod tests {
         };
         let bytes = header.emit();
         assert_eq!(&bytes[..8], b"dave-log");
-        assert_eq!(&bytes[8..10], &[1, 0]);
+        assert_eq!(&bytes[8..10], &[2, 0]);
         assert_eq!(Header::parse(&bytes), Ok(header));
         assert_eq!(Header::parse(&bytes[..23]), Err(HeaderError::Truncated));
         let mut bad = bytes;
@@ -320,6 +367,47 @@ mod tests {
         );
         assert_eq!(decode_entry(&[0u8; 64], 9), Err(FrameError::BadLength));
         assert!(tombstone_payload(&[0; 32], &[0; 256], 0).is_none());
+    }
+
+    #[test]
+    fn version_1_headers_still_load_and_version_3_does_not() {
+        for (version, ok) in [(0u16, false), (1, true), (2, true), (3, false)] {
+            let mut bytes = Header { seed: 5 }.emit();
+            bytes[8..10].copy_from_slice(&version.to_le_bytes());
+            let check = header_check(&bytes[..20]);
+            bytes[20..24].copy_from_slice(&check.to_le_bytes());
+            assert_eq!(Header::parse(&bytes).is_ok(), ok, "version {version}");
+        }
+    }
+
+    #[test]
+    fn v2_entries_deconstruct() {
+        let dat = crate::wire::record2::Dat2Fields {
+            time_ms: 1,
+            seq: 9,
+            salt: [0; 16],
+            work: [0; 32],
+            sig: [0; 64],
+            pubkey: [3; 32],
+            key: b"k",
+            value: b"v",
+        }
+        .to_record();
+        let mut out = Vec::new();
+        encode_entry(&mut out, TYPE_PUT2, dat.as_bytes(), 4);
+        let payload = tombstone_payload(&[3; 32], b"k", 9).unwrap_or_default();
+        encode_entry(&mut out, TYPE_DELETE2, &payload, 4);
+        let (first, len) = decode_entry(&out, 4).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(first, EntryRef::Put2(dat.as_view()));
+        let (second, _) = decode_entry(&out[len..], 4).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            second,
+            EntryRef::Delete2 {
+                pubkey: &[3; 32],
+                seq: 9,
+                key: b"k"
+            }
+        );
     }
 
     #[test]

@@ -48,6 +48,11 @@ pub struct LogSummary {
     pub put_entries: u64,
     /// DELETE entries (tombstones) read.
     pub delete_entries: u64,
+    /// PUT2 and DELETE2 entries (v2 records, format version 2) read. Compaction keeps them all,
+    /// so their bytes count as live; the records listed are v1 only.
+    pub v2_entries: u64,
+    /// Bytes of those entries.
+    pub v2_bytes: u64,
     /// Records live after replay: the newest version of each (owner, key) not removed by a
     /// later tombstone.
     pub live_records: u64,
@@ -107,6 +112,10 @@ pub fn read_live_records(path: &Path) -> Result<(Vec<LogRecord>, LogSummary), Ba
                             }
                         }
                     }
+                    EntryRef::Put2(_) | EntryRef::Delete2 { .. } => {
+                        summary.v2_entries += 1;
+                        summary.v2_bytes += (super::format::ENTRY_HEADER_LEN + body.len()) as u64;
+                    }
                     EntryRef::Delete {
                         pubkey,
                         time_ms,
@@ -143,7 +152,11 @@ pub fn read_live_records(path: &Path) -> Result<(Vec<LogRecord>, LogSummary), Ba
     // File order would need offsets kept; (owner, key) order is stable and easy to compare.
     records.sort_by(|a, b| (a.pubkey(), a.key()).cmp(&(b.pubkey(), b.key())));
     summary.live_records = records.len() as u64;
-    summary.live_bytes = records.iter().map(|d| put_entry_len(d.len()) as u64).sum();
+    summary.live_bytes = records
+        .iter()
+        .map(|d| put_entry_len(d.len()) as u64)
+        .sum::<u64>()
+        + summary.v2_bytes;
     summary.dead_bytes = file_bytes
         .saturating_sub(HEADER_LEN as u64)
         .saturating_sub(summary.live_bytes);

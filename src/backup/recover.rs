@@ -18,6 +18,7 @@ use super::path::{open_regular, resolve_log_path};
 use super::scan::{ScanCounts, Window, scan_entries};
 use crate::pow::{SignatureCheck, check_work, verify_signatures};
 use crate::wire::Dat;
+use crate::wire::record2::{Dat2, Record2};
 
 /// A tombstone: the record (pubkey, key) was evicted or expired at this version.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -48,6 +49,34 @@ impl Tombstone {
     }
 }
 
+/// A v2 tombstone: the v2 record (pubkey, key) was evicted or expired at this seq.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Tombstone2 {
+    /// Owner public key.
+    pub pubkey: [u8; 32],
+    /// Seq of the removed version.
+    pub seq: u64,
+    /// The key (at most 255 bytes).
+    pub key: Box<[u8]>,
+}
+
+impl Tombstone2 {
+    /// The tombstone for removing this version of a v2 record.
+    pub fn of<T: AsRef<[u8]>>(dat: &Dat2<T>) -> Tombstone2 {
+        Tombstone2 {
+            pubkey: *dat.pubkey(),
+            seq: dat.seq(),
+            key: dat.key().into(),
+        }
+    }
+
+    /// The replay rule: removes the held v2 record of the same (pubkey, key) if its seq is not
+    /// higher than the tombstone's.
+    pub fn removes<T: AsRef<[u8]>>(&self, held: &Dat2<T>) -> bool {
+        held.pubkey() == &self.pubkey && held.key() == &*self.key && held.seq() <= self.seq
+    }
+}
+
 /// One entry replayed from the log, in log order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecoveredEntry {
@@ -56,6 +85,10 @@ pub enum RecoveredEntry {
     Put(Dat<Box<[u8]>>),
     /// Remove the held record if [`Tombstone::removes`] says so.
     Delete(Tombstone),
+    /// A stored v2 record: it replaces a held one of the same or a lower seq (log order).
+    Put2(Record2),
+    /// Remove the held v2 record if [`Tombstone2::removes`] says so.
+    Delete2(Tombstone2),
 }
 
 /// Re-verification of records during recovery.
@@ -288,6 +321,32 @@ pub(crate) fn recover_log(
                         replay(RecoveredEntry::Put(dat.to_boxed()));
                     }
                 },
+                EntryRef::Put2(dat) => {
+                    if let Some(v) = verifier {
+                        v.flush(report, replay);
+                    }
+                    let valid = verifier.as_ref().is_none_or(|v| {
+                        crate::pow::verify_dat2(&dat, v.options.min_work_bits, v.options.now_ms)
+                            .is_ok()
+                    });
+                    if valid {
+                        report.puts_replayed += 1;
+                        replay(RecoveredEntry::Put2(dat.to_boxed()));
+                    } else {
+                        report.failed_verification += 1;
+                    }
+                }
+                EntryRef::Delete2 { pubkey, seq, key } => {
+                    if let Some(v) = verifier {
+                        v.flush(report, replay);
+                    }
+                    report.deletes_replayed += 1;
+                    replay(RecoveredEntry::Delete2(Tombstone2 {
+                        pubkey: *pubkey,
+                        seq,
+                        key: key.into(),
+                    }));
+                }
                 EntryRef::Delete {
                     pubkey,
                     time_ms,

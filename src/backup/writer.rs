@@ -21,8 +21,8 @@ use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, never, select};
 use super::compact::{CompactReport, StagedCompaction, stage_until};
 use super::error::BackupError;
 use super::format::{
-    HEADER_LEN, MAX_ENTRY_LEN, PUT_OVERHEAD_LEN, TYPE_DELETE, TYPE_PUT, encode_entry,
-    tombstone_payload,
+    HEADER_LEN, MAX_ENTRY_LEN, PUT_OVERHEAD_LEN, TYPE_DELETE, TYPE_DELETE2, TYPE_PUT, TYPE_PUT2,
+    encode_entry, tombstone_payload,
 };
 use super::path::{lock_log, resolve_log_path};
 use super::recover::{
@@ -239,6 +239,26 @@ impl BackupHandle {
         time_ms: i64,
     ) -> Result<(), BackupError> {
         self.send_acked(TYPE_DELETE, tombstone(pubkey, key, time_ms)?)
+    }
+
+    /// Queues a PUT2 (a v2 record), like [`BackupHandle::append_put`].
+    pub fn append_put2<T: AsRef<[u8]>>(
+        &self,
+        dat: &crate::wire::record2::Dat2<T>,
+    ) -> Result<(), BackupError> {
+        self.send(TYPE_PUT2, dat.as_bytes().into(), None)
+    }
+
+    /// Queues a v2 tombstone for (pubkey, key) at `seq` (the removed record's seq).
+    pub fn append_delete2(
+        &self,
+        pubkey: &[u8; 32],
+        key: &[u8],
+        seq: u64,
+    ) -> Result<(), BackupError> {
+        // The v2 tombstone has the v1 layout with the seq's 8 bytes in place of the time's.
+        let payload = tombstone(pubkey, key, i64::from_le_bytes(seq.to_le_bytes()))?;
+        self.send(TYPE_DELETE2, payload, None)
     }
 
     /// Writes and fsyncs everything queued before this call; returns when durable.

@@ -13,7 +13,9 @@ use crate::net::SendBatch;
 use crate::outbox::Outbox;
 use crate::peer::{self, budget::AmplificationLimiter};
 use crate::shard::core::{GetOutcome, Record};
+use crate::shard::core2::{Get2Outcome, LocalPut2, Put2Error, Put2Report};
 use crate::stats::{Counters, inc};
+use crate::wire::record2::{Record2, Status2};
 
 use super::PutError;
 
@@ -21,6 +23,11 @@ use super::PutError;
 pub(super) type PutResult = Result<Vec<SocketAddr>, PutError>;
 /// Where a shard owner sends a [`PutResult`].
 pub(super) type PutReply = Sender<PutResult>;
+
+/// What a shard owner answers a local v2 put.
+pub(super) type Put2Result = Result<Put2Report, Put2Error>;
+/// Where a shard owner sends a [`Put2Result`].
+pub(super) type Put2Reply = Sender<Put2Result>;
 
 /// Messages to a shard-owner thread. Unboxed on purpose: a boxed GET would cost an allocation
 /// per packet on the owner path; the channel's slots are preallocated anyway.
@@ -54,6 +61,38 @@ pub(super) enum OwnerMsg {
         reply: Sender<GetOutcome>,
         /// As for `LocalPut`.
         via: Option<Arc<peer::PeerSnapshot>>,
+    },
+    /// PUT2 / PUT2_CAS / PUT2_COMMIT (`shard::group2`).
+    Put2 {
+        from: SocketAddr,
+        dat: Record2,
+        expect_seq: Option<u64>,
+        commit: Option<Box<[u8; 64]>>,
+    },
+    /// PUT2_STATUS.
+    Status2 {
+        from: SocketAddr,
+        status: Status2,
+        held_seq: u64,
+        work: [u8; 32],
+        pubkey: [u8; 32],
+        key: Box<[u8]>,
+    },
+    /// GET2_ACK (`dat: Some`) or GET2_NONE.
+    GetAck2 {
+        from: SocketAddr,
+        pubkey: [u8; 32],
+        key: Box<[u8]>,
+        dat: Option<Record2>,
+    },
+    /// A local v2 put.
+    LocalPut2(LocalPut2<Put2Reply>),
+    /// A local v2 get.
+    LocalGet2 {
+        pubkey: [u8; 32],
+        key: Box<[u8]>,
+        timeout_ms: u64,
+        reply: Sender<Get2Outcome>,
     },
     /// The replica view may have changed: run the group's timers with the new snapshot.
     PeersChanged,

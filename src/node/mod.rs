@@ -20,6 +20,9 @@ mod owner;
 mod peer;
 mod pruner;
 mod receiver;
+mod record2;
+
+pub use record2::{AnyRecord, GetOptions, Put2Done, PutOptions, PutOutcome, RecordFormat};
 
 use std::io;
 use std::net::SocketAddr;
@@ -41,8 +44,11 @@ use crate::peer::budget::{AmplificationLimiter, AmplificationStats, Pacer, Prove
 use crate::permits::Permits;
 use crate::pow::{self, PowPool, SearchOutcome};
 use crate::shard::core::{GetOutcome, Record, Shard, ShardRules};
+use crate::shard::core2::{Counters2, Rules2, Shard2};
 use crate::shard::group::{GroupConfig, Now, SHARD_TICK_MS, ShardGroup};
+use crate::shard::group2::Group2;
 use crate::shard::store::{Refusal, Store, StoreConfig};
+use crate::shard::store2::{Store2, Store2Config};
 use crate::shard::{SHARD_COUNT, shard_index};
 use crate::stats::{Counters, Stats};
 use crate::time::{MonotonicClock, unix_now_ms};
@@ -84,6 +90,11 @@ pub enum PutError {
     /// The shard refused the record (an equal or newer version is held, or it has the lowest
     /// priority in a full shard).
     Refused(Refusal),
+    /// A v2 put refused by this node or lost at the replicas (compare-and-swap).
+    Rejected(crate::shard::core2::Put2Error),
+    /// The put needs the v2 format (compare-and-swap, or `RecordFormat::V2`) and this node's
+    /// `extensions` do not include RECORD_V2.
+    NeedsV2,
     /// The node is shutting down.
     Shutdown,
 }
@@ -95,6 +106,10 @@ impl core::fmt::Display for PutError {
                 f.write_str("key or value too long (key ≤ 255, key + value ≤ 1266 bytes)")
             }
             PutError::Refused(r) => write!(f, "refused by the store: {r}"),
+            PutError::Rejected(e) => write!(f, "v2 put refused: {e}"),
+            PutError::NeedsV2 => {
+                f.write_str("needs the v2 record format (RECORD_V2 is off, or cas without v2)")
+            }
             PutError::Shutdown => f.write_str("node is shutting down"),
         }
     }
@@ -139,6 +154,12 @@ struct Shared {
     config: Config,
     shutdown: AtomicBool,
     stores: Vec<Arc<RwLock<Store>>>,
+    /// The v2 stores, by shard (receivers answer GET2 from them).
+    stores2: Vec<Arc<RwLock<Store2>>>,
+    /// v2 counters (one set for the node: v2 traffic is light next to v1's).
+    counters2: Counters2,
+    /// Whether this node speaks RECORD_V2 (`Config::extensions`).
+    v2_enabled: bool,
     owners: Vec<Sender<OwnerMsg>>,
     peer_tx: Sender<PeerMsg>,
     snapshot: SharedSnapshot,
@@ -232,6 +253,21 @@ impl Node {
                 Shard::new(store, rules).with_policy(config.shard_policy(), rand::random())
             })
             .collect();
+        let rules2 = Rules2 {
+            min_work_bits: config.min_work_bits,
+            fanout: config.fanout,
+            get_settle_ms: config.get_settle_ms,
+            put_timeout_ms: PUT2_CAS_TIMEOUT_MS,
+        };
+        let shards2: Vec<owner::OwnerShard2> = (0..SHARD_COUNT)
+            .map(|_| {
+                let store = Store2::new(Store2Config {
+                    capacity_bytes: config.shard_capacity_bytes / V2_BUDGET_DIVISOR,
+                    ttl_ms: config.ttl_ms,
+                });
+                Shard2::new(store, rules2, node_id)
+            })
+            .collect();
         let backup = match &config.backup_path {
             Some(path) => {
                 let now = unix_now_ms();
@@ -250,6 +286,20 @@ impl Node {
                         shards[shard].restore_delete(&tombstone.pubkey, &tombstone.key, |held| {
                             tombstone.removes(held)
                         });
+                    }
+                    RecoveredEntry::Put2(dat) => {
+                        let shard = shard_index(dat.pubkey(), dat.key());
+                        let _expired_if_refused = shards2[shard].store().write().restore(dat, now);
+                    }
+                    RecoveredEntry::Delete2(tombstone) => {
+                        let shard = shard_index(&tombstone.pubkey, &tombstone.key);
+                        let mut store = shards2[shard].store().write();
+                        if store
+                            .get(&tombstone.pubkey, &tombstone.key)
+                            .is_some_and(|held| tombstone.removes(held))
+                        {
+                            store.remove(&tombstone.pubkey, &tombstone.key);
+                        }
                     }
                 })
                 .map_err(StartError::Backup)?;
@@ -295,6 +345,9 @@ impl Node {
         }
         let shared = Arc::new(Shared {
             stores: shards.iter().map(|s| Arc::clone(s.store())).collect(),
+            stores2: shards2.iter().map(|s| Arc::clone(s.store())).collect(),
+            counters2: Counters2::default(),
+            v2_enabled: config.extensions.contains(crate::wire::Features::RECORD_V2),
             config: config.clone(),
             shutdown: AtomicBool::new(false),
             owners,
@@ -333,14 +386,25 @@ impl Node {
         for (index, shard) in shards.into_iter().enumerate() {
             per_owner[index % owner_count].push(shard);
         }
+        let mut per_owner2: Vec<Vec<owner::OwnerShard2>> =
+            (0..owner_count).map(|_| Vec::new()).collect();
+        for (index, shard) in shards2.into_iter().enumerate() {
+            per_owner2[index % owner_count].push(shard);
+        }
         let group_config = group_config(&config);
         let now = Now {
             mono_ms: shared.clock.now_ms(),
             wall_ms: unix_now_ms(),
         };
         let send_socket = sockets[0].try_clone().map_err(StartError::Spawn)?;
-        for (i, (owned, rx)) in per_owner.into_iter().zip(owner_rxs).enumerate() {
+        for (i, ((owned, owned2), rx)) in per_owner
+            .into_iter()
+            .zip(per_owner2)
+            .zip(owner_rxs)
+            .enumerate()
+        {
             let group = ShardGroup::new(owned, group_config, now, rand::random());
+            let group2 = Group2::new(owned2, owner_count, SHARD_TICK_MS, now);
             let counters = node.new_counters();
             let shared = Arc::clone(&shared);
             let socket = send_socket.try_clone().map_err(StartError::Spawn)?;
@@ -351,7 +415,7 @@ impl Node {
                 {
                     log::warn!("owner thread keeps its priority: setpriority: {e}");
                 }
-                owner::owner_loop(shared, group, rx, socket, backup, counters)
+                owner::owner_loop(shared, group, group2, rx, socket, backup, counters)
             })?;
         }
 
@@ -433,17 +497,13 @@ impl Node {
     }
 
     /// Computes the work (on the PoW pool, at the node's `min_work_bits`), signs, stores and
-    /// replicates a record owned by this node's key.
-    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<PutReport, PutError> {
-        self.put_as(
-            &self.keypair.clone(),
-            key,
-            value,
-            self.shared.config.min_work_bits,
-        )
+    /// replicates a record owned by this node's key, in the v2 format by default (and v1 where
+    /// needed: see [`RecordFormat::Auto`]).
+    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<PutOutcome, PutError> {
+        self.put_with(key, value, &PutOptions::default())
     }
 
-    /// Like [`Node::put`], for any owner key and difficulty.
+    /// A v1 record for any owner key and difficulty (the Dave protocol format).
     pub fn put_as(
         &self,
         owner: &Keypair,
@@ -643,6 +703,16 @@ impl Node {
 
 /// How far back a local put dates its record (the reference's 100 ms).
 const PUT_TIME_BACKDATE_MS: i64 = 100;
+
+/// How long a compare-and-swap put waits for the replicas' statuses. One round trip between
+/// nodes plus a signature check is well under a second on any network dave runs on; past this,
+/// missing statuses count as refusals and the put fails (the owner retries with seq + 1).
+const PUT2_CAS_TIMEOUT_MS: u64 = 2_000;
+
+/// v2 records have a budget of their own per shard: `shard_capacity_bytes / V2_BUDGET_DIVISOR`
+/// on top of the v1 budget (so turning v2 on adds at most a quarter to a node's memory for
+/// records; v1 eviction is unchanged).
+const V2_BUDGET_DIVISOR: usize = 4;
 
 impl Drop for Node {
     fn drop(&mut self) {

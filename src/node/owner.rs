@@ -14,7 +14,9 @@ use crate::net::SendBatch;
 use crate::peer::budget::Pacer;
 use crate::permits::Permit;
 use crate::shard::core::{BackupOp, Effects, GetOutcome};
+use crate::shard::core2::{BackupOp2, Effects2, Get2Outcome};
 use crate::shard::group::{GroupEnv, Input, Now, ShardGroup};
+use crate::shard::group2::{Group2, Input2};
 use crate::stats::{Counters, inc};
 use crate::time::unix_now_ms;
 use crate::wire::GetRepr;
@@ -22,7 +24,7 @@ use crate::wire::GetRepr;
 use super::PutError;
 use super::Shared;
 use super::handoff::{
-    OwnerMsg, PeerMsg, PutReply, PutResult, limit_last_reply, send_outbox, try_send,
+    OwnerMsg, PeerMsg, Put2Reply, PutReply, PutResult, limit_last_reply, send_outbox, try_send,
 };
 
 /// Messages an owner drains per wake-up, so PUTs can be verified as a batch.
@@ -46,20 +48,32 @@ impl GroupEnv for NodeEnv<'_> {
     }
 }
 
+/// The v2 half of an owner's state.
+pub(super) type OwnerGroup2 = Group2<Put2Reply, Sender<Get2Outcome>>;
+/// One v2 shard as the node's owners hold it.
+pub(super) type OwnerShard2 = crate::shard::core2::Shard2<Put2Reply, Sender<Get2Outcome>>;
+
 pub(super) fn owner_loop(
     shared: Arc<Shared>,
     mut group: ShardGroup<Sender<GetOutcome>>,
+    mut group2: OwnerGroup2,
     rx: Receiver<OwnerMsg>,
     socket: UdpSocket,
     backup: Option<BackupHandle>,
     counters: Arc<Counters>,
 ) {
     let mut effects: Effects<Sender<GetOutcome>> = Effects::default();
+    let mut effects2: Effects2<Put2Reply, Sender<Get2Outcome>> = Effects2::default();
+    let counters2 = &shared.counters2;
     let mut send = SendBatch::new();
     let mut put_replies: Vec<(PutReply, PutResult)> = Vec::new();
     let mut stop = false;
     while !stop {
-        let first = match group.next_deadline_ms() {
+        let deadline = match (group.next_deadline_ms(), group2.next_deadline_ms()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let first = match deadline {
             None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
             Some(at_ms) => {
                 let wait_ms = at_ms.saturating_sub(shared.clock.now_ms());
@@ -128,6 +142,79 @@ pub(super) fn owner_loop(
                     group.handle(now, peers, input, &counters, &mut effects);
                     continue;
                 }
+                OwnerMsg::Put2 {
+                    from,
+                    dat,
+                    expect_seq,
+                    commit,
+                } => {
+                    let commit = commit.map(|c| *c);
+                    let input = Input2::Put {
+                        from,
+                        dat,
+                        expect_seq,
+                        commit,
+                    };
+                    // Its signature is checked on this thread, under a verification permit
+                    // like a batch of v1 PUTs (one v2 PUT at a time: v2 traffic is light).
+                    let _permit = shared.verify_permits.acquire();
+                    group2.handle(now, &snapshot, input, counters2, &mut effects2);
+                    continue;
+                }
+                OwnerMsg::Status2 {
+                    from,
+                    status,
+                    held_seq,
+                    work,
+                    pubkey,
+                    key,
+                } => {
+                    let input = Input2::Status {
+                        from,
+                        status,
+                        held_seq,
+                        work,
+                        pubkey,
+                        key: &key,
+                    };
+                    group2.handle(now, &snapshot, input, counters2, &mut effects2);
+                    continue;
+                }
+                OwnerMsg::GetAck2 {
+                    from,
+                    pubkey,
+                    key,
+                    dat,
+                } => {
+                    let input = Input2::GetAck {
+                        from,
+                        pubkey,
+                        key: &key,
+                        dat,
+                    };
+                    group2.handle(now, &snapshot, input, counters2, &mut effects2);
+                    continue;
+                }
+                OwnerMsg::LocalPut2(put) => {
+                    let input = Input2::LocalPut(put);
+                    group2.handle(now, &snapshot, input, counters2, &mut effects2);
+                    continue;
+                }
+                OwnerMsg::LocalGet2 {
+                    pubkey,
+                    key,
+                    timeout_ms,
+                    reply,
+                } => {
+                    let input = Input2::LocalGet {
+                        pubkey,
+                        key: &key,
+                        timeout_ms,
+                        waiter: reply,
+                    };
+                    group2.handle(now, &snapshot, input, counters2, &mut effects2);
+                    continue;
+                }
                 OwnerMsg::PeersChanged => continue,
                 OwnerMsg::Shutdown => {
                     stop = true;
@@ -145,7 +232,15 @@ pub(super) fn owner_loop(
             };
             try_send(&shared.peer_tx, msg, &counters.challenge_outcomes_dropped);
         }
+        group2.end_batch(now, counters2, &mut effects2);
         carry_out(&socket, &mut send, &mut effects, backup.as_ref(), &counters);
+        carry_out2(
+            &socket,
+            &mut send,
+            &mut effects2,
+            backup.as_ref(),
+            &counters,
+        );
         for (reply, result) in put_replies.drain(..) {
             let _ = reply.send(result);
         }
@@ -181,4 +276,36 @@ fn carry_out(
         let _ = waiter.send(outcome);
     }
     effects.clear();
+}
+
+fn carry_out2(
+    socket: &UdpSocket,
+    send: &mut SendBatch,
+    effects: &mut Effects2<Put2Reply, Sender<Get2Outcome>>,
+    backup: Option<&BackupHandle>,
+    counters: &Counters,
+) {
+    if !effects.outbox.is_empty() {
+        send_outbox(socket, &effects.outbox, send, counters);
+        effects.outbox.clear();
+    }
+    if let Some(backup) = backup {
+        for op in effects.backup.drain(..) {
+            let queued = match op {
+                BackupOp2::Put(dat) => backup.append_put2(&dat),
+                BackupOp2::Delete { pubkey, key, seq } => backup.append_delete2(&pubkey, &key, seq),
+            };
+            if queued.is_err() {
+                inc(&counters.backup_errors);
+            }
+        }
+    }
+    effects.backup.clear();
+    // Answered after the backup entries are queued, as for v1 puts.
+    for (waiter, result) in effects.puts_done.drain(..) {
+        let _ = waiter.send(result);
+    }
+    for (waiter, outcome) in effects.gets_done.drain(..) {
+        let _ = waiter.send(outcome);
+    }
 }

@@ -42,6 +42,12 @@ pub(super) fn pruner_loop(
             records += store.len() as u64;
             dat_bytes += store.dat_bytes() as u64;
         }
+        // v2 records have entries of the same framing (`put_entry_len` of their length).
+        for store in &shared.stores2 {
+            let store = store.read();
+            records += store.len() as u64;
+            dat_bytes += store.dat_bytes() as u64;
+        }
         backup.set_live(records, dat_bytes);
     }
 }

@@ -12,8 +12,10 @@ use crate::limits::{MAX_KEY_LEN, PONG_MAX_LEN};
 use crate::net::{RecvBatch, SendBatch};
 use crate::outbox::Outbox;
 use crate::shard::core::answer_get;
+use crate::shard::core2::answer_get2;
 use crate::shard::shard_index;
 use crate::stats::{Counters, inc};
+use crate::wire::record2::{self, Message2};
 use crate::wire::route::{ROUTE_OPS, RouteMessage};
 use crate::wire::{self, Message};
 
@@ -74,6 +76,23 @@ pub(super) fn receiver_loop(shared: Arc<Shared>, socket: UdpSocket, counters: Ar
                     }
                     Err(e) => inc(&counters.malformed[e.index()]),
                 }
+                continue;
+            }
+            if shared.v2_enabled
+                && bytes
+                    .first()
+                    .is_some_and(|op| (record2::OP2_FIRST..=record2::OP2_LAST).contains(op))
+            {
+                let proven = proven.contains(from);
+                receive_v2(
+                    &shared,
+                    from,
+                    bytes,
+                    proven,
+                    batch_ms,
+                    &counters,
+                    &mut outbox,
+                );
                 continue;
             }
             let message = match Message::parse(bytes) {
@@ -167,6 +186,94 @@ pub(super) fn receiver_loop(shared: Arc<Shared>, socket: UdpSocket, counters: Ar
             outbox.clear();
         }
     }
+}
+
+/// A v2 datagram (RECORD_V2, ops 0x18..=0x1f): parsed (a malformed one, or the reserved op
+/// 0x1f, is counted by reason and dropped); GET2 is answered here from the shard's read view (a
+/// GET2_ACK to an unproven address draws on the amplification budget; GET2_NONE has exactly the
+/// request's size); everything else goes to the shard's owner.
+fn receive_v2(
+    shared: &Shared,
+    from: std::net::SocketAddr,
+    bytes: &[u8],
+    proven: bool,
+    batch_ms: u64,
+    counters: &Counters,
+    outbox: &mut Outbox,
+) {
+    let message = match Message2::parse(bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            inc(&counters.malformed[e.index()]);
+            return;
+        }
+    };
+    let Some((pubkey, key)) = message.record_key() else {
+        return;
+    };
+    let shard = shard_index(pubkey, key);
+    let msg = match message {
+        Message2::Get2 { pubkey, key } => {
+            answer_get2(
+                &shared.stores2[shard].read(),
+                from,
+                pubkey,
+                key,
+                &shared.counters2,
+                outbox,
+            );
+            if !proven {
+                limit_last_reply(&shared.limiter, batch_ms, from, outbox, counters);
+            }
+            return;
+        }
+        Message2::Put2(dat) => OwnerMsg::Put2 {
+            from,
+            dat: dat.to_boxed(),
+            expect_seq: None,
+            commit: None,
+        },
+        Message2::Put2Cas { expect_seq, dat } => OwnerMsg::Put2 {
+            from,
+            dat: dat.to_boxed(),
+            expect_seq: Some(expect_seq),
+            commit: None,
+        },
+        Message2::Put2Commit { commit, dat } => OwnerMsg::Put2 {
+            from,
+            dat: dat.to_boxed(),
+            expect_seq: None,
+            commit: Some(Box::new(*commit)),
+        },
+        Message2::Put2Status {
+            status,
+            held_seq,
+            work,
+            pubkey,
+            key,
+        } => OwnerMsg::Status2 {
+            from,
+            status,
+            held_seq,
+            work: *work,
+            pubkey: *pubkey,
+            key: key.into(),
+        },
+        Message2::Get2Ack(dat) => OwnerMsg::GetAck2 {
+            from,
+            pubkey: *dat.pubkey(),
+            key: dat.key().into(),
+            dat: Some(dat.to_boxed()),
+        },
+        Message2::Get2None { pubkey, key } => OwnerMsg::GetAck2 {
+            from,
+            pubkey: *pubkey,
+            key: key.into(),
+            dat: None,
+        },
+    };
+    let owner = shard % shared.config.shard_owner_threads;
+    try_send(&shared.owners[owner], msg, &counters.shard_channel_full);
 }
 
 /// One receive batch: polls without sleeping for up to `spin` (`Config::receiver_spin_us`),

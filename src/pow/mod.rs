@@ -10,9 +10,14 @@
 //! `salt[8..16] = n` LE for n = 0, 1, 2, …), so it finds the same salts as the test vectors.
 
 mod pool;
+pub mod record2;
 mod verify;
 
-pub use pool::{PowPool, SearchOutcome};
+pub use pool::{PowPool, SearchOutcome, WorkKind};
+pub use record2::{
+    check_work2, commit2_hash, load2_hash, make_dat2_single, sign_commit2, sign_dat2,
+    verify_commit2, verify_dat2, work2_hash,
+};
 pub use verify::{
     SignatureCheck, VerifyError, check_work, verify_dat, verify_signatures, verify_with_key,
 };

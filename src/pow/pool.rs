@@ -29,8 +29,18 @@ pub enum SearchOutcome {
     Cancelled,
 }
 
+/// Which work hash a search looks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkKind {
+    /// v1: `blake3(salt ‖ load)`.
+    V1,
+    /// v2: `blake3_keyed(WORK2_KEY, salt ‖ load2)` (`pow::record2`).
+    V2,
+}
+
 /// One search shared by all workers.
 struct Search {
+    kind: WorkKind,
     load: [u8; 32],
     difficulty_bits: u32,
     next_counter: AtomicU64,
@@ -83,8 +93,21 @@ impl PowPool {
         cancel: Arc<AtomicBool>,
         hashes: Arc<AtomicU64>,
     ) -> SearchOutcome {
+        self.search_kind(WorkKind::V1, load, difficulty_bits, cancel, hashes)
+    }
+
+    /// Like [`PowPool::search`], for the work hash of `kind`.
+    pub fn search_kind(
+        &self,
+        kind: WorkKind,
+        load: [u8; 32],
+        difficulty_bits: u32,
+        cancel: Arc<AtomicBool>,
+        hashes: Arc<AtomicU64>,
+    ) -> SearchOutcome {
         let (finished, finished_rx) = bounded(self.worker_count);
         let search = Arc::new(Search {
+            kind,
             load,
             difficulty_bits,
             next_counter: AtomicU64::new(0),
@@ -142,7 +165,17 @@ fn worker_loop(queue: Receiver<Arc<Search>>) {
             let start = search
                 .next_counter
                 .fetch_add(CHUNK_COUNTERS, Ordering::Relaxed);
-            let found = search_range(&search.load, search.difficulty_bits, start, CHUNK_COUNTERS);
+            let found = match search.kind {
+                WorkKind::V1 => {
+                    search_range(&search.load, search.difficulty_bits, start, CHUNK_COUNTERS)
+                }
+                WorkKind::V2 => crate::pow::record2::search2_range(
+                    &search.load,
+                    search.difficulty_bits,
+                    start,
+                    CHUNK_COUNTERS,
+                ),
+            };
             search.hashes.fetch_add(CHUNK_COUNTERS, Ordering::Relaxed);
             if let Some(found) = found {
                 let mut result = search.result.lock();

@@ -3,12 +3,15 @@
 
 pub mod challenge;
 pub mod core;
+pub mod core2;
 pub mod group;
+pub mod group2;
 pub mod order;
 pub mod refused;
 pub mod repair;
 pub mod route;
 pub mod store;
+pub mod store2;
 
 pub use route::{SHARD_COUNT, Version, compare_versions, record_hash, shard_index, shard_of_hash};
 pub use store::{

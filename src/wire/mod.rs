@@ -27,6 +27,7 @@ pub mod ext;
 mod get;
 mod message;
 mod pong;
+pub mod record2;
 pub mod route;
 
 pub use addr::{WireAddr, addr_from_wire, addr_to_wire, normalize_addr};
@@ -35,6 +36,7 @@ pub use ext::Features;
 pub use get::{Get, GetRepr};
 pub use message::Message;
 pub use pong::{Pong, PongRepr, pong_signed_hash};
+pub use record2::{Dat2, Dat2Fields, Message2, Op2, Record2, Status2};
 
 /// A byte range inside a message or dat.
 pub type Field = core::ops::Range<usize>;
@@ -103,11 +105,13 @@ pub enum Error {
     AddrListTooLong,
     /// Bytes after the end of the message.
     TrailingBytes,
+    /// A field holds a value its format does not define (e.g. a PUT2_STATUS status byte).
+    BadField,
 }
 
 impl Error {
     /// Every variant, in counter order.
-    pub const ALL: [Error; 12] = [
+    pub const ALL: [Error; 13] = [
         Error::Empty,
         Error::UnknownOp,
         Error::TooLong,
@@ -120,6 +124,7 @@ impl Error {
         Error::TooManyAddrs,
         Error::AddrListTooLong,
         Error::TrailingBytes,
+        Error::BadField,
     ];
 
     /// Number of variants (the size of a per-reason counter array).
@@ -145,6 +150,7 @@ impl Error {
             Error::TooManyAddrs => "too_many_addrs",
             Error::AddrListTooLong => "addr_list_too_long",
             Error::TrailingBytes => "trailing_bytes",
+            Error::BadField => "bad_field",
         }
     }
 }

@@ -160,6 +160,14 @@ pub struct PutArgs {
     /// How long to wait for the edge to answer, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 5_000)]
     pub timeout: u64,
+    /// Write a v2 record (signed over every field, README "v2 records") with this sequence
+    /// number: a higher seq replaces a lower one.
+    #[arg(long, value_name = "N")]
+    pub seq: Option<u64>,
+    /// Compare-and-swap: write a v2 record only if a majority of its replicas hold seq N (the
+    /// new seq is N + 1 unless --seq says otherwise); a lost swap exits with status 3 and the reason.
+    #[arg(long, value_name = "N")]
+    pub cas: Option<u64>,
     /// The record's key.
     #[arg(value_name = "KEY", required_unless_present = "file")]
     pub record_key: Option<String>,
@@ -189,6 +197,10 @@ pub struct GetArgs {
     #[arg(long, value_name = "N", default_value_t = 8,
           value_parser = clap::value_parser!(u32).range(1..=64))]
     pub fanout: u32,
+    /// Accept only a v2 record (signed over every field): a v1 record, which anyone holding a
+    /// signed record can re-cut at its key/value boundary, is never returned.
+    #[arg(long)]
+    pub strict: bool,
     /// Proof-of-work bits an answer must carry. The owner's signature is what makes an answer
     /// trustworthy; the work was the storing nodes' spam check.
     #[arg(long, value_name = "BITS", default_value_t = 0,

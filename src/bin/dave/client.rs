@@ -399,6 +399,10 @@ pub fn put(args: &PutArgs) -> Result<i32, Failure> {
         let prefix = prefix_of(i);
         let hashes = Arc::new(AtomicU64::new(0));
         let started = Instant::now();
+        if args.seq.is_some() || args.cas.is_some() {
+            put_v2(&node, &owner, key, value, args, &prefix)?;
+            continue;
+        }
         let result = with_progress(&prefix, args.work, &hashes, || {
             node.put_with_progress(&owner, key, value, args.work, &stop, &hashes)
         });
@@ -518,6 +522,44 @@ fn hash_rate(hashes: u64, elapsed: Duration) -> String {
     }
 }
 
+/// `dave put --seq/--cas`: one v2 record (compare-and-swap with `--cas`).
+fn put_v2(
+    node: &dave::Node,
+    owner: &dave::Keypair,
+    key: &[u8],
+    value: &[u8],
+    args: &PutArgs,
+    prefix: &str,
+) -> Result<(), Failure> {
+    let options = dave::PutOptions {
+        format: dave::RecordFormat::V2,
+        seq: args.seq,
+        cas: args.cas,
+        work_bits: Some(args.work),
+        owner: Some(owner.clone()),
+    };
+    let outcome = node
+        .put_with(key, value, &options)
+        .map_err(|e| Failure::error(format!("put {}: {e}", shown(key))))?;
+    if let Some(done) = outcome.v2 {
+        let to: Vec<String> = done
+            .report
+            .sent_to
+            .iter()
+            .map(SocketAddr::to_string)
+            .collect();
+        println!(
+            "{prefix}put {} (v2, seq {}): {} of {} replicas hold it; sent to {}",
+            shown(key),
+            done.record.seq(),
+            done.report.accepted,
+            done.report.replicas,
+            to.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// Runs `work` (a proof-of-work search) on another thread while drawing a progress bar of
 /// `hashes` against the expected 2^bits. The bar hides itself when stderr is not a terminal.
 fn with_progress<T: Send>(
@@ -629,7 +671,10 @@ fn get_inner(args: &GetArgs, mut out_file: Option<(&mut File, &PathBuf)>) -> Res
         if left.is_zero() {
             return Err(timed_out());
         }
-        match node.get(&owner, &key, left) {
+        let options = dave::GetOptions {
+            strict: args.strict,
+        };
+        match node.get_with(&owner, &key, left, options) {
             Ok(dat) => {
                 if let Some((file, path)) = out_file.as_mut() {
                     file.write_all(dat.value())

@@ -1,0 +1,216 @@
+//! `Group2`: the v2-record half of one shard owner, beside [`super::group::ShardGroup`]. It
+//! routes v2 inputs to the owner's [`Shard2`] cores, runs their deadlines (pending gets and CAS
+//! puts) and the periodic expiry, and says when it next needs to run. I/O-free like the v1 group;
+//! the owner thread drives both and sleeps until the earlier of their deadlines.
+
+use std::net::SocketAddr;
+
+use crate::peer::PeerSnapshot;
+use crate::shard::core2::{Counters2, Effects2, LocalPut2, Shard2};
+use crate::shard::group::Now;
+use crate::shard::route::shard_index;
+use crate::wire::record2::{Record2, Status2};
+
+/// One v2 input to a group.
+pub enum Input2<'a, PW, GW> {
+    /// PUT2 (`expect_seq` and `commit` `None`), PUT2_CAS (`expect_seq`) or PUT2_COMMIT
+    /// (`commit`) from the network.
+    Put {
+        /// Sender.
+        from: SocketAddr,
+        /// The record as received.
+        dat: Record2,
+        /// PUT2_CAS: the seq the sender expects us to hold.
+        expect_seq: Option<u64>,
+        /// PUT2_COMMIT: the owner's commit signature.
+        commit: Option<[u8; 64]>,
+    },
+    /// A PUT2_STATUS: a replica's answer to one of our CAS puts.
+    Status {
+        /// Sender.
+        from: SocketAddr,
+        /// What the replica did.
+        status: Status2,
+        /// What it holds now.
+        held_seq: u64,
+        /// Which record (its work).
+        work: [u8; 32],
+        /// Owner of the record.
+        pubkey: [u8; 32],
+        /// Key of the record.
+        key: &'a [u8],
+    },
+    /// A GET2_ACK (`dat: Some`) or GET2_NONE (`None`) for (pubkey, key).
+    GetAck {
+        /// Sender.
+        from: SocketAddr,
+        /// Owner.
+        pubkey: [u8; 32],
+        /// Key.
+        key: &'a [u8],
+        /// The record, if held there.
+        dat: Option<Record2>,
+    },
+    /// A put made on this node.
+    LocalPut(LocalPut2<PW>),
+    /// A get asked on this node.
+    LocalGet {
+        /// Owner.
+        pubkey: [u8; 32],
+        /// Key.
+        key: &'a [u8],
+        /// How long to wait for peers.
+        timeout_ms: u64,
+        /// Who is told the outcome.
+        waiter: GW,
+    },
+}
+
+/// The v2 cores of one owner. See the module docs.
+pub struct Group2<PW, GW> {
+    shards: Vec<Shard2<PW, GW>>,
+    groups: usize,
+    tick_period_ms: u64,
+    next_tick_ms: u64,
+}
+
+impl<PW, GW> Group2<PW, GW> {
+    /// A group of `shards` (non-empty) for the owner of every `groups`-th shard, ticking its
+    /// stores' expiry every `tick_period_ms` while it holds records.
+    pub fn new(shards: Vec<Shard2<PW, GW>>, groups: usize, tick_period_ms: u64, now: Now) -> Self {
+        assert!(!shards.is_empty() && groups > 0);
+        Group2 {
+            shards,
+            groups,
+            tick_period_ms,
+            next_tick_ms: now.mono_ms.saturating_add(tick_period_ms),
+        }
+    }
+
+    /// The shards, by local index.
+    pub fn shards(&self) -> &[Shard2<PW, GW>] {
+        &self.shards
+    }
+
+    fn local_index(&self, pubkey: &[u8; 32], key: &[u8]) -> usize {
+        (shard_index(pubkey, key) / self.groups) % self.shards.len()
+    }
+
+    /// One input.
+    pub fn handle(
+        &mut self,
+        now: Now,
+        peers: &PeerSnapshot,
+        input: Input2<'_, PW, GW>,
+        counters: &Counters2,
+        effects: &mut Effects2<PW, GW>,
+    ) {
+        match input {
+            Input2::Put {
+                from,
+                dat,
+                expect_seq,
+                commit,
+            } => {
+                let s = self.local_index(dat.pubkey(), dat.key());
+                self.shards[s].handle_put(
+                    now.wall_ms,
+                    from,
+                    dat.as_view(),
+                    expect_seq,
+                    commit.as_ref(),
+                    counters,
+                    effects,
+                );
+            }
+            Input2::Status {
+                from,
+                status,
+                held_seq,
+                work,
+                pubkey,
+                key,
+            } => {
+                let s = self.local_index(&pubkey, key);
+                self.shards[s].handle_status(
+                    now.wall_ms,
+                    from,
+                    status,
+                    held_seq,
+                    &work,
+                    counters,
+                    effects,
+                );
+            }
+            Input2::GetAck {
+                from,
+                pubkey,
+                key,
+                dat,
+            } => {
+                let s = self.local_index(&pubkey, key);
+                let view = dat.as_ref().map(|d| d.as_view());
+                self.shards[s].handle_get_ack(
+                    now.mono_ms,
+                    now.wall_ms,
+                    from,
+                    (pubkey, key.into()),
+                    view,
+                    counters,
+                    effects,
+                );
+            }
+            Input2::LocalPut(put) => {
+                let s = self.local_index(put.record.pubkey(), put.record.key());
+                self.shards[s].local_put(now.mono_ms, now.wall_ms, put, peers, counters, effects);
+            }
+            Input2::LocalGet {
+                pubkey,
+                key,
+                timeout_ms,
+                waiter,
+            } => {
+                let s = self.local_index(&pubkey, key);
+                self.shards[s].start_get(
+                    now.mono_ms,
+                    pubkey,
+                    key,
+                    timeout_ms,
+                    waiter,
+                    peers,
+                    effects,
+                );
+            }
+        }
+    }
+
+    /// Runs what is due at `now`: get and CAS deadlines, and the periodic expiry.
+    pub fn end_batch(&mut self, now: Now, counters: &Counters2, effects: &mut Effects2<PW, GW>) {
+        let periodic = now.mono_ms >= self.next_tick_ms;
+        if periodic {
+            self.next_tick_ms = now.mono_ms.saturating_add(self.tick_period_ms);
+        }
+        for shard in &mut self.shards {
+            let due = shard.next_deadline_ms().is_some_and(|d| d <= now.mono_ms);
+            if periodic || due {
+                shard.tick(now.mono_ms, now.wall_ms, periodic, counters, effects);
+            }
+        }
+    }
+
+    /// When the group next needs [`Group2::end_batch`] without an input: the earliest pending
+    /// deadline, and the periodic expiry while any store holds a record. `None` when idle.
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        let pending = self
+            .shards
+            .iter()
+            .filter_map(|s| s.next_deadline_ms())
+            .min();
+        let holds = self.shards.iter().any(|s| !s.store().read().is_empty());
+        let periodic = holds.then_some(self.next_tick_ms);
+        match (pending, periodic) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
