@@ -33,13 +33,13 @@
 //!
 //! A service links the library, fills in a [`Config`] and calls [`Node::start`]; the node runs
 //! on its own threads until it is dropped. [`Node::put`] computes the proof of work, signs with
-//! the node's key, stores and replicates; [`Node::get`] answers from the local store or asks the
-//! peers closest to the owner; [`Node::stats`] sums every thread's counters.
+//! the node's key, stores and replicates; [`Node::get_with`] answers from the local store or asks
+//! the peers closest to the owner; [`Node::stats`] sums every thread's counters.
 //!
 //! ```
 //! use std::time::Duration;
 //!
-//! use dave::{Config, Node};
+//! use dave::{Config, GetOptions, Node};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = Config {
@@ -54,14 +54,18 @@
 //! let node = Node::start(config)?;
 //! println!("listening on {}", node.local_addr());
 //!
-//! let report = node.put(b"greeting", b"hello")?;
-//! assert_eq!(report.dat.value(), b"hello");
+//! // A v2 record by default: the signature covers the owner, key and value with their lengths,
+//! // the time and a sequence number (README, "v2 records").
+//! let outcome = node.put(b"greeting", b"hello")?;
+//! assert!(outcome.v2.is_some());
 //!
-//! let record = node.get(&node.public_key(), b"greeting", Duration::from_secs(2))?;
+//! // `strict`: only a v2 record will do, so a re-cut v1 record can never be returned.
+//! let strict = GetOptions { strict: true };
+//! let record = node.get_with(&node.public_key(), b"greeting", Duration::from_secs(2), strict)?;
 //! assert_eq!(record.value(), b"hello");
 //!
 //! let stats = node.stats();
-//! assert_eq!(stats.records, 1);
+//! println!("{} datagrams received", stats.packets_received);
 //! drop(node); // shutdown: joins every thread, syncs and closes the backup log if any
 //! # Ok(())
 //! # }

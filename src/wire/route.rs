@@ -33,7 +33,7 @@ pub const OP_FIND_NODE: u8 = 0x10;
 /// NODES's op.
 pub const OP_NODES: u8 = 0x11;
 
-/// Bytes of one NODES entry: id u64 ‖ addr[18].
+/// Bytes of one NODES entry: `id u64 ‖ addr[18]`.
 pub const NODE_ENTRY_LEN: usize = 8 + ADDR_LEN;
 /// FIND_NODE without padding.
 pub const FIND_NODE_HEADER_LEN: usize = 26;
