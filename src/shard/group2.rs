@@ -2,12 +2,19 @@
 //! routes v2 inputs to the owner's [`Shard2`] cores, runs their deadlines (pending gets and CAS
 //! puts) and the periodic expiry, and says when it next needs to run. I/O-free like the v1 group;
 //! the owner thread drives both and sleeps until the earlier of their deadlines.
+//!
+//! Repair and republish of v2 records are decided exactly as for v1 ([`crate::shard::repair`],
+//! the same walk): the group takes the replica view of the RECORD_V2 peers from the snapshot,
+//! steps its shards' passes at most every [`REPAIR_STEP_MS`] with the node-wide repair pacer
+//! (the one v1 repair draws on, handed out by the same [`GroupEnv`]), and sends PUT2s.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use crate::peer::PeerSnapshot;
 use crate::shard::core2::{Counters2, Effects2, LocalPut2, Shard2};
-use crate::shard::group::Now;
+use crate::shard::group::{GroupConfig, GroupEnv, Now, REPAIR_STEP_MS};
+use crate::shard::repair::ReplicaView;
 use crate::shard::route::shard_index;
 use crate::wire::record2::{Record2, Status2};
 
@@ -72,6 +79,16 @@ pub struct Group2<PW, GW> {
     groups: usize,
     tick_period_ms: u64,
     next_tick_ms: u64,
+    /// Repair settings (off until [`Group2::with_repair`]).
+    repair: Option<GroupConfig>,
+    /// The RECORD_V2 replica view the shards were last given.
+    view: Arc<ReplicaView>,
+    /// The snapshot the view was last taken from.
+    seen_snapshot: Option<Arc<PeerSnapshot>>,
+    /// When repair last stepped.
+    repaired_ms: Option<u64>,
+    /// Which shard the next repair step starts at (so no shard starves the others' passes).
+    repair_turn: usize,
 }
 
 impl<PW, GW> Group2<PW, GW> {
@@ -84,7 +101,24 @@ impl<PW, GW> Group2<PW, GW> {
             groups,
             tick_period_ms,
             next_tick_ms: now.mono_ms.saturating_add(tick_period_ms),
+            repair: None,
+            view: Arc::new(ReplicaView::default()),
+            seen_snapshot: None,
+            repaired_ms: None,
+            repair_turn: 0,
         }
+    }
+
+    /// Turns on repair and republish with the v1 group's settings (`repair_enabled`,
+    /// `repair_scan_records_per_step`, `trust`; the shards carry the republish interval).
+    pub fn with_repair(mut self, config: GroupConfig) -> Self {
+        self.repair = config.repair_enabled.then_some(config);
+        self
+    }
+
+    /// The RECORD_V2 replica view the shards were last given.
+    pub fn view(&self) -> &Arc<ReplicaView> {
+        &self.view
     }
 
     /// The shards, by local index.
@@ -185,7 +219,16 @@ impl<PW, GW> Group2<PW, GW> {
     }
 
     /// Runs what is due at `now`: get and CAS deadlines, and the periodic expiry.
-    pub fn end_batch(&mut self, now: Now, counters: &Counters2, effects: &mut Effects2<PW, GW>) {
+    /// Then picks up a changed RECORD_V2 replica view from `peers` and steps repair (at most
+    /// every [`REPAIR_STEP_MS`], drawing on `env`'s repair pacer), as the v1 group does.
+    pub fn end_batch(
+        &mut self,
+        now: Now,
+        peers: &Arc<PeerSnapshot>,
+        env: &mut impl GroupEnv,
+        counters: &Counters2,
+        effects: &mut Effects2<PW, GW>,
+    ) {
         let periodic = now.mono_ms >= self.next_tick_ms;
         if periodic {
             self.next_tick_ms = now.mono_ms.saturating_add(self.tick_period_ms);
@@ -196,6 +239,45 @@ impl<PW, GW> Group2<PW, GW> {
                 shard.tick(now.mono_ms, now.wall_ms, periodic, counters, effects);
             }
         }
+        let Some(config) = self.repair else {
+            return;
+        };
+        let seen = self
+            .seen_snapshot
+            .as_ref()
+            .is_some_and(|seen| Arc::ptr_eq(seen, peers));
+        if !seen {
+            self.seen_snapshot = Some(Arc::clone(peers));
+            let latest = ReplicaView::of_snapshot_v2(peers, &config.trust);
+            if latest != *self.view {
+                self.view = Arc::new(latest);
+                for shard in &mut self.shards {
+                    shard.set_replica_view(Arc::clone(&self.view), counters);
+                }
+            }
+        }
+        if self.repair_due(now.mono_ms, periodic) {
+            self.repaired_ms = Some(now.mono_ms);
+            let mut pacer = env.repair_pacer();
+            let mut scan = config.repair_scan_records_per_step;
+            let n = self.shards.len();
+            self.repair_turn = (self.repair_turn + 1) % n;
+            for k in 0..n {
+                let shard = &mut self.shards[(self.repair_turn + k) % n];
+                shard.repair_step(now.mono_ms, &mut pacer, &mut scan, counters, effects);
+                if scan == 0 {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn repair_due(&self, now_ms: u64, periodic: bool) -> bool {
+        self.repair.is_some()
+            && self
+                .repaired_ms
+                .is_none_or(|at| now_ms.saturating_sub(at) >= REPAIR_STEP_MS)
+            && (periodic || self.shards.iter().any(|s| s.repair_active()))
     }
 
     /// When the group next needs [`Group2::end_batch`] without an input: the earliest pending
@@ -208,9 +290,11 @@ impl<PW, GW> Group2<PW, GW> {
             .min();
         let holds = self.shards.iter().any(|s| !s.store().read().is_empty());
         let periodic = holds.then_some(self.next_tick_ms);
-        match (pending, periodic) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let repair = (self.repair.is_some() && self.shards.iter().any(|s| s.repair_active()))
+            .then(|| {
+                self.repaired_ms
+                    .map_or(0, |t| t.saturating_add(REPAIR_STEP_MS))
+            });
+        [pending, periodic, repair].into_iter().flatten().min()
     }
 }

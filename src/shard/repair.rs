@@ -119,6 +119,24 @@ impl ReplicaView {
         )
     }
 
+    /// The peers v2 records may be placed on: as [`ReplicaView::of_snapshot`], but only the
+    /// peers that advertise RECORD_V2 (v1-only peers never receive a PUT2).
+    pub fn of_snapshot_v2(
+        snapshot: &crate::peer::PeerSnapshot,
+        trust: &crate::peer::TrustPolicy,
+    ) -> ReplicaView {
+        ReplicaView::new(
+            snapshot
+                .speaking(crate::wire::Features::RECORD_V2)
+                .filter(|p| !trust.is_unreliable(&p.trust))
+                .map(|p| ReplicaPeer {
+                    id: p.id,
+                    addr: p.addr,
+                })
+                .collect(),
+        )
+    }
+
     /// The peers, sorted by address.
     pub fn peers(&self) -> &[ReplicaPeer] {
         &self.peers
