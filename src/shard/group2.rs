@@ -298,3 +298,152 @@ impl<PW, GW> Group2<PW, GW> {
         [pending, periodic, repair].into_iter().flatten().min()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{Keypair, id_from_pubkey};
+    use crate::peer::budget::{BucketConfig, Pacer};
+    use crate::peer::{PeerInfo, Trust, TrustPolicy};
+    use crate::shard::core2::Rules2;
+    use crate::shard::group::SHARD_TICK_MS;
+    use crate::shard::store2::{Store2, Store2Config};
+    use crate::wire::Features;
+    use crate::wire::record2::Message2;
+    use std::ops::DerefMut;
+
+    const WALL_MS: i64 = 1_700_000_000_000;
+
+    struct TestEnv(Pacer);
+
+    impl GroupEnv for TestEnv {
+        type Permit<'a> = ();
+        fn verify_permit(&mut self) {}
+        fn repair_pacer(&mut self) -> impl DerefMut<Target = Pacer> + '_ {
+            &mut self.0
+        }
+    }
+
+    fn at(mono_ms: u64) -> Now {
+        Now {
+            mono_ms,
+            wall_ms: WALL_MS + mono_ms as i64,
+        }
+    }
+
+    fn group() -> Group2<u32, u32> {
+        let shards = (0..2)
+            .map(|_| {
+                let store = Store2::new(Store2Config {
+                    capacity_bytes: 1 << 20,
+                    ttl_ms: 1 << 40,
+                });
+                let rules = Rules2 {
+                    min_work_bits: 0,
+                    fanout: 3,
+                    get_settle_ms: 10,
+                    put_timeout_ms: 1_000,
+                };
+                Shard2::new(store, rules, 7)
+            })
+            .collect();
+        let config = GroupConfig {
+            groups: 1,
+            challenge_mean_gap_ms: 0,
+            repair_enabled: true,
+            repair_scan_records_per_step: 4,
+            tick_period_ms: SHARD_TICK_MS,
+            trust: TrustPolicy::default(),
+        };
+        Group2::new(shards, 1, SHARD_TICK_MS, at(0)).with_repair(config)
+    }
+
+    /// Peers 1..=n; the odd ones advertise RECORD_V2, the even ones are v1-only.
+    fn peers(n: u8) -> Arc<PeerSnapshot> {
+        Arc::new(PeerSnapshot::new(
+            (1..=n)
+                .map(|i| {
+                    let pubkey = [i; 32];
+                    PeerInfo {
+                        addr: SocketAddr::from(([10, 0, 0, i], 1618)),
+                        pubkey,
+                        id: id_from_pubkey(&pubkey),
+                        edge: false,
+                        reliability: crate::peer::UNPROVEN_RELIABILITY,
+                        trust: Trust::default(),
+                        features: if i % 2 == 1 {
+                            Features::RECORD_V2
+                        } else {
+                            Features::NONE
+                        },
+                    }
+                })
+                .collect(),
+        ))
+    }
+
+    #[test]
+    fn a_new_view_repairs_v2_records_as_put2_to_record_v2_peers_only_paced_by_the_step() {
+        let mut g = group();
+        let counters = Counters2::default();
+        let mut fx = Effects2::default();
+        let none = Arc::new(PeerSnapshot::default());
+        let owner = Keypair::generate();
+        for i in 0..10u8 {
+            let record = crate::pow::make_dat2_single(&owner, &[i], b"v", WALL_MS, 1, 0);
+            let put = LocalPut2 {
+                commit: crate::pow::sign_commit2(&owner, record.work()),
+                record,
+                expect_seq: None,
+                waiter: 0,
+            };
+            g.handle(at(0), &none, Input2::LocalPut(put), &counters, &mut fx);
+        }
+        let held: usize = g.shards().iter().map(|s| s.store().read().len()).sum();
+        assert_eq!(held, 10);
+        let mut env = TestEnv(Pacer::new(
+            BucketConfig {
+                burst_bytes: 64 << 10,
+                refill_bytes_per_s: 512 << 10,
+            },
+            0,
+        ));
+        g.end_batch(at(0), &none, &mut env, &counters, &mut fx);
+        fx.outbox.clear();
+        // Six peers, three of them (10.0.0.1, .3, .5) speak RECORD_V2.
+        let snapshot = peers(6);
+        g.end_batch(at(5), &snapshot, &mut env, &counters, &mut fx);
+        assert_eq!(g.view().len(), 3, "only the RECORD_V2 peers");
+        let sent = fx.outbox.len();
+        assert!(sent > 0 && sent < 30, "a first step of the pass: {sent}");
+        // 10 records, 4 examined per step: the pass goes on, one step per REPAIR_STEP_MS.
+        assert_eq!(g.next_deadline_ms(), Some(5 + REPAIR_STEP_MS));
+        g.end_batch(at(5 + REPAIR_STEP_MS - 1), &snapshot, &mut env, &counters, &mut fx);
+        assert_eq!(fx.outbox.len(), sent, "no step before the pacing interval");
+        let mut now = 5;
+        while g.shards().iter().any(|s| s.repair_active()) {
+            now += REPAIR_STEP_MS;
+            g.end_batch(at(now), &snapshot, &mut env, &counters, &mut fx);
+            assert!(now < 1_000);
+        }
+        // Every record to each of the three RECORD_V2 peers, as a PUT2 carrying it.
+        assert_eq!(fx.outbox.len(), 30);
+        for (to, bytes) in fx.outbox.iter() {
+            let [_, _, _, host] = match to.ip() {
+                std::net::IpAddr::V4(ip) => ip.octets(),
+                std::net::IpAddr::V6(_) => panic!("v4 only"),
+            };
+            assert_eq!(host % 2, 1, "sent to a v1-only peer: {to}");
+            match Message2::parse(bytes) {
+                Ok(Message2::Put2(dat)) => assert_eq!(dat.pubkey(), &owner.public()),
+                other => panic!("not a PUT2: {other:?}"),
+            }
+        }
+        assert_eq!(
+            counters
+                .repair_datagrams_sent
+                .load(std::sync::atomic::Ordering::Relaxed),
+            30
+        );
+    }
+}
