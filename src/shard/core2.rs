@@ -38,10 +38,10 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use crate::keys::distance;
-use crate::peer::budget::Pacer;
-use crate::shard::repair::{Repair, RepairConfig, ReplicaView};
 use crate::outbox::Outbox;
+use crate::peer::budget::Pacer;
 use crate::pow::{VerifyError, check_work2, verify_commit2, verify_dat2};
+use crate::shard::repair::{Repair, RepairConfig, ReplicaView};
 use crate::shard::store2::{Inserted2, RecordId2, Store2};
 use crate::wire::record2::{
     Dat2, MAX_DAT2_LEN, Message2, PUT2_COMMIT_HEADER_LEN, Record2, Status2,

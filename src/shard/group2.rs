@@ -290,8 +290,8 @@ impl<PW, GW> Group2<PW, GW> {
             .min();
         let holds = self.shards.iter().any(|s| !s.store().read().is_empty());
         let periodic = holds.then_some(self.next_tick_ms);
-        let repair = (self.repair.is_some() && self.shards.iter().any(|s| s.repair_active()))
-            .then(|| {
+        let repair =
+            (self.repair.is_some() && self.shards.iter().any(|s| s.repair_active())).then(|| {
                 self.repaired_ms
                     .map_or(0, |t| t.saturating_add(REPAIR_STEP_MS))
             });
@@ -418,7 +418,13 @@ mod tests {
         assert!(sent > 0 && sent < 30, "a first step of the pass: {sent}");
         // 10 records, 4 examined per step: the pass goes on, one step per REPAIR_STEP_MS.
         assert_eq!(g.next_deadline_ms(), Some(5 + REPAIR_STEP_MS));
-        g.end_batch(at(5 + REPAIR_STEP_MS - 1), &snapshot, &mut env, &counters, &mut fx);
+        g.end_batch(
+            at(5 + REPAIR_STEP_MS - 1),
+            &snapshot,
+            &mut env,
+            &counters,
+            &mut fx,
+        );
         assert_eq!(fx.outbox.len(), sent, "no step before the pacing interval");
         let mut now = 5;
         while g.shards().iter().any(|s| s.repair_active()) {

@@ -338,6 +338,39 @@ mod tests {
     }
 
     #[test]
+    fn records_keep_their_slot_and_freed_slots_are_reused() {
+        let mut store = Store2::new(Store2Config {
+            capacity_bytes: 1 << 20,
+            ttl_ms: 1_000,
+        });
+        for k in [b"a", b"b", b"c"] {
+            store
+                .insert(rec(k, b"v", 1, 10), None, false, 0)
+                .expect("insert");
+        }
+        assert_eq!(store.slot_count(), 3);
+        let slot_of = |store: &Store2, k: &[u8]| {
+            (0..store.slot_count()).find(|&s| store.record_in_slot(s).is_some_and(|r| r.key() == k))
+        };
+        let c = slot_of(&store, b"c");
+        // A replacement stays in the slab; a removal frees its slot and moves nothing else.
+        store
+            .insert(rec(b"b", b"w", 2, 10), None, false, 0)
+            .expect("replace");
+        assert!(store.remove(&[1; 32], b"a").is_some());
+        assert_eq!(slot_of(&store, b"c"), c);
+        assert_eq!(store.len(), 2);
+        assert_eq!(store.iter().count(), 2);
+        store
+            .insert(rec(b"d", b"v", 1, 10), None, false, 0)
+            .expect("insert");
+        assert_eq!(store.slot_count(), 3, "a freed slot is reused");
+        assert_eq!(store.get(&[1; 32], b"b").map(|r| r.seq()), Some(2));
+        assert_eq!(store.tick(2_000).len(), 3);
+        assert!(store.is_empty() && (0..3).all(|s| store.record_in_slot(s).is_none()));
+    }
+
+    #[test]
     fn the_rule_in_every_case() {
         let held = rec(b"k", b"a", 5, 10);
         let none: Option<&Record2> = None;
