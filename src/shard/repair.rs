@@ -1,5 +1,7 @@
 //! Replica repair and republish: the I/O-free walk that re-sends a shard's records when the set of
 //! FANOUT XOR-closest peers they belong on changes, paced by a byte budget.
+//! The walk is generic over the store ([`RepairStore`]): v1 records (PUT, over every peer) and
+//! v2 records (PUT2, over the RECORD_V2 peers only) are repaired by this same code.
 //!
 //! No per-record memory: the shard keeps the replica view its records were last sent against
 //! (`base`). When the view changes, a **pass** walks the store's slab with a stable cursor (a
