@@ -1,6 +1,7 @@
-//! Replica repair over real UDP on loopback (127.0.0.110–119): a record survives its three
-//! closest replicas leaving one after another, and repair traffic stays within its byte budget
-//! (the test prints the bandwidth it measured).
+//! Replica repair over real UDP on loopback (127.0.0.110–119, 130–135): a record (v1, and a v2
+//! record made by the default put) survives its three closest replicas leaving one after
+//! another, and repair traffic stays within its byte budget (the test prints the bandwidth it
+//! measured).
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use dave::keys::{Keypair, id_from_pubkey};
-use dave::{Config, Node};
+use dave::{AnyRecord, Config, GetOptions, Node, PutOptions};
 
 /// Faster peer timers than the reference, so churn is noticed within a second.
 fn fast_config(ip: [u8; 4], keypair: Keypair, edges: Vec<SocketAddr>) -> Config {
@@ -113,6 +114,108 @@ fn a_record_outlives_its_three_closest_replicas() {
          {repair_bytes} bytes"
     );
     assert!(repair_datagrams >= 2);
+}
+
+fn holds2(node: &Node, owner: &Keypair, key: &[u8]) -> bool {
+    node.get_local2(&owner.public(), key).is_some()
+}
+
+/// The same churn as [`a_record_outlives_its_three_closest_replicas`], for a v2 record written
+/// by the default put (every node speaks RECORD_V2, so no v1 copy is made): repair re-sends it
+/// as PUT2, and a strict get finds it after its first three replicas and its putter are gone.
+#[test]
+fn a_v2_record_outlives_its_three_closest_replicas() {
+    let owner = Keypair::generate();
+    let owner_id = id_from_pubkey(&owner.public());
+    let mut keys: Vec<Keypair> = (0..6).map(|_| Keypair::generate()).collect();
+    keys.sort_by_key(|k| k.id() ^ owner_id);
+    let ip = |i: u8| [127, 0, 0, 130 + i];
+    let r1 = Node::start(fast_config(ip(0), keys[0].clone(), vec![])).expect("r1");
+    let edge = r1.local_addr();
+    let r2 = Node::start(fast_config(ip(1), keys[1].clone(), vec![edge])).expect("r2");
+    let r3 = Node::start(fast_config(ip(2), keys[2].clone(), vec![edge])).expect("r3");
+    let x = Node::start(fast_config(ip(3), keys[3].clone(), vec![edge])).expect("x");
+    let first = [&r1, &r2, &r3, &x];
+    assert!(
+        wait_until(Duration::from_secs(10), || first
+            .iter()
+            .all(|n| n.stats().peers_active >= 3)),
+        "first four active"
+    );
+    let key = b"survivor2";
+    // The default put (`Node::put` is `put_with` with default options), under the owner's key.
+    let options = PutOptions {
+        owner: Some(owner.clone()),
+        ..PutOptions::default()
+    };
+    let outcome = x.put_with(key, b"still here", &options).expect("put");
+    assert!(outcome.v1.is_none(), "an all-v2 network gets no v1 copy");
+    let report = outcome.v2.expect("a v2 record").report;
+    assert_eq!(report.sent_to.len(), 3);
+    assert!(wait_until(Duration::from_secs(3), || [&r1, &r2, &r3]
+        .iter()
+        .all(|n| holds2(n, &owner, key))));
+
+    let a = Node::start(fast_config(ip(4), keys[4].clone(), vec![r2.local_addr()])).expect("a");
+    let b = Node::start(fast_config(ip(5), keys[5].clone(), vec![r2.local_addr()])).expect("b");
+    let all = [&r1, &r2, &r3, &x, &a, &b];
+    assert!(
+        wait_until(Duration::from_secs(10), || all
+            .iter()
+            .all(|n| n.stats().peers_active >= 5)),
+        "all six active"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!holds2(&a, &owner, key) && !holds2(&b, &owner, key));
+
+    // The putter leaves: a is now among the three closest peers and receives a copy by repair.
+    let start = Instant::now();
+    drop(x);
+    assert!(
+        wait_until(Duration::from_secs(5), || holds2(&a, &owner, key)),
+        "a repaired"
+    );
+    eprintln!("x left: a holds the v2 record after {:?}", start.elapsed());
+    let start = Instant::now();
+    drop(r1);
+    assert!(
+        wait_until(Duration::from_secs(5), || holds2(&b, &owner, key)),
+        "b repaired"
+    );
+    eprintln!("r1 left: b holds the v2 record after {:?}", start.elapsed());
+    std::thread::sleep(Duration::from_secs(1));
+    let survivors = [&r2, &r3, &a, &b];
+    let repair_datagrams: u64 = survivors
+        .iter()
+        .map(|n| n.stats2().repair_datagrams_sent)
+        .sum();
+    let v1_repair: u64 = survivors
+        .iter()
+        .map(|n| n.stats().repair_datagrams_sent)
+        .sum();
+    drop(r2);
+    std::thread::sleep(Duration::from_secs(2));
+    drop(r3);
+    std::thread::sleep(Duration::from_secs(2));
+
+    for (name, n) in [("a", &a), ("b", &b)] {
+        let found = n
+            .get_with(
+                &owner.public(),
+                key,
+                Duration::from_secs(2),
+                GetOptions { strict: true },
+            )
+            .unwrap_or_else(|e| panic!("strict get on {name}: {e}"));
+        assert!(matches!(found, AnyRecord::V2(_)), "a v2 record");
+        assert_eq!(found.value(), b"still here");
+    }
+    eprintln!(
+        "v2 repair traffic of the survivors until r1 had left: {repair_datagrams} PUT2 \
+         datagrams (v1 repair: {v1_repair})"
+    );
+    assert!(repair_datagrams >= 2);
+    assert_eq!(v1_repair, 0, "no v1 record to repair");
 }
 
 #[test]

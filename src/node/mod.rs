@@ -266,6 +266,7 @@ impl Node {
                     ttl_ms: config.ttl_ms,
                 });
                 Shard2::new(store, rules2, node_id)
+                    .with_repair(config.shard_policy().repair, rand::random())
             })
             .collect();
         let backup = match &config.backup_path {
@@ -404,7 +405,8 @@ impl Node {
             .enumerate()
         {
             let group = ShardGroup::new(owned, group_config, now, rand::random());
-            let group2 = Group2::new(owned2, owner_count, SHARD_TICK_MS, now);
+            let group2 =
+                Group2::new(owned2, owner_count, SHARD_TICK_MS, now).with_repair(group_config);
             let counters = node.new_counters();
             let shared = Arc::clone(&shared);
             let socket = send_socket.try_clone().map_err(StartError::Spawn)?;

@@ -232,7 +232,7 @@ pub(super) fn owner_loop(
             };
             try_send(&shared.peer_tx, msg, &counters.challenge_outcomes_dropped);
         }
-        group2.end_batch(now, counters2, &mut effects2);
+        group2.end_batch(now, &snapshot, &mut env, counters2, &mut effects2);
         carry_out(&socket, &mut send, &mut effects, backup.as_ref(), &counters);
         carry_out2(
             &socket,

@@ -684,7 +684,7 @@ impl<W> Shard<W> {
         let rng = &mut self.rng;
         let report = self.repair.step(
             now_ms,
-            &store,
+            &*store,
             self.rules.fanout,
             pacer,
             scan_budget,

@@ -34,10 +34,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 
 use crate::keys::distance;
 use crate::outbox::Outbox;
+use crate::peer::budget::Pacer;
 use crate::pow::{VerifyError, check_work2, verify_commit2, verify_dat2};
+use crate::shard::repair::{Repair, RepairConfig, ReplicaView};
 use crate::shard::store2::{Inserted2, RecordId2, Store2};
 use crate::wire::record2::{
     Dat2, MAX_DAT2_LEN, Message2, PUT2_COMMIT_HEADER_LEN, Record2, Status2,
@@ -103,6 +107,14 @@ pub struct Counters2 {
     pub cas_lost: AtomicU64,
     /// PUT2_COMMITs sent to minority replicas.
     pub commits_sent: AtomicU64,
+    /// Repair and republish passes over v2 records started.
+    pub repair_passes_started: AtomicU64,
+    /// … completed.
+    pub repair_passes_completed: AtomicU64,
+    /// PUT2 datagrams repair and republish sent.
+    pub repair_datagrams_sent: AtomicU64,
+    /// Bytes of those datagrams.
+    pub repair_bytes_sent: AtomicU64,
 }
 
 /// A snapshot of [`Counters2`], summed over threads.
@@ -132,6 +144,14 @@ pub struct Stats2 {
     pub cas_lost: u64,
     /// See [`Counters2::commits_sent`].
     pub commits_sent: u64,
+    /// See [`Counters2::repair_passes_started`].
+    pub repair_passes_started: u64,
+    /// See [`Counters2::repair_passes_completed`].
+    pub repair_passes_completed: u64,
+    /// See [`Counters2::repair_datagrams_sent`].
+    pub repair_datagrams_sent: u64,
+    /// See [`Counters2::repair_bytes_sent`].
+    pub repair_bytes_sent: u64,
 }
 
 impl Stats2 {
@@ -150,11 +170,21 @@ impl Stats2 {
         self.cas_won += l(&c.cas_won);
         self.cas_lost += l(&c.cas_lost);
         self.commits_sent += l(&c.commits_sent);
+        self.repair_passes_started += l(&c.repair_passes_started);
+        self.repair_passes_completed += l(&c.repair_passes_completed);
+        self.repair_datagrams_sent += l(&c.repair_datagrams_sent);
+        self.repair_bytes_sent += l(&c.repair_bytes_sent);
     }
 }
 
 fn inc(a: &AtomicU64) {
     a.fetch_add(1, Ordering::Relaxed);
+}
+
+fn add(a: &AtomicU64, n: u64) {
+    if n > 0 {
+        a.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 /// What the backup log must record for v2 records.
@@ -327,6 +357,11 @@ pub struct Shard2<PW, GW> {
     puts: HashMap<[u8; 32], PendingPut<PW>>,
     gets: HashMap<RecordId2, PendingGet2<GW>>,
     scratch: Vec<(SocketAddr, u64)>,
+    /// Replica repair and republish of the v2 records: the same walk as v1's
+    /// ([`crate::shard::repair`]), against the view of the RECORD_V2 peers.
+    repair: Repair,
+    /// Republish jitter.
+    repair_rng: StdRng,
 }
 
 /// Queues a v2 message.
@@ -346,7 +381,58 @@ impl<PW, GW> Shard2<PW, GW> {
             puts: HashMap::new(),
             gets: HashMap::new(),
             scratch: Vec::new(),
+            repair: Repair::new(RepairConfig::default()),
+            repair_rng: StdRng::seed_from_u64(2),
         }
+    }
+
+    /// Sets the repair and republish timings (the node copies them from its `Config`, as for
+    /// v1 shards) and seeds the republish jitter. Call before use: it forgets the repair state.
+    pub fn with_repair(mut self, config: RepairConfig, seed: u64) -> Self {
+        self.repair = Repair::new(config);
+        self.repair_rng = StdRng::seed_from_u64(seed);
+        self
+    }
+
+    /// The RECORD_V2 peers records may be placed on changed: starts (or re-aims) a repair pass.
+    pub fn set_replica_view(&mut self, view: Arc<ReplicaView>, counters: &Counters2) {
+        if self.repair.set_view(view) {
+            inc(&counters.repair_passes_started);
+        }
+    }
+
+    /// Whether a repair or republish pass is running.
+    pub fn repair_active(&self) -> bool {
+        self.repair.is_active()
+    }
+
+    /// Advances replica repair of the v2 records (and starts a republish when due), exactly as
+    /// [`crate::shard::core::Shard::repair_step`] does for v1: up to `*scan_budget` records
+    /// (decremented), each re-sent as a PUT2 to the peers newly among its FANOUT closest, as far
+    /// as `pacer` (the node-wide repair pacer) allows.
+    pub fn repair_step(
+        &mut self,
+        now_ms: u64,
+        pacer: &mut Pacer,
+        scan_budget: &mut usize,
+        counters: &Counters2,
+        effects: &mut Effects2<PW, GW>,
+    ) {
+        let store = self.store.read();
+        let report = self.repair.step(
+            now_ms,
+            &*store,
+            self.rules.fanout,
+            pacer,
+            scan_budget,
+            &mut self.repair_rng,
+            &mut effects.outbox,
+            |_, _| {},
+        );
+        add(&counters.repair_passes_started, report.passes_started);
+        add(&counters.repair_passes_completed, report.passes_completed);
+        add(&counters.repair_datagrams_sent, report.datagrams);
+        add(&counters.repair_bytes_sent, report.bytes);
     }
 
     /// The shared store (receivers read it to answer GET2s).

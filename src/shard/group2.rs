@@ -2,12 +2,19 @@
 //! routes v2 inputs to the owner's [`Shard2`] cores, runs their deadlines (pending gets and CAS
 //! puts) and the periodic expiry, and says when it next needs to run. I/O-free like the v1 group;
 //! the owner thread drives both and sleeps until the earlier of their deadlines.
+//!
+//! Repair and republish of v2 records are decided exactly as for v1 ([`crate::shard::repair`],
+//! the same walk): the group takes the replica view of the RECORD_V2 peers from the snapshot,
+//! steps its shards' passes at most every [`REPAIR_STEP_MS`] with the node-wide repair pacer
+//! (the one v1 repair draws on, handed out by the same [`GroupEnv`]), and sends PUT2s.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use crate::peer::PeerSnapshot;
 use crate::shard::core2::{Counters2, Effects2, LocalPut2, Shard2};
-use crate::shard::group::Now;
+use crate::shard::group::{GroupConfig, GroupEnv, Now, REPAIR_STEP_MS};
+use crate::shard::repair::ReplicaView;
 use crate::shard::route::shard_index;
 use crate::wire::record2::{Record2, Status2};
 
@@ -72,6 +79,16 @@ pub struct Group2<PW, GW> {
     groups: usize,
     tick_period_ms: u64,
     next_tick_ms: u64,
+    /// Repair settings (off until [`Group2::with_repair`]).
+    repair: Option<GroupConfig>,
+    /// The RECORD_V2 replica view the shards were last given.
+    view: Arc<ReplicaView>,
+    /// The snapshot the view was last taken from.
+    seen_snapshot: Option<Arc<PeerSnapshot>>,
+    /// When repair last stepped.
+    repaired_ms: Option<u64>,
+    /// Which shard the next repair step starts at (so no shard starves the others' passes).
+    repair_turn: usize,
 }
 
 impl<PW, GW> Group2<PW, GW> {
@@ -84,7 +101,24 @@ impl<PW, GW> Group2<PW, GW> {
             groups,
             tick_period_ms,
             next_tick_ms: now.mono_ms.saturating_add(tick_period_ms),
+            repair: None,
+            view: Arc::new(ReplicaView::default()),
+            seen_snapshot: None,
+            repaired_ms: None,
+            repair_turn: 0,
         }
+    }
+
+    /// Turns on repair and republish with the v1 group's settings (`repair_enabled`,
+    /// `repair_scan_records_per_step`, `trust`; the shards carry the republish interval).
+    pub fn with_repair(mut self, config: GroupConfig) -> Self {
+        self.repair = config.repair_enabled.then_some(config);
+        self
+    }
+
+    /// The RECORD_V2 replica view the shards were last given.
+    pub fn view(&self) -> &Arc<ReplicaView> {
+        &self.view
     }
 
     /// The shards, by local index.
@@ -185,7 +219,16 @@ impl<PW, GW> Group2<PW, GW> {
     }
 
     /// Runs what is due at `now`: get and CAS deadlines, and the periodic expiry.
-    pub fn end_batch(&mut self, now: Now, counters: &Counters2, effects: &mut Effects2<PW, GW>) {
+    /// Then picks up a changed RECORD_V2 replica view from `peers` and steps repair (at most
+    /// every [`REPAIR_STEP_MS`], drawing on `env`'s repair pacer), as the v1 group does.
+    pub fn end_batch(
+        &mut self,
+        now: Now,
+        peers: &Arc<PeerSnapshot>,
+        env: &mut impl GroupEnv,
+        counters: &Counters2,
+        effects: &mut Effects2<PW, GW>,
+    ) {
         let periodic = now.mono_ms >= self.next_tick_ms;
         if periodic {
             self.next_tick_ms = now.mono_ms.saturating_add(self.tick_period_ms);
@@ -196,6 +239,45 @@ impl<PW, GW> Group2<PW, GW> {
                 shard.tick(now.mono_ms, now.wall_ms, periodic, counters, effects);
             }
         }
+        let Some(config) = self.repair else {
+            return;
+        };
+        let seen = self
+            .seen_snapshot
+            .as_ref()
+            .is_some_and(|seen| Arc::ptr_eq(seen, peers));
+        if !seen {
+            self.seen_snapshot = Some(Arc::clone(peers));
+            let latest = ReplicaView::of_snapshot_v2(peers, &config.trust);
+            if latest != *self.view {
+                self.view = Arc::new(latest);
+                for shard in &mut self.shards {
+                    shard.set_replica_view(Arc::clone(&self.view), counters);
+                }
+            }
+        }
+        if self.repair_due(now.mono_ms, periodic) {
+            self.repaired_ms = Some(now.mono_ms);
+            let mut pacer = env.repair_pacer();
+            let mut scan = config.repair_scan_records_per_step;
+            let n = self.shards.len();
+            self.repair_turn = (self.repair_turn + 1) % n;
+            for k in 0..n {
+                let shard = &mut self.shards[(self.repair_turn + k) % n];
+                shard.repair_step(now.mono_ms, &mut pacer, &mut scan, counters, effects);
+                if scan == 0 {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn repair_due(&self, now_ms: u64, periodic: bool) -> bool {
+        self.repair.is_some()
+            && self
+                .repaired_ms
+                .is_none_or(|at| now_ms.saturating_sub(at) >= REPAIR_STEP_MS)
+            && (periodic || self.shards.iter().any(|s| s.repair_active()))
     }
 
     /// When the group next needs [`Group2::end_batch`] without an input: the earliest pending
@@ -208,9 +290,166 @@ impl<PW, GW> Group2<PW, GW> {
             .min();
         let holds = self.shards.iter().any(|s| !s.store().read().is_empty());
         let periodic = holds.then_some(self.next_tick_ms);
-        match (pending, periodic) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let repair =
+            (self.repair.is_some() && self.shards.iter().any(|s| s.repair_active())).then(|| {
+                self.repaired_ms
+                    .map_or(0, |t| t.saturating_add(REPAIR_STEP_MS))
+            });
+        [pending, periodic, repair].into_iter().flatten().min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{Keypair, id_from_pubkey};
+    use crate::peer::budget::{BucketConfig, Pacer};
+    use crate::peer::{PeerInfo, Trust, TrustPolicy};
+    use crate::shard::core2::Rules2;
+    use crate::shard::group::SHARD_TICK_MS;
+    use crate::shard::store2::{Store2, Store2Config};
+    use crate::wire::Features;
+    use crate::wire::record2::Message2;
+    use std::ops::DerefMut;
+
+    const WALL_MS: i64 = 1_700_000_000_000;
+
+    struct TestEnv(Pacer);
+
+    impl GroupEnv for TestEnv {
+        type Permit<'a> = ();
+        fn verify_permit(&mut self) {}
+        fn repair_pacer(&mut self) -> impl DerefMut<Target = Pacer> + '_ {
+            &mut self.0
         }
+    }
+
+    fn at(mono_ms: u64) -> Now {
+        Now {
+            mono_ms,
+            wall_ms: WALL_MS + mono_ms as i64,
+        }
+    }
+
+    fn group() -> Group2<u32, u32> {
+        let shards = (0..2)
+            .map(|_| {
+                let store = Store2::new(Store2Config {
+                    capacity_bytes: 1 << 20,
+                    ttl_ms: 1 << 40,
+                });
+                let rules = Rules2 {
+                    min_work_bits: 0,
+                    fanout: 3,
+                    get_settle_ms: 10,
+                    put_timeout_ms: 1_000,
+                };
+                Shard2::new(store, rules, 7)
+            })
+            .collect();
+        let config = GroupConfig {
+            groups: 1,
+            challenge_mean_gap_ms: 0,
+            repair_enabled: true,
+            repair_scan_records_per_step: 4,
+            tick_period_ms: SHARD_TICK_MS,
+            trust: TrustPolicy::default(),
+        };
+        Group2::new(shards, 1, SHARD_TICK_MS, at(0)).with_repair(config)
+    }
+
+    /// Peers 1..=n; the odd ones advertise RECORD_V2, the even ones are v1-only.
+    fn peers(n: u8) -> Arc<PeerSnapshot> {
+        Arc::new(PeerSnapshot::new(
+            (1..=n)
+                .map(|i| {
+                    let pubkey = [i; 32];
+                    PeerInfo {
+                        addr: SocketAddr::from(([10, 0, 0, i], 1618)),
+                        pubkey,
+                        id: id_from_pubkey(&pubkey),
+                        edge: false,
+                        reliability: crate::peer::UNPROVEN_RELIABILITY,
+                        trust: Trust::default(),
+                        features: if i % 2 == 1 {
+                            Features::RECORD_V2
+                        } else {
+                            Features::NONE
+                        },
+                    }
+                })
+                .collect(),
+        ))
+    }
+
+    #[test]
+    fn a_new_view_repairs_v2_records_as_put2_to_record_v2_peers_only_paced_by_the_step() {
+        let mut g = group();
+        let counters = Counters2::default();
+        let mut fx = Effects2::default();
+        let none = Arc::new(PeerSnapshot::default());
+        let owner = Keypair::generate();
+        for i in 0..10u8 {
+            let record = crate::pow::make_dat2_single(&owner, &[i], b"v", WALL_MS, 1, 0);
+            let put = LocalPut2 {
+                commit: crate::pow::sign_commit2(&owner, record.work()),
+                record,
+                expect_seq: None,
+                waiter: 0,
+            };
+            g.handle(at(0), &none, Input2::LocalPut(put), &counters, &mut fx);
+        }
+        let held: usize = g.shards().iter().map(|s| s.store().read().len()).sum();
+        assert_eq!(held, 10);
+        let mut env = TestEnv(Pacer::new(
+            BucketConfig {
+                burst_bytes: 64 << 10,
+                refill_bytes_per_s: 512 << 10,
+            },
+            0,
+        ));
+        g.end_batch(at(0), &none, &mut env, &counters, &mut fx);
+        fx.outbox.clear();
+        // Six peers, three of them (10.0.0.1, .3, .5) speak RECORD_V2.
+        let snapshot = peers(6);
+        g.end_batch(at(5), &snapshot, &mut env, &counters, &mut fx);
+        assert_eq!(g.view().len(), 3, "only the RECORD_V2 peers");
+        let sent = fx.outbox.len();
+        assert!(sent > 0 && sent < 30, "a first step of the pass: {sent}");
+        // 10 records, 4 examined per step: the pass goes on, one step per REPAIR_STEP_MS.
+        assert_eq!(g.next_deadline_ms(), Some(5 + REPAIR_STEP_MS));
+        g.end_batch(
+            at(5 + REPAIR_STEP_MS - 1),
+            &snapshot,
+            &mut env,
+            &counters,
+            &mut fx,
+        );
+        assert_eq!(fx.outbox.len(), sent, "no step before the pacing interval");
+        let mut now = 5;
+        while g.shards().iter().any(|s| s.repair_active()) {
+            now += REPAIR_STEP_MS;
+            g.end_batch(at(now), &snapshot, &mut env, &counters, &mut fx);
+            assert!(now < 1_000);
+        }
+        // Every record to each of the three RECORD_V2 peers, as a PUT2 carrying it.
+        assert_eq!(fx.outbox.len(), 30);
+        for (to, bytes) in fx.outbox.iter() {
+            let [_, _, _, host] = match to.ip() {
+                std::net::IpAddr::V4(ip) => ip.octets(),
+                std::net::IpAddr::V6(_) => panic!("v4 only"),
+            };
+            assert_eq!(host % 2, 1, "sent to a v1-only peer: {to}");
+            match Message2::parse(bytes) {
+                Ok(Message2::Put2(dat)) => assert_eq!(dat.pubkey(), &owner.public()),
+                other => panic!("not a PUT2: {other:?}"),
+            }
+        }
+        assert_eq!(
+            counters
+                .repair_datagrams_sent
+                .load(std::sync::atomic::Ordering::Relaxed),
+            30
+        );
     }
 }

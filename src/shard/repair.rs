@@ -1,5 +1,7 @@
 //! Replica repair and republish: the I/O-free walk that re-sends a shard's records when the set of
 //! FANOUT XOR-closest peers they belong on changes, paced by a byte budget.
+//! The walk is generic over the store ([`RepairStore`]): v1 records (PUT, over every peer) and
+//! v2 records (PUT2, over the RECORD_V2 peers only) are repaired by this same code.
 //!
 //! No per-record memory: the shard keeps the replica view its records were last sent against
 //! (`base`). When the view changes, a **pass** walks the store's slab with a stable cursor (a
@@ -30,6 +32,50 @@ use crate::keys::distance;
 use crate::peer::budget::Pacer;
 use crate::shard::store::Store;
 use crate::wire::Message;
+
+/// Largest repair datagram: a v1 PUT or a v2 PUT2 (whichever is longer).
+const MAX_REPAIR_DATAGRAM_LEN: usize = crate::limits::MAX_PACKET_LEN;
+
+/// A store a repair pass can walk: records in slots that never move while held, so a cursor
+/// (a slot index) sees every record held throughout a walk. v1 ([`Store`]) and v2
+/// ([`crate::shard::store2::Store2`]) records take part in the same walk through this.
+pub trait RepairStore {
+    /// The record type held.
+    type Record: ?Sized;
+    /// No record held.
+    fn is_empty(&self) -> bool;
+    /// Slots, free ones included (never decreases).
+    fn slot_count(&self) -> usize;
+    /// The record in `slot`, if any.
+    fn record_in_slot(&self, slot: usize) -> Option<&Self::Record>;
+    /// The ID replicas are placed around (the owner's node ID).
+    fn owner_id(record: &Self::Record) -> u64;
+    /// Writes the PUT datagram that replicates `record` into `buf` (at least
+    /// [`MAX_REPAIR_DATAGRAM_LEN`] bytes); returns its length.
+    fn emit_put(record: &Self::Record, buf: &mut [u8]) -> usize;
+}
+
+impl RepairStore for Store {
+    type Record = crate::shard::store::Record;
+    fn is_empty(&self) -> bool {
+        Store::is_empty(self)
+    }
+    fn slot_count(&self) -> usize {
+        Store::slot_count(self)
+    }
+    fn record_in_slot(&self, slot: usize) -> Option<&Self::Record> {
+        Store::record_in_slot(self, slot)
+    }
+    fn owner_id(record: &Self::Record) -> u64 {
+        record.owner_id()
+    }
+    fn emit_put(record: &Self::Record, buf: &mut [u8]) -> usize {
+        let message = Message::Put(record.as_view());
+        let len = message.buffer_len();
+        message.emit(&mut buf[..len]);
+        len
+    }
+}
 
 /// One peer as replica placement sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -66,6 +112,24 @@ impl ReplicaView {
             snapshot
                 .peers()
                 .iter()
+                .filter(|p| !trust.is_unreliable(&p.trust))
+                .map(|p| ReplicaPeer {
+                    id: p.id,
+                    addr: p.addr,
+                })
+                .collect(),
+        )
+    }
+
+    /// The peers v2 records may be placed on: as [`ReplicaView::of_snapshot`], but only the
+    /// peers that advertise RECORD_V2 (v1-only peers never receive a PUT2).
+    pub fn of_snapshot_v2(
+        snapshot: &crate::peer::PeerSnapshot,
+        trust: &crate::peer::TrustPolicy,
+    ) -> ReplicaView {
+        ReplicaView::new(
+            snapshot
+                .speaking(crate::wire::Features::RECORD_V2)
                 .filter(|p| !trust.is_unreliable(&p.trust))
                 .map(|p| ReplicaPeer {
                     id: p.id,
@@ -253,17 +317,18 @@ impl Repair {
     /// sampling). Starts a republish when due (the first call schedules it at a random point of
     /// the interval, so shards and nodes do not republish in step).
     #[allow(clippy::too_many_arguments)]
-    pub fn step<R: Rng + ?Sized>(
+    pub fn step<R: Rng + ?Sized, S: RepairStore>(
         &mut self,
         now_ms: u64,
-        store: &Store,
+        store: &S,
         fanout: usize,
         pacer: &mut Pacer,
         scan_budget: &mut usize,
         rng: &mut R,
         out: &mut crate::outbox::Outbox,
-        mut remember: impl FnMut(SocketAddr, &crate::shard::store::Record),
+        mut remember: impl FnMut(SocketAddr, &S::Record),
     ) -> StepReport {
+        let mut buf = [0u8; MAX_REPAIR_DATAGRAM_LEN];
         let mut report = StepReport::default();
         let interval = self.config.republish_interval_ms;
         if interval > 0 {
@@ -314,21 +379,20 @@ impl Repair {
                 report.slots_scanned += 1;
                 continue;
             };
-            let owner = record.owner_id();
+            let owner = S::owner_id(record);
             self.target.closest(owner, fanout, &mut self.new_set);
             pass.old.closest(owner, fanout, &mut self.old_set);
             let old_set = &self.old_set;
             self.new_set.retain(|a| !old_set.contains(a));
             if !self.new_set.is_empty() {
-                let message = Message::Put(record.as_view());
-                let len = message.buffer_len() as u64;
-                let bytes = len * self.new_set.len() as u64;
+                let len = S::emit_put(record, &mut buf);
+                let bytes = len as u64 * self.new_set.len() as u64;
                 if !pacer.try_take(now_ms, bytes) {
                     report.paced = true;
                     break;
                 }
                 for &to in &self.new_set {
-                    out.push(to, &message);
+                    out.push_bytes(to, &buf[..len]);
                     remember(to, record);
                 }
                 report.datagrams += self.new_set.len() as u64;

@@ -85,7 +85,13 @@ pub struct Inserted2 {
 #[derive(Debug)]
 pub struct Store2 {
     config: Store2Config,
-    records: HashMap<RecordId2, Record2>,
+    /// Where each held record is in `slots`.
+    index: HashMap<RecordId2, usize>,
+    /// The slab: `None` for free slots. A held record never moves, so a repair pass walks it
+    /// with a stable cursor (as it walks the v1 store).
+    slots: Vec<Option<Record2>>,
+    /// Free slots, reused last-freed first.
+    free_slots: Vec<usize>,
     /// `(expiry_ms, id)`: expiry and eviction order.
     expiry: BTreeSet<(i64, RecordId2)>,
     bytes_used: usize,
@@ -103,7 +109,9 @@ impl Store2 {
         assert!(config.ttl_ms > 0, "ttl_ms must be positive");
         Store2 {
             config,
-            records: HashMap::new(),
+            index: HashMap::new(),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
             expiry: BTreeSet::new(),
             bytes_used: 0,
             dat_bytes: 0,
@@ -117,12 +125,12 @@ impl Store2 {
 
     /// Records held.
     pub fn len(&self) -> usize {
-        self.records.len()
+        self.index.len()
     }
 
     /// True when nothing is held.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.index.is_empty()
     }
 
     /// Budget bytes in use.
@@ -137,14 +145,15 @@ impl Store2 {
 
     /// Every record (no particular order).
     pub fn iter(&self) -> impl Iterator<Item = &Record2> {
-        self.records.values()
+        self.slots.iter().flatten()
     }
 
     /// The record of `(pubkey, key)`.
     pub fn get(&self, pubkey: &[u8; 32], key: &[u8]) -> Option<&Record2> {
         // A lookup key without allocating would need the raw-entry API; a GET allocates one
         // key copy here (v2 traffic is small next to v1's).
-        self.records.get(&(*pubkey, Box::<[u8]>::from(key)))
+        let slot = *self.index.get(&(*pubkey, Box::<[u8]>::from(key)))?;
+        self.slots[slot].as_ref()
     }
 
     /// What [`Store2::insert`] would answer, without changing anything (run before the
@@ -199,8 +208,7 @@ impl Store2 {
             return Err(Status2::Refused);
         }
         let held_cost = self
-            .records
-            .get(&id)
+            .held(&id)
             .map_or(0, |held| record_cost_bytes(held.len()));
         let cost = record_cost_bytes(record.len());
         let mut need =
@@ -215,7 +223,7 @@ impl Store2 {
                     return Err(Status2::Refused);
                 }
                 victims.push(victim.clone());
-                let freed = record_cost_bytes(self.records.get(victim).map_or(0, |r| r.len()));
+                let freed = record_cost_bytes(self.held(victim).map_or(0, |r| r.len()));
                 need = need.saturating_sub(freed);
                 if need == 0 {
                     break;
@@ -230,13 +238,40 @@ impl Store2 {
         self.bytes_used += cost;
         self.dat_bytes += record.len();
         self.expiry.insert((expiry_ms, id.clone()));
-        self.records.insert(id, record);
+        let slot = match self.free_slots.pop() {
+            Some(slot) => {
+                self.slots[slot] = Some(record);
+                slot
+            }
+            None => {
+                self.slots.push(Some(record));
+                self.slots.len() - 1
+            }
+        };
+        self.index.insert(id, slot);
         assert!(self.bytes_used <= self.config.capacity_bytes);
         Ok(Inserted2 { replaced, evicted })
     }
 
+    fn held(&self, id: &RecordId2) -> Option<&Record2> {
+        self.slots[*self.index.get(id)?].as_ref()
+    }
+
+    /// Slots in the slab, free ones included: the end of a cursor walk. Never decreases.
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The record in `slot`, if any. Slots never move: a walk from 0 to
+    /// [`Store2::slot_count`] sees every record held throughout.
+    pub fn record_in_slot(&self, slot: usize) -> Option<&Record2> {
+        self.slots.get(slot)?.as_ref()
+    }
+
     fn take(&mut self, id: &RecordId2) -> Option<Record2> {
-        let record = self.records.remove(id)?;
+        let slot = self.index.remove(id)?;
+        let record = self.slots[slot].take()?;
+        self.free_slots.push(slot);
         let expiry_ms = self.expiry_ms(&record);
         let removed = self.expiry.remove(&(expiry_ms, id.clone()));
         assert!(removed, "expiry order out of step with the records");
@@ -263,6 +298,26 @@ impl Store2 {
     }
 }
 
+impl crate::shard::repair::RepairStore for Store2 {
+    type Record = Record2;
+    fn is_empty(&self) -> bool {
+        Store2::is_empty(self)
+    }
+    fn slot_count(&self) -> usize {
+        Store2::slot_count(self)
+    }
+    fn record_in_slot(&self, slot: usize) -> Option<&Record2> {
+        Store2::record_in_slot(self, slot)
+    }
+    fn owner_id(record: &Record2) -> u64 {
+        record.owner_id()
+    }
+    /// A PUT2 (op 0x18): only ever sent to peers that advertise RECORD_V2.
+    fn emit_put(record: &Record2, buf: &mut [u8]) -> usize {
+        crate::wire::record2::Message2::Put2(record.as_view()).emit(buf)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,6 +335,39 @@ mod tests {
             value,
         }
         .to_record()
+    }
+
+    #[test]
+    fn records_keep_their_slot_and_freed_slots_are_reused() {
+        let mut store = Store2::new(Store2Config {
+            capacity_bytes: 1 << 20,
+            ttl_ms: 1_000,
+        });
+        for k in [b"a", b"b", b"c"] {
+            store
+                .insert(rec(k, b"v", 1, 10), None, false, 0)
+                .expect("insert");
+        }
+        assert_eq!(store.slot_count(), 3);
+        let slot_of = |store: &Store2, k: &[u8]| {
+            (0..store.slot_count()).find(|&s| store.record_in_slot(s).is_some_and(|r| r.key() == k))
+        };
+        let c = slot_of(&store, b"c");
+        // A replacement stays in the slab; a removal frees its slot and moves nothing else.
+        store
+            .insert(rec(b"b", b"w", 2, 10), None, false, 0)
+            .expect("replace");
+        assert!(store.remove(&[1; 32], b"a").is_some());
+        assert_eq!(slot_of(&store, b"c"), c);
+        assert_eq!(store.len(), 2);
+        assert_eq!(store.iter().count(), 2);
+        store
+            .insert(rec(b"d", b"v", 1, 10), None, false, 0)
+            .expect("insert");
+        assert_eq!(store.slot_count(), 3, "a freed slot is reused");
+        assert_eq!(store.get(&[1; 32], b"b").map(|r| r.seq()), Some(2));
+        assert_eq!(store.tick(2_000).len(), 3);
+        assert!(store.is_empty() && (0..3).all(|s| store.record_in_slot(s).is_none()));
     }
 
     #[test]
