@@ -4,7 +4,7 @@
 //! - [`table`]: the routing table (k-buckets, keep-long-lived eviction, IP limits).
 //! - [`lookup`]: the iterative lookup (α parallel requests, per-request timeout, disjoint paths).
 //! - [`router`]: one node's routing core (table + lookups + nonces + FIND_NODE answers).
-//! - [`world`]: a deterministic virtual network of routers with a record store per node: the
+//! - `world` (feature `sim`): a deterministic virtual network of routers with a record store per node: the
 //!   routing-level simulator (hops, replicas, background traffic, freshness).
 //!
 //! Layering: `route` sits beside `peer` and `shard` and imports only `wire`, `keys` and the
@@ -14,6 +14,7 @@
 pub mod lookup;
 pub mod router;
 pub mod table;
+#[cfg(feature = "sim")]
 pub mod world;
 
 use std::net::SocketAddr;

@@ -494,7 +494,7 @@ impl World {
                 }
             }
             Job::Get { get } => {
-                if std::env::var_os("ROUTE_WORLD_DEBUG").is_some() {
+                if log::log_enabled!(log::Level::Debug) {
                     let t = self.targets[self.gets[get].record];
                     let found: Vec<(u32, bool)> = done
                         .closest
@@ -504,9 +504,11 @@ impl World {
                             (distance(c.id, t).leading_zeros(), sybil)
                         })
                         .collect();
-                    eprintln!(
+                    log::debug!(
                         "get lookup {} found {:?} in {} requests",
-                        get, found, done.requests
+                        get,
+                        found,
+                        done.requests
                     );
                 }
                 self.report.hops.push(done.hops);
@@ -654,7 +656,7 @@ impl World {
     fn judge(&mut self, get: usize) {
         let g = &self.gets[get];
         let fresh = g.newest >= g.want_time;
-        if !fresh && std::env::var_os("ROUTE_WORLD_DEBUG").is_some() {
+        if !fresh && log::log_enabled!(log::Level::Debug) {
             let target = self.targets[g.record];
             let holders: Vec<(u32, u64)> = self
                 .nodes
@@ -666,9 +668,14 @@ impl World {
                         .map(|h| ((distance(n.id, target)).leading_zeros(), h.time))
                 })
                 .collect();
-            eprintln!(
+            log::debug!(
                 "stale get at {}: record {} want {} newest {} answers {} holders (shared bits, time) {:?}",
-                self.now_ms, g.record, g.want_time, g.newest, g.answers, holders
+                self.now_ms,
+                g.record,
+                g.want_time,
+                g.newest,
+                g.answers,
+                holders
             );
         }
         if g.final_check {
