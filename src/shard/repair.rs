@@ -51,7 +51,7 @@ pub trait RepairStore {
     /// The ID replicas are placed around (the owner's node ID).
     fn owner_id(record: &Self::Record) -> u64;
     /// Writes the PUT datagram that replicates `record` into `buf` (at least
-    /// [`MAX_REPAIR_DATAGRAM_LEN`] bytes); returns its length.
+    /// `MAX_REPAIR_DATAGRAM_LEN` bytes); returns its length.
     fn emit_put(record: &Self::Record, buf: &mut [u8]) -> usize;
 }
 
