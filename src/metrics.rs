@@ -9,7 +9,9 @@
 //!
 //! Every counter and gauge of [`Stats::for_each`] becomes `dave_<name>`; per-reason counters carry
 //! a `reason` label (`dave_malformed{reason="too_short"} 0`). A new counter in `stats.rs` is
-//! exported without a change here.
+//! exported without a change here. A [`Scrape`] may also carry the v2-record counters
+//! ([`Stats2::for_each`], exported as `dave_v2_<name>`) and the routing core's
+//! ([`RouterStats::for_each`], `dave_route_<name>`).
 //!
 //! The listener is hostile-input safe: a request is read with a size bound
 //! ([`MAX_REQUEST_BYTES`]) and a per-connection deadline covering both reading the request and
@@ -23,6 +25,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::route::RouterStats;
+use crate::shard::core2::Stats2;
 use crate::stats::Stats;
 
 /// Largest request head read (request line + headers). A Prometheus scrape sends well under 1 KiB;
@@ -46,12 +50,70 @@ const CONNECTION_STACK_BYTES: usize = 64 * 1024;
 /// latency to a scrape and lets `Drop` return quickly.
 const ACCEPT_POLL: Duration = Duration::from_millis(50);
 
-/// Gauges among the names [`Stats::for_each`] reports; every other name is a counter.
-const GAUGES: [&str; 4] = ["peers_active", "peers_known", "records", "record_bytes"];
+/// Gauges among the names [`Stats::for_each`] and [`RouterStats::for_each`] report (the latter
+/// with the `route_` prefix); every other name is a counter.
+const GAUGES: [&str; 5] = [
+    "peers_active",
+    "peers_known",
+    "records",
+    "record_bytes",
+    "route_contacts",
+];
+
+/// What one scrape exports: the node's [`Stats`], and where the node has them, the v2-record and
+/// routing counters.
+#[derive(Debug, Clone, Default)]
+pub struct Scrape {
+    /// The node's counters and gauges.
+    pub stats: Stats,
+    /// v2-record counters (`Node::stats2`), exported as `dave_v2_<name>`.
+    pub v2: Option<Stats2>,
+    /// Routing counters (`Node::route_stats`), exported as `dave_route_<name>`.
+    pub route: Option<RouterStats>,
+}
+
+impl From<Stats> for Scrape {
+    fn from(stats: Stats) -> Scrape {
+        Scrape {
+            stats,
+            v2: None,
+            route: None,
+        }
+    }
+}
 
 /// Renders `stats` in the Prometheus text format: one `# TYPE` line per metric family, then its
 /// samples.
 pub fn render(stats: &Stats) -> String {
+    render_stats(stats)
+}
+
+/// Renders everything a [`Scrape`] holds, as [`render`] does.
+pub fn render_scrape(scrape: &Scrape) -> String {
+    let mut out = render_stats(&scrape.stats);
+    if let Some(v2) = &scrape.v2 {
+        v2.for_each(|name, value| push_family(&mut out, "v2_", name, value));
+    }
+    if let Some(route) = &scrape.route {
+        route.for_each(|name, value| push_family(&mut out, "route_", name, value));
+    }
+    out
+}
+
+/// One unlabelled family: its `# TYPE` line and its sample.
+fn push_family(out: &mut String, prefix: &str, name: &str, value: u64) {
+    let family = format!("{prefix}{name}");
+    let kind = if GAUGES.contains(&family.as_str()) {
+        "gauge"
+    } else {
+        "counter"
+    };
+    out.push_str(&format!(
+        "# TYPE dave_{family} {kind}\ndave_{family} {value}\n"
+    ));
+}
+
+fn render_stats(stats: &Stats) -> String {
     let mut out = String::with_capacity(4096);
     let mut last_family: Option<&'static str> = None;
     stats.for_each(|name, reason, value| {
@@ -97,7 +159,16 @@ impl MetricsServer {
         addr: SocketAddr,
         source: impl Fn() -> Stats + Send + Sync + 'static,
     ) -> io::Result<MetricsServer> {
-        let source: Arc<dyn Fn() -> Stats + Send + Sync> = Arc::new(source);
+        MetricsServer::start_scrape(addr, move || Scrape::from(source()))
+    }
+
+    /// As [`MetricsServer::start`], exporting a whole [`Scrape`] (with the v2-record and routing
+    /// counters: `move || Scrape { stats: node.stats(), v2: Some(node.stats2()), .. }`).
+    pub fn start_scrape(
+        addr: SocketAddr,
+        source: impl Fn() -> Scrape + Send + Sync + 'static,
+    ) -> io::Result<MetricsServer> {
+        let source: Arc<dyn Fn() -> Scrape + Send + Sync> = Arc::new(source);
         let listener = TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
@@ -133,7 +204,7 @@ impl Drop for MetricsServer {
 fn serve(
     listener: TcpListener,
     stop: &Arc<AtomicBool>,
-    source: Arc<dyn Fn() -> Stats + Send + Sync>,
+    source: Arc<dyn Fn() -> Scrape + Send + Sync>,
 ) {
     // The threads serving connections now; a finished one frees its slot.
     let mut connections: Vec<JoinHandle<()>> = Vec::new();
@@ -190,13 +261,13 @@ enum Route {
     BadRequest,
 }
 
-fn answer(mut stream: TcpStream, source: &dyn Fn() -> Stats, stop: &AtomicBool) -> io::Result<()> {
+fn answer(mut stream: TcpStream, source: &dyn Fn() -> Scrape, stop: &AtomicBool) -> io::Result<()> {
     stream.set_nonblocking(false)?;
     let deadline = Instant::now() + REQUEST_DEADLINE;
     let head = read_head(&mut stream, deadline, stop)?;
     let (route, head_only) = route(&head);
     let (status, body) = match route {
-        Route::Metrics => ("200 OK", render(&source())),
+        Route::Metrics => ("200 OK", render_scrape(&source())),
         Route::NotFound => ("404 Not Found", "not found; try /metrics\n".to_string()),
         Route::MethodNotAllowed => ("405 Method Not Allowed", "only GET and HEAD\n".to_string()),
         Route::BadRequest => ("400 Bad Request", "bad request\n".to_string()),
@@ -306,6 +377,46 @@ mod tests {
             let value = line.rsplit(' ').next().unwrap();
             assert!(value.parse::<u64>().is_ok(), "line {line}");
         }
+    }
+
+    #[test]
+    fn a_scrape_adds_the_v2_and_routing_families() {
+        let scrape = Scrape {
+            stats: Stats::default(),
+            v2: Some(Stats2 {
+                puts_stored: 5,
+                cas_lost: 2,
+                ..Stats2::default()
+            }),
+            route: Some(RouterStats {
+                lookups_done: 9,
+                contacts: 4,
+                ..RouterStats::default()
+            }),
+        };
+        let text = render_scrape(&scrape);
+        assert!(text.starts_with(&render(&Stats::default())));
+        assert!(text.contains("# TYPE dave_v2_puts_stored counter\ndave_v2_puts_stored 5\n"));
+        assert!(text.contains("dave_v2_cas_lost 2\n"));
+        assert!(
+            text.contains("# TYPE dave_route_lookups_done counter\ndave_route_lookups_done 9\n")
+        );
+        assert!(text.contains("# TYPE dave_route_contacts gauge\ndave_route_contacts 4\n"));
+        // Every family once, every sample a number.
+        let families: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE")).collect();
+        let mut unique = families.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), families.len());
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(
+                line.rsplit(' ').next().unwrap().parse::<u64>().is_ok(),
+                "{line}"
+            );
+        }
+        // Without them, nothing of either.
+        let plain = render_scrape(&Scrape::from(Stats::default()));
+        assert!(!plain.contains("dave_v2_") && !plain.contains("dave_route_"));
     }
 
     #[test]

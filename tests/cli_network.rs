@@ -110,6 +110,17 @@ fn put_through_one_node_get_through_others_and_metrics_move() {
         );
     }
     assert!(metric(&after, "dave_records") >= 1);
+    // The v2-record and routing families are exported too (routing is on by default, and the
+    // three nodes are routing contacts of each other by now).
+    assert!(
+        after.contains("# TYPE dave_v2_puts_received counter"),
+        "{after}"
+    );
+    assert!(
+        after.contains("# TYPE dave_route_contacts gauge"),
+        "{after}"
+    );
+    assert!(metric(&after, "dave_route_contacts") >= 1, "{after}");
     // Anything else is refused, and the exporter keeps serving.
     assert!(http(a_metrics, b"GET /nope HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
     assert!(http(a_metrics, b"\x00\xff garbage\r\n\r\n").starts_with("HTTP/1.1 400"));

@@ -122,3 +122,66 @@ fn sim_refuses_bad_flags_with_one_line_and_status_3() {
         assert!(out.stdout.is_empty(), "{args:?}: {out:?}");
     }
 }
+
+#[test]
+fn sim_routing_runs_the_lookup_model_and_reports_hops_replicas_and_traffic() {
+    let run = |seed: &str| {
+        let out = dave(
+            &[
+                "sim",
+                "--routing",
+                "--nodes",
+                "100",
+                "--minutes",
+                "1.5",
+                "--records",
+                "50",
+                "--gets",
+                "200",
+                "--seed",
+                seed,
+            ],
+            LIMIT,
+        );
+        assert_eq!(out.code(), 0, "{out:?}");
+        out
+    };
+    let a = run("1");
+    assert!(
+        a.stdout
+            .starts_with("routing model: 100 nodes, 1.5 virtual minutes, k 8"),
+        "{}",
+        a.stdout
+    );
+    // The figures are indented under the header line.
+    let field = |out: &'_ Output, name: &str| -> String {
+        out.stdout
+            .lines()
+            .find_map(|line| line.trim_start().strip_prefix(name))
+            .unwrap_or_else(|| panic!("no line {name:?} in\n{}", out.stdout))
+            .trim()
+            .to_string()
+    };
+    let fresh = field(&a, "gets fresh:");
+    assert!(fresh.ends_with(')') && fresh.contains(" % ("), "{fresh}");
+    // A small, loss-free network finds every record.
+    assert!(fresh.starts_with("100.00 %"), "{}", a.stdout);
+    assert!(field(&a, "lookup hops:").starts_with("p50 "));
+    assert!(field(&a, "replicas per record:").starts_with("min "));
+    assert!(field(&a, "traffic per node:").starts_with("routing "));
+    let without_wall = |out: &Output| -> Vec<String> {
+        out.stdout
+            .lines()
+            .filter(|l| !l.contains("wall time"))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(
+        without_wall(&a),
+        without_wall(&run("1")),
+        "same seed, same report"
+    );
+    let refused = dave(&["sim", "--routing", "--adversaries", "poison=2"], LIMIT);
+    assert_eq!(refused.code(), 3, "{refused:?}");
+    refused.assert_one_dave_line();
+}

@@ -85,6 +85,28 @@ pub struct RouterStats {
     pub contacts: u64,
 }
 
+impl RouterStats {
+    /// Calls `f(name, value)` for every counter and the `contacts` gauge (the Prometheus
+    /// exporter's list: a new field belongs here too).
+    pub fn for_each(&self, mut f: impl FnMut(&'static str, u64)) {
+        f("find_node_received", self.find_node_received);
+        f("nodes_truncated_unproven", self.nodes_truncated_unproven);
+        f("nodes_accepted", self.nodes_accepted);
+        f("nodes_unsolicited", self.nodes_unsolicited);
+        f("contacts_refused", self.contacts_refused);
+        f("requests_sent", self.requests_sent);
+        f("requests_timed_out", self.requests_timed_out);
+        f("lookups_started", self.lookups_started);
+        f("lookups_refused", self.lookups_refused);
+        f("lookups_done", self.lookups_done);
+        f("refreshes", self.refreshes);
+        f("probes_sent", self.probes_sent);
+        f("introductions_sent", self.introductions_sent);
+        f("evictions", self.evictions);
+        f("contacts", self.contacts);
+    }
+}
+
 /// A finished lookup.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LookupDone {

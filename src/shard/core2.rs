@@ -155,6 +155,27 @@ pub struct Stats2 {
 }
 
 impl Stats2 {
+    /// Calls `f(name, value)` for every counter (the Prometheus exporter's list: a new field
+    /// belongs here too).
+    pub fn for_each(&self, mut f: impl FnMut(&'static str, u64)) {
+        f("puts_received", self.puts_received);
+        f("puts_stored", self.puts_stored);
+        f("puts_refused", self.puts_refused);
+        f("puts_invalid", self.puts_invalid);
+        f("gets_received", self.gets_received);
+        f("acks_received", self.acks_received);
+        f("acks_invalid", self.acks_invalid);
+        f("unsolicited", self.unsolicited);
+        f("local_puts", self.local_puts);
+        f("cas_won", self.cas_won);
+        f("cas_lost", self.cas_lost);
+        f("commits_sent", self.commits_sent);
+        f("repair_passes_started", self.repair_passes_started);
+        f("repair_passes_completed", self.repair_passes_completed);
+        f("repair_datagrams_sent", self.repair_datagrams_sent);
+        f("repair_bytes_sent", self.repair_bytes_sent);
+    }
+
     /// Adds one thread's counters.
     pub fn add(&mut self, c: &Counters2) {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);

@@ -6,6 +6,7 @@
 //!          --adversaries drop=10%,forge=10%,poison=2,lowwork=1,sybil=8
 //! dave sim --nodes 50 --minutes 360 --churn 20 --peer-timer-scale 60   # six virtual hours
 //! dave sim --nodes 1000 --max-peers 8 --minutes 10 --fast-crypto       # PONGs MACed, not signed
+//! dave sim --routing --nodes 10000 --minutes 10 --churn 120 --loss 1     # lookups (route::world)
 //! ```
 
 use std::time::Instant;
@@ -75,6 +76,23 @@ pub struct SimArgs {
     /// stay Ed25519.
     #[arg(long)]
     pub fast_crypto: bool,
+    /// Run the routing-level model instead (`dave::route::world`): every node a real routing
+    /// core (k-buckets, iterative lookups, FIND_NODE / NODES through the real codec), records
+    /// stored on and read from the closest nodes a lookup finds; signatures, proof of work and
+    /// the shard stores are not modelled. Prints lookup hops, replicas per record and routing
+    /// traffic per node. Takes --nodes, --seed, --minutes, --churn, --loss, --records, --gets
+    /// and --adversaries with sybil=N.
+    #[arg(long)]
+    pub routing: bool,
+    /// With --routing: the k-bucket size k (nodes a lookup must hear from).
+    #[arg(long, default_value_t = 8)]
+    pub bucket_size: usize,
+    /// With --routing: nodes a record is stored on (and a get asks).
+    #[arg(long, default_value_t = 4)]
+    pub replicas: usize,
+    /// With --routing: disjoint lookup paths (S/Kademlia).
+    #[arg(long, default_value_t = 1)]
+    pub paths: usize,
 }
 
 impl SimArgs {
@@ -126,6 +144,59 @@ impl SimArgs {
             o.partitions.push(parse_partition(spec)?);
         }
         o.validate().map_err(|e| e.0)?;
+        Ok(o)
+    }
+}
+
+impl SimArgs {
+    /// The routing-level model's options these flags describe (`--routing`).
+    pub fn world_options(&self) -> Result<crate::route::world::WorldOptions, String> {
+        let max_minutes = (MAX_SIM_SPAN_MS / 60_000) as f64;
+        if !(self.minutes > 0.0 && self.minutes <= max_minutes) {
+            return Err(format!(
+                "--minutes must be a positive number of at most {max_minutes} (365 days)"
+            ));
+        }
+        if !(0.0..=100.0).contains(&self.churn) || !(0.0..=100.0).contains(&self.loss) {
+            return Err("--churn and --loss must be percentages in 0..=100".into());
+        }
+        let mut o = crate::route::world::WorldOptions {
+            nodes: self.nodes,
+            seed: self.seed,
+            duration_ms: (self.minutes * 60_000.0) as u64,
+            replicas: self.replicas,
+            loss: self.loss / 100.0,
+            // --churn is per virtual hour; the model takes the share replaced over the run.
+            churn_fraction: (self.churn / 100.0 * self.minutes / 60.0).min(1.0),
+            records: self.records.max(1),
+            ..crate::route::world::WorldOptions::default()
+        };
+        o.router.table.bucket_size = self.bucket_size;
+        o.router.lookup.paths = self.paths;
+        // The gets spread over the run after the warm-up, as in the full simulator.
+        let span_ms = o.duration_ms.saturating_sub(o.warmup_ms).max(1);
+        o.get_every_ms = (span_ms / self.gets.max(1) as u64).max(1);
+        if let Some(spec) = &self.adversaries {
+            let mut full = SimOptions::default();
+            parse_adversaries(spec, self.nodes, &mut full)?;
+            let a = &full.adversaries;
+            if a.droppers + a.forgers + a.stale + a.poisoners + a.low_work > 0 {
+                return Err(
+                    "--routing models only sybil adversaries (--adversaries sybil=N)".into(),
+                );
+            }
+            o.sybils = a.sybils;
+        }
+        o.router.table.validate().map_err(|e| e.to_string())?;
+        if o.nodes < 3 || o.nodes + o.sybils >= crate::route::world::MAX_WORLD_NODES {
+            return Err(format!(
+                "--nodes must be in 3..{} with --routing",
+                crate::route::world::MAX_WORLD_NODES
+            ));
+        }
+        if o.replicas == 0 {
+            return Err("--replicas must be at least 1".into());
+        }
         Ok(o)
     }
 }
@@ -267,6 +338,33 @@ mod tests {
         assert_eq!(scaled.node.activation_delay_ms, 50_000);
         assert_eq!(scaled.workload.put_start_ms, 210_000);
         assert!(run_cli(["--adversaries", "nonsense=1"]).is_err());
+        let routing = SimArgs::try_parse_from([
+            "dave sim",
+            "--routing",
+            "--nodes",
+            "1000",
+            "--minutes",
+            "30",
+            "--churn",
+            "20",
+            "--loss",
+            "1",
+            "--adversaries",
+            "sybil=40",
+        ])
+        .unwrap()
+        .world_options()
+        .unwrap();
+        assert_eq!(routing.nodes, 1000);
+        assert!((routing.churn_fraction - 0.1).abs() < 1e-9);
+        assert!((routing.loss - 0.01).abs() < 1e-9);
+        assert_eq!(routing.sybils, 40);
+        assert!(
+            SimArgs::try_parse_from(["dave sim", "--routing", "--adversaries", "poison=1"])
+                .unwrap()
+                .world_options()
+                .is_err()
+        );
         assert!(run_cli(["--loss", "200"]).is_err());
     }
 }

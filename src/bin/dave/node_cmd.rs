@@ -19,7 +19,7 @@ use indicatif::HumanBytes;
 use log::{info, warn};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
-use dave::metrics::MetricsServer;
+use dave::metrics::{MetricsServer, Scrape};
 use dave::{Node, Stats};
 
 use crate::args::NodeArgs;
@@ -72,6 +72,7 @@ pub fn run(args: &NodeArgs) -> Result<i32, Failure> {
     let backup = settings.config.backup_path.clone();
     let sync = settings.config.sync_policy;
     let persistent_key = settings.config.keypair.is_some();
+    let routing = settings.config.routing();
     let node = Arc::new(Node::start(settings.config).map_err(|e| Failure::error(e.to_string()))?);
     // After a successful start, so a start-up error stays the only line on stderr.
     if backup.is_some() && !persistent_key {
@@ -98,8 +99,12 @@ pub fn run(args: &NodeArgs) -> Result<i32, Failure> {
     let metrics = match settings.metrics_addr {
         Some(addr) => {
             let source = Arc::clone(&node);
-            let server = MetricsServer::start(addr, move || source.stats())
-                .map_err(|e| Failure::error(format!("cannot serve metrics on {addr}: {e}")))?;
+            let server = MetricsServer::start_scrape(addr, move || Scrape {
+                stats: source.stats(),
+                v2: Some(source.stats2()),
+                route: routing.then(|| source.route_stats()),
+            })
+            .map_err(|e| Failure::error(format!("cannot serve metrics on {addr}: {e}")))?;
             info!("metrics on http://{}/metrics", server.local_addr());
             Some(server)
         }
