@@ -11,7 +11,33 @@ use std::time::Instant;
 
 use dave::route::world::{World, WorldOptions};
 
+/// `RUST_LOG=debug` prints the world's debug lines (stale gets, what their lookups found) to
+/// stderr; no logging dependency needed for one example.
+struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            eprintln!("{} {}", record.level(), record.args());
+        }
+    }
+    fn flush(&self) {}
+}
+
+static LOGGER: StderrLog = StderrLog;
+
 fn main() {
+    let level = match std::env::var("RUST_LOG").as_deref() {
+        Ok("debug") => log::LevelFilter::Debug,
+        Ok("trace") => log::LevelFilter::Trace,
+        _ => log::LevelFilter::Off,
+    };
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(level);
+    }
     let mut o = WorldOptions::default();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;

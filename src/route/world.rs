@@ -122,6 +122,8 @@ pub struct WorldReport {
     pub mean_table_size: f64,
     /// Requests per user lookup (puts and gets), summed.
     pub lookup_requests: u64,
+    /// Sybils in the routing tables of live honest nodes at the end (summed over the tables).
+    pub sybil_contacts: usize,
 }
 
 impl WorldReport {
@@ -194,6 +196,11 @@ impl WorldReport {
                 self.lookup_requests as f64 / (self.hops.len().max(1)) as f64,
                 self.lost
             ),
+            format!(
+                "sybils in honest routing tables: {} contacts ({:.2} per table)",
+                self.sybil_contacts,
+                self.sybil_contacts as f64 / self.nodes_end.max(1) as f64
+            ),
         ]
     }
 }
@@ -247,6 +254,9 @@ struct Node {
     jobs: BTreeMap<u64, Job>,
     /// Scheduled tick, if any (one outstanding at a time).
     tick_at: Option<u64>,
+    /// Joined (edges added, own-ID lookup started). Not "table non-empty": a sybil's request
+    /// can reach a node before its first tick and put the sybil in its table.
+    joined: bool,
 }
 
 struct GetState {
@@ -356,6 +366,7 @@ impl World {
             records: BTreeMap::new(),
             jobs: BTreeMap::new(),
             tick_at: None,
+            joined: false,
         });
         // Bootstrap: the first three nodes are everyone's edges (verified, as after a PONG).
         self.schedule(at_ms, Event::Tick { node: slot });
@@ -716,10 +727,8 @@ impl World {
         }
         let now = self.now_ms;
         // First tick: join (edges + a lookup of our own ID).
-        if self.nodes[node].router.table().is_empty()
-            && self.nodes[node].jobs.is_empty()
-            && !self.nodes[node].sybil
-        {
+        if !self.nodes[node].joined && !self.nodes[node].sybil {
+            self.nodes[node].joined = true;
             for edge in 0..3usize.min(self.nodes.len()) {
                 if edge != node && self.nodes[edge].alive {
                     let id = self.nodes[edge].id;
@@ -940,6 +949,13 @@ impl World {
             .map(|n| n.router.table().len())
             .sum();
         report.mean_table_size = tables as f64 / report.nodes_end.max(1) as f64;
+        report.sybil_contacts = self
+            .nodes
+            .iter()
+            .filter(|n| n.alive && !n.sybil)
+            .flat_map(|n| n.router.table().contacts())
+            .filter(|c| slot_of(c.addr).is_some_and(|s| self.nodes.get(s).is_some_and(|n| n.sybil)))
+            .count();
         // Node-seconds: honest nodes alive on average over the run.
         report.node_seconds = report.nodes_end as f64 * stop as f64 / 1000.0;
         report
