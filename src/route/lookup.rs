@@ -39,6 +39,17 @@ pub struct LookupConfig {
     pub max_candidates: usize,
     /// Requests sent at most. Default 48: 16 × α, far above the O(log N) rounds a lookup needs.
     pub max_requests: usize,
+    /// Contacts whose IDs share at least this many leading bits form one ID cluster (see
+    /// `max_per_cluster`). Default 64 (only equal IDs); the router sets it per lookup from its
+    /// network-size estimate ([`crate::route::RoutingTable::cluster_prefix_bits`]), a few bits
+    /// deeper than where honest, uniform IDs still have neighbours.
+    pub cluster_prefix_bits: u32,
+    /// Contacts of one ID cluster the lookup keeps (the first it hears of); the others are
+    /// refused. Default 2 (as `table::MAX_PER_ID_CLUSTER`): honest IDs are uniform, so three of
+    /// them in one cluster is rare, while a key-grinding attacker's IDs all fall in the clusters
+    /// it ground for and would otherwise fill the k-closest frontier of any lookup that meets
+    /// one of them. 0 = no limit.
+    pub max_per_cluster: usize,
 }
 
 impl Default for LookupConfig {
@@ -50,6 +61,8 @@ impl Default for LookupConfig {
             request_timeout_ms: 1_000,
             max_candidates: 64,
             max_requests: 48,
+            cluster_prefix_bits: 64,
+            max_per_cluster: 2,
         }
     }
 }
@@ -101,6 +114,8 @@ pub struct Lookup {
     requests_sent: usize,
     replies: usize,
     failures: usize,
+    /// Contacts refused because their ID cluster was full.
+    clustered: usize,
 }
 
 impl Lookup {
@@ -120,6 +135,7 @@ impl Lookup {
             requests_sent: 0,
             replies: 0,
             failures: 0,
+            clustered: 0,
         };
         let mut sorted = seeds.to_vec();
         sorted.sort_by_key(|c| (distance(c.id, target), c.addr));
@@ -163,6 +179,26 @@ impl Lookup {
         self.failures
     }
 
+    /// Contacts refused so far because their ID cluster was full.
+    pub fn clustered(&self) -> usize {
+        self.clustered
+    }
+
+    /// Whether the candidates already hold `max_per_cluster` IDs sharing at least
+    /// `cluster_prefix_bits` leading bits with `id`.
+    fn cluster_full(&self, id: u64) -> bool {
+        let max = self.config.max_per_cluster;
+        if max == 0 {
+            return false;
+        }
+        let bits = self.config.cluster_prefix_bits.min(64);
+        self.candidates
+            .iter()
+            .filter(|c| distance(c.contact.id, id).leading_zeros() >= bits)
+            .count()
+            >= max
+    }
+
     fn key(&self, c: &Contact) -> (u64, SocketAddr) {
         (distance(c.id, self.target), c.addr)
     }
@@ -175,6 +211,10 @@ impl Lookup {
             .iter()
             .any(|c| c.contact.addr == contact.addr)
         {
+            return;
+        }
+        if self.cluster_full(contact.id) {
+            self.clustered += 1;
             return;
         }
         let pos = self
@@ -316,16 +356,24 @@ impl Lookup {
         true
     }
 
-    /// Whether the lookup has ended: on every path, the k closest non-failed contacts have
-    /// answered (or nothing is left to ask and nothing is in flight), or the request budget is
-    /// spent and nothing is in flight.
+    /// Whether the lookup has ended: nothing is in flight, and on every path the k closest
+    /// non-failed contacts have answered (or nothing is left to ask), or the request budget is
+    /// spent.
+    ///
+    /// Outstanding requests are always waited for (up to their timeout), even to contacts
+    /// farther than the k closest: otherwise contacts that answer fast with IDs merely claimed
+    /// to be close (sybils listing each other) end the lookup before the honest answers that
+    /// would have displaced them arrive.
     pub fn is_done(&self) -> bool {
         let any_in_flight = self
             .candidates
             .iter()
             .any(|c| matches!(c.state, State::InFlight { .. }));
+        if any_in_flight {
+            return false;
+        }
         if self.requests_sent >= self.config.max_requests {
-            return !any_in_flight;
+            return true;
         }
         (0..self.config.paths).all(|path| {
             self.path_frontier(path)
@@ -560,6 +608,136 @@ mod tests {
         assert!(asked.values().any(|&p| p == 0) && asked.values().any(|&p| p == 1));
         let got = lookup.closest_answered(1);
         assert_eq!(got[0].addr, true_closest(n, target, 1)[0]);
+    }
+
+    /// Eight sybils with IDs ground next to the target (sharing its top 40 bits) that list only
+    /// each other: without the cluster limit they are the eight closest contacts and the lookup
+    /// ends on them; with it, at most two enter and the honest closest are found.
+    #[test]
+    fn a_cluster_of_ground_ids_gets_two_places_in_a_lookup() {
+        let (n, k) = (1000, 8);
+        let net = FakeNet::new(n, k, 40, 17);
+        let target = 0x5A5A_0000_0000_0000u64;
+        let sybils: Vec<Contact> = (0..k)
+            .map(|s| Contact {
+                id: target ^ ((s as u64 + 1) << 8),
+                addr: SocketAddr::from(([192, 0, 2, s as u8 + 1], 4000)),
+                verified: false,
+                pinned: false,
+            })
+            .collect();
+        let honest_best = true_closest(n, target, 2);
+        let mut honest_found = Vec::new();
+        for max_per_cluster in [0usize, 2] {
+            let mut seeds = net.tables[3].closest(target, k);
+            seeds.push(sybils[0]);
+            let cfg = LookupConfig {
+                cluster_prefix_bits: 16,
+                max_per_cluster,
+                ..LookupConfig::default()
+            };
+            let mut lookup = Lookup::new(target, cfg, &seeds);
+            let mut now_ms = 0;
+            while !lookup.is_done() {
+                assert!(now_ms < 100_000, "bounded");
+                let poll = lookup.poll(now_ms);
+                now_ms += 10;
+                for r in poll.requests {
+                    if sybils.iter().any(|s| s.addr == r.to.addr) {
+                        lookup.on_reply(r.to.addr, &sybils);
+                    } else {
+                        let j = net.by_addr[&r.to.addr];
+                        lookup.on_reply(r.to.addr, &net.tables[j].closest(target, k));
+                    }
+                }
+            }
+            let found: Vec<SocketAddr> =
+                lookup.closest_answered(4).iter().map(|c| c.addr).collect();
+            let sybils_found = found
+                .iter()
+                .filter(|a| sybils.iter().any(|s| s.addr == **a))
+                .count();
+            if max_per_cluster == 2 {
+                assert!(
+                    sybils_found <= 2,
+                    "{sybils_found} sybils among the 4 closest"
+                );
+                assert!(lookup.clustered() > 0);
+            }
+            honest_found.push(honest_best.iter().filter(|a| found.contains(a)).count());
+        }
+        assert_eq!(
+            honest_found,
+            vec![0, 2],
+            "captured without the limit, not with it"
+        );
+    }
+
+    /// Contacts that answer at once with IDs claimed to be closer than the seeds (sybils listing
+    /// spread-out sybils, none near the target) must not end the lookup while slower honest
+    /// answers that displace them are still on their way.
+    #[test]
+    fn fast_liars_do_not_end_the_lookup_before_slower_honest_answers() {
+        let (n, k) = (1000, 8);
+        let net = FakeNet::new(n, k, 40, 19);
+        let target = 0x2468_ACE0_0000_0000u64;
+        let seeds = net.tables[7].closest(target, 2);
+        let seed_best = seeds
+            .iter()
+            .map(|c| distance(c.id, target))
+            .min()
+            .unwrap_or(0);
+        // Closer to the target than any seed (below the seeds' highest distance bit h), each in
+        // its own 16-bit cluster (they differ in bits h - 2 ..= h - 4), none near the target.
+        let h = 63 - seed_best.leading_zeros();
+        assert!(
+            h >= 52,
+            "the seeds of a 1000-node network share few bits with the target"
+        );
+        let sybils: Vec<Contact> = (0..k)
+            .map(|s| Contact {
+                id: target ^ (1u64 << (h - 1)) ^ ((s as u64) << (h - 4)),
+                addr: SocketAddr::from(([192, 0, 2, s as u8 + 1], 4000)),
+                verified: false,
+                pinned: false,
+            })
+            .collect();
+        let mut all_seeds = seeds.clone();
+        all_seeds.push(sybils[0]);
+        let cfg = LookupConfig {
+            cluster_prefix_bits: 16,
+            ..LookupConfig::default()
+        };
+        let mut lookup = Lookup::new(target, cfg, &all_seeds);
+        // Deliveries: (at_ms, from, answer). Sybils answer after 5 ms, honest nodes after 100.
+        let mut queue: Vec<(u64, SocketAddr, Vec<Contact>)> = Vec::new();
+        let mut now_ms = 0;
+        loop {
+            for r in lookup.poll(now_ms).requests {
+                if sybils.iter().any(|s| s.addr == r.to.addr) {
+                    queue.push((now_ms + 5, r.to.addr, sybils.clone()));
+                } else {
+                    let j = net.by_addr[&r.to.addr];
+                    queue.push((now_ms + 100, r.to.addr, net.tables[j].closest(target, k)));
+                }
+            }
+            if lookup.is_done() {
+                break;
+            }
+            queue.sort_by_key(|(at, _, _)| std::cmp::Reverse(*at));
+            let Some((at, from, answer)) = queue.pop() else {
+                break;
+            };
+            now_ms = at;
+            lookup.on_reply(from, &answer);
+        }
+        assert!(lookup.is_done());
+        let found = lookup.closest_answered(1);
+        assert_eq!(
+            found.first().map(|c| c.addr),
+            Some(true_closest(n, target, 1)[0]),
+            "the honest answers were waited for"
+        );
     }
 
     /// Sybils that answer every FIND_NODE with only each other (and claim IDs next to the

@@ -246,13 +246,17 @@ impl Router {
         }
         let k = self.config.lookup.k.max(self.config.lookup.alpha);
         let closest = self.table.closest(target, k);
+        let config = LookupConfig {
+            cluster_prefix_bits: self.table.cluster_prefix_bits(),
+            ..self.config.lookup
+        };
         let paths = self
             .config
             .lookup
             .paths
             .clamp(1, crate::route::lookup::MAX_PATHS);
         let lookup = if paths == 1 {
-            Lookup::new(target, self.config.lookup, &closest)
+            Lookup::new(target, config, &closest)
         } else {
             // Path 0 starts from the closest contacts, the others from one contact per bucket.
             let diverse = self.table.diverse(target, k, &closest);
@@ -261,7 +265,7 @@ impl Router {
             for (i, c) in diverse.into_iter().enumerate() {
                 per_path[1 + i % (paths - 1)].push(c);
             }
-            Lookup::with_path_seeds(target, self.config.lookup, &per_path)
+            Lookup::with_path_seeds(target, config, &per_path)
         };
         let id = self.next_lookup_id;
         self.next_lookup_id += 1;
