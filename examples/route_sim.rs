@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example route_sim -- --nodes 10000 --minutes 10 [--churn 0.2]
-//!     [--loss 0.01] [--sybils 32] [--k 8] [--replicas 4] [--paths 1] [--alpha 3]
+//!     [--loss 0.01] [--sybils 32] [--sybils-forge 1] [--k 8] [--replicas 4] [--paths 1] [--alpha 3]
 //!     [--records 1000] [--seed 1]
 //! ```
 
@@ -59,6 +59,7 @@ fn main() {
             "--churn" => o.churn_fraction = float(),
             "--loss" => o.loss = float(),
             "--sybils" => o.sybils = int() as usize,
+            "--sybils-forge" => o.sybils_forge_ids = int() != 0,
             "--k" => o.router.table.bucket_size = int() as usize,
             "--replicas" => o.replicas = int() as usize,
             "--paths" => o.router.lookup.paths = int() as usize,
@@ -79,7 +80,7 @@ fn main() {
     let started = Instant::now();
     let report = World::new(o.clone()).run();
     println!(
-        "route_sim: {} nodes, {} virtual minutes, k {}, alpha {}, paths {}, replicas {}, churn {}, loss {}, sybils {}, seed {}",
+        "route_sim: {} nodes, {} virtual minutes, k {}, alpha {}, paths {}, replicas {}, churn {}, loss {}, sybils {} (forging IDs: {}), seed {}",
         o.nodes,
         o.duration_ms / 60_000,
         o.router.table.bucket_size,
@@ -89,6 +90,7 @@ fn main() {
         o.churn_fraction,
         o.loss,
         o.sybils,
+        o.sybils_forge_ids,
         o.seed
     );
     for line in report.lines() {

@@ -33,6 +33,8 @@ pub const RECORD_MSG_BYTES: u64 = 300;
 pub const GET_MSG_BYTES: u64 = 60;
 /// Most nodes a world may hold (addresses 10.b.c.d with d in 1..=64).
 pub const MAX_WORLD_NODES: usize = 64 << 16;
+/// Forged entries (honest IDs at sybil addresses) in one sybil answer at most: a full answer.
+pub const MAX_FORGED_PER_ANSWER: usize = 8;
 /// Records a node stores at most (the model's shard capacity); beyond it the farthest go.
 pub const MAX_RECORDS_PER_NODE: usize = 4096;
 
@@ -54,6 +56,10 @@ pub struct WorldOptions {
     /// Sybil nodes grinding IDs next to record targets (each answers FIND_NODE with sybils only,
     /// drops stores, never answers GETs).
     pub sybils: usize,
+    /// Sybils also list the honest IDs closest to each request's target (learnt by crawling),
+    /// paired with sybil addresses, so a lookup that believes the pairs asks, and stores on,
+    /// sybils. Default true: a real attacker would.
+    pub sybils_forge_ids: bool,
     /// Distinct records.
     pub records: usize,
     /// A new version of some record is put every this often.
@@ -80,6 +86,7 @@ impl Default for WorldOptions {
             churn_fraction: 0.0,
             loss: 0.0,
             sybils: 0,
+            sybils_forge_ids: true,
             records: 200,
             put_every_ms: 500,
             get_every_ms: 100,
@@ -283,6 +290,8 @@ pub struct World {
     latest: Vec<u64>,
     gets: Vec<GetState>,
     report: WorldReport,
+    /// IDs of the honest nodes present at the start, sorted (what a crawling attacker knows).
+    honest_ids_sorted: Vec<u64>,
 }
 
 /// Node `slot`'s address: one node per /24 up to 65,536 nodes (as `sim::network::addr_of`), so
@@ -326,6 +335,7 @@ impl World {
             free_route_msgs: Vec::new(),
             gets: Vec::new(),
             report: WorldReport::default(),
+            honest_ids_sorted: Vec::new(),
             options,
         };
         for i in 0..world.options.nodes {
@@ -337,6 +347,8 @@ impl World {
             };
             world.spawn(at, false);
         }
+        world.honest_ids_sorted = world.nodes.iter().map(|n| n.id).collect();
+        world.honest_ids_sorted.sort_unstable();
         for s in 0..world.options.sybils {
             // Ground next to a record target, eight sybils per target (a whole bucket of k = 8):
             // each shares the target's top 40 bits, closer than any honest node.
@@ -626,14 +638,39 @@ impl World {
         };
         let mut answer = crate::wire::route::NodesRepr::new(req.nonce);
         let first = self.options.nodes;
-        let mut sybils: Vec<usize> = (first..first + self.options.sybils)
-            .filter(|&s| s != sybil)
+        let sybil_slots: Vec<usize> = (first..first + self.options.sybils).collect();
+        // (id, slot of the address): its own sybils, closest to the target first, at most two
+        // per ground target (what a cluster limit lets in anyway); then, if forging, the honest
+        // IDs closest to the target, each at another sybil's address.
+        let mut listed: Vec<(u64, usize)> = sybil_slots
+            .iter()
+            .filter(|&&s| s != sybil)
+            .map(|&s| (self.nodes[s].id, s))
             .collect();
-        sybils.sort_by_key(|&s| distance(self.nodes[s].id, req.target));
+        listed.sort_by_key(|&(id, _)| distance(id, req.target));
+        let mut per_group: BTreeMap<u64, usize> = BTreeMap::new();
+        listed.retain(|&(id, _)| {
+            let n = per_group.entry(id >> 24).or_insert(0);
+            *n += 1;
+            *n <= 2
+        });
+        if self.options.sybils_forge_ids && !sybil_slots.is_empty() {
+            let honest = &self.honest_ids_sorted;
+            let at = honest.partition_point(|&id| id < req.target);
+            let window = &honest[at.saturating_sub(32)..(at + 32).min(honest.len())];
+            let mut forged: Vec<u64> = window.to_vec();
+            forged.sort_by_key(|&id| distance(id, req.target));
+            for (i, id) in forged.into_iter().take(MAX_FORGED_PER_ANSWER).enumerate() {
+                // Spread over the sybils' addresses (deterministic in the target).
+                let s = sybil_slots[(req.target as usize).wrapping_add(i) % sybil_slots.len()];
+                listed.push((id, s));
+            }
+        }
+        listed.sort_by_key(|&(id, s)| (distance(id, req.target), s));
         let cap =
             crate::wire::route::max_entries_unproven(req.padded_len).min(usize::from(req.want));
-        for s in sybils.into_iter().take(cap) {
-            answer.push(self.nodes[s].id, crate::wire::addr_to_wire(addr_of(s)));
+        for (id, s) in listed.into_iter().take(cap) {
+            answer.push(id, crate::wire::addr_to_wire(addr_of(s)));
         }
         self.send_route(sybil, addr_of(to), RouteMessage::Nodes(answer));
     }
