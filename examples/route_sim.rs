@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example route_sim -- --nodes 10000 --minutes 10 [--churn 0.2]
-//!     [--loss 0.01] [--sybils 32] [--sybils-forge 1] [--k 8] [--replicas 4] [--paths 1] [--alpha 3]
+//!     [--loss 0.01] [--sybils 32] [--sybils-forge 1] [--k 8] [--replicas 4] [--paths 1] [--alpha 3] [--verify-ids 1]
 //!     [--records 1000] [--seed 1]
 //! ```
 
@@ -64,6 +64,7 @@ fn main() {
             "--replicas" => o.replicas = int() as usize,
             "--paths" => o.router.lookup.paths = int() as usize,
             "--alpha" => o.router.lookup.alpha = int() as usize,
+            "--verify-ids" => o.router.lookup.verify_ids = int() != 0,
             "--records" => o.records = int() as usize,
             "--seed" => o.seed = int(),
             _ => {
@@ -80,12 +81,13 @@ fn main() {
     let started = Instant::now();
     let report = World::new(o.clone()).run();
     println!(
-        "route_sim: {} nodes, {} virtual minutes, k {}, alpha {}, paths {}, replicas {}, churn {}, loss {}, sybils {} (forging IDs: {}), seed {}",
+        "route_sim: {} nodes, {} virtual minutes, k {}, alpha {}, paths {}, verify IDs {}, replicas {}, churn {}, loss {}, sybils {} (forging IDs: {}), seed {}",
         o.nodes,
         o.duration_ms / 60_000,
         o.router.table.bucket_size,
         o.router.lookup.alpha,
         o.router.lookup.paths,
+        o.router.lookup.verify_ids,
         o.replicas,
         o.churn_fraction,
         o.loss,

@@ -50,6 +50,14 @@ pub struct LookupConfig {
     /// it ground for and would otherwise fill the k-closest frontier of any lookup that meets
     /// one of them. 0 = no limit.
     pub max_per_cluster: usize,
+    /// Only contacts whose ID is proven (a key pinned by the driver: a signed PONG from that
+    /// address) count as answered: an answering contact with a merely listed ID waits for the
+    /// driver's proof ([`Lookup::on_proof`]) for up to `request_timeout_ms` more, and one whose
+    /// proven ID differs from the listed one is dropped. Without it, an attacker lists honest
+    /// IDs next to the target at its own addresses, and lookups end on (and store to) it.
+    /// Default false: the node's peer thread does not yet prove addresses on request
+    /// (`RouterEffects::prove`); the routing simulator does.
+    pub verify_ids: bool,
 }
 
 impl Default for LookupConfig {
@@ -63,6 +71,7 @@ impl Default for LookupConfig {
             max_requests: 48,
             cluster_prefix_bits: 64,
             max_per_cluster: 2,
+            verify_ids: false,
         }
     }
 }
@@ -73,7 +82,13 @@ pub const MAX_PATHS: usize = 8;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     NotAsked,
-    InFlight { sent_ms: u64 },
+    InFlight {
+        sent_ms: u64,
+    },
+    /// Answered, but its ID is only listed: waiting for the driver's proof (`verify_ids`).
+    Proving {
+        sent_ms: u64,
+    },
     Answered,
     Failed,
 }
@@ -116,6 +131,8 @@ pub struct Lookup {
     failures: usize,
     /// Contacts refused because their ID cluster was full.
     clustered: usize,
+    /// Contacts dropped because the ID proven at their address was not the listed one.
+    forged: usize,
 }
 
 impl Lookup {
@@ -136,6 +153,7 @@ impl Lookup {
             replies: 0,
             failures: 0,
             clustered: 0,
+            forged: 0,
         };
         let mut sorted = seeds.to_vec();
         sorted.sort_by_key(|c| (distance(c.id, target), c.addr));
@@ -182,6 +200,40 @@ impl Lookup {
     /// Contacts refused so far because their ID cluster was full.
     pub fn clustered(&self) -> usize {
         self.clustered
+    }
+
+    /// Contacts dropped so far because the ID proven at their address was not the listed one.
+    pub fn forged(&self) -> usize {
+        self.forged
+    }
+
+    /// The driver proved that the node at `addr` holds ID `id` (a pinned key). A candidate
+    /// listed there with that ID becomes verified (and counts as answered if it answered); one
+    /// listed with another ID was a lie (or a stale listing) and is dropped. Returns whether a
+    /// candidate was at `addr`.
+    pub fn on_proof(&mut self, addr: SocketAddr, id: u64) -> bool {
+        let Some(i) = self.candidates.iter().position(|c| c.contact.addr == addr) else {
+            return false;
+        };
+        let c = &mut self.candidates[i];
+        if c.contact.id == id {
+            c.contact.verified = true;
+            if matches!(c.state, State::Proving { .. }) {
+                c.state = State::Answered;
+            }
+        } else if c.state != State::Failed {
+            c.state = State::Failed;
+            self.forged += 1;
+        }
+        true
+    }
+
+    /// Candidates that answered and wait for the proof of their ID.
+    pub fn proving(&self) -> impl Iterator<Item = Contact> + '_ {
+        self.candidates
+            .iter()
+            .filter(|c| matches!(c.state, State::Proving { .. }))
+            .map(|c| c.contact)
     }
 
     /// Whether the candidates already hold `max_per_cluster` IDs sharing at least
@@ -237,7 +289,7 @@ impl Lookup {
             && let Some(i) = self
                 .candidates
                 .iter()
-                .rposition(|c| !matches!(c.state, State::InFlight { .. }))
+                .rposition(|c| !matches!(c.state, State::InFlight { .. } | State::Proving { .. }))
         {
             self.candidates.remove(i);
         }
@@ -276,6 +328,13 @@ impl Lookup {
                 c.state = State::Failed;
                 self.failures += 1;
                 out.timed_out.push(c.contact.addr);
+            }
+            // An unproven ID gets one more request timeout for its proof.
+            if let State::Proving { sent_ms } = c.state
+                && now_ms.saturating_sub(sent_ms) >= timeout_ms.saturating_mul(2)
+            {
+                c.state = State::Failed;
+                self.failures += 1;
             }
         }
         let alpha = self.alpha_per_path();
@@ -326,10 +385,15 @@ impl Lookup {
         let Some(i) = self.candidates.iter().position(|c| c.contact.addr == from) else {
             return false;
         };
-        if !matches!(self.candidates[i].state, State::InFlight { .. }) {
+        let State::InFlight { sent_ms } = self.candidates[i].state else {
             return false;
-        }
-        self.candidates[i].state = State::Answered;
+        };
+        self.candidates[i].state = if self.config.verify_ids && !self.candidates[i].contact.verified
+        {
+            State::Proving { sent_ms }
+        } else {
+            State::Answered
+        };
         self.replies += 1;
         let path = self.candidates[i].path;
         let hops = self.candidates[i].hops + 1;
@@ -368,7 +432,7 @@ impl Lookup {
         let any_in_flight = self
             .candidates
             .iter()
-            .any(|c| matches!(c.state, State::InFlight { .. }));
+            .any(|c| matches!(c.state, State::InFlight { .. } | State::Proving { .. }));
         if any_in_flight {
             return false;
         }
@@ -388,6 +452,9 @@ impl Lookup {
             .filter_map(|c| match c.state {
                 State::InFlight { sent_ms } => {
                     Some(sent_ms.saturating_add(self.config.request_timeout_ms))
+                }
+                State::Proving { sent_ms } => {
+                    Some(sent_ms.saturating_add(self.config.request_timeout_ms.saturating_mul(2)))
                 }
                 _ => None,
             })
@@ -737,6 +804,117 @@ mod tests {
             found.first().map(|c| c.addr),
             Some(true_closest(n, target, 1)[0]),
             "the honest answers were waited for"
+        );
+    }
+
+    /// Sybils list the honest IDs closest to the target at their own addresses. Believed, they
+    /// are the closest contacts and the lookup ends on them; with `verify_ids`, each answering
+    /// address's ID is proven (here at once, as a driver's PING/PONG would), the forged entries
+    /// are dropped and the honest closest are found.
+    #[test]
+    fn forged_ids_are_dropped_once_the_address_proves_another() {
+        let (n, k) = (1000, 8);
+        let net = FakeNet::new(n, k, 40, 23);
+        let target = 0x1357_9BDF_0000_0000u64;
+        let want = true_closest(n, target, k);
+        let sybil_addr = |s: usize| SocketAddr::from(([192, 0, 2, s as u8 + 1], 4000));
+        let sybil_id = |s: usize| 0xF000_0000_0000_0000u64 ^ target ^ (s as u64);
+        // The true closest IDs, each at a sybil address.
+        let forged: Vec<Contact> = want
+            .iter()
+            .enumerate()
+            .map(|(s, a)| Contact {
+                id: id_of(net.by_addr[a]),
+                addr: sybil_addr(s),
+                verified: false,
+                pinned: false,
+            })
+            .collect();
+        let mut sybils_found = Vec::new();
+        for verify_ids in [false, true] {
+            let mut seeds = net.tables[11].closest(target, k);
+            seeds.truncate(2);
+            seeds.push(forged[k - 1]);
+            let cfg = LookupConfig {
+                verify_ids,
+                ..LookupConfig::default()
+            };
+            let mut lookup = Lookup::new(target, cfg, &seeds);
+            let mut now_ms = 0;
+            while !lookup.is_done() {
+                assert!(now_ms < 100_000, "bounded");
+                let poll = lookup.poll(now_ms);
+                now_ms += 10;
+                for r in poll.requests {
+                    let (true_id, answer) = match (0..k).find(|&s| sybil_addr(s) == r.to.addr) {
+                        Some(s) => (sybil_id(s), forged.clone()),
+                        None => {
+                            let j = net.by_addr[&r.to.addr];
+                            (id_of(j), net.tables[j].closest(target, k))
+                        }
+                    };
+                    lookup.on_reply(r.to.addr, &answer);
+                    if verify_ids {
+                        assert!(lookup.on_proof(r.to.addr, true_id));
+                    }
+                }
+            }
+            let found = lookup.closest_answered(k);
+            sybils_found.push(
+                found
+                    .iter()
+                    .filter(|c| (0..k).any(|s| sybil_addr(s) == c.addr))
+                    .count(),
+            );
+            if verify_ids {
+                assert!(lookup.forged() > 0);
+                let got: Vec<SocketAddr> = found.iter().map(|c| c.addr).collect();
+                assert_eq!(got, want);
+                assert!(found.iter().all(|c| c.verified));
+            }
+        }
+        assert!(
+            sybils_found[0] >= k / 2,
+            "believed: {} sybils",
+            sybils_found[0]
+        );
+        assert_eq!(sybils_found[1], 0);
+    }
+
+    /// With `verify_ids`, an answer without a proof does not count, and a proof that never comes
+    /// fails the contact after one more request timeout.
+    #[test]
+    fn unproven_answers_wait_for_their_proof_and_time_out() {
+        let seeds: Vec<Contact> = (0..2)
+            .map(|i| Contact {
+                verified: false,
+                ..contact(i)
+            })
+            .collect();
+        let cfg = LookupConfig {
+            verify_ids: true,
+            ..LookupConfig::default()
+        };
+        let mut lookup = Lookup::new(0, cfg, &seeds);
+        let p = lookup.poll(0);
+        assert_eq!(p.requests.len(), 2);
+        for r in &p.requests {
+            assert!(lookup.on_reply(r.to.addr, &[]));
+        }
+        assert!(!lookup.is_done(), "waiting for proofs");
+        assert_eq!(lookup.proving().count(), 2);
+        assert!(lookup.on_proof(seeds[0].addr, seeds[0].id));
+        assert_eq!(lookup.closest_answered(8).len(), 1);
+        let deadline = lookup.next_deadline_ms().unwrap_or(0);
+        assert_eq!(deadline, 2 * cfg.request_timeout_ms);
+        lookup.poll(deadline);
+        assert!(lookup.is_done());
+        assert_eq!(
+            lookup.closest_answered(8),
+            vec![Contact {
+                verified: true,
+                ..seeds[0]
+            }]
         );
     }
 

@@ -614,7 +614,7 @@ mod tests {
 
     #[test]
     fn network_size_estimate_and_lookup_cluster_prefix() {
-        let mut t = RoutingTable::new(0x0123_4567_89AB_CDEF, cfg(8));
+        let t = RoutingTable::new(0x0123_4567_89AB_CDEF, cfg(8));
         assert_eq!(t.estimated_nodes(), 1, "an empty table knows only us");
         assert_eq!(t.cluster_prefix_bits(), MIN_CLUSTER_PREFIX_BITS);
         // A table that heard from every node of a uniform network.

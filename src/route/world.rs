@@ -33,6 +33,10 @@ pub const RECORD_MSG_BYTES: u64 = 300;
 pub const GET_MSG_BYTES: u64 = 60;
 /// Most nodes a world may hold (addresses 10.b.c.d with d in 1..=64).
 pub const MAX_WORLD_NODES: usize = 64 << 16;
+/// Bytes counted for a v1 PING (op ‖ challenge[8]).
+pub const PING_BYTES: u64 = 1 + 8;
+/// Bytes counted for the PONG answering it (no addresses).
+pub const PONG_BYTES: u64 = crate::limits::PONG_MIN_LEN as u64;
 /// Forged entries (honest IDs at sybil addresses) in one sybil answer at most: a full answer.
 pub const MAX_FORGED_PER_ANSWER: usize = 8;
 /// Records a node stores at most (the model's shard capacity); beyond it the farthest go.
@@ -45,7 +49,8 @@ pub struct WorldOptions {
     pub nodes: usize,
     /// Virtual run time.
     pub duration_ms: u64,
-    /// Routing settings of every honest node.
+    /// Routing settings of every honest node. Default: `RouterConfig::default()` with
+    /// `verify_ids` on (the world carries out `RouterEffects::prove` with a modelled PING/PONG).
     pub router: RouterConfig,
     /// Nodes a PUT stores on (and a GET asks). Default 4 (≥ FANOUT 3).
     pub replicas: usize,
@@ -81,7 +86,14 @@ impl Default for WorldOptions {
         WorldOptions {
             nodes: 1000,
             duration_ms: 600_000,
-            router: RouterConfig::default(),
+            // The world's driver proves addresses on request, as a node's would with a PING.
+            router: RouterConfig {
+                lookup: crate::route::LookupConfig {
+                    verify_ids: true,
+                    ..crate::route::LookupConfig::default()
+                },
+                ..RouterConfig::default()
+            },
             replicas: 4,
             churn_fraction: 0.0,
             loss: 0.0,
@@ -222,6 +234,11 @@ enum Msg {
     Get { record: usize, get: usize },
     /// Answer to `Get`: the version held (0 = none).
     GetAck { get: usize, time: u64 },
+    /// A v1 PING proving the receiver's key (`RouterEffects::prove`).
+    Ping,
+    /// Its signed PONG: the key of the node that sent it, hence its ID (a sybil can prove only
+    /// its own).
+    Pong { id: u64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -448,6 +465,11 @@ impl World {
         for (to, msg) in fx.sends {
             self.send_route(node, to, msg);
         }
+        for addr in fx.prove {
+            if let Some(to) = slot_of(addr).filter(|&s| s < self.nodes.len()) {
+                self.send(node, to, Msg::Ping, PING_BYTES, true);
+            }
+        }
         for done in fx.done {
             self.lookup_done(node, done);
         }
@@ -628,6 +650,19 @@ impl World {
                 let g = &mut self.gets[get];
                 g.newest = g.newest.max(time);
                 g.answers += 1;
+            }
+            Msg::Ping => {
+                let id = self.nodes[to].id;
+                self.send(to, from, Msg::Pong { id }, PONG_BYTES, true);
+            }
+            Msg::Pong { id } => {
+                if self.nodes[to].sybil {
+                    return;
+                }
+                let fx = self.nodes[to]
+                    .router
+                    .add_verified(self.now_ms, id, addr_of(from), false);
+                self.apply(to, fx);
             }
         }
     }
@@ -1020,5 +1055,28 @@ mod tests {
         assert!(report.fresh_pct() >= 99.0, "{}", report.fresh_pct());
         assert!(report.final_pct() >= 99.0);
         assert!(report.hops.last().copied().unwrap_or(0) <= 8);
+    }
+
+    /// Key-grinding sybils that also forge honest IDs at their addresses (8 per target next to
+    /// 2 of the 40 targets) do not capture lookups: clusters are limited and listed IDs count
+    /// only once proven.
+    #[test]
+    fn forging_sybils_do_not_capture_a_small_world() {
+        let report = World::new(WorldOptions {
+            nodes: 200,
+            sybils: 16,
+            duration_ms: 90_000,
+            records: 40,
+            warmup_ms: 20_000,
+            ..WorldOptions::default()
+        })
+        .run();
+        for line in report.lines() {
+            println!("{line}");
+        }
+        assert!(report.gets > 100);
+        assert!(report.sybil_contacts > 0, "the sybils took part");
+        assert!(report.fresh_pct() >= 95.0, "{}", report.fresh_pct());
+        assert!(report.final_pct() >= 95.0);
     }
 }
