@@ -101,6 +101,9 @@ struct Candidate {
     path: usize,
     /// Hops from us: 1 for a seed, n + 1 for a contact learned from a hop-n contact.
     hops: u32,
+    /// Who listed it (`None` for a seed): if one of its listings proves forged, the others
+    /// not yet asked are dropped with it.
+    lister: Option<SocketAddr>,
 }
 
 /// One request the driver must send: a FIND_NODE for the lookup's target to `to`.
@@ -158,7 +161,7 @@ impl Lookup {
         let mut sorted = seeds.to_vec();
         sorted.sort_by_key(|c| (distance(c.id, target), c.addr));
         for (i, c) in sorted.into_iter().enumerate() {
-            lookup.add(c, i % lookup.config.paths, 1);
+            lookup.add(c, i % lookup.config.paths, 1, None);
         }
         lookup
     }
@@ -171,7 +174,7 @@ impl Lookup {
         let mut lookup = Lookup::new(target, config, &[]);
         for (path, seeds) in per_path.iter().enumerate().take(lookup.config.paths) {
             for &c in seeds {
-                lookup.add(c, path, 1);
+                lookup.add(c, path, 1, None);
             }
         }
         lookup
@@ -215,15 +218,29 @@ impl Lookup {
         let Some(i) = self.candidates.iter().position(|c| c.contact.addr == addr) else {
             return false;
         };
+        let verify_ids = self.config.verify_ids;
         let c = &mut self.candidates[i];
         if c.contact.id == id {
             c.contact.verified = true;
             if matches!(c.state, State::Proving { .. }) {
                 c.state = State::Answered;
             }
-        } else if c.state != State::Failed {
-            c.state = State::Failed;
-            self.forged += 1;
+            return true;
+        }
+        if c.state == State::Failed {
+            return true;
+        }
+        c.state = State::Failed;
+        self.forged += 1;
+        // With `verify_ids` an honest table holds only proven IDs, so whoever listed this one
+        // lied: drop what else it listed that is not yet asked, and the liar itself.
+        if let Some(liar) = c.lister.filter(|_| verify_ids) {
+            for other in &mut self.candidates {
+                let from_liar = other.lister == Some(liar) && other.state == State::NotAsked;
+                if from_liar || other.contact.addr == liar {
+                    other.state = State::Failed;
+                }
+            }
         }
         true
     }
@@ -246,6 +263,7 @@ impl Lookup {
         let bits = self.config.cluster_prefix_bits.min(64);
         self.candidates
             .iter()
+            .filter(|c| c.state != State::Failed)
             .filter(|c| distance(c.contact.id, id).leading_zeros() >= bits)
             .count()
             >= max
@@ -256,7 +274,7 @@ impl Lookup {
     }
 
     /// Adds a contact to `path` unless known (to any path) or too far to matter.
-    fn add(&mut self, contact: Contact, path: usize, hops: u32) {
+    fn add(&mut self, contact: Contact, path: usize, hops: u32, lister: Option<SocketAddr>) {
         let key = self.key(&contact);
         if self
             .candidates
@@ -282,6 +300,7 @@ impl Lookup {
                 state: State::NotAsked,
                 path,
                 hops,
+                lister,
             },
         );
         // Forget the farthest contact we are not waiting for.
@@ -401,7 +420,7 @@ impl Lookup {
             if c.id == 0 {
                 continue;
             }
-            self.add(c, path, hops);
+            self.add(c, path, hops, Some(from));
         }
         true
     }

@@ -591,9 +591,15 @@ impl Router {
                 self.stats.contacts_refused += 1;
                 continue;
             }
-            // A contact we hold with a verified ID keeps it (a lister cannot rename it).
-            let verified = self.table.get(addr).filter(|c| c.verified);
-            out.push(verified.unwrap_or(Contact {
+            // An address whose ID we proved keeps it (a lister cannot rename it): a forgery of
+            // a known address costs nothing more.
+            let proven = self.proven_id(addr).map(|id| Contact {
+                id,
+                addr,
+                verified: true,
+                pinned: false,
+            });
+            out.push(proven.unwrap_or(Contact {
                 id,
                 addr,
                 verified: false,
