@@ -887,6 +887,14 @@ mod tests {
             );
             if verify_ids {
                 assert!(lookup.forged() > 0);
+                // The sybil that listed the forgeries is dropped with them.
+                assert!(
+                    lookup
+                        .candidates
+                        .iter()
+                        .filter(|c| (0..k).any(|s| sybil_addr(s) == c.contact.addr))
+                        .all(|c| c.state == State::Failed)
+                );
                 let got: Vec<SocketAddr> = found.iter().map(|c| c.addr).collect();
                 assert_eq!(got, want);
                 assert!(found.iter().all(|c| c.verified));

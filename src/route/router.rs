@@ -812,6 +812,18 @@ mod tests {
             r.table().get(liar).map(|c| c.id),
             Some(0x7777_0000_0000_0000)
         );
+        // Listed again under the target's ID, the liar keeps its proven ID: no second proof.
+        let (_, fx) = r.start_lookup(10, target);
+        let Some((_, RouteMessage::FindNode(f))) =
+            fx.sends.iter().copied().find(|(to, _)| *to == seed)
+        else {
+            panic!("a FIND_NODE to the seed");
+        };
+        let mut nodes = NodesRepr::new(f.nonce);
+        nodes.push(target, addr_to_wire(liar));
+        let fx = r.handle(11, seed, true, 36, &RouteMessage::Nodes(nodes));
+        assert!(fx.prove.is_empty());
+        assert_eq!(r.stats().proofs_asked, 1);
     }
 
     #[test]
