@@ -33,7 +33,7 @@ pub const RECORD_MSG_BYTES: u64 = 300;
 pub const GET_MSG_BYTES: u64 = 60;
 /// Most nodes a world may hold (addresses 10.b.c.d with d in 1..=64).
 pub const MAX_WORLD_NODES: usize = 64 << 16;
-/// Bytes counted for a v1 PING (op ‖ challenge[8]).
+/// Bytes counted for a v1 PING (op and an 8-byte challenge).
 pub const PING_BYTES: u64 = 1 + 8;
 /// Bytes counted for the PONG answering it (no addresses).
 pub const PONG_BYTES: u64 = crate::limits::PONG_MIN_LEN as u64;
