@@ -14,6 +14,14 @@
 //! therefore cannot steer the others, and the result merges what every path found. Contacts
 //! whose ID is verified (a pinned key) are asked before unverified ones at equal rank.
 //!
+//! Key-grinding attackers (README "Routing at scale", eclipse resistance): a lookup keeps at most
+//! `max_per_cluster` contacts whose IDs share `cluster_prefix_bits` leading bits (ground IDs of
+//! one target are one cluster, honest IDs almost never are), waits for every request in flight
+//! before it ends (fast liars cannot end it before the honest answers arrive), and with
+//! `verify_ids` counts a contact whose ID was only listed as answered once the driver proved the
+//! key at its address ([`Lookup::on_proof`]); a proof of another ID drops it, its lister and
+//! what else that lister listed.
+//!
 //! Bounds: at most `max_candidates` contacts are remembered (the farthest are forgotten), and at
 //! most `max_requests` requests are sent, so a lookup costs bounded memory and traffic whatever
 //! the answers.

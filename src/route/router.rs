@@ -10,6 +10,12 @@
 //! `stale_after_ms`; a bucket nobody looked into for `refresh_after_ms` is refreshed by one lookup
 //! into its range. Background traffic is therefore O(k · log N) datagrams per refresh interval.
 //!
+//! IDs: a NODES entry's ID is only its lister's claim. With `LookupConfig::verify_ids` the router
+//! asks its driver to prove the key at an answering contact's address ([`RouterEffects::prove`]:
+//! a v1 PING and its signed PONG) and learns the result through [`Router::add_verified`]; only
+//! proven IDs enter the table or count in a lookup's result, and proven addresses are remembered
+//! (`MAX_PROVEN_CACHE`) so a forgery of a known address is relabelled at once.
+//!
 //! Anti-amplification: a NODES to an address the driver has not proven carries at most as many
 //! entries as fit in the size of its request (`wire::route::max_entries_unproven`); our own
 //! requests are padded to the size of the answer we want (`find_node_len_for`), so a padded
