@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example route_sim -- --nodes 10000 --minutes 10 [--churn 0.2]
-//!     [--loss 0.01] [--sybils 32] [--k 8] [--replicas 4] [--paths 1] [--alpha 3]
+//!     [--loss 0.01] [--sybils 32] [--sybils-forge 1] [--k 8] [--replicas 4] [--paths 1] [--alpha 3] [--verify-ids 1]
 //!     [--records 1000] [--seed 1]
 //! ```
 
@@ -11,7 +11,33 @@ use std::time::Instant;
 
 use dave::route::world::{World, WorldOptions};
 
+/// `RUST_LOG=debug` prints the world's debug lines (stale gets, what their lookups found) to
+/// stderr; no logging dependency needed for one example.
+struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            eprintln!("{} {}", record.level(), record.args());
+        }
+    }
+    fn flush(&self) {}
+}
+
+static LOGGER: StderrLog = StderrLog;
+
 fn main() {
+    let level = match std::env::var("RUST_LOG").as_deref() {
+        Ok("debug") => log::LevelFilter::Debug,
+        Ok("trace") => log::LevelFilter::Trace,
+        _ => log::LevelFilter::Off,
+    };
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(level);
+    }
     let mut o = WorldOptions::default();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -33,10 +59,12 @@ fn main() {
             "--churn" => o.churn_fraction = float(),
             "--loss" => o.loss = float(),
             "--sybils" => o.sybils = int() as usize,
+            "--sybils-forge" => o.sybils_forge_ids = int() != 0,
             "--k" => o.router.table.bucket_size = int() as usize,
             "--replicas" => o.replicas = int() as usize,
             "--paths" => o.router.lookup.paths = int() as usize,
             "--alpha" => o.router.lookup.alpha = int() as usize,
+            "--verify-ids" => o.router.lookup.verify_ids = int() != 0,
             "--records" => o.records = int() as usize,
             "--seed" => o.seed = int(),
             _ => {
@@ -53,16 +81,18 @@ fn main() {
     let started = Instant::now();
     let report = World::new(o.clone()).run();
     println!(
-        "route_sim: {} nodes, {} virtual minutes, k {}, alpha {}, paths {}, replicas {}, churn {}, loss {}, sybils {}, seed {}",
+        "route_sim: {} nodes, {} virtual minutes, k {}, alpha {}, paths {}, verify IDs {}, replicas {}, churn {}, loss {}, sybils {} (forging IDs: {}), seed {}",
         o.nodes,
         o.duration_ms / 60_000,
         o.router.table.bucket_size,
         o.router.lookup.alpha,
         o.router.lookup.paths,
+        o.router.lookup.verify_ids,
         o.replicas,
         o.churn_fraction,
         o.loss,
         o.sybils,
+        o.sybils_forge_ids,
         o.seed
     );
     for line in report.lines() {

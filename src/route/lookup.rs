@@ -14,6 +14,14 @@
 //! therefore cannot steer the others, and the result merges what every path found. Contacts
 //! whose ID is verified (a pinned key) are asked before unverified ones at equal rank.
 //!
+//! Key-grinding attackers (README "Routing at scale", eclipse resistance): a lookup keeps at most
+//! `max_per_cluster` contacts whose IDs share `cluster_prefix_bits` leading bits (ground IDs of
+//! one target are one cluster, honest IDs almost never are), waits for every request in flight
+//! before it ends (fast liars cannot end it before the honest answers arrive), and with
+//! `verify_ids` counts a contact whose ID was only listed as answered once the driver proved the
+//! key at its address ([`Lookup::on_proof`]); a proof of another ID drops it, its lister and
+//! what else that lister listed.
+//!
 //! Bounds: at most `max_candidates` contacts are remembered (the farthest are forgotten), and at
 //! most `max_requests` requests are sent, so a lookup costs bounded memory and traffic whatever
 //! the answers.
@@ -39,6 +47,25 @@ pub struct LookupConfig {
     pub max_candidates: usize,
     /// Requests sent at most. Default 48: 16 × α, far above the O(log N) rounds a lookup needs.
     pub max_requests: usize,
+    /// Contacts whose IDs share at least this many leading bits form one ID cluster (see
+    /// `max_per_cluster`). Default 64 (only equal IDs); the router sets it per lookup from its
+    /// network-size estimate ([`crate::route::RoutingTable::cluster_prefix_bits`]), a few bits
+    /// deeper than where honest, uniform IDs still have neighbours.
+    pub cluster_prefix_bits: u32,
+    /// Contacts of one ID cluster the lookup keeps (the first it hears of); the others are
+    /// refused. Default 2 (as `table::MAX_PER_ID_CLUSTER`): honest IDs are uniform, so three of
+    /// them in one cluster is rare, while a key-grinding attacker's IDs all fall in the clusters
+    /// it ground for and would otherwise fill the k-closest frontier of any lookup that meets
+    /// one of them. 0 = no limit.
+    pub max_per_cluster: usize,
+    /// Only contacts whose ID is proven (a key pinned by the driver: a signed PONG from that
+    /// address) count as answered: an answering contact with a merely listed ID waits for the
+    /// driver's proof ([`Lookup::on_proof`]) for up to `request_timeout_ms` more, and one whose
+    /// proven ID differs from the listed one is dropped. Without it, an attacker lists honest
+    /// IDs next to the target at its own addresses, and lookups end on (and store to) it.
+    /// Default false: the node's peer thread does not yet prove addresses on request
+    /// (`RouterEffects::prove`); the routing simulator does.
+    pub verify_ids: bool,
 }
 
 impl Default for LookupConfig {
@@ -50,6 +77,9 @@ impl Default for LookupConfig {
             request_timeout_ms: 1_000,
             max_candidates: 64,
             max_requests: 48,
+            cluster_prefix_bits: 64,
+            max_per_cluster: 2,
+            verify_ids: false,
         }
     }
 }
@@ -60,7 +90,13 @@ pub const MAX_PATHS: usize = 8;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     NotAsked,
-    InFlight { sent_ms: u64 },
+    InFlight {
+        sent_ms: u64,
+    },
+    /// Answered, but its ID is only listed: waiting for the driver's proof (`verify_ids`).
+    Proving {
+        sent_ms: u64,
+    },
     Answered,
     Failed,
 }
@@ -73,6 +109,9 @@ struct Candidate {
     path: usize,
     /// Hops from us: 1 for a seed, n + 1 for a contact learned from a hop-n contact.
     hops: u32,
+    /// Who listed it (`None` for a seed): if one of its listings proves forged, the others
+    /// not yet asked are dropped with it.
+    lister: Option<SocketAddr>,
 }
 
 /// One request the driver must send: a FIND_NODE for the lookup's target to `to`.
@@ -101,6 +140,10 @@ pub struct Lookup {
     requests_sent: usize,
     replies: usize,
     failures: usize,
+    /// Contacts refused because their ID cluster was full.
+    clustered: usize,
+    /// Contacts dropped because the ID proven at their address was not the listed one.
+    forged: usize,
 }
 
 impl Lookup {
@@ -120,11 +163,13 @@ impl Lookup {
             requests_sent: 0,
             replies: 0,
             failures: 0,
+            clustered: 0,
+            forged: 0,
         };
         let mut sorted = seeds.to_vec();
         sorted.sort_by_key(|c| (distance(c.id, target), c.addr));
         for (i, c) in sorted.into_iter().enumerate() {
-            lookup.add(c, i % lookup.config.paths, 1);
+            lookup.add(c, i % lookup.config.paths, 1, None);
         }
         lookup
     }
@@ -137,7 +182,7 @@ impl Lookup {
         let mut lookup = Lookup::new(target, config, &[]);
         for (path, seeds) in per_path.iter().enumerate().take(lookup.config.paths) {
             for &c in seeds {
-                lookup.add(c, path, 1);
+                lookup.add(c, path, 1, None);
             }
         }
         lookup
@@ -163,18 +208,91 @@ impl Lookup {
         self.failures
     }
 
+    /// Contacts refused so far because their ID cluster was full.
+    pub fn clustered(&self) -> usize {
+        self.clustered
+    }
+
+    /// Contacts dropped so far because the ID proven at their address was not the listed one.
+    pub fn forged(&self) -> usize {
+        self.forged
+    }
+
+    /// The driver proved that the node at `addr` holds ID `id` (a pinned key). A candidate
+    /// listed there with that ID becomes verified (and counts as answered if it answered); one
+    /// listed with another ID was a lie (or a stale listing) and is dropped. Returns whether a
+    /// candidate was at `addr`.
+    pub fn on_proof(&mut self, addr: SocketAddr, id: u64) -> bool {
+        let Some(i) = self.candidates.iter().position(|c| c.contact.addr == addr) else {
+            return false;
+        };
+        let verify_ids = self.config.verify_ids;
+        let c = &mut self.candidates[i];
+        if c.contact.id == id {
+            c.contact.verified = true;
+            if matches!(c.state, State::Proving { .. }) {
+                c.state = State::Answered;
+            }
+            return true;
+        }
+        if c.state == State::Failed {
+            return true;
+        }
+        c.state = State::Failed;
+        self.forged += 1;
+        // With `verify_ids` an honest table holds only proven IDs, so whoever listed this one
+        // lied: drop what else it listed that is not yet asked, and the liar itself.
+        if let Some(liar) = c.lister.filter(|_| verify_ids) {
+            for other in &mut self.candidates {
+                let from_liar = other.lister == Some(liar) && other.state == State::NotAsked;
+                if from_liar || other.contact.addr == liar {
+                    other.state = State::Failed;
+                }
+            }
+        }
+        true
+    }
+
+    /// Candidates that answered and wait for the proof of their ID.
+    pub fn proving(&self) -> impl Iterator<Item = Contact> + '_ {
+        self.candidates
+            .iter()
+            .filter(|c| matches!(c.state, State::Proving { .. }))
+            .map(|c| c.contact)
+    }
+
+    /// Whether the candidates already hold `max_per_cluster` IDs sharing at least
+    /// `cluster_prefix_bits` leading bits with `id`.
+    fn cluster_full(&self, id: u64) -> bool {
+        let max = self.config.max_per_cluster;
+        if max == 0 {
+            return false;
+        }
+        let bits = self.config.cluster_prefix_bits.min(64);
+        self.candidates
+            .iter()
+            .filter(|c| c.state != State::Failed)
+            .filter(|c| distance(c.contact.id, id).leading_zeros() >= bits)
+            .count()
+            >= max
+    }
+
     fn key(&self, c: &Contact) -> (u64, SocketAddr) {
         (distance(c.id, self.target), c.addr)
     }
 
     /// Adds a contact to `path` unless known (to any path) or too far to matter.
-    fn add(&mut self, contact: Contact, path: usize, hops: u32) {
+    fn add(&mut self, contact: Contact, path: usize, hops: u32, lister: Option<SocketAddr>) {
         let key = self.key(&contact);
         if self
             .candidates
             .iter()
             .any(|c| c.contact.addr == contact.addr)
         {
+            return;
+        }
+        if self.cluster_full(contact.id) {
+            self.clustered += 1;
             return;
         }
         let pos = self
@@ -190,6 +308,7 @@ impl Lookup {
                 state: State::NotAsked,
                 path,
                 hops,
+                lister,
             },
         );
         // Forget the farthest contact we are not waiting for.
@@ -197,7 +316,7 @@ impl Lookup {
             && let Some(i) = self
                 .candidates
                 .iter()
-                .rposition(|c| !matches!(c.state, State::InFlight { .. }))
+                .rposition(|c| !matches!(c.state, State::InFlight { .. } | State::Proving { .. }))
         {
             self.candidates.remove(i);
         }
@@ -236,6 +355,13 @@ impl Lookup {
                 c.state = State::Failed;
                 self.failures += 1;
                 out.timed_out.push(c.contact.addr);
+            }
+            // An unproven ID gets one more request timeout for its proof.
+            if let State::Proving { sent_ms } = c.state
+                && now_ms.saturating_sub(sent_ms) >= timeout_ms.saturating_mul(2)
+            {
+                c.state = State::Failed;
+                self.failures += 1;
             }
         }
         let alpha = self.alpha_per_path();
@@ -286,10 +412,15 @@ impl Lookup {
         let Some(i) = self.candidates.iter().position(|c| c.contact.addr == from) else {
             return false;
         };
-        if !matches!(self.candidates[i].state, State::InFlight { .. }) {
+        let State::InFlight { sent_ms } = self.candidates[i].state else {
             return false;
-        }
-        self.candidates[i].state = State::Answered;
+        };
+        self.candidates[i].state = if self.config.verify_ids && !self.candidates[i].contact.verified
+        {
+            State::Proving { sent_ms }
+        } else {
+            State::Answered
+        };
         self.replies += 1;
         let path = self.candidates[i].path;
         let hops = self.candidates[i].hops + 1;
@@ -297,7 +428,7 @@ impl Lookup {
             if c.id == 0 {
                 continue;
             }
-            self.add(c, path, hops);
+            self.add(c, path, hops, Some(from));
         }
         true
     }
@@ -316,16 +447,24 @@ impl Lookup {
         true
     }
 
-    /// Whether the lookup has ended: on every path, the k closest non-failed contacts have
-    /// answered (or nothing is left to ask and nothing is in flight), or the request budget is
-    /// spent and nothing is in flight.
+    /// Whether the lookup has ended: nothing is in flight, and on every path the k closest
+    /// non-failed contacts have answered (or nothing is left to ask), or the request budget is
+    /// spent.
+    ///
+    /// Outstanding requests are always waited for (up to their timeout), even to contacts
+    /// farther than the k closest: otherwise contacts that answer fast with IDs merely claimed
+    /// to be close (sybils listing each other) end the lookup before the honest answers that
+    /// would have displaced them arrive.
     pub fn is_done(&self) -> bool {
         let any_in_flight = self
             .candidates
             .iter()
-            .any(|c| matches!(c.state, State::InFlight { .. }));
+            .any(|c| matches!(c.state, State::InFlight { .. } | State::Proving { .. }));
+        if any_in_flight {
+            return false;
+        }
         if self.requests_sent >= self.config.max_requests {
-            return !any_in_flight;
+            return true;
         }
         (0..self.config.paths).all(|path| {
             self.path_frontier(path)
@@ -340,6 +479,9 @@ impl Lookup {
             .filter_map(|c| match c.state {
                 State::InFlight { sent_ms } => {
                     Some(sent_ms.saturating_add(self.config.request_timeout_ms))
+                }
+                State::Proving { sent_ms } => {
+                    Some(sent_ms.saturating_add(self.config.request_timeout_ms.saturating_mul(2)))
                 }
                 _ => None,
             })
@@ -560,6 +702,255 @@ mod tests {
         assert!(asked.values().any(|&p| p == 0) && asked.values().any(|&p| p == 1));
         let got = lookup.closest_answered(1);
         assert_eq!(got[0].addr, true_closest(n, target, 1)[0]);
+    }
+
+    /// Eight sybils with IDs ground next to the target (sharing its top 40 bits) that list only
+    /// each other: without the cluster limit they are the eight closest contacts and the lookup
+    /// ends on them; with it, at most two enter and the honest closest are found.
+    #[test]
+    fn a_cluster_of_ground_ids_gets_two_places_in_a_lookup() {
+        let (n, k) = (1000, 8);
+        let net = FakeNet::new(n, k, 40, 17);
+        let target = 0x5A5A_0000_0000_0000u64;
+        let sybils: Vec<Contact> = (0..k)
+            .map(|s| Contact {
+                id: target ^ ((s as u64 + 1) << 8),
+                addr: SocketAddr::from(([192, 0, 2, s as u8 + 1], 4000)),
+                verified: false,
+                pinned: false,
+            })
+            .collect();
+        let honest_best = true_closest(n, target, 2);
+        let mut honest_found = Vec::new();
+        for max_per_cluster in [0usize, 2] {
+            let mut seeds = net.tables[3].closest(target, k);
+            seeds.push(sybils[0]);
+            let cfg = LookupConfig {
+                cluster_prefix_bits: 16,
+                max_per_cluster,
+                ..LookupConfig::default()
+            };
+            let mut lookup = Lookup::new(target, cfg, &seeds);
+            let mut now_ms = 0;
+            while !lookup.is_done() {
+                assert!(now_ms < 100_000, "bounded");
+                let poll = lookup.poll(now_ms);
+                now_ms += 10;
+                for r in poll.requests {
+                    if sybils.iter().any(|s| s.addr == r.to.addr) {
+                        lookup.on_reply(r.to.addr, &sybils);
+                    } else {
+                        let j = net.by_addr[&r.to.addr];
+                        lookup.on_reply(r.to.addr, &net.tables[j].closest(target, k));
+                    }
+                }
+            }
+            let found: Vec<SocketAddr> =
+                lookup.closest_answered(4).iter().map(|c| c.addr).collect();
+            let sybils_found = found
+                .iter()
+                .filter(|a| sybils.iter().any(|s| s.addr == **a))
+                .count();
+            if max_per_cluster == 2 {
+                assert!(
+                    sybils_found <= 2,
+                    "{sybils_found} sybils among the 4 closest"
+                );
+                assert!(lookup.clustered() > 0);
+            }
+            honest_found.push(honest_best.iter().filter(|a| found.contains(a)).count());
+        }
+        assert_eq!(
+            honest_found,
+            vec![0, 2],
+            "captured without the limit, not with it"
+        );
+    }
+
+    /// Contacts that answer at once with IDs claimed to be closer than the seeds (sybils listing
+    /// spread-out sybils, none near the target) must not end the lookup while slower honest
+    /// answers that displace them are still on their way.
+    #[test]
+    fn fast_liars_do_not_end_the_lookup_before_slower_honest_answers() {
+        let (n, k) = (1000, 8);
+        let net = FakeNet::new(n, k, 40, 19);
+        let target = 0x2468_ACE0_0000_0000u64;
+        let seeds = net.tables[7].closest(target, 2);
+        let seed_best = seeds
+            .iter()
+            .map(|c| distance(c.id, target))
+            .min()
+            .unwrap_or(0);
+        // Closer to the target than any seed (below the seeds' highest distance bit h), each in
+        // its own 16-bit cluster (they differ in bits h - 2 ..= h - 4), none near the target.
+        let h = 63 - seed_best.leading_zeros();
+        assert!(
+            h >= 52,
+            "the seeds of a 1000-node network share few bits with the target"
+        );
+        let sybils: Vec<Contact> = (0..k)
+            .map(|s| Contact {
+                id: target ^ (1u64 << (h - 1)) ^ ((s as u64) << (h - 4)),
+                addr: SocketAddr::from(([192, 0, 2, s as u8 + 1], 4000)),
+                verified: false,
+                pinned: false,
+            })
+            .collect();
+        let mut all_seeds = seeds.clone();
+        all_seeds.push(sybils[0]);
+        let cfg = LookupConfig {
+            cluster_prefix_bits: 16,
+            ..LookupConfig::default()
+        };
+        let mut lookup = Lookup::new(target, cfg, &all_seeds);
+        // Deliveries: (at_ms, from, answer). Sybils answer after 5 ms, honest nodes after 100.
+        let mut queue: Vec<(u64, SocketAddr, Vec<Contact>)> = Vec::new();
+        let mut now_ms = 0;
+        loop {
+            for r in lookup.poll(now_ms).requests {
+                if sybils.iter().any(|s| s.addr == r.to.addr) {
+                    queue.push((now_ms + 5, r.to.addr, sybils.clone()));
+                } else {
+                    let j = net.by_addr[&r.to.addr];
+                    queue.push((now_ms + 100, r.to.addr, net.tables[j].closest(target, k)));
+                }
+            }
+            if lookup.is_done() {
+                break;
+            }
+            queue.sort_by_key(|(at, _, _)| std::cmp::Reverse(*at));
+            let Some((at, from, answer)) = queue.pop() else {
+                break;
+            };
+            now_ms = at;
+            lookup.on_reply(from, &answer);
+        }
+        assert!(lookup.is_done());
+        let found = lookup.closest_answered(1);
+        assert_eq!(
+            found.first().map(|c| c.addr),
+            Some(true_closest(n, target, 1)[0]),
+            "the honest answers were waited for"
+        );
+    }
+
+    /// Sybils list the honest IDs closest to the target at their own addresses. Believed, they
+    /// are the closest contacts and the lookup ends on them; with `verify_ids`, each answering
+    /// address's ID is proven (here at once, as a driver's PING/PONG would), the forged entries
+    /// are dropped and the honest closest are found.
+    #[test]
+    fn forged_ids_are_dropped_once_the_address_proves_another() {
+        let (n, k) = (1000, 8);
+        let net = FakeNet::new(n, k, 40, 23);
+        let target = 0x1357_9BDF_0000_0000u64;
+        let want = true_closest(n, target, k);
+        let sybil_addr = |s: usize| SocketAddr::from(([192, 0, 2, s as u8 + 1], 4000));
+        let sybil_id = |s: usize| 0xF000_0000_0000_0000u64 ^ target ^ (s as u64);
+        // The true closest IDs, each at a sybil address.
+        let forged: Vec<Contact> = want
+            .iter()
+            .enumerate()
+            .map(|(s, a)| Contact {
+                id: id_of(net.by_addr[a]),
+                addr: sybil_addr(s),
+                verified: false,
+                pinned: false,
+            })
+            .collect();
+        let mut sybils_found = Vec::new();
+        for verify_ids in [false, true] {
+            let mut seeds = net.tables[11].closest(target, k);
+            seeds.truncate(2);
+            seeds.push(forged[k - 1]);
+            let cfg = LookupConfig {
+                verify_ids,
+                ..LookupConfig::default()
+            };
+            let mut lookup = Lookup::new(target, cfg, &seeds);
+            let mut now_ms = 0;
+            while !lookup.is_done() {
+                assert!(now_ms < 100_000, "bounded");
+                let poll = lookup.poll(now_ms);
+                now_ms += 10;
+                for r in poll.requests {
+                    let (true_id, answer) = match (0..k).find(|&s| sybil_addr(s) == r.to.addr) {
+                        Some(s) => (sybil_id(s), forged.clone()),
+                        None => {
+                            let j = net.by_addr[&r.to.addr];
+                            (id_of(j), net.tables[j].closest(target, k))
+                        }
+                    };
+                    lookup.on_reply(r.to.addr, &answer);
+                    if verify_ids {
+                        assert!(lookup.on_proof(r.to.addr, true_id));
+                    }
+                }
+            }
+            let found = lookup.closest_answered(k);
+            sybils_found.push(
+                found
+                    .iter()
+                    .filter(|c| (0..k).any(|s| sybil_addr(s) == c.addr))
+                    .count(),
+            );
+            if verify_ids {
+                assert!(lookup.forged() > 0);
+                // The sybil that listed the forgeries is dropped with them.
+                assert!(
+                    lookup
+                        .candidates
+                        .iter()
+                        .filter(|c| (0..k).any(|s| sybil_addr(s) == c.contact.addr))
+                        .all(|c| c.state == State::Failed)
+                );
+                let got: Vec<SocketAddr> = found.iter().map(|c| c.addr).collect();
+                assert_eq!(got, want);
+                assert!(found.iter().all(|c| c.verified));
+            }
+        }
+        assert!(
+            sybils_found[0] >= k / 2,
+            "believed: {} sybils",
+            sybils_found[0]
+        );
+        assert_eq!(sybils_found[1], 0);
+    }
+
+    /// With `verify_ids`, an answer without a proof does not count, and a proof that never comes
+    /// fails the contact after one more request timeout.
+    #[test]
+    fn unproven_answers_wait_for_their_proof_and_time_out() {
+        let seeds: Vec<Contact> = (0..2)
+            .map(|i| Contact {
+                verified: false,
+                ..contact(i)
+            })
+            .collect();
+        let cfg = LookupConfig {
+            verify_ids: true,
+            ..LookupConfig::default()
+        };
+        let mut lookup = Lookup::new(0, cfg, &seeds);
+        let p = lookup.poll(0);
+        assert_eq!(p.requests.len(), 2);
+        for r in &p.requests {
+            assert!(lookup.on_reply(r.to.addr, &[]));
+        }
+        assert!(!lookup.is_done(), "waiting for proofs");
+        assert_eq!(lookup.proving().count(), 2);
+        assert!(lookup.on_proof(seeds[0].addr, seeds[0].id));
+        assert_eq!(lookup.closest_answered(8).len(), 1);
+        let deadline = lookup.next_deadline_ms().unwrap_or(0);
+        assert_eq!(deadline, 2 * cfg.request_timeout_ms);
+        lookup.poll(deadline);
+        assert!(lookup.is_done());
+        assert_eq!(
+            lookup.closest_answered(8),
+            vec![Contact {
+                verified: true,
+                ..seeds[0]
+            }]
+        );
     }
 
     /// Sybils that answer every FIND_NODE with only each other (and claim IDs next to the

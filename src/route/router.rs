@@ -10,6 +10,12 @@
 //! `stale_after_ms`; a bucket nobody looked into for `refresh_after_ms` is refreshed by one lookup
 //! into its range. Background traffic is therefore O(k · log N) datagrams per refresh interval.
 //!
+//! IDs: a NODES entry's ID is only its lister's claim. With `LookupConfig::verify_ids` the router
+//! asks its driver to prove the key at an answering contact's address ([`RouterEffects::prove`]:
+//! a v1 PING and its signed PONG) and learns the result through [`Router::add_verified`]; only
+//! proven IDs enter the table or count in a lookup's result, and proven addresses are remembered
+//! (`MAX_PROVEN_CACHE`) so a forgery of a known address is relabelled at once.
+//!
 //! Anti-amplification: a NODES to an address the driver has not proven carries at most as many
 //! entries as fit in the size of its request (`wire::route::max_entries_unproven`); our own
 //! requests are padded to the size of the answer we want (`find_node_len_for`), so a padded
@@ -36,6 +42,14 @@ use crate::wire::{addr_from_wire, addr_to_wire, normalize_addr};
 pub const MAX_LOOKUPS: usize = 256;
 /// Outstanding requests at once, at most: every lookup's α in flight plus one probe per bucket.
 pub const MAX_PENDING_REQUESTS: usize = MAX_LOOKUPS * 4 + 64;
+
+/// Addresses whose proven ID the router remembers beyond its table, at most: a node's lookups
+/// touch about a dozen contacts each, a few hundred distinct ones per refresh interval, so this
+/// keeps most proofs for reuse while costing at most 1024 × ~50 bytes.
+pub const MAX_PROVEN_CACHE: usize = 1024;
+/// Proofs asked for and not yet answered, at most (each lookup has at most k contacts
+/// waiting for one).
+pub const MAX_PROVING: usize = MAX_PENDING_REQUESTS;
 
 /// Identifies a lookup started by the driver.
 pub type LookupId = u64;
@@ -83,6 +97,10 @@ pub struct RouterStats {
     pub evictions: u64,
     /// Gauge: contacts in the routing table now.
     pub contacts: u64,
+    /// Address proofs asked of the driver (`RouterEffects::prove`).
+    pub proofs_asked: u64,
+    /// Listed contacts whose proven ID was another: dropped from lookups.
+    pub forged_ids_refused: u64,
 }
 
 impl RouterStats {
@@ -129,12 +147,16 @@ pub struct RouterEffects {
     pub sends: Vec<(SocketAddr, RouteMessage)>,
     /// Lookups the driver started that have ended.
     pub done: Vec<LookupDone>,
+    /// Addresses whose node ID the driver should prove (a v1 PING answered by a PONG signed
+    /// with the key the ID comes from), reporting success with [`Router::add_verified`]. Only
+    /// with `LookupConfig::verify_ids`.
+    pub prove: Vec<SocketAddr>,
 }
 
 impl RouterEffects {
     /// Nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.sends.is_empty() && self.done.is_empty()
+        self.sends.is_empty() && self.done.is_empty() && self.prove.is_empty()
     }
 }
 
@@ -176,6 +198,10 @@ pub struct Router {
     latest_ms: u64,
     own_addr: Option<SocketAddr>,
     stats: RouterStats,
+    /// Proven IDs of addresses (from `add_verified`), with when: at most `MAX_PROVEN_CACHE`.
+    proven: BTreeMap<SocketAddr, (u64, u64)>,
+    /// Proofs asked for, with when: at most `MAX_PROVING`, forgotten after `probe_timeout_ms`.
+    proving: BTreeMap<SocketAddr, u64>,
 }
 
 impl Router {
@@ -193,6 +219,8 @@ impl Router {
             latest_ms: 0,
             own_addr: None,
             stats: RouterStats::default(),
+            proven: BTreeMap::new(),
+            proving: BTreeMap::new(),
         }
     }
 
@@ -235,14 +263,70 @@ impl Router {
     ) -> RouterEffects {
         let now = self.clock(now_ms);
         let mut fx = RouterEffects::default();
+        let addr = normalize_addr(addr);
         let contact = Contact {
             id,
-            addr: normalize_addr(addr),
+            addr,
             verified: true,
             pinned: edge,
         };
         self.heard(now, contact, &mut fx);
+        self.proving.remove(&addr);
+        if self.proven.len() >= MAX_PROVEN_CACHE
+            && !self.proven.contains_key(&addr)
+            && let Some(oldest) = self
+                .proven
+                .iter()
+                .min_by_key(|(a, (_, at))| (*at, **a))
+                .map(|(a, _)| *a)
+        {
+            self.proven.remove(&oldest);
+        }
+        self.proven.insert(addr, (id, now));
+        // Lookups waiting for this proof move on.
+        let waiting: Vec<LookupId> = self
+            .lookups
+            .iter_mut()
+            .filter_map(|(&lid, r)| {
+                let before = r.lookup.forged();
+                r.lookup.on_proof(addr, id).then(|| {
+                    self.stats.forged_ids_refused += (r.lookup.forged() - before) as u64;
+                    lid
+                })
+            })
+            .collect();
+        for lid in waiting {
+            self.advance(now, lid, &mut fx);
+        }
         fx
+    }
+
+    /// The proven ID at `addr`, if known (table or cache).
+    fn proven_id(&self, addr: SocketAddr) -> Option<u64> {
+        self.table
+            .get(addr)
+            .filter(|c| c.verified)
+            .map(|c| c.id)
+            .or_else(|| self.proven.get(&addr).map(|&(id, _)| id))
+    }
+
+    /// Lookup `id`'s candidate at `addr` answered with an unproven ID: settle it from what we
+    /// know, or ask the driver for a proof.
+    fn prove(&mut self, now: u64, id: LookupId, addr: SocketAddr, fx: &mut RouterEffects) {
+        if let Some(proven) = self.proven_id(addr) {
+            if let Some(r) = self.lookups.get_mut(&id) {
+                let before = r.lookup.forged();
+                r.lookup.on_proof(addr, proven);
+                self.stats.forged_ids_refused += (r.lookup.forged() - before) as u64;
+            }
+            return;
+        }
+        if self.proving.contains_key(&addr) || self.proving.len() >= MAX_PROVING {
+            return;
+        }
+        self.proving.insert(addr, now);
+        self.stats.proofs_asked += 1;
+        fx.prove.push(addr);
     }
 
     /// Starts a lookup of the nodes closest to `target`. Returns its id, or `None` if
@@ -268,13 +352,17 @@ impl Router {
         }
         let k = self.config.lookup.k.max(self.config.lookup.alpha);
         let closest = self.table.closest(target, k);
+        let config = LookupConfig {
+            cluster_prefix_bits: self.table.cluster_prefix_bits(),
+            ..self.config.lookup
+        };
         let paths = self
             .config
             .lookup
             .paths
             .clamp(1, crate::route::lookup::MAX_PATHS);
         let lookup = if paths == 1 {
-            Lookup::new(target, self.config.lookup, &closest)
+            Lookup::new(target, config, &closest)
         } else {
             // Path 0 starts from the closest contacts, the others from one contact per bucket.
             let diverse = self.table.diverse(target, k, &closest);
@@ -283,7 +371,7 @@ impl Router {
             for (i, c) in diverse.into_iter().enumerate() {
                 per_path[1 + i % (paths - 1)].push(c);
             }
-            Lookup::with_path_seeds(target, self.config.lookup, &per_path)
+            Lookup::with_path_seeds(target, config, &per_path)
         };
         let id = self.next_lookup_id;
         self.next_lookup_id += 1;
@@ -453,12 +541,19 @@ impl Router {
                 self.pending.remove(&nodes.nonce);
                 self.stats.nodes_accepted += 1;
                 // It answered at its address: alive. Its ID is as claimed by whoever listed it
-                // (verified if it came from a pinned key).
-                self.heard(now, p.contact, &mut fx);
+                // (verified if it came from a pinned key). With `verify_ids`, a listed ID enters
+                // the table only once proven (`add_verified`).
+                let verify = self.config.lookup.verify_ids;
+                if !verify || p.contact.verified || self.table.contains(from) {
+                    self.heard(now, p.contact, &mut fx);
+                }
                 if let Purpose::Lookup(id) = p.purpose {
                     let contacts = self.listed_contacts(from, nodes);
                     if let Some(running) = self.lookups.get_mut(&id) {
                         running.lookup.on_reply(from, &contacts);
+                    }
+                    if verify && !p.contact.verified {
+                        self.prove(now, id, from, &mut fx);
                     }
                     self.advance(now, id, &mut fx);
                 }
@@ -476,6 +571,26 @@ impl Router {
             || !self.table.has_room(id, from)
             || self.pending.values().any(|p| p.to == from)
         {
+            return;
+        }
+        if self.config.lookup.verify_ids {
+            // The claimed sender ID is worth nothing: the proof brings the real one.
+            if let Some(&(proven, _)) = self.proven.get(&from) {
+                let contact = Contact {
+                    id: proven,
+                    addr: from,
+                    verified: true,
+                    pinned: false,
+                };
+                self.heard(now, contact, fx);
+                return;
+            }
+            if !self.proving.contains_key(&from) && self.proving.len() < MAX_PROVING {
+                self.proving.insert(from, now);
+                self.stats.proofs_asked += 1;
+                self.stats.introductions_sent += 1;
+                fx.prove.push(from);
+            }
             return;
         }
         let contact = Contact {
@@ -504,9 +619,15 @@ impl Router {
                 self.stats.contacts_refused += 1;
                 continue;
             }
-            // A contact we hold with a verified ID keeps it (a lister cannot rename it).
-            let verified = self.table.get(addr).filter(|c| c.verified);
-            out.push(verified.unwrap_or(Contact {
+            // An address whose ID we proved keeps it (a lister cannot rename it): a forgery of
+            // a known address costs nothing more.
+            let proven = self.proven_id(addr).map(|id| Contact {
+                id,
+                addr,
+                verified: true,
+                pinned: false,
+            });
+            out.push(proven.unwrap_or(Contact {
                 id,
                 addr,
                 verified: false,
@@ -540,6 +661,8 @@ impl Router {
                 }
             }
         }
+        self.proving
+            .retain(|_, &mut at| now.saturating_sub(at) < timeout_ms);
         let ids: Vec<LookupId> = self.lookups.keys().copied().collect();
         for id in ids {
             self.advance(now, id, &mut fx);
@@ -667,6 +790,68 @@ mod tests {
         // A late duplicate is unsolicited.
         r.handle(2, to, false, 36, &RouteMessage::Nodes(nodes));
         assert_eq!(r.stats().nodes_unsolicited, 3);
+    }
+
+    /// With `verify_ids`, a contact listed with an ID is asked to prove it once it answers; a
+    /// proof of another ID drops it from the lookup and never puts the listed ID in the table.
+    #[test]
+    fn listed_ids_count_only_once_proven() {
+        let mut config = RouterConfig::default();
+        config.lookup.verify_ids = true;
+        let mut r = Router::new(1, config, 7);
+        let seed = SocketAddr::from(([10, 1, 0, 1], 4000));
+        r.add_verified(0, 0x8000_0000_0000_0000, seed, false);
+        let target = 0x4000_0000_0000_0000;
+        let (id, fx) = r.start_lookup(0, target);
+        let lookup_id = id.expect("started");
+        let Some((_, RouteMessage::FindNode(f))) = fx.sends.first().copied() else {
+            panic!("a FIND_NODE to the seed");
+        };
+        // The seed lists a liar that claims the target's own ID.
+        let liar = SocketAddr::from(([10, 2, 0, 1], 4000));
+        let mut nodes = NodesRepr::new(f.nonce);
+        nodes.push(target, addr_to_wire(liar));
+        let fx = r.handle(1, seed, true, 36, &RouteMessage::Nodes(nodes));
+        assert!(fx.prove.is_empty(), "the seed's ID is proven already");
+        let Some((to, RouteMessage::FindNode(f))) = fx.sends.first().copied() else {
+            panic!("a FIND_NODE to the listed contact");
+        };
+        assert_eq!(to, liar);
+        let fx = r.handle(
+            2,
+            liar,
+            true,
+            10,
+            &RouteMessage::Nodes(NodesRepr::new(f.nonce)),
+        );
+        assert_eq!(fx.prove, vec![liar]);
+        assert!(fx.done.is_empty(), "not done before the proof");
+        assert!(
+            !r.table().contains(liar),
+            "a listed ID does not enter the table"
+        );
+        // The liar's key proves another ID.
+        let fx = r.add_verified(3, 0x7777_0000_0000_0000, liar, false);
+        assert_eq!(r.stats().forged_ids_refused, 1);
+        let done = fx.done.first().expect("the lookup ends");
+        assert_eq!(done.id, lookup_id);
+        assert!(done.closest.iter().all(|c| c.id != target));
+        assert_eq!(
+            r.table().get(liar).map(|c| c.id),
+            Some(0x7777_0000_0000_0000)
+        );
+        // Listed again under the target's ID, the liar keeps its proven ID: no second proof.
+        let (_, fx) = r.start_lookup(10, target);
+        let Some((_, RouteMessage::FindNode(f))) =
+            fx.sends.iter().copied().find(|(to, _)| *to == seed)
+        else {
+            panic!("a FIND_NODE to the seed");
+        };
+        let mut nodes = NodesRepr::new(f.nonce);
+        nodes.push(target, addr_to_wire(liar));
+        let fx = r.handle(11, seed, true, 36, &RouteMessage::Nodes(nodes));
+        assert!(fx.prove.is_empty());
+        assert_eq!(r.stats().proofs_asked, 1);
     }
 
     #[test]

@@ -69,6 +69,16 @@ pub enum Heard {
     Clustered,
 }
 
+/// Bits past log2(estimated network size) that define a lookup's ID cluster
+/// ([`RoutingTable::cluster_prefix_bits`]): an ID prefix of that length holds 1/16 of an honest
+/// node on average, so three honest nodes in one (what a lookup's limit of two refuses) happen
+/// in well under 1 % of lookups, and an estimate off by a factor of two still leaves 1/8.
+pub const CLUSTER_MARGIN_BITS: u32 = 4;
+/// Shortest lookup cluster prefix, whatever the estimate: a joining node's table is nearly empty
+/// and would estimate a tiny network, then lump its honest neighbours into one cluster. 2^16
+/// regions hold fewer than one node each up to 65,536 nodes.
+pub const MIN_CLUSTER_PREFIX_BITS: u32 = 16;
+
 /// Bits past a bucket's prefix that define an ID cluster (see `RoutingTable::cluster_full`).
 pub const ID_CLUSTER_BITS: usize = 6;
 /// Contacts of one ID cluster a bucket may hold.
@@ -177,6 +187,29 @@ impl RoutingTable {
             && self.buckets[b].entries.len() < self.config.bucket_size
             && self.counts.check(addr.ip()).is_ok()
             && !self.cluster_full(b, id)
+    }
+
+    /// The network size this table suggests: the first bucket `j` with room holds everyone the
+    /// table could find sharing exactly `j` bits with us, and the deeper buckets everyone sharing
+    /// more (a join lookup for our own ID fills them), so `(contacts in buckets ≥ j + 1) · 2^j`
+    /// nodes (the 1 is us). Uniform IDs make it right within a factor of about two; an attacker
+    /// can add at most `MAX_PER_ID_CLUSTER` contacts per cluster to those buckets.
+    pub fn estimated_nodes(&self) -> u64 {
+        let k = self.config.bucket_size;
+        let sizes = self.bucket_sizes();
+        let Some(j) = sizes.iter().position(|&n| n < k) else {
+            return u64::MAX;
+        };
+        let deeper: usize = sizes[j..].iter().sum();
+        ((deeper as u64) + 1).saturating_mul(1u64 << j.min(63))
+    }
+
+    /// The ID-cluster prefix a lookup should use (`LookupConfig::cluster_prefix_bits`):
+    /// log2 of [`RoutingTable::estimated_nodes`] plus `CLUSTER_MARGIN_BITS`, at least
+    /// `MIN_CLUSTER_PREFIX_BITS`, at most 64.
+    pub fn cluster_prefix_bits(&self) -> u32 {
+        let log2_nodes = 63 - self.estimated_nodes().max(1).leading_zeros();
+        (log2_nodes + CLUSTER_MARGIN_BITS).clamp(MIN_CLUSTER_PREFIX_BITS, 64)
     }
 
     /// Contacts per bucket, for reports.
@@ -577,6 +610,41 @@ mod tests {
         // Uniform IDs in the same bucket are unaffected.
         let spread = contact(0xF000_0000_0000_0001, 50, 50);
         assert_eq!(t.heard(0, spread), Heard::Added);
+    }
+
+    #[test]
+    fn network_size_estimate_and_lookup_cluster_prefix() {
+        let t = RoutingTable::new(0x0123_4567_89AB_CDEF, cfg(8));
+        assert_eq!(t.estimated_nodes(), 1, "an empty table knows only us");
+        assert_eq!(t.cluster_prefix_bits(), MIN_CLUSTER_PREFIX_BITS);
+        // A table that heard from every node of a uniform network.
+        for (n, min_bits) in [(1_000u64, MIN_CLUSTER_PREFIX_BITS), (200_000, 20)] {
+            let mut t = RoutingTable::new(
+                0x0123_4567_89AB_CDEF,
+                RouteConfig {
+                    max_per_ip: 1,
+                    max_per_prefix: 1 << 20,
+                    ..cfg(8)
+                },
+            );
+            for i in 0..n {
+                let id = (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let addr = SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 4000));
+                t.heard(
+                    0,
+                    Contact {
+                        id,
+                        addr,
+                        verified: true,
+                        pinned: false,
+                    },
+                );
+            }
+            let est = t.estimated_nodes();
+            assert!(est >= n / 3 && est <= 3 * n, "{n} nodes estimated as {est}");
+            assert!(t.cluster_prefix_bits() >= min_bits);
+            assert!(t.cluster_prefix_bits() <= 64 - t.config().bucket_size as u32);
+        }
     }
 
     #[test]

@@ -33,6 +33,12 @@ pub const RECORD_MSG_BYTES: u64 = 300;
 pub const GET_MSG_BYTES: u64 = 60;
 /// Most nodes a world may hold (addresses 10.b.c.d with d in 1..=64).
 pub const MAX_WORLD_NODES: usize = 64 << 16;
+/// Bytes counted for a v1 PING (op and an 8-byte challenge).
+pub const PING_BYTES: u64 = 1 + 8;
+/// Bytes counted for the PONG answering it (no addresses).
+pub const PONG_BYTES: u64 = crate::limits::PONG_MIN_LEN as u64;
+/// Forged entries (honest IDs at sybil addresses) in one sybil answer at most: a full answer.
+pub const MAX_FORGED_PER_ANSWER: usize = 8;
 /// Records a node stores at most (the model's shard capacity); beyond it the farthest go.
 pub const MAX_RECORDS_PER_NODE: usize = 4096;
 
@@ -43,7 +49,8 @@ pub struct WorldOptions {
     pub nodes: usize,
     /// Virtual run time.
     pub duration_ms: u64,
-    /// Routing settings of every honest node.
+    /// Routing settings of every honest node. Default: `RouterConfig::default()` with
+    /// `verify_ids` on (the world carries out `RouterEffects::prove` with a modelled PING/PONG).
     pub router: RouterConfig,
     /// Nodes a PUT stores on (and a GET asks). Default 4 (≥ FANOUT 3).
     pub replicas: usize,
@@ -54,6 +61,10 @@ pub struct WorldOptions {
     /// Sybil nodes grinding IDs next to record targets (each answers FIND_NODE with sybils only,
     /// drops stores, never answers GETs).
     pub sybils: usize,
+    /// Sybils also list the honest IDs closest to each request's target (learnt by crawling),
+    /// paired with sybil addresses, so a lookup that believes the pairs asks, and stores on,
+    /// sybils. Default true: a real attacker would.
+    pub sybils_forge_ids: bool,
     /// Distinct records.
     pub records: usize,
     /// A new version of some record is put every this often.
@@ -75,11 +86,19 @@ impl Default for WorldOptions {
         WorldOptions {
             nodes: 1000,
             duration_ms: 600_000,
-            router: RouterConfig::default(),
+            // The world's driver proves addresses on request, as a node's would with a PING.
+            router: RouterConfig {
+                lookup: crate::route::LookupConfig {
+                    verify_ids: true,
+                    ..crate::route::LookupConfig::default()
+                },
+                ..RouterConfig::default()
+            },
             replicas: 4,
             churn_fraction: 0.0,
             loss: 0.0,
             sybils: 0,
+            sybils_forge_ids: true,
             records: 200,
             put_every_ms: 500,
             get_every_ms: 100,
@@ -122,6 +141,8 @@ pub struct WorldReport {
     pub mean_table_size: f64,
     /// Requests per user lookup (puts and gets), summed.
     pub lookup_requests: u64,
+    /// Sybils in the routing tables of live honest nodes at the end (summed over the tables).
+    pub sybil_contacts: usize,
 }
 
 impl WorldReport {
@@ -194,6 +215,11 @@ impl WorldReport {
                 self.lookup_requests as f64 / (self.hops.len().max(1)) as f64,
                 self.lost
             ),
+            format!(
+                "sybils in honest routing tables: {} contacts ({:.2} per table)",
+                self.sybil_contacts,
+                self.sybil_contacts as f64 / self.nodes_end.max(1) as f64
+            ),
         ]
     }
 }
@@ -208,6 +234,11 @@ enum Msg {
     Get { record: usize, get: usize },
     /// Answer to `Get`: the version held (0 = none).
     GetAck { get: usize, time: u64 },
+    /// A v1 PING proving the receiver's key (`RouterEffects::prove`).
+    Ping,
+    /// Its signed PONG: the key of the node that sent it, hence its ID (a sybil can prove only
+    /// its own).
+    Pong { id: u64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -247,6 +278,9 @@ struct Node {
     jobs: BTreeMap<u64, Job>,
     /// Scheduled tick, if any (one outstanding at a time).
     tick_at: Option<u64>,
+    /// Joined (edges added, own-ID lookup started). Not "table non-empty": a sybil's request
+    /// can reach a node before its first tick and put the sybil in its table.
+    joined: bool,
 }
 
 struct GetState {
@@ -273,6 +307,8 @@ pub struct World {
     latest: Vec<u64>,
     gets: Vec<GetState>,
     report: WorldReport,
+    /// IDs of the honest nodes present at the start, sorted (what a crawling attacker knows).
+    honest_ids_sorted: Vec<u64>,
 }
 
 /// Node `slot`'s address: one node per /24 up to 65,536 nodes (as `sim::network::addr_of`), so
@@ -316,6 +352,7 @@ impl World {
             free_route_msgs: Vec::new(),
             gets: Vec::new(),
             report: WorldReport::default(),
+            honest_ids_sorted: Vec::new(),
             options,
         };
         for i in 0..world.options.nodes {
@@ -327,6 +364,8 @@ impl World {
             };
             world.spawn(at, false);
         }
+        world.honest_ids_sorted = world.nodes.iter().map(|n| n.id).collect();
+        world.honest_ids_sorted.sort_unstable();
         for s in 0..world.options.sybils {
             // Ground next to a record target, eight sybils per target (a whole bucket of k = 8):
             // each shares the target's top 40 bits, closer than any honest node.
@@ -356,6 +395,7 @@ impl World {
             records: BTreeMap::new(),
             jobs: BTreeMap::new(),
             tick_at: None,
+            joined: false,
         });
         // Bootstrap: the first three nodes are everyone's edges (verified, as after a PONG).
         self.schedule(at_ms, Event::Tick { node: slot });
@@ -424,6 +464,11 @@ impl World {
     fn apply(&mut self, node: usize, fx: RouterEffects) {
         for (to, msg) in fx.sends {
             self.send_route(node, to, msg);
+        }
+        for addr in fx.prove {
+            if let Some(to) = slot_of(addr).filter(|&s| s < self.nodes.len()) {
+                self.send(node, to, Msg::Ping, PING_BYTES, true);
+            }
         }
         for done in fx.done {
             self.lookup_done(node, done);
@@ -606,6 +651,19 @@ impl World {
                 g.newest = g.newest.max(time);
                 g.answers += 1;
             }
+            Msg::Ping => {
+                let id = self.nodes[to].id;
+                self.send(to, from, Msg::Pong { id }, PONG_BYTES, true);
+            }
+            Msg::Pong { id } => {
+                if self.nodes[to].sybil {
+                    return;
+                }
+                let fx = self.nodes[to]
+                    .router
+                    .add_verified(self.now_ms, id, addr_of(from), false);
+                self.apply(to, fx);
+            }
         }
     }
 
@@ -615,14 +673,39 @@ impl World {
         };
         let mut answer = crate::wire::route::NodesRepr::new(req.nonce);
         let first = self.options.nodes;
-        let mut sybils: Vec<usize> = (first..first + self.options.sybils)
-            .filter(|&s| s != sybil)
+        let sybil_slots: Vec<usize> = (first..first + self.options.sybils).collect();
+        // (id, slot of the address): its own sybils, closest to the target first, at most two
+        // per ground target (what a cluster limit lets in anyway); then, if forging, the honest
+        // IDs closest to the target, each at another sybil's address.
+        let mut listed: Vec<(u64, usize)> = sybil_slots
+            .iter()
+            .filter(|&&s| s != sybil)
+            .map(|&s| (self.nodes[s].id, s))
             .collect();
-        sybils.sort_by_key(|&s| distance(self.nodes[s].id, req.target));
+        listed.sort_by_key(|&(id, _)| distance(id, req.target));
+        let mut per_group: BTreeMap<u64, usize> = BTreeMap::new();
+        listed.retain(|&(id, _)| {
+            let n = per_group.entry(id >> 24).or_insert(0);
+            *n += 1;
+            *n <= 2
+        });
+        if self.options.sybils_forge_ids && !sybil_slots.is_empty() {
+            let honest = &self.honest_ids_sorted;
+            let at = honest.partition_point(|&id| id < req.target);
+            let window = &honest[at.saturating_sub(32)..(at + 32).min(honest.len())];
+            let mut forged: Vec<u64> = window.to_vec();
+            forged.sort_by_key(|&id| distance(id, req.target));
+            for (i, id) in forged.into_iter().take(MAX_FORGED_PER_ANSWER).enumerate() {
+                // Spread over the sybils' addresses (deterministic in the target).
+                let s = sybil_slots[(req.target as usize).wrapping_add(i) % sybil_slots.len()];
+                listed.push((id, s));
+            }
+        }
+        listed.sort_by_key(|&(id, s)| (distance(id, req.target), s));
         let cap =
             crate::wire::route::max_entries_unproven(req.padded_len).min(usize::from(req.want));
-        for s in sybils.into_iter().take(cap) {
-            answer.push(self.nodes[s].id, crate::wire::addr_to_wire(addr_of(s)));
+        for (id, s) in listed.into_iter().take(cap) {
+            answer.push(id, crate::wire::addr_to_wire(addr_of(s)));
         }
         self.send_route(sybil, addr_of(to), RouteMessage::Nodes(answer));
     }
@@ -716,10 +799,8 @@ impl World {
         }
         let now = self.now_ms;
         // First tick: join (edges + a lookup of our own ID).
-        if self.nodes[node].router.table().is_empty()
-            && self.nodes[node].jobs.is_empty()
-            && !self.nodes[node].sybil
-        {
+        if !self.nodes[node].joined && !self.nodes[node].sybil {
+            self.nodes[node].joined = true;
             for edge in 0..3usize.min(self.nodes.len()) {
                 if edge != node && self.nodes[edge].alive {
                     let id = self.nodes[edge].id;
@@ -940,6 +1021,13 @@ impl World {
             .map(|n| n.router.table().len())
             .sum();
         report.mean_table_size = tables as f64 / report.nodes_end.max(1) as f64;
+        report.sybil_contacts = self
+            .nodes
+            .iter()
+            .filter(|n| n.alive && !n.sybil)
+            .flat_map(|n| n.router.table().contacts())
+            .filter(|c| slot_of(c.addr).is_some_and(|s| self.nodes.get(s).is_some_and(|n| n.sybil)))
+            .count();
         // Node-seconds: honest nodes alive on average over the run.
         report.node_seconds = report.nodes_end as f64 * stop as f64 / 1000.0;
         report
@@ -967,5 +1055,28 @@ mod tests {
         assert!(report.fresh_pct() >= 99.0, "{}", report.fresh_pct());
         assert!(report.final_pct() >= 99.0);
         assert!(report.hops.last().copied().unwrap_or(0) <= 8);
+    }
+
+    /// Key-grinding sybils that also forge honest IDs at their addresses (8 per target next to
+    /// 2 of the 40 targets) do not capture lookups: clusters are limited and listed IDs count
+    /// only once proven.
+    #[test]
+    fn forging_sybils_do_not_capture_a_small_world() {
+        let report = World::new(WorldOptions {
+            nodes: 200,
+            sybils: 16,
+            duration_ms: 90_000,
+            records: 40,
+            warmup_ms: 20_000,
+            ..WorldOptions::default()
+        })
+        .run();
+        for line in report.lines() {
+            println!("{line}");
+        }
+        assert!(report.gets > 100);
+        assert!(report.sybil_contacts > 0, "the sybils took part");
+        assert!(report.fresh_pct() >= 95.0, "{}", report.fresh_pct());
+        assert!(report.final_pct() >= 95.0);
     }
 }
