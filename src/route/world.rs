@@ -122,6 +122,11 @@ pub struct WorldReport {
     pub mean_table_size: f64,
     /// Requests per user lookup (puts and gets), summed.
     pub lookup_requests: u64,
+    /// Events run (datagrams delivered or dropped at a dead node, ticks).
+    pub events: u64,
+    /// Order-sensitive digest of every event run (time, kind, endpoints, datagram sizes): equal
+    /// runs give equal digests, so a change that must not alter decisions can be checked by it.
+    pub digest: u64,
 }
 
 impl WorldReport {
@@ -194,6 +199,7 @@ impl WorldReport {
                 self.lookup_requests as f64 / (self.hops.len().max(1)) as f64,
                 self.lost
             ),
+            format!("events: {}, digest {:016x}", self.events, self.digest),
         ]
     }
 }
@@ -816,11 +822,15 @@ impl World {
             );
             t += o.get_every_ms;
         }
-        while let Some(Reverse((at, _, event))) = self.queue.pop() {
+        while let Some(&Reverse((at, _, _))) = self.queue.peek() {
             if at > o.duration_ms {
-                break;
+                break; // left in the queue: `finish` runs it
             }
+            let Some(Reverse((at, _, event))) = self.queue.pop() else {
+                break;
+            };
             self.now_ms = at;
+            self.fingerprint(&event);
             match event {
                 Event::Deliver { from, to, msg } => self.deliver(from, to, msg),
                 Event::Tick { node } if node == usize::MAX - 1 => self.churn(),
@@ -830,6 +840,28 @@ impl World {
             }
         }
         self.finish()
+    }
+
+    /// Folds `event` (run at `now_ms`) into the report's digest.
+    fn fingerprint(&mut self, event: &Event) {
+        let words: [u64; 5] = match *event {
+            Event::Tick { node } => [self.now_ms, 1, node as u64, 0, 0],
+            Event::Deliver { from, to, msg } => {
+                let (kind, a, b) = match msg {
+                    Msg::Route(i) => (2, self.route_msgs[i].as_ref().map_or(0, |m| m.1 as u64), 0),
+                    Msg::Store { record, time } => (3, record as u64, time),
+                    Msg::Get { record, get } => (4, record as u64, get as u64),
+                    Msg::GetAck { get, time } => (5, get as u64, time),
+                };
+                [self.now_ms, kind, ((from as u64) << 32) ^ to as u64, a, b]
+            }
+        };
+        self.report.events += 1;
+        for w in words {
+            // FNV-1a over 64-bit words, then a final avalanche per word.
+            self.report.digest = (self.report.digest ^ w).wrapping_mul(0x0000_0100_0000_01B3);
+            self.report.digest ^= self.report.digest >> 29;
+        }
     }
 
     fn churn(&mut self) {
@@ -911,6 +943,7 @@ impl World {
                 break;
             }
             self.now_ms = at;
+            self.fingerprint(&event);
             match event {
                 Event::Deliver { from, to, msg } => self.deliver(from, to, msg),
                 Event::Tick { node } if node >= usize::MAX - 3 => {}
