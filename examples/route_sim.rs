@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example route_sim -- --nodes 10000 --minutes 10 [--churn 0.2]
-//!     [--loss 0.01] [--sybils 32] [--k 8] [--replicas 4] [--paths 1] [--alpha 3]
+//!     [--loss 0.01] [--sybils 32] [--drop 0.1] [--forge 0.1] [--stale 0.1] [--k 8] [--replicas 4] [--paths 1] [--alpha 3]
 //!     [--records 1000] [--seed 1]
 //! ```
 
@@ -33,6 +33,9 @@ fn main() {
             "--churn" => o.churn_fraction = float(),
             "--loss" => o.loss = float(),
             "--sybils" => o.sybils = int() as usize,
+            "--drop" => o.droppers = float(),
+            "--forge" => o.forgers = float(),
+            "--stale" => o.stale = float(),
             "--k" => o.router.table.bucket_size = int() as usize,
             "--replicas" => o.replicas = int() as usize,
             "--paths" => o.router.lookup.paths = int() as usize,
@@ -46,6 +49,12 @@ fn main() {
         }
         i += 2;
     }
+    let misbehaving = [o.droppers, o.forgers, o.stale];
+    if misbehaving.iter().any(|f| !(0.0..=1.0).contains(f)) || misbehaving.iter().sum::<f64>() > 1.0
+    {
+        eprintln!("route_sim: --drop, --forge and --stale are fractions adding up to at most 1");
+        std::process::exit(2);
+    }
     if let Err(e) = o.router.table.validate() {
         eprintln!("route_sim: {e}");
         std::process::exit(2);
@@ -53,7 +62,7 @@ fn main() {
     let started = Instant::now();
     let report = World::new(o.clone()).run();
     println!(
-        "route_sim: {} nodes, {} virtual minutes, k {}, alpha {}, paths {}, replicas {}, churn {}, loss {}, sybils {}, seed {}",
+        "route_sim: {} nodes, {} virtual minutes, k {}, alpha {}, paths {}, replicas {}, churn {}, loss {}, sybils {}, drop {}, forge {}, stale {}, seed {}",
         o.nodes,
         o.duration_ms / 60_000,
         o.router.table.bucket_size,
@@ -63,6 +72,9 @@ fn main() {
         o.churn_fraction,
         o.loss,
         o.sybils,
+        o.droppers,
+        o.forgers,
+        o.stale,
         o.seed
     );
     for line in report.lines() {

@@ -101,6 +101,9 @@ pub struct Lookup {
     requests_sent: usize,
     replies: usize,
     failures: usize,
+    /// When the earliest in-flight request times out (kept by every change of a state, so
+    /// [`Lookup::next_deadline_ms`], which drivers ask after every datagram, is O(1)).
+    deadline_ms: Option<u64>,
 }
 
 impl Lookup {
@@ -120,6 +123,7 @@ impl Lookup {
             requests_sent: 0,
             replies: 0,
             failures: 0,
+            deadline_ms: None,
         };
         let mut sorted = seeds.to_vec();
         sorted.sort_by_key(|c| (distance(c.id, target), c.addr));
@@ -275,7 +279,21 @@ impl Lookup {
                 free -= 1;
             }
         }
+        self.update_deadline();
         out
+    }
+
+    fn update_deadline(&mut self) {
+        self.deadline_ms = self
+            .candidates
+            .iter()
+            .filter_map(|c| match c.state {
+                State::InFlight { sent_ms } => {
+                    Some(sent_ms.saturating_add(self.config.request_timeout_ms))
+                }
+                _ => None,
+            })
+            .min();
     }
 
     /// `from` answered with `contacts`. Returns false (and changes nothing) if we were not
@@ -291,6 +309,7 @@ impl Lookup {
         }
         self.candidates[i].state = State::Answered;
         self.replies += 1;
+        self.update_deadline();
         let path = self.candidates[i].path;
         let hops = self.candidates[i].hops + 1;
         for &c in contacts {
@@ -313,6 +332,7 @@ impl Lookup {
         }
         c.state = State::Failed;
         self.failures += 1;
+        self.update_deadline();
         true
     }
 
@@ -335,15 +355,7 @@ impl Lookup {
 
     /// When the earliest in-flight request times out, if any is in flight.
     pub fn next_deadline_ms(&self) -> Option<u64> {
-        self.candidates
-            .iter()
-            .filter_map(|c| match c.state {
-                State::InFlight { sent_ms } => {
-                    Some(sent_ms.saturating_add(self.config.request_timeout_ms))
-                }
-                _ => None,
-            })
-            .min()
+        self.deadline_ms
     }
 
     /// Up to `n` contacts that answered, closest to the target first (over all paths).
