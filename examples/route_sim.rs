@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo run --release --example route_sim -- --nodes 10000 --minutes 10 [--churn 0.2]
-//!     [--loss 0.01] [--sybils 32] [--sybils-forge 1] [--k 8] [--replicas 4] [--paths 1] [--alpha 3] [--verify-ids 1]
+//!     [--loss 0.01] [--sybils 32] [--sybils-forge 1] [--drop 0.1] [--forge 0.1] [--stale 0.1]
+//!     [--k 8] [--replicas 4] [--paths 1] [--alpha 3] [--verify-ids 1]
 //!     [--records 1000] [--seed 1]
 //! ```
 
@@ -60,6 +61,9 @@ fn main() {
             "--loss" => o.loss = float(),
             "--sybils" => o.sybils = int() as usize,
             "--sybils-forge" => o.sybils_forge_ids = int() != 0,
+            "--drop" => o.droppers = float(),
+            "--forge" => o.forgers = float(),
+            "--stale" => o.stale = float(),
             "--k" => o.router.table.bucket_size = int() as usize,
             "--replicas" => o.replicas = int() as usize,
             "--paths" => o.router.lookup.paths = int() as usize,
@@ -74,6 +78,12 @@ fn main() {
         }
         i += 2;
     }
+    let misbehaving = [o.droppers, o.forgers, o.stale];
+    if misbehaving.iter().any(|f| !(0.0..=1.0).contains(f)) || misbehaving.iter().sum::<f64>() > 1.0
+    {
+        eprintln!("route_sim: --drop, --forge and --stale are fractions adding up to at most 1");
+        std::process::exit(2);
+    }
     if let Err(e) = o.router.table.validate() {
         eprintln!("route_sim: {e}");
         std::process::exit(2);
@@ -81,7 +91,7 @@ fn main() {
     let started = Instant::now();
     let report = World::new(o.clone()).run();
     println!(
-        "route_sim: {} nodes, {} virtual minutes, k {}, alpha {}, paths {}, verify IDs {}, replicas {}, churn {}, loss {}, sybils {} (forging IDs: {}), seed {}",
+        "route_sim: {} nodes, {} virtual minutes, k {}, alpha {}, paths {}, verify IDs {}, replicas {}, churn {}, loss {}, sybils {} (forging IDs: {}), drop {}, forge {}, stale {}, seed {}",
         o.nodes,
         o.duration_ms / 60_000,
         o.router.table.bucket_size,
@@ -93,6 +103,9 @@ fn main() {
         o.loss,
         o.sybils,
         o.sybils_forge_ids,
+        o.droppers,
+        o.forgers,
+        o.stale,
         o.seed
     );
     for line in report.lines() {

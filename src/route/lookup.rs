@@ -144,6 +144,9 @@ pub struct Lookup {
     clustered: usize,
     /// Contacts dropped because the ID proven at their address was not the listed one.
     forged: usize,
+    /// When the earliest in-flight request or proof times out (kept by every change of a
+    /// state, so [`Lookup::next_deadline_ms`], which drivers ask after every datagram, is O(1)).
+    deadline_ms: Option<u64>,
 }
 
 impl Lookup {
@@ -165,6 +168,7 @@ impl Lookup {
             failures: 0,
             clustered: 0,
             forged: 0,
+            deadline_ms: None,
         };
         let mut sorted = seeds.to_vec();
         sorted.sort_by_key(|c| (distance(c.id, target), c.addr));
@@ -226,6 +230,13 @@ impl Lookup {
         let Some(i) = self.candidates.iter().position(|c| c.contact.addr == addr) else {
             return false;
         };
+        self.settle_proof(i, id);
+        self.update_deadline();
+        true
+    }
+
+    /// [`Lookup::on_proof`] for candidate `i`, without the deadline update.
+    fn settle_proof(&mut self, i: usize, id: u64) {
         let verify_ids = self.config.verify_ids;
         let c = &mut self.candidates[i];
         if c.contact.id == id {
@@ -233,10 +244,10 @@ impl Lookup {
             if matches!(c.state, State::Proving { .. }) {
                 c.state = State::Answered;
             }
-            return true;
+            return;
         }
         if c.state == State::Failed {
-            return true;
+            return;
         }
         c.state = State::Failed;
         self.forged += 1;
@@ -250,7 +261,6 @@ impl Lookup {
                 }
             }
         }
-        true
     }
 
     /// Candidates that answered and wait for the proof of their ID.
@@ -401,7 +411,25 @@ impl Lookup {
                 free -= 1;
             }
         }
+        self.update_deadline();
         out
+    }
+
+    fn update_deadline(&mut self) {
+        self.deadline_ms = self
+            .candidates
+            .iter()
+            .filter_map(|c| match c.state {
+                State::InFlight { sent_ms } => {
+                    Some(sent_ms.saturating_add(self.config.request_timeout_ms))
+                }
+                // An unproven ID gets one more request timeout for its proof (see `poll`).
+                State::Proving { sent_ms } => {
+                    Some(sent_ms.saturating_add(self.config.request_timeout_ms.saturating_mul(2)))
+                }
+                _ => None,
+            })
+            .min();
     }
 
     /// `from` answered with `contacts`. Returns false (and changes nothing) if we were not
@@ -422,6 +450,7 @@ impl Lookup {
             State::Answered
         };
         self.replies += 1;
+        self.update_deadline();
         let path = self.candidates[i].path;
         let hops = self.candidates[i].hops + 1;
         for &c in contacts {
@@ -444,6 +473,7 @@ impl Lookup {
         }
         c.state = State::Failed;
         self.failures += 1;
+        self.update_deadline();
         true
     }
 
@@ -474,18 +504,7 @@ impl Lookup {
 
     /// When the earliest in-flight request times out, if any is in flight.
     pub fn next_deadline_ms(&self) -> Option<u64> {
-        self.candidates
-            .iter()
-            .filter_map(|c| match c.state {
-                State::InFlight { sent_ms } => {
-                    Some(sent_ms.saturating_add(self.config.request_timeout_ms))
-                }
-                State::Proving { sent_ms } => {
-                    Some(sent_ms.saturating_add(self.config.request_timeout_ms.saturating_mul(2)))
-                }
-                _ => None,
-            })
-            .min()
+        self.deadline_ms
     }
 
     /// Up to `n` contacts that answered, closest to the target first (over all paths).

@@ -21,7 +21,7 @@
 //! requests are padded to the size of the answer we want (`find_node_len_for`), so a padded
 //! request always gets its full answer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use rand::rngs::StdRng;
@@ -193,6 +193,9 @@ pub struct Router {
     table: RoutingTable,
     lookups: BTreeMap<LookupId, Running>,
     pending: BTreeMap<[u8; 8], Pending>,
+    /// (sent_ms, nonce) of every pending probe and introduction (the `pending` entries that
+    /// time out on `probe_timeout_ms`), earliest first: their next deadline without a scan.
+    probes: BTreeSet<(u64, [u8; 8])>,
     rng: StdRng,
     next_lookup_id: LookupId,
     latest_ms: u64,
@@ -214,6 +217,7 @@ impl Router {
             config,
             lookups: BTreeMap::new(),
             pending: BTreeMap::new(),
+            probes: BTreeSet::new(),
             rng: StdRng::seed_from_u64(seed),
             next_lookup_id: 1,
             latest_ms: 0,
@@ -461,6 +465,9 @@ impl Router {
                 sent_ms: now,
             },
         );
+        if matches!(purpose, Purpose::Probe | Purpose::Introduce) {
+            self.probes.insert((now, nonce));
+        }
         self.stats.requests_sent += 1;
         fx.sends.push((
             to.addr,
@@ -539,6 +546,9 @@ impl Router {
                     return fx;
                 }
                 self.pending.remove(&nodes.nonce);
+                if matches!(p.purpose, Purpose::Probe | Purpose::Introduce) {
+                    self.probes.remove(&(p.sent_ms, nodes.nonce));
+                }
                 self.stats.nodes_accepted += 1;
                 // It answered at its address: alive. Its ID is as claimed by whoever listed it
                 // (verified if it came from a pinned key). With `verify_ids`, a listed ID enters
@@ -644,15 +654,15 @@ impl Router {
         let mut fx = RouterEffects::default();
         // Probes that timed out.
         let timeout_ms = self.config.table.probe_timeout_ms;
-        let expired: Vec<[u8; 8]> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| {
-                matches!(p.purpose, Purpose::Probe | Purpose::Introduce)
-                    && now.saturating_sub(p.sent_ms) >= timeout_ms
-            })
-            .map(|(n, _)| *n)
-            .collect();
+        let mut expired: Vec<[u8; 8]> = Vec::new();
+        while let Some(&(sent_ms, nonce)) = self.probes.first()
+            && now.saturating_sub(sent_ms) >= timeout_ms
+        {
+            self.probes.pop_first();
+            expired.push(nonce);
+        }
+        // In nonce order, as they sit in `pending`.
+        expired.sort_unstable();
         for nonce in expired {
             if let Some(p) = self.pending.remove(&nonce) {
                 self.stats.requests_timed_out += 1;
@@ -687,11 +697,9 @@ impl Router {
             .filter_map(|r| r.lookup.next_deadline_ms())
             .min();
         let probes = self
-            .pending
-            .values()
-            .filter(|p| matches!(p.purpose, Purpose::Probe | Purpose::Introduce))
-            .map(|p| p.sent_ms.saturating_add(self.config.table.probe_timeout_ms))
-            .min();
+            .probes
+            .first()
+            .map(|&(sent_ms, _)| sent_ms.saturating_add(self.config.table.probe_timeout_ms));
         let refresh = self.table.next_refresh_ms();
         [lookups, probes, refresh].into_iter().flatten().min()
     }

@@ -94,6 +94,9 @@ pub struct RoutingTable {
     index: BTreeMap<SocketAddr, usize>,
     /// Per-IP / per-prefix counts of bucket contacts.
     counts: IpCounts,
+    /// [`RoutingTable::next_refresh_ms`], recomputed whenever a bucket gains or loses a contact
+    /// or is refreshed (drivers ask for it after every datagram; contacts change far less often).
+    next_refresh_ms: Option<u64>,
 }
 
 /// The bucket of `id` relative to `own_id`, or `None` for our own ID.
@@ -123,6 +126,7 @@ impl RoutingTable {
             index: BTreeMap::new(),
             counts: IpCounts::new(limits),
             config,
+            next_refresh_ms: None,
         }
     }
 
@@ -226,6 +230,16 @@ impl RoutingTable {
 
     /// `contact` answered us or sent us a request at `now_ms`. See [`Heard`].
     pub fn heard(&mut self, now_ms: u64, contact: Contact) -> Heard {
+        let heard = self.heard_inner(now_ms, contact);
+        // `Updated` only moves a contact inside its bucket; anything else may have added one
+        // (or, for a re-keyed address, removed one).
+        if heard != Heard::Updated {
+            self.update_next_refresh();
+        }
+        heard
+    }
+
+    fn heard_inner(&mut self, now_ms: u64, contact: Contact) -> Heard {
         let Some(b) = bucket_of(self.own_id, contact.id) else {
             return Heard::Refused;
         };
@@ -336,6 +350,7 @@ impl RoutingTable {
         self.index.remove(&addr);
         self.counts.remove(addr.ip());
         self.promote(b);
+        self.update_next_refresh();
         true
     }
 
@@ -347,6 +362,7 @@ impl RoutingTable {
         self.buckets[b].entries.retain(|e| e.contact.addr != addr);
         self.counts.remove(addr.ip());
         self.promote(b);
+        self.update_next_refresh();
         true
     }
 
@@ -372,18 +388,38 @@ impl RoutingTable {
     }
 
     /// Up to `n` contacts closest to `target` by XOR distance, closest first (ties by address).
-    /// O(len) with a partial selection; at most 64 × k contacts.
+    ///
+    /// Only the buckets that hold the answer are read, each ranked on its own: every bucket is a
+    /// disjoint range of distances to `target`, in a known order (see [`buckets_by_distance`]),
+    /// so the closest contacts are the closest of the first buckets in that order. The same
+    /// answer as ranking the whole table, in O(n + k log k) instead of O(64 × k).
     pub fn closest(&self, target: u64, n: usize) -> Vec<Contact> {
-        let mut out: Vec<Contact> = self.contacts().collect();
-        let key = |c: &Contact| (distance(c.id, target), c.addr);
-        if n == 0 {
-            return Vec::new();
+        let mut out = Vec::with_capacity(n.min(self.len()));
+        // (distance to target, position in bucket) of the bucket at hand.
+        let mut ranked: Vec<(u64, usize)> = Vec::new();
+        for b in buckets_by_distance(self.own_id, target) {
+            if out.len() >= n {
+                break;
+            }
+            let entries = &self.buckets[b].entries;
+            if entries.is_empty() {
+                continue;
+            }
+            ranked.clear();
+            ranked.extend(
+                entries
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| (distance(e.contact.id, target), i)),
+            );
+            // Keys are unique: a table holds an address once.
+            ranked.sort_unstable_by(|x, y| {
+                x.0.cmp(&y.0)
+                    .then_with(|| entries[x.1].contact.addr.cmp(&entries[y.1].contact.addr))
+            });
+            let room = n - out.len();
+            out.extend(ranked.iter().take(room).map(|&(_, i)| entries[i].contact));
         }
-        if n < out.len() {
-            out.select_nth_unstable_by_key(n - 1, key);
-            out.truncate(n);
-        }
-        out.sort_unstable_by_key(key);
         out
     }
 
@@ -411,6 +447,7 @@ impl RoutingTable {
     pub fn refreshed(&mut self, now_ms: u64, target: u64) {
         if let Some(b) = bucket_of(self.own_id, target) {
             self.buckets[b].refreshed_ms = Some(now_ms);
+            self.update_next_refresh();
         }
     }
 
@@ -437,19 +474,29 @@ impl RoutingTable {
             bucket.refreshed_ms = Some(now_ms);
             targets.push(id_in_bucket(self.own_id, b, random()));
         }
+        self.update_next_refresh();
         targets
     }
 
     /// The earliest time a bucket up to the deepest non-empty one becomes stale.
     pub fn next_refresh_ms(&self) -> Option<u64> {
-        let deepest = self.buckets.iter().rposition(|b| !b.entries.is_empty())?;
-        self.buckets[..=(deepest + 1).min(BUCKET_COUNT - 1)]
+        self.next_refresh_ms
+    }
+
+    fn update_next_refresh(&mut self) {
+        self.next_refresh_ms = self
+            .buckets
             .iter()
-            .map(|b| {
-                b.refreshed_ms
-                    .map_or(0, |r| r.saturating_add(self.config.refresh_after_ms))
-            })
-            .min()
+            .rposition(|b| !b.entries.is_empty())
+            .and_then(|deepest| {
+                self.buckets[..=(deepest + 1).min(BUCKET_COUNT - 1)]
+                    .iter()
+                    .map(|b| {
+                        b.refreshed_ms
+                            .map_or(0, |r| r.saturating_add(self.config.refresh_after_ms))
+                    })
+                    .min()
+            });
     }
 
     /// Probes that went unanswered for `probe_timeout_ms` by `now_ms` count as failures.
@@ -471,6 +518,23 @@ impl RoutingTable {
             .filter(|&addr| self.failed(now_ms, addr))
             .collect()
     }
+}
+
+/// The 64 buckets of `own_id`'s table, closest to `target` first: every contact of a bucket is
+/// closer to `target` than every contact of the buckets after it.
+///
+/// Why: with `d = own_id ^ target`, a contact `c` in bucket `b` (sharing exactly `b` leading
+/// bits with `own_id`) has `c ^ target` equal to `d` on its first `b` bits and different at bit
+/// `b`. So where `d` has a 1 at bit `b`, the bucket's distances are below `d`, and lower the
+/// smaller `b` is; where `d` has a 0, they are above `d`, and lower the larger `b` is. The
+/// order is therefore: buckets whose bit of `d` is 1 by increasing `b`, then the others by
+/// decreasing `b`.
+pub fn buckets_by_distance(own_id: u64, target: u64) -> impl Iterator<Item = usize> {
+    let d = distance(own_id, target);
+    let bit = move |b: usize| (d >> (63 - b)) & 1 == 1;
+    let below = (0..BUCKET_COUNT).filter(move |&b| bit(b));
+    let above = (0..BUCKET_COUNT).rev().filter(move |&b| !bit(b));
+    below.chain(above)
 }
 
 /// An ID in bucket `b` of `own_id`: the first `b` bits of ours, bit `b` flipped, the rest from
@@ -663,6 +727,48 @@ mod tests {
         assert_eq!(t.heard(2, rekeyed), Heard::Added);
         assert_eq!(t.get(a.addr).map(|c| c.id), Some(7));
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn closest_reads_few_buckets_and_ranks_like_a_full_sort() {
+        let own = 0x5A5A_0000_1234_5678u64;
+        let mut t = RoutingTable::new(
+            own,
+            RouteConfig {
+                max_per_ip: 1,
+                max_per_prefix: 1 << 20,
+                ..cfg(8)
+            },
+        );
+        let mut x = 0x0123_4567_89AB_CDEFu64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for i in 0..3000u64 {
+            // Half uniform, half near our ID, so deep buckets fill too.
+            let id = if i % 2 == 0 {
+                next()
+            } else {
+                own ^ (next() >> (next() % 40))
+            };
+            let _ = t.heard(i, contact(id, (i % 250) as u8 + 1, (i / 250) as u8));
+        }
+        assert!(t.len() > 60);
+        let all: Vec<Contact> = t.contacts().collect();
+        let mut targets: Vec<u64> = (0..200).map(|_| next()).collect();
+        targets.extend([own, own ^ 1, !own, 0, u64::MAX]);
+        targets.extend(all.iter().take(20).map(|c| c.id));
+        for target in targets {
+            let mut full = all.clone();
+            full.sort_by_key(|c| (distance(c.id, target), c.addr));
+            for n in [0, 1, 3, 8, 9, 20, all.len(), all.len() + 5] {
+                let want: Vec<Contact> = full.iter().take(n).copied().collect();
+                assert_eq!(t.closest(target, n), want, "target {target:x}, n {n}");
+            }
+        }
     }
 
     #[test]

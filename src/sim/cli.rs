@@ -81,7 +81,8 @@ pub struct SimArgs {
     /// stored on and read from the closest nodes a lookup finds; signatures, proof of work and
     /// the shard stores are not modelled. Prints lookup hops, replicas per record and routing
     /// traffic per node. Takes --nodes, --seed, --minutes, --churn, --loss, --records, --gets
-    /// and --adversaries with sybil=N.
+    /// and --adversaries with drop, forge, stale (misbehaving record holders) and sybil (IDs
+    /// ground next to record targets, forging honest IDs in their answers).
     #[arg(long)]
     pub routing: bool,
     /// With --routing: the k-bucket size k (nodes a lookup must hear from).
@@ -180,10 +181,15 @@ impl SimArgs {
             let mut full = SimOptions::default();
             parse_adversaries(spec, self.nodes, &mut full)?;
             let a = &full.adversaries;
-            if a.droppers + a.forgers + a.stale + a.poisoners + a.low_work > 0 {
-                return Err(
-                    "--routing models only sybil adversaries (--adversaries sybil=N)".into(),
-                );
+            if a.poisoners + a.low_work > 0 || a.sybil_behaviour == SybilBehaviour::Forge {
+                return Err("--routing models the adversaries drop, forge, stale and sybil".into());
+            }
+            let share = |n: usize| n as f64 / self.nodes.max(1) as f64;
+            o.droppers = share(a.droppers);
+            o.forgers = share(a.forgers);
+            o.stale = share(a.stale);
+            if o.droppers + o.forgers + o.stale > 1.0 {
+                return Err("--adversaries: drop, forge and stale exceed the nodes".into());
             }
             o.sybils = a.sybils;
         }
@@ -359,6 +365,19 @@ mod tests {
         assert!((routing.churn_fraction - 0.1).abs() < 1e-9);
         assert!((routing.loss - 0.01).abs() < 1e-9);
         assert_eq!(routing.sybils, 40);
+        let misbehaving = SimArgs::try_parse_from([
+            "dave sim",
+            "--routing",
+            "--nodes",
+            "1000",
+            "--adversaries",
+            "drop=10%,forge=100",
+        ])
+        .unwrap()
+        .world_options()
+        .unwrap();
+        assert!((misbehaving.droppers - 0.1).abs() < 1e-9);
+        assert!((misbehaving.forgers - 0.1).abs() < 1e-9);
         assert!(
             SimArgs::try_parse_from(["dave sim", "--routing", "--adversaries", "poison=1"])
                 .unwrap()
