@@ -100,6 +100,26 @@ fn thirty_nodes_with_k_4_find_every_record_through_lookups() {
         .map(|n| n.route_stats().find_node_received)
         .sum();
     assert!(answered > 0);
+    // Listed IDs were proven (`route_verify_ids`, on by default): by a proof PING, or at once
+    // from a key the peer table had pinned; nothing honest was taken for a forgery.
+    let asked: u64 = nodes.iter().map(|n| n.route_stats().proofs_asked).sum();
+    let forged: u64 = nodes
+        .iter()
+        .map(|n| n.route_stats().forged_ids_refused)
+        .sum();
+    let (sent, known, succeeded) = nodes.iter().fold((0, 0, 0), |(s, k, ok), n| {
+        let p = n.stats().peer;
+        (
+            s + p.proofs_sent,
+            k + p.proofs_known,
+            ok + p.proofs_succeeded,
+        )
+    });
+    eprintln!(
+        "proofs: asked {asked}, PINGs {sent}, answered {succeeded}, known {known}; forged {forged}"
+    );
+    assert!(asked > 0 && sent + known > 0 && succeeded + known > 0);
+    assert_eq!(forged, 0);
 }
 
 #[test]

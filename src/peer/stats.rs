@@ -80,6 +80,28 @@ pub struct PeerStats {
     pub per_ip_limit: u64,
     /// `max_peers_per_prefix` reached.
     pub per_prefix_limit: u64,
+
+    // Address proofs for the routing extension (`peer::prover`).
+    /// Proof PINGs sent (`PeerTable::prove`).
+    pub proofs_sent: u64,
+    /// Proofs answered at once from a key the table had pinned to the address (no PING).
+    pub proofs_known: u64,
+    /// Proofs answered by a valid PONG.
+    pub proofs_succeeded: u64,
+    /// Proofs unanswered within their timeout.
+    pub proofs_expired: u64,
+    /// Proofs asked for while one of the same address was outstanding (not sent again).
+    pub proofs_already_pending: u64,
+    /// Proofs refused by the rate limit.
+    pub proofs_rate_limited: u64,
+    /// Proofs refused because `MAX_PROOFS_PENDING` were outstanding.
+    pub proofs_full: u64,
+    /// Proofs of an address that is refused (bad, ours).
+    pub proofs_bad_addr: u64,
+    /// Proof answers signed by our own key or by a key other than the address's pinned one.
+    pub proofs_wrong_key: u64,
+    /// Proof answers whose signature did not verify.
+    pub proofs_bad_signature: u64,
 }
 
 impl PeerStats {
