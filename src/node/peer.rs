@@ -155,12 +155,13 @@ pub(super) fn peer_loop(
                 let n = msg.emit(&mut buf);
                 outbox.push_bytes(*to, &buf[..n]);
             }
+            // Counters first: an asker that reads them after its answer sees its lookup done.
+            *shared.route_stats.lock() = router.stats();
             for done in route_fx.done.drain(..) {
                 if let Some(reply) = lookups.remove(&done.id) {
                     let _ = reply.send(done.closest);
                 }
             }
-            *shared.route_stats.lock() = router.stats();
         }
         if effects.events.iter().any(|e| {
             matches!(
