@@ -19,7 +19,7 @@
 //! - At most [`MAX_PROOFS_PENDING`] proofs are outstanding; one is forgotten `timeout_ms` after
 //!   its PING (a late PONG then goes to the table, which counts it as unsolicited).
 //!
-//! Refusals are counted in [`PeerStats`](crate::peer::PeerStats) (`proofs_*`), never logged.
+//! Refusals are counted in [`PeerStats`] (`proofs_*`), never logged.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -129,6 +129,18 @@ impl PeerStats {
         ]
     }
 
+    /// Every refusal of an address proof (`peer::prover`), by reason, for the exporter.
+    pub fn proof_refusals(&self) -> [(&'static str, u64); 6] {
+        [
+            ("rate_limited", self.proofs_rate_limited),
+            ("full", self.proofs_full),
+            ("already_pending", self.proofs_already_pending),
+            ("bad_addr", self.proofs_bad_addr),
+            ("wrong_key", self.proofs_wrong_key),
+            ("bad_signature", self.proofs_bad_signature),
+        ]
+    }
+
     /// Sum of all refusal counters.
     pub fn refused_total(&self) -> u64 {
         self.refusals().iter().map(|(_, n)| n).sum()
