@@ -107,16 +107,18 @@ fn thirty_nodes_with_k_4_find_every_record_through_lookups() {
         .iter()
         .map(|n| n.route_stats().forged_ids_refused)
         .sum();
-    let (sent, known, succeeded) = nodes.iter().fold((0, 0, 0), |(s, k, ok), n| {
+    let (sent, known, succeeded, limited) = nodes.iter().fold((0, 0, 0, 0), |acc, n| {
         let p = n.stats().peer;
         (
-            s + p.proofs_sent,
-            k + p.proofs_known,
-            ok + p.proofs_succeeded,
+            acc.0 + p.proofs_sent,
+            acc.1 + p.proofs_known,
+            acc.2 + p.proofs_succeeded,
+            acc.3 + p.proofs_rate_limited,
         )
     });
     eprintln!(
-        "proofs: asked {asked}, PINGs {sent}, answered {succeeded}, known {known}; forged {forged}"
+        "proofs: asked {asked}, PINGs {sent}, answered {succeeded}, known {known}, \
+         rate-limited {limited}; forged {forged}"
     );
     assert!(asked > 0 && sent + known > 0 && succeeded + known > 0);
     assert_eq!(forged, 0);
