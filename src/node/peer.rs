@@ -124,18 +124,19 @@ pub(super) fn peer_loop(
             let mut events = effects.events.clone();
             loop {
                 for event in events.drain(..) {
-                    let (id, addr, edge) = match event {
+                    let (addr, pubkey) = match event {
                         peer::PeerEvent::Authenticated { addr, pubkey }
                             if table.features_of(addr).contains(Features::ROUTING) =>
                         {
-                            let edge = table.config().edges.contains(&addr);
-                            (id_from_pubkey(&pubkey), addr, edge)
+                            (addr, pubkey)
                         }
-                        peer::PeerEvent::Proven { addr, pubkey } => {
-                            (id_from_pubkey(&pubkey), addr, false)
-                        }
+                        peer::PeerEvent::Proven { addr, pubkey } => (addr, pubkey),
                         _ => continue,
                     };
+                    let (id, edge) = (
+                        id_from_pubkey(&pubkey),
+                        table.config().edges.contains(&addr),
+                    );
                     let mut fx = router.add_verified(now_ms, id, addr, edge);
                     route_fx.sends.append(&mut fx.sends);
                     route_fx.done.append(&mut fx.done);
