@@ -220,6 +220,13 @@ pub struct Config {
     pub route_lookups: bool,
     /// A lookup gives up after this long (then the peer snapshot is used). Default 3000 ms.
     pub route_lookup_timeout_ms: u64,
+    /// A contact whose ID was only listed in a NODES answer counts in a lookup, and enters the
+    /// routing table, only once the node has proved the ID's key at its address (a PING answered
+    /// by a PONG signed with that key; `LookupConfig::verify_ids`, `peer::prover`). Default true.
+    pub route_verify_ids: bool,
+    /// Those proofs started per second at most (each is one 9-byte PING to an address a lister
+    /// named), with a burst of 2 s worth. Default 32; 1..=1024.
+    pub route_proofs_per_s: u32,
 }
 
 impl Default for Config {
@@ -282,6 +289,8 @@ impl Default for Config {
             route_bucket_size: 8,
             route_lookups: false,
             route_lookup_timeout_ms: 3_000,
+            route_verify_ids: true,
+            route_proofs_per_s: 32,
         }
     }
 }
@@ -449,6 +458,9 @@ impl Config {
         {
             return fail("route_bucket_size must be between 2 and 20");
         }
+        if !(1..=crate::peer::prover::MAX_PROOFS_PER_S).contains(&self.route_proofs_per_s) {
+            return fail("route_proofs_per_s must be between 1 and 1024");
+        }
         Ok(())
     }
 
@@ -457,6 +469,7 @@ impl Config {
         let mut c = crate::route::RouterConfig::default();
         c.table.bucket_size = self.route_bucket_size;
         c.lookup.k = self.route_bucket_size;
+        c.lookup.verify_ids = self.route_verify_ids;
         c
     }
 

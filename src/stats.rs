@@ -106,6 +106,13 @@ macro_rules! counters {
                 f("pongs_accepted", None, self.peer.pongs_accepted);
                 f("pings_sent", None, self.peer.pings_sent);
                 f("pongs_sent", None, self.peer.pongs_sent);
+                f("proofs_sent", None, self.peer.proofs_sent);
+                f("proofs_known", None, self.peer.proofs_known);
+                f("proofs_succeeded", None, self.peer.proofs_succeeded);
+                f("proofs_expired", None, self.peer.proofs_expired);
+                for (reason, v) in self.peer.proof_refusals() {
+                    f("proof_refused", Some(reason), v);
+                }
             }
         }
     };

@@ -177,6 +177,26 @@ fn the_defaults_and_the_issue_values() {
     ] {
         assert!(config.validate().is_err(), "{config:?}");
     }
+    // Proofs of listed routing IDs: on by default, at 1..=1024 a second.
+    assert!(Config::default().route_verify_ids);
+    assert!(Config::default().router_config().lookup.verify_ids);
+    for (rate, ok) in [
+        (0, false),
+        (1, true),
+        (1024, true),
+        (1025, false),
+        (u32::MAX, false),
+    ] {
+        let config = Config {
+            route_proofs_per_s: rate,
+            ..Config::default()
+        };
+        assert_eq!(config.validate().is_ok(), ok, "route_proofs_per_s {rate}");
+        if !ok {
+            let err = config.validate().unwrap_err();
+            assert!(err.0.contains("route_proofs_per_s"), "{err}");
+        }
+    }
 }
 
 /// Every field at its ceiling (thread counts included) and then at its floor: the node starts,

@@ -100,6 +100,28 @@ fn thirty_nodes_with_k_4_find_every_record_through_lookups() {
         .map(|n| n.route_stats().find_node_received)
         .sum();
     assert!(answered > 0);
+    // Listed IDs were proven (`route_verify_ids`, on by default): by a proof PING, or at once
+    // from a key the peer table had pinned; nothing honest was taken for a forgery.
+    let asked: u64 = nodes.iter().map(|n| n.route_stats().proofs_asked).sum();
+    let forged: u64 = nodes
+        .iter()
+        .map(|n| n.route_stats().forged_ids_refused)
+        .sum();
+    let (sent, known, succeeded, limited) = nodes.iter().fold((0, 0, 0, 0), |acc, n| {
+        let p = n.stats().peer;
+        (
+            acc.0 + p.proofs_sent,
+            acc.1 + p.proofs_known,
+            acc.2 + p.proofs_succeeded,
+            acc.3 + p.proofs_rate_limited,
+        )
+    });
+    eprintln!(
+        "proofs: asked {asked}, PINGs {sent}, answered {succeeded}, known {known}, \
+         rate-limited {limited}; forged {forged}"
+    );
+    assert!(asked > 0 && sent + known > 0 && succeeded + known > 0);
+    assert_eq!(forged, 0);
 }
 
 #[test]

@@ -760,6 +760,7 @@ fn peer_config(config: &Config, local_addr: SocketAddr) -> crate::peer::PeerConf
         edges: config.edges.clone(),
         listen_addr: Some(local_addr),
         features: config.extensions,
+        proofs_per_s: config.route_proofs_per_s,
         ..crate::peer::PeerConfig::default()
     }
 }

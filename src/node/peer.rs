@@ -2,7 +2,10 @@
 //! until a datagram, a challenge score, or the table's next tick; carries out the table's
 //! effects (through the amplification limit); and publishes what the other threads read: the
 //! peer snapshot, the proven set, the scores, the own addresses. When the replica view of the
-//! snapshot changes, it wakes the shard owners (they sleep otherwise).
+//! snapshot changes, it wakes the shard owners (they sleep otherwise). It carries out the
+//! router's effects too, address proofs included (`RouterEffects::prove` → `PeerTable::prove`,
+//! whose PINGs draw on the amplification limit like every PING to an unproven address; a proof
+//! PONG arrives as any PONG does, and the table hands it to its prover).
 
 use std::net::UdpSocket;
 use std::sync::Arc;
@@ -59,7 +62,7 @@ pub(super) fn peer_loop(
         };
         let now_ms = shared.clock.now_ms();
         let mut route_fx = RouterEffects::default();
-        let effects = match msg {
+        let mut effects = match msg {
             Some(PeerMsg::Route { from, len, msg }) => {
                 if let Some(router) = router.as_mut() {
                     let proven = table.is_proven(from);
@@ -113,14 +116,39 @@ pub(super) fn peer_loop(
             }
         };
         if let Some(router) = router.as_mut() {
-            // Authenticated peers that advertised ROUTING are verified routing contacts.
-            for event in &effects.events {
-                if let peer::PeerEvent::Authenticated { addr, pubkey } = *event
-                    && table.features_of(addr).contains(Features::ROUTING)
-                {
-                    let edge = table.config().edges.contains(&addr);
-                    let mut fx = router.add_verified(now_ms, id_from_pubkey(&pubkey), addr, edge);
+            // Authenticated peers that advertised ROUTING are verified routing contacts; proven
+            // addresses (`RouterEffects::prove`, carried out by the table) are too. A proof the
+            // table answers at once (a pinned key) may let a lookup ask for more: this loop ends
+            // because the router asks for each address once until it forgets it
+            // (`MAX_PROVING` at most).
+            let mut events = effects.events.clone();
+            loop {
+                for event in events.drain(..) {
+                    let (addr, pubkey) = match event {
+                        peer::PeerEvent::Authenticated { addr, pubkey }
+                            if table.features_of(addr).contains(Features::ROUTING) =>
+                        {
+                            (addr, pubkey)
+                        }
+                        peer::PeerEvent::Proven { addr, pubkey } => (addr, pubkey),
+                        _ => continue,
+                    };
+                    let (id, edge) = (
+                        id_from_pubkey(&pubkey),
+                        table.config().edges.contains(&addr),
+                    );
+                    let mut fx = router.add_verified(now_ms, id, addr, edge);
                     route_fx.sends.append(&mut fx.sends);
+                    route_fx.done.append(&mut fx.done);
+                    route_fx.prove.append(&mut fx.prove);
+                }
+                if route_fx.prove.is_empty() {
+                    break;
+                }
+                for addr in std::mem::take(&mut route_fx.prove) {
+                    let mut fx = table.prove(now_ms, addr);
+                    events.extend_from_slice(&fx.events);
+                    effects.append(&mut fx);
                 }
             }
             let mut buf = [0u8; MAX_PACKET_LEN];
@@ -128,12 +156,13 @@ pub(super) fn peer_loop(
                 let n = msg.emit(&mut buf);
                 outbox.push_bytes(*to, &buf[..n]);
             }
+            // Counters first: an asker that reads them after its answer sees its lookup done.
+            *shared.route_stats.lock() = router.stats();
             for done in route_fx.done.drain(..) {
                 if let Some(reply) = lookups.remove(&done.id) {
                     let _ = reply.send(done.closest);
                 }
             }
-            *shared.route_stats.lock() = router.stats();
         }
         if effects.events.iter().any(|e| {
             matches!(

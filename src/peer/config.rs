@@ -103,6 +103,13 @@ pub struct PeerConfig {
     /// are fully random, as the reference's are. A peer's recorded features are always the
     /// intersection of what it advertised and this set.
     pub features: Features,
+    /// Address proofs for the routing extension (`PeerTable::prove`, `peer::prover`) started
+    /// per second at most, with a burst of `prover::PROOF_BURST_S` seconds' worth; 0 sends
+    /// none. Default 32; at most `prover::MAX_PROOFS_PER_S`.
+    pub proofs_per_s: u32,
+    /// A proof unanswered this long is forgotten. Default 2000 ms (the router forgets a proof it
+    /// asked for after its `probe_timeout_ms`, 2 s by default).
+    pub proof_timeout_ms: u64,
 }
 
 impl Default for PeerConfig {
@@ -130,6 +137,8 @@ impl Default for PeerConfig {
             edges: Vec::new(),
             pong_auth: PongAuth::Ed25519,
             features: Features::ALL,
+            proofs_per_s: 32,
+            proof_timeout_ms: 2_000,
         }
     }
 }
@@ -156,6 +165,8 @@ pub enum PeerConfigError {
     BadEdge(SocketAddr),
     /// A table size is above [`MAX_TABLE_ENTRIES`] (the field is named).
     TooLarge(&'static str),
+    /// `proofs_per_s` is above [`MAX_PROOFS_PER_S`](crate::peer::prover::MAX_PROOFS_PER_S).
+    ProofRateTooHigh,
 }
 
 /// Most peers or candidates a table may be configured to hold: 1 Mi. Every peer is pinged each
@@ -192,6 +203,11 @@ impl fmt::Display for PeerConfigError {
                     "peer config: {field} must be at most {MAX_TABLE_ENTRIES}"
                 )
             }
+            PeerConfigError::ProofRateTooHigh => write!(
+                f,
+                "peer config: proofs_per_s must be at most {}",
+                crate::peer::prover::MAX_PROOFS_PER_S
+            ),
             PeerConfigError::BadEdge(addr) => write!(
                 f,
                 "peer config: edge {addr} is not a usable peer address (unspecified, multicast, \
@@ -213,6 +229,7 @@ impl PeerConfig {
             ("getmyaddrport_retry_ms", self.getmyaddrport_retry_ms),
             ("getmyaddrport_timeout_ms", self.getmyaddrport_timeout_ms),
             ("candidate_ttl_ms", self.candidate_ttl_ms),
+            ("proof_timeout_ms", self.proof_timeout_ms),
             ("max_peers", self.max_peers as u64),
             ("max_peers_per_ip", self.max_peers_per_ip as u64),
         ];
@@ -242,6 +259,9 @@ impl PeerConfig {
         }
         if self.max_peers_per_prefix < self.max_peers_per_ip {
             return Err(PeerConfigError::PrefixLimitBelowIpLimit);
+        }
+        if self.proofs_per_s > crate::peer::prover::MAX_PROOFS_PER_S {
+            return Err(PeerConfigError::ProofRateTooHigh);
         }
         if self.ipv4_prefix_len_bits > 32 || self.ipv6_prefix_len_bits > 128 {
             return Err(PeerConfigError::PrefixTooLong);

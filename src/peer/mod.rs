@@ -30,6 +30,7 @@ mod addr_check;
 pub mod budget;
 mod config;
 mod pong_auth;
+pub mod prover;
 mod snapshot;
 mod stats;
 mod table;
@@ -156,6 +157,14 @@ pub enum PeerEvent {
         /// The peer.
         addr: SocketAddr,
     },
+    /// An address proof (`PeerTable::prove`) succeeded: `addr` holds `pubkey`'s key. The
+    /// address does not become a peer by this.
+    Proven {
+        /// The proven address.
+        addr: SocketAddr,
+        /// The key it answered with.
+        pubkey: [u8; 32],
+    },
     /// The node-wide own address was learned or changed (from a GETMYADDRPORT_ACK).
     OwnAddrLearned {
         /// Our address as an edge sees it.
@@ -168,6 +177,13 @@ impl std::fmt::Display for PeerEvent {
         match self {
             PeerEvent::Authenticated { addr, pubkey } => {
                 write!(f, "peer {addr} authenticated, key ")?;
+                for byte in &pubkey[..8] {
+                    write!(f, "{byte:02x}")?;
+                }
+                Ok(())
+            }
+            PeerEvent::Proven { addr, pubkey } => {
+                write!(f, "address {addr} proven, key ")?;
                 for byte in &pubkey[..8] {
                     write!(f, "{byte:02x}")?;
                 }

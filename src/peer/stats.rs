@@ -80,6 +80,28 @@ pub struct PeerStats {
     pub per_ip_limit: u64,
     /// `max_peers_per_prefix` reached.
     pub per_prefix_limit: u64,
+
+    // Address proofs for the routing extension (`peer::prover`).
+    /// Proof PINGs sent (`PeerTable::prove`).
+    pub proofs_sent: u64,
+    /// Proofs answered at once from a key the table had pinned to the address (no PING).
+    pub proofs_known: u64,
+    /// Proofs answered by a valid PONG.
+    pub proofs_succeeded: u64,
+    /// Proofs unanswered within their timeout.
+    pub proofs_expired: u64,
+    /// Proofs asked for while one of the same address was outstanding (not sent again).
+    pub proofs_already_pending: u64,
+    /// Proofs refused by the rate limit.
+    pub proofs_rate_limited: u64,
+    /// Proofs refused because `MAX_PROOFS_PENDING` were outstanding.
+    pub proofs_full: u64,
+    /// Proofs of an address that is refused (bad, ours).
+    pub proofs_bad_addr: u64,
+    /// Proof answers signed by our own key or by a key other than the address's pinned one.
+    pub proofs_wrong_key: u64,
+    /// Proof answers whose signature did not verify.
+    pub proofs_bad_signature: u64,
 }
 
 impl PeerStats {
@@ -104,6 +126,18 @@ impl PeerStats {
             ("candidates_full", self.candidates_full),
             ("per_ip_limit", self.per_ip_limit),
             ("per_prefix_limit", self.per_prefix_limit),
+        ]
+    }
+
+    /// Every refusal of an address proof (`peer::prover`), by reason, for the exporter.
+    pub fn proof_refusals(&self) -> [(&'static str, u64); 6] {
+        [
+            ("rate_limited", self.proofs_rate_limited),
+            ("full", self.proofs_full),
+            ("already_pending", self.proofs_already_pending),
+            ("bad_addr", self.proofs_bad_addr),
+            ("wrong_key", self.proofs_wrong_key),
+            ("bad_signature", self.proofs_bad_signature),
         ]
     }
 

@@ -27,6 +27,7 @@ use crate::keys::{Keypair, id_from_pubkey};
 use crate::limits::MAX_PONG_ADDRS;
 use crate::peer::addr_check::{IpCounts, IpLimits, LimitHit, check_addr, crosses_loopback_scope};
 use crate::peer::pong_auth::PongAuthenticator;
+use crate::peer::prover::{ProofAnswer, Prover};
 use crate::peer::{
     Effects, Outgoing, PeerConfig, PeerConfigError, PeerEvent, PeerInfo, PeerScore, PeerSnapshot,
     PeerStats, Trust,
@@ -125,6 +126,8 @@ pub struct PeerTable {
     snapshot: Arc<PeerSnapshot>,
     /// The active set changed since `snapshot` was built.
     snapshot_dirty: bool,
+    /// Outstanding address proofs for the routing extension ([`PeerTable::prove`]).
+    prover: Prover,
     stats: PeerStats,
 }
 
@@ -169,6 +172,11 @@ impl PeerTable {
             peers.insert(edge, Peer::edge());
             peer_counts.add(edge.ip());
         }
+        let prover = Prover::new(
+            keypair.public(),
+            config.proofs_per_s,
+            config.proof_timeout_ms,
+        );
         Ok(PeerTable {
             pong_auth: PongAuthenticator::new(&config.pong_auth, &keypair),
             public: keypair.public(),
@@ -188,6 +196,7 @@ impl PeerTable {
             latest_ms: 0,
             snapshot: Arc::new(PeerSnapshot::default()),
             snapshot_dirty: false,
+            prover,
             stats: PeerStats::default(),
             config,
         })
@@ -359,6 +368,7 @@ impl PeerTable {
         let now = self.clock(now_ms);
         let mut fx = Effects::default();
         self.expire_candidates(now);
+        self.prover.expire(now, &mut self.stats);
         self.update_peer_states(now, &mut fx);
         if now >= self.next_round_ms {
             self.ping_round(&mut fx);
@@ -384,6 +394,29 @@ impl PeerTable {
         true
     }
 
+    /// Proves the key at `addr` for the routing extension (`RouterEffects::prove`): a PING with
+    /// a fresh challenge (rate-limited, see `peer::prover`), whose valid PONG later brings a
+    /// [`PeerEvent::Proven`]; at once, without a PING, if a key is pinned to `addr`. Refusals are
+    /// counted (`proofs_*`). The address does not become a candidate or a peer.
+    pub fn prove(&mut self, now_ms: u64, addr: SocketAddr) -> Effects {
+        let now = self.clock(now_ms);
+        let addr = normalize_addr(addr);
+        let mut fx = Effects::default();
+        if check_addr(addr).is_err() || self.is_ours(addr) {
+            self.stats.proofs_bad_addr += 1;
+            return fx;
+        }
+        if let Some(pubkey) = self.pubkey_of(addr) {
+            self.stats.proofs_known += 1;
+            fx.event(PeerEvent::Proven { addr, pubkey });
+            return fx;
+        }
+        if let Some(challenge) = self.prover.start(now, addr, &mut self.rng, &mut self.stats) {
+            fx.send(addr, self.proven(addr), Outgoing::Ping { challenge });
+        }
+        fx
+    }
+
     // ----- Handlers -----
 
     fn on_ping(&mut self, now: u64, from: SocketAddr, challenge: &[u8; 8], fx: &mut Effects) {
@@ -403,6 +436,25 @@ impl PeerTable {
         if pong.addr_count > self.config.npeer_limit.min(MAX_PONG_ADDRS) {
             self.stats.too_many_addrs += 1;
             return;
+        }
+        // The answer to an address proof is the prover's, whatever the table knows of `from`.
+        let pinned = self.peers.get(&from).and_then(|p| p.pubkey);
+        let auth = &self.pong_auth;
+        let answer = self.prover.on_pong(
+            now,
+            from,
+            pong,
+            pinned,
+            |p| auth.verify(&p.pubkey, &pong_signed_hash(&p.challenge, &p.salt), &p.sig),
+            &mut self.stats,
+        );
+        match answer {
+            ProofAnswer::NotOurs => {}
+            ProofAnswer::Proven(pubkey) => {
+                fx.event(PeerEvent::Proven { addr: from, pubkey });
+                return;
+            }
+            ProofAnswer::Refused => return,
         }
         let (expected, pinned) = if let Some(peer) = self.peers.get(&from) {
             (peer.challenge, peer.pubkey)

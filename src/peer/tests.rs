@@ -1247,3 +1247,114 @@ fn simulated_mac_pongs_are_checked_against_the_registry() {
     deliver_pong(&mut t, 20, e, good);
     assert!(t.is_proven(e));
 }
+
+// ----- Address proofs (`PeerTable::prove`, `peer::prover`) -----
+
+/// A proof is one PING to an unproven address; its right answer is a `Proven` event, the address
+/// does not become a candidate or peer, and the table counts no refusal for it. A wrong key or
+/// signature proves nothing.
+#[test]
+fn a_proof_pings_once_and_its_pong_proves_the_key_without_making_a_peer() {
+    let (mut t, _e, _ek) = table_with_authenticated_edge();
+    let x = sa("10.0.2.1:4000");
+    let xk = key(2);
+    let fx = t.prove(100, x);
+    assert_eq!(fx.datagrams.len(), 1);
+    assert!(
+        !fx.datagrams[0].to_proven,
+        "draws on the amplification limit"
+    );
+    let c = ping_to(&fx, x).expect("a proof PING");
+    // Asked again while outstanding: no second PING.
+    assert!(t.prove(110, x).datagrams.is_empty());
+    let before = *t.stats();
+    let fx = deliver_pong(&mut t, 120, x, pong(&xk, c, &[]));
+    assert_eq!(
+        fx.events,
+        vec![PeerEvent::Proven {
+            addr: x,
+            pubkey: xk.public()
+        }]
+    );
+    assert!(!t.is_peer(x) && !t.is_candidate(x) && !t.is_proven(x));
+    assert_eq!(t.stats().refused_total(), before.refused_total());
+    assert_eq!(t.stats().proofs_succeeded, 1);
+    assert_eq!(t.stats().proofs_already_pending, 1);
+    // A replay is no longer a proof: the table's, unsolicited.
+    let fx = deliver_pong(&mut t, 130, x, pong(&xk, c, &[]));
+    assert!(fx.events.is_empty());
+    assert_eq!(t.stats().unsolicited_pong, before.unsolicited_pong + 1);
+    // A bad signature proves nothing.
+    let y = sa("10.0.3.1:4000");
+    let c = ping_to(&t.prove(140, y), y).unwrap();
+    let mut forged = pong(&key(3), c, &[]);
+    forged.pubkey = key(4).public();
+    assert!(deliver_pong(&mut t, 150, y, forged).events.is_empty());
+    assert_eq!(t.stats().proofs_bad_signature, 1);
+    // Our own key proves nothing either.
+    let z = sa("10.0.4.1:4000");
+    let c = ping_to(&t.prove(160, z), z).unwrap();
+    let own = key(101);
+    assert!(
+        deliver_pong(&mut t, 170, z, pong(&own, c, &[]))
+            .events
+            .is_empty()
+    );
+    assert_eq!(t.stats().proofs_wrong_key, 1);
+}
+
+/// An address with a pinned key is proven at once, without a PING; a bad address or ours is
+/// refused; proofs expire on the table's tick.
+#[test]
+fn a_pinned_key_proves_at_once_and_unanswered_proofs_expire() {
+    let (mut t, e, ek) = table_with_authenticated_edge();
+    let fx = t.prove(100, e);
+    assert!(fx.datagrams.is_empty());
+    assert_eq!(
+        fx.events,
+        vec![PeerEvent::Proven {
+            addr: e,
+            pubkey: ek.public()
+        }]
+    );
+    assert_eq!(t.stats().proofs_known, 1);
+    assert!(t.prove(100, sa("0.0.0.0:4000")).is_empty());
+    assert!(t.prove(100, sa("10.0.0.1:4000")).is_empty());
+    assert_eq!(t.stats().proofs_bad_addr, 2);
+    let x = sa("10.0.2.1:4000");
+    let c = ping_to(&t.prove(200, x), x).unwrap();
+    t.tick(200 + t.config().proof_timeout_ms);
+    assert_eq!(t.stats().proofs_expired, 1);
+    // Late: the table's (unsolicited), not a proof.
+    assert!(
+        deliver_pong(&mut t, 2_300, x, pong(&key(2), c, &[]))
+            .events
+            .is_empty()
+    );
+    assert_eq!(t.stats().proofs_succeeded, 0);
+}
+
+/// A proof of an address that is also the table's candidate: each PONG goes to whoever sent its
+/// challenge, and both succeed.
+#[test]
+fn a_proof_and_a_candidate_ping_of_one_address_do_not_disturb_each_other() {
+    let (mut t, e, ek) = table_with_authenticated_edge();
+    let x = sa("10.0.2.1:4000");
+    let xk = key(2);
+    // E lists X: the table pings it as a candidate.
+    let fx = edge_answers(&mut t, 1_000, e, &ek, &[x]);
+    let candidate_challenge = ping_to(&fx, x).expect("candidate PING");
+    let proof_challenge = ping_to(&t.prove(1_010, x), x).expect("proof PING");
+    assert_ne!(candidate_challenge, proof_challenge);
+    let fx = deliver_pong(&mut t, 1_020, x, pong(&xk, proof_challenge, &[]));
+    assert!(fx.events.contains(&PeerEvent::Proven {
+        addr: x,
+        pubkey: xk.public()
+    }));
+    let fx = deliver_pong(&mut t, 1_030, x, pong(&xk, candidate_challenge, &[]));
+    assert!(fx.events.contains(&PeerEvent::Authenticated {
+        addr: x,
+        pubkey: xk.public()
+    }));
+    assert_eq!(t.stats().wrong_challenge, 0);
+}
