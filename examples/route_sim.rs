@@ -90,24 +90,7 @@ fn main() {
     }
     let started = Instant::now();
     let report = World::new(o.clone()).run();
-    println!(
-        "route_sim: {} nodes, {} virtual minutes, k {}, alpha {}, paths {}, verify IDs {}, replicas {}, churn {}, loss {}, sybils {} (forging IDs: {}), drop {}, forge {}, stale {}, seed {}",
-        o.nodes,
-        o.duration_ms / 60_000,
-        o.router.table.bucket_size,
-        o.router.lookup.alpha,
-        o.router.lookup.paths,
-        o.router.lookup.verify_ids,
-        o.replicas,
-        o.churn_fraction,
-        o.loss,
-        o.sybils,
-        o.sybils_forge_ids,
-        o.droppers,
-        o.forgers,
-        o.stale,
-        o.seed
-    );
+    println!("route_sim: {}", o.summary());
     for line in report.lines() {
         println!("  {line}");
     }

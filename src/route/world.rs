@@ -94,6 +94,31 @@ pub struct WorldOptions {
     pub seed: u64,
 }
 
+impl WorldOptions {
+    /// One line naming every setting of a run (the header `route_sim` and `dave sim --routing`
+    /// print above the report).
+    pub fn summary(&self) -> String {
+        format!(
+            "{} nodes, {} virtual minutes, k {}, alpha {}, paths {}, verify IDs {}, replicas {}, churn {}, loss {}, sybils {} (forging IDs: {}), drop {}, forge {}, stale {}, seed {}",
+            self.nodes,
+            self.duration_ms as f64 / 60_000.0,
+            self.router.table.bucket_size,
+            self.router.lookup.alpha,
+            self.router.lookup.paths,
+            self.router.lookup.verify_ids,
+            self.replicas,
+            self.churn_fraction,
+            self.loss,
+            self.sybils,
+            self.sybils_forge_ids,
+            self.droppers,
+            self.forgers,
+            self.stale,
+            self.seed
+        )
+    }
+}
+
 impl Default for WorldOptions {
     fn default() -> Self {
         WorldOptions {

@@ -44,17 +44,9 @@ fn run_routing(args: &SimArgs) -> Result<i32, Failure> {
     let started = std::time::Instant::now();
     let report = dave::route::world::World::new(o.clone()).run();
     let mut out = format!(
-        "routing model: {} nodes, {} virtual minutes, k {}, alpha {}, paths {}, replicas {}, churn {:.3} of the nodes, loss {}, sybils {}, seed {}\n",
-        o.nodes,
-        o.duration_ms as f64 / 60_000.0,
-        o.router.table.bucket_size,
-        o.router.lookup.alpha,
-        o.router.lookup.paths,
-        o.replicas,
-        o.churn_fraction,
-        o.loss,
-        o.sybils,
-        o.seed
+        "routing model: {}
+",
+        o.summary()
     );
     for line in report.lines() {
         out.push_str(&format!("  {line}\n"));
