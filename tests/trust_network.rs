@@ -1,6 +1,8 @@
 //! Storage challenges and trust over real UDP on loopback (127.0.0.100–109): a peer that drops
 //! every record it receives is scored down and then receives far fewer PUTs than honest peers,
-//! its own PUTs are stored but not re-propagated, and honest peers keep a high score.
+//! its own PUTs are stored but not re-propagated, and honest peers keep a high score. The dropper
+//! speaks the routing extension too: once scored down, the honest nodes' routing tables rank it
+//! after every reliable contact (seen on the wire, in their NODES answers for its own ID).
 
 mod common;
 
@@ -12,8 +14,11 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use dave::keys::Keypair;
+use dave::keys::id_from_pubkey;
 use dave::limits::MAX_PACKET_LEN;
-use dave::wire::{DatFields, Message, PongRepr, pong_signed_hash};
+use dave::wire::ext::build_salt;
+use dave::wire::route::{FindNodeRepr, NodesRepr, RouteMessage, find_node_len_for};
+use dave::wire::{DatFields, Features, Message, PongRepr, addr_from_wire, pong_signed_hash};
 use dave::{Config, Node};
 
 /// Faster timers than the reference (ping 200 ms, activation 1 s) and frequent challenges, so
@@ -31,8 +36,9 @@ fn fast_config(ip: [u8; 4], edges: Vec<SocketAddr>) -> Config {
     }
 }
 
-/// A peer that authenticates properly (answers PINGs with PONGs signed by its own key) but keeps
-/// nothing: every PUT is dropped and every GET answered "not found".
+/// A peer that authenticates properly (answers PINGs with PONGs signed by its own key,
+/// advertising ROUTING, and FIND_NODE with an empty NODES) but keeps nothing: every PUT is
+/// dropped and every GET answered "not found".
 struct Dropper {
     addr: SocketAddr,
     keypair: Keypair,
@@ -74,9 +80,14 @@ impl Dropper {
                     let Ok((len, from)) = socket.recv_from(&mut buf) else {
                         continue;
                     };
+                    if let Ok(RouteMessage::FindNode(req)) = RouteMessage::parse(&buf[..len]) {
+                        let len = RouteMessage::Nodes(NodesRepr::new(req.nonce)).emit(&mut out);
+                        let _ = socket.send_to(&out[..len], from);
+                        continue;
+                    }
                     match Message::parse(&buf[..len]) {
                         Ok(Message::Ping { challenge }) => {
-                            let salt: [u8; 16] = rand::random();
+                            let salt = build_salt(rand::random(), Features::ROUTING);
                             let pong = PongRepr {
                                 addr_count: 0,
                                 addrs: [[0; 18]; 5],
@@ -127,6 +138,47 @@ impl Drop for Dropper {
     }
 }
 
+/// The contacts `node` lists, in its order, in a NODES answer to a FIND_NODE for `target` from a
+/// fresh socket (padded, so the unproven asker gets a full answer).
+fn nodes_for(node: &Node, target: u64) -> Vec<(u64, SocketAddr)> {
+    let socket = UdpSocket::bind(SocketAddr::from(([127, 0, 0, 105], 0))).expect("bind asker");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let nonce: [u8; 8] = rand::random();
+    let req = RouteMessage::FindNode(FindNodeRepr {
+        nonce,
+        target,
+        sender: 0x5EED,
+        want: 8,
+        padded_len: find_node_len_for(8),
+    });
+    let mut out = [0u8; MAX_PACKET_LEN];
+    let len = req.emit(&mut out);
+    let mut buf = [0u8; 2048];
+    for _ in 0..10 {
+        socket
+            .send_to(&out[..len], node.local_addr())
+            .expect("send");
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < deadline {
+            let Ok((n, _)) = socket.recv_from(&mut buf) else {
+                break;
+            };
+            if let Ok(RouteMessage::Nodes(nodes)) = RouteMessage::parse(&buf[..n])
+                && nodes.nonce == nonce
+            {
+                return nodes
+                    .entries()
+                    .iter()
+                    .map(|(id, addr)| (*id, addr_from_wire(addr)))
+                    .collect();
+            }
+        }
+    }
+    panic!("no NODES answer from {}", node.local_addr());
+}
+
 fn score_of(node: &Node, addr: SocketAddr) -> Option<dave::peer::PeerScore> {
     node.peer_scores().into_iter().find(|s| s.addr == addr)
 }
@@ -168,6 +220,18 @@ fn a_peer_that_drops_records_is_scored_down_and_avoided() {
             .collect::<Vec<_>>()
     );
 
+    // Routing: the dropper is an authenticated ROUTING peer, hence a routing contact, and the
+    // closest possible one to its own ID: listed first.
+    let dropper_id = id_from_pubkey(&dropper.keypair.public());
+    let asked = &honest[1];
+    assert!(
+        wait_until(Duration::from_secs(10), || nodes_for(asked, dropper_id)
+            .first()
+            .is_some_and(|&(id, _)| id == dropper_id)),
+        "{:?}",
+        nodes_for(asked, dropper_id)
+    );
+
     // Phase 1: nobody has a score yet; the dropper gets its share of records.
     let putter = &honest[0];
     put_records(putter, "phase1", 40);
@@ -194,6 +258,15 @@ fn a_peer_that_drops_records_is_scored_down_and_avoided() {
         start.elapsed(),
         dropper.gets.load(Ordering::Relaxed)
     );
+
+    // Trust applies to routing: the scored-down dropper now comes after every reliable contact
+    // in the NODES answer for its own ID (`RoutingTable::set_unreliable`).
+    let listed = nodes_for(asked, dropper_id);
+    eprintln!("NODES for the dropper's ID once it is unreliable: {listed:?}");
+    assert!(listed.len() >= 2, "{listed:?}");
+    if let Some(at) = listed.iter().position(|&(id, _)| id == dropper_id) {
+        assert_eq!(at, listed.len() - 1, "listed last: {listed:?}");
+    }
 
     // Phase 2: the same load; the dropper is now (almost) never chosen.
     let honest_before: Vec<u64> = honest.iter().map(|n| n.stats().puts_received).collect();

@@ -206,6 +206,9 @@ pub(super) fn peer_loop(
         let snapshot = table.snapshot();
         if !Arc::ptr_eq(&snapshot, &shared.snapshot.read()) {
             *shared.snapshot.write() = Arc::clone(&snapshot);
+            if let Some(router) = router.as_mut() {
+                router.set_unreliable(snapshot.unreliable_addrs(&trust));
+            }
             let latest = ReplicaView::of_snapshot(&snapshot, &trust);
             if latest != view {
                 view = latest;

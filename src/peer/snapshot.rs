@@ -4,10 +4,11 @@
 //! A snapshot is immutable and shared behind an `Arc`; the peer table builds a new one only when
 //! the active set changes, so readers never lock and never see a half-updated table.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use crate::keys::distance;
-use crate::peer::trust::{ScoredPeer, Trust};
+use crate::peer::trust::{ScoredPeer, Trust, TrustPolicy};
 use crate::wire::Features;
 
 /// One active peer, as targets are chosen from it.
@@ -54,6 +55,17 @@ impl PeerSnapshot {
     /// All active peers, sorted by address.
     pub fn peers(&self) -> &[PeerInfo] {
         &self.peers
+    }
+
+    /// The addresses of the active peers `policy` judges unreliable (scored by storage
+    /// challenges and below its threshold): what replica choice skips and what the routing
+    /// table ranks last and replaces first (`route::Router::set_unreliable`).
+    pub fn unreliable_addrs(&self, policy: &TrustPolicy) -> BTreeSet<SocketAddr> {
+        self.peers
+            .iter()
+            .filter(|p| policy.is_unreliable(&p.trust))
+            .map(|p| p.addr)
+            .collect()
     }
 
     /// Number of active peers.

@@ -101,6 +101,9 @@ pub struct RouterStats {
     pub proofs_asked: u64,
     /// Listed contacts whose proven ID was another: dropped from lookups.
     pub forged_ids_refused: u64,
+    /// Contacts judged unreliable by storage challenges that a newcomer replaced in a full
+    /// bucket.
+    pub unreliable_replaced: u64,
 }
 
 impl RouterStats {
@@ -121,6 +124,7 @@ impl RouterStats {
         f("probes_sent", self.probes_sent);
         f("introductions_sent", self.introductions_sent);
         f("evictions", self.evictions);
+        f("unreliable_replaced", self.unreliable_replaced);
         f("contacts", self.contacts);
     }
 }
@@ -205,6 +209,9 @@ pub struct Router {
     proven: BTreeMap<SocketAddr, (u64, u64)>,
     /// Proofs asked for, with when: at most `MAX_PROVING`, forgotten after `probe_timeout_ms`.
     proving: BTreeMap<SocketAddr, u64>,
+    /// Addresses the node's storage challenges judge unreliable ([`Router::set_unreliable`]):
+    /// at most the driver's peer table (scores exist only for its peers).
+    unreliable: BTreeSet<SocketAddr>,
 }
 
 impl Router {
@@ -225,7 +232,24 @@ impl Router {
             stats: RouterStats::default(),
             proven: BTreeMap::new(),
             proving: BTreeMap::new(),
+            unreliable: BTreeSet::new(),
         }
+    }
+
+    /// The peers the node's storage challenges now judge unreliable
+    /// (`peer::TrustPolicy::is_unreliable` over the peer table's scores; the whole set each
+    /// time the scores change). Trust scores apply to routing as they do to replica choice: such
+    /// a contact keeps routing until a newcomer needs its place in a full bucket, ranks last
+    /// among the closest, and is not what lookups start from (`RoutingTable::set_unreliable`).
+    pub fn set_unreliable(&mut self, unreliable: BTreeSet<SocketAddr>) {
+        let unreliable: BTreeSet<SocketAddr> = unreliable.into_iter().map(normalize_addr).collect();
+        for &addr in self.unreliable.difference(&unreliable) {
+            self.table.set_unreliable(addr, false);
+        }
+        for &addr in &unreliable {
+            self.table.set_unreliable(addr, true);
+        }
+        self.unreliable = unreliable;
     }
 
     /// Our own address, so NODES lists naming it are not taken as contacts.
@@ -484,7 +508,16 @@ impl Router {
 
     /// Tells the table we heard from `contact`, probing a stale LRS if it asks.
     fn heard(&mut self, now: u64, contact: Contact, fx: &mut RouterEffects) {
-        if let Heard::ProbeLrs(lrs) = self.table.heard(now, contact)
+        let heard = self.table.heard(now, contact);
+        if matches!(heard, Heard::Added | Heard::ReplacedUnreliable(_))
+            && self.unreliable.contains(&contact.addr)
+        {
+            self.table.set_unreliable(contact.addr, true);
+        }
+        if let Heard::ReplacedUnreliable(_) = heard {
+            self.stats.unreliable_replaced += 1;
+        }
+        if let Heard::ProbeLrs(lrs) = heard
             && let Some(c) = self.table.get(lrs)
         {
             self.stats.probes_sent += 1;
@@ -708,6 +741,7 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::route::table;
 
     fn addr(i: u8) -> SocketAddr {
         SocketAddr::from(([10, 1, i, 1], 4000))
@@ -765,6 +799,43 @@ mod tests {
         assert_eq!(entries, 8);
         assert!(len > req.buffer_len());
         assert!(r.stats().nodes_truncated_unproven > 0);
+    }
+
+    #[test]
+    fn contacts_judged_unreliable_are_not_asked_first_and_give_way_to_newcomers() {
+        let mut r = filled();
+        // The contact closest to a target in the full top bucket (IDs with the top bit set).
+        let target = 0xF000_0000_0000_0000;
+        let suspect = r.table().closest(target, 1)[0];
+        assert_eq!(table::bucket_of(1, suspect.id), Some(0));
+        let (_, fx) = r.start_lookup(0, target);
+        assert!(fx.sends.iter().any(|(to, _)| *to == suspect.addr));
+        r.set_unreliable([suspect.addr].into_iter().collect());
+        assert!(r.table().is_unreliable(suspect.addr));
+        let (_, fx) = r.start_lookup(1, target);
+        assert!(
+            fx.sends.iter().all(|(to, _)| *to != suspect.addr),
+            "a lookup starts from reliable contacts: {:?}",
+            fx.sends
+        );
+        // A newcomer for that full bucket takes the suspect's place.
+        assert_eq!(
+            r.table().bucket_sizes()[0],
+            r.config.table.bucket_size,
+            "bucket 0 is full"
+        );
+        r.add_verified(2, 0xF100_0000_0000_0000, addr(200), false);
+        assert!(!r.table().contains(suspect.addr));
+        assert!(r.table().contains(addr(200)));
+        assert_eq!(r.stats().unreliable_replaced, 1);
+        // It comes back (heard again, room made): still judged unreliable until the scores say
+        // otherwise.
+        r.add_verified(3, suspect.id, suspect.addr, false);
+        if r.table().contains(suspect.addr) {
+            assert!(r.table().is_unreliable(suspect.addr));
+        }
+        r.set_unreliable(BTreeSet::new());
+        assert!(!r.table().is_unreliable(suspect.addr));
     }
 
     #[test]

@@ -13,6 +13,11 @@
 //!   to flooding with fresh identities.
 //! - Per-IP and per-prefix limits (`peer::IpCounts`) bound how much of the table one network
 //!   can hold. Pinned contacts (configured edges) are never evicted.
+//! - Trust scores apply ([`RoutingTable::set_unreliable`]): a contact the node's storage
+//!   challenges judge unreliable (`peer::TrustPolicy::is_unreliable`) is the first to go when a
+//!   newcomer finds its bucket full (no probe, no waiting: it answers, but it drops records), and
+//!   [`RoutingTable::closest`] ranks it after every reliable contact, so lookups start elsewhere
+//!   and FIND_NODE answers list it last.
 //! - Memory is bounded: at most 64 × (k + replacement_cache_size) contacts.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -35,6 +40,8 @@ struct Entry {
     failures: u32,
     /// A probe (requested by [`Heard::ProbeLrs`]) is out since this time.
     probe_sent_ms: Option<u64>,
+    /// Judged unreliable by the node's storage challenges ([`RoutingTable::set_unreliable`]).
+    unreliable: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -67,6 +74,9 @@ pub enum Heard {
     Limited(LimitHit),
     /// Refused: its bucket already holds `MAX_PER_ID_CLUSTER` IDs of its cluster.
     Clustered,
+    /// The bucket was full and held a contact judged unreliable: that one (this address) was
+    /// evicted and the newcomer added in its place.
+    ReplacedUnreliable(SocketAddr),
 }
 
 /// Bits past log2(estimated network size) that define a lookup's ID cluster
@@ -290,6 +300,7 @@ impl RoutingTable {
             last_seen_ms: now_ms,
             failures: 0,
             probe_sent_ms: None,
+            unreliable: false,
         };
         let k = self.config.bucket_size;
         let bucket = &mut self.buckets[b];
@@ -298,6 +309,20 @@ impl RoutingTable {
             self.index.insert(contact.addr, b);
             self.counts.add(contact.addr.ip());
             return Heard::Added;
+        }
+        // Full, but holding a contact that drops records: the newcomer takes its place.
+        if let Some(pos) = bucket
+            .entries
+            .iter()
+            .position(|e| e.unreliable && !e.contact.pinned)
+        {
+            let evicted = bucket.entries.remove(pos).contact.addr;
+            bucket.entries.push(entry);
+            self.index.remove(&evicted);
+            self.counts.remove(evicted.ip());
+            self.index.insert(contact.addr, b);
+            self.counts.add(contact.addr.ip());
+            return Heard::ReplacedUnreliable(evicted);
         }
         // Full: remember the newcomer (fresh ones last, oldest dropped).
         bucket
@@ -366,6 +391,37 @@ impl RoutingTable {
         true
     }
 
+    /// The node's storage challenges judged the contact at `addr` unreliable (`true`) or no
+    /// longer so (`false`). Returns whether a bucket contact changed. An unreliable contact stays
+    /// (it still routes) until a newcomer needs its place, and ranks last in
+    /// [`RoutingTable::closest`].
+    pub fn set_unreliable(&mut self, addr: SocketAddr, unreliable: bool) -> bool {
+        let Some(&b) = self.index.get(&addr) else {
+            return false;
+        };
+        match self.buckets[b]
+            .entries
+            .iter_mut()
+            .find(|e| e.contact.addr == addr)
+        {
+            Some(e) if e.unreliable != unreliable => {
+                e.unreliable = unreliable;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the contact at `addr` is judged unreliable.
+    pub fn is_unreliable(&self, addr: SocketAddr) -> bool {
+        self.index.get(&addr).is_some_and(|&b| {
+            self.buckets[b]
+                .entries
+                .iter()
+                .any(|e| e.contact.addr == addr && e.unreliable)
+        })
+    }
+
     /// Fills a free place in bucket `b` from its replacement cache (freshest first).
     fn promote(&mut self, b: usize) {
         let k = self.config.bucket_size;
@@ -393,7 +449,21 @@ impl RoutingTable {
     /// disjoint range of distances to `target`, in a known order (see [`buckets_by_distance`]),
     /// so the closest contacts are the closest of the first buckets in that order. The same
     /// answer as ranking the whole table, in O(n + k log k) instead of O(64 × k).
+    ///
+    /// Contacts judged unreliable ([`RoutingTable::set_unreliable`]) come after every reliable
+    /// one, closest first among themselves.
     pub fn closest(&self, target: u64, n: usize) -> Vec<Contact> {
+        let mut out = self.closest_where(target, n, false);
+        if out.len() < n && self.index.len() > out.len() {
+            // Fill with the unreliable ones (rare: the extra pass reads the same buckets).
+            let rest = n - out.len();
+            out.extend(self.closest_where(target, rest, true));
+        }
+        out
+    }
+
+    /// [`RoutingTable::closest`] among the contacts whose unreliable flag is `unreliable`.
+    fn closest_where(&self, target: u64, n: usize, unreliable: bool) -> Vec<Contact> {
         let mut out = Vec::with_capacity(n.min(self.len()));
         // (distance to target, position in bucket) of the bucket at hand.
         let mut ranked: Vec<(u64, usize)> = Vec::new();
@@ -410,6 +480,7 @@ impl RoutingTable {
                 entries
                     .iter()
                     .enumerate()
+                    .filter(|(_, e)| e.unreliable == unreliable)
                     .map(|(i, e)| (distance(e.contact.id, target), i)),
             );
             // Keys are unique: a table holds an address once.
@@ -613,6 +684,47 @@ mod tests {
         assert!(evicted);
         assert!(!t.contains(b.addr) && t.contains(c.addr));
         assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn an_unreliable_contact_ranks_last_and_gives_its_place_to_a_newcomer() {
+        let mut t = RoutingTable::new(0, cfg(2));
+        let a = contact(0x8000_0000_0000_0001, 1, 0);
+        let b = contact(0xC000_0000_0000_0002, 2, 1);
+        let c = contact(0xE000_0000_0000_0003, 3, 2);
+        assert_eq!(t.heard(0, a), Heard::Added);
+        assert_eq!(t.heard(0, b), Heard::Added);
+        // `a` is the closest to its own ID; judged unreliable it comes after `b`.
+        assert_eq!(t.closest(a.id, 2), vec![a, b]);
+        assert!(t.set_unreliable(a.addr, true));
+        assert!(!t.set_unreliable(a.addr, true), "no change the second time");
+        assert!(t.is_unreliable(a.addr) && !t.is_unreliable(b.addr));
+        assert_eq!(t.closest(a.id, 2), vec![b, a]);
+        assert_eq!(t.closest(a.id, 1), vec![b], "reliable contacts first");
+        // Heard from again, it stays unreliable (still routing, still last).
+        assert_eq!(t.heard(1, a), Heard::Updated);
+        assert!(t.is_unreliable(a.addr));
+        // A newcomer for the full bucket replaces it at once, seen a moment ago or not.
+        assert_eq!(t.heard(2, c), Heard::ReplacedUnreliable(a.addr));
+        assert!(!t.contains(a.addr) && t.contains(b.addr) && t.contains(c.addr));
+        assert_eq!(t.len(), 2);
+        // Cleared, a contact ranks by distance again; a pinned one is never replaced.
+        assert!(t.set_unreliable(c.addr, true));
+        assert!(t.set_unreliable(c.addr, false));
+        assert_eq!(t.closest(c.id, 1), vec![c]);
+        let mut edge = contact(0xF000_0000_0000_0004, 4, 3);
+        edge.pinned = true;
+        assert_eq!(t.heard(3, edge), Heard::Added);
+        assert!(t.set_unreliable(edge.addr, true));
+        let d = contact(0xA000_0000_0000_0005, 5, 4);
+        // The bucket is full of reliable or pinned contacts: the newcomer waits.
+        assert_eq!(t.heard(stale_free(&t), d), Heard::Cached);
+        assert!(t.contains(edge.addr));
+    }
+
+    /// A time at which no contact of a fresh test table is stale yet.
+    fn stale_free(t: &RoutingTable) -> u64 {
+        t.config().stale_after_ms / 2
     }
 
     #[test]
