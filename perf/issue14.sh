@@ -16,6 +16,8 @@
 #                              (the one client thread shares a core with a pinned receiver)
 #   scale-N-if1/-if128         a node preloaded with N records (N in SIZES), same client
 #   put-N                      PUTs at 2x the batched verification rate into that node
+#   put-stage-true/-false      the same into an empty node, PUTs screened by the verification
+#                              stage (the default) / by the shard owners (ONLY=put)
 #   peers-S-if128              S proven client sockets (S in PEERS) from the one client thread
 #   flood-x5                   GETs (16 in flight) during forged PUTs at 5x verification capacity
 #   verify-batch-t2            the batched verification rate on both cores (PUT ceiling)
@@ -142,6 +144,17 @@ for RUN in $(seq 1 "$RUNS"); do
             stop
         done
     fi
+    if want put; then
+        # PUTs at 2x the batched verification rate, screened by the verification stage (the
+        # default) and, in the same round, by the owners (the engine before it).
+        for stage in true false; do
+            up --put-verify-stage "$stage"
+            lg "put-stage-$stage" put --target "$NODE" --stats-addr "$STATS" \
+                --server-pid "$NODE_PID" --duration "$DUR" \
+                --rate "$(awk "BEGIN {print int($VB * 2)}")" --offset 8192
+            stop
+        done
+    fi
     if want peers; then
         up
         first=1
@@ -176,6 +189,9 @@ ratios=(--ratio client-if128:node_ops_per_s/client-if128:echo_ops_per_s
     --ratio client-spin50-if1:node_ops_per_s/client-spin50-if1:echo_ops_per_s
     --ratio client-nopin-if128:node_ops_per_s/client-nopin-if128:echo_ops_per_s
     --ratio client-nopin-if1:node_ops_per_s/client-nopin-if1:echo_ops_per_s)
+ratios+=(--ratio "put-stage-true:stored_per_s/verify-batch-t2:verified_per_s"
+    --ratio "put-stage-false:stored_per_s/verify-batch-t2:verified_per_s"
+    --ratio "put-stage-true:stored_per_s/put-stage-false:stored_per_s")
 for n in $SIZES; do
     ratios+=(--ratio "put-$n:stored_per_s/verify-batch-t2:verified_per_s"
         --ratio "scale-$n-if128:node_p99_us/scale-${SIZES%% *}-if128:node_p99_us")

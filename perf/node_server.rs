@@ -114,6 +114,10 @@ struct ServeArgs {
     /// Receiver busy-poll after traffic, in µs (default: the node's).
     #[arg(long)]
     receiver_spin_us: Option<u64>,
+    /// Screen network PUTs in the verification stage (Config::put_verify_stage; default: the
+    /// node's) or on the owners (false).
+    #[arg(long, action = clap::ArgAction::Set)]
+    put_verify_stage: Option<bool>,
     /// How the receivers share the port (Config::receiver_sockets; default shared).
     #[arg(long, value_enum)]
     receiver_sockets: Option<ReceiverSocketsArg>,
@@ -199,6 +203,9 @@ fn serve(a: &ServeArgs) -> Result<(), String> {
             ReceiverSocketsArg::Random => ReceiverSockets::Random,
             ReceiverSocketsArg::Shared => ReceiverSockets::Shared,
         };
+    }
+    if let Some(stage) = a.put_verify_stage {
+        config.put_verify_stage = stage;
     }
     if let Some(spin) = a.receiver_spin_us {
         config.receiver_spin_us = spin;

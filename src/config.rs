@@ -103,6 +103,11 @@ pub struct Config {
     pub owner_nice: i32,
     /// Owner threads that may verify signatures at the same time. 0 = one per core.
     pub verify_permits: usize,
+    /// Network PUTs are screened (replace rules, work, signatures) by a verification stage of
+    /// `verify_permits` threads that batch PUTs of every shard, before the owners store them
+    /// (`node::verify`). Default true: batches stay long when each of the 256 owners sees one
+    /// PUT at a time. false: each owner verifies its own PUTs (the simulator's path).
+    pub put_verify_stage: bool,
     /// After a receive batch, a receiver polls its socket without sleeping for up to this long
     /// before it blocks, so a request that follows soon finds it awake (on a VM an idle vCPU
     /// takes tens of µs to wake). Costs that much CPU per idle gap while traffic flows; an idle
@@ -256,6 +261,7 @@ impl Default for Config {
             pin_cores: true,
             owner_nice: 10,
             verify_permits: 0,
+            put_verify_stage: true,
             receiver_spin_us: 0,
             get_path: GetPath::Receiver,
             signature_check: SignatureCheck::Batch,

@@ -133,6 +133,8 @@ counters! {
     own_packets_dropped,
     /// Datagrams dropped because a shard-owner channel was full.
     shard_channel_full,
+    /// PUTs dropped because the verification stage's queue was full (`node::verify`).
+    verify_channel_full,
     /// Datagrams dropped because the peer channel was full.
     peer_channel_full,
     /// Replies withheld by the amplification budget (unproven destination over its budget).

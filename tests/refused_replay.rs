@@ -75,7 +75,7 @@ fn replays_of_a_bad_signature_cost_a_lookup() {
         let deadline = Instant::now() + Duration::from_millis(200);
         while Instant::now() < deadline {
             let s = node.stats();
-            if s.puts_received + s.shard_channel_full >= want {
+            if s.puts_received + s.shard_channel_full + s.verify_channel_full >= want {
                 break;
             }
             std::thread::sleep(Duration::from_micros(500));
@@ -83,7 +83,7 @@ fn replays_of_a_bad_signature_cost_a_lookup() {
     }
     let all_counted = wait_until(Duration::from_secs(5), || {
         let s = node.stats();
-        s.puts_received + s.shard_channel_full >= REPLAYS as u64
+        s.puts_received + s.shard_channel_full + s.verify_channel_full >= REPLAYS as u64
     });
     let cpu_ms = (node_cpu_ns() - cpu_before) as f64 / 1e6;
     let stats = node.stats();
@@ -102,7 +102,7 @@ fn replays_of_a_bad_signature_cost_a_lookup() {
          the cache {by_cache}, repeats in a batch {by_batch}, shed at the receiver {}, node CPU \
          {cpu_ms:.1} ms",
         started.elapsed(),
-        stats.shard_channel_full
+        stats.shard_channel_full + stats.verify_channel_full
     );
     // The first batch verifies the record once; everything after is a lookup.
     assert!(

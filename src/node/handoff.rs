@@ -37,6 +37,11 @@ pub(super) enum OwnerMsg {
         from: SocketAddr,
         dat: Record,
     },
+    /// A PUT the verification stage screened (`node::verify`): stored without verifying again.
+    ScreenedPut {
+        from: SocketAddr,
+        dat: Record,
+    },
     GetAck {
         from: SocketAddr,
         dat: Record,

@@ -21,6 +21,7 @@ mod peer;
 mod pruner;
 mod receiver;
 mod record2;
+mod verify;
 
 pub use record2::{AnyRecord, GetOptions, Put2Done, PutOptions, PutOutcome, RecordFormat};
 
@@ -162,6 +163,11 @@ struct Shared {
     v2_enabled: bool,
     owners: Vec<Sender<OwnerMsg>>,
     peer_tx: Sender<PeerMsg>,
+    /// The PUT verification stage's queue (`Config::put_verify_stage`; `None`: the owners
+    /// verify their own PUTs).
+    verify_tx: Option<Sender<verify::VerifyMsg>>,
+    /// The shard rules, for the verification stage's screening.
+    rules: ShardRules,
     snapshot: SharedSnapshot,
     own_addrs: OwnAddrs,
     /// Gauge: peers known to the table (any state), written by the peer thread.
@@ -327,6 +333,12 @@ impl Node {
             owner_rxs.push(rx);
         }
         let (peer_tx, peer_rx) = bounded(config.peer_channel_depth);
+        let (verify_tx, verify_rx) = if config.put_verify_stage {
+            let (tx, rx) = bounded(verify::VERIFY_QUEUE_DEPTH);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
         let peer_table = PeerTable::new(
             peer_config(&config, local_addr),
             keypair.clone(),
@@ -353,6 +365,8 @@ impl Node {
             shutdown: AtomicBool::new(false),
             owners,
             peer_tx,
+            verify_tx,
+            rules,
             snapshot,
             own_addrs: Arc::new(RwLock::new(Arc::new(own))),
             peers_known: AtomicU64::new(0),
@@ -419,6 +433,24 @@ impl Node {
                 }
                 owner::owner_loop(shared, group, group2, rx, socket, backup, counters)
             })?;
+        }
+
+        // The PUT verification stage: one thread per verification permit (one per core by
+        // default), at the owners' priority.
+        if let Some(rx) = verify_rx {
+            for i in 0..config.verify_permit_count() {
+                let counters = node.new_counters();
+                let shared = Arc::clone(&shared);
+                let rx = rx.clone();
+                node.spawn(format!("dave-verify-{i}"), move || {
+                    if shared.config.owner_nice > 0
+                        && let Err(e) = net::set_current_thread_nice(shared.config.owner_nice)
+                    {
+                        log::warn!("verify thread keeps its priority: setpriority: {e}");
+                    }
+                    verify::verify_loop(shared, rx, counters)
+                })?;
+            }
         }
 
         // Peer thread.
@@ -724,6 +756,11 @@ impl Drop for Node {
             let _ = owner.send(OwnerMsg::Shutdown);
         }
         let _ = self.shared.peer_tx.send(PeerMsg::Shutdown);
+        if let Some(verify) = &self.shared.verify_tx {
+            for _ in 0..self.shared.config.verify_permit_count() {
+                let _ = verify.send(verify::VerifyMsg::Shutdown);
+            }
+        }
         self.pruner_shutdown.take();
         for socket in &self.rx_sockets {
             net::shutdown_read(socket);

@@ -96,6 +96,7 @@ pub(super) fn owner_loop(
         {
             let input = match msg {
                 OwnerMsg::Put { from, dat } => Input::Put { from, dat },
+                OwnerMsg::ScreenedPut { from, dat } => Input::ScreenedPut { from, dat },
                 OwnerMsg::GetAck { from, dat } => Input::GetAck { from, dat },
                 OwnerMsg::Get {
                     from,

@@ -21,6 +21,7 @@ use crate::wire::{self, Message};
 
 use super::Shared;
 use super::handoff::{OwnerMsg, PeerMsg, limit_last_reply, send_outbox, try_send};
+use super::verify::VerifyMsg;
 
 pub(super) fn receiver_loop(shared: Arc<Shared>, socket: UdpSocket, counters: Arc<Counters>) {
     let mut batch = RecvBatch::new();
@@ -104,6 +105,19 @@ pub(super) fn receiver_loop(shared: Arc<Shared>, socket: UdpSocket, counters: Ar
             };
             match message {
                 Message::Put(dat) => {
+                    if let Some(verify) = &shared.verify_tx {
+                        if verify.is_full() {
+                            // Dropped before the copy, as for a full owner channel.
+                            inc(&counters.verify_channel_full);
+                            continue;
+                        }
+                        let msg = VerifyMsg::Put {
+                            from,
+                            dat: dat.to_boxed(),
+                        };
+                        try_send(verify, msg, &counters.verify_channel_full);
+                        continue;
+                    }
                     let owner = shard_index(dat.pubkey(), dat.key()) % owner_count;
                     if shared.owners[owner].is_full() {
                         // Dropped before the copy: a flood costs the receiver no allocation.

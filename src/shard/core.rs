@@ -247,8 +247,8 @@ impl<W> Shard<W> {
         }
     }
 
-    /// PUTs from the network: cheap checks first, then signatures (batched if configured), then
-    /// store, forward and back up. `puts` is drained.
+    /// PUTs from the network: [`screen_puts`] (cheap checks first, then signatures, batched if
+    /// configured), then store, forward and back up. `puts` is drained.
     pub fn handle_puts(
         &mut self,
         now_ms: i64,
@@ -257,50 +257,38 @@ impl<W> Shard<W> {
         counters: &Counters,
         effects: &mut Effects<W>,
     ) {
-        // Cheap checks: replace rules and work, under the read lock / without locks.
         {
             let store = self.store.read();
-            let refused = &mut self.refused;
-            refused.begin_batch();
-            puts.retain(|(_, dat)| {
-                inc(&counters.puts_received);
-                if let Err(refusal) = store.precheck(&dat.as_view()) {
-                    count_refusal(refusal, counters);
-                    return false;
-                }
-                if let Err(e) = check_work(dat, self.rules.min_work_bits, now_ms) {
-                    inc(&counters.put_invalid[verify_error_index(e)]);
-                    return false;
-                }
-                match refused.check(dat) {
-                    None => true,
-                    Some(Known::BadSignature) => {
-                        inc(&counters.puts_refused_known_bad_signature);
-                        false
-                    }
-                    Some(Known::RepeatInBatch) => {
-                        inc(&counters.puts_refused_repeat_in_batch);
-                        false
-                    }
-                }
-            });
+            screen_puts(
+                now_ms,
+                puts,
+                |dat| store.precheck(&dat.as_view()),
+                &mut self.refused,
+                &self.rules,
+                counters,
+            );
         }
-        if puts.is_empty() {
-            return;
-        }
-        let dats: Vec<&Record> = puts.iter().map(|(_, d)| d).collect();
-        let mut ok = vec![false; dats.len()];
-        verify_dats(&dats, self.rules.signature_check, &mut ok);
-        for ((from, dat), ok) in puts.drain(..).zip(ok) {
-            if !ok {
-                inc(&counters.put_invalid
-                    [verify_error_index(crate::pow::VerifyError::BadSignature)]);
-                self.refused.remember_bad_signature(&dat);
-                continue;
-            }
+        for (from, dat) in puts.drain(..) {
             let _refused_and_counted =
                 self.store_and_forward(dat, Some(from), now_ms, peers, counters, effects);
         }
+    }
+
+    /// A network PUT that already passed [`screen_puts`] (the node's verification stage ran it):
+    /// store, forward and back up, as [`Shard::handle_puts`] does after its own screening. The
+    /// store's replace rules are applied again on insert (another copy may have been stored
+    /// since the screening); a refusal is counted.
+    pub fn store_screened(
+        &mut self,
+        now_ms: i64,
+        from: SocketAddr,
+        dat: Record,
+        peers: &dyn PeerView,
+        counters: &Counters,
+        effects: &mut Effects<W>,
+    ) {
+        let _refused_and_counted =
+            self.store_and_forward(dat, Some(from), now_ms, peers, counters, effects);
     }
 
     /// A record made by this node (its work and signature are ours): store, replicate, back up.
@@ -812,6 +800,66 @@ pub fn answer_get(
             outbox.push(from, &Message::GetAck(Dat::new_unchecked(&buf[..len])));
         }
     }
+}
+
+/// The checks a network PUT passes before it may be stored, cheapest first: the store's replace
+/// rules (`precheck`: a duplicate or an older version costs no verification), the proof of work,
+/// the refused-signature cache (a replayed bad record, or a repeat inside this batch), then the
+/// signatures of all that is left at once (batched if `rules` say so; a failed one is
+/// remembered in `refused`). Counts every PUT it is given (`puts_received`) and every refusal by
+/// reason; leaves in `puts` only the PUTs that passed, in order.
+///
+/// One decision for both places it runs: a shard owner screens its own shard's batch
+/// ([`Shard::handle_puts`]), and the node's verification stage screens a batch drawn from every
+/// shard, so batches are long even when each shard sees one PUT at a time.
+pub fn screen_puts(
+    now_ms: i64,
+    puts: &mut Vec<(SocketAddr, Record)>,
+    mut precheck: impl FnMut(&Record) -> Result<(), Refusal>,
+    refused: &mut RefusedCache,
+    rules: &ShardRules,
+    counters: &Counters,
+) {
+    refused.begin_batch();
+    puts.retain(|(_, dat)| {
+        inc(&counters.puts_received);
+        if let Err(refusal) = precheck(dat) {
+            count_refusal(refusal, counters);
+            return false;
+        }
+        if let Err(e) = check_work(dat, rules.min_work_bits, now_ms) {
+            inc(&counters.put_invalid[verify_error_index(e)]);
+            return false;
+        }
+        match refused.check(dat) {
+            None => true,
+            Some(Known::BadSignature) => {
+                inc(&counters.puts_refused_known_bad_signature);
+                false
+            }
+            Some(Known::RepeatInBatch) => {
+                inc(&counters.puts_refused_repeat_in_batch);
+                false
+            }
+        }
+    });
+    if puts.is_empty() {
+        return;
+    }
+    let mut ok = vec![false; puts.len()];
+    {
+        let dats: Vec<&Record> = puts.iter().map(|(_, d)| d).collect();
+        verify_dats(&dats, rules.signature_check, &mut ok);
+    }
+    let mut verdicts = ok.into_iter();
+    puts.retain(|(_, dat)| {
+        let ok = verdicts.next().unwrap_or(false);
+        if !ok {
+            inc(&counters.put_invalid[verify_error_index(crate::pow::VerifyError::BadSignature)]);
+            refused.remember_bad_signature(dat);
+        }
+        ok
+    });
 }
 
 fn verify_dats(dats: &[&Record], mode: SignatureCheck, ok: &mut [bool]) {

@@ -101,6 +101,14 @@ pub enum Input<'a, W> {
         /// The record as received.
         dat: Record,
     },
+    /// A network PUT that already passed `core::screen_puts` (the node's verification stage):
+    /// stored and forwarded now, with no second verification.
+    ScreenedPut {
+        /// Sender.
+        from: SocketAddr,
+        /// The record, verified.
+        dat: Record,
+    },
     /// An answer to one of our GETs (a local get or a storage challenge).
     GetAck {
         /// Sender.
@@ -214,6 +222,11 @@ impl<W> ShardGroup<W> {
             Input::Put { from, dat } => {
                 let s = self.local_index(dat.pubkey(), dat.key());
                 self.puts[s].push((from, dat));
+            }
+            Input::ScreenedPut { from, dat } => {
+                let s = self.local_index(dat.pubkey(), dat.key());
+                let view = SnapshotView(peers);
+                self.shards[s].store_screened(now.wall_ms, from, dat, &view, counters, effects);
             }
             Input::GetAck { from, dat } => {
                 let s = self.local_index(dat.pubkey(), dat.key());

@@ -26,8 +26,8 @@ pub const REFUSED_SLOTS: usize = 256;
 
 const _: () = assert!(REFUSED_SLOTS.is_power_of_two());
 
-/// Most fingerprints of one batch kept to find repeats in it: the owner drains at most 64
-/// messages per wake-up; a longer batch checks its first 256 only (repeats beyond are verified
+/// Most fingerprints of one batch kept to find repeats in it: the owner (or a verification
+/// stage thread) drains at most 64 messages per wake-up; a longer batch checks its first 256 only (repeats beyond are verified
 /// as before, never wrongly refused).
 const BATCH_SCRATCH: usize = 256;
 
@@ -67,17 +67,23 @@ impl Default for RefusedCache {
 }
 
 impl RefusedCache {
-    /// An empty cache.
+    /// An empty cache of [`REFUSED_SLOTS`] slots (one shard's).
     pub fn new() -> RefusedCache {
+        RefusedCache::with_slots(REFUSED_SLOTS)
+    }
+
+    /// An empty cache of `slots` slots (rounded up to a power of two, at least one): the
+    /// node's verification stage keeps one for PUTs of every shard.
+    pub fn with_slots(slots: usize) -> RefusedCache {
         RefusedCache {
-            slots: vec![0; REFUSED_SLOTS].into_boxed_slice(),
+            slots: vec![0; slots.max(1).next_power_of_two()].into_boxed_slice(),
             batch: Vec::with_capacity(BATCH_SCRATCH),
         }
     }
 
-    fn slot(fingerprint: u128) -> usize {
+    fn slot(&self, fingerprint: u128) -> usize {
         // The fingerprint's high bits (the low bit is forced to 1).
-        (fingerprint >> 64) as usize & (REFUSED_SLOTS - 1)
+        (fingerprint >> 64) as usize & (self.slots.len() - 1)
     }
 
     /// Starts a new batch of PUTs (forgets the previous batch's fingerprints).
@@ -89,7 +95,7 @@ impl RefusedCache {
     /// of the current batch.
     pub fn check<T: AsRef<[u8]>>(&mut self, dat: &Dat<T>) -> Option<Known> {
         let fp = fingerprint(dat);
-        if self.slots[Self::slot(fp)] == fp {
+        if self.slots[self.slot(fp)] == fp {
             return Some(Known::BadSignature);
         }
         if self.batch.contains(&fp) {
@@ -104,7 +110,8 @@ impl RefusedCache {
     /// Remembers that `dat`'s signature failed.
     pub fn remember_bad_signature<T: AsRef<[u8]>>(&mut self, dat: &Dat<T>) {
         let fp = fingerprint(dat);
-        self.slots[Self::slot(fp)] = fp;
+        let slot = self.slot(fp);
+        self.slots[slot] = fp;
     }
 }
 
