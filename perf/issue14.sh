@@ -17,7 +17,7 @@
 #   scale-N-if1/-if128         a node preloaded with N records (N in SIZES), same client
 #   put-N                      PUTs at 2x the batched verification rate into that node
 #   put-stage-true/-false      the same into an empty node, PUTs screened by the verification
-#                              stage (the default) / by the shard owners (ONLY=put)
+#                              stage / by the shard owners (the default) (ONLY=put)
 #   peers-S-if128              S proven client sockets (S in PEERS) from the one client thread
 #   flood-x5                   GETs (16 in flight) during forged PUTs at 5x verification capacity
 #   verify-batch-t2            the batched verification rate on both cores (PUT ceiling)
@@ -145,8 +145,8 @@ for RUN in $(seq 1 "$RUNS"); do
         done
     fi
     if want put; then
-        # PUTs at 2x the batched verification rate, screened by the verification stage (the
-        # default) and, in the same round, by the owners (the engine before it).
+        # PUTs at 2x the batched verification rate, screened by the verification stage and, in
+        # the same round, by the owners (the default).
         for stage in true false; do
             up --put-verify-stage "$stage"
             lg "put-stage-$stage" put --target "$NODE" --stats-addr "$STATS" \

@@ -105,8 +105,10 @@ pub struct Config {
     pub verify_permits: usize,
     /// Network PUTs are screened (replace rules, work, signatures) by a verification stage of
     /// `verify_permits` threads that batch PUTs of every shard, before the owners store them
-    /// (`node::verify`). Default true: batches stay long when each of the 256 owners sees one
-    /// PUT at a time. false: each owner verifies its own PUTs (the simulator's path).
+    /// (`node::verify`). Default false: each owner screens its own PUTs (the simulator's path).
+    /// Measured at 2x the verification rate (perf/README, "A PUT verification stage"), the stage
+    /// stored 0.80x as many PUTs as the owners: at overload an owner's queue already holds a
+    /// long batch, and the stage adds a hop and an owner wake-up per PUT.
     pub put_verify_stage: bool,
     /// After a receive batch, a receiver polls its socket without sleeping for up to this long
     /// before it blocks, so a request that follows soon finds it awake (on a VM an idle vCPU
@@ -261,7 +263,7 @@ impl Default for Config {
             pin_cores: true,
             owner_nice: 10,
             verify_permits: 0,
-            put_verify_stage: true,
+            put_verify_stage: false,
             receiver_spin_us: 0,
             get_path: GetPath::Receiver,
             signature_check: SignatureCheck::Batch,

@@ -1,6 +1,6 @@
 //! The PUT verification stage (`Config::put_verify_stage`, `node::verify`) over real UDP on
-//! loopback (127.0.0.140–141): two nodes, one screening PUTs in the stage (the default), one on
-//! the shard owners, receive the same mix of PUTs (valid records of many owners, copies of them,
+//! loopback (127.0.0.140–141): two nodes, one screening PUTs in the stage, one on the shard
+//! owners (the default), receive the same mix of PUTs (valid records of many owners, copies of them,
 //! newer versions, forged signatures, too little work) and come out with the same records and
 //! the same counters.
 

@@ -1,15 +1,19 @@
-//! The PUT verification stage (`dave-verify-N`, `Config::put_verify_stage`): threads between the
-//! receivers and the shard owners that screen network PUTs in batches drawn from every shard.
+//! The PUT verification stage (`dave-verify-N`, `Config::put_verify_stage`, off by default):
+//! threads between the receivers and the shard owners that screen network PUTs in batches drawn
+//! from every shard.
 //!
-//! Why: signatures verify 1.8x cheaper in batches, but a PUT goes to one of 256 owners by its
-//! shard, so an owner rarely finds two PUTs queued and verifies each alone (issue 14 measured
-//! stored PUTs at 0.32 of the batched verification rate that way). One stage thread per core
+//! Measured (perf/README, "A PUT verification stage"): at twice the verification rate the stage
+//! stores 0.80x what the owners store by themselves, because an overloaded owner's queue already
+//! holds a long batch and the stage adds a hop and an owner wake-up per PUT. Kept as an option
+//! for loads where owners see PUTs one at a time and CPU per PUT matters more than the peak.
+//!
+//! Why it was tried: signatures verify 1.8x cheaper in batches, but a PUT goes to one of 256
+//! owners by its shard, and the guess was that an owner rarely finds two PUTs queued and
+//! verifies each alone (issue 14 measured stored PUTs at 0.32 of the batched verification rate). One stage thread per core
 //! takes whatever PUTs are queued, of any shard, up to [`VERIFY_BATCH`], runs the same screening
 //! the owners run (`shard::core::screen_puts`: replace rules against the shard's read view, work,
 //! refused-signature cache, then the signatures), and hands the PUTs that passed to their
-//! owners, which store and forward them without verifying again. The more PUTs arrive, the
-//! longer the batches: the cost per PUT falls as load rises instead of staying at the
-//! single-verification price.
+//! owners, which store and forward them without verifying again.
 //!
 //! A thin driver: the decision is `screen_puts`; this file owns the threads, the queue and the
 //! handoff. Each thread keeps its own refused-signature cache ([`STAGE_REFUSED_SLOTS`]), so a
