@@ -18,8 +18,9 @@ use dave::{Config, Keypair, Node};
 /// Copies replayed.
 const REPLAYS: usize = 20_000;
 
-/// Copies sent back to back before a pause, well under the owner channel's depth, so the replay
-/// reaches the owner instead of being shed at the receiver (which would make the test easy).
+/// Copies sent back to back before a pause, well under the owner channel's depth, so no copy is
+/// shed for a full channel (which would make the test easy): each reaches the receiver's check
+/// of the refused-signature slots or, before the first refusal is remembered, the owner.
 const BURST: usize = 200;
 
 /// CPU time, ns, of this process's threads whose name starts with `dave-` (the node's).

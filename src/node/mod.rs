@@ -155,6 +155,9 @@ struct Shared {
     config: Config,
     shutdown: AtomicBool,
     stores: Vec<Arc<RwLock<Store>>>,
+    /// Each shard's refused-signature slots: receivers drop replays of records whose signature
+    /// already failed before copying them (`shard::refused`).
+    refused: Vec<Arc<crate::shard::refused::RefusedSlots>>,
     /// The v2 stores, by shard (receivers answer GET2 from them).
     stores2: Vec<Arc<RwLock<Store2>>>,
     /// v2 counters (one set for the node: v2 traffic is light next to v1's).
@@ -358,6 +361,7 @@ impl Node {
         }
         let shared = Arc::new(Shared {
             stores: shards.iter().map(|s| Arc::clone(s.store())).collect(),
+            refused: shards.iter().map(Shard::refused_slots).collect(),
             stores2: shards2.iter().map(|s| Arc::clone(s.store())).collect(),
             counters2: Counters2::default(),
             v2_enabled: config.extensions.contains(crate::wire::Features::RECORD_V2),

@@ -105,6 +105,14 @@ pub(super) fn receiver_loop(shared: Arc<Shared>, socket: UdpSocket, counters: Ar
             };
             match message {
                 Message::Put(dat) => {
+                    let shard = shard_index(dat.pubkey(), dat.key());
+                    if shared.refused[shard].knows(&dat) {
+                        // A replay of a record whose signature failed: dropped here, before the
+                        // copy, the queue and the owner's wake-up (counted as the owner would).
+                        inc(&counters.puts_received);
+                        inc(&counters.puts_refused_known_bad_signature);
+                        continue;
+                    }
                     if let Some(verify) = &shared.verify_tx {
                         if verify.is_full() {
                             // Dropped before the copy, as for a full owner channel.
@@ -118,7 +126,7 @@ pub(super) fn receiver_loop(shared: Arc<Shared>, socket: UdpSocket, counters: Ar
                         try_send(verify, msg, &counters.verify_channel_full);
                         continue;
                     }
-                    let owner = shard_index(dat.pubkey(), dat.key()) % owner_count;
+                    let owner = shard % owner_count;
                     if shared.owners[owner].is_full() {
                         // Dropped before the copy: a flood costs the receiver no allocation.
                         inc(&counters.shard_channel_full);

@@ -17,7 +17,8 @@
 //!
 //! A thin driver: the decision is `screen_puts`; this file owns the threads, the queue and the
 //! handoff. Each thread keeps its own refused-signature cache ([`STAGE_REFUSED_SLOTS`]), so a
-//! replayed bad record costs at most one verification per stage thread.
+//! replayed bad record costs at most one verification per stage thread (the receivers' early
+//! drop of replays reads the owners' caches, which the stage does not fill).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

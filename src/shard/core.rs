@@ -228,6 +228,12 @@ impl<W> Shard<W> {
         &self.store
     }
 
+    /// The shard's refused-signature slots, for receivers that drop replays of records whose
+    /// signature already failed here before queueing them (`RefusedSlots::knows`).
+    pub fn refused_slots(&self) -> Arc<crate::shard::refused::RefusedSlots> {
+        self.refused.shared()
+    }
+
     /// Puts a record from the backup log straight into the store (already trusted).
     pub fn restore(&mut self, record: Record, now_ms: i64) -> Result<Inserted, Refusal> {
         self.store.write().insert(record, now_ms)

@@ -10,11 +10,20 @@
 //! remembered; the other refusals (work, version, budget) are cheaper to re-check than to hash.
 //!
 //! Shape: direct-mapped, [`REFUSED_SLOTS`] slots per shard, one 16-byte fingerprint each, no
-//! allocation after construction; a new entry overwrites whatever shared its slot. Each shard
-//! owns its cache (the owner thread is its only user), so there is no lock.
+//! allocation after construction; a new entry overwrites whatever shared its slot. The owner
+//! thread is the only writer. The slots ([`RefusedSlots`]) are shared with the receivers, which
+//! drop a replay before it is copied or queued ([`RefusedSlots::knows`]): a flood of replayed
+//! bad records then costs a parse and a hash per datagram, no owner wake-up. No lock: each slot
+//! is two relaxed `AtomicU64` halves. A reader racing the writer can see one half of the old
+//! fingerprint and one of the new; that pair equals the fingerprint of the record being checked
+//! only by a 64-bit coincidence, and the cost of one would be one copy of a record dropped (its
+//! sender and the other replicas deliver it again), so no ordering is paid for on the hot path.
 //!
 //! It also drops copies of one record repeated inside a single batch of PUTs: batched
 //! verification would otherwise verify every copy before the first failure is remembered.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::wire::Dat;
 
@@ -53,10 +62,52 @@ pub enum Known {
     RepeatInBatch,
 }
 
+/// The remembered fingerprints of one cache, shared between its owner (the only writer) and the
+/// receivers (readers). See the module docs.
+#[derive(Debug)]
+pub struct RefusedSlots {
+    /// Low and high halves of each slot's fingerprint (0 = empty). A power of two long.
+    slots: Box<[[AtomicU64; 2]]>,
+}
+
+impl RefusedSlots {
+    fn new(slots: usize) -> RefusedSlots {
+        RefusedSlots {
+            slots: (0..slots.max(1).next_power_of_two())
+                .map(|_| [AtomicU64::new(0), AtomicU64::new(0)])
+                .collect(),
+        }
+    }
+
+    fn slot(&self, fingerprint: u128) -> &[AtomicU64; 2] {
+        // The fingerprint's high bits (the low bit is forced to 1).
+        &self.slots[(fingerprint >> 64) as usize & (self.slots.len() - 1)]
+    }
+
+    fn contains(&self, fingerprint: u128) -> bool {
+        let [lo, hi] = self.slot(fingerprint);
+        let held =
+            u128::from(lo.load(Ordering::Relaxed)) | (u128::from(hi.load(Ordering::Relaxed)) << 64);
+        held == fingerprint
+    }
+
+    fn insert(&self, fingerprint: u128) {
+        let [lo, hi] = self.slot(fingerprint);
+        lo.store(fingerprint as u64, Ordering::Relaxed);
+        hi.store((fingerprint >> 64) as u64, Ordering::Relaxed);
+    }
+
+    /// Whether `dat`'s signature already failed here: the exact record (key, work, signature)
+    /// was refused. One blake3 of 128 bytes and a load; a receiver asks before copying a PUT.
+    pub fn knows<T: AsRef<[u8]>>(&self, dat: &Dat<T>) -> bool {
+        self.contains(fingerprint(dat))
+    }
+}
+
 /// See the module docs.
 #[derive(Debug)]
 pub struct RefusedCache {
-    slots: Box<[u128]>,
+    slots: Arc<RefusedSlots>,
     batch: Vec<u128>,
 }
 
@@ -76,14 +127,14 @@ impl RefusedCache {
     /// node's verification stage keeps one for PUTs of every shard.
     pub fn with_slots(slots: usize) -> RefusedCache {
         RefusedCache {
-            slots: vec![0; slots.max(1).next_power_of_two()].into_boxed_slice(),
+            slots: Arc::new(RefusedSlots::new(slots)),
             batch: Vec::with_capacity(BATCH_SCRATCH),
         }
     }
 
-    fn slot(&self, fingerprint: u128) -> usize {
-        // The fingerprint's high bits (the low bit is forced to 1).
-        (fingerprint >> 64) as usize & (self.slots.len() - 1)
+    /// The slots, for readers on other threads ([`RefusedSlots::knows`]).
+    pub fn shared(&self) -> Arc<RefusedSlots> {
+        Arc::clone(&self.slots)
     }
 
     /// Starts a new batch of PUTs (forgets the previous batch's fingerprints).
@@ -95,7 +146,7 @@ impl RefusedCache {
     /// of the current batch.
     pub fn check<T: AsRef<[u8]>>(&mut self, dat: &Dat<T>) -> Option<Known> {
         let fp = fingerprint(dat);
-        if self.slots[self.slot(fp)] == fp {
+        if self.slots.contains(fp) {
             return Some(Known::BadSignature);
         }
         if self.batch.contains(&fp) {
@@ -109,9 +160,7 @@ impl RefusedCache {
 
     /// Remembers that `dat`'s signature failed.
     pub fn remember_bad_signature<T: AsRef<[u8]>>(&mut self, dat: &Dat<T>) {
-        let fp = fingerprint(dat);
-        let slot = self.slot(fp);
-        self.slots[slot] = fp;
+        self.slots.insert(fingerprint(dat));
     }
 }
 
@@ -131,6 +180,26 @@ mod tests {
             value: b"v",
         }
         .to_dat()
+    }
+
+    #[test]
+    fn readers_see_what_the_owner_refused() {
+        let mut cache = RefusedCache::new();
+        let shared = cache.shared();
+        let (bad, good) = (dat(1, 9), dat(2, 9));
+        assert!(!shared.knows(&bad));
+        cache.remember_bad_signature(&bad);
+        assert!(shared.knows(&bad));
+        assert!(!shared.knows(&good), "same work, the real signature");
+        // A newer refusal in the same slot replaces it for readers too.
+        let slot_of = |d: &Dat<Box<[u8]>>| (fingerprint(d) >> 64) as usize % REFUSED_SLOTS;
+        let other = (0..=u8::MAX)
+            .flat_map(|sig| (0..=u8::MAX).map(move |work| dat(sig, work)))
+            .find(|d| slot_of(d) == slot_of(&bad) && fingerprint(d) != fingerprint(&bad))
+            .expect("65,536 records fill 256 slots");
+        cache.remember_bad_signature(&other);
+        assert!(shared.knows(&other));
+        assert!(!shared.knows(&bad), "overwritten");
     }
 
     #[test]
@@ -165,9 +234,14 @@ mod tests {
             last = dat((i % 251) as u8, (i / 251) as u8);
             cache.remember_bad_signature(&last);
         }
-        assert_eq!(cache.slots.len(), REFUSED_SLOTS, "never grows");
+        assert_eq!(cache.slots.slots.len(), REFUSED_SLOTS, "never grows");
         // 1024 fingerprints over 256 slots leave about 256 × e^-4 ≈ 5 slots empty.
-        let filled = cache.slots.iter().filter(|&&fp| fp != 0).count();
+        let filled = cache
+            .slots
+            .slots
+            .iter()
+            .filter(|[lo, hi]| lo.load(Ordering::Relaxed) | hi.load(Ordering::Relaxed) != 0)
+            .count();
         assert!(filled > REFUSED_SLOTS * 9 / 10, "{filled} filled");
         cache.begin_batch();
         assert_eq!(cache.check(&last), Some(Known::BadSignature));
