@@ -94,6 +94,12 @@ pub(super) enum OwnerMsg {
         timeout_ms: u64,
         reply: Sender<Get2Outcome>,
     },
+    /// The answer to a [`PeerMsg::MaintainLookup`]: the closest nodes found (`None`: the lookup
+    /// could not run).
+    LookupDone {
+        target: u64,
+        closest: Option<Vec<crate::route::Contact>>,
+    },
     /// The replica view may have changed: run the group's timers with the new snapshot.
     PeersChanged,
     /// The node is shutting down: finish this batch and return.
@@ -119,6 +125,9 @@ pub(super) enum PeerMsg {
         target: u64,
         reply: Sender<Vec<crate::route::Contact>>,
     },
+    /// A shard owner's replica maintenance asks for the closest nodes of `target`; the answer
+    /// goes back to owner `owner` as [`OwnerMsg::LookupDone`].
+    MaintainLookup { target: u64, owner: usize },
     /// A storage challenge scored by a shard owner.
     Challenge { addr: SocketAddr, success: bool },
     /// The node is shutting down.

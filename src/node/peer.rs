@@ -49,6 +49,9 @@ pub(super) fn peer_loop(
     // Lookups asked for by `Node` (bounded by `route::router::MAX_LOOKUPS`: beyond it the router
     // refuses and the asker gets an empty answer at once).
     let mut lookups: BTreeMap<LookupId, Sender<Vec<Contact>>> = BTreeMap::new();
+    // Lookups asked for by the owners' replica maintenance: (owner, target). Bounded the same
+    // way; each owner has at most `route::maintain::MAX_LOOKUPS_IN_FLIGHT` in flight.
+    let mut maintain_lookups: BTreeMap<LookupId, (usize, u64)> = BTreeMap::new();
     loop {
         let next_ms = router
             .as_ref()
@@ -87,6 +90,21 @@ pub(super) fn peer_loop(
                     None => {
                         let _ = reply.send(Vec::new());
                     }
+                }
+                peer::Effects::default()
+            }
+            Some(PeerMsg::MaintainLookup { target, owner }) => {
+                let started = router.as_mut().map(|r| r.start_lookup(now_ms, target));
+                match started {
+                    Some((Some(id), fx)) => {
+                        route_fx = fx;
+                        maintain_lookups.insert(id, (owner, target));
+                    }
+                    Some((None, fx)) => {
+                        route_fx = fx;
+                        answer_owner(&shared, owner, target, None);
+                    }
+                    None => answer_owner(&shared, owner, target, None),
                 }
                 peer::Effects::default()
             }
@@ -161,6 +179,8 @@ pub(super) fn peer_loop(
             for done in route_fx.done.drain(..) {
                 if let Some(reply) = lookups.remove(&done.id) {
                     let _ = reply.send(done.closest);
+                } else if let Some((owner, target)) = maintain_lookups.remove(&done.id) {
+                    answer_owner(&shared, owner, target, Some(done.closest));
                 }
             }
         }
@@ -224,5 +244,13 @@ pub(super) fn peer_loop(
             .peers_known
             .store(table.peer_count() as u64, Ordering::Relaxed);
         *shared.peer_stats.lock() = *table.stats();
+    }
+}
+
+/// Hands a maintenance lookup's answer to its owner thread (a full channel drops it: the owner
+/// forgets the lookup after its timeout).
+fn answer_owner(shared: &Shared, owner: usize, target: u64, closest: Option<Vec<Contact>>) {
+    if let Some(tx) = shared.owners.get(owner) {
+        let _ = tx.try_send(OwnerMsg::LookupDone { target, closest });
     }
 }

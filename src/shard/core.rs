@@ -92,6 +92,9 @@ pub struct Effects<W> {
     pub completions: Vec<(W, GetOutcome)>,
     /// Storage challenges scored (for the peer table).
     pub challenge_outcomes: Vec<ChallengeOutcome>,
+    /// Owner IDs to find the closest nodes of by a routing lookup, for replica maintenance
+    /// (`route::maintain`); the answer comes back as `group::Input::LookupDone`.
+    pub lookups: Vec<u64>,
 }
 
 impl<W> Default for Effects<W> {
@@ -101,6 +104,7 @@ impl<W> Default for Effects<W> {
             backup: Vec::new(),
             completions: Vec::new(),
             challenge_outcomes: Vec::new(),
+            lookups: Vec::new(),
         }
     }
 }
@@ -112,6 +116,7 @@ impl<W> Effects<W> {
         self.backup.clear();
         self.completions.clear();
         self.challenge_outcomes.clear();
+        self.lookups.clear();
     }
 }
 
@@ -223,6 +228,11 @@ impl<W> Shard<W> {
         choice.explored
     }
 
+    /// Sets the clock the store stamps new and re-stored copies with (monotonic ms).
+    pub fn set_copy_clock(&mut self, now_ms: u64) {
+        self.store.write().set_copy_clock(now_ms);
+    }
+
     /// The shared store (receivers read it to answer GETs).
     pub fn store(&self) -> &Arc<RwLock<Store>> {
         &self.store
@@ -257,7 +267,10 @@ impl<W> Shard<W> {
         counters: &Counters,
         effects: &mut Effects<W>,
     ) {
-        // Cheap checks: replace rules and work, under the read lock / without locks.
+        // Cheap checks: replace rules and work, under the read lock / without locks. A duplicate
+        // (the record held, re-stored unchanged) restarts its copy's clock (`route::maintain`:
+        // a copy someone keeps re-storing does not age out).
+        let mut restored: Vec<([u8; 32], Box<[u8]>)> = Vec::new();
         {
             let store = self.store.read();
             let refused = &mut self.refused;
@@ -265,6 +278,9 @@ impl<W> Shard<W> {
             puts.retain(|(_, dat)| {
                 inc(&counters.puts_received);
                 if let Err(refusal) = store.precheck(&dat.as_view()) {
+                    if refusal == Refusal::Duplicate {
+                        restored.push((*dat.pubkey(), dat.key().into()));
+                    }
                     count_refusal(refusal, counters);
                     return false;
                 }
@@ -284,6 +300,12 @@ impl<W> Shard<W> {
                     }
                 }
             });
+        }
+        if !restored.is_empty() {
+            let mut store = self.store.write();
+            for (pubkey, key) in &restored {
+                store.restored(pubkey, key);
+            }
         }
         if puts.is_empty() {
             return;

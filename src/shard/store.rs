@@ -17,6 +17,8 @@
 //!
 //! ```text
 //! slots:    Vec<Option<Dat<Box<[u8]>>>>    16 B per slot; the record is one exact-size allocation
+//! copies:   Vec<CopyState>                 4 B per slot: when the copy was last stored, and where
+//!                                          this node stands for it (route::maintain, age-out)
 //! by_key:   HashTable<u32>                 slot, hashed by record_hash(pubkey, key)   4 B + 1 ctrl
 //! by_work:  HashTable<u32>                 slot, hashed by xxh64(work)                4 B + 1 ctrl
 //! order:    65 × BTreeSet<OrderKey>        16 B entry; see order.rs
@@ -39,6 +41,7 @@ use hashbrown::HashTable;
 
 use crate::keys::id_from_pubkey;
 use crate::limits::{DAT_HEADER_LEN, MAX_DAT_LEN};
+use crate::route::maintain::CopyState;
 use crate::shard::order::{EvictionOrder, OrderKey, Placement, Rank};
 use crate::shard::route::{Version, compare_versions, record_hash};
 use crate::wire::Dat;
@@ -68,6 +71,7 @@ pub const fn allocation_bytes(len: usize) -> usize {
 ///
 /// ```text
 /// slot           16 B × slots/len                (Vec doubling: 1.0 .. 2.0)
+/// copy state      4 B × slots/len                (route::maintain's stamp and standing)
 /// by_key          5 B × buckets/len              (hashbrown: 4 B entry + 1 B control; load ≤ 7/8, doubling)
 /// by_work         5 B × buckets/len
 /// order entry    16 B / leaf fill + node header  (B-tree leaves: 11 × 16 B in a 208 B chunk;
@@ -80,7 +84,9 @@ pub const fn allocation_bytes(len: usize) -> usize {
 /// 1.2k–8k records per store, 75 B when each record is newer than the last (half-full B-tree
 /// leaves, the worst case). The constant takes the worst case plus a margin, so the budget
 /// over-counts slightly rather than letting RSS run past it. Results: `perf/README.md`.
-pub const RECORD_OVERHEAD_BYTES: usize = 80;
+/// The copy state (4 B per slot, 4–8 B per record with the slab's doubling) was added after
+/// the measurement: 75 + 8 = 83 B worst case, hence 84 (not re-measured).
+pub const RECORD_OVERHEAD_BYTES: usize = 84;
 
 /// What a record of `dat_len` wire bytes costs against the budget.
 pub const fn record_cost_bytes(dat_len: usize) -> usize {
@@ -202,6 +208,10 @@ pub struct Store<H: RecordHasher = RouteHasher> {
     config: StoreConfig,
     /// The slab: `None` for free slots.
     slots: Vec<Option<Record>>,
+    /// The maintenance state of the copy in each slot (`route::maintain`), beside `slots`.
+    copies: Vec<CopyState>,
+    /// The holder's monotonic clock as its owner last set it: what new copies are stamped with.
+    copy_clock_ms: u64,
     /// Free slots, reused last-freed first.
     free_slots: Vec<u32>,
     /// Slot of each record, hashed by `(pubkey, key)`.
@@ -240,6 +250,8 @@ impl<H: RecordHasher> Store<H> {
         Store {
             config,
             slots: Vec::new(),
+            copies: Vec::new(),
+            copy_clock_ms: 0,
             free_slots: Vec::new(),
             by_key: HashTable::new(),
             by_work: HashTable::new(),
@@ -297,6 +309,42 @@ impl<H: RecordHasher> Store<H> {
     /// between calls: a walk from 0 to [`Store::slot_count`] sees every record held throughout.
     pub fn record_in_slot(&self, slot: usize) -> Option<&Record> {
         self.slots.get(slot)?.as_ref()
+    }
+
+    /// Sets the monotonic clock (ms) new and re-stored copies are stamped with; the owner sets
+    /// it before each batch (`route::maintain` measures a copy's age by it).
+    pub fn set_copy_clock(&mut self, now_ms: u64) {
+        self.copy_clock_ms = now_ms;
+    }
+
+    /// The maintenance state of the copy in `slot`, if the slot is in use.
+    pub fn copy_in_slot(&self, slot: usize) -> Option<CopyState> {
+        self.slots.get(slot)?.as_ref()?;
+        self.copies.get(slot).copied()
+    }
+
+    /// Replaces the maintenance state of the copy in `slot` (no-op for a free slot).
+    pub fn set_copy(&mut self, slot: usize, copy: CopyState) {
+        if self.slots.get(slot).is_some_and(Option::is_some) {
+            self.copies[slot] = copy;
+        }
+    }
+
+    /// Someone stored the held record of `(pubkey, key)` again (a duplicate PUT): restarts its
+    /// copy's clock ([`CopyState::restored`]). Returns whether it is held.
+    pub fn restored(&mut self, pubkey: &[u8; 32], key: &[u8]) -> bool {
+        let Some(slot) = self.find_key(pubkey, key) else {
+            return false;
+        };
+        let copy = &mut self.copies[slot as usize];
+        *copy = copy.restored(self.copy_clock_ms);
+        true
+    }
+
+    /// Removes and returns the record in `slot` (a copy that aged out).
+    pub fn remove_slot(&mut self, slot: usize) -> Option<Record> {
+        self.slots.get(slot)?.as_ref()?;
+        Some(self.take_slot(slot as u32))
     }
 
     /// The cheap checks, before the signature is verified: version, work reuse, budget.
@@ -439,6 +487,7 @@ impl<H: RecordHasher> Store<H> {
             None => {
                 let slot = u32::try_from(self.slots.len()).expect("slot count bounded by budget");
                 self.slots.push(None);
+                self.copies.push(CopyState::default());
                 slot
             }
         };
@@ -448,6 +497,7 @@ impl<H: RecordHasher> Store<H> {
         self.bytes_used += record_cost_bytes(dat.len());
         self.dat_bytes += dat.len();
         self.slots[slot as usize] = Some(dat);
+        self.copies[slot as usize] = CopyState::stored(self.copy_clock_ms);
         let slots = &self.slots;
         let slot_key_hash = |&s: &u32| match slots.get(s as usize) {
             Some(Some(r)) => table_hash(H::record_hash(r.pubkey(), r.key())),
