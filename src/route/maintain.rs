@@ -12,7 +12,8 @@
 //!        ──► ask for a lookup of the owner ID                               (Maintainer::ask)
 //!            paced: lookups_per_s per holder; one lookup per owner ID in flight, its waiters
 //!            bounded; a recent answer (cached, bounded) is reused without a lookup
-//!  answer (closest found) ──► push the record to the `replicas` closest that are not us;
+//!  answer (closest found) ──► push the record to the replica set (the `replicas` closest of
+//!            the nodes found and us) less us;
 //!            we are among the closest → Replica, stamp = now (our own re-store)
 //!            we are not              → Leaving: never republished again by us (CopyState::answered)
 //!  now − stamp ≥ expire_after and not Replica ──► the copy ages out (dropped)  (CopyState::ages_out)
@@ -205,24 +206,33 @@ impl CopyState {
 /// What a lookup answer means for the records of its target.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Placement {
-    /// Push the records here: the `replicas` closest found that are not us, closest first.
+    /// Push the records here: the nodes of the replica set (the `replicas` closest of the nodes
+    /// found and us) that are not us, closest first.
     pub push_to: Vec<SocketAddr>,
-    /// We are among the closest: fewer than `replicas` nodes found, or we are closer to the
-    /// target than the `replicas`-th found.
+    /// We are in the replica set: fewer than `replicas` other nodes found, or we are closer to
+    /// the target than the `replicas`-th found.
     pub replica: bool,
 }
 
-/// The placement of `target`'s records given a lookup's `closest` (closest first; any order
-/// works for `replica`), seen from the node `own_id`.
+/// The placement of `target`'s records given a lookup's `closest` (closest first), seen from
+/// the node `own_id`: the replica set is the `replicas` closest of the nodes found and us, so
+/// a replica pushes to the `replicas − 1` others closest, and a node outside it to the
+/// `replicas` closest. The record then lives on exactly `replicas` nodes, not one more.
 pub fn place(own_id: u64, target: u64, closest: &[Contact], replicas: usize) -> Placement {
     let others = closest.iter().filter(|c| c.id != own_id);
-    let push_to: Vec<SocketAddr> = others.clone().take(replicas).map(|c| c.addr).collect();
     let farthest = others
+        .clone()
         .map(|c| distance(c.id, target))
         .nth(replicas.saturating_sub(1));
+    let replica = farthest.is_none_or(|f| distance(own_id, target) < f);
+    let take = if replica {
+        replicas.saturating_sub(1)
+    } else {
+        replicas
+    };
     Placement {
-        push_to,
-        replica: farthest.is_none_or(|f| distance(own_id, target) < f),
+        push_to: others.take(take).map(|c| c.addr).collect(),
+        replica,
     }
 }
 
@@ -506,7 +516,11 @@ mod tests {
         let found: Vec<Contact> = [2, 3, 4, 5].map(contact).to_vec();
         let placement = place(0x01, 0x00, &found, c.replicas);
         assert!(placement.replica);
-        assert_eq!(placement.push_to.len(), 3);
+        assert_eq!(
+            placement.push_to,
+            vec![contact(2).addr, contact(3).addr],
+            "the other two of the replica set"
+        );
         let copy = CopyState::stored(0).answered(60_000, &placement);
         assert_eq!(copy.standing(), Standing::Replica);
         assert!(!copy.ages_out(60_000 + 100 * c.expire_after_ms, c.expire_after_ms));
@@ -515,7 +529,7 @@ mod tests {
         assert!(place(0xFF, 0, &[contact(1)], 3).replica);
         assert!(place(0xFF, 0, &[], 3).replica);
         // We are never pushed to ourselves.
-        let with_us: Vec<Contact> = [1, 2, 3].map(contact).to_vec();
+        let with_us: Vec<Contact> = [1, 2, 3, 4].map(contact).to_vec();
         let p = place(2, 0, &with_us, 3);
         assert_eq!(p.push_to, vec![contact(1).addr, contact(3).addr]);
         assert!(p.replica);
