@@ -234,8 +234,10 @@ pub struct Config {
     /// republish intervals: two lost republish rounds do not lose a copy); a value below
     /// `republish_interval_ms` counts as `republish_interval_ms`. At most 1 year.
     pub maintain_expire_after_ms: u64,
-    /// Republish lookups the node starts per second at most (shared out over the owner threads,
-    /// at least 1 each). Default 4: each costs O(k log N) FIND_NODE datagrams (about 2–3 KB at
+    /// Republish lookups the node starts per second at most: enforced node-wide by the peer
+    /// thread, which also runs one lookup per owner ID for all owner threads asking and reuses
+    /// answers for up to 30 s (`route::maintain::LookupShare`); each owner thread asks at most
+    /// its share (at least 1 a second). Default 4: each costs O(k log N) FIND_NODE datagrams (about 2–3 KB at
     /// k = 8), so maintenance stays near 10 KB/s at most, and 14,400 owner IDs can be republished
     /// per hour; a node holding records of more owners republishes each less often than
     /// `republish_interval_ms` (the pacer spreads them). 1..=1024.

@@ -204,14 +204,27 @@ fn the_defaults_and_the_issue_values() {
             maintain_lookups_per_s: rate,
             ..Config::default()
         };
-        assert_eq!(config.validate().is_ok(), ok, "maintain_lookups_per_s {rate}");
+        assert_eq!(
+            config.validate().is_ok(),
+            ok,
+            "maintain_lookups_per_s {rate}"
+        );
     }
     let long = Config {
         maintain_expire_after_ms: MAX_PERIOD_MS + 1,
         ..Config::default()
     };
-    assert!(long.validate().unwrap_err().0.contains("maintain_expire_after_ms"));
-    assert_eq!(Config::default().maintain_config(4), None, "route_lookups off");
+    assert!(
+        long.validate()
+            .unwrap_err()
+            .0
+            .contains("maintain_expire_after_ms")
+    );
+    assert_eq!(
+        Config::default().maintain_config(4),
+        None,
+        "route_lookups off"
+    );
     let on = Config {
         route_lookups: true,
         maintain_expire_after_ms: 1,

@@ -18,6 +18,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::keys::id_from_pubkey;
 use crate::limits::MAX_PACKET_LEN;
+use crate::route::maintain::{LookupShare, Share};
 use crate::route::{Contact, LookupId, Router, RouterEffects};
 use crate::wire::Features;
 
@@ -49,9 +50,14 @@ pub(super) fn peer_loop(
     // Lookups asked for by `Node` (bounded by `route::router::MAX_LOOKUPS`: beyond it the router
     // refuses and the asker gets an empty answer at once).
     let mut lookups: BTreeMap<LookupId, Sender<Vec<Contact>>> = BTreeMap::new();
-    // Lookups asked for by the owners' replica maintenance: (owner, target). Bounded the same
-    // way; each owner has at most `route::maintain::MAX_LOOKUPS_IN_FLIGHT` in flight.
-    let mut maintain_lookups: BTreeMap<LookupId, (usize, u64)> = BTreeMap::new();
+    // Lookups asked for by the owners' replica maintenance (`route::maintain`): one per target
+    // for every owner asking, paced node-wide, recent answers reused (`LookupShare`; at most
+    // `MAX_SHARED_IN_FLIGHT` in flight). Lookup → target.
+    let mut share = shared
+        .config
+        .maintain_config(1)
+        .map(|c| LookupShare::new(&c, shared.clock.now_ms()));
+    let mut maintain_lookups: BTreeMap<LookupId, u64> = BTreeMap::new();
     loop {
         let next_ms = router
             .as_ref()
@@ -94,17 +100,29 @@ pub(super) fn peer_loop(
                 peer::Effects::default()
             }
             Some(PeerMsg::MaintainLookup { target, owner }) => {
-                let started = router.as_mut().map(|r| r.start_lookup(now_ms, target));
-                match started {
-                    Some((Some(id), fx)) => {
-                        route_fx = fx;
-                        maintain_lookups.insert(id, (owner, target));
-                    }
-                    Some((None, fx)) => {
-                        route_fx = fx;
-                        answer_owner(&shared, owner, target, None);
-                    }
-                    None => answer_owner(&shared, owner, target, None),
+                match (share.as_mut(), router.as_mut()) {
+                    (Some(share), Some(router)) => match share.ask(now_ms, target, owner) {
+                        Share::Cached(closest) => {
+                            answer_owner(&shared, owner, target, Some(closest.to_vec()));
+                        }
+                        Share::Joined => {}
+                        Share::Refused => answer_owner(&shared, owner, target, None),
+                        Share::Start => {
+                            let (id, fx) = router.start_lookup(now_ms, target);
+                            route_fx = fx;
+                            match id {
+                                Some(id) => {
+                                    maintain_lookups.insert(id, target);
+                                }
+                                None => {
+                                    for owner in share.done(now_ms, target, None) {
+                                        answer_owner(&shared, owner, target, None);
+                                    }
+                                }
+                            }
+                        }
+                    },
+                    _ => answer_owner(&shared, owner, target, None),
                 }
                 peer::Effects::default()
             }
@@ -179,8 +197,12 @@ pub(super) fn peer_loop(
             for done in route_fx.done.drain(..) {
                 if let Some(reply) = lookups.remove(&done.id) {
                     let _ = reply.send(done.closest);
-                } else if let Some((owner, target)) = maintain_lookups.remove(&done.id) {
-                    answer_owner(&shared, owner, target, Some(done.closest));
+                } else if let Some(target) = maintain_lookups.remove(&done.id)
+                    && let Some(share) = share.as_mut()
+                {
+                    for owner in share.done(now_ms, target, Some(&done.closest)) {
+                        answer_owner(&shared, owner, target, Some(done.closest.clone()));
+                    }
                 }
             }
         }

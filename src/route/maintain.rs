@@ -438,6 +438,127 @@ impl<W> Maintainer<W> {
     }
 }
 
+/// Lookups the node-wide [`LookupShare`] keeps in flight at most: a quarter of the router's
+/// `MAX_LOOKUPS` (256), so maintenance never crowds out the lookups of puts and gets.
+pub const MAX_SHARED_IN_FLIGHT: usize = 64;
+/// Answers the node-wide [`LookupShare`] keeps for reuse: 256 × (≤ 20 contacts of 40 B) ≈
+/// 200 KiB at most.
+pub const MAX_SHARED_ANSWERS: usize = 256;
+/// Askers (owner threads) waiting on one shared lookup at most: the node's largest number of
+/// owner threads.
+pub const MAX_ASKERS_PER_LOOKUP: usize = 256;
+
+/// What [`LookupShare::ask`] decided.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Share<'a> {
+    /// A recent answer: hand it to the asker now.
+    Cached(&'a [Contact]),
+    /// A lookup of the target is running: the asker gets its answer.
+    Joined,
+    /// Start a lookup of the target now; report it with [`LookupShare::done`].
+    Start,
+    /// Not now (the node-wide pace or a bound): answer the asker "could not run".
+    Refused,
+}
+
+/// The node-wide side of maintenance lookups, where several holders (a node's owner threads,
+/// each with its own [`Maintainer`]) ask for the same owner IDs: one lookup per target for all
+/// askers, recent answers reused, and the node's `lookups_per_s` enforced once for the node (a
+/// record owner's keys are spread over every owner thread, so without this one owner ID would
+/// cost a lookup per owner thread). I/O-free; the node's peer thread drives it.
+pub struct LookupShare {
+    lookups_per_s: u32,
+    answer_age_ms: u64,
+    lookup_timeout_ms: u64,
+    tokens_milli: u64,
+    refilled_ms: u64,
+    /// Target → (started, askers).
+    in_flight: BTreeMap<u64, (u64, Vec<usize>)>,
+    cache: VecDeque<(u64, u64, Vec<Contact>)>,
+}
+
+impl LookupShare {
+    /// Node-wide pacing and reuse for holders configured with `config` (its `lookups_per_s` is
+    /// the node's rate here), starting full at `now_ms`.
+    pub fn new(config: &MaintainConfig, now_ms: u64) -> LookupShare {
+        let lookups_per_s = config.lookups_per_s.clamp(1, MAX_LOOKUPS_PER_S);
+        LookupShare {
+            lookups_per_s,
+            answer_age_ms: config.answer_age_ms(),
+            lookup_timeout_ms: config.lookup_timeout_ms,
+            tokens_milli: u64::from(lookups_per_s) * 1000,
+            refilled_ms: now_ms,
+            in_flight: BTreeMap::new(),
+            cache: VecDeque::new(),
+        }
+    }
+
+    /// Lookups in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Holder `asker` wants the closest nodes of `target`. See [`Share`].
+    pub fn ask(&mut self, now_ms: u64, target: u64, asker: usize) -> Share<'_> {
+        let max_age = self.answer_age_ms;
+        while self
+            .cache
+            .front()
+            .is_some_and(|(_, at, _)| now_ms.saturating_sub(*at) >= max_age)
+        {
+            self.cache.pop_front();
+        }
+        if let Some(i) = self.cache.iter().rposition(|(t, _, _)| *t == target) {
+            return Share::Cached(&self.cache[i].2);
+        }
+        // A lookup the driver never reported is forgotten after the timeout (its askers have
+        // forgotten it too by then).
+        let timeout = self.lookup_timeout_ms;
+        self.in_flight
+            .retain(|_, (started, _)| now_ms.saturating_sub(*started) < timeout);
+        if let Some((_, askers)) = self.in_flight.get_mut(&target) {
+            if askers.contains(&asker) {
+                return Share::Joined;
+            }
+            if askers.len() >= MAX_ASKERS_PER_LOOKUP {
+                return Share::Refused;
+            }
+            askers.push(asker);
+            return Share::Joined;
+        }
+        let elapsed_ms = now_ms.saturating_sub(self.refilled_ms);
+        self.refilled_ms = self.refilled_ms.max(now_ms);
+        let burst = u64::from(self.lookups_per_s) * 1000;
+        self.tokens_milli = self
+            .tokens_milli
+            .saturating_add(elapsed_ms.saturating_mul(u64::from(self.lookups_per_s)))
+            .min(burst);
+        if self.in_flight.len() >= MAX_SHARED_IN_FLIGHT || self.tokens_milli < 1000 {
+            return Share::Refused;
+        }
+        self.tokens_milli -= 1000;
+        self.in_flight.insert(target, (now_ms, vec![asker]));
+        Share::Start
+    }
+
+    /// The lookup of `target` ended with `closest` (`None`: it could not run). Returns the
+    /// askers to hand it to; a found answer is kept for reuse.
+    pub fn done(&mut self, now_ms: u64, target: u64, closest: Option<&[Contact]>) -> Vec<usize> {
+        let askers = self
+            .in_flight
+            .remove(&target)
+            .map(|(_, a)| a)
+            .unwrap_or_default();
+        if let Some(closest) = closest {
+            if self.cache.len() >= MAX_SHARED_ANSWERS {
+                self.cache.pop_front();
+            }
+            self.cache.push_back((target, now_ms, closest.to_vec()));
+        }
+        askers
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -597,5 +718,41 @@ mod tests {
         let far = CopyState::stored(u64::MAX);
         assert_eq!(far.stamp_s(), MAX_STAMP_S);
         assert_eq!(far.standing(), Standing::Holder);
+    }
+
+    #[test]
+    fn the_node_shares_one_lookup_per_target_and_paces_them_node_wide() {
+        let c = config(); // 2 lookups a second, answers reused for 30 s
+        let mut share = LookupShare::new(&c, 0);
+        assert_eq!(share.ask(0, 7, 0), Share::Start);
+        assert_eq!(
+            share.ask(0, 7, 1),
+            Share::Joined,
+            "another owner thread, same target"
+        );
+        assert_eq!(share.ask(0, 7, 1), Share::Joined);
+        assert_eq!(share.ask(0, 8, 2), Share::Start);
+        assert_eq!(
+            share.ask(0, 9, 3),
+            Share::Refused,
+            "two a second for the whole node"
+        );
+        let found: Vec<Contact> = [1, 2].map(contact).to_vec();
+        assert_eq!(share.done(100, 7, Some(&found)), vec![0, 1]);
+        assert_eq!(share.ask(200, 7, 5), Share::Cached(&found[..]));
+        assert_eq!(
+            share.done(200, 8, None),
+            vec![2],
+            "could not run: not cached"
+        );
+        assert_eq!(share.in_flight(), 0);
+        assert_eq!(
+            share.ask(30_100, 7, 5),
+            Share::Start,
+            "the answer is too old"
+        );
+        // A lookup never reported is forgotten after the timeout.
+        assert_eq!(share.ask(30_100, 8, 0), Share::Start);
+        assert_eq!(share.ask(35_100, 8, 1), Share::Start);
     }
 }

@@ -21,7 +21,8 @@
 //! for each copy due for a republish asks for a lookup of its owner ID through
 //! `Effects::lookups` (paced, one per owner ID in flight, recent answers reused); the answer
 //! ([`Input::LookupDone`]) pushes the waiting copies to the closest nodes found and marks where
-//! this node stands. The v1 repair passes do not run in that mode.
+//! this node stands. The v1 repair passes then serve only the peers that do not speak ROUTING
+//! (a mixed network's v1 peers, which lookups never find): their view leaves routing peers out.
 
 use std::net::SocketAddr;
 use std::ops::DerefMut;
@@ -362,15 +363,17 @@ impl<W> ShardGroup<W> {
                 self.shards[(start + k) % n].issue_challenge(now.wall_ms, &view, counters, effects);
             }
         }
-        if self.maintain.is_some() {
-            if self.config.repair_enabled {
-                self.maintain_step(now, periodic, env, counters, effects);
-            }
-            return;
+        if self.maintain.is_some() && self.config.repair_enabled {
+            self.maintain_step(now, periodic, env, counters, effects);
         }
         if self.snapshot_is_new(peers) {
             self.seen_snapshot = Some(Arc::clone(peers));
-            let latest = ReplicaView::of_snapshot(peers, &self.config.trust);
+            // With maintenance by lookup, the v1 repair serves only the peers lookups cannot
+            // find (v1-only peers of a mixed network).
+            let latest = match self.maintain {
+                Some(_) => ReplicaView::of_snapshot_v1_only(peers, &self.config.trust),
+                None => ReplicaView::of_snapshot(peers, &self.config.trust),
+            };
             if latest != *self.view {
                 self.view = Arc::new(latest);
                 for shard in &mut self.shards {
@@ -837,8 +840,18 @@ mod tests {
         // second granularity).
         g.end_batch(at(7_500), &none, &mut env, &counters, &mut fx);
         assert!(fx.lookups.is_empty() && fx.outbox.is_empty());
-        // Due: one lookup per owner ID, not per record; no v1 repair datagrams.
-        g.end_batch(at(10_000), &peers(4), &mut env, &counters, &mut fx);
+        // Due: one lookup per owner ID, not per record; no v1 repair datagrams to routing peers.
+        let routing_peers = Arc::new(PeerSnapshot::new(
+            peers(4)
+                .peers()
+                .iter()
+                .map(|p| PeerInfo {
+                    features: crate::wire::Features::ROUTING,
+                    ..*p
+                })
+                .collect(),
+        ));
+        g.end_batch(at(10_000), &routing_peers, &mut env, &counters, &mut fx);
         let far_id = id_from_pubkey(&far_owner.public());
         let near_id = id_from_pubkey(&near_owner.public());
         let mut asked = fx.lookups.clone();
@@ -904,5 +917,14 @@ mod tests {
         g.end_batch(at(1_000_000), &none, &mut env, &counters, &mut fx);
         assert_eq!(held(&g), 1);
         assert_eq!(g.maintain_stats().answers, 2);
+        // v1-only peers (lookups cannot find them) still get the v1 repair.
+        fx.clear();
+        g.end_batch(at(1_000_100), &peers(4), &mut env, &counters, &mut fx);
+        assert_eq!(g.view().len(), 4);
+        assert_eq!(
+            fx.outbox.len(),
+            3,
+            "the near record to its FANOUT closest v1 peers"
+        );
     }
 }
