@@ -616,7 +616,13 @@ impl<W> Shard<W> {
         counters: &Counters,
         effects: &mut Effects<W>,
     ) {
-        let report = self.store.write().tick(wall_ms);
+        let report = {
+            let mut store = self.store.write();
+            // Copies stored outside a batch of PUTs (a get's answer) are stamped at most a tick
+            // late.
+            store.set_copy_clock(now_ms);
+            store.tick(wall_ms)
+        };
         for expired in &report.expired {
             inc(&counters.records_expired);
             effects.backup.push(delete_op(expired));
