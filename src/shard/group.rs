@@ -201,6 +201,12 @@ impl<W> ShardGroup<W> {
             .saturating_mul(config.groups as u64);
         let challenge_timer = ChallengeTimer::new(mean_gap_ms, now.mono_ms, &mut rng);
         let shards_node_id = shards[0].store().read().config().node_id;
+        if config.maintain.is_some() {
+            // Replica maintenance by lookup keeps 4 B of copy state per slot.
+            for shard in &shards {
+                shard.store().write().track_copies();
+            }
+        }
         ShardGroup {
             puts: (0..shards.len()).map(|_| Vec::new()).collect(),
             shards,

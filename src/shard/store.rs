@@ -17,8 +17,9 @@
 //!
 //! ```text
 //! slots:    Vec<Option<Dat<Box<[u8]>>>>    16 B per slot; the record is one exact-size allocation
-//! copies:   Vec<CopyState>                 4 B per slot: when the copy was last stored, and where
-//!                                          this node stands for it (route::maintain, age-out)
+//! copies:   Vec<CopyState>                 4 B per slot, only with `track_copies` (replica
+//!                                          maintenance by lookup): when the copy was last
+//!                                          stored, where this node stands for it
 //! by_key:   HashTable<u32>                 slot, hashed by record_hash(pubkey, key)   4 B + 1 ctrl
 //! by_work:  HashTable<u32>                 slot, hashed by xxh64(work)                4 B + 1 ctrl
 //! order:    65 × BTreeSet<OrderKey>        16 B entry; see order.rs
@@ -71,7 +72,6 @@ pub const fn allocation_bytes(len: usize) -> usize {
 ///
 /// ```text
 /// slot           16 B × slots/len                (Vec doubling: 1.0 .. 2.0)
-/// copy state      4 B × slots/len                (route::maintain's stamp and standing)
 /// by_key          5 B × buckets/len              (hashbrown: 4 B entry + 1 B control; load ≤ 7/8, doubling)
 /// by_work         5 B × buckets/len
 /// order entry    16 B / leaf fill + node header  (B-tree leaves: 11 × 16 B in a 208 B chunk;
@@ -84,9 +84,9 @@ pub const fn allocation_bytes(len: usize) -> usize {
 /// 1.2k–8k records per store, 75 B when each record is newer than the last (half-full B-tree
 /// leaves, the worst case). The constant takes the worst case plus a margin, so the budget
 /// over-counts slightly rather than letting RSS run past it. Results: `perf/README.md`.
-/// The copy state (4 B per slot, 4–8 B per record with the slab's doubling) was added after
-/// the measurement: 75 + 8 = 83 B worst case, hence 84 (not re-measured).
-pub const RECORD_OVERHEAD_BYTES: usize = 84;
+/// A store that tracks copy states ([`Store::track_copies`], replica maintenance by lookup) has
+/// 4 B more per slot: measured 72.3 B (random) and 79.3 B (in time order), still within 80.
+pub const RECORD_OVERHEAD_BYTES: usize = 80;
 
 /// What a record of `dat_len` wire bytes costs against the budget.
 pub const fn record_cost_bytes(dat_len: usize) -> usize {
@@ -208,8 +208,11 @@ pub struct Store<H: RecordHasher = RouteHasher> {
     config: StoreConfig,
     /// The slab: `None` for free slots.
     slots: Vec<Option<Record>>,
-    /// The maintenance state of the copy in each slot (`route::maintain`), beside `slots`.
+    /// The maintenance state of the copy in each slot (`route::maintain`), beside `slots`;
+    /// empty unless [`Store::track_copies`] was called.
     copies: Vec<CopyState>,
+    /// Whether `copies` is kept.
+    track_copies: bool,
     /// The holder's monotonic clock as its owner last set it: what new copies are stamped with.
     copy_clock_ms: u64,
     /// Free slots, reused last-freed first.
@@ -251,6 +254,7 @@ impl<H: RecordHasher> Store<H> {
             config,
             slots: Vec::new(),
             copies: Vec::new(),
+            track_copies: false,
             copy_clock_ms: 0,
             free_slots: Vec::new(),
             by_key: HashTable::new(),
@@ -311,13 +315,23 @@ impl<H: RecordHasher> Store<H> {
         self.slots.get(slot)?.as_ref()
     }
 
+    /// Keeps a copy state per slot from now on (replica maintenance by lookup,
+    /// `route::maintain`): 4 bytes per slot. Records already held are stamped as stored now.
+    pub fn track_copies(&mut self) {
+        if !self.track_copies {
+            self.track_copies = true;
+            self.copies = vec![CopyState::stored(self.copy_clock_ms); self.slots.len()];
+        }
+    }
+
     /// Sets the monotonic clock (ms) new and re-stored copies are stamped with; the owner sets
     /// it before each batch (`route::maintain` measures a copy's age by it).
     pub fn set_copy_clock(&mut self, now_ms: u64) {
         self.copy_clock_ms = now_ms;
     }
 
-    /// The maintenance state of the copy in `slot`, if the slot is in use.
+    /// The maintenance state of the copy in `slot`, if the slot is in use and copies are
+    /// tracked.
     pub fn copy_in_slot(&self, slot: usize) -> Option<CopyState> {
         self.slots.get(slot)?.as_ref()?;
         self.copies.get(slot).copied()
@@ -325,8 +339,10 @@ impl<H: RecordHasher> Store<H> {
 
     /// Replaces the maintenance state of the copy in `slot` (no-op for a free slot).
     pub fn set_copy(&mut self, slot: usize, copy: CopyState) {
-        if self.slots.get(slot).is_some_and(Option::is_some) {
-            self.copies[slot] = copy;
+        if self.slots.get(slot).is_some_and(Option::is_some)
+            && let Some(c) = self.copies.get_mut(slot)
+        {
+            *c = copy;
         }
     }
 
@@ -336,8 +352,9 @@ impl<H: RecordHasher> Store<H> {
         let Some(slot) = self.find_key(pubkey, key) else {
             return false;
         };
-        let copy = &mut self.copies[slot as usize];
-        *copy = copy.restored(self.copy_clock_ms);
+        if let Some(copy) = self.copies.get_mut(slot as usize) {
+            *copy = copy.restored(self.copy_clock_ms);
+        }
         true
     }
 
@@ -487,7 +504,9 @@ impl<H: RecordHasher> Store<H> {
             None => {
                 let slot = u32::try_from(self.slots.len()).expect("slot count bounded by budget");
                 self.slots.push(None);
-                self.copies.push(CopyState::default());
+                if self.track_copies {
+                    self.copies.push(CopyState::default());
+                }
                 slot
             }
         };
@@ -497,7 +516,9 @@ impl<H: RecordHasher> Store<H> {
         self.bytes_used += record_cost_bytes(dat.len());
         self.dat_bytes += dat.len();
         self.slots[slot as usize] = Some(dat);
-        self.copies[slot as usize] = CopyState::stored(self.copy_clock_ms);
+        if let Some(copy) = self.copies.get_mut(slot as usize) {
+            *copy = CopyState::stored(self.copy_clock_ms);
+        }
         let slots = &self.slots;
         let slot_key_hash = |&s: &u32| match slots.get(s as usize) {
             Some(Some(r)) => table_hash(H::record_hash(r.pubkey(), r.key())),
@@ -727,6 +748,30 @@ mod tests {
         }
         let thief = dat(9, b"x", b"v", 1000, 3);
         assert_eq!(s.insert(thief, 1000).err(), Some(Refusal::WorkReused));
+    }
+
+    #[test]
+    fn copy_states_are_kept_only_when_tracked_and_restamped_by_a_restore() {
+        use crate::route::maintain::Standing;
+        let mut s = store(room_for(8));
+        s.insert(dat(1, b"a", b"", 10, 1), 10).expect("insert");
+        assert_eq!(s.copy_in_slot(0), None, "not tracked: no memory spent");
+        s.set_copy_clock(5_000);
+        s.track_copies();
+        let copy = s.copy_in_slot(0).expect("tracked");
+        assert_eq!((copy.stamp_s(), copy.standing()), (5, Standing::Holder));
+        s.set_copy_clock(9_000);
+        s.insert(dat(2, b"b", b"", 10, 2), 10).expect("insert");
+        assert_eq!(s.copy_in_slot(1).map(|c| c.stamp_s()), Some(9));
+        // A duplicate re-store restarts the clock of the copy it repeats.
+        s.set_copy_clock(12_000);
+        assert!(s.restored(&owner(1), b"a"));
+        assert_eq!(s.copy_in_slot(0).map(|c| c.stamp_s()), Some(12));
+        assert!(!s.restored(&owner(3), b"a"));
+        // An aged-out copy is removed by slot; the slot reads empty.
+        assert!(s.remove_slot(0).is_some());
+        assert_eq!((s.copy_in_slot(0), s.len()), (None, 1));
+        assert!(s.remove_slot(0).is_none());
     }
 
     #[test]
