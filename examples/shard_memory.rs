@@ -4,12 +4,13 @@
 //!
 //! ```text
 //! cargo run --release --example shard_memory -- [--records N] [--key-bytes K] [--value-bytes V]
-//!                                               [--ascending-times 1]
+//!                                               [--ascending-times 1] [--track-copies 1]
 //! ```
 //!
 //! Record times are random over half a TTL by default; `--ascending-times 1` makes each record
 //! newer than the last (how records arrive in a live node), which fills the order's B-tree
-//! leaves only about half, the worst case for its memory.
+//! leaves only about half, the worst case for its memory. `--track-copies 1` keeps the 4-byte
+//! copy state per slot of a node with replica maintenance by lookup (`Store::track_copies`).
 //!
 //! Records are built from fields with random work, a fixed signature and random owners: the
 //! store does not verify, so no proof-of-work or signing is needed. RSS is read from
@@ -38,6 +39,7 @@ fn main() {
     let mut key_bytes: usize = 16;
     let mut value_bytes: usize = 100;
     let mut ascending_times = false;
+    let mut track_copies = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let value = args.next().and_then(|v| v.parse().ok());
@@ -46,9 +48,10 @@ fn main() {
             ("--key-bytes", Some(v)) => key_bytes = v,
             ("--value-bytes", Some(v)) => value_bytes = v,
             ("--ascending-times", Some(v)) => ascending_times = v != 0,
+            ("--track-copies", Some(v)) => track_copies = v != 0,
             _ => {
                 eprintln!(
-                    "shard_memory: usage: shard_memory [--records N] [--key-bytes K] [--value-bytes V] [--ascending-times 0|1]"
+                    "shard_memory: usage: shard_memory [--records N] [--key-bytes K] [--value-bytes V] [--ascending-times 0|1] [--track-copies 0|1]"
                 );
                 std::process::exit(2);
             }
@@ -62,7 +65,15 @@ fn main() {
         ttl_ms: TTL_MS,
         node_id,
     };
-    let mut stores: Vec<Store> = (0..SHARD_COUNT).map(|_| Store::new(config)).collect();
+    let mut stores: Vec<Store> = (0..SHARD_COUNT)
+        .map(|_| {
+            let mut store = Store::new(config);
+            if track_copies {
+                store.track_copies();
+            }
+            store
+        })
+        .collect();
 
     let mut key = vec![0u8; key_bytes];
     let mut value = vec![0u8; value_bytes];

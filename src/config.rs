@@ -234,6 +234,21 @@ pub struct Config {
     /// Those proofs started per second at most (each is one 9-byte PING to an address a lister
     /// named), with a burst of 2 s worth. Default 32; 1..=1024.
     pub route_proofs_per_s: u32,
+    /// With `route_lookups`, replica maintenance is by lookup (`route::maintain`): a copy not
+    /// re-stored for `republish_interval_ms` is looked up and pushed to the `fanout` closest
+    /// nodes found; a copy not re-stored for this long, whose last lookup did not find this
+    /// node among the `fanout` closest, is dropped. Default 1 800 000 (30 minutes, three
+    /// republish intervals: two lost republish rounds do not lose a copy); a value below
+    /// `republish_interval_ms` counts as `republish_interval_ms`. At most 1 year.
+    pub maintain_expire_after_ms: u64,
+    /// Republish lookups the node starts per second at most: enforced node-wide by the peer
+    /// thread, which also runs one lookup per owner ID for all owner threads asking and reuses
+    /// answers for up to 30 s (`route::maintain::LookupShare`); each owner thread asks at most
+    /// its share (at least 1 a second). Default 4: each costs O(k log N) FIND_NODE datagrams (about 2–3 KB at
+    /// k = 8), so maintenance stays near 10 KB/s at most, and 14,400 owner IDs can be republished
+    /// per hour; a node holding records of more owners republishes each less often than
+    /// `republish_interval_ms` (the pacer spreads them). 1..=1024.
+    pub maintain_lookups_per_s: u32,
 }
 
 impl Default for Config {
@@ -299,6 +314,8 @@ impl Default for Config {
             route_lookup_timeout_ms: 3_000,
             route_verify_ids: true,
             route_proofs_per_s: 32,
+            maintain_expire_after_ms: 1_800_000,
+            maintain_lookups_per_s: 4,
         }
     }
 }
@@ -357,6 +374,11 @@ pub const MAX_CHALLENGE_CANDIDATES: usize = 4096;
 
 /// Most challenges in flight per shard: 1024, far more than one a second times a 3 s timeout.
 pub const MAX_CHALLENGES_IN_FLIGHT: usize = 1024;
+
+/// Lookup answers each owner thread keeps for reuse by maintenance (`route::maintain`): 64
+/// answers × (≤ 20 addresses) ≈ 45 KiB per owner at most; one owner's records met in one walk
+/// share an answer.
+pub const MAINTAIN_ANSWERS_CACHED: usize = 64;
 
 /// Largest byte rate or burst (repair, amplification buckets): 1 TiB/s. Token arithmetic is in
 /// milli-bytes (`× 1000`) and saturating; this keeps it exact.
@@ -469,7 +491,29 @@ impl Config {
         if !(1..=crate::peer::prover::MAX_PROOFS_PER_S).contains(&self.route_proofs_per_s) {
             return fail("route_proofs_per_s must be between 1 and 1024");
         }
+        if !(1..=crate::route::maintain::MAX_LOOKUPS_PER_S).contains(&self.maintain_lookups_per_s) {
+            return fail("maintain_lookups_per_s must be between 1 and 1024");
+        }
         Ok(())
+    }
+
+    /// Replica maintenance by lookup for one of `groups` owner threads, when routing lookups are
+    /// on (`route_lookups` and the ROUTING extension); `None`: the v1 repair.
+    pub fn maintain_config(&self, groups: usize) -> Option<crate::route::maintain::MaintainConfig> {
+        if !self.route_lookups || !self.routing() {
+            return None;
+        }
+        let groups = groups.max(1) as u32;
+        Some(crate::route::maintain::MaintainConfig {
+            republish_ms: self.republish_interval_ms,
+            expire_after_ms: self
+                .maintain_expire_after_ms
+                .max(self.republish_interval_ms),
+            lookups_per_s: self.maintain_lookups_per_s.div_ceil(groups).max(1),
+            lookup_timeout_ms: self.route_lookup_timeout_ms.saturating_mul(2),
+            answers_cached: MAINTAIN_ANSWERS_CACHED,
+            replicas: self.fanout.clamp(1, crate::route::MAX_BUCKET_SIZE),
+        })
     }
 
     /// The routing core's settings.
@@ -510,6 +554,7 @@ impl Config {
             ("challenge_timeout_ms", self.challenge_timeout_ms),
             ("challenge_min_age_ms", self.challenge_min_age_ms),
             ("republish_interval_ms", self.republish_interval_ms),
+            ("maintain_expire_after_ms", self.maintain_expire_after_ms),
         ] {
             at_most(name, value, MAX_PERIOD_MS)?;
         }

@@ -222,6 +222,16 @@ counters! {
     repair_datagrams_sent,
     /// Bytes of those datagrams.
     repair_bytes_sent,
+    /// Republish lookups the owners asked the peer thread for (`route::maintain`, with
+    /// `route_lookups`).
+    maintain_lookups_started,
+    /// Due copies handled with a recent lookup answer instead of a new lookup.
+    maintain_cache_hits,
+    /// Due copies put off by the lookup pacer or its bounds (met again on a later walk).
+    maintain_paced,
+    /// Copies dropped because nobody re-stored them for `maintain_expire_after_ms` and the
+    /// last lookup did not find this node among the closest.
+    copies_aged_out,
 }
 
 /// Increments a counter by one.

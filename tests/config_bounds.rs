@@ -197,6 +197,43 @@ fn the_defaults_and_the_issue_values() {
             assert!(err.0.contains("route_proofs_per_s"), "{err}");
         }
     }
+    // Replica maintenance by lookup: 1..=1024 lookups a second, age-out within a year; it runs
+    // only with routing lookups, and a short age-out counts as the republish interval.
+    for (rate, ok) in [(0, false), (1, true), (1024, true), (1025, false)] {
+        let config = Config {
+            maintain_lookups_per_s: rate,
+            ..Config::default()
+        };
+        assert_eq!(
+            config.validate().is_ok(),
+            ok,
+            "maintain_lookups_per_s {rate}"
+        );
+    }
+    let long = Config {
+        maintain_expire_after_ms: MAX_PERIOD_MS + 1,
+        ..Config::default()
+    };
+    assert!(
+        long.validate()
+            .unwrap_err()
+            .0
+            .contains("maintain_expire_after_ms")
+    );
+    assert_eq!(
+        Config::default().maintain_config(4),
+        None,
+        "route_lookups off"
+    );
+    let on = Config {
+        route_lookups: true,
+        maintain_expire_after_ms: 1,
+        ..Config::default()
+    };
+    let m = on.maintain_config(4).expect("maintenance by lookup");
+    assert_eq!(m.expire_after_ms, on.republish_interval_ms);
+    assert_eq!(m.lookups_per_s, 1, "4 a second over 4 owners");
+    assert!(m.validate().is_ok());
 }
 
 /// Every field at its ceiling (thread counts included) and then at its floor: the node starts,

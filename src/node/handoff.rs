@@ -42,6 +42,11 @@ pub(super) enum OwnerMsg {
         from: SocketAddr,
         dat: Record,
     },
+    /// A duplicate PUT the verification stage refused: the held copy's clock restarts.
+    Restored {
+        pubkey: [u8; 32],
+        key: Box<[u8]>,
+    },
     GetAck {
         from: SocketAddr,
         dat: Record,
@@ -99,6 +104,12 @@ pub(super) enum OwnerMsg {
         timeout_ms: u64,
         reply: Sender<Get2Outcome>,
     },
+    /// The answer to a [`PeerMsg::MaintainLookup`]: the closest nodes found (`None`: the lookup
+    /// could not run).
+    LookupDone {
+        target: u64,
+        closest: Option<Vec<crate::route::Contact>>,
+    },
     /// The replica view may have changed: run the group's timers with the new snapshot.
     PeersChanged,
     /// The node is shutting down: finish this batch and return.
@@ -124,6 +135,9 @@ pub(super) enum PeerMsg {
         target: u64,
         reply: Sender<Vec<crate::route::Contact>>,
     },
+    /// A shard owner's replica maintenance asks for the closest nodes of `target`; the answer
+    /// goes back to owner `owner` as [`OwnerMsg::LookupDone`].
+    MaintainLookup { target: u64, owner: usize },
     /// A storage challenge scored by a shard owner.
     Challenge { addr: SocketAddr, success: bool },
     /// The node is shutting down.

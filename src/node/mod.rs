@@ -435,7 +435,7 @@ impl Node {
                 {
                     log::warn!("owner thread keeps its priority: setpriority: {e}");
                 }
-                owner::owner_loop(shared, group, group2, rx, socket, backup, counters)
+                owner::owner_loop(i, shared, group, group2, rx, socket, backup, counters)
             })?;
         }
 
@@ -787,6 +787,7 @@ fn group_config(config: &Config) -> GroupConfig {
         repair_scan_records_per_step: config.repair_scan_records_per_step,
         tick_period_ms: SHARD_TICK_MS,
         trust: config.shard_policy().trust,
+        maintain: config.maintain_config(config.shard_owner_threads),
     }
 }
 

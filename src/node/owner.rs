@@ -53,7 +53,9 @@ pub(super) type OwnerGroup2 = Group2<Put2Reply, Sender<Get2Outcome>>;
 /// One v2 shard as the node's owners hold it.
 pub(super) type OwnerShard2 = crate::shard::core2::Shard2<Put2Reply, Sender<Get2Outcome>>;
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn owner_loop(
+    index: usize,
     shared: Arc<Shared>,
     mut group: ShardGroup<Sender<GetOutcome>>,
     mut group2: OwnerGroup2,
@@ -97,6 +99,11 @@ pub(super) fn owner_loop(
             let input = match msg {
                 OwnerMsg::Put { from, dat } => Input::Put { from, dat },
                 OwnerMsg::ScreenedPut { from, dat } => Input::ScreenedPut { from, dat },
+                OwnerMsg::Restored { pubkey, key } => {
+                    let input = Input::Restored { pubkey, key: &key };
+                    group.handle(now, &snapshot, input, &counters, &mut effects);
+                    continue;
+                }
                 OwnerMsg::GetAck { from, dat } => Input::GetAck { from, dat },
                 OwnerMsg::Get {
                     from,
@@ -216,6 +223,14 @@ pub(super) fn owner_loop(
                     group2.handle(now, &snapshot, input, counters2, &mut effects2);
                     continue;
                 }
+                OwnerMsg::LookupDone { target, closest } => {
+                    let input = Input::LookupDone {
+                        target,
+                        closest: closest.as_deref(),
+                    };
+                    group.handle(now, &snapshot, input, &counters, &mut effects);
+                    continue;
+                }
                 OwnerMsg::PeersChanged => continue,
                 OwnerMsg::Shutdown => {
                     stop = true;
@@ -232,6 +247,15 @@ pub(super) fn owner_loop(
                 success: outcome.verdict.is_success(),
             };
             try_send(&shared.peer_tx, msg, &counters.challenge_outcomes_dropped);
+        }
+        // Replica maintenance's lookups: a full peer channel drops the ask, and the group forgets
+        // the lookup after its timeout (the copies are met again by a later walk).
+        for target in effects.lookups.drain(..) {
+            let msg = PeerMsg::MaintainLookup {
+                target,
+                owner: index,
+            };
+            let _ = shared.peer_tx.try_send(msg);
         }
         group2.end_batch(now, &snapshot, &mut env, counters2, &mut effects2);
         carry_out(&socket, &mut send, &mut effects, backup.as_ref(), &counters);

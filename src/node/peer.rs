@@ -18,6 +18,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::keys::id_from_pubkey;
 use crate::limits::MAX_PACKET_LEN;
+use crate::route::maintain::{LookupShare, Share};
 use crate::route::{Contact, LookupId, Router, RouterEffects};
 use crate::wire::Features;
 
@@ -49,6 +50,14 @@ pub(super) fn peer_loop(
     // Lookups asked for by `Node` (bounded by `route::router::MAX_LOOKUPS`: beyond it the router
     // refuses and the asker gets an empty answer at once).
     let mut lookups: BTreeMap<LookupId, Sender<Vec<Contact>>> = BTreeMap::new();
+    // Lookups asked for by the owners' replica maintenance (`route::maintain`): one per target
+    // for every owner asking, paced node-wide, recent answers reused (`LookupShare`; at most
+    // `MAX_SHARED_IN_FLIGHT` in flight). Lookup → target.
+    let mut share = shared
+        .config
+        .maintain_config(1)
+        .map(|c| LookupShare::new(&c, shared.clock.now_ms()));
+    let mut maintain_lookups: BTreeMap<LookupId, u64> = BTreeMap::new();
     loop {
         let next_ms = router
             .as_ref()
@@ -87,6 +96,33 @@ pub(super) fn peer_loop(
                     None => {
                         let _ = reply.send(Vec::new());
                     }
+                }
+                peer::Effects::default()
+            }
+            Some(PeerMsg::MaintainLookup { target, owner }) => {
+                match (share.as_mut(), router.as_mut()) {
+                    (Some(share), Some(router)) => match share.ask(now_ms, target, owner) {
+                        Share::Cached(closest) => {
+                            answer_owner(&shared, owner, target, Some(closest.to_vec()));
+                        }
+                        Share::Joined => {}
+                        Share::Refused => answer_owner(&shared, owner, target, None),
+                        Share::Start => {
+                            let (id, fx) = router.start_lookup(now_ms, target);
+                            route_fx = fx;
+                            match id {
+                                Some(id) => {
+                                    maintain_lookups.insert(id, target);
+                                }
+                                None => {
+                                    for owner in share.done(now_ms, target, None) {
+                                        answer_owner(&shared, owner, target, None);
+                                    }
+                                }
+                            }
+                        }
+                    },
+                    _ => answer_owner(&shared, owner, target, None),
                 }
                 peer::Effects::default()
             }
@@ -161,6 +197,12 @@ pub(super) fn peer_loop(
             for done in route_fx.done.drain(..) {
                 if let Some(reply) = lookups.remove(&done.id) {
                     let _ = reply.send(done.closest);
+                } else if let Some(target) = maintain_lookups.remove(&done.id)
+                    && let Some(share) = share.as_mut()
+                {
+                    for owner in share.done(now_ms, target, Some(&done.closest)) {
+                        answer_owner(&shared, owner, target, Some(done.closest.clone()));
+                    }
                 }
             }
         }
@@ -227,5 +269,13 @@ pub(super) fn peer_loop(
             .peers_known
             .store(table.peer_count() as u64, Ordering::Relaxed);
         *shared.peer_stats.lock() = *table.stats();
+    }
+}
+
+/// Hands a maintenance lookup's answer to its owner thread (a full channel drops it: the owner
+/// forgets the lookup after its timeout).
+fn answer_owner(shared: &Shared, owner: usize, target: u64, closest: Option<Vec<Contact>>) {
+    if let Some(tx) = shared.owners.get(owner) {
+        let _ = tx.try_send(OwnerMsg::LookupDone { target, closest });
     }
 }

@@ -27,6 +27,7 @@ use crossbeam_channel::Receiver;
 
 use crate::shard::core::{Record, screen_puts};
 use crate::shard::refused::{REFUSED_SLOTS, RefusedCache};
+use crate::shard::store::Refusal;
 use crate::shard::{SHARD_COUNT, shard_index};
 use crate::stats::Counters;
 use crate::time::unix_now_ms;
@@ -60,6 +61,7 @@ pub(super) enum VerifyMsg {
 pub(super) fn verify_loop(shared: Arc<Shared>, rx: Receiver<VerifyMsg>, counters: Arc<Counters>) {
     let mut refused = RefusedCache::with_slots(STAGE_REFUSED_SLOTS);
     let mut batch: Vec<(SocketAddr, Record)> = Vec::with_capacity(VERIFY_BATCH);
+    let mut restored: Vec<([u8; 32], Box<[u8]>)> = Vec::new();
     let owner_count = shared.config.shard_owner_threads;
     loop {
         let Ok(first) = rx.recv() else {
@@ -88,12 +90,22 @@ pub(super) fn verify_loop(shared: Arc<Shared>, rx: Receiver<VerifyMsg>, counters
                 &mut batch,
                 |dat| {
                     let shard = shard_index(dat.pubkey(), dat.key());
-                    shared.stores[shard].read().precheck(&dat.as_view())
+                    let checked = shared.stores[shard].read().precheck(&dat.as_view());
+                    if checked == Err(Refusal::Duplicate) {
+                        restored.push((*dat.pubkey(), dat.key().into()));
+                    }
+                    checked
                 },
                 &mut refused,
                 &shared.rules,
                 &counters,
             );
+        }
+        // A duplicate restarts its copy's clock on the owner (`route::maintain`).
+        for (pubkey, key) in restored.drain(..) {
+            let owner = shard_index(&pubkey, &key) % owner_count;
+            let msg = OwnerMsg::Restored { pubkey, key };
+            try_send(&shared.owners[owner], msg, &counters.shard_channel_full);
         }
         for (from, dat) in batch.drain(..) {
             let owner = shard_index(dat.pubkey(), dat.key()) % owner_count;

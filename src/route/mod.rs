@@ -4,6 +4,8 @@
 //! - [`table`]: the routing table (k-buckets, keep-long-lived eviction, IP limits).
 //! - [`lookup`]: the iterative lookup (α parallel requests, per-request timeout, disjoint paths).
 //! - [`router`]: one node's routing core (table + lookups + nonces + FIND_NODE answers).
+//! - [`maintain`]: replica maintenance by lookup (republish to the closest, age-out of copies
+//!   elsewhere), the decisions shared by `world` and the node's shard groups.
 //! - `world` (feature `sim`): a deterministic virtual network of routers with a record store per node: the
 //!   routing-level simulator (hops, replicas, background traffic, freshness).
 //!
@@ -12,6 +14,7 @@
 //! Messages: `wire::route` (FIND_NODE / NODES, ops 0x10 and 0x11, feature bit ROUTING).
 
 pub mod lookup;
+pub mod maintain;
 pub mod router;
 pub mod table;
 #[cfg(feature = "sim")]

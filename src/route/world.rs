@@ -18,11 +18,14 @@
 //! counted in `forged_answers` and ignored); a stale holder keeps the first version stored on it
 //! and answers with that. Puts and gets start only at well-behaved nodes.
 //!
-//! Replica maintenance: every holder re-stores each of its records on the `replicas` closest
-//! nodes every `republish_ms` (jittered), unless it received that record from someone else
-//! during the interval (Kademlia §2.5: then one holder republishes per interval, not all);
-//! a copy not re-stored for `expire_after_ms` ages out, so copies on nodes no longer among the
-//! closest disappear and storage is not multiplied by the network size.
+//! Replica maintenance is [`crate::route::maintain`], the core the node's shard groups use too:
+//! a holder looks up a record's target and re-stores it on the `replicas` closest nodes every
+//! `republish_ms` (less a per-holder jitter of up to an eighth), unless someone else stored it
+//! during the interval (Kademlia §2.5: then one holder republishes per interval, not all); a
+//! holder whose lookup finds `replicas` nodes closer than itself stops republishing, and a copy
+//! not re-stored for `expire_after_ms` that its holder is not a replica for ages out, so copies on
+//! nodes no longer among the closest disappear and storage is not multiplied by the network size.
+//! Republish lookups are paced at [`MAINTAIN_LOOKUPS_PER_S`] per node.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -31,6 +34,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::keys::distance;
+use crate::route::maintain::{Ask, CopyState, MaintainConfig, Maintainer, Placement};
 use crate::route::{LookupDone, Router, RouterConfig, RouterEffects};
 use crate::wire::route::RouteMessage;
 
@@ -48,6 +52,14 @@ pub const PONG_BYTES: u64 = crate::limits::PONG_MIN_LEN as u64;
 pub const MAX_FORGED_PER_ANSWER: usize = 8;
 /// Records a node stores at most (the model's shard capacity); beyond it the farthest go.
 pub const MAX_RECORDS_PER_NODE: usize = 4096;
+/// Republish lookups a node starts per second at most (burst: as many). Before the shared core
+/// the world started at most 4 per tick of 1–2 s (≈ 2.7 per second) and skipped the rest for an
+/// interval; now the rest wait for the next tick. With 200 records × 4 replicas over ≥ 1,000
+/// nodes a node holds about one record, so the bound only matters in small worlds.
+pub const MAINTAIN_LOOKUPS_PER_S: u32 = 4;
+/// A republish lookup not done after this long is forgotten (a lookup ends within a few
+/// seconds; the router's per-request timeout is 1 s).
+pub const MAINTAIN_LOOKUP_TIMEOUT_MS: u64 = 30_000;
 
 /// World settings.
 #[derive(Debug, Clone)]
@@ -405,7 +417,10 @@ enum Job {
     Put {
         record: usize,
         time: u64,
-        republish: bool,
+    },
+    /// A republish lookup of a record target (`route::maintain`).
+    Republish {
+        target: u64,
     },
     Get {
         get: usize,
@@ -415,10 +430,8 @@ enum Job {
 
 struct Held {
     time: u64,
-    /// Last time someone stored it here.
-    stored_ms: u64,
-    /// Last time we republished it.
-    republished_ms: u64,
+    /// When it was last stored here and where we stand for it (`route::maintain`).
+    copy: CopyState,
 }
 
 struct Node {
@@ -428,6 +441,8 @@ struct Node {
     sybil: bool,
     role: Role,
     records: BTreeMap<usize, Held>,
+    /// Republish pacing and lookups in flight (waiters: records).
+    maintainer: Maintainer<usize>,
     jobs: BTreeMap<u64, Job>,
     /// Scheduled tick, if any (one outstanding at a time).
     tick_at: Option<u64>,
@@ -463,6 +478,19 @@ pub struct World {
     report: WorldReport,
     /// IDs of the honest nodes present at the start, sorted (what a crawling attacker knows).
     honest_ids_sorted: Vec<u64>,
+}
+
+/// The maintenance settings of every world node.
+fn maintain_config(options: &WorldOptions) -> MaintainConfig {
+    MaintainConfig {
+        republish_ms: options.republish_ms,
+        expire_after_ms: options.expire_after_ms,
+        lookups_per_s: MAINTAIN_LOOKUPS_PER_S,
+        lookup_timeout_ms: MAINTAIN_LOOKUP_TIMEOUT_MS,
+        // One record per target: an answer is never asked for twice.
+        answers_cached: 0,
+        replicas: options.replicas,
+    }
 }
 
 /// Node `slot`'s address: one node per /24 up to 65,536 nodes (as `sim::network::addr_of`), so
@@ -558,6 +586,7 @@ impl World {
             sybil,
             role,
             records: BTreeMap::new(),
+            maintainer: Maintainer::new(maintain_config(&self.options), id, at_ms),
             jobs: BTreeMap::new(),
             tick_at: None,
             joined: false,
@@ -695,15 +724,20 @@ impl World {
             .collect();
         match job {
             Job::Join => {}
-            Job::Put {
-                record,
-                time,
-                republish,
-            } => {
-                if !republish {
-                    self.report.hops.push(done.hops);
-                    self.report.lookup_requests += done.requests as u64;
+            Job::Republish { target } => {
+                let now = self.now_ms;
+                let answer = self.nodes[node]
+                    .maintainer
+                    .answer(now, target, Some(&done.closest));
+                if let Some((placement, waiting)) = answer {
+                    for record in waiting {
+                        self.republish(node, record, &placement);
+                    }
                 }
+            }
+            Job::Put { record, time } => {
+                self.report.hops.push(done.hops);
+                self.report.lookup_requests += done.requests as u64;
                 // Store locally too if we are among the closest.
                 let own = self.nodes[node].id;
                 let target = self.targets[record];
@@ -778,13 +812,12 @@ impl World {
         let stale = n.role == Role::Stale;
         let held = n.records.entry(record).or_insert(Held {
             time: 0,
-            stored_ms: now,
-            republished_ms: now,
+            copy: CopyState::stored(now),
         });
         if !stale || held.time == 0 {
             held.time = held.time.max(time);
         }
-        held.stored_ms = now;
+        held.copy = held.copy.restored(now);
         if n.records.len() > MAX_RECORDS_PER_NODE {
             // Drop the record farthest from us.
             let id = n.id;
@@ -1037,34 +1070,59 @@ impl World {
         }
     }
 
+    /// Republish and age-out (`route::maintain`): drops the copies that age out, then asks for
+    /// a lookup of each due record's target, as far as the pacer allows.
     fn maintain(&mut self, node: usize) {
         let now = self.now_ms;
-        let republish_ms = self.options.republish_ms;
         let expire_after_ms = self.options.expire_after_ms;
-        let mut due = Vec::new();
-        self.nodes[node]
+        let n = &mut self.nodes[node];
+        // World lookups always end (the router times requests out): nothing waits in vain.
+        let _forgotten = n.maintainer.expire(now);
+        n.records
+            .retain(|_, h| !h.copy.ages_out(now, expire_after_ms));
+        let targets = &self.targets;
+        let due: Vec<usize> = n
             .records
-            .retain(|_, h| now.saturating_sub(h.stored_ms) < expire_after_ms);
-        for (&record, held) in self.nodes[node].records.iter_mut() {
-            // Someone else stored it during the interval: they republished, we need not.
-            let last = held.republished_ms.max(held.stored_ms);
-            if now.saturating_sub(last) >= republish_ms {
-                held.republished_ms = now;
-                due.push((record, held.time));
+            .iter()
+            .filter(|(r, h)| {
+                let after = n.maintainer.republish_after_ms(targets[**r]);
+                h.copy.republish_due(now, after)
+            })
+            .map(|(&r, _)| r)
+            .collect();
+        for record in due {
+            let target = self.targets[record];
+            match self.nodes[node].maintainer.ask(now, target, record) {
+                Ask::Answered(placement) => {
+                    let placement = placement.clone();
+                    self.republish(node, record, &placement);
+                }
+                Ask::Start => {
+                    self.report.maintenance_lookups += 1;
+                    self.start_lookup(node, target, Job::Republish { target });
+                }
+                Ask::Waiting => {}
+                Ask::Paced => break,
             }
         }
-        // Paced: a few republish lookups per tick at most.
-        for (record, time) in due.into_iter().take(4) {
-            self.report.maintenance_lookups += 1;
-            let target = self.targets[record];
-            self.start_lookup(
+    }
+
+    /// Carries out a republish lookup's answer for one held record: push it to the closest,
+    /// and note where we stand (a replica re-stores its own copy; otherwise it is Leaving).
+    fn republish(&mut self, node: usize, record: usize, placement: &Placement) {
+        let now = self.now_ms;
+        let Some(held) = self.nodes[node].records.get_mut(&record) else {
+            return; // aged out or evicted meanwhile
+        };
+        held.copy = held.copy.answered(now, placement);
+        let time = held.time;
+        for to in placement.push_to.iter().filter_map(|&a| slot_of(a)) {
+            self.send(
                 node,
-                target,
-                Job::Put {
-                    record,
-                    time,
-                    republish: true,
-                },
+                to,
+                Msg::Store { record, time },
+                RECORD_MSG_BYTES,
+                false,
             );
         }
     }
@@ -1163,15 +1221,7 @@ impl World {
         let time = self.now_ms;
         self.latest[record] = time;
         let target = self.targets[record];
-        self.start_lookup(
-            node,
-            target,
-            Job::Put {
-                record,
-                time,
-                republish: false,
-            },
-        );
+        self.start_lookup(node, target, Job::Put { record, time });
     }
 
     fn get(&mut self, final_check: bool, record: Option<usize>) {

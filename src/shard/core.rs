@@ -92,6 +92,9 @@ pub struct Effects<W> {
     pub completions: Vec<(W, GetOutcome)>,
     /// Storage challenges scored (for the peer table).
     pub challenge_outcomes: Vec<ChallengeOutcome>,
+    /// Owner IDs to find the closest nodes of by a routing lookup, for replica maintenance
+    /// (`route::maintain`); the answer comes back as `group::Input::LookupDone`.
+    pub lookups: Vec<u64>,
 }
 
 impl<W> Default for Effects<W> {
@@ -101,6 +104,7 @@ impl<W> Default for Effects<W> {
             backup: Vec::new(),
             completions: Vec::new(),
             challenge_outcomes: Vec::new(),
+            lookups: Vec::new(),
         }
     }
 }
@@ -112,6 +116,7 @@ impl<W> Effects<W> {
         self.backup.clear();
         self.completions.clear();
         self.challenge_outcomes.clear();
+        self.lookups.clear();
     }
 }
 
@@ -223,6 +228,11 @@ impl<W> Shard<W> {
         choice.explored
     }
 
+    /// Sets the clock the store stamps new and re-stored copies with (monotonic ms).
+    pub fn set_copy_clock(&mut self, now_ms: u64) {
+        self.store.write().set_copy_clock(now_ms);
+    }
+
     /// The shared store (receivers read it to answer GETs).
     pub fn store(&self) -> &Arc<RwLock<Store>> {
         &self.store
@@ -263,21 +273,40 @@ impl<W> Shard<W> {
         counters: &Counters,
         effects: &mut Effects<W>,
     ) {
+        // A duplicate (the record held, re-stored unchanged) restarts its copy's clock
+        // (`route::maintain`: a copy someone keeps re-storing does not age out).
+        let mut restored: Vec<([u8; 32], Box<[u8]>)> = Vec::new();
         {
             let store = self.store.read();
             screen_puts(
                 now_ms,
                 puts,
-                |dat| store.precheck(&dat.as_view()),
+                |dat| {
+                    let checked = store.precheck(&dat.as_view());
+                    if checked == Err(Refusal::Duplicate) {
+                        restored.push((*dat.pubkey(), dat.key().into()));
+                    }
+                    checked
+                },
                 &mut self.refused,
                 &self.rules,
                 counters,
             );
         }
+        for (pubkey, key) in &restored {
+            self.restored(pubkey, key);
+        }
         for (from, dat) in puts.drain(..) {
             let _refused_and_counted =
                 self.store_and_forward(dat, Some(from), now_ms, peers, counters, effects);
         }
+    }
+
+    /// A network PUT of a record held unchanged (a duplicate) arrived: its copy's clock restarts
+    /// (`route::maintain`: a copy someone keeps re-storing does not age out). The verification
+    /// stage reports the duplicates its screening refused this way.
+    pub fn restored(&self, pubkey: &[u8; 32], key: &[u8]) {
+        self.store.write().restored(pubkey, key);
     }
 
     /// A network PUT that already passed [`screen_puts`] (the node's verification stage ran it):
@@ -588,7 +617,13 @@ impl<W> Shard<W> {
         counters: &Counters,
         effects: &mut Effects<W>,
     ) {
-        let report = self.store.write().tick(wall_ms);
+        let report = {
+            let mut store = self.store.write();
+            // Copies stored outside a batch of PUTs (a get's answer) are stamped at most a tick
+            // late.
+            store.set_copy_clock(now_ms);
+            store.tick(wall_ms)
+        };
         for expired in &report.expired {
             inc(&counters.records_expired);
             effects.backup.push(delete_op(expired));

@@ -12,6 +12,17 @@
 //! the challenge timer's, so an idle owner thread sleeps.
 //!
 //! Each constant of the owner's scheduling is defined here, once.
+//!
+//! Replica maintenance has two modes. Without routing lookups (the v1 path) the group hands the
+//! shards the replica view of the peer snapshot and steps their repair passes
+//! (`shard::repair`). With `GroupConfig::maintain` (the node's `route_lookups`), maintenance is
+//! by lookup ([`crate::route::maintain`]): on each periodic tick the group walks its shards'
+//! slabs (a bounded number of records per tick, from a cursor), drops copies that age out, and
+//! for each copy due for a republish asks for a lookup of its owner ID through
+//! `Effects::lookups` (paced, one per owner ID in flight, recent answers reused); the answer
+//! ([`Input::LookupDone`]) pushes the waiting copies to the closest nodes found and marks where
+//! this node stands. The v1 repair passes then serve only the peers that do not speak ROUTING
+//! (a mixed network's v1 peers, which lookups never find): their view leaves routing peers out.
 
 use std::net::SocketAddr;
 use std::ops::DerefMut;
@@ -22,12 +33,14 @@ use rand::{Rng, SeedableRng};
 
 use crate::peer::budget::Pacer;
 use crate::peer::{PeerSnapshot, SnapshotView, TrustPolicy};
+use crate::route::Contact;
+use crate::route::maintain::{Ask, MaintainConfig, Maintainer, Placement};
 use crate::shard::challenge::ChallengeTimer;
 use crate::shard::core::{Effects, GetRequest, Record, Shard};
-use crate::shard::repair::ReplicaView;
+use crate::shard::repair::{RepairStore, ReplicaView};
 use crate::shard::route::shard_index;
-use crate::shard::store::Refusal;
-use crate::stats::Counters;
+use crate::shard::store::{Refusal, Store};
+use crate::stats::{Counters, add, inc};
 use crate::wire::GetRepr;
 
 /// Period of the shards' periodic tick (record expiry, challenge deadlines, the republish check)
@@ -76,6 +89,9 @@ pub struct GroupConfig {
     pub tick_period_ms: u64,
     /// Which peers count as unreliable (kept out of the replica view).
     pub trust: TrustPolicy,
+    /// Replica maintenance by lookup (`route::maintain`) instead of the v1 repair passes; `None`
+    /// keeps the v1 path. Its `lookups_per_s` is this group's share of the node's.
+    pub maintain: Option<MaintainConfig>,
 }
 
 /// What a group needs from its surroundings for the work it shares with other groups: the
@@ -109,6 +125,13 @@ pub enum Input<'a, W> {
         /// The record, verified.
         dat: Record,
     },
+    /// A duplicate PUT the verification stage refused: the held copy's clock restarts.
+    Restored {
+        /// The owner's public key.
+        pubkey: [u8; 32],
+        /// The key.
+        key: &'a [u8],
+    },
     /// An answer to one of our GETs (a local get or a storage challenge).
     GetAck {
         /// Sender.
@@ -127,6 +150,14 @@ pub enum Input<'a, W> {
     LocalPut {
         /// The record.
         dat: Record,
+    },
+    /// The lookup of `target` asked for in `Effects::lookups` ended: the closest nodes found,
+    /// closest first (`None`: it could not run).
+    LookupDone {
+        /// The owner ID looked up.
+        target: u64,
+        /// The closest nodes found.
+        closest: Option<&'a [Contact]>,
     },
     /// A get asked on this node; its outcome arrives in `Effects::completions` under `waiter`.
     LocalGet {
@@ -157,6 +188,21 @@ pub struct ShardGroup<W> {
     repair_turn: usize,
     repaired_ms: Option<u64>,
     next_periodic_ms: u64,
+    maintain: Option<GroupMaintain>,
+}
+
+/// A copy as the maintenance walk names it: (local shard, slot).
+type CopyRef = (u16, u32);
+
+/// Maintenance by lookup (see the module docs).
+struct GroupMaintain {
+    maintainer: Maintainer<CopyRef>,
+    /// The walk's cursor: local shard and slot.
+    shard: usize,
+    slot: usize,
+    /// Answers to carry out at the end of the batch (at most `MAX_LOOKUPS_IN_FLIGHT`: one per
+    /// lookup in flight).
+    answered: Vec<(u64, Placement, Vec<CopyRef>)>,
 }
 
 impl<W> ShardGroup<W> {
@@ -169,6 +215,13 @@ impl<W> ShardGroup<W> {
             .challenge_mean_gap_ms
             .saturating_mul(config.groups as u64);
         let challenge_timer = ChallengeTimer::new(mean_gap_ms, now.mono_ms, &mut rng);
+        let shards_node_id = shards[0].store().read().config().node_id;
+        if config.maintain.is_some() {
+            // Replica maintenance by lookup keeps 4 B of copy state per slot.
+            for shard in &shards {
+                shard.store().write().track_copies();
+            }
+        }
         ShardGroup {
             puts: (0..shards.len()).map(|_| Vec::new()).collect(),
             shards,
@@ -180,7 +233,21 @@ impl<W> ShardGroup<W> {
             repair_turn: 0,
             repaired_ms: None,
             next_periodic_ms: now.mono_ms.saturating_add(config.tick_period_ms),
+            maintain: config.maintain.map(|c| GroupMaintain {
+                maintainer: Maintainer::new(c, shards_node_id, now.mono_ms),
+                shard: 0,
+                slot: 0,
+                answered: Vec::new(),
+            }),
         }
+    }
+
+    /// Maintenance counters (zero without `GroupConfig::maintain`).
+    pub fn maintain_stats(&self) -> crate::route::maintain::MaintainStats {
+        self.maintain
+            .as_ref()
+            .map(|m| m.maintainer.stats())
+            .unwrap_or_default()
     }
 
     /// The shards, by local index.
@@ -228,6 +295,10 @@ impl<W> ShardGroup<W> {
                 let view = SnapshotView(peers);
                 self.shards[s].store_screened(now.wall_ms, from, dat, &view, counters, effects);
             }
+            Input::Restored { pubkey, key } => {
+                let s = self.local_index(&pubkey, key);
+                self.shards[s].restored(&pubkey, key);
+            }
             Input::GetAck { from, dat } => {
                 let s = self.local_index(dat.pubkey(), dat.key());
                 self.shards[s].handle_get_ack(
@@ -243,8 +314,17 @@ impl<W> ShardGroup<W> {
                 let s = self.local_index(get.pubkey, get.key);
                 self.shards[s].handle_get(from, &get, counters, effects);
             }
+            Input::LookupDone { target, closest } => {
+                if let Some(m) = &mut self.maintain
+                    && let Some((placement, waiting)) =
+                        m.maintainer.answer(now.mono_ms, target, closest)
+                {
+                    m.answered.push((target, placement, waiting));
+                }
+            }
             Input::LocalPut { dat } => {
                 let s = self.local_index(dat.pubkey(), dat.key());
+                self.shards[s].set_copy_clock(now.mono_ms);
                 let view = SnapshotView(peers);
                 return Some(self.shards[s].local_put(now.wall_ms, dat, &view, counters, effects));
             }
@@ -285,6 +365,7 @@ impl<W> ShardGroup<W> {
             let _permit = env.verify_permit();
             for (shard, batch) in self.shards.iter_mut().zip(self.puts.iter_mut()) {
                 if !batch.is_empty() {
+                    shard.set_copy_clock(now.mono_ms);
                     shard.handle_puts(now.wall_ms, batch, &view, counters, effects);
                 }
             }
@@ -312,9 +393,17 @@ impl<W> ShardGroup<W> {
                 self.shards[(start + k) % n].issue_challenge(now.wall_ms, &view, counters, effects);
             }
         }
+        if self.maintain.is_some() && self.config.repair_enabled {
+            self.maintain_step(now, periodic, env, counters, effects);
+        }
         if self.snapshot_is_new(peers) {
             self.seen_snapshot = Some(Arc::clone(peers));
-            let latest = ReplicaView::of_snapshot(peers, &self.config.trust);
+            // With maintenance by lookup, the v1 repair serves only the peers lookups cannot
+            // find (v1-only peers of a mixed network).
+            let latest = match self.maintain {
+                Some(_) => ReplicaView::of_snapshot_v1_only(peers, &self.config.trust),
+                None => ReplicaView::of_snapshot(peers, &self.config.trust),
+            };
             if latest != *self.view {
                 self.view = Arc::new(latest);
                 for shard in &mut self.shards {
@@ -342,6 +431,108 @@ impl<W> ShardGroup<W> {
                     break;
                 }
             }
+        }
+    }
+
+    /// Maintenance by lookup: carries out the answers that came in, then (on the periodic tick)
+    /// walks up to `repair_scan_records_per_step` slots from the cursor.
+    fn maintain_step(
+        &mut self,
+        now: Now,
+        periodic: bool,
+        env: &mut impl GroupEnv,
+        counters: &Counters,
+        effects: &mut Effects<W>,
+    ) {
+        let Some(m) = self.maintain.as_mut() else {
+            return;
+        };
+        let mut pacer = env.repair_pacer();
+        for (target, placement, waiting) in std::mem::take(&mut m.answered) {
+            for (s, slot) in waiting {
+                let Some(shard) = self.shards.get(usize::from(s)) else {
+                    continue;
+                };
+                let mut store = shard.store().write();
+                let slot = slot as usize;
+                if store.record_in_slot(slot).map(|r| r.owner_id()) == Some(target) {
+                    push_copy(
+                        now, &mut store, slot, &placement, &mut pacer, counters, effects,
+                    );
+                }
+            }
+        }
+        if !periodic {
+            return;
+        }
+        // Copies that waited on a forgotten lookup are unchanged: this walk meets them again.
+        let _forgotten = m.maintainer.expire(now.mono_ms);
+        let expire_after_ms = m.maintainer.config().expire_after_ms;
+        let n = self.shards.len();
+        let mut budget = self.config.repair_scan_records_per_step;
+        // Each shard's slab is walked once per round at most; a round ends where it started.
+        let mut shards_left = n + 1;
+        'walk: while budget > 0 && shards_left > 0 {
+            let s = m.shard % n;
+            let mut store = self.shards[s].store().write();
+            let slots = store.slot_count();
+            while m.slot < slots {
+                if budget == 0 {
+                    break 'walk;
+                }
+                budget -= 1;
+                let slot = m.slot;
+                let Some(copy) = store.copy_in_slot(slot) else {
+                    m.slot += 1;
+                    continue;
+                };
+                if copy.ages_out(now.mono_ms, expire_after_ms) {
+                    if let Some(gone) = store.remove_slot(slot) {
+                        inc(&counters.copies_aged_out);
+                        effects.backup.push(crate::shard::core::BackupOp::Delete {
+                            pubkey: *gone.pubkey(),
+                            key: gone.key().into(),
+                            time_ms: gone.time_ms(),
+                        });
+                    }
+                    m.slot += 1;
+                    continue;
+                }
+                let Some(owner) = store.record_in_slot(slot).map(|r| r.owner_id()) else {
+                    m.slot += 1;
+                    continue;
+                };
+                if !copy.republish_due(now.mono_ms, m.maintainer.republish_after_ms(owner)) {
+                    m.slot += 1;
+                    continue;
+                }
+                match m
+                    .maintainer
+                    .ask(now.mono_ms, owner, (s as u16, slot as u32))
+                {
+                    Ask::Answered(placement) => {
+                        inc(&counters.maintain_cache_hits);
+                        let placement = placement.clone();
+                        push_copy(
+                            now, &mut store, slot, &placement, &mut pacer, counters, effects,
+                        );
+                    }
+                    Ask::Start => {
+                        inc(&counters.maintain_lookups_started);
+                        effects.lookups.push(owner);
+                    }
+                    Ask::Waiting => {}
+                    Ask::Paced => {
+                        // Resume at this copy on the next tick.
+                        inc(&counters.maintain_paced);
+                        break 'walk;
+                    }
+                }
+                m.slot += 1;
+            }
+            m.shard = (s + 1) % n;
+            m.slot = 0;
+            shards_left -= 1;
         }
     }
 
@@ -389,6 +580,40 @@ impl<W> ShardGroup<W> {
             consider(self.next_periodic_ms);
         }
         at
+    }
+}
+
+/// Pushes the copy in `slot` to `placement.push_to` (as far as `pacer` allows: a copy not sent
+/// stays due and is met again) and records where this node stands for it.
+fn push_copy<W>(
+    now: Now,
+    store: &mut Store,
+    slot: usize,
+    placement: &Placement,
+    pacer: &mut Pacer,
+    counters: &Counters,
+    effects: &mut Effects<W>,
+) {
+    let Some(record) = store.record_in_slot(slot) else {
+        return;
+    };
+    let mut buf = [0u8; crate::limits::MAX_PACKET_LEN];
+    let len = Store::emit_put(record, &mut buf);
+    let bytes = len as u64 * placement.push_to.len() as u64;
+    if !pacer.try_take(now.mono_ms, bytes) {
+        inc(&counters.maintain_paced);
+        return;
+    }
+    for &to in &placement.push_to {
+        effects.outbox.push_bytes(to, &buf[..len]);
+    }
+    add(
+        &counters.repair_datagrams_sent,
+        placement.push_to.len() as u64,
+    );
+    add(&counters.repair_bytes_sent, bytes);
+    if let Some(copy) = store.copy_in_slot(slot) {
+        store.set_copy(slot, copy.answered(now.mono_ms, placement));
     }
 }
 
@@ -441,6 +666,14 @@ mod tests {
     }
 
     fn group(shards: usize, challenge_mean_gap_ms: u64) -> ShardGroup<u32> {
+        group_with(shards, challenge_mean_gap_ms, None)
+    }
+
+    fn group_with(
+        shards: usize,
+        challenge_mean_gap_ms: u64,
+        maintain: Option<MaintainConfig>,
+    ) -> ShardGroup<u32> {
         let shards = (0..shards)
             .map(|_| {
                 let store = Store::new(StoreConfig {
@@ -466,6 +699,7 @@ mod tests {
             repair_scan_records_per_step: 4,
             tick_period_ms: SHARD_TICK_MS,
             trust: TrustPolicy::default(),
+            maintain,
         };
         ShardGroup::new(shards, config, at(0), 1)
     }
@@ -598,5 +832,129 @@ mod tests {
             &mut fx,
         );
         assert!(fx.outbox.len() > sent, "the next step");
+    }
+
+    fn held(g: &ShardGroup<u32>) -> usize {
+        g.shards().iter().map(|s| s.store().read().len()).sum()
+    }
+
+    #[test]
+    fn maintenance_by_lookup_pushes_to_the_closest_found_and_lets_far_copies_age_out() {
+        let maintain = MaintainConfig {
+            republish_ms: 10_000,
+            expire_after_ms: 20_000,
+            lookups_per_s: 2,
+            lookup_timeout_ms: 5_000,
+            answers_cached: 8,
+            replicas: 3,
+        };
+        // The group's node ID is 7 (`group_with`). Owner `far_owner`'s closest are three other
+        // nodes; owner `near_owner` has nobody closer than us.
+        let mut g = group_with(2, 0, Some(maintain));
+        let counters = Counters::default();
+        let mut fx = Effects::default();
+        let none = Arc::new(PeerSnapshot::default());
+        let far_owner = Keypair::generate();
+        let near_owner = Keypair::generate();
+        for key in [&b"a"[..], b"b", b"c"] {
+            let dat = crate::pow::make_dat_single(&far_owner, key, b"v", WALL_MS, 4);
+            g.handle(at(0), &none, Input::LocalPut { dat }, &counters, &mut fx);
+        }
+        let dat = crate::pow::make_dat_single(&near_owner, b"n", b"v", WALL_MS, 4);
+        g.handle(at(0), &none, Input::LocalPut { dat }, &counters, &mut fx);
+        let mut env = env();
+        g.end_batch(at(0), &none, &mut env, &counters, &mut fx);
+        assert_eq!(held(&g), 4);
+        fx.clear();
+        // Not due before the interval (less its jitter of at most an eighth, and the stamps'
+        // second granularity).
+        g.end_batch(at(7_500), &none, &mut env, &counters, &mut fx);
+        assert!(fx.lookups.is_empty() && fx.outbox.is_empty());
+        // Due: one lookup per owner ID, not per record; no v1 repair datagrams to routing peers.
+        let routing_peers = Arc::new(PeerSnapshot::new(
+            peers(4)
+                .peers()
+                .iter()
+                .map(|p| PeerInfo {
+                    features: crate::wire::Features::ROUTING,
+                    ..*p
+                })
+                .collect(),
+        ));
+        g.end_batch(at(10_000), &routing_peers, &mut env, &counters, &mut fx);
+        let far_id = id_from_pubkey(&far_owner.public());
+        let near_id = id_from_pubkey(&near_owner.public());
+        let mut asked = fx.lookups.clone();
+        asked.sort_unstable();
+        let mut want = vec![far_id, near_id];
+        want.sort_unstable();
+        assert_eq!(asked, want);
+        assert!(
+            fx.outbox.is_empty(),
+            "no v1 repair while maintaining by lookup"
+        );
+        fx.clear();
+        // The answers: three nodes closer to `far_owner` than we are; nobody for `near_owner`.
+        let closer: Vec<Contact> = (1..=3u64)
+            .map(|d| Contact {
+                id: far_id ^ d,
+                addr: SocketAddr::from(([10, 0, 9, d as u8], 1618)),
+                verified: true,
+                pinned: false,
+            })
+            .collect();
+        let input = Input::LookupDone {
+            target: far_id,
+            closest: Some(&closer),
+        };
+        g.handle(at(10_100), &none, input, &counters, &mut fx);
+        let input = Input::LookupDone {
+            target: near_id,
+            closest: Some(&[]),
+        };
+        g.handle(at(10_100), &none, input, &counters, &mut fx);
+        g.end_batch(at(10_100), &none, &mut env, &counters, &mut fx);
+        assert_eq!(
+            fx.outbox.len(),
+            9,
+            "three records to each of the three closest"
+        );
+        assert!(
+            fx.outbox
+                .iter()
+                .all(|(to, _)| closer.iter().any(|c| c.addr == to))
+        );
+        fx.clear();
+        // We are not among the closest for `far_owner`: no more lookups of it, and its copies
+        // age out 20 s after they were stored; `near_owner`'s (a replica) stays.
+        g.end_batch(at(19_500), &none, &mut env, &counters, &mut fx);
+        assert_eq!(held(&g), 4, "not yet");
+        assert!(!fx.lookups.contains(&far_id));
+        // (The walk runs on the periodic tick, a second after the last.)
+        g.end_batch(at(20_500), &none, &mut env, &counters, &mut fx);
+        assert_eq!(held(&g), 1, "the far copies aged out");
+        assert_eq!(
+            counters
+                .copies_aged_out
+                .load(std::sync::atomic::Ordering::Relaxed),
+            3
+        );
+        assert_eq!(fx.backup.len(), 3, "their deletes are backed up");
+        fx.clear();
+        // The replica copy is republished again when due, and never ages out.
+        g.end_batch(at(25_000), &none, &mut env, &counters, &mut fx);
+        assert_eq!(fx.lookups, vec![near_id]);
+        g.end_batch(at(1_000_000), &none, &mut env, &counters, &mut fx);
+        assert_eq!(held(&g), 1);
+        assert_eq!(g.maintain_stats().answers, 2);
+        // v1-only peers (lookups cannot find them) still get the v1 repair.
+        fx.clear();
+        g.end_batch(at(1_000_100), &peers(4), &mut env, &counters, &mut fx);
+        assert_eq!(g.view().len(), 4);
+        assert_eq!(
+            fx.outbox.len(),
+            3,
+            "the near record to its FANOUT closest v1 peers"
+        );
     }
 }

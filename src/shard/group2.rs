@@ -354,6 +354,7 @@ mod tests {
             repair_scan_records_per_step: 4,
             tick_period_ms: SHARD_TICK_MS,
             trust: TrustPolicy::default(),
+            maintain: None,
         };
         Group2::new(shards, 1, SHARD_TICK_MS, at(0)).with_repair(config)
     }

@@ -139,6 +139,28 @@ impl ReplicaView {
         )
     }
 
+    /// The peers v1 repair places records on while replica maintenance is by lookup
+    /// (`route::maintain`): as [`ReplicaView::of_snapshot`], but only the peers that do not
+    /// speak ROUTING (lookups never find them, so without this a mixed network's v1 peers would
+    /// get no repair).
+    pub fn of_snapshot_v1_only(
+        snapshot: &crate::peer::PeerSnapshot,
+        trust: &crate::peer::TrustPolicy,
+    ) -> ReplicaView {
+        ReplicaView::new(
+            snapshot
+                .peers()
+                .iter()
+                .filter(|p| !p.speaks(crate::wire::Features::ROUTING))
+                .filter(|p| !trust.is_unreliable(&p.trust))
+                .map(|p| ReplicaPeer {
+                    id: p.id,
+                    addr: p.addr,
+                })
+                .collect(),
+        )
+    }
+
     /// The peers, sorted by address.
     pub fn peers(&self) -> &[ReplicaPeer] {
         &self.peers

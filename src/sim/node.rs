@@ -144,6 +144,8 @@ impl NodeSetup {
             repair_scan_records_per_step: self.config.repair_scan_records_per_step,
             tick_period_ms: self.shard_period_ms,
             trust: self.policy().trust,
+            // The simulator does not drive routing lookups yet: the v1 repair.
+            maintain: None,
         }
     }
 
