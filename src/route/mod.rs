@@ -4,13 +4,17 @@
 //! - [`table`]: the routing table (k-buckets, keep-long-lived eviction, IP limits).
 //! - [`lookup`]: the iterative lookup (α parallel requests, per-request timeout, disjoint paths).
 //! - [`router`]: one node's routing core (table + lookups + nonces + FIND_NODE answers).
+//! - [`drive`]: what every driver does beside its peer table (contacts in, proofs out, a
+//!   lookup's result as the targets of a put or get), written once for the node and the simulator.
 //! - `world` (feature `sim`): a deterministic virtual network of routers with a record store per node: the
 //!   routing-level simulator (hops, replicas, background traffic, freshness).
 //!
 //! Layering: `route` sits beside `peer` and `shard` and imports only `wire`, `keys` and the
-//! peer module's address limits (`peer::IpCounts`); nothing below imports it.
+//! peer module's address limits (`peer::IpCounts`), plus the peer table and snapshot in `drive`
+//! (the glue both drivers share); nothing below imports it.
 //! Messages: `wire::route` (FIND_NODE / NODES, ops 0x10 and 0x11, feature bit ROUTING).
 
+pub mod drive;
 pub mod lookup;
 pub mod router;
 pub mod table;

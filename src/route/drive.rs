@@ -1,0 +1,91 @@
+//! What every driver of a [`Router`] does beside its [`PeerTable`], written once for the node's
+//! peer thread (`node/peer.rs`) and the full-node simulator (`sim/node.rs`):
+//!
+//! - [`exchange`]: peer-table events become routing contacts (an authenticated peer that
+//!   advertised ROUTING, or a proven address, goes to [`Router::add_verified`]) and the router's
+//!   proof requests ([`RouterEffects::prove`]) go to [`PeerTable::prove`], until neither side
+//!   has anything left for the other.
+//! - [`lookup_view`]: a finished lookup's contacts as the [`PeerSnapshot`] a local put or get
+//!   sends to (`via`), with the peer table's trust for the contacts that are also peers.
+
+use std::sync::Arc;
+
+use crate::keys::id_from_pubkey;
+use crate::peer::{self, PeerInfo, PeerSnapshot, PeerTable, UNPROVEN_RELIABILITY};
+use crate::route::{Contact, Router, RouterEffects};
+use crate::wire::Features;
+
+/// Feeds `effects.events` to the router and carries out the router's proof requests on the
+/// table; the proofs' datagrams and events are appended to `effects`, the router's sends, done
+/// lookups and any further requests to `route_fx`. On return `route_fx.prove` is empty.
+///
+/// Authenticated peers that advertised ROUTING are verified routing contacts; proven addresses
+/// (`RouterEffects::prove`, carried out by the table) are too. A proof the table answers at once
+/// (a pinned key) may let a lookup ask for more: the loop ends because the router asks for each
+/// address once until it forgets it (`router::MAX_PROVING` at most).
+pub fn exchange(
+    router: &mut Router,
+    table: &mut PeerTable,
+    now_ms: u64,
+    effects: &mut peer::Effects,
+    route_fx: &mut RouterEffects,
+) {
+    let mut events = effects.events.clone();
+    loop {
+        for event in events.drain(..) {
+            let (addr, pubkey) = match event {
+                peer::PeerEvent::Authenticated { addr, pubkey }
+                    if table.features_of(addr).contains(Features::ROUTING) =>
+                {
+                    (addr, pubkey)
+                }
+                peer::PeerEvent::Proven { addr, pubkey } => (addr, pubkey),
+                _ => continue,
+            };
+            let (id, edge) = (
+                id_from_pubkey(&pubkey),
+                table.config().edges.contains(&addr),
+            );
+            let mut fx = router.add_verified(now_ms, id, addr, edge);
+            route_fx.sends.append(&mut fx.sends);
+            route_fx.done.append(&mut fx.done);
+            route_fx.prove.append(&mut fx.prove);
+        }
+        if route_fx.prove.is_empty() {
+            break;
+        }
+        for addr in std::mem::take(&mut route_fx.prove) {
+            let mut fx = table.prove(now_ms, addr);
+            events.extend_from_slice(&fx.events);
+            effects.append(&mut fx);
+        }
+    }
+}
+
+/// The targets of a local put or get found by a lookup: `found` (closest first) as a snapshot the
+/// shard core chooses from, each contact with the trust `peers` gives it when it is one of our
+/// peers (unproven reliability otherwise). `None` when the lookup found nobody: the caller uses
+/// its peer snapshot.
+pub fn lookup_view(found: &[Contact], peers: &PeerSnapshot) -> Option<Arc<PeerSnapshot>> {
+    if found.is_empty() {
+        return None;
+    }
+    let view = found
+        .iter()
+        .map(|c| {
+            let mut pubkey = [0u8; 32];
+            pubkey[..8].copy_from_slice(&c.id.to_le_bytes());
+            let known = peers.get(c.addr).copied();
+            PeerInfo {
+                addr: c.addr,
+                pubkey: known.map_or(pubkey, |p| p.pubkey),
+                id: c.id,
+                edge: known.is_some_and(|p| p.edge),
+                reliability: known.map_or(UNPROVEN_RELIABILITY, |p| p.reliability),
+                trust: known.map(|p| p.trust).unwrap_or_default(),
+                features: Features::ROUTING,
+            }
+        })
+        .collect();
+    Some(Arc::new(PeerSnapshot::new(view)))
+}
