@@ -76,6 +76,10 @@ pub struct SimArgs {
     /// stay Ed25519.
     #[arg(long)]
     pub fast_crypto: bool,
+    /// Local puts and gets use the peer snapshot (the v1 one-hop path) instead of a lookup over
+    /// the routing extension (the node's default, `Config::route_lookups`).
+    #[arg(long)]
+    pub no_lookups: bool,
     /// Run the routing-level model instead (`dave::route::world`): every node a real routing
     /// core (k-buckets, iterative lookups, FIND_NODE / NODES through the real codec), records
     /// stored on and read from the closest nodes a lookup finds; signatures, proof of work and
@@ -124,6 +128,7 @@ impl SimArgs {
             ..SimOptions::default()
         };
         o.scale_peer_timers(self.peer_timer_scale);
+        o.node.route_lookups &= !self.no_lookups;
         o.network.loss = pct("loss", self.loss)?;
         o.churn.per_hour = pct("churn", self.churn)?;
         let duration = o.duration_ms;

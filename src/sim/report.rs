@@ -3,6 +3,7 @@
 use std::fmt;
 
 use crate::sim::network::NetStats;
+use crate::sim::node::LookupStats;
 use crate::stats::Stats;
 
 /// Outcomes of a group of local gets. A get succeeds when it returns the newest version put
@@ -144,6 +145,14 @@ pub struct Report {
     pub packets_per_node_s: f64,
     /// Bytes sent per node per second.
     pub bytes_per_node_s: f64,
+    /// Of those, FIND_NODE / NODES (the routing extension).
+    pub route_bytes_per_node_s: f64,
+    /// Of those, PING / PONG / GETMYADDRPORT(_ACK) (the v1 liveness schedule and address proofs).
+    pub ping_bytes_per_node_s: f64,
+    /// Local puts and gets find their targets by lookup (`Config::route_lookups`).
+    pub route_lookups: bool,
+    /// Their lookups, summed over every node (hops sorted).
+    pub lookups: LookupStats,
     /// The network's counters.
     pub net: NetStats,
     /// The partitions.
@@ -289,9 +298,38 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "{:<22}{:.1} packets/s, {:.0} bytes/s per node",
-            "traffic", self.packets_per_node_s, self.bytes_per_node_s
+            "{:<22}{:.1} packets/s, {:.0} bytes/s per node; routing {:.0} B/s, ping {:.0} B/s",
+            "traffic",
+            self.packets_per_node_s,
+            self.bytes_per_node_s,
+            self.route_bytes_per_node_s,
+            self.ping_bytes_per_node_s
         )?;
+        if self.route_lookups {
+            let l = &self.lookups;
+            let q = |x: f64| {
+                if l.hops.is_empty() {
+                    return "-".to_string();
+                }
+                let i = ((l.hops.len() - 1) as f64 * x).round() as usize;
+                l.hops.get(i).map_or("-".to_string(), |h| format!("{h}"))
+            };
+            writeln!(
+                f,
+                "{:<22}{} started, {} done, {} found nobody, {} refused; hops p50 {}, p99 {}, \
+                 max {}",
+                "lookups",
+                l.started,
+                l.done,
+                l.empty,
+                l.refused,
+                q(0.5),
+                q(0.99),
+                q(1.0)
+            )?;
+        } else {
+            writeln!(f, "{:<22}off (peer snapshot)", "lookups")?;
+        }
         let n = &self.net;
         writeln!(
             f,
