@@ -279,6 +279,9 @@ pub struct SimNode {
     deferred: BTreeMap<LookupId, Deferred>,
     /// Results of deferred local puts, for the world to collect.
     puts_done: Vec<(PutTag, crate::shard::group::LocalPutResult)>,
+    /// Gets that waited for a lookup and were then answered from the own store, for the world
+    /// to count as local (their latency is the lookup's, not 0).
+    answered_locally: Vec<Ticket>,
     limiter: AmplificationLimiter,
     pacer: Pacer,
     rng: StdRng,
@@ -344,6 +347,7 @@ impl SimNode {
             own_addrs: vec![addr],
             deferred: BTreeMap::new(),
             puts_done: Vec::new(),
+            answered_locally: Vec::new(),
             limiter: AmplificationLimiter::new(setup.config.amplification_config(), now_ms),
             pacer: Pacer::new(setup.config.repair_budget(), now_ms),
             rng,
@@ -379,6 +383,7 @@ impl SimNode {
         // Its lookups' puts and gets die with it (the world aborts the gets, forgets the puts).
         self.deferred.clear();
         self.puts_done.clear();
+        self.answered_locally.clear();
     }
 
     /// Starts a stopped node again with the same key and address: an empty peer table, its
@@ -692,8 +697,17 @@ impl SimNode {
             stats.hops.push(done.hops);
         }
         let via = crate::route::drive::lookup_view(&done.closest, &self.table.snapshot());
+        let ticket = match &deferred {
+            Deferred::Get { ticket, .. } => Some(*ticket),
+            Deferred::Put { .. } => None,
+        };
         if let Some(put) = self.run_local(now_ms, deferred, via.as_ref(), fx) {
             self.puts_done.push(put);
+        }
+        if let Some(ticket) = ticket
+            && fx.completions.iter().any(|(t, _)| *t == ticket)
+        {
+            self.answered_locally.push(ticket);
         }
     }
 
@@ -765,6 +779,11 @@ impl SimNode {
     /// Results of local puts that waited for a lookup, in the order they were stored.
     pub fn take_puts_done(&mut self) -> Vec<(PutTag, crate::shard::group::LocalPutResult)> {
         std::mem::take(&mut self.puts_done)
+    }
+
+    /// Gets that waited for a lookup and were answered from the own store (no peer asked).
+    pub fn take_answered_locally(&mut self) -> Vec<Ticket> {
+        std::mem::take(&mut self.answered_locally)
     }
 
     /// The table's effects: datagrams (through the amplification limit, poisoned if this is a

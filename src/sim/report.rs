@@ -23,7 +23,8 @@ pub struct GetStats {
     pub timed_out: u64,
     /// The asking node left or restarted before the get ended (not counted either way).
     pub aborted: u64,
-    /// Answered from the asking node's own store (latency 0).
+    /// Answered from the asking node's own store without asking a peer (latency 0, or the
+    /// lookup's time with `Config::route_lookups`).
     pub local: u64,
     /// Virtual latency of each fresh answer, ms (sorted when the report is made).
     pub latencies_ms: Vec<u64>,

@@ -119,6 +119,8 @@ struct PendingGet {
     expected_time_ms: i64,
     started_ms: u64,
     final_check: bool,
+    /// Answered from the asking node's own store after its lookup.
+    local: bool,
 }
 
 /// A local put waiting for its lookup (`Config::route_lookups`).
@@ -647,6 +649,13 @@ impl World {
                 self.put_stored(now, put.record, put.time_ms, result.is_ok());
             }
         }
+        if let Some(node) = self.nodes.get_mut(slot).and_then(|n| n.as_mut()) {
+            for ticket in node.take_answered_locally() {
+                if let Some(get) = self.pending.get_mut(&ticket) {
+                    get.local = true;
+                }
+            }
+        }
         let fx = &mut self.effects;
         fx.outbox.clear();
         fx.backup.clear();
@@ -682,7 +691,7 @@ impl World {
                 Ended::Found(t) if t >= get.expected_time_ms => {
                     g.fresh += 1;
                     g.latencies_ms.push(latency);
-                    if latency == 0 {
+                    if latency == 0 || get.local {
                         g.local += 1;
                     }
                 }
@@ -790,6 +799,7 @@ impl World {
                 expected_time_ms: expected,
                 started_ms: now,
                 final_check,
+                local: false,
             },
         );
         let victim = owner == self.victim_owner && self.options.adversaries.sybils > 0;
