@@ -64,12 +64,20 @@ pub fn exchange(
 
 /// The targets of a local put or get found by a lookup: `found` (closest first) as a snapshot the
 /// shard core chooses from, each contact with the trust `peers` gives it when it is one of our
-/// peers (unproven reliability otherwise). `None` when the lookup found nobody: the caller uses
-/// its peer snapshot.
+/// peers (unproven reliability otherwise), plus our active peers that do not speak ROUTING: a
+/// lookup never finds a v1-only node, but one that is among the closest to the owner must keep
+/// receiving its PUTs and GETs as in v1 (a mixed network). `None` when the lookup found nobody:
+/// the caller uses its peer snapshot.
 pub fn lookup_view(found: &[Contact], peers: &PeerSnapshot) -> Option<Arc<PeerSnapshot>> {
     if found.is_empty() {
         return None;
     }
+    let v1_only = peers
+        .peers()
+        .iter()
+        .filter(|p| !p.features.contains(Features::ROUTING))
+        .filter(|p| found.iter().all(|c| c.addr != p.addr))
+        .copied();
     let view = found
         .iter()
         .map(|c| {
@@ -86,6 +94,60 @@ pub fn lookup_view(found: &[Contact], peers: &PeerSnapshot) -> Option<Arc<PeerSn
                 features: Features::ROUTING,
             }
         })
+        .chain(v1_only)
         .collect();
     Some(Arc::new(PeerSnapshot::new(view)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    fn peer(addr: SocketAddr, id: u64, features: Features, reliability: f32) -> PeerInfo {
+        let mut pubkey = [7u8; 32];
+        pubkey[..8].copy_from_slice(&id.to_le_bytes());
+        PeerInfo {
+            addr,
+            pubkey,
+            id,
+            edge: false,
+            reliability,
+            trust: Default::default(),
+            features,
+        }
+    }
+
+    fn contact(addr: SocketAddr, id: u64) -> Contact {
+        Contact {
+            id,
+            addr,
+            verified: true,
+            pinned: false,
+        }
+    }
+
+    #[test]
+    fn the_view_is_the_lookup_with_peer_trust_and_the_v1_only_peers() {
+        let a: SocketAddr = "10.0.0.1:1618".parse().unwrap();
+        let b: SocketAddr = "10.0.0.2:1618".parse().unwrap();
+        let v1: SocketAddr = "10.0.0.3:1618".parse().unwrap();
+        let peers = PeerSnapshot::new(vec![
+            peer(a, 1, Features::ROUTING, 0.25),
+            peer(v1, 3, Features::NONE, 0.75),
+        ]);
+        // Found nobody: the caller falls back to its peer snapshot.
+        assert!(lookup_view(&[], &peers).is_none());
+
+        let view = lookup_view(&[contact(a, 1), contact(b, 2)], &peers).expect("a view");
+        assert_eq!(view.len(), 3);
+        // A contact that is a peer keeps the table's key and trust; a stranger is unproven.
+        let pa = view.get(a).expect("a");
+        assert_eq!((pa.pubkey[8], pa.reliability), (7, 0.25));
+        let pb = view.get(b).expect("b");
+        assert_eq!((pb.id, pb.pubkey[8]), (2, 0));
+        assert_eq!(pb.reliability, UNPROVEN_RELIABILITY);
+        // The v1-only peer stays a candidate, as it is.
+        assert_eq!(view.get(v1).copied(), peers.get(v1).copied());
+    }
 }
