@@ -154,6 +154,11 @@ pub struct Report {
     pub route_lookups: bool,
     /// Their lookups, summed over every node (hops sorted).
     pub lookups: LookupStats,
+    /// The routers' counters, summed over the live honest nodes.
+    pub router: crate::route::RouterStats,
+    /// Address proofs the routers asked for (`PeerTable::prove`), summed over the live honest
+    /// nodes: (PINGs sent, answered, expired unanswered, refused by the rate limit).
+    pub proofs: (u64, u64, u64, u64),
     /// The network's counters.
     pub net: NetStats,
     /// The partitions.
@@ -330,6 +335,15 @@ impl fmt::Display for Report {
             )?;
         } else {
             writeln!(f, "{:<22}off (peer snapshot)", "lookups")?;
+        }
+        let (r, p) = (&self.router, &self.proofs);
+        if r.requests_sent > 0 {
+            writeln!(
+                f,
+                "{:<22}requests {}, timed out {}; proofs asked {}: sent {}, answered {}, \
+                 expired {}, rate-limited {}",
+                "router", r.requests_sent, r.requests_timed_out, r.proofs_asked, p.0, p.1, p.2, p.3
+            )?;
         }
         let n = &self.net;
         writeln!(

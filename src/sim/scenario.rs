@@ -1050,6 +1050,18 @@ impl World {
         let mut active_min = usize::MAX;
         for node in &honest {
             stats.add(&node.counters);
+            if let Some(router) = &node.router {
+                let (sum, n) = (&mut report.router, router.stats());
+                sum.requests_sent += n.requests_sent;
+                sum.requests_timed_out += n.requests_timed_out;
+                sum.proofs_asked += n.proofs_asked;
+                sum.lookups_done += n.lookups_done;
+            }
+            let t = node.table.stats();
+            report.proofs.0 += t.proofs_sent;
+            report.proofs.1 += t.proofs_succeeded;
+            report.proofs.2 += t.proofs_expired;
+            report.proofs.3 += t.proofs_rate_limited;
             for (sum, n) in report.withheld_by_op.iter_mut().zip(node.withheld_by_op) {
                 *sum += n;
             }
