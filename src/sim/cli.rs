@@ -45,7 +45,7 @@ pub struct SimArgs {
     pub edges: usize,
     /// Peer-table size of every node. The node's default is 1000 (a full mesh up to 1000
     /// nodes), but every peer costs a signature and a verification per second, so the simulator
-    /// defaults to 32; GET is one hop, so smaller tables find fewer records.
+    /// defaults to 32; with --no-lookups GET is one hop, so smaller tables find fewer records.
     #[arg(long, default_value_t = 32)]
     pub max_peers: usize,
     /// Records to put (spread over the first half of the run).

@@ -28,8 +28,9 @@ pub struct SimOptions {
     /// [`SIM_MIN_WORK_BITS`]; everything else is the node's default.
     pub node: Config,
     /// Peer-table size of every node (`PeerConfig::max_peers`, edges included). The node's
-    /// default is 1000 (a full mesh up to 1000 nodes); smaller tables make large runs cheap but
-    /// GET is one hop, so a partial mesh finds fewer records (see `sim/mod.rs`).
+    /// default is 1000 (a full mesh up to 1000 nodes); smaller tables make large runs cheap.
+    /// Without `Config::route_lookups` GET is one hop, so a partial mesh finds fewer records
+    /// (see `sim/mod.rs`).
     pub max_peers: usize,
     /// Shard instances per node: records are routed to `shard_index(pubkey, key) % k`. Fewer
     /// than the node's 256 so thousands of nodes fit in memory; the cores do not care.
