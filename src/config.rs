@@ -222,8 +222,11 @@ pub struct Config {
     /// nodes a lookup must hear from. Default 8 (mainline's k); 2..=20.
     pub route_bucket_size: usize,
     /// Local puts and gets find their targets by an iterative lookup over the routing table
-    /// (FIND_NODE / NODES with peers that advertise ROUTING) instead of the peer snapshot.
-    /// Default false: the v1 path, until routing has replaced the full-mesh ping schedule.
+    /// (FIND_NODE / NODES with peers that advertise ROUTING) instead of the peer snapshot; a
+    /// lookup that finds nobody (no routing peer yet, or a v1-only network) falls back to the
+    /// peer snapshot. Default true: with tables smaller than the network, one hop through the
+    /// peer snapshot misses records (issue 12; `dave sim`, README "Routing at scale"). Without
+    /// the ROUTING extension (`extensions`) it has no effect.
     pub route_lookups: bool,
     /// A lookup gives up after this long (then the peer snapshot is used). Default 3000 ms.
     pub route_lookup_timeout_ms: u64,
@@ -310,7 +313,7 @@ impl Default for Config {
             amplification_max_prefixes: 4096,
             extensions: crate::wire::Features::ALL,
             route_bucket_size: 8,
-            route_lookups: false,
+            route_lookups: true,
             route_lookup_timeout_ms: 3_000,
             route_verify_ids: true,
             route_proofs_per_s: 32,

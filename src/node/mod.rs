@@ -53,7 +53,6 @@ use crate::shard::store2::{Store2, Store2Config};
 use crate::shard::{SHARD_COUNT, shard_index};
 use crate::stats::{Counters, Stats};
 use crate::time::{MonotonicClock, unix_now_ms};
-use crate::wire::Features;
 
 use handoff::{OwnAddrs, OwnerMsg, PeerMsg, SharedSnapshot};
 
@@ -710,28 +709,8 @@ impl Node {
         }
         let timeout = Duration::from_millis(config.route_lookup_timeout_ms);
         let found = self.lookup(target, timeout);
-        if found.is_empty() {
-            return None;
-        }
-        let peers = found
-            .into_iter()
-            .map(|c| {
-                let mut pubkey = [0u8; 32];
-                pubkey[..8].copy_from_slice(&c.id.to_le_bytes());
-                // Trust as the peer table scored it, when it is one of our peers.
-                let known = self.shared.snapshot.read().get(c.addr).copied();
-                crate::peer::PeerInfo {
-                    addr: c.addr,
-                    pubkey: known.map_or(pubkey, |p| p.pubkey),
-                    id: c.id,
-                    edge: known.is_some_and(|p| p.edge),
-                    reliability: known.map_or(crate::peer::UNPROVEN_RELIABILITY, |p| p.reliability),
-                    trust: known.map(|p| p.trust).unwrap_or_default(),
-                    features: Features::ROUTING,
-                }
-            })
-            .collect();
-        Some(Arc::new(crate::peer::PeerSnapshot::new(peers)))
+        let peers = Arc::clone(&self.shared.snapshot.read());
+        crate::route::drive::lookup_view(&found, &peers)
     }
 
     fn owner_of(&self, pubkey: &[u8; 32], key: &[u8]) -> usize {

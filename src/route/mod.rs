@@ -6,13 +6,17 @@
 //! - [`router`]: one node's routing core (table + lookups + nonces + FIND_NODE answers).
 //! - [`maintain`]: replica maintenance by lookup (republish to the closest, age-out of copies
 //!   elsewhere), the decisions shared by `world` and the node's shard groups.
+//! - [`drive`]: what every driver does beside its peer table (contacts in, proofs out, a
+//!   lookup's result as the targets of a put or get), written once for the node and the simulator.
 //! - `world` (feature `sim`): a deterministic virtual network of routers with a record store per node: the
 //!   routing-level simulator (hops, replicas, background traffic, freshness).
 //!
 //! Layering: `route` sits beside `peer` and `shard` and imports only `wire`, `keys` and the
-//! peer module's address limits (`peer::IpCounts`); nothing below imports it.
+//! peer module's address limits (`peer::IpCounts`), plus the peer table and snapshot in `drive`
+//! (the glue both drivers share); nothing below imports it.
 //! Messages: `wire::route` (FIND_NODE / NODES, ops 0x10 and 0x11, feature bit ROUTING).
 
+pub mod drive;
 pub mod lookup;
 pub mod maintain;
 pub mod router;

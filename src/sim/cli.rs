@@ -45,7 +45,7 @@ pub struct SimArgs {
     pub edges: usize,
     /// Peer-table size of every node. The node's default is 1000 (a full mesh up to 1000
     /// nodes), but every peer costs a signature and a verification per second, so the simulator
-    /// defaults to 32; GET is one hop, so smaller tables find fewer records.
+    /// defaults to 32; with --no-lookups GET is one hop, so smaller tables find fewer records.
     #[arg(long, default_value_t = 32)]
     pub max_peers: usize,
     /// Records to put (spread over the first half of the run).
@@ -76,6 +76,14 @@ pub struct SimArgs {
     /// stay Ed25519.
     #[arg(long)]
     pub fast_crypto: bool,
+    /// Local puts and gets use the peer snapshot (the v1 one-hop path) instead of a lookup over
+    /// the routing extension (the node's default, `Config::route_lookups`).
+    #[arg(long)]
+    pub no_lookups: bool,
+    /// Replica maintenance by lookup (republish to the closest found, age-out elsewhere), as the
+    /// node does with lookups on; without it the simulated nodes run the v1 repair.
+    #[arg(long)]
+    pub maintain: bool,
     /// Run the routing-level model instead (`dave::route::world`): every node a real routing
     /// core (k-buckets, iterative lookups, FIND_NODE / NODES through the real codec), records
     /// stored on and read from the closest nodes a lookup finds; signatures, proof of work and
@@ -121,9 +129,11 @@ impl SimArgs {
             trust: !self.no_trust,
             clock_skew_ms_max: self.skew_ms,
             fast_pong_auth: self.fast_crypto,
+            maintain_by_lookup: self.maintain && !self.no_lookups,
             ..SimOptions::default()
         };
         o.scale_peer_timers(self.peer_timer_scale);
+        o.node.route_lookups &= !self.no_lookups;
         o.network.loss = pct("loss", self.loss)?;
         o.churn.per_hour = pct("churn", self.churn)?;
         let duration = o.duration_ms;

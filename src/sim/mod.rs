@@ -9,8 +9,9 @@
 //!                   ├─ EventQueue: BinaryHeap of (time, seq); the clock jumps to the next event
 //!                   ├─ Network (network.rs): per-link delay + jitter, loss, duplication,
 //!                   │    reordering, partitions; real encoded datagrams; trace hash
-//!                   ├─ SimNode × N (node.rs): the real PeerTable + k real Shards, wired like
-//!                   │    node.rs (amplification limiter, challenges, trust, repair), one thread
+//!                   ├─ SimNode × N (node.rs): the real PeerTable + k real Shards + a Router,
+//!                   │    wired like node.rs (amplification limiter, challenges, trust, repair,
+//!                   │    lookups before local puts and gets), one thread
 //!                   ├─ workload: puts, updates, gets, final retrievability check
 //!                   ├─ churn: departures + fresh joins, edge restarts
 //!                   └─ adversaries (adversary.rs): droppers, forgers, stale, poisoners,
@@ -21,7 +22,7 @@
 //!
 //! # What is real and what is not
 //!
-//! Real: the peer-table and shard cores, the wire codec (nodes exchange encoded bytes), Ed25519
+//! Real: the peer-table, routing and shard cores, the wire codec (nodes exchange encoded bytes), Ed25519
 //! signatures and BLAKE3 proof-of-work (at [`SIM_MIN_WORK_BITS`] instead of 20), the trust,
 //! challenge, repair and amplification code. With [`SimOptions::fast_pong_auth`]
 //! (`--fast-crypto`), PONGs carry a keyed BLAKE3 MAC instead of an Ed25519 signature
@@ -37,8 +38,9 @@
 //! Signatures dominate: every peer is pinged every second, and each PING costs the answering
 //! node an Ed25519 signature and the asking node a verification (~50 µs together on a modern
 //! core). A full mesh of `n` nodes therefore costs `n²` of them per virtual second; large runs
-//! use a smaller `max_peers` — but GET is one hop (the FANOUT closest peers the asker knows), so
-//! a partial mesh finds fewer records. [`SimOptions::fast_pong_auth`] removes most of that cost.
+//! use a smaller `max_peers`. With `Config::route_lookups` (the default) local puts and gets
+//! find the owner's closest nodes by lookup, so a partial mesh still finds every record; without
+//! it GET is one hop (the FANOUT closest peers the asker knows) and a partial mesh finds fewer. [`SimOptions::fast_pong_auth`] removes most of that cost.
 //! `perf/README.md` has the measured figures.
 //!
 //! # Entry points

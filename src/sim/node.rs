@@ -6,12 +6,20 @@
 //!                                                    GET      ─► answer_get (+ amplification limit)
 //!                                                    GET_ACK  ─► shard.handle_get_ack
 //!                                                    PING/PONG/GETMYADDRPORT(_ACK) ─► table.handle
+//!                 ─► FIND_NODE/NODES (0x10, 0x11) ─► router.handle (with the ROUTING extension)
 //!  peer tick      ─► table.tick                      (at table.next_tick_ms())
+//!  route tick     ─► router.tick                     (at router.next_deadline_ms())
+//!  peer events    ─► route::drive::exchange: contacts into the router, its proofs into the table
 //!  owner tick     ─► ShardGroup::end_batch at ShardGroup::next_deadline_ms (the same core and
 //!                    constants as the node's owner threads: get deadlines, the periodic tick,
 //!                    challenges, the replica view, repair steps)
 //!  outcomes       ─► table.record_challenge          datagrams ─► the world's network
 //! ```
+//!
+//! With `Config::route_lookups`, a local put or get first runs a lookup for the owner's ID (as
+//! `Node::put_dat` / `Node::get` do) and then goes to the owner core with the lookup's closest
+//! nodes as its targets (`via`, `route::drive::lookup_view`), or with the peer snapshot when the
+//! lookup found nobody. A put's result then arrives later, in [`SimNode::take_puts_done`].
 //!
 //! Where the node has one owner thread per group of shards, a simulated node has one
 //! [`ShardGroup`] for all its shards (`groups = 1`): one challenge timer with the node-wide mean
@@ -30,16 +38,54 @@ use crate::config::Config;
 use crate::keys::Keypair;
 use crate::outbox::Outbox;
 use crate::peer::budget::{AmplificationLimiter, Pacer};
-use crate::peer::{self, Outgoing, PeerConfig, PeerTable, PongAuth};
+use crate::peer::{self, Outgoing, PeerConfig, PeerSnapshot, PeerTable, PongAuth};
 use crate::pow;
+use crate::route::{LookupDone, LookupId, Router, RouterEffects};
 use crate::shard::core::{Effects, GetOutcome, Record, Shard, ShardPolicy, ShardRules, answer_get};
 use crate::shard::group::{GroupConfig, GroupEnv, Input, Now, ShardGroup};
 use crate::shard::store::{Refusal, Store, StoreConfig};
 use crate::stats::{Counters, inc};
+use crate::wire::route::{ROUTE_OPS, RouteMessage};
 use crate::wire::{Dat, DatFields, GetRepr, Message, PongRepr};
 
 /// A local get's identity in the simulator.
 pub type Ticket = u64;
+
+/// A local put's identity in the simulator (its result may arrive after a lookup).
+pub type PutTag = u64;
+
+/// A local put or get waiting for its lookup.
+enum Deferred {
+    Put {
+        dat: Record,
+        tag: PutTag,
+    },
+    /// Replica maintenance asked for the closest nodes of an owner ID (`Effects::lookups`).
+    Maintain {
+        target: u64,
+    },
+    Get {
+        pubkey: [u8; 32],
+        key: Box<[u8]>,
+        timeout_ms: u64,
+        ticket: Ticket,
+    },
+}
+
+/// The lookups a node's local puts and gets ran (`Config::route_lookups`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LookupStats {
+    /// Lookups started for a local put or get.
+    pub started: u64,
+    /// The router refused to start one (`router::MAX_LOOKUPS` in progress): peer snapshot used.
+    pub refused: u64,
+    /// Lookups that ended.
+    pub done: u64,
+    /// Of those, found nobody: peer snapshot used.
+    pub empty: u64,
+    /// Hops to the closest node found, per lookup that found someone.
+    pub hops: Vec<u32>,
+}
 
 /// The Unix time (ms) virtual time 0 corresponds to on every node's wall clock (before skew):
 /// 2026-01-01T00:00:00Z. Dat times are wall-clock values, so they must look real.
@@ -116,6 +162,8 @@ pub struct NodeSetup {
     pub edges: Vec<SocketAddr>,
     /// Period of the shard tick (`SimOptions::shard_period_ms`).
     pub shard_period_ms: u64,
+    /// Replica maintenance by lookup (`SimOptions::maintain_by_lookup`).
+    pub maintain_by_lookup: bool,
     /// How PONGs are signed (`SimOptions::fast_pong_auth`): with `SimulatedMac`, every node's key
     /// is registered when the node is created.
     pub pong_auth: PongAuth,
@@ -144,8 +192,11 @@ impl NodeSetup {
             repair_scan_records_per_step: self.config.repair_scan_records_per_step,
             tick_period_ms: self.shard_period_ms,
             trust: self.policy().trust,
-            // The simulator does not drive routing lookups yet: the v1 repair.
-            maintain: None,
+            // Maintenance by lookup only when asked for (`SimOptions::maintain_by_lookup`).
+            maintain: self
+                .maintain_by_lookup
+                .then(|| self.config.maintain_config(1))
+                .flatten(),
         }
     }
 
@@ -163,8 +214,18 @@ impl NodeSetup {
             listen_addr: Some(addr),
             pong_auth: self.pong_auth.clone(),
             features: c.extensions,
+            proofs_per_s: c.route_proofs_per_s,
             ..PeerConfig::default()
         }
+    }
+
+    /// The node's router, as `Node::start` makes it, when the node speaks ROUTING.
+    fn router(&self, keypair: &Keypair, addr: SocketAddr, seed: u64) -> Option<Router> {
+        self.config.routing().then(|| {
+            let mut router = Router::new(keypair.id(), self.config.router_config(), seed);
+            router.set_own_addr(addr);
+            router
+        })
     }
 }
 /// A record's identity.
@@ -206,6 +267,16 @@ pub struct SimNode {
     pub sent_bytes: u64,
     /// Peer timer: when its next scheduled tick is (`u64::MAX`: none).
     pub peer_tick_at: u64,
+    /// Router timer: when its next deadline is scheduled (`u64::MAX`: none).
+    pub route_tick_at: u64,
+    /// The routing core (`None` without the ROUTING extension).
+    pub router: Option<Router>,
+    /// Lookups of local puts and gets.
+    pub lookup_stats: LookupStats,
+    /// Bytes it sent in FIND_NODE / NODES.
+    pub route_bytes_sent: u64,
+    /// Bytes it sent in PING / PONG / GETMYADDRPORT(_ACK).
+    pub ping_bytes_sent: u64,
     /// Owner timer: when the group's next deadline is scheduled.
     pub shard_tick_at: u64,
     /// Adversary timer.
@@ -215,6 +286,13 @@ pub struct SimNode {
     /// Datagrams the amplification limit withheld, by op byte (PING … GETMYADDRPORT_ACK).
     pub withheld_by_op: [u64; 7],
     own_addrs: Vec<SocketAddr>,
+    /// Local puts and gets waiting for their lookup.
+    deferred: BTreeMap<LookupId, Deferred>,
+    /// Results of deferred local puts, for the world to collect.
+    puts_done: Vec<(PutTag, crate::shard::group::LocalPutResult)>,
+    /// Gets that waited for a lookup and were then answered from the own store, for the world
+    /// to count as local (their latency is the lookup's, not 0).
+    answered_locally: Vec<Ticket>,
     limiter: AmplificationLimiter,
     pacer: Pacer,
     rng: StdRng,
@@ -250,6 +328,7 @@ impl SimNode {
             wall_ms: SIM_EPOCH_MS + now_ms as i64 + skew_ms,
         };
         let group = ShardGroup::new(shards, setup.group_config(), now, rng.r#gen());
+        let router = setup.router(&keypair, addr, rng.r#gen());
         SimNode {
             slot,
             addr,
@@ -267,11 +346,19 @@ impl SimNode {
             sent_packets: 0,
             sent_bytes: 0,
             peer_tick_at: u64::MAX,
+            route_tick_at: u64::MAX,
+            router,
+            lookup_stats: LookupStats::default(),
+            route_bytes_sent: 0,
+            ping_bytes_sent: 0,
             shard_tick_at: u64::MAX,
             adversary_at: u64::MAX,
             low_work_sent: Vec::new(),
             withheld_by_op: [0; 7],
             own_addrs: vec![addr],
+            deferred: BTreeMap::new(),
+            puts_done: Vec::new(),
+            answered_locally: Vec::new(),
             limiter: AmplificationLimiter::new(setup.config.amplification_config(), now_ms),
             pacer: Pacer::new(setup.config.repair_budget(), now_ms),
             rng,
@@ -301,8 +388,13 @@ impl SimNode {
         self.alive = false;
         self.epoch += 1;
         self.peer_tick_at = u64::MAX;
+        self.route_tick_at = u64::MAX;
         self.shard_tick_at = u64::MAX;
         self.adversary_at = u64::MAX;
+        // Its lookups' puts and gets die with it (the world aborts the gets, forgets the puts).
+        self.deferred.clear();
+        self.puts_done.clear();
+        self.answered_locally.clear();
     }
 
     /// Starts a stopped node again with the same key and address: an empty peer table, its
@@ -329,6 +421,7 @@ impl SimNode {
             wall_ms: wall,
         };
         self.group = ShardGroup::new(shards, self.setup.group_config(), now, rng.r#gen());
+        self.router = self.setup.router(&self.keypair, self.addr, rng.r#gen());
         self.own_addrs = vec![self.addr];
         self.limiter = AmplificationLimiter::new(self.setup.config.amplification_config(), now_ms);
         self.pacer = Pacer::new(self.setup.config.repair_budget(), now_ms);
@@ -366,20 +459,38 @@ impl SimNode {
 
     /// One input to the owner core, then the end of its batch (timers due, repair), then the
     /// challenge outcomes into the peer table. Returns a local put's result.
+    /// `via`: a lookup's targets for a local put or get, used instead of the peer snapshot (as
+    /// the node's owner thread does with `OwnerMsg::LocalPut { via }`).
     fn owner_input(
         &mut self,
         now_ms: u64,
         input: Option<Input<'_, Ticket>>,
+        via: Option<&Arc<PeerSnapshot>>,
         fx: &mut Effects<Ticket>,
     ) -> Option<crate::shard::group::LocalPutResult> {
         let now = self.now(now_ms);
         let snapshot = self.table.snapshot();
+        let peers = via.unwrap_or(&snapshot);
         let result =
-            input.and_then(|input| self.group.handle(now, &snapshot, input, &self.counters, fx));
+            input.and_then(|input| self.group.handle(now, peers, input, &self.counters, fx));
         let mut env = SimEnv(&mut self.pacer);
         self.group
             .end_batch(now, &snapshot, &mut env, &self.counters, fx);
         self.apply_outcomes(fx);
+        // Replica maintenance's lookups (`route::maintain`), through the router as the node's
+        // owners ask its peer thread; one that cannot run is answered `None` at once.
+        for target in std::mem::take(&mut fx.lookups) {
+            if self
+                .start_lookup(now_ms, target, Deferred::Maintain { target }, fx)
+                .is_err()
+            {
+                let done = Input::LookupDone {
+                    target,
+                    closest: None,
+                };
+                self.owner_input(now_ms, Some(done), None, fx);
+            }
+        }
         result
     }
 
@@ -434,6 +545,21 @@ impl SimNode {
             inc(&self.counters.own_packets_dropped);
             return;
         }
+        if let Some(router) = self.router.as_mut()
+            && bytes.first().is_some_and(|op| ROUTE_OPS.contains(op))
+        {
+            // The routing extension, as the node's receiver hands it to the peer thread. A
+            // v1-only node (no router) falls through to `Message::parse` (`unknown_op`).
+            match RouteMessage::parse(bytes) {
+                Ok(msg) => {
+                    let proven = self.table.is_proven(from);
+                    let rfx = router.handle(now_ms, from, proven, bytes.len(), &msg);
+                    self.carry_out(now_ms, peer::Effects::default(), rfx, fx);
+                }
+                Err(e) => inc(&self.counters.malformed[e.index()]),
+            }
+            return;
+        }
         let message = match Message::parse(bytes) {
             Ok(m) => m,
             Err(e) => {
@@ -447,7 +573,7 @@ impl SimNode {
             | Message::GetMyAddrPort
             | Message::GetMyAddrPortAck(_) => {
                 let pfx = self.table.handle(now_ms, from, &message);
-                self.carry_out_peer(now_ms, pfx, fx);
+                self.carry_out(now_ms, pfx, RouterEffects::default(), fx);
             }
             Message::Put(dat) => self.on_put(now_ms, from, dat, fx),
             Message::Get(get) => self.on_get(now_ms, from, &get, fx),
@@ -457,7 +583,7 @@ impl SimNode {
                         from,
                         dat: dat.to_boxed(),
                     };
-                    self.owner_input(now_ms, Some(input), fx);
+                    self.owner_input(now_ms, Some(input), None, fx);
                 }
             }
         }
@@ -475,7 +601,7 @@ impl SimNode {
                     from,
                     dat: dat.to_boxed(),
                 };
-                self.owner_input(now_ms, Some(input), fx);
+                self.owner_input(now_ms, Some(input), None, fx);
             }
         }
     }
@@ -557,8 +683,153 @@ impl SimNode {
         }
     }
 
-    /// The peer table's effects: datagrams (through the amplification limit, poisoned if this is
-    /// a poisoner) and the own address.
+    /// The peer table's and the router's effects, as the node's peer thread carries them out:
+    /// events and proofs exchanged (`route::drive::exchange`), the router's datagrams, finished
+    /// lookups handed to their puts and gets, then the table's datagrams (through the
+    /// amplification limit, poisoned if this is a poisoner) and the own address.
+    fn carry_out(
+        &mut self,
+        now_ms: u64,
+        mut pfx: peer::Effects,
+        mut rfx: RouterEffects,
+        fx: &mut Effects<Ticket>,
+    ) {
+        if let Some(router) = self.router.as_mut() {
+            crate::route::drive::exchange(router, &mut self.table, now_ms, &mut pfx, &mut rfx);
+            let mut buf = [0u8; crate::limits::MAX_PACKET_LEN];
+            for (to, msg) in &rfx.sends {
+                let n = msg.emit(&mut buf);
+                fx.outbox.push_bytes(*to, &buf[..n]);
+            }
+        }
+        self.carry_out_peer(now_ms, pfx, fx);
+        for done in rfx.done {
+            self.lookup_done(now_ms, done, fx);
+        }
+    }
+
+    /// A lookup of a local put or get ended: the put or get goes to the owner core with the
+    /// lookup's closest nodes as targets, or with the peer snapshot if it found nobody.
+    fn lookup_done(&mut self, now_ms: u64, done: LookupDone, fx: &mut Effects<Ticket>) {
+        let Some(deferred) = self.deferred.remove(&done.id) else {
+            return;
+        };
+        let stats = &mut self.lookup_stats;
+        stats.done += 1;
+        if done.closest.is_empty() {
+            stats.empty += 1;
+        } else {
+            stats.hops.push(done.hops);
+        }
+        if let Deferred::Maintain { target } = deferred {
+            let input = Input::LookupDone {
+                target,
+                closest: Some(&done.closest),
+            };
+            self.owner_input(now_ms, Some(input), None, fx);
+            return;
+        }
+        let via = crate::route::drive::lookup_view(&done.closest, &self.table.snapshot());
+        let ticket = match &deferred {
+            Deferred::Get { ticket, .. } => Some(*ticket),
+            Deferred::Put { .. } | Deferred::Maintain { .. } => None,
+        };
+        if let Some(put) = self.run_local(now_ms, deferred, via.as_ref(), fx) {
+            self.puts_done.push(put);
+        }
+        if let Some(ticket) = ticket
+            && fx.completions.iter().any(|(t, _)| *t == ticket)
+        {
+            self.answered_locally.push(ticket);
+        }
+    }
+
+    /// A local put or get goes to the owner core, with `via` as its targets (`None`: the peer
+    /// snapshot). Returns a put's result.
+    fn run_local(
+        &mut self,
+        now_ms: u64,
+        local: Deferred,
+        via: Option<&Arc<PeerSnapshot>>,
+        fx: &mut Effects<Ticket>,
+    ) -> Option<(PutTag, crate::shard::group::LocalPutResult)> {
+        match local {
+            Deferred::Put { dat, tag } => {
+                let input = Input::LocalPut { dat };
+                self.owner_input(now_ms, Some(input), via, fx)
+                    .map(|result| (tag, result))
+            }
+            Deferred::Get {
+                pubkey,
+                key,
+                timeout_ms,
+                ticket,
+            } => {
+                let input = Input::LocalGet {
+                    pubkey,
+                    key: &key,
+                    timeout_ms,
+                    waiter: ticket,
+                };
+                self.owner_input(now_ms, Some(input), via, fx);
+                None
+            }
+            Deferred::Maintain { target } => {
+                // Its lookup could not run (`start_lookup` gave it back): answered `None`.
+                let input = Input::LookupDone {
+                    target,
+                    closest: None,
+                };
+                self.owner_input(now_ms, Some(input), None, fx);
+                None
+            }
+        }
+    }
+
+    /// With `route_lookups`, starts the lookup of `target` for `deferred`; `Err` gives it back
+    /// when there is no lookup to wait for (no router, lookups off, or the router refused).
+    fn start_lookup(
+        &mut self,
+        now_ms: u64,
+        target: u64,
+        deferred: Deferred,
+        fx: &mut Effects<Ticket>,
+    ) -> Result<(), Deferred> {
+        if !self.setup.config.route_lookups {
+            return Err(deferred);
+        }
+        let Some(router) = self.router.as_mut() else {
+            return Err(deferred);
+        };
+        let (id, rfx) = router.start_lookup(now_ms, target);
+        let result = match id {
+            Some(id) => {
+                self.lookup_stats.started += 1;
+                // Before the effects: a lookup with nobody to ask ends in them.
+                self.deferred.insert(id, deferred);
+                Ok(())
+            }
+            None => {
+                self.lookup_stats.refused += 1;
+                Err(deferred)
+            }
+        };
+        self.carry_out(now_ms, peer::Effects::default(), rfx, fx);
+        result
+    }
+
+    /// Results of local puts that waited for a lookup, in the order they were stored.
+    pub fn take_puts_done(&mut self) -> Vec<(PutTag, crate::shard::group::LocalPutResult)> {
+        std::mem::take(&mut self.puts_done)
+    }
+
+    /// Gets that waited for a lookup and were answered from the own store (no peer asked).
+    pub fn take_answered_locally(&mut self) -> Vec<Ticket> {
+        std::mem::take(&mut self.answered_locally)
+    }
+
+    /// The table's effects: datagrams (through the amplification limit, poisoned if this is a
+    /// poisoner) and the own address.
     fn carry_out_peer(&mut self, now_ms: u64, pfx: peer::Effects, fx: &mut Effects<Ticket>) {
         for datagram in &pfx.datagrams {
             let mut outgoing = datagram.message;
@@ -598,16 +869,38 @@ impl SimNode {
     /// Challenge outcomes become trust in the peer table (`node.rs`: `PeerMsg::Challenge`).
     fn apply_outcomes(&mut self, fx: &mut Effects<Ticket>) {
         let decay = self.setup.config.trust_decay;
+        let scored = !fx.challenge_outcomes.is_empty();
         for outcome in fx.challenge_outcomes.drain(..) {
             self.table
                 .record_challenge(outcome.peer, outcome.verdict.is_success(), decay);
+        }
+        if scored && let Some(router) = self.router.as_mut() {
+            let trust = self.setup.policy().trust;
+            crate::route::drive::apply_trust(router, &self.table.snapshot(), &trust);
         }
     }
 
     /// The peer timer fired.
     pub fn peer_tick(&mut self, now_ms: u64, fx: &mut Effects<Ticket>) {
         let pfx = self.table.tick(now_ms);
-        self.carry_out_peer(now_ms, pfx, fx);
+        self.carry_out(now_ms, pfx, RouterEffects::default(), fx);
+    }
+
+    /// The router timer fired (lookup and probe timeouts, bucket refresh).
+    pub fn route_tick(&mut self, now_ms: u64, fx: &mut Effects<Ticket>) {
+        let Some(router) = self.router.as_mut() else {
+            return;
+        };
+        let rfx = router.tick(now_ms);
+        self.carry_out(now_ms, peer::Effects::default(), rfx, fx);
+    }
+
+    /// When the router wants its next tick (`u64::MAX`: never, or no router).
+    pub fn next_route_tick_ms(&self, now_ms: u64) -> u64 {
+        self.router
+            .as_ref()
+            .and_then(Router::next_deadline_ms)
+            .map_or(u64::MAX, |d| d.max(now_ms + 1))
     }
 
     /// When the peer table wants its next tick.
@@ -621,7 +914,7 @@ impl SimNode {
         if !self.behaviour.stores_honestly() {
             return;
         }
-        self.owner_input(now_ms, None, fx);
+        self.owner_input(now_ms, None, None, fx);
     }
 
     /// When the owner core wants to run next: the group's deadline, or at once when the peer
@@ -638,15 +931,23 @@ impl SimNode {
         at.max(now_ms + 1)
     }
 
-    /// A record made here (the owner's work and signature): store and replicate.
+    /// A record made here (the owner's work and signature): store and replicate. `None`: it
+    /// waits for a lookup (`Config::route_lookups`) and its result arrives under `tag` in
+    /// [`SimNode::take_puts_done`].
     pub fn local_put(
         &mut self,
         now_ms: u64,
         dat: Record,
+        tag: PutTag,
         fx: &mut Effects<Ticket>,
-    ) -> Result<Vec<SocketAddr>, Refusal> {
-        self.owner_input(now_ms, Some(Input::LocalPut { dat }), fx)
-            .expect("a local put has a result")
+    ) -> Option<Result<Vec<SocketAddr>, Refusal>> {
+        let target = dat.owner_id();
+        match self.start_lookup(now_ms, target, Deferred::Put { dat, tag }, fx) {
+            Ok(()) => None,
+            Err(put) => self
+                .run_local(now_ms, put, None, fx)
+                .map(|(_, result)| result),
+        }
     }
 
     /// A local get; its outcome arrives in `fx.completions` under `ticket`.
@@ -659,13 +960,16 @@ impl SimNode {
         ticket: Ticket,
         fx: &mut Effects<Ticket>,
     ) {
-        let input = Input::LocalGet {
+        let deferred = Deferred::Get {
             pubkey,
-            key,
+            key: key.into(),
             timeout_ms,
-            waiter: ticket,
+            ticket,
         };
-        self.owner_input(now_ms, Some(input), fx);
+        let target = crate::keys::id_from_pubkey(&pubkey);
+        if let Err(get) = self.start_lookup(now_ms, target, deferred, fx) {
+            self.run_local(now_ms, get, None, fx);
+        }
     }
 
     // ----- Adversary actions -----

@@ -28,8 +28,9 @@ pub struct SimOptions {
     /// [`SIM_MIN_WORK_BITS`]; everything else is the node's default.
     pub node: Config,
     /// Peer-table size of every node (`PeerConfig::max_peers`, edges included). The node's
-    /// default is 1000 (a full mesh up to 1000 nodes); smaller tables make large runs cheap but
-    /// GET is one hop, so a partial mesh finds fewer records (see `sim/mod.rs`).
+    /// default is 1000 (a full mesh up to 1000 nodes); smaller tables make large runs cheap.
+    /// Without `Config::route_lookups` GET is one hop, so a partial mesh finds fewer records
+    /// (see `sim/mod.rs`).
     pub max_peers: usize,
     /// Shard instances per node: records are routed to `shard_index(pubkey, key) % k`. Fewer
     /// than the node's 256 so thousands of nodes fit in memory; the cores do not care.
@@ -63,6 +64,13 @@ pub struct SimOptions {
     ///
     /// [`PongAuth::SimulatedMac`]: crate::peer::PongAuth::SimulatedMac
     pub fast_pong_auth: bool,
+    /// Replica maintenance by lookup (`route::maintain`, the node's default with
+    /// `route_lookups`) instead of the v1 repair toward the peer snapshot. Default false: with
+    /// it, records placed during a partition reach the closest nodes only one republish
+    /// interval after it heals (the v1 repair moves them when the peer snapshot changes), and
+    /// honest peers get fewer storage challenges (`tests/sim_network.rs` was written for the v1
+    /// repair); README "Routing at scale".
+    pub maintain_by_lookup: bool,
 }
 
 /// Leading zero bits the simulated nodes require (and put with). The node's default is 20 (a
@@ -298,6 +306,7 @@ impl Default for SimOptions {
             sample_every_ms: 1_000,
             shard_period_ms: 1_000,
             fast_pong_auth: false,
+            maintain_by_lookup: false,
         }
     }
 }

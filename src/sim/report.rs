@@ -3,6 +3,7 @@
 use std::fmt;
 
 use crate::sim::network::NetStats;
+use crate::sim::node::LookupStats;
 use crate::stats::Stats;
 
 /// Outcomes of a group of local gets. A get succeeds when it returns the newest version put
@@ -22,7 +23,8 @@ pub struct GetStats {
     pub timed_out: u64,
     /// The asking node left or restarted before the get ended (not counted either way).
     pub aborted: u64,
-    /// Answered from the asking node's own store (latency 0).
+    /// Answered from the asking node's own store without asking a peer (latency 0, or the
+    /// lookup's time with `Config::route_lookups`).
     pub local: u64,
     /// Virtual latency of each fresh answer, ms (sorted when the report is made).
     pub latencies_ms: Vec<u64>,
@@ -144,6 +146,19 @@ pub struct Report {
     pub packets_per_node_s: f64,
     /// Bytes sent per node per second.
     pub bytes_per_node_s: f64,
+    /// Of those, FIND_NODE / NODES (the routing extension).
+    pub route_bytes_per_node_s: f64,
+    /// Of those, PING / PONG / GETMYADDRPORT(_ACK) (the v1 liveness schedule and address proofs).
+    pub ping_bytes_per_node_s: f64,
+    /// Local puts and gets find their targets by lookup (`Config::route_lookups`).
+    pub route_lookups: bool,
+    /// Their lookups, summed over every node (hops sorted).
+    pub lookups: LookupStats,
+    /// The routers' counters, summed over the live honest nodes.
+    pub router: crate::route::RouterStats,
+    /// Address proofs the routers asked for (`PeerTable::prove`), summed over the live honest
+    /// nodes: (PINGs sent, answered, expired unanswered, refused by the rate limit).
+    pub proofs: (u64, u64, u64, u64),
     /// The network's counters.
     pub net: NetStats,
     /// The partitions.
@@ -289,9 +304,47 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "{:<22}{:.1} packets/s, {:.0} bytes/s per node",
-            "traffic", self.packets_per_node_s, self.bytes_per_node_s
+            "{:<22}{:.1} packets/s, {:.0} bytes/s per node; routing {:.0} B/s, ping {:.0} B/s",
+            "traffic",
+            self.packets_per_node_s,
+            self.bytes_per_node_s,
+            self.route_bytes_per_node_s,
+            self.ping_bytes_per_node_s
         )?;
+        if self.route_lookups {
+            let l = &self.lookups;
+            let q = |x: f64| {
+                if l.hops.is_empty() {
+                    return "-".to_string();
+                }
+                let i = ((l.hops.len() - 1) as f64 * x).round() as usize;
+                l.hops.get(i).map_or("-".to_string(), |h| format!("{h}"))
+            };
+            writeln!(
+                f,
+                "{:<22}{} started, {} done, {} found nobody, {} refused; hops p50 {}, p99 {}, \
+                 max {}",
+                "lookups",
+                l.started,
+                l.done,
+                l.empty,
+                l.refused,
+                q(0.5),
+                q(0.99),
+                q(1.0)
+            )?;
+        } else {
+            writeln!(f, "{:<22}off (peer snapshot)", "lookups")?;
+        }
+        let (r, p) = (&self.router, &self.proofs);
+        if r.requests_sent > 0 {
+            writeln!(
+                f,
+                "{:<22}requests {}, timed out {}; proofs asked {}: sent {}, answered {}, \
+                 expired {}, rate-limited {}",
+                "router", r.requests_sent, r.requests_timed_out, r.proofs_asked, p.0, p.1, p.2, p.3
+            )?;
+        }
         let n = &self.net;
         writeln!(
             f,

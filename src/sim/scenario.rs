@@ -30,7 +30,7 @@ use crate::pow;
 use crate::shard::core::Effects;
 use crate::sim::adversary::{self, Role};
 use crate::sim::network::{EventQueue, Network, addr_of, slot_of};
-use crate::sim::node::{Behaviour, Ended, NodeSetup, PUT_BACKDATE_MS, SimNode, Ticket};
+use crate::sim::node::{Behaviour, Ended, NodeSetup, PUT_BACKDATE_MS, PutTag, SimNode, Ticket};
 use crate::sim::options::{OptionsError, SimOptions};
 use crate::sim::report::{GetStats, PartitionReport, ReplicaStats, Report};
 use crate::stats::{Stats, inc};
@@ -59,6 +59,10 @@ enum Ev {
         epoch: u32,
     },
     ShardTick {
+        slot: usize,
+        epoch: u32,
+    },
+    RouteTick {
         slot: usize,
         epoch: u32,
     },
@@ -115,6 +119,16 @@ struct PendingGet {
     expected_time_ms: i64,
     started_ms: u64,
     final_check: bool,
+    /// Answered from the asking node's own store after its lookup.
+    local: bool,
+}
+
+/// A local put waiting for its lookup (`Config::route_lookups`).
+#[derive(Debug, Clone, Copy)]
+struct PendingPut {
+    slot: usize,
+    record: usize,
+    time_ms: i64,
 }
 
 /// The node in `slot` if it is running (a free function so callers can borrow other fields).
@@ -163,6 +177,8 @@ pub struct World {
     put_order: Vec<(u64, usize)>,
     pending: BTreeMap<Ticket, PendingGet>,
     next_ticket: Ticket,
+    pending_puts: BTreeMap<PutTag, PendingPut>,
+    next_put_tag: PutTag,
     workload_rng: StdRng,
     churn_rng: StdRng,
     keys_rng: StdRng,
@@ -194,6 +210,7 @@ impl World {
             shards_per_node: options.shards_per_node,
             edges: edge_addrs,
             shard_period_ms: options.shard_period_ms,
+            maintain_by_lookup: options.maintain_by_lookup,
             pong_auth: if options.fast_pong_auth {
                 PongAuth::SimulatedMac(Arc::new(MacKeyRegistry::new()))
             } else {
@@ -263,6 +280,8 @@ impl World {
             put_order: Vec::new(),
             pending: BTreeMap::new(),
             next_ticket: 0,
+            pending_puts: BTreeMap::new(),
+            next_put_tag: 0,
             workload_rng: StdRng::seed_from_u64(stream_seed(seed, Stream::Workload)),
             churn_rng: StdRng::seed_from_u64(stream_seed(seed, Stream::Churn)),
             seeds_rng: StdRng::seed_from_u64(stream_seed(seed, Stream::NodeSeeds)),
@@ -464,6 +483,17 @@ impl World {
                 node.shard_tick(now, &mut self.effects);
                 self.after(now, slot);
             }
+            Ev::RouteTick { slot, epoch } => {
+                let Some(node) = live_node(&mut self.nodes, slot) else {
+                    return;
+                };
+                if node.epoch != epoch || node.route_tick_at != now {
+                    return;
+                }
+                node.route_tick_at = u64::MAX;
+                node.route_tick(now, &mut self.effects);
+                self.after(now, slot);
+            }
             Ev::Adversary { slot, epoch } => {
                 let per_s = self.adversary_rate(slot);
                 let Some(node) = live_node(&mut self.nodes, slot) else {
@@ -536,6 +566,7 @@ impl World {
         };
         let epoch = node.epoch;
         node.peer_tick_at = now;
+        node.route_tick_at = u64::MAX;
         node.adversary_at = u64::MAX;
         let adversary = adversary_per_s > 0
             && matches!(node.behaviour, Behaviour::Poisoner | Behaviour::LowWork);
@@ -563,6 +594,14 @@ impl World {
             node.shard_tick_at = shard_at;
             self.queue.schedule(shard_at, Ev::ShardTick { slot, epoch });
         }
+        // The router's deadline, like the node's peer thread sleeping until the earlier of the
+        // table's tick and the router's deadline (a separate timer here, so the table's schedule
+        // is the same with and without routing).
+        let route_at = node.next_route_tick_ms(now);
+        if route_at < node.route_tick_at {
+            node.route_tick_at = route_at;
+            self.queue.schedule(route_at, Ev::RouteTick { slot, epoch });
+        }
     }
 
     /// Carries out a node's effects: datagrams into the network, completions into the metrics,
@@ -574,6 +613,14 @@ impl World {
             for (to, bytes) in fx.outbox.iter() {
                 node.sent_packets += 1;
                 node.sent_bytes += bytes.len() as u64;
+                match bytes.first() {
+                    Some(op) if crate::wire::route::ROUTE_OPS.contains(op) => {
+                        node.route_bytes_sent += bytes.len() as u64;
+                    }
+                    // PING, PONG, GETMYADDRPORT, GETMYADDRPORT_ACK (wire::Op 0, 1, 5, 6).
+                    Some(0 | 1 | 5 | 6) => node.ping_bytes_sent += bytes.len() as u64,
+                    _ => {}
+                }
                 inc(&node.counters.packets_sent);
                 crate::stats::add(&node.counters.bytes_sent, bytes.len() as u64);
                 let to_slot = slot_of(to);
@@ -592,6 +639,25 @@ impl World {
                 }
             }
         }
+        let puts_done = self
+            .nodes
+            .get_mut(slot)
+            .and_then(|n| n.as_mut())
+            .map(SimNode::take_puts_done)
+            .unwrap_or_default();
+        for (tag, result) in puts_done {
+            if let Some(put) = self.pending_puts.remove(&tag) {
+                self.put_stored(now, put.record, put.time_ms, result.is_ok());
+            }
+        }
+        if let Some(node) = self.nodes.get_mut(slot).and_then(|n| n.as_mut()) {
+            for ticket in node.take_answered_locally() {
+                if let Some(get) = self.pending.get_mut(&ticket) {
+                    get.local = true;
+                }
+            }
+        }
+        let fx = &mut self.effects;
         fx.outbox.clear();
         fx.backup.clear();
         fx.challenge_outcomes.clear();
@@ -626,7 +692,7 @@ impl World {
                 Ended::Found(t) if t >= get.expected_time_ms => {
                     g.fresh += 1;
                     g.latencies_ms.push(latency);
-                    if latency == 0 {
+                    if latency == 0 || get.local {
                         g.local += 1;
                     }
                 }
@@ -668,19 +734,36 @@ impl World {
         };
         let time_ms = node.wall_ms(now) - PUT_BACKDATE_MS;
         let dat = pow::make_dat_single(owner, &state.key, &value, time_ms, min_work);
-        let result = node.local_put(now, dat, &mut self.effects);
-        if result.is_ok() {
-            self.report.puts_stored += 1;
-            let state = &mut self.records[record];
-            if state.latest_time_ms.is_none_or(|t| time_ms > t) {
-                state.latest_time_ms = Some(time_ms);
-            }
-            if state.first_put_ms.is_none() {
-                state.first_put_ms = Some(now);
-                self.put_order.push((now, record));
+        let tag = self.next_put_tag;
+        self.next_put_tag += 1;
+        match node.local_put(now, dat, tag, &mut self.effects) {
+            Some(result) => self.put_stored(now, record, time_ms, result.is_ok()),
+            None => {
+                let put = PendingPut {
+                    slot,
+                    record,
+                    time_ms,
+                };
+                self.pending_puts.insert(tag, put);
             }
         }
         self.after(now, slot);
+    }
+
+    /// A local put's result: an accepted version becomes the one gets must find.
+    fn put_stored(&mut self, now: u64, record: usize, time_ms: i64, ok: bool) {
+        if !ok {
+            return;
+        }
+        self.report.puts_stored += 1;
+        let state = &mut self.records[record];
+        if state.latest_time_ms.is_none_or(|t| time_ms > t) {
+            state.latest_time_ms = Some(time_ms);
+        }
+        if state.first_put_ms.is_none() {
+            state.first_put_ms = Some(now);
+            self.put_order.push((now, record));
+        }
     }
 
     fn get(&mut self, now: u64, record: Option<usize>, final_check: bool) {
@@ -717,6 +800,7 @@ impl World {
                 expected_time_ms: expected,
                 started_ms: now,
                 final_check,
+                local: false,
             },
         );
         let victim = owner == self.victim_owner && self.options.adversaries.sybils > 0;
@@ -795,6 +879,8 @@ impl World {
         }
         self.live_honest.remove(&slot);
         self.abort_gets_of(slot);
+        // Puts still waiting for their lookup were never stored.
+        self.pending_puts.retain(|_, p| p.slot != slot);
     }
 
     fn edge_down(&mut self, now: u64, edge: usize) {
@@ -931,15 +1017,28 @@ impl World {
         let mut node_ms = 0u64;
         let mut sent_packets = 0u64;
         let mut sent_bytes = 0u64;
+        let (mut route_bytes, mut ping_bytes) = (0u64, 0u64);
+        report.route_lookups = self.setup.config.route_lookups && self.setup.config.routing();
         for node in self.nodes.iter().flatten() {
             node_ms += node.alive_ms(now);
             sent_packets += node.sent_packets;
             sent_bytes += node.sent_bytes;
+            route_bytes += node.route_bytes_sent;
+            ping_bytes += node.ping_bytes_sent;
+            let (l, n) = (&mut report.lookups, &node.lookup_stats);
+            l.started += n.started;
+            l.refused += n.refused;
+            l.done += n.done;
+            l.empty += n.empty;
+            l.hops.extend_from_slice(&n.hops);
         }
+        report.lookups.hops.sort_unstable();
         report.node_seconds = node_ms as f64 / 1000.0;
         if report.node_seconds > 0.0 {
             report.packets_per_node_s = sent_packets as f64 / report.node_seconds;
             report.bytes_per_node_s = sent_bytes as f64 / report.node_seconds;
+            report.route_bytes_per_node_s = route_bytes as f64 / report.node_seconds;
+            report.ping_bytes_per_node_s = ping_bytes as f64 / report.node_seconds;
         }
 
         let honest: Vec<&SimNode> = self
@@ -952,6 +1051,18 @@ impl World {
         let mut active_min = usize::MAX;
         for node in &honest {
             stats.add(&node.counters);
+            if let Some(router) = &node.router {
+                let (sum, n) = (&mut report.router, router.stats());
+                sum.requests_sent += n.requests_sent;
+                sum.requests_timed_out += n.requests_timed_out;
+                sum.proofs_asked += n.proofs_asked;
+                sum.lookups_done += n.lookups_done;
+            }
+            let t = node.table.stats();
+            report.proofs.0 += t.proofs_sent;
+            report.proofs.1 += t.proofs_succeeded;
+            report.proofs.2 += t.proofs_expired;
+            report.proofs.3 += t.proofs_rate_limited;
             for (sum, n) in report.withheld_by_op.iter_mut().zip(node.withheld_by_op) {
                 *sum += n;
             }

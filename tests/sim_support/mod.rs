@@ -19,6 +19,7 @@ pub fn run(name: &str, options: &SimOptions) -> Report {
 /// 16 nodes for 30 virtual seconds with everything that draws randomness at once: loss,
 /// duplication, reordering, churn, an edge restart, a dropper and a poisoner, with puts,
 /// updates and gets.
+#[allow(dead_code)] // `sim_routing.rs` runs scenarios of its own
 pub fn replay_options(seed: u64) -> SimOptions {
     let mut o = SimOptions {
         seed,

@@ -62,6 +62,7 @@ struct NodeFile {
     getmyaddrport_every_ms: Option<u64>,
     ttl_ms: Option<i64>,
     get_settle_ms: Option<u64>,
+    route_lookups: Option<bool>,
     summary_every_ms: Option<u64>,
 }
 
@@ -147,6 +148,7 @@ pub fn node_settings(args: &NodeArgs) -> Result<NodeSettings, Failure> {
     );
     set(&mut config.ttl_ms, file.ttl_ms);
     set(&mut config.get_settle_ms, file.get_settle_ms);
+    set(&mut config.route_lookups, file.route_lookups);
     set(
         &mut config.backup_compact_min_file_bytes,
         file.backup_compact_min_file_bytes,
