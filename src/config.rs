@@ -224,6 +224,14 @@ pub struct Config {
     /// routing table, only once the node has proved the ID's key at its address (a PING answered
     /// by a PONG signed with that key; `LookupConfig::verify_ids`, `peer::prover`). Default true.
     pub route_verify_ids: bool,
+    /// Ping peers that speak ROUTING every `ping_period_ms` too, as v1 peers are. Default false:
+    /// the router watches their liveness (its answers keep them alive, its evictions drop
+    /// them, and a silent one is deactivated after 10 min and dropped after 30; see
+    /// `PeerConfig::router_liveness`), so background PING/PONG traffic does not grow with the
+    /// network (README "Routing at scale"). True restores the full-mesh schedule, for a small
+    /// network that stores through the peer snapshot and wants a departed peer noticed within
+    /// `deactivate_after_ms` (replica repair reacts to that).
+    pub ping_routing_peers: bool,
     /// Those proofs started per second at most (each is one 9-byte PING to an address a lister
     /// named), with a burst of 2 s worth. Default 32; 1..=1024.
     pub route_proofs_per_s: u32,
@@ -291,6 +299,7 @@ impl Default for Config {
             route_lookup_timeout_ms: 3_000,
             route_verify_ids: true,
             route_proofs_per_s: 32,
+            ping_routing_peers: false,
         }
     }
 }

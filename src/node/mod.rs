@@ -761,6 +761,9 @@ fn peer_config(config: &Config, local_addr: SocketAddr) -> crate::peer::PeerConf
         listen_addr: Some(local_addr),
         features: config.extensions,
         proofs_per_s: config.route_proofs_per_s,
+        // The peer thread runs a router exactly when the node speaks ROUTING, and feeds it
+        // (`route::feed`): peers that speak it too leave the one-second ping schedule.
+        router_liveness: config.routing() && !config.ping_routing_peers,
         ..crate::peer::PeerConfig::default()
     }
 }

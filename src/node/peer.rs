@@ -5,7 +5,9 @@
 //! snapshot changes, it wakes the shard owners (they sleep otherwise). It carries out the
 //! router's effects too, address proofs included (`RouterEffects::prove` → `PeerTable::prove`,
 //! whose PINGs draw on the amplification limit like every PING to an unproven address; a proof
-//! PONG arrives as any PONG does, and the table hands it to its prover).
+//! PONG arrives as any PONG does, and the table hands it to its prover). The router's answers and
+//! evictions go back into the table (`route::feed::exchange`): peers that speak ROUTING are
+//! watched by the router instead of being pinged every second.
 
 use std::net::UdpSocket;
 use std::sync::Arc;
@@ -16,10 +18,8 @@ use std::collections::BTreeMap;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use crate::keys::id_from_pubkey;
 use crate::limits::MAX_PACKET_LEN;
 use crate::route::{Contact, LookupId, Router, RouterEffects};
-use crate::wire::Features;
 
 use crate::net::SendBatch;
 use crate::outbox::Outbox;
@@ -116,41 +116,9 @@ pub(super) fn peer_loop(
             }
         };
         if let Some(router) = router.as_mut() {
-            // Authenticated peers that advertised ROUTING are verified routing contacts; proven
-            // addresses (`RouterEffects::prove`, carried out by the table) are too. A proof the
-            // table answers at once (a pinned key) may let a lookup ask for more: this loop ends
-            // because the router asks for each address once until it forgets it
-            // (`MAX_PROVING` at most).
-            let mut events = effects.events.clone();
-            loop {
-                for event in events.drain(..) {
-                    let (addr, pubkey) = match event {
-                        peer::PeerEvent::Authenticated { addr, pubkey }
-                            if table.features_of(addr).contains(Features::ROUTING) =>
-                        {
-                            (addr, pubkey)
-                        }
-                        peer::PeerEvent::Proven { addr, pubkey } => (addr, pubkey),
-                        _ => continue,
-                    };
-                    let (id, edge) = (
-                        id_from_pubkey(&pubkey),
-                        table.config().edges.contains(&addr),
-                    );
-                    let mut fx = router.add_verified(now_ms, id, addr, edge);
-                    route_fx.sends.append(&mut fx.sends);
-                    route_fx.done.append(&mut fx.done);
-                    route_fx.prove.append(&mut fx.prove);
-                }
-                if route_fx.prove.is_empty() {
-                    break;
-                }
-                for addr in std::mem::take(&mut route_fx.prove) {
-                    let mut fx = table.prove(now_ms, addr);
-                    events.extend_from_slice(&fx.events);
-                    effects.append(&mut fx);
-                }
-            }
+            // Verified contacts and proofs into the router, its answers and evictions into the
+            // table (the liveness of peers that speak ROUTING): `route::feed`.
+            crate::route::feed::exchange(now_ms, &mut table, router, &mut effects, &mut route_fx);
             let mut buf = [0u8; MAX_PACKET_LEN];
             for (to, msg) in &route_fx.sends {
                 let n = msg.emit(&mut buf);

@@ -4,13 +4,16 @@
 //! - [`table`]: the routing table (k-buckets, keep-long-lived eviction, IP limits).
 //! - [`lookup`]: the iterative lookup (α parallel requests, per-request timeout, disjoint paths).
 //! - [`router`]: one node's routing core (table + lookups + nonces + FIND_NODE answers).
+//! - [`feed`]: how a driver joins its peer table and its router (verified contacts and proofs one
+//!   way, answers and evictions, the liveness of routing peers, the other).
 //! - `world` (feature `sim`): a deterministic virtual network of routers with a record store per node: the
 //!   routing-level simulator (hops, replicas, background traffic, freshness).
 //!
-//! Layering: `route` sits beside `peer` and `shard` and imports only `wire`, `keys` and the
-//! peer module's address limits (`peer::IpCounts`); nothing below imports it.
+//! Layering: `route` sits above `peer` and beside `shard`, and imports only `wire`, `keys` and
+//! the peer module (its address limits, and in `feed` the peer table); nothing below imports it.
 //! Messages: `wire::route` (FIND_NODE / NODES, ops 0x10 and 0x11, feature bit ROUTING).
 
+pub mod feed;
 pub mod lookup;
 pub mod router;
 pub mod table;
