@@ -12,10 +12,14 @@ use common::*;
 use dave::keys::{Keypair, id_from_pubkey};
 use dave::{AnyRecord, Config, GetOptions, Node, PutOptions};
 
-/// Faster peer timers than the reference, so churn is noticed within a second.
+/// Faster peer timers than the reference, so churn is noticed within a second. Repair here
+/// reacts to the peer snapshot, so peers that speak ROUTING are pinged on that schedule too
+/// (`ping_routing_peers`; by default the router watches them and a departed one is noticed only
+/// when the router evicts it, README "Routing at scale").
 fn fast_config(ip: [u8; 4], keypair: Keypair, edges: Vec<SocketAddr>) -> Config {
     Config {
         keypair: Some(keypair),
+        ping_routing_peers: true,
         ping_period_ms: 200,
         deactivate_after_ms: 600,
         drop_after_ms: 2_400,

@@ -440,7 +440,11 @@ impl PeerTable {
         self.clock(now_ms);
         let addr = normalize_addr(addr);
         let mut fx = Effects::default();
-        if self.peers.get(&addr).is_some_and(|p| routed(&self.config, p)) {
+        if self
+            .peers
+            .get(&addr)
+            .is_some_and(|p| routed(&self.config, p))
+        {
             self.stats.router_evicted += 1;
             self.drop_peer(addr, &mut fx);
             self.refresh_snapshot();

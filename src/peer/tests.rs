@@ -1394,8 +1394,14 @@ fn routing_peers_leave_the_ping_schedule_and_v1_peers_keep_it() {
     let v = sa("10.0.3.1:4000");
     let mut net = Net::new(vec![
         (a, routed_table("10.0.0.1:4000", &[], 1, Features::ALL)),
-        (b, routed_table("10.0.2.1:4000", &["10.0.0.1:4000"], 2, Features::ALL)),
-        (v, routed_table("10.0.3.1:4000", &["10.0.0.1:4000"], 3, Features::NONE)),
+        (
+            b,
+            routed_table("10.0.2.1:4000", &["10.0.0.1:4000"], 2, Features::ALL),
+        ),
+        (
+            v,
+            routed_table("10.0.3.1:4000", &["10.0.0.1:4000"], 3, Features::NONE),
+        ),
     ]);
     net.run_until(6_000);
     for (x, y) in [(a, b), (b, a), (a, v), (v, a)] {
@@ -1407,7 +1413,11 @@ fn routing_peers_leave_the_ping_schedule_and_v1_peers_keep_it() {
     let since = net.sent.len();
     net.run_until(16_000);
     assert_eq!(pings_sent(&net, since, a, b), 0, "A does not ping B");
-    assert_eq!(pings_sent(&net, since, b, a), 0, "B does not ping its edge A");
+    assert_eq!(
+        pings_sent(&net, since, b, a),
+        0,
+        "B does not ping its edge A"
+    );
     assert_eq!(pings_sent(&net, since, a, v), 10, "A pings V once a second");
     assert_eq!(pings_sent(&net, since, v, a), 10, "V pings A once a second");
     // Silent for 10 s (over the v1 deactivation and close to the v1 drop), still active; the
@@ -1427,7 +1437,10 @@ fn routing_peers_leave_the_ping_schedule_and_v1_peers_keep_it() {
     net.run_until(heard_at + 19_900);
     assert!(net.table(a).is_active(b));
     net.run_until(heard_at + 20_000);
-    assert!(!net.table(a).is_active(b), "20 s after the router last heard it");
+    assert!(
+        !net.table(a).is_active(b),
+        "20 s after the router last heard it"
+    );
     assert!(net.table(a).is_peer(b), "deactivated, not dropped");
     let t = &mut net.nodes[0].1;
     let fx = t.router_heard(heard_at + 20_100, b);
@@ -1466,7 +1479,10 @@ fn routing_peers_leave_the_ping_schedule_and_v1_peers_keep_it() {
     assert_eq!(tb.stats().router_evicted, 1);
     let since = net.sent.len();
     net.run_until(now + 1_000);
-    assert!(pings_sent(&net, since, b, a) >= 1, "the edge is pinged again");
+    assert!(
+        pings_sent(&net, since, b, a) >= 1,
+        "the edge is pinged again"
+    );
     assert!(net.table(b).is_proven(a) && net.table(b).is_routed(a));
 
     // A router eviction of a v1 peer changes nothing.
