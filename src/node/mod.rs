@@ -750,6 +750,16 @@ fn group_config(config: &Config) -> GroupConfig {
 }
 
 fn peer_config(config: &Config, local_addr: SocketAddr) -> crate::peer::PeerConfig {
+    // A peer the router watches is never given up on sooner than a pinged one (`Config` allows
+    // v1 bounds up to a year; the routed ones must stay at least as long and in order).
+    let defaults = crate::peer::PeerConfig::default();
+    let routed_deactivate_after_ms = defaults
+        .routed_deactivate_after_ms
+        .max(config.deactivate_after_ms);
+    let routed_drop_after_ms = defaults
+        .routed_drop_after_ms
+        .max(config.drop_after_ms)
+        .max(routed_deactivate_after_ms.saturating_add(1));
     crate::peer::PeerConfig {
         ping_period_ms: config.ping_period_ms,
         deactivate_after_ms: config.deactivate_after_ms,
@@ -764,6 +774,8 @@ fn peer_config(config: &Config, local_addr: SocketAddr) -> crate::peer::PeerConf
         // The peer thread runs a router exactly when the node speaks ROUTING, and feeds it
         // (`route::feed`): peers that speak it too leave the one-second ping schedule.
         router_liveness: config.routing() && !config.ping_routing_peers,
-        ..crate::peer::PeerConfig::default()
+        routed_deactivate_after_ms,
+        routed_drop_after_ms,
+        ..defaults
     }
 }
