@@ -216,7 +216,9 @@ pub struct Config {
     pub route_bucket_size: usize,
     /// Local puts and gets find their targets by an iterative lookup over the routing table
     /// (FIND_NODE / NODES with peers that advertise ROUTING) instead of the peer snapshot.
-    /// Default false: the v1 path, until routing has replaced the full-mesh ping schedule.
+    /// Default false: the v1 path. (Peers that speak ROUTING are no longer pinged every second,
+    /// see `ping_routing_peers`, so the snapshot of an all-dave network no longer holds every
+    /// node, and a departed routing peer stays in it until the router evicts it.)
     pub route_lookups: bool,
     /// A lookup gives up after this long (then the peer snapshot is used). Default 3000 ms.
     pub route_lookup_timeout_ms: u64,
