@@ -91,8 +91,9 @@ pub struct PeerConfig {
     /// unspecified IP (`0.0.0.0:p`, `[::]:p`), the loopback addresses with port `p` are refused.
     /// Default `None`.
     pub listen_addr: Option<SocketAddr>,
-    /// Edges: configured bootstrap peers. Always in the table, pinged every period, never
-    /// dropped, asked for our own address. Default empty.
+    /// Edges: configured bootstrap peers. Always in the table, pinged every period (unless the
+    /// router watches them, see `router_liveness`), never dropped, asked for our own address.
+    /// Default empty.
     pub edges: Vec<SocketAddr>,
     /// How our PONGs are signed and others' checked. Default [`PongAuth::Ed25519`], the
     /// protocol; the node never changes it. [`PongAuth::SimulatedMac`] is the simulator's cheap

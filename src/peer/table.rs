@@ -12,8 +12,9 @@
 //!   gets one PING; it becomes a peer only by answering it. Candidates and peers are bounded, per
 //!   IP and per prefix too. A PONG listing more than `npeer_limit` addresses is refused first.
 //! - Every peer and edge is pinged once per `ping_period_ms` with a fresh random challenge, except
-//!   a peer the router watches (`PeerConfig::router_liveness`, both sides speak ROUTING): it is
-//!   pinged only as a candidate, and lives by its answers to us (PONGs, and the router's
+//!   a peer the router watches (`PeerConfig::router_liveness`, both sides speak ROUTING, and it
+//!   has been active: a newcomer answers PINGs through the activation delay first, so a fly-by
+//!   client never becomes a target): it is no longer pinged, and lives by its answers to us (PONGs, and the router's
 //!   requests as [`PeerTable::router_heard`] reports them), the router's evictions
 //!   ([`PeerTable::router_evicted`]) and the `routed_*` silence bounds. Background PING/PONG
 //!   traffic then grows with the v1 peers only; the router's own liveness traffic is
@@ -65,6 +66,10 @@ struct Peer {
     /// Extensions both sides speak: the ones its last accepted PONG's salt advertised
     /// (`wire::ext`), intersected with ours. `NONE` until it answers, and for a v1 peer.
     features: Features,
+    /// It has been active since it was last authenticated: it answered our PINGs through the
+    /// activation delay (an edge: at once). Only then may the router take over its liveness, so
+    /// a fly-by client never becomes a target, as on the v1 schedule.
+    settled: bool,
 }
 
 impl Peer {
@@ -78,6 +83,7 @@ impl Peer {
             active: false,
             trust: Trust::default(),
             features: Features::NONE,
+            settled: false,
         }
     }
 }
@@ -649,6 +655,7 @@ impl PeerTable {
                 active: false,
                 trust: Trust::default(),
                 features,
+                settled: false,
             },
         );
         self.peer_counts.add(from.ip());
@@ -720,6 +727,7 @@ impl PeerTable {
             peer.trust = Trust::default();
             // Unauthenticated again: back on the ping schedule until it answers.
             peer.features = Features::NONE;
+            peer.settled = false;
         } else {
             self.peers.remove(&addr);
             self.peer_counts.remove(addr.ip());
@@ -976,10 +984,14 @@ impl PeerTable {
 }
 
 /// Whether the router, not the ping schedule, watches `peer`: the driver runs a router
-/// (`router_liveness`), the peer is authenticated and both sides speak ROUTING (its recorded
-/// features are already intersected with ours).
+/// (`router_liveness`), the peer is authenticated, both sides speak ROUTING (its recorded
+/// features are already intersected with ours), and it has been active (a newcomer answers
+/// PINGs through the activation delay first: a few PINGs once per peer, none after).
 fn routed(config: &PeerConfig, peer: &Peer) -> bool {
-    config.router_liveness && peer.pubkey.is_some() && peer.features.contains(Features::ROUTING)
+    config.router_liveness
+        && peer.pubkey.is_some()
+        && peer.features.contains(Features::ROUTING)
+        && peer.settled
 }
 
 /// Silence after which `peer` is no longer active.
@@ -1014,6 +1026,7 @@ fn set_active(
     }
     peer.active = active;
     if active {
+        peer.settled = true;
         stats.activated += 1;
         fx.event(PeerEvent::Activated { addr });
     } else {

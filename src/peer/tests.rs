@@ -1433,7 +1433,8 @@ fn routing_peers_leave_the_ping_schedule_and_v1_peers_keep_it() {
     assert!(t.router_heard(heard_at, b).is_empty(), "already active");
     assert!(t.router_heard(heard_at, v).is_empty());
     assert_eq!(t.stats().router_heard, 1);
-    // B authenticated at 0: without the router's answer it would be deactivated at 20 s.
+    // B last answered a PING at 4 s (the v1 schedule runs until it is active, at 5 s): without
+    // the router's answer it would be deactivated at 24 s.
     net.run_until(heard_at + 19_900);
     assert!(net.table(a).is_active(b));
     net.run_until(heard_at + 20_000);
@@ -1507,4 +1508,35 @@ fn without_a_router_routing_peers_keep_the_v1_schedule() {
     let t = &mut net.nodes[0].1;
     assert!(t.router_evicted(16_000, b).is_empty(), "not the router's");
     assert!(t.is_active(b));
+}
+
+/// A routing peer that answers once and leaves (a `dave put` client) is never watched by the
+/// router: it stays on the v1 schedule, never becomes active, and is dropped by the v1 bound.
+#[test]
+fn a_fly_by_routing_peer_is_never_handed_to_the_router() {
+    let a = sa("10.0.0.1:4000");
+    let x = sa("10.0.2.1:4000");
+    let mut net = Net::new(vec![
+        (a, routed_table("10.0.0.1:4000", &[], 1, Features::ALL)),
+        (
+            x,
+            routed_table("10.0.2.1:4000", &["10.0.0.1:4000"], 2, Features::ALL),
+        ),
+    ]);
+    net.run_until(0);
+    assert!(net.table(a).is_proven(x));
+    assert!(!net.table(a).is_routed(x), "not before it has been active");
+    net.down.insert(x);
+    let since = net.sent.len();
+    net.run_until(11_900);
+    assert!(!net.table(a).is_active(x) && !net.table(a).is_routed(x));
+    assert!(
+        pings_sent(&net, since, a, x) >= 10,
+        "still on the v1 schedule"
+    );
+    net.run_until(12_000);
+    assert!(
+        !net.table(a).is_peer(x),
+        "dropped 12 s after its only answer"
+    );
 }

@@ -104,6 +104,8 @@ mod tests {
             PeerConfig {
                 listen_addr: Some(a),
                 router_liveness: true,
+                // Active (and so watched by the router) as soon as it answers.
+                activation_delay_ms: 0,
                 ..PeerConfig::default()
             },
             Keypair::from_seed(&[1; 32]),
