@@ -225,8 +225,10 @@ pub struct Config {
     /// (FIND_NODE / NODES with peers that advertise ROUTING) instead of the peer snapshot; a
     /// lookup that finds nobody (no routing peer yet, or a v1-only network) falls back to the
     /// peer snapshot. Default true: with tables smaller than the network, one hop through the
-    /// peer snapshot misses records (issue 12; `dave sim`, README "Routing at scale"). Without
-    /// the ROUTING extension (`extensions`) it has no effect.
+    /// peer snapshot misses records (issue 12; `dave sim`, README "Routing at scale"), and peers
+    /// that speak ROUTING are no longer pinged every second (`ping_routing_peers`), so the
+    /// snapshot of an all-dave network no longer holds every node. Without the ROUTING extension
+    /// (`extensions`) it has no effect.
     pub route_lookups: bool,
     /// A lookup gives up after this long (then the peer snapshot is used). Default 3000 ms.
     pub route_lookup_timeout_ms: u64,
@@ -234,6 +236,14 @@ pub struct Config {
     /// routing table, only once the node has proved the ID's key at its address (a PING answered
     /// by a PONG signed with that key; `LookupConfig::verify_ids`, `peer::prover`). Default true.
     pub route_verify_ids: bool,
+    /// Ping peers that speak ROUTING every `ping_period_ms` too, as v1 peers are. Default false:
+    /// the router watches their liveness (its answers keep them alive, its evictions drop
+    /// them, and a silent one is deactivated after 10 min and dropped after 30; see
+    /// `PeerConfig::router_liveness`), so background PING/PONG traffic does not grow with the
+    /// network (README "Routing at scale"). True restores the full-mesh schedule, for a small
+    /// network that stores through the peer snapshot and wants a departed peer noticed within
+    /// `deactivate_after_ms` (replica repair reacts to that).
+    pub ping_routing_peers: bool,
     /// Those proofs started per second at most (each is one 9-byte PING to an address a lister
     /// named), with a burst of 2 s worth. Default 32; 1..=1024.
     pub route_proofs_per_s: u32,
@@ -319,6 +329,7 @@ impl Default for Config {
             route_proofs_per_s: 32,
             maintain_expire_after_ms: 1_800_000,
             maintain_lookups_per_s: 4,
+            ping_routing_peers: false,
         }
     }
 }
@@ -517,6 +528,40 @@ impl Config {
             answers_cached: MAINTAIN_ANSWERS_CACHED,
             replicas: self.fanout.clamp(1, crate::route::MAX_BUCKET_SIZE),
         })
+    }
+
+    /// The peer table's settings for a node listening at `local_addr` (the node and the
+    /// simulator both start from this).
+    pub fn peer_config(&self, local_addr: std::net::SocketAddr) -> crate::peer::PeerConfig {
+        let config = self;
+        // A peer the router watches is never given up on sooner than a pinged one (`Config` allows
+        // v1 bounds up to a year; the routed ones must stay at least as long and in order).
+        let defaults = crate::peer::PeerConfig::default();
+        let routed_deactivate_after_ms = defaults
+            .routed_deactivate_after_ms
+            .max(config.deactivate_after_ms);
+        let routed_drop_after_ms = defaults
+            .routed_drop_after_ms
+            .max(config.drop_after_ms)
+            .max(routed_deactivate_after_ms.saturating_add(1));
+        crate::peer::PeerConfig {
+            ping_period_ms: config.ping_period_ms,
+            deactivate_after_ms: config.deactivate_after_ms,
+            drop_after_ms: config.drop_after_ms,
+            activation_delay_ms: config.activation_delay_ms,
+            getmyaddrport_every_ms: config.getmyaddrport_every_ms,
+            npeer_limit: config.npeer_limit,
+            edges: config.edges.clone(),
+            listen_addr: Some(local_addr),
+            features: config.extensions,
+            proofs_per_s: config.route_proofs_per_s,
+            // The peer thread runs a router exactly when the node speaks ROUTING, and feeds it
+            // (`route::drive`): peers that speak it too leave the one-second ping schedule.
+            router_liveness: config.routing() && !config.ping_routing_peers,
+            routed_deactivate_after_ms,
+            routed_drop_after_ms,
+            ..defaults
+        }
     }
 
     /// The routing core's settings.

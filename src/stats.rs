@@ -106,6 +106,9 @@ macro_rules! counters {
                 f("pongs_accepted", None, self.peer.pongs_accepted);
                 f("pings_sent", None, self.peer.pings_sent);
                 f("pongs_sent", None, self.peer.pongs_sent);
+                f("ping_pong_bytes_sent", None, self.peer.ping_pong_bytes_sent);
+                f("peers_router_heard", None, self.peer.router_heard);
+                f("peers_router_evicted", None, self.peer.router_evicted);
                 f("proofs_sent", None, self.peer.proofs_sent);
                 f("proofs_known", None, self.peer.proofs_known);
                 f("proofs_succeeded", None, self.peer.proofs_succeeded);

@@ -54,11 +54,16 @@ fn sim_prints_its_figures_and_the_seed_alone_decides_the_trace_hash() {
         "{}",
         a.stdout
     );
+    // Every node had FANOUT active peers; full activation (every node active in every table)
+    // is printed but not expected: peers that speak ROUTING leave the one-second PING round
+    // once active (the router watches them), so tables no longer fill to a full mesh.
     let activation = field(&a, "activation");
+    let (ready, full) = activation.split_once(", ").expect("two figures");
     assert!(
-        activation.contains("full activation") && !activation.ends_with("not reached"),
+        ready.starts_with("ready (≥ FANOUT active peers) ") && !ready.ends_with("not reached"),
         "{activation}"
     );
+    assert!(full.starts_with("full activation"), "{activation}");
     let records = field(&a, "records");
     assert!(
         records.starts_with("100 stored") && records.contains("retrievable"),

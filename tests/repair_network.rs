@@ -12,10 +12,17 @@ use common::*;
 use dave::keys::{Keypair, id_from_pubkey};
 use dave::{AnyRecord, Config, GetOptions, Node, PutOptions};
 
-/// Faster peer timers than the reference, so churn is noticed within a second.
+/// Faster peer timers than the reference, so churn is noticed within a second. This file tests
+/// the v1 repair, which reacts to the peer snapshot: local puts and gets use the snapshot
+/// (`route_lookups` off; with lookups on, v1 records are maintained by lookup instead,
+/// `tests/maintain_network.rs`), and peers that speak ROUTING are pinged on the v1 schedule too
+/// (`ping_routing_peers`; by default the router watches them and a departed one is noticed only
+/// when the router evicts it, README "Routing at scale").
 fn fast_config(ip: [u8; 4], keypair: Keypair, edges: Vec<SocketAddr>) -> Config {
     Config {
         keypair: Some(keypair),
+        route_lookups: false,
+        ping_routing_peers: true,
         ping_period_ms: 200,
         deactivate_after_ms: 600,
         drop_after_ms: 2_400,

@@ -342,7 +342,7 @@ impl Node {
             (None, None)
         };
         let peer_table = PeerTable::new(
-            peer_config(&config, local_addr),
+            config.peer_config(local_addr),
             keypair.clone(),
             rand::random(),
         )
@@ -767,21 +767,5 @@ fn group_config(config: &Config) -> GroupConfig {
         tick_period_ms: SHARD_TICK_MS,
         trust: config.shard_policy().trust,
         maintain: config.maintain_config(config.shard_owner_threads),
-    }
-}
-
-fn peer_config(config: &Config, local_addr: SocketAddr) -> crate::peer::PeerConfig {
-    crate::peer::PeerConfig {
-        ping_period_ms: config.ping_period_ms,
-        deactivate_after_ms: config.deactivate_after_ms,
-        drop_after_ms: config.drop_after_ms,
-        activation_delay_ms: config.activation_delay_ms,
-        getmyaddrport_every_ms: config.getmyaddrport_every_ms,
-        npeer_limit: config.npeer_limit,
-        edges: config.edges.clone(),
-        listen_addr: Some(local_addr),
-        features: config.extensions,
-        proofs_per_s: config.route_proofs_per_s,
-        ..crate::peer::PeerConfig::default()
     }
 }

@@ -5,7 +5,9 @@
 //! snapshot changes, it wakes the shard owners (they sleep otherwise). It carries out the
 //! router's effects too, address proofs included (`RouterEffects::prove` → `PeerTable::prove`,
 //! whose PINGs draw on the amplification limit like every PING to an unproven address; a proof
-//! PONG arrives as any PONG does, and the table hands it to its prover).
+//! PONG arrives as any PONG does, and the table hands it to its prover). The router's answers and
+//! evictions go back into the table (`route::drive::exchange`): peers that speak ROUTING are
+//! watched by the router instead of being pinged every second.
 
 use std::net::UdpSocket;
 use std::sync::Arc;
@@ -150,7 +152,9 @@ pub(super) fn peer_loop(
             }
         };
         if let Some(router) = router.as_mut() {
-            // Contacts in, proofs out (`route::drive::exchange`, shared with the simulator).
+            // Verified contacts and proofs into the router, its answers and evictions into the
+            // table (the liveness of peers that speak ROUTING): `route::drive::exchange`, shared
+            // with the simulator.
             crate::route::drive::exchange(router, &mut table, now_ms, &mut effects, &mut route_fx);
             let mut buf = [0u8; MAX_PACKET_LEN];
             for (to, msg) in &route_fx.sends {

@@ -91,8 +91,9 @@ pub struct PeerConfig {
     /// unspecified IP (`0.0.0.0:p`, `[::]:p`), the loopback addresses with port `p` are refused.
     /// Default `None`.
     pub listen_addr: Option<SocketAddr>,
-    /// Edges: configured bootstrap peers. Always in the table, pinged every period, never
-    /// dropped, asked for our own address. Default empty.
+    /// Edges: configured bootstrap peers. Always in the table, pinged every period (unless the
+    /// router watches them, see `router_liveness`), never dropped, asked for our own address.
+    /// Default empty.
     pub edges: Vec<SocketAddr>,
     /// How our PONGs are signed and others' checked. Default [`PongAuth::Ed25519`], the
     /// protocol; the node never changes it. [`PongAuth::SimulatedMac`] is the simulator's cheap
@@ -110,6 +111,29 @@ pub struct PeerConfig {
     /// A proof unanswered this long is forgotten. Default 2000 ms (the router forgets a proof it
     /// asked for after its `probe_timeout_ms`, 2 s by default).
     pub proof_timeout_ms: u64,
+    /// The driver runs a router that watches the liveness of peers speaking ROUTING (issue 12,
+    /// "liveness without a full mesh"): such a peer (both sides advertise ROUTING in `features`)
+    /// leaves the ping schedule once authenticated. It counts as heard when it answers a PING
+    /// (a PONG) or one of the router's requests ([`PeerTable::router_heard`]), is dropped when
+    /// the router evicts it ([`PeerTable::router_evicted`]), and otherwise lives by the
+    /// `routed_*` bounds below. Default false: a bare table has no router to feed it, so every
+    /// peer keeps the v1 schedule; the node sets it when it runs a router.
+    ///
+    /// [`PeerTable::router_heard`]: crate::peer::PeerTable::router_heard
+    /// [`PeerTable::router_evicted`]: crate::peer::PeerTable::router_evicted
+    pub router_liveness: bool,
+    /// A peer the router watches that has not been heard for this long is no longer active.
+    /// Default 600 000 ms (10 min): two of the router's idle-bucket refresh intervals
+    /// (`RouteConfig::refresh_after_ms`, 300 s). A refresh lookup asks the contacts of the
+    /// bucket it refreshes, so a contact the router keeps is heard about once per interval even
+    /// on an idle node; one lost refresh does not deactivate it, two do.
+    pub routed_deactivate_after_ms: u64,
+    /// A peer the router watches that has not been heard for this long is forgotten (an edge
+    /// forgets its key and returns to the ping schedule). Default 1 800 000 ms (30 min, three
+    /// times `routed_deactivate_after_ms`, as the v1 drop is 4x its deactivation): the bound on
+    /// how long a silent routing peer holds its place and its pinned key (a node that restarts
+    /// at the address with a new key is refused until then). No PING is spent on it meanwhile.
+    pub routed_drop_after_ms: u64,
 }
 
 impl Default for PeerConfig {
@@ -139,6 +163,9 @@ impl Default for PeerConfig {
             features: Features::ALL,
             proofs_per_s: 32,
             proof_timeout_ms: 2_000,
+            router_liveness: false,
+            routed_deactivate_after_ms: 600_000,
+            routed_drop_after_ms: 1_800_000,
         }
     }
 }
@@ -167,6 +194,9 @@ pub enum PeerConfigError {
     TooLarge(&'static str),
     /// `proofs_per_s` is above [`MAX_PROOFS_PER_S`](crate::peer::prover::MAX_PROOFS_PER_S).
     ProofRateTooHigh,
+    /// `routed_deactivate_after_ms` is below `deactivate_after_ms` or not below
+    /// `routed_drop_after_ms`.
+    RoutedBoundsOutOfOrder,
 }
 
 /// Most peers or candidates a table may be configured to hold: 1 Mi. Every peer is pinged each
@@ -203,6 +233,10 @@ impl fmt::Display for PeerConfigError {
                     "peer config: {field} must be at most {MAX_TABLE_ENTRIES}"
                 )
             }
+            PeerConfigError::RoutedBoundsOutOfOrder => f.write_str(
+                "peer config: routed_deactivate_after_ms must be at least deactivate_after_ms \
+                 and below routed_drop_after_ms",
+            ),
             PeerConfigError::ProofRateTooHigh => write!(
                 f,
                 "peer config: proofs_per_s must be at most {}",
@@ -250,6 +284,11 @@ impl PeerConfig {
         }
         if self.deactivate_after_ms >= self.drop_after_ms {
             return Err(PeerConfigError::DeactivateNotBeforeDrop);
+        }
+        if self.routed_deactivate_after_ms < self.deactivate_after_ms
+            || self.routed_deactivate_after_ms >= self.routed_drop_after_ms
+        {
+            return Err(PeerConfigError::RoutedBoundsOutOfOrder);
         }
         if self.npeer_limit > MAX_PONG_ADDRS {
             return Err(PeerConfigError::NpeerLimitAboveWire);
@@ -318,6 +357,14 @@ mod tests {
         assert_eq!(
             bad(|c| c.drop_after_ms = 3000),
             PeerConfigError::DeactivateNotBeforeDrop
+        );
+        assert_eq!(
+            bad(|c| c.routed_drop_after_ms = c.routed_deactivate_after_ms),
+            PeerConfigError::RoutedBoundsOutOfOrder
+        );
+        assert_eq!(
+            bad(|c| c.routed_deactivate_after_ms = 1),
+            PeerConfigError::RoutedBoundsOutOfOrder
         );
         assert_eq!(
             bad(|c| c.npeer_limit = 6),

@@ -20,6 +20,10 @@
 //! Edges (configured bootstrap peers) start in the table unauthenticated, are pinged every period
 //! and are never dropped (after `drop_after_ms` of silence they only forget their pinned key).
 //!
+//! With `PeerConfig::router_liveness` (the node runs a router), an authenticated peer that speaks
+//! ROUTING is not pinged on the schedule: the router's answers keep it alive, its evictions drop
+//! it, and the longer `routed_*` silence bounds replace the v1 ones (`table.rs`, `route::drive::exchange`).
+//!
 //! Amplification limits are the caller's: every outgoing [`Datagram`] says whether its
 //! destination is *proven* (answered our PING with a valid PONG), and [`PeerTable::is_proven`]
 //! answers the same question for any address. [`budget`] holds the limiter the node applies to

@@ -20,6 +20,8 @@ pub struct PeerStats {
     pub pings_sent: u64,
     /// PONGs we emitted.
     pub pongs_sent: u64,
+    /// Bytes of the PINGs (rounds, candidates, proofs) and PONGs we emitted, UDP payload only.
+    pub ping_pong_bytes_sent: u64,
     /// GETMYADDRPORT requests we emitted.
     pub myaddr_requests_sent: u64,
     /// GETMYADDRPORT_ACKs we emitted.
@@ -36,8 +38,15 @@ pub struct PeerStats {
     pub activated: u64,
     /// Transitions from active to inactive.
     pub deactivated: u64,
-    /// Peers dropped after `drop_after_ms` of silence (edges: identity forgotten).
+    /// Peers dropped after `drop_after_ms` (`routed_drop_after_ms`) of silence, or on a router
+    /// eviction (edges: identity forgotten).
     pub dropped: u64,
+    /// Answers to router requests that kept a peer the router watches alive
+    /// (`PeerTable::router_heard`).
+    pub router_heard: u64,
+    /// Peers the router watches dropped because the router evicted them
+    /// (`PeerTable::router_evicted`; also counted in `dropped`).
+    pub router_evicted: u64,
     /// Times the node-wide own address was set or changed.
     pub own_addr_changes: u64,
 

@@ -11,7 +11,14 @@
 //! - A PONG's addresses are only candidates. Each candidate (and each stranger that pings us)
 //!   gets one PING; it becomes a peer only by answering it. Candidates and peers are bounded, per
 //!   IP and per prefix too. A PONG listing more than `npeer_limit` addresses is refused first.
-//! - Every peer and edge is pinged once per `ping_period_ms` with a fresh random challenge.
+//! - Every peer and edge is pinged once per `ping_period_ms` with a fresh random challenge, except
+//!   a peer the router watches (`PeerConfig::router_liveness`, both sides speak ROUTING, and it
+//!   has been active: a newcomer answers PINGs through the activation delay first, so a fly-by
+//!   client never becomes a target): it is no longer pinged, and lives by its answers to us (PONGs, and the router's
+//!   requests as [`PeerTable::router_heard`] reports them), the router's evictions
+//!   ([`PeerTable::router_evicted`]) and the `routed_*` silence bounds. Background PING/PONG
+//!   traffic then grows with the v1 peers only; the router's own liveness traffic is
+//!   O(k log N) per refresh interval (`route::router`).
 //! - The table is deterministic for a given seed and input sequence: maps are `BTreeMap`s, so
 //!   iteration (and therefore the order of effects and RNG draws) never depends on hashing.
 
@@ -47,7 +54,8 @@ struct Peer {
     pubkey: Option<[u8; 32]>,
     /// When the key was pinned (activation delay runs from here).
     authenticated_ms: u64,
-    /// Last valid PONG (meaningful only while `pubkey` is set).
+    /// Last valid PONG, or (for a peer the router watches) last answer to a router request
+    /// (meaningful only while `pubkey` is set).
     last_answer_ms: u64,
     /// Our outstanding challenge; replaced each ping round, cleared only by its right answer.
     challenge: Option<[u8; 8]>,
@@ -58,6 +66,10 @@ struct Peer {
     /// Extensions both sides speak: the ones its last accepted PONG's salt advertised
     /// (`wire::ext`), intersected with ours. `NONE` until it answers, and for a v1 peer.
     features: Features,
+    /// It has been active since it was last authenticated: it answered our PINGs through the
+    /// activation delay (an edge: at once). Only then may the router take over its liveness, so
+    /// a fly-by client never becomes a target, as on the v1 schedule.
+    settled: bool,
 }
 
 impl Peer {
@@ -71,6 +83,7 @@ impl Peer {
             active: false,
             trust: Trust::default(),
             features: Features::NONE,
+            settled: false,
         }
     }
 }
@@ -291,6 +304,14 @@ impl PeerTable {
             .map_or(Features::NONE, |p| p.features)
     }
 
+    /// Whether the router, not the ping schedule, watches the peer at `addr` (see
+    /// `PeerConfig::router_liveness`).
+    pub fn is_routed(&self, addr: SocketAddr) -> bool {
+        self.peers
+            .get(&normalize_addr(addr))
+            .is_some_and(|p| routed(&self.config, p))
+    }
+
     /// The key pinned to `addr`, if it is an authenticated peer.
     pub fn pubkey_of(&self, addr: SocketAddr) -> Option<[u8; 32]> {
         self.peers.get(&normalize_addr(addr)).and_then(|p| p.pubkey)
@@ -358,6 +379,7 @@ impl PeerTable {
             _ => {}
         }
         self.refresh_snapshot();
+        self.count_sent(&fx);
         fx
     }
 
@@ -376,6 +398,7 @@ impl PeerTable {
         }
         self.myaddr_round(now, &mut fx);
         self.refresh_snapshot();
+        self.count_sent(&fx);
         fx
     }
 
@@ -392,6 +415,47 @@ impl PeerTable {
         }
         self.refresh_snapshot();
         true
+    }
+
+    /// The router heard `addr` answer one of its requests (a NODES carrying the nonce of our
+    /// FIND_NODE, from that address: it receives what we send, like a PONG proves). For a peer
+    /// the router watches this counts as an answer (it stays or becomes active); for any other
+    /// address nothing changes (a v1-schedule peer lives by its PONGs alone). PUTs and GETs from
+    /// an address do not count anywhere: their source address is not proven.
+    pub fn router_heard(&mut self, now_ms: u64, addr: SocketAddr) -> Effects {
+        let now = self.clock(now_ms);
+        let addr = normalize_addr(addr);
+        let mut fx = Effects::default();
+        let Some(peer) = self.peers.get_mut(&addr) else {
+            return fx;
+        };
+        if !routed(&self.config, peer) {
+            return fx;
+        }
+        peer.last_answer_ms = peer.last_answer_ms.max(now);
+        self.stats.router_heard += 1;
+        self.update_activity(now, addr, &mut fx);
+        self.refresh_snapshot();
+        fx
+    }
+
+    /// The router evicted `addr` from its routing table (it left `max_failures` requests in a
+    /// row unanswered). A peer the router watches is dropped at once (an edge forgets its key and
+    /// returns to the ping schedule); a v1-schedule peer is not the router's to judge.
+    pub fn router_evicted(&mut self, now_ms: u64, addr: SocketAddr) -> Effects {
+        self.clock(now_ms);
+        let addr = normalize_addr(addr);
+        let mut fx = Effects::default();
+        if self
+            .peers
+            .get(&addr)
+            .is_some_and(|p| routed(&self.config, p))
+        {
+            self.stats.router_evicted += 1;
+            self.drop_peer(addr, &mut fx);
+            self.refresh_snapshot();
+        }
+        fx
     }
 
     /// Proves the key at `addr` for the routing extension (`RouterEffects::prove`): a PING with
@@ -414,6 +478,7 @@ impl PeerTable {
         if let Some(challenge) = self.prover.start(now, addr, &mut self.rng, &mut self.stats) {
             fx.send(addr, self.proven(addr), Outgoing::Ping { challenge });
         }
+        self.count_sent(&fx);
         fx
     }
 
@@ -590,6 +655,7 @@ impl PeerTable {
                 active: false,
                 trust: Trust::default(),
                 features,
+                settled: false,
             },
         );
         self.peer_counts.add(from.ip());
@@ -605,7 +671,7 @@ impl PeerTable {
         peer.pubkey.is_some()
             && (peer.edge
                 || now.saturating_sub(peer.authenticated_ms) >= config.activation_delay_ms)
-            && now.saturating_sub(peer.last_answer_ms) < config.deactivate_after_ms
+            && now.saturating_sub(peer.last_answer_ms) < deactivate_after_ms(config, peer)
     }
 
     /// Re-evaluates one peer's active flag, with its event.
@@ -635,7 +701,7 @@ impl PeerTable {
         } = self;
         for (&addr, peer) in peers.iter_mut() {
             if peer.pubkey.is_some()
-                && now.saturating_sub(peer.last_answer_ms) >= config.drop_after_ms
+                && now.saturating_sub(peer.last_answer_ms) >= drop_after_ms(config, peer)
             {
                 silent.push(addr);
                 continue;
@@ -659,6 +725,9 @@ impl PeerTable {
         }
         if peer.edge {
             peer.trust = Trust::default();
+            // Unauthenticated again: back on the ping schedule until it answers.
+            peer.features = Features::NONE;
+            peer.settled = false;
         } else {
             self.peers.remove(&addr);
             self.peer_counts.remove(addr.ip());
@@ -677,6 +746,10 @@ impl PeerTable {
 
     fn ping_round(&mut self, fx: &mut Effects) {
         for (&addr, peer) in self.peers.iter_mut() {
+            if routed(&self.config, peer) {
+                // The router watches it (module docs): no PING, no RNG draw.
+                continue;
+            }
             let challenge: [u8; 8] = self.rng.r#gen();
             peer.challenge = Some(challenge);
             fx.send(addr, peer.pubkey.is_some(), Outgoing::Ping { challenge });
@@ -820,6 +893,18 @@ impl PeerTable {
         }
     }
 
+    /// Adds the PINGs and PONGs of `fx` to `ping_pong_bytes_sent` (the background traffic the
+    /// issue measures).
+    fn count_sent(&mut self, fx: &Effects) {
+        let bytes: usize = fx
+            .datagrams
+            .iter()
+            .filter(|d| matches!(d.message, Outgoing::Ping { .. } | Outgoing::Pong(_)))
+            .map(|d| d.message.buffer_len())
+            .sum();
+        self.stats.ping_pong_bytes_sent += bytes as u64;
+    }
+
     fn count_limit(&mut self, hit: LimitHit) {
         match hit {
             LimitHit::PerIp => self.stats.per_ip_limit += 1,
@@ -857,12 +942,12 @@ impl PeerTable {
         // activation delay before the next one can start, 10 s instead of about 6 s for a fresh
         // network). A client that authenticates and leaves within a second is never listed.
         // Reservoir sampling: O(peers) per PING, bounded by `max_peers`.
-        let deactivate_after_ms = self.config.deactivate_after_ms;
-        let list_after_ms = self.config.list_after_ms;
+        let config = &self.config;
+        let list_after_ms = config.list_after_ms;
         let listable = self.peers.iter().filter(|(addr, p)| {
             **addr != asker
                 && p.pubkey.is_some()
-                && now.saturating_sub(p.last_answer_ms) < deactivate_after_ms
+                && now.saturating_sub(p.last_answer_ms) < deactivate_after_ms(config, p)
                 && (p.active
                     || p.last_answer_ms.saturating_sub(p.authenticated_ms) >= list_after_ms)
         });
@@ -898,6 +983,35 @@ impl PeerTable {
     }
 }
 
+/// Whether the router, not the ping schedule, watches `peer`: the driver runs a router
+/// (`router_liveness`), the peer is authenticated, both sides speak ROUTING (its recorded
+/// features are already intersected with ours), and it has been active (a newcomer answers
+/// PINGs through the activation delay first: a few PINGs once per peer, none after).
+fn routed(config: &PeerConfig, peer: &Peer) -> bool {
+    config.router_liveness
+        && peer.pubkey.is_some()
+        && peer.features.contains(Features::ROUTING)
+        && peer.settled
+}
+
+/// Silence after which `peer` is no longer active.
+fn deactivate_after_ms(config: &PeerConfig, peer: &Peer) -> u64 {
+    if routed(config, peer) {
+        config.routed_deactivate_after_ms
+    } else {
+        config.deactivate_after_ms
+    }
+}
+
+/// Silence after which `peer` is forgotten.
+fn drop_after_ms(config: &PeerConfig, peer: &Peer) -> u64 {
+    if routed(config, peer) {
+        config.routed_drop_after_ms
+    } else {
+        config.drop_after_ms
+    }
+}
+
 /// Sets a peer's active flag; on a change, counts it and emits its event. Returns whether it
 /// changed (the snapshot must then be rebuilt).
 fn set_active(
@@ -912,6 +1026,7 @@ fn set_active(
     }
     peer.active = active;
     if active {
+        peer.settled = true;
         stats.activated += 1;
         fx.event(PeerEvent::Activated { addr });
     } else {

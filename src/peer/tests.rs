@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::*;
 use crate::keys::{Keypair, verify_signature};
 use crate::limits::{ADDR_LEN, MAX_PACKET_LEN, MAX_PONG_ADDRS};
-use crate::wire::{Message, PongRepr, addr_from_wire, addr_to_wire, pong_signed_hash};
+use crate::wire::{Features, Message, PongRepr, addr_from_wire, addr_to_wire, pong_signed_hash};
 
 // ----- Helpers -----
 
@@ -1357,4 +1357,186 @@ fn a_proof_and_a_candidate_ping_of_one_address_do_not_disturb_each_other() {
         pubkey: xk.public()
     }));
     assert_eq!(t.stats().wrong_challenge, 0);
+}
+
+// ----- Peers the router watches (issue 12, "liveness without a full mesh") -----
+
+/// A table whose driver runs a router (`router_liveness`), with short `routed_*` bounds so the
+/// test can run through them.
+fn routed_table(listen: &str, edges: &[&str], seed: u64, features: Features) -> PeerTable {
+    let config = PeerConfig {
+        router_liveness: true,
+        routed_deactivate_after_ms: 20_000,
+        routed_drop_after_ms: 60_000,
+        features,
+        ..config(listen, edges)
+    };
+    PeerTable::new(config, key(seed as u8 + 100), seed).unwrap()
+}
+
+/// PINGs `from` sent to `to` in `net` from `since` on (every datagram is recorded in `sent`).
+fn pings_sent(net: &Net, since: usize, from: SocketAddr, to: SocketAddr) -> usize {
+    net.sent[since..]
+        .iter()
+        .filter(|(src, d)| *src == from && d.to == to && matches!(d.message, Outgoing::Ping { .. }))
+        .count()
+}
+
+/// A (router liveness, no edges), B (router liveness, edge A) and V (v1-only, edge A): A and B
+/// stop pinging each other once authenticated and stay active on router answers, while A and V
+/// keep the exact v1 schedule both ways; a router eviction drops a routed peer at once and
+/// leaves a v1 peer alone; a routed peer nobody hears is deactivated and dropped by the
+/// `routed_*` bounds.
+#[test]
+fn routing_peers_leave_the_ping_schedule_and_v1_peers_keep_it() {
+    let a = sa("10.0.0.1:4000");
+    let b = sa("10.0.2.1:4000");
+    let v = sa("10.0.3.1:4000");
+    let mut net = Net::new(vec![
+        (a, routed_table("10.0.0.1:4000", &[], 1, Features::ALL)),
+        (
+            b,
+            routed_table("10.0.2.1:4000", &["10.0.0.1:4000"], 2, Features::ALL),
+        ),
+        (
+            v,
+            routed_table("10.0.3.1:4000", &["10.0.0.1:4000"], 3, Features::NONE),
+        ),
+    ]);
+    net.run_until(6_000);
+    for (x, y) in [(a, b), (b, a), (a, v), (v, a)] {
+        assert!(net.table(x).is_active(y), "{x} sees {y} active");
+    }
+    assert!(net.table(a).is_routed(b) && net.table(b).is_routed(a));
+    assert!(!net.table(a).is_routed(v) && !net.table(v).is_routed(a));
+    // Ten seconds, more than the v1 drop bound of 12 s minus the 3 s already passed.
+    let since = net.sent.len();
+    net.run_until(16_000);
+    assert_eq!(pings_sent(&net, since, a, b), 0, "A does not ping B");
+    assert_eq!(
+        pings_sent(&net, since, b, a),
+        0,
+        "B does not ping its edge A"
+    );
+    assert_eq!(pings_sent(&net, since, a, v), 10, "A pings V once a second");
+    assert_eq!(pings_sent(&net, since, v, a), 10, "V pings A once a second");
+    // Silent for 10 s (over the v1 deactivation and close to the v1 drop), still active; the
+    // v1 peer answered every ping and is active both ways.
+    for (x, y) in [(a, b), (b, a), (a, v), (v, a)] {
+        assert!(net.table(x).is_active(y), "{x} sees {y} active at 16 s");
+    }
+
+    // Router answers keep a routed peer alive; they mean nothing for a v1 peer.
+    let heard_at = 18_000;
+    net.run_until(heard_at);
+    let t = &mut net.nodes[0].1;
+    assert!(t.router_heard(heard_at, b).is_empty(), "already active");
+    assert!(t.router_heard(heard_at, v).is_empty());
+    assert_eq!(t.stats().router_heard, 1);
+    // B last answered a PING at 4 s (the v1 schedule runs until it is active, at 5 s): without
+    // the router's answer it would be deactivated at 24 s.
+    net.run_until(heard_at + 19_900);
+    assert!(net.table(a).is_active(b));
+    net.run_until(heard_at + 20_000);
+    assert!(
+        !net.table(a).is_active(b),
+        "20 s after the router last heard it"
+    );
+    assert!(net.table(a).is_peer(b), "deactivated, not dropped");
+    let t = &mut net.nodes[0].1;
+    let fx = t.router_heard(heard_at + 20_100, b);
+    assert_eq!(fx.events, vec![PeerEvent::Activated { addr: b }]);
+    let drops = |net: &Net| {
+        net.events
+            .iter()
+            .filter(|(x, e)| *x == a && *e == PeerEvent::Dropped { addr: b })
+            .count()
+    };
+    net.run_until(heard_at + 20_100 + 59_900);
+    assert!(net.table(a).is_peer(b));
+    assert_eq!(drops(&net), 0);
+    net.run_until(heard_at + 20_100 + 60_000);
+    // (V, pinging B on the v1 schedule, lists it in its PONGs: A may find B again at once, as
+    // a new candidate.)
+    assert_eq!(drops(&net), 1, "dropped 60 s after it was last heard");
+    // Meanwhile V stayed active on the v1 schedule all along (and was never dropped).
+    assert!(net.table(a).is_active(v) && net.table(v).is_active(a));
+    assert_eq!(
+        net.events
+            .iter()
+            .filter(|(x, e)| *x == a && *e == PeerEvent::Deactivated { addr: v })
+            .count(),
+        0
+    );
+
+    // B's own side: A is its edge and routed; a router eviction forgets A's key, and A goes back
+    // on the ping schedule (and re-authenticates at the next round).
+    let now = net.now_ms;
+    let tb = &mut net.nodes[1].1;
+    assert!(tb.is_routed(a));
+    let fx = tb.router_evicted(now, a);
+    assert!(fx.events.contains(&PeerEvent::Dropped { addr: a }));
+    assert!(tb.is_peer(a) && !tb.is_proven(a) && !tb.is_routed(a));
+    assert_eq!(tb.stats().router_evicted, 1);
+    let since = net.sent.len();
+    net.run_until(now + 1_000);
+    assert!(
+        pings_sent(&net, since, b, a) >= 1,
+        "the edge is pinged again"
+    );
+    assert!(net.table(b).is_proven(a) && net.table(b).is_routed(a));
+
+    // A router eviction of a v1 peer changes nothing.
+    let now = net.now_ms;
+    let ta = &mut net.nodes[0].1;
+    assert!(ta.router_evicted(now, v).is_empty());
+    assert!(ta.is_active(v));
+    assert_eq!(ta.stats().router_evicted, 0);
+}
+
+/// Without `router_liveness` (the default: no router to feed the table) a routing peer keeps the
+/// v1 schedule.
+#[test]
+fn without_a_router_routing_peers_keep_the_v1_schedule() {
+    let (mut net, a, b) = two_nodes();
+    net.run_until(6_000);
+    assert!(net.table(a).features_of(b).contains(Features::ROUTING));
+    assert!(!net.table(a).is_routed(b));
+    let since = net.sent.len();
+    net.run_until(16_000);
+    assert_eq!(pings_sent(&net, since, a, b), 10);
+    let t = &mut net.nodes[0].1;
+    assert!(t.router_evicted(16_000, b).is_empty(), "not the router's");
+    assert!(t.is_active(b));
+}
+
+/// A routing peer that answers once and leaves (a `dave put` client) is never watched by the
+/// router: it stays on the v1 schedule, never becomes active, and is dropped by the v1 bound.
+#[test]
+fn a_fly_by_routing_peer_is_never_handed_to_the_router() {
+    let a = sa("10.0.0.1:4000");
+    let x = sa("10.0.2.1:4000");
+    let mut net = Net::new(vec![
+        (a, routed_table("10.0.0.1:4000", &[], 1, Features::ALL)),
+        (
+            x,
+            routed_table("10.0.2.1:4000", &["10.0.0.1:4000"], 2, Features::ALL),
+        ),
+    ]);
+    net.run_until(0);
+    assert!(net.table(a).is_proven(x));
+    assert!(!net.table(a).is_routed(x), "not before it has been active");
+    net.down.insert(x);
+    let since = net.sent.len();
+    net.run_until(11_900);
+    assert!(!net.table(a).is_active(x) && !net.table(a).is_routed(x));
+    assert!(
+        pings_sent(&net, since, a, x) >= 10,
+        "still on the v1 schedule"
+    );
+    net.run_until(12_000);
+    assert!(
+        !net.table(a).is_peer(x),
+        "dropped 12 s after its only answer"
+    );
 }

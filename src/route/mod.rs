@@ -6,8 +6,10 @@
 //! - [`router`]: one node's routing core (table + lookups + nonces + FIND_NODE answers).
 //! - [`maintain`]: replica maintenance by lookup (republish to the closest, age-out of copies
 //!   elsewhere), the decisions shared by `world` and the node's shard groups.
-//! - [`drive`]: what every driver does beside its peer table (contacts in, proofs out, a
-//!   lookup's result as the targets of a put or get), written once for the node and the simulator.
+//! - [`drive`]: what every driver does beside its peer table, written once for the node and the
+//!   simulator: verified contacts and proofs into the router, its answers and evictions into the
+//!   table (the liveness of peers that speak ROUTING), trust scores, and a lookup's result as the
+//!   targets of a put or get.
 //! - `world` (feature `sim`): a deterministic virtual network of routers with a record store per node: the
 //!   routing-level simulator (hops, replicas, background traffic, freshness).
 //!

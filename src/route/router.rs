@@ -155,12 +155,32 @@ pub struct RouterEffects {
     /// with the key the ID comes from), reporting success with [`Router::add_verified`]. Only
     /// with `LookupConfig::verify_ids`.
     pub prove: Vec<SocketAddr>,
+    /// Addresses that answered one of our requests (a NODES with its nonce, from the address we
+    /// asked): they receive what we send. The driver tells its peer table
+    /// (`PeerTable::router_heard`), which keeps the peers the router watches alive with it.
+    pub answered: Vec<SocketAddr>,
+    /// Contacts evicted from the routing table after `max_failures` unanswered requests in a
+    /// row. The driver tells its peer table (`PeerTable::router_evicted`).
+    pub evicted: Vec<SocketAddr>,
 }
 
 impl RouterEffects {
     /// Nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.sends.is_empty() && self.done.is_empty() && self.prove.is_empty()
+        self.sends.is_empty()
+            && self.done.is_empty()
+            && self.prove.is_empty()
+            && self.answered.is_empty()
+            && self.evicted.is_empty()
+    }
+
+    /// Moves everything from `other` to the end of `self`.
+    pub fn append(&mut self, other: &mut RouterEffects) {
+        self.sends.append(&mut other.sends);
+        self.done.append(&mut other.done);
+        self.prove.append(&mut other.prove);
+        self.answered.append(&mut other.answered);
+        self.evicted.append(&mut other.evicted);
     }
 }
 
@@ -422,6 +442,7 @@ impl Router {
             });
             if self.table.failed(now, addr) {
                 self.stats.evictions += 1;
+                fx.evicted.push(addr);
             }
         }
         let target = running.lookup.target();
@@ -583,6 +604,7 @@ impl Router {
                     self.probes.remove(&(p.sent_ms, nodes.nonce));
                 }
                 self.stats.nodes_accepted += 1;
+                fx.answered.push(from);
                 // It answered at its address: alive. Its ID is as claimed by whoever listed it
                 // (verified if it came from a pinned key). With `verify_ids`, a listed ID enters
                 // the table only once proven (`add_verified`).
@@ -701,6 +723,7 @@ impl Router {
                 self.stats.requests_timed_out += 1;
                 if self.table.failed(now, p.to) {
                     self.stats.evictions += 1;
+                    fx.evicted.push(p.to);
                 }
             }
         }

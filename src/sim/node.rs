@@ -200,22 +200,15 @@ impl NodeSetup {
         }
     }
 
+    /// The node's peer settings (`Config::peer_config`, the one `Node::start` uses: routing
+    /// peers watched by the router instead of pinged each second), with the run's table size,
+    /// edges and PONG authentication.
     fn peer_config(&self, addr: SocketAddr) -> PeerConfig {
-        let c = &self.config;
         PeerConfig {
-            ping_period_ms: c.ping_period_ms,
-            deactivate_after_ms: c.deactivate_after_ms,
-            drop_after_ms: c.drop_after_ms,
-            activation_delay_ms: c.activation_delay_ms,
-            getmyaddrport_every_ms: c.getmyaddrport_every_ms,
-            npeer_limit: c.npeer_limit,
             max_peers: self.max_peers,
             edges: self.edges.iter().copied().filter(|&e| e != addr).collect(),
-            listen_addr: Some(addr),
             pong_auth: self.pong_auth.clone(),
-            features: c.extensions,
-            proofs_per_s: c.route_proofs_per_s,
-            ..PeerConfig::default()
+            ..self.config.peer_config(addr)
         }
     }
 
