@@ -220,16 +220,21 @@ fn the_defaults_and_the_issue_values() {
             .0
             .contains("maintain_expire_after_ms")
     );
-    assert_eq!(
-        Config::default().maintain_config(4),
-        None,
-        "route_lookups off"
-    );
+    let off = Config {
+        route_lookups: false,
+        ..Config::default()
+    };
+    assert_eq!(off.maintain_config(4), None, "route_lookups off");
+    let v1_only = Config {
+        extensions: dave::wire::Features::NONE,
+        ..Config::default()
+    };
+    assert_eq!(v1_only.maintain_config(4), None, "no routing extension");
     let on = Config {
-        route_lookups: true,
         maintain_expire_after_ms: 1,
         ..Config::default()
     };
+    assert!(on.route_lookups, "lookups (and maintenance by lookup) by default");
     let m = on.maintain_config(4).expect("maintenance by lookup");
     assert_eq!(m.expire_after_ms, on.republish_interval_ms);
     assert_eq!(m.lookups_per_s, 1, "4 a second over 4 owners");
