@@ -234,7 +234,10 @@ fn the_defaults_and_the_issue_values() {
         maintain_expire_after_ms: 1,
         ..Config::default()
     };
-    assert!(on.route_lookups, "lookups (and maintenance by lookup) by default");
+    assert!(
+        on.route_lookups,
+        "lookups (and maintenance by lookup) by default"
+    );
     let m = on.maintain_config(4).expect("maintenance by lookup");
     assert_eq!(m.expire_after_ms, on.republish_interval_ms);
     assert_eq!(m.lookups_per_s, 1, "4 a second over 4 owners");
