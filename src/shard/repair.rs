@@ -108,17 +108,7 @@ impl ReplicaView {
         snapshot: &crate::peer::PeerSnapshot,
         trust: &crate::peer::TrustPolicy,
     ) -> ReplicaView {
-        ReplicaView::new(
-            snapshot
-                .peers()
-                .iter()
-                .filter(|p| !trust.is_unreliable(&p.trust))
-                .map(|p| ReplicaPeer {
-                    id: p.id,
-                    addr: p.addr,
-                })
-                .collect(),
-        )
+        ReplicaView::of_peers(snapshot.peers().iter(), trust)
     }
 
     /// The peers v2 records may be placed on: as [`ReplicaView::of_snapshot`], but only the
@@ -127,16 +117,7 @@ impl ReplicaView {
         snapshot: &crate::peer::PeerSnapshot,
         trust: &crate::peer::TrustPolicy,
     ) -> ReplicaView {
-        ReplicaView::new(
-            snapshot
-                .speaking(crate::wire::Features::RECORD_V2)
-                .filter(|p| !trust.is_unreliable(&p.trust))
-                .map(|p| ReplicaPeer {
-                    id: p.id,
-                    addr: p.addr,
-                })
-                .collect(),
-        )
+        ReplicaView::of_peers(snapshot.speaking(crate::wire::Features::RECORD_V2), trust)
     }
 
     /// The peers v1 repair places records on while replica maintenance is by lookup
@@ -147,11 +128,20 @@ impl ReplicaView {
         snapshot: &crate::peer::PeerSnapshot,
         trust: &crate::peer::TrustPolicy,
     ) -> ReplicaView {
+        let v1_only = snapshot
+            .peers()
+            .iter()
+            .filter(|p| !p.speaks(crate::wire::Features::ROUTING));
+        ReplicaView::of_peers(v1_only, trust)
+    }
+
+    /// `peers` less those `trust` judges unreliable.
+    fn of_peers<'a>(
+        peers: impl Iterator<Item = &'a crate::peer::PeerInfo>,
+        trust: &crate::peer::TrustPolicy,
+    ) -> ReplicaView {
         ReplicaView::new(
-            snapshot
-                .peers()
-                .iter()
-                .filter(|p| !p.speaks(crate::wire::Features::ROUTING))
+            peers
                 .filter(|p| !trust.is_unreliable(&p.trust))
                 .map(|p| ReplicaPeer {
                     id: p.id,
