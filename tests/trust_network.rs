@@ -22,9 +22,12 @@ use dave::wire::{DatFields, Features, Message, PongRepr, addr_from_wire, pong_si
 use dave::{Config, Node};
 
 /// Faster timers than the reference (ping 200 ms, activation 1 s) and frequent challenges, so
-/// the test runs in seconds.
+/// the test runs in seconds. Every node must know every other within seconds, which the
+/// one-second PING round's peer lists give: peers that speak ROUTING stay on it here
+/// (`ping_routing_peers`; by default the router watches them and tables fill more slowly).
 fn fast_config(ip: [u8; 4], edges: Vec<SocketAddr>) -> Config {
     Config {
+        ping_routing_peers: true,
         ping_period_ms: 200,
         deactivate_after_ms: 600,
         drop_after_ms: 2_400,
