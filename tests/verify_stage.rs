@@ -131,7 +131,10 @@ fn the_stage_and_the_owners_store_and_refuse_alike() {
     // stored or refused as a version, and the records held (above).
     let versions = |s: &dave::stats::Stats| s.puts_stored + s.puts_duplicate + s.puts_older;
     assert_eq!(versions(stage), versions(owners_path));
-    assert_eq!(owners_path.puts_stored, OWNERS as u64, "one version stored per owner");
+    assert_eq!(
+        owners_path.puts_stored, OWNERS as u64,
+        "one version stored per owner"
+    );
     assert_eq!(stage.put_invalid, owners_path.put_invalid);
     assert_eq!(
         stage.put_invalid[low_work] + stage.put_invalid[not_enough],
