@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use dave::keys::{Keypair, id_from_pubkey};
-use dave::limits::{ADDR_LEN, MAX_PACKET_LEN, MAX_PONG_ADDRS};
+use dave::limits::MAX_PACKET_LEN;
 use dave::wire::ext::build_salt;
 use dave::wire::route::{MAX_NODES_PER_REPLY, NodesRepr, RouteMessage};
-use dave::wire::{Features, Message, PongRepr, addr_to_wire, pong_signed_hash};
+use dave::wire::{Features, Message, addr_to_wire};
 use dave::{Config, Node};
 
 fn routing_config(ip: [u8; 4], edges: Vec<SocketAddr>) -> Config {
@@ -80,16 +80,7 @@ impl Fake {
                 if let Ok(Message::Ping { challenge }) = Message::parse(bytes) {
                     nonce += 1;
                     let salt = build_salt(nonce.to_le_bytes(), Features::ALL);
-                    let pong = PongRepr {
-                        addr_count: 0,
-                        addrs: [[0; ADDR_LEN]; MAX_PONG_ADDRS],
-                        challenge,
-                        salt,
-                        pubkey: keypair.public(),
-                        sig: keypair.sign(&pong_signed_hash(&challenge, &salt)),
-                    };
-                    let len = Message::Pong(pong).emit(&mut out);
-                    let _ = socket.send_to(&out[..len], from);
+                    let _ = socket.send_to(&pong_datagram(&keypair, challenge, salt), from);
                 } else if let Ok(RouteMessage::FindNode(req)) = RouteMessage::parse(bytes) {
                     let mut nodes = NodesRepr::new(req.nonce);
                     if lies.load(Ordering::Relaxed) {

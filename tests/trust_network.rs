@@ -18,7 +18,7 @@ use dave::keys::id_from_pubkey;
 use dave::limits::MAX_PACKET_LEN;
 use dave::wire::ext::build_salt;
 use dave::wire::route::{FindNodeRepr, NodesRepr, RouteMessage, find_node_len_for};
-use dave::wire::{DatFields, Features, Message, PongRepr, addr_from_wire, pong_signed_hash};
+use dave::wire::{DatFields, Features, Message, addr_from_wire};
 use dave::{Config, Node};
 
 /// Faster timers than the reference (ping 200 ms, activation 1 s) and frequent challenges, so
@@ -91,16 +91,8 @@ impl Dropper {
                     match Message::parse(&buf[..len]) {
                         Ok(Message::Ping { challenge }) => {
                             let salt = build_salt(rand::random(), Features::ROUTING);
-                            let pong = PongRepr {
-                                addr_count: 0,
-                                addrs: [[0; 18]; 5],
-                                challenge,
-                                salt,
-                                pubkey: keypair.public(),
-                                sig: keypair.sign(&pong_signed_hash(&challenge, &salt)),
-                            };
-                            let len = Message::Pong(pong).emit(&mut out);
-                            let _ = socket.send_to(&out[..len], from);
+                            let pong = pong_datagram(&keypair, challenge, salt);
+                            let _ = socket.send_to(&pong, from);
                         }
                         Ok(Message::Put(_)) => {
                             puts.fetch_add(1, Ordering::Relaxed);

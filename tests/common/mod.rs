@@ -113,20 +113,23 @@ impl FakePeer {
 
     /// Sends a valid PONG for `challenge`.
     pub fn pong(&self, to: SocketAddr, challenge: [u8; 8]) {
-        let salt: [u8; 16] = rand::random();
-        let sig = self
-            .keypair
-            .sign(&dave::wire::pong_signed_hash(&challenge, &salt));
-        let pong = dave::wire::PongRepr {
-            addr_count: 0,
-            addrs: [[0; 18]; 5],
-            challenge,
-            salt,
-            pubkey: self.keypair.public(),
-            sig,
-        };
-        let mut buf = [0u8; 1424];
-        let n = dave::wire::Message::Pong(pong).emit(&mut buf);
-        let _ = self.socket.send_to(&buf[..n], to);
+        let pong = pong_datagram(&self.keypair, challenge, rand::random());
+        let _ = self.socket.send_to(&pong, to);
     }
+}
+
+/// A PONG datagram answering `challenge`, listing no address, signed by `keypair` over `salt`
+/// (random for a v1 peer; `wire::ext::build_salt` to advertise extensions).
+pub fn pong_datagram(keypair: &dave::Keypair, challenge: [u8; 8], salt: [u8; 16]) -> Vec<u8> {
+    let pong = dave::wire::PongRepr {
+        addr_count: 0,
+        addrs: [[0; dave::limits::ADDR_LEN]; dave::limits::MAX_PONG_ADDRS],
+        challenge,
+        salt,
+        pubkey: keypair.public(),
+        sig: keypair.sign(&dave::wire::pong_signed_hash(&challenge, &salt)),
+    };
+    let mut buf = [0u8; dave::limits::MAX_PACKET_LEN];
+    let n = dave::wire::Message::Pong(pong).emit(&mut buf);
+    buf[..n].to_vec()
 }
