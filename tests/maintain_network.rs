@@ -1,9 +1,11 @@
-//! Replica maintenance by lookup (issue 12 item 5, `route::maintain`) over real UDP on loopback
-//! (127.0.7.1–24): 24 `Node`s with routing tables of k = 4, `route_lookups` on and short
+//! Replica maintenance by lookup (issue 12 item 5, `route::maintain`, `shard::maintain`) over
+//! real UDP on loopback: 24 `Node`s with routing tables of k = 4, `route_lookups` on and short
 //! maintenance intervals (republish every 2 s, age-out after 4 s). The three nodes closest to a
 //! record's owner are stopped; the surviving holders' republish lookups put the record on the
 //! new closest nodes, where a GET through a lookup finds it; a copy placed on the node farthest
-//! from the owner ages out of it, and in the end only the three closest hold the record.
+//! from the owner ages out of it, and in the end only the three closest hold the record. Once
+//! with a v1 record (127.0.7.1–24), once with a v2 record, the format `Node::put` makes by
+//! default (127.0.8.1–24).
 
 mod common;
 
@@ -13,6 +15,7 @@ use std::time::Duration;
 use common::*;
 use dave::keys::{Keypair, distance, id_from_pubkey};
 use dave::{Config, Node};
+use dave::{PutOptions, RecordFormat};
 
 const NODES: usize = 24;
 
@@ -33,13 +36,59 @@ fn maintain_config(ip: [u8; 4], edges: Vec<SocketAddr>) -> Config {
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Format {
+    V1,
+    V2,
+}
+
+/// Whether `node` holds a copy of (owner, key) in `format`.
+fn holds(node: &Node, format: Format, owner: &[u8; 32], key: &[u8]) -> bool {
+    match format {
+        Format::V1 => node.get_local(owner, key).is_some(),
+        Format::V2 => node.get_local2(owner, key).is_some(),
+    }
+}
+
+/// Maintenance counters of `node` for `format`: (lookups started, PUT datagrams pushed, copies
+/// aged out).
+fn maintenance(node: &Node, format: Format) -> (u64, u64, u64) {
+    match format {
+        Format::V1 => {
+            let s = node.stats();
+            (
+                s.maintain_lookups_started,
+                s.repair_datagrams_sent,
+                s.copies_aged_out,
+            )
+        }
+        Format::V2 => {
+            let s = node.stats2();
+            (
+                s.maintain_lookups_started,
+                s.repair_datagrams_sent,
+                s.copies_aged_out,
+            )
+        }
+    }
+}
+
 #[test]
-fn republish_moves_records_to_the_new_closest_and_far_copies_age_out() {
-    let first = Node::start(maintain_config([127, 0, 7, 1], vec![])).expect("edge starts");
+fn republish_moves_v1_records_to_the_new_closest_and_far_copies_age_out() {
+    republish_moves_records_to_the_new_closest_and_far_copies_age_out(Format::V1, 7);
+}
+
+#[test]
+fn republish_moves_v2_records_to_the_new_closest_and_far_copies_age_out() {
+    republish_moves_records_to_the_new_closest_and_far_copies_age_out(Format::V2, 8);
+}
+
+fn republish_moves_records_to_the_new_closest_and_far_copies_age_out(format: Format, net: u8) {
+    let first = Node::start(maintain_config([127, 0, net, 1], vec![])).expect("edge starts");
     let edge = first.local_addr();
     let mut nodes = vec![Some(first)];
     for i in 1..NODES {
-        let node = Node::start(maintain_config([127, 0, 7, 1 + i as u8], vec![edge]))
+        let node = Node::start(maintain_config([127, 0, net, 1 + i as u8], vec![edge]))
             .expect("node starts");
         nodes.push(Some(node));
     }
@@ -66,36 +115,54 @@ fn republish_moves_records_to_the_new_closest_and_far_copies_age_out() {
     let far = by_distance[NODES - 1];
     // Put from a node in the middle of the order (not a replica, not the far node).
     let putter = by_distance[NODES / 2];
-    let report = node(&nodes, putter)
-        .put_as(&owner, b"kept", b"moved by republish", TEST_WORK_BITS)
-        .expect("put");
-    let record = report.dat.clone();
+    let value = b"moved by republish";
+    let far_put = match format {
+        Format::V1 => {
+            let report = node(&nodes, putter)
+                .put_as(&owner, b"kept", value, TEST_WORK_BITS)
+                .expect("put");
+            let record = report.dat.clone();
+            Box::new(move |far: &Node| match far.put_dat(record) {
+                Ok(_) | Err(dave::PutError::Refused(dave::shard::store::Refusal::Duplicate)) => {}
+                Err(e) => panic!("far put: {e:?}"),
+            }) as Box<dyn FnOnce(&Node)>
+        }
+        Format::V2 => {
+            let options = PutOptions {
+                format: RecordFormat::V2,
+                owner: Some(owner.clone()),
+                work_bits: Some(TEST_WORK_BITS),
+                ..PutOptions::default()
+            };
+            let outcome = node(&nodes, putter)
+                .put_with(b"kept", value, &options)
+                .expect("put");
+            assert!(outcome.v1.is_none(), "a v2 record only");
+            let done = outcome.v2.expect("a v2 record");
+            let (record, commit) = (done.record, [0u8; 64]);
+            Box::new(move |far: &Node| {
+                // A plain put stores the copy there (a duplicate is no error) and pushes it
+                // to the closest its lookup finds.
+                far.put_dat2(record, None, commit).expect("far put");
+            }) as Box<dyn FnOnce(&Node)>
+        }
+    };
     assert!(
-        wait_until(Duration::from_secs(10), || closest.iter().all(|&i| node(
-            &nodes, i
-        )
-        .get_local(&owner.public(), b"kept")
-        .is_some())),
+        wait_until(Duration::from_secs(10), || closest.iter().all(|&i| holds(
+            node(&nodes, i),
+            format,
+            &owner.public(),
+            b"kept"
+        ))),
         "the three closest hold the record"
     );
     // A copy on the node farthest from the owner (a local put: stored there, pushed to the
     // closest its lookup finds). A replica's v1 forwarding may have given it a copy already.
-    match node(&nodes, far).put_dat(record) {
-        Ok(_) | Err(dave::PutError::Refused(dave::shard::store::Refusal::Duplicate)) => {}
-        Err(e) => panic!("far put: {e:?}"),
-    }
-    assert!(
-        node(&nodes, far)
-            .get_local(&owner.public(), b"kept")
-            .is_some()
-    );
+    far_put(node(&nodes, far));
+    assert!(holds(node(&nodes, far), format, &owner.public(), b"kept"));
 
     let holders_before: Vec<usize> = (0..NODES)
-        .filter(|&i| {
-            node(&nodes, i)
-                .get_local(&owner.public(), b"kept")
-                .is_some()
-        })
+        .filter(|&i| holds(node(&nodes, i), format, &owner.public(), b"kept"))
         .map(|i| by_distance.iter().position(|&j| j == i).unwrap())
         .collect();
     eprintln!("holders by rank before the closest leave: {holders_before:?}");
@@ -109,24 +176,18 @@ fn republish_moves_records_to_the_new_closest_and_far_copies_age_out() {
     let new_closest: Vec<usize> = new_closest[..3].to_vec();
     // The survivors' republish lookups (every 2 s) put it on the new closest.
     let moved = wait_until(Duration::from_secs(25), || {
-        new_closest.iter().all(|&i| {
-            node(&nodes, i)
-                .get_local(&owner.public(), b"kept")
-                .is_some()
-        })
+        new_closest
+            .iter()
+            .all(|&i| holds(node(&nodes, i), format, &owner.public(), b"kept"))
     });
     let held: Vec<bool> = new_closest
         .iter()
-        .map(|&i| {
-            node(&nodes, i)
-                .get_local(&owner.public(), b"kept")
-                .is_some()
-        })
+        .map(|&i| holds(node(&nodes, i), format, &owner.public(), b"kept"))
         .collect();
     let lookups: u64 = nodes
         .iter()
         .flatten()
-        .map(|n| n.stats().maintain_lookups_started)
+        .map(|n| maintenance(n, format).0)
         .sum();
     eprintln!("new closest hold it: {held:?}; maintenance lookups {lookups}");
     assert!(moved, "the new closest hold the record: {held:?}");
@@ -136,7 +197,7 @@ fn republish_moves_records_to_the_new_closest_and_far_copies_age_out() {
     let pushes: u64 = nodes
         .iter()
         .flatten()
-        .map(|n| n.stats().repair_datagrams_sent)
+        .map(|n| maintenance(n, format).1)
         .sum();
     assert!(pushes > 0);
 
@@ -144,19 +205,24 @@ fn republish_moves_records_to_the_new_closest_and_far_copies_age_out() {
     let getter = *alive
         .iter()
         .find(|&&i| {
-            i != far
-                && i != putter
-                && node(&nodes, i)
-                    .get_local(&owner.public(), b"kept")
-                    .is_none()
+            i != far && i != putter && !holds(node(&nodes, i), format, &owner.public(), b"kept")
         })
         .expect("a node without a copy");
     let getter = node(&nodes, getter);
     let before = getter.route_stats().lookups_done;
-    let got = getter
-        .get(&owner.public(), b"kept", Duration::from_secs(3))
-        .expect("found after the replicas left");
-    assert_eq!(got.value(), b"moved by republish");
+    let got = match format {
+        Format::V1 => getter
+            .get(&owner.public(), b"kept", Duration::from_secs(3))
+            .expect("found after the replicas left")
+            .value()
+            .to_vec(),
+        Format::V2 => getter
+            .get2(&owner.public(), b"kept", Duration::from_secs(3))
+            .expect("found after the replicas left")
+            .value()
+            .to_vec(),
+    };
+    assert_eq!(got, value);
     assert!(
         getter.route_stats().lookups_done > before,
         "through a lookup"
@@ -166,19 +232,22 @@ fn republish_moves_records_to_the_new_closest_and_far_copies_age_out() {
     // the copy ages out 4 s after it was last stored.
     let far_node = node(&nodes, far);
     assert!(
-        wait_until(Duration::from_secs(20), || far_node
-            .get_local(&owner.public(), b"kept")
-            .is_none()),
+        wait_until(Duration::from_secs(20), || !holds(
+            far_node,
+            format,
+            &owner.public(),
+            b"kept"
+        )),
         "the far copy aged out"
     );
-    assert!(far_node.stats().copies_aged_out >= 1);
+    assert!(maintenance(far_node, format).2 >= 1);
     // Every other copy (the putter's, one a v1 forward left, the getter's) ages out too, and
     // the closest replicas keep theirs (a replica never ages out by this rule): storage ends at
     // the three closest, whatever the network size.
     let holders = |nodes: &[Option<Node>]| -> Vec<usize> {
         live(nodes)
             .into_iter()
-            .filter(|&i| node(nodes, i).get_local(&owner.public(), b"kept").is_some())
+            .filter(|&i| holds(node(nodes, i), format, &owner.public(), b"kept"))
             .collect()
     };
     let mut want = new_closest.clone();
@@ -194,7 +263,7 @@ fn republish_moves_records_to_the_new_closest_and_far_copies_age_out() {
     let aged: u64 = nodes
         .iter()
         .flatten()
-        .map(|n| n.stats().copies_aged_out)
+        .map(|n| maintenance(n, format).2)
         .sum();
     eprintln!("copies aged out: {aged}");
 }

@@ -96,13 +96,19 @@ pub(super) enum OwnerMsg {
         dat: Option<Record2>,
     },
     /// A local v2 put.
-    LocalPut2(LocalPut2<Put2Reply>),
+    LocalPut2 {
+        put: LocalPut2<Put2Reply>,
+        /// As for `LocalPut`.
+        via: Option<Arc<peer::PeerSnapshot>>,
+    },
     /// A local v2 get.
     LocalGet2 {
         pubkey: [u8; 32],
         key: Box<[u8]>,
         timeout_ms: u64,
         reply: Sender<Get2Outcome>,
+        /// As for `LocalPut`.
+        via: Option<Arc<peer::PeerSnapshot>>,
     },
     /// The answer to a [`PeerMsg::MaintainLookup`]: the closest nodes found (`None`: the lookup
     /// could not run).

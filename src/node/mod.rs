@@ -423,7 +423,7 @@ impl Node {
         {
             let group = ShardGroup::new(owned, group_config, now, rand::random());
             let group2 =
-                Group2::new(owned2, owner_count, SHARD_TICK_MS, now).with_repair(group_config);
+                Group2::new(owned2, owner_count, SHARD_TICK_MS, now).with_repair(group_config, now);
             let counters = node.new_counters();
             let shared = Arc::clone(&shared);
             let socket = send_socket.try_clone().map_err(StartError::Spawn)?;

@@ -203,9 +203,10 @@ pub(super) fn owner_loop(
                     group2.handle(now, &snapshot, input, counters2, &mut effects2);
                     continue;
                 }
-                OwnerMsg::LocalPut2(put) => {
+                OwnerMsg::LocalPut2 { put, via } => {
                     let input = Input2::LocalPut(put);
-                    group2.handle(now, &snapshot, input, counters2, &mut effects2);
+                    let peers = via.as_ref().unwrap_or(&snapshot);
+                    group2.handle(now, peers, input, counters2, &mut effects2);
                     continue;
                 }
                 OwnerMsg::LocalGet2 {
@@ -213,6 +214,7 @@ pub(super) fn owner_loop(
                     key,
                     timeout_ms,
                     reply,
+                    via,
                 } => {
                     let input = Input2::LocalGet {
                         pubkey,
@@ -220,10 +222,14 @@ pub(super) fn owner_loop(
                         timeout_ms,
                         waiter: reply,
                     };
-                    group2.handle(now, &snapshot, input, counters2, &mut effects2);
+                    let peers = via.as_ref().unwrap_or(&snapshot);
+                    group2.handle(now, peers, input, counters2, &mut effects2);
                     continue;
                 }
                 OwnerMsg::LookupDone { target, closest } => {
+                    // One lookup per owner ID serves the v1 and the v2 copies alike; each group
+                    // ignores an answer it did not ask for.
+                    group2.lookup_done(now, target, closest.as_deref());
                     let input = Input::LookupDone {
                         target,
                         closest: closest.as_deref(),
@@ -250,14 +256,14 @@ pub(super) fn owner_loop(
         }
         // Replica maintenance's lookups: a full peer channel drops the ask, and the group forgets
         // the lookup after its timeout (the copies are met again by a later walk).
-        for target in effects.lookups.drain(..) {
+        group2.end_batch(now, &snapshot, &mut env, counters2, &mut effects2);
+        for target in effects.lookups.drain(..).chain(effects2.lookups.drain(..)) {
             let msg = PeerMsg::MaintainLookup {
                 target,
                 owner: index,
             };
             let _ = shared.peer_tx.try_send(msg);
         }
-        group2.end_batch(now, &snapshot, &mut env, counters2, &mut effects2);
         carry_out(&socket, &mut send, &mut effects, backup.as_ref(), &counters);
         carry_out2(
             &socket,

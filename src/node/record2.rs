@@ -218,6 +218,7 @@ impl Node {
     ) -> Result<Put2Report, PutError> {
         let (reply, answer) = bounded(1);
         let owner = self.owner_of(record.pubkey(), record.key());
+        let via = self.lookup_view(record.owner_id());
         let put = LocalPut2 {
             record,
             expect_seq,
@@ -225,7 +226,7 @@ impl Node {
             waiter: reply,
         };
         self.shared.owners[owner]
-            .send(OwnerMsg::LocalPut2(put))
+            .send(OwnerMsg::LocalPut2 { put, via })
             .map_err(|_| PutError::Shutdown)?;
         let report = answer
             .recv()
@@ -250,7 +251,8 @@ impl Node {
         if key.len() > MAX_KEY_LEN {
             return Err(GetError::NotFound);
         }
-        let answer = self.start_get2(owner_pubkey, key, timeout)?;
+        let via = self.lookup_view(crate::keys::id_from_pubkey(owner_pubkey));
+        let answer = self.start_get2(owner_pubkey, key, timeout, via)?;
         match answer.recv_timeout(timeout + Duration::from_millis(500)) {
             Ok(Get2Outcome::Found(dat)) => Ok(dat),
             Ok(Get2Outcome::NotFound) => Err(GetError::NotFound),
@@ -264,6 +266,7 @@ impl Node {
         owner_pubkey: &[u8; 32],
         key: &[u8],
         timeout: Duration,
+        via: Option<Arc<crate::peer::PeerSnapshot>>,
     ) -> Result<crossbeam_channel::Receiver<Get2Outcome>, GetError> {
         let (reply, answer) = bounded(1);
         let msg = OwnerMsg::LocalGet2 {
@@ -271,6 +274,7 @@ impl Node {
             key: key.into(),
             timeout_ms: timeout.as_millis() as u64,
             reply,
+            via,
         };
         self.shared.owners[self.owner_of(owner_pubkey, key)]
             .send(msg)
@@ -290,8 +294,10 @@ impl Node {
         if key.len() > MAX_KEY_LEN {
             return Err(GetError::NotFound);
         }
+        // One lookup serves both formats.
+        let via = self.lookup_view(crate::keys::id_from_pubkey(owner_pubkey));
         let v2 = if self.speaks_v2() {
-            Some(self.start_get2(owner_pubkey, key, timeout)?)
+            Some(self.start_get2(owner_pubkey, key, timeout, via.clone())?)
         } else {
             None
         };
@@ -307,7 +313,7 @@ impl Node {
                 key: key.into(),
                 timeout_ms: timeout.as_millis() as u64,
                 reply,
-                via: self.lookup_view(crate::keys::id_from_pubkey(owner_pubkey)),
+                via,
             };
             self.shared.owners[self.owner_of(owner_pubkey, key)]
                 .send(msg)

@@ -87,7 +87,8 @@ pub fn apply_trust(router: &mut Router, peers: &PeerSnapshot, policy: &TrustPoli
 
 /// The targets of a local put or get found by a lookup: `found` (closest first) as a snapshot the
 /// shard core chooses from, each contact with the trust `peers` gives it when it is one of our
-/// peers (unproven reliability otherwise), plus our active peers that do not speak ROUTING: a
+/// peers (unproven reliability otherwise; and the features it advertised, else those of every
+/// dave build), plus our active peers that do not speak ROUTING: a
 /// lookup never finds a v1-only node, but one that is among the closest to the owner must keep
 /// receiving its PUTs and GETs as in v1 (a mixed network). `None` when the lookup found nobody:
 /// the caller uses its peer snapshot.
@@ -114,7 +115,13 @@ pub fn lookup_view(found: &[Contact], peers: &PeerSnapshot) -> Option<Arc<PeerSn
                 edge: known.is_some_and(|p| p.edge),
                 reliability: known.map_or(UNPROVEN_RELIABILITY, |p| p.reliability),
                 trust: known.map(|p| p.trust).unwrap_or_default(),
-                features: Features::ROUTING,
+                // A contact we have not met is a dave node (it speaks ROUTING); every dave
+                // build speaks RECORD_V2 with it by default (`Features::ALL`), and one
+                // configured without it drops a PUT2/GET2 as an unknown op: a wrong guess costs
+                // one datagram and never reaches a v1 node.
+                features: known
+                    .map_or(Features::ALL, |p| p.features)
+                    .union(Features::ROUTING),
             }
         })
         .chain(v1_only)

@@ -203,6 +203,69 @@ impl CopyState {
     }
 }
 
+/// The copy states of a slab of records, one per slot ([`CopyState`], 4 B each), kept only once
+/// [`CopyBook::track`] is called: a store that is not maintained by lookup spends nothing. The
+/// slab's owner (`shard::store`, `shard::store2`) calls [`CopyBook::stored`] when a slot is
+/// filled and reads the states by slot; the clock is the holder's monotonic clock as its driver
+/// last set it ([`CopyBook::set_clock`]).
+#[derive(Debug, Default)]
+pub struct CopyBook {
+    copies: Vec<CopyState>,
+    tracking: bool,
+    clock_ms: u64,
+}
+
+impl CopyBook {
+    /// Keeps a state per slot from now on; the `slots` slots already in the slab are stamped as
+    /// stored now (a free one's state is never read: the slab checks the slot first).
+    pub fn track(&mut self, slots: usize) {
+        if !self.tracking {
+            self.tracking = true;
+            self.copies = vec![CopyState::stored(self.clock_ms); slots];
+        }
+    }
+
+    /// Whether states are kept.
+    pub fn is_tracking(&self) -> bool {
+        self.tracking
+    }
+
+    /// Sets the clock (monotonic ms) new and re-stored copies are stamped with.
+    pub fn set_clock(&mut self, now_ms: u64) {
+        self.clock_ms = now_ms;
+    }
+
+    /// `slot` was just filled with a record stored now.
+    pub fn stored(&mut self, slot: usize) {
+        if !self.tracking {
+            return;
+        }
+        if self.copies.len() <= slot {
+            self.copies.resize(slot + 1, CopyState::default());
+        }
+        self.copies[slot] = CopyState::stored(self.clock_ms);
+    }
+
+    /// The record in `slot` was stored again now ([`CopyState::restored`]).
+    pub fn restored(&mut self, slot: usize) {
+        if let Some(copy) = self.copies.get_mut(slot) {
+            *copy = copy.restored(self.clock_ms);
+        }
+    }
+
+    /// The state of `slot` (the caller checks the slot is in use).
+    pub fn get(&self, slot: usize) -> Option<CopyState> {
+        self.copies.get(slot).copied()
+    }
+
+    /// Replaces the state of `slot` (the caller checks the slot is in use).
+    pub fn set(&mut self, slot: usize, copy: CopyState) {
+        if let Some(c) = self.copies.get_mut(slot) {
+            *c = copy;
+        }
+    }
+}
+
 /// What a lookup answer means for the records of its target.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Placement {

@@ -115,6 +115,15 @@ pub struct Counters2 {
     pub repair_datagrams_sent: AtomicU64,
     /// Bytes of those datagrams.
     pub repair_bytes_sent: AtomicU64,
+    /// Copies dropped by replica maintenance by lookup: not re-stored for
+    /// `maintain_expire_after_ms` and not among the closest (`route::maintain`).
+    pub copies_aged_out: AtomicU64,
+    /// Republish lookups of v2 records the maintenance walk asked for.
+    pub maintain_lookups_started: AtomicU64,
+    /// Due v2 copies handled from a recent lookup answer.
+    pub maintain_cache_hits: AtomicU64,
+    /// Maintenance asks or pushes of v2 copies refused by pacing (met again later).
+    pub maintain_paced: AtomicU64,
 }
 
 /// A snapshot of [`Counters2`], summed over threads.
@@ -152,6 +161,14 @@ pub struct Stats2 {
     pub repair_datagrams_sent: u64,
     /// See [`Counters2::repair_bytes_sent`].
     pub repair_bytes_sent: u64,
+    /// See [`Counters2::copies_aged_out`].
+    pub copies_aged_out: u64,
+    /// See [`Counters2::maintain_lookups_started`].
+    pub maintain_lookups_started: u64,
+    /// See [`Counters2::maintain_cache_hits`].
+    pub maintain_cache_hits: u64,
+    /// See [`Counters2::maintain_paced`].
+    pub maintain_paced: u64,
 }
 
 impl Stats2 {
@@ -174,6 +191,10 @@ impl Stats2 {
         f("repair_passes_completed", self.repair_passes_completed);
         f("repair_datagrams_sent", self.repair_datagrams_sent);
         f("repair_bytes_sent", self.repair_bytes_sent);
+        f("copies_aged_out", self.copies_aged_out);
+        f("maintain_lookups_started", self.maintain_lookups_started);
+        f("maintain_cache_hits", self.maintain_cache_hits);
+        f("maintain_paced", self.maintain_paced);
     }
 
     /// Adds one thread's counters.
@@ -195,6 +216,10 @@ impl Stats2 {
         self.repair_passes_completed += l(&c.repair_passes_completed);
         self.repair_datagrams_sent += l(&c.repair_datagrams_sent);
         self.repair_bytes_sent += l(&c.repair_bytes_sent);
+        self.copies_aged_out += l(&c.copies_aged_out);
+        self.maintain_lookups_started += l(&c.maintain_lookups_started);
+        self.maintain_cache_hits += l(&c.maintain_cache_hits);
+        self.maintain_paced += l(&c.maintain_paced);
     }
 }
 
@@ -315,6 +340,9 @@ pub struct Effects2<PW, GW> {
     pub puts_done: Vec<(PW, Result<Put2Report, Put2Error>)>,
     /// Local gets that ended.
     pub gets_done: Vec<(GW, Get2Outcome)>,
+    /// Owner IDs replica maintenance wants looked up (`shard::maintain`; the driver sends them
+    /// to whatever runs lookups and hands the answers back to `Group2::lookup_done`).
+    pub lookups: Vec<u64>,
 }
 
 impl<PW, GW> Default for Effects2<PW, GW> {
@@ -324,6 +352,7 @@ impl<PW, GW> Default for Effects2<PW, GW> {
             backup: Vec::new(),
             puts_done: Vec::new(),
             gets_done: Vec::new(),
+            lookups: Vec::new(),
         }
     }
 }
@@ -456,6 +485,11 @@ impl<PW, GW> Shard2<PW, GW> {
         add(&counters.repair_bytes_sent, report.bytes);
     }
 
+    /// This node's ID (what the replica set is measured from).
+    pub fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
     /// The shared store (receivers read it to answer GET2s).
     pub fn store(&self) -> &Arc<RwLock<Store2>> {
         &self.store
@@ -527,6 +561,11 @@ impl<PW, GW> Shard2<PW, GW> {
         effects: &mut Effects2<PW, GW>,
     ) -> Status2 {
         let status = self.store.read().check(&dat, expect_seq, commit.is_some());
+        if status == Status2::Duplicate {
+            // Byte for byte what we hold: someone stored our copy again (a maintenance
+            // republish), which restarts its clock (`route::maintain`).
+            self.store.write().restored(dat.pubkey(), dat.key());
+        }
         if status != Status2::Stored {
             inc(&counters.puts_refused);
             return status;

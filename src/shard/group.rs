@@ -34,13 +34,14 @@ use rand::{Rng, SeedableRng};
 use crate::peer::budget::Pacer;
 use crate::peer::{PeerSnapshot, SnapshotView, TrustPolicy};
 use crate::route::Contact;
-use crate::route::maintain::{Ask, MaintainConfig, Maintainer, Placement};
+use crate::route::maintain::MaintainConfig;
 use crate::shard::challenge::ChallengeTimer;
 use crate::shard::core::{Effects, GetRequest, Record, Shard};
-use crate::shard::repair::{RepairStore, ReplicaView};
+use crate::shard::maintain::MaintainWalk;
+use crate::shard::repair::ReplicaView;
 use crate::shard::route::shard_index;
-use crate::shard::store::{Refusal, Store};
-use crate::stats::{Counters, add, inc};
+use crate::shard::store::Refusal;
+use crate::stats::{Counters, add};
 use crate::wire::GetRepr;
 
 /// Period of the shards' periodic tick (record expiry, challenge deadlines, the republish check)
@@ -188,21 +189,7 @@ pub struct ShardGroup<W> {
     repair_turn: usize,
     repaired_ms: Option<u64>,
     next_periodic_ms: u64,
-    maintain: Option<GroupMaintain>,
-}
-
-/// A copy as the maintenance walk names it: (local shard, slot).
-type CopyRef = (u16, u32);
-
-/// Maintenance by lookup (see the module docs).
-struct GroupMaintain {
-    maintainer: Maintainer<CopyRef>,
-    /// The walk's cursor: local shard and slot.
-    shard: usize,
-    slot: usize,
-    /// Answers to carry out at the end of the batch (at most `MAX_LOOKUPS_IN_FLIGHT`: one per
-    /// lookup in flight).
-    answered: Vec<(u64, Placement, Vec<CopyRef>)>,
+    maintain: Option<MaintainWalk>,
 }
 
 impl<W> ShardGroup<W> {
@@ -233,12 +220,9 @@ impl<W> ShardGroup<W> {
             repair_turn: 0,
             repaired_ms: None,
             next_periodic_ms: now.mono_ms.saturating_add(config.tick_period_ms),
-            maintain: config.maintain.map(|c| GroupMaintain {
-                maintainer: Maintainer::new(c, shards_node_id, now.mono_ms),
-                shard: 0,
-                slot: 0,
-                answered: Vec::new(),
-            }),
+            maintain: config
+                .maintain
+                .map(|c| MaintainWalk::new(c, shards_node_id, now.mono_ms)),
         }
     }
 
@@ -246,7 +230,7 @@ impl<W> ShardGroup<W> {
     pub fn maintain_stats(&self) -> crate::route::maintain::MaintainStats {
         self.maintain
             .as_ref()
-            .map(|m| m.maintainer.stats())
+            .map(|m| m.stats())
             .unwrap_or_default()
     }
 
@@ -315,11 +299,8 @@ impl<W> ShardGroup<W> {
                 self.shards[s].handle_get(from, &get, counters, effects);
             }
             Input::LookupDone { target, closest } => {
-                if let Some(m) = &mut self.maintain
-                    && let Some((placement, waiting)) =
-                        m.maintainer.answer(now.mono_ms, target, closest)
-                {
-                    m.answered.push((target, placement, waiting));
+                if let Some(m) = &mut self.maintain {
+                    m.answer(now.mono_ms, target, closest);
                 }
             }
             Input::LocalPut { dat } => {
@@ -434,8 +415,8 @@ impl<W> ShardGroup<W> {
         }
     }
 
-    /// Maintenance by lookup: carries out the answers that came in, then (on the periodic tick)
-    /// walks up to `repair_scan_records_per_step` slots from the cursor.
+    /// Maintenance by lookup (`shard::maintain`): carries out the answers that came in, then
+    /// (on the periodic tick) walks up to `repair_scan_records_per_step` slots from the cursor.
     fn maintain_step(
         &mut self,
         now: Now,
@@ -448,92 +429,30 @@ impl<W> ShardGroup<W> {
             return;
         };
         let mut pacer = env.repair_pacer();
-        for (target, placement, waiting) in std::mem::take(&mut m.answered) {
-            for (s, slot) in waiting {
-                let Some(shard) = self.shards.get(usize::from(s)) else {
-                    continue;
-                };
-                let mut store = shard.store().write();
-                let slot = slot as usize;
-                if store.record_in_slot(slot).map(|r| r.owner_id()) == Some(target) {
-                    push_copy(
-                        now, &mut store, slot, &placement, &mut pacer, counters, effects,
-                    );
-                }
-            }
-        }
-        if !periodic {
-            return;
-        }
-        // Copies that waited on a forgotten lookup are unchanged: this walk meets them again.
-        let _forgotten = m.maintainer.expire(now.mono_ms);
-        let expire_after_ms = m.maintainer.config().expire_after_ms;
-        let n = self.shards.len();
-        let mut budget = self.config.repair_scan_records_per_step;
-        // Each shard's slab is walked once per round at most; a round ends where it started.
-        let mut shards_left = n + 1;
-        'walk: while budget > 0 && shards_left > 0 {
-            let s = m.shard % n;
-            let mut store = self.shards[s].store().write();
-            let slots = store.slot_count();
-            while m.slot < slots {
-                if budget == 0 {
-                    break 'walk;
-                }
-                budget -= 1;
-                let slot = m.slot;
-                let Some(copy) = store.copy_in_slot(slot) else {
-                    m.slot += 1;
-                    continue;
-                };
-                if copy.ages_out(now.mono_ms, expire_after_ms) {
-                    if let Some(gone) = store.remove_slot(slot) {
-                        inc(&counters.copies_aged_out);
-                        effects.backup.push(crate::shard::core::BackupOp::Delete {
-                            pubkey: *gone.pubkey(),
-                            key: gone.key().into(),
-                            time_ms: gone.time_ms(),
-                        });
-                    }
-                    m.slot += 1;
-                    continue;
-                }
-                let Some(owner) = store.record_in_slot(slot).map(|r| r.owner_id()) else {
-                    m.slot += 1;
-                    continue;
-                };
-                if !copy.republish_due(now.mono_ms, m.maintainer.republish_after_ms(owner)) {
-                    m.slot += 1;
-                    continue;
-                }
-                match m
-                    .maintainer
-                    .ask(now.mono_ms, owner, (s as u16, slot as u32))
-                {
-                    Ask::Answered(placement) => {
-                        inc(&counters.maintain_cache_hits);
-                        let placement = placement.clone();
-                        push_copy(
-                            now, &mut store, slot, &placement, &mut pacer, counters, effects,
-                        );
-                    }
-                    Ask::Start => {
-                        inc(&counters.maintain_lookups_started);
-                        effects.lookups.push(owner);
-                    }
-                    Ask::Waiting => {}
-                    Ask::Paced => {
-                        // Resume at this copy on the next tick.
-                        inc(&counters.maintain_paced);
-                        break 'walk;
-                    }
-                }
-                m.slot += 1;
-            }
-            m.shard = (s + 1) % n;
-            m.slot = 0;
-            shards_left -= 1;
-        }
+        let backup = &mut effects.backup;
+        let tally = m.step(
+            now.mono_ms,
+            periodic,
+            &self.shards,
+            |shard| &**shard.store(),
+            self.config.repair_scan_records_per_step,
+            &mut pacer,
+            &mut effects.outbox,
+            &mut effects.lookups,
+            |gone| {
+                backup.push(crate::shard::core::BackupOp::Delete {
+                    pubkey: *gone.pubkey(),
+                    key: gone.key().into(),
+                    time_ms: gone.time_ms(),
+                })
+            },
+        );
+        add(&counters.copies_aged_out, tally.aged_out);
+        add(&counters.maintain_cache_hits, tally.cache_hits);
+        add(&counters.maintain_lookups_started, tally.lookups_started);
+        add(&counters.maintain_paced, tally.paced);
+        add(&counters.repair_datagrams_sent, tally.datagrams_sent);
+        add(&counters.repair_bytes_sent, tally.bytes_sent);
     }
 
     fn repair_due(&self, now_ms: u64, periodic: bool) -> bool {
@@ -580,40 +499,6 @@ impl<W> ShardGroup<W> {
             consider(self.next_periodic_ms);
         }
         at
-    }
-}
-
-/// Pushes the copy in `slot` to `placement.push_to` (as far as `pacer` allows: a copy not sent
-/// stays due and is met again) and records where this node stands for it.
-fn push_copy<W>(
-    now: Now,
-    store: &mut Store,
-    slot: usize,
-    placement: &Placement,
-    pacer: &mut Pacer,
-    counters: &Counters,
-    effects: &mut Effects<W>,
-) {
-    let Some(record) = store.record_in_slot(slot) else {
-        return;
-    };
-    let mut buf = [0u8; crate::limits::MAX_PACKET_LEN];
-    let len = Store::emit_put(record, &mut buf);
-    let bytes = len as u64 * placement.push_to.len() as u64;
-    if !pacer.try_take(now.mono_ms, bytes) {
-        inc(&counters.maintain_paced);
-        return;
-    }
-    for &to in &placement.push_to {
-        effects.outbox.push_bytes(to, &buf[..len]);
-    }
-    add(
-        &counters.repair_datagrams_sent,
-        placement.push_to.len() as u64,
-    );
-    add(&counters.repair_bytes_sent, bytes);
-    if let Some(copy) = store.copy_in_slot(slot) {
-        store.set_copy(slot, copy.answered(now.mono_ms, placement));
     }
 }
 

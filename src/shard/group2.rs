@@ -3,19 +3,28 @@
 //! puts) and the periodic expiry, and says when it next needs to run. I/O-free like the v1 group;
 //! the owner thread drives both and sleeps until the earlier of their deadlines.
 //!
-//! Repair and republish of v2 records are decided exactly as for v1 ([`crate::shard::repair`],
-//! the same walk): the group takes the replica view of the RECORD_V2 peers from the snapshot,
-//! steps its shards' passes at most every [`REPAIR_STEP_MS`] with the node-wide repair pacer
-//! (the one v1 repair draws on, handed out by the same [`GroupEnv`]), and sends PUT2s.
+//! Replica maintenance of v2 records is decided exactly as for v1, in the same two modes. The
+//! v1 path ([`crate::shard::repair`], the same walk): the group takes the replica view of the
+//! RECORD_V2 peers from the snapshot, steps its shards' passes at most every [`REPAIR_STEP_MS`]
+//! with the node-wide repair pacer (the one v1 repair draws on, handed out by the same
+//! [`GroupEnv`]), and sends PUT2s. With `GroupConfig::maintain` (the node's `route_lookups`),
+//! maintenance is by lookup ([`crate::shard::maintain`], the walk the v1 group runs): due copies
+//! ask for lookups of their owner IDs (`Effects2::lookups`), answers
+//! ([`Group2::lookup_done`]) push PUT2s to the closest nodes found, copies no longer among them
+//! age out; the repair passes then serve only the RECORD_V2 peers that do not speak ROUTING.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::peer::PeerSnapshot;
-use crate::shard::core2::{Counters2, Effects2, LocalPut2, Shard2};
+use crate::route::Contact;
+use crate::route::maintain::MaintainStats;
+use crate::shard::core2::{BackupOp2, Counters2, Effects2, LocalPut2, Shard2};
 use crate::shard::group::{GroupConfig, GroupEnv, Now, REPAIR_STEP_MS};
+use crate::shard::maintain::MaintainWalk;
 use crate::shard::repair::ReplicaView;
 use crate::shard::route::shard_index;
+use crate::stats::add;
 use crate::wire::record2::{Record2, Status2};
 
 /// One v2 input to a group.
@@ -89,6 +98,8 @@ pub struct Group2<PW, GW> {
     repaired_ms: Option<u64>,
     /// Which shard the next repair step starts at (so no shard starves the others' passes).
     repair_turn: usize,
+    /// Replica maintenance by lookup (with `GroupConfig::maintain`).
+    maintain: Option<MaintainWalk>,
 }
 
 impl<PW, GW> Group2<PW, GW> {
@@ -106,14 +117,49 @@ impl<PW, GW> Group2<PW, GW> {
             seen_snapshot: None,
             repaired_ms: None,
             repair_turn: 0,
+            maintain: None,
         }
     }
 
     /// Turns on repair and republish with the v1 group's settings (`repair_enabled`,
-    /// `repair_scan_records_per_step`, `trust`; the shards carry the republish interval).
-    pub fn with_repair(mut self, config: GroupConfig) -> Self {
+    /// `repair_scan_records_per_step`, `trust`; the shards carry the republish interval), and
+    /// with `maintain`, replica maintenance by lookup from `now` on.
+    pub fn with_repair(mut self, config: GroupConfig, now: Now) -> Self {
         self.repair = config.repair_enabled.then_some(config);
+        if let Some(maintain) = config.maintain.filter(|_| config.repair_enabled) {
+            // 4 B of copy state per slot.
+            for shard in &self.shards {
+                let mut store = shard.store().write();
+                store.set_copy_clock(now.mono_ms);
+                store.track_copies();
+            }
+            let own_id = self.shards[0].node_id();
+            self.maintain = Some(MaintainWalk::new(maintain, own_id, now.mono_ms));
+        }
         self
+    }
+
+    /// Maintenance counters (zero without `GroupConfig::maintain`).
+    pub fn maintain_stats(&self) -> MaintainStats {
+        self.maintain
+            .as_ref()
+            .map(|m| m.stats())
+            .unwrap_or_default()
+    }
+
+    /// A lookup of `target` that replica maintenance may have asked for ended (`None`: it
+    /// could not run). Carried out at the next [`Group2::end_batch`].
+    pub fn lookup_done(&mut self, now: Now, target: u64, closest: Option<&[Contact]>) {
+        if let Some(m) = &mut self.maintain {
+            m.answer(now.mono_ms, target, closest);
+        }
+    }
+
+    /// Stamps copies stored by the next input with `now` (maintenance measures their age by it).
+    fn set_copy_clock(&self, s: usize, now: Now) {
+        if self.maintain.is_some() {
+            self.shards[s].store().write().set_copy_clock(now.mono_ms);
+        }
     }
 
     /// The RECORD_V2 replica view the shards were last given.
@@ -147,6 +193,7 @@ impl<PW, GW> Group2<PW, GW> {
                 commit,
             } => {
                 let s = self.local_index(dat.pubkey(), dat.key());
+                self.set_copy_clock(s, now);
                 self.shards[s].handle_put(
                     now.wall_ms,
                     from,
@@ -166,6 +213,7 @@ impl<PW, GW> Group2<PW, GW> {
                 key,
             } => {
                 let s = self.local_index(&pubkey, key);
+                self.set_copy_clock(s, now);
                 self.shards[s].handle_status(
                     now.wall_ms,
                     from,
@@ -196,6 +244,7 @@ impl<PW, GW> Group2<PW, GW> {
             }
             Input2::LocalPut(put) => {
                 let s = self.local_index(put.record.pubkey(), put.record.key());
+                self.set_copy_clock(s, now);
                 self.shards[s].local_put(now.mono_ms, now.wall_ms, put, peers, counters, effects);
             }
             Input2::LocalGet {
@@ -246,9 +295,41 @@ impl<PW, GW> Group2<PW, GW> {
             .seen_snapshot
             .as_ref()
             .is_some_and(|seen| Arc::ptr_eq(seen, peers));
+        if let Some(m) = &mut self.maintain {
+            let mut pacer = env.repair_pacer();
+            let backup = &mut effects.backup;
+            let tally = m.step(
+                now.mono_ms,
+                periodic,
+                &self.shards,
+                |shard| &**shard.store(),
+                config.repair_scan_records_per_step,
+                &mut pacer,
+                &mut effects.outbox,
+                &mut effects.lookups,
+                |gone| {
+                    backup.push(BackupOp2::Delete {
+                        pubkey: *gone.pubkey(),
+                        key: gone.key().into(),
+                        seq: gone.seq(),
+                    })
+                },
+            );
+            add(&counters.copies_aged_out, tally.aged_out);
+            add(&counters.maintain_cache_hits, tally.cache_hits);
+            add(&counters.maintain_lookups_started, tally.lookups_started);
+            add(&counters.maintain_paced, tally.paced);
+            add(&counters.repair_datagrams_sent, tally.datagrams_sent);
+            add(&counters.repair_bytes_sent, tally.bytes_sent);
+        }
         if !seen {
             self.seen_snapshot = Some(Arc::clone(peers));
-            let latest = ReplicaView::of_snapshot_v2(peers, &config.trust);
+            // With maintenance by lookup, the repair passes serve only the peers lookups cannot
+            // find (RECORD_V2 peers without ROUTING).
+            let latest = match self.maintain {
+                Some(_) => ReplicaView::of_snapshot_v2_without_routing(peers, &config.trust),
+                None => ReplicaView::of_snapshot_v2(peers, &config.trust),
+            };
             if latest != *self.view {
                 self.view = Arc::new(latest);
                 for shard in &mut self.shards {
@@ -305,6 +386,7 @@ mod tests {
     use crate::keys::{Keypair, id_from_pubkey};
     use crate::peer::budget::{BucketConfig, Pacer};
     use crate::peer::{PeerInfo, Trust, TrustPolicy};
+    use crate::route::maintain::MaintainConfig;
     use crate::shard::core2::Rules2;
     use crate::shard::group::SHARD_TICK_MS;
     use crate::shard::store2::{Store2, Store2Config};
@@ -332,6 +414,10 @@ mod tests {
     }
 
     fn group() -> Group2<u32, u32> {
+        group_with(None)
+    }
+
+    fn group_with(maintain: Option<MaintainConfig>) -> Group2<u32, u32> {
         let shards = (0..2)
             .map(|_| {
                 let store = Store2::new(Store2Config {
@@ -354,9 +440,9 @@ mod tests {
             repair_scan_records_per_step: 4,
             tick_period_ms: SHARD_TICK_MS,
             trust: TrustPolicy::default(),
-            maintain: None,
+            maintain,
         };
-        Group2::new(shards, 1, SHARD_TICK_MS, at(0)).with_repair(config)
+        Group2::new(shards, 1, SHARD_TICK_MS, at(0)).with_repair(config, at(0))
     }
 
     /// Peers 1..=n; the odd ones advertise RECORD_V2, the even ones are v1-only.
@@ -452,5 +538,118 @@ mod tests {
                 .load(std::sync::atomic::Ordering::Relaxed),
             30
         );
+    }
+
+    #[test]
+    fn v2_copies_are_maintained_by_lookup_pushed_as_put2_and_age_out_when_not_closest() {
+        let maintain = MaintainConfig {
+            republish_ms: 10_000,
+            expire_after_ms: 20_000,
+            lookups_per_s: 2,
+            lookup_timeout_ms: 5_000,
+            answers_cached: 8,
+            replicas: 3,
+        };
+        let mut g = group_with(Some(maintain));
+        let counters = Counters2::default();
+        let mut fx = Effects2::default();
+        let none = Arc::new(PeerSnapshot::default());
+        let mut env = TestEnv(Pacer::new(
+            BucketConfig {
+                burst_bytes: 64 << 10,
+                refill_bytes_per_s: 512 << 10,
+            },
+            0,
+        ));
+        let owner = Keypair::generate();
+        let owner_id = id_from_pubkey(&owner.public());
+        let mut records = Vec::new();
+        for i in 0..3u8 {
+            let record = crate::pow::make_dat2_single(&owner, &[i], b"v", WALL_MS, 1, 0);
+            records.push(record.clone());
+            let put = LocalPut2 {
+                commit: crate::pow::sign_commit2(&owner, record.work()),
+                record,
+                expect_seq: None,
+                waiter: 0,
+            };
+            g.handle(at(0), &none, Input2::LocalPut(put), &counters, &mut fx);
+        }
+        g.end_batch(at(0), &none, &mut env, &counters, &mut fx);
+        fx.outbox.clear();
+        // Record 0 is stored again byte for byte at 6 s (another holder's republish): its clock
+        // restarts, so it is not due with the others.
+        let again = Input2::Put {
+            from: SocketAddr::from(([10, 0, 9, 9], 1618)),
+            dat: records[0].clone(),
+            expect_seq: None,
+            commit: None,
+        };
+        g.handle(at(6_000), &none, again, &counters, &mut fx);
+        g.end_batch(at(7_500), &none, &mut env, &counters, &mut fx);
+        assert!(fx.lookups.is_empty() && fx.outbox.is_empty());
+        // Due: one lookup for the owner ID (not one per record); routing peers get no repair.
+        let routing_peers = Arc::new(PeerSnapshot::new(
+            peers(6)
+                .peers()
+                .iter()
+                .map(|p| PeerInfo {
+                    features: Features::ALL,
+                    ..*p
+                })
+                .collect(),
+        ));
+        g.end_batch(at(10_000), &routing_peers, &mut env, &counters, &mut fx);
+        assert_eq!(fx.lookups, vec![owner_id]);
+        assert!(fx.outbox.is_empty(), "no repair pass to routing peers");
+        assert_eq!(g.view().len(), 0);
+        fx.lookups.clear();
+        // The answer: three nodes closer than us. The two waiting copies go there as PUT2s;
+        // we are not a replica, so nothing more is republished.
+        let closer: Vec<Contact> = (1..=3u64)
+            .map(|d| Contact {
+                id: owner_id ^ d,
+                addr: SocketAddr::from(([10, 0, 9, d as u8], 1618)),
+                verified: true,
+                pinned: false,
+            })
+            .collect();
+        g.lookup_done(at(10_100), owner_id, Some(&closer));
+        g.end_batch(at(10_100), &none, &mut env, &counters, &mut fx);
+        assert_eq!(
+            fx.outbox.len(),
+            6,
+            "two records to each of the three closest"
+        );
+        for (to, bytes) in fx.outbox.iter() {
+            assert!(closer.iter().any(|c| c.addr == to));
+            match Message2::parse(bytes) {
+                Ok(Message2::Put2(dat)) => assert_eq!(dat.pubkey(), &owner.public()),
+                other => panic!("not a PUT2: {other:?}"),
+            }
+        }
+        fx.outbox.clear();
+        // Records 1 and 2 age out 20 s after they were stored, record 0 20 s after its re-store
+        // (its own republish lookup, due from 16 s, gets no answer here: it stays a holder).
+        g.end_batch(at(20_500), &none, &mut env, &counters, &mut fx);
+        let held = |g: &Group2<u32, u32>| -> usize {
+            g.shards().iter().map(|s| s.store().read().len()).sum()
+        };
+        assert_eq!(held(&g), 1, "the two copies not re-stored aged out");
+        assert_eq!(
+            counters
+                .copies_aged_out
+                .load(std::sync::atomic::Ordering::Relaxed),
+            2
+        );
+        let deletes = fx
+            .backup
+            .iter()
+            .filter(|op| matches!(op, BackupOp2::Delete { .. }))
+            .count();
+        assert_eq!(deletes, 2, "their deletes are backed up");
+        g.end_batch(at(26_500), &none, &mut env, &counters, &mut fx);
+        assert_eq!(held(&g), 0, "the re-stored copy 20 s after its re-store");
+        assert_eq!(g.maintain_stats().answers, 1);
     }
 }

@@ -6,6 +6,7 @@ pub mod core;
 pub mod core2;
 pub mod group;
 pub mod group2;
+pub mod maintain;
 pub mod order;
 pub mod refused;
 pub mod repair;

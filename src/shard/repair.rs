@@ -34,7 +34,7 @@ use crate::shard::store::Store;
 use crate::wire::Message;
 
 /// Largest repair datagram: a v1 PUT or a v2 PUT2 (whichever is longer).
-const MAX_REPAIR_DATAGRAM_LEN: usize = crate::limits::MAX_PACKET_LEN;
+pub const MAX_REPAIR_DATAGRAM_LEN: usize = crate::limits::MAX_PACKET_LEN;
 
 /// A store a repair pass can walk: records in slots that never move while held, so a cursor
 /// (a slot index) sees every record held throughout a walk. v1 ([`Store`]) and v2
@@ -118,6 +118,19 @@ impl ReplicaView {
         trust: &crate::peer::TrustPolicy,
     ) -> ReplicaView {
         ReplicaView::of_peers(snapshot.speaking(crate::wire::Features::RECORD_V2), trust)
+    }
+
+    /// The peers v2 repair places records on while replica maintenance is by lookup: as
+    /// [`ReplicaView::of_snapshot_v2`], but only the RECORD_V2 peers that do not speak ROUTING
+    /// (lookups never find them).
+    pub fn of_snapshot_v2_without_routing(
+        snapshot: &crate::peer::PeerSnapshot,
+        trust: &crate::peer::TrustPolicy,
+    ) -> ReplicaView {
+        let v2_only = snapshot
+            .speaking(crate::wire::Features::RECORD_V2)
+            .filter(|p| !p.speaks(crate::wire::Features::ROUTING));
+        ReplicaView::of_peers(v2_only, trust)
     }
 
     /// The peers v1 repair places records on while replica maintenance is by lookup

@@ -42,7 +42,7 @@ use hashbrown::HashTable;
 
 use crate::keys::id_from_pubkey;
 use crate::limits::{DAT_HEADER_LEN, MAX_DAT_LEN};
-use crate::route::maintain::CopyState;
+use crate::route::maintain::{CopyBook, CopyState};
 use crate::shard::order::{EvictionOrder, OrderKey, Placement, Rank};
 use crate::shard::route::{Version, compare_versions, record_hash};
 use crate::wire::Dat;
@@ -210,11 +210,7 @@ pub struct Store<H: RecordHasher = RouteHasher> {
     slots: Vec<Option<Record>>,
     /// The maintenance state of the copy in each slot (`route::maintain`), beside `slots`;
     /// empty unless [`Store::track_copies`] was called.
-    copies: Vec<CopyState>,
-    /// Whether `copies` is kept.
-    track_copies: bool,
-    /// The holder's monotonic clock as its owner last set it: what new copies are stamped with.
-    copy_clock_ms: u64,
+    copies: CopyBook,
     /// Free slots, reused last-freed first.
     free_slots: Vec<u32>,
     /// Slot of each record, hashed by `(pubkey, key)`.
@@ -253,9 +249,7 @@ impl<H: RecordHasher> Store<H> {
         Store {
             config,
             slots: Vec::new(),
-            copies: Vec::new(),
-            track_copies: false,
-            copy_clock_ms: 0,
+            copies: CopyBook::default(),
             free_slots: Vec::new(),
             by_key: HashTable::new(),
             by_work: HashTable::new(),
@@ -318,31 +312,26 @@ impl<H: RecordHasher> Store<H> {
     /// Keeps a copy state per slot from now on (replica maintenance by lookup,
     /// `route::maintain`): 4 bytes per slot. Records already held are stamped as stored now.
     pub fn track_copies(&mut self) {
-        if !self.track_copies {
-            self.track_copies = true;
-            self.copies = vec![CopyState::stored(self.copy_clock_ms); self.slots.len()];
-        }
+        self.copies.track(self.slots.len());
     }
 
     /// Sets the monotonic clock (ms) new and re-stored copies are stamped with; the owner sets
     /// it before each batch (`route::maintain` measures a copy's age by it).
     pub fn set_copy_clock(&mut self, now_ms: u64) {
-        self.copy_clock_ms = now_ms;
+        self.copies.set_clock(now_ms);
     }
 
     /// The maintenance state of the copy in `slot`, if the slot is in use and copies are
     /// tracked.
     pub fn copy_in_slot(&self, slot: usize) -> Option<CopyState> {
         self.slots.get(slot)?.as_ref()?;
-        self.copies.get(slot).copied()
+        self.copies.get(slot)
     }
 
     /// Replaces the maintenance state of the copy in `slot` (no-op for a free slot).
     pub fn set_copy(&mut self, slot: usize, copy: CopyState) {
-        if self.slots.get(slot).is_some_and(Option::is_some)
-            && let Some(c) = self.copies.get_mut(slot)
-        {
-            *c = copy;
+        if self.slots.get(slot).is_some_and(Option::is_some) {
+            self.copies.set(slot, copy);
         }
     }
 
@@ -352,9 +341,7 @@ impl<H: RecordHasher> Store<H> {
         let Some(slot) = self.find_key(pubkey, key) else {
             return false;
         };
-        if let Some(copy) = self.copies.get_mut(slot as usize) {
-            *copy = copy.restored(self.copy_clock_ms);
-        }
+        self.copies.restored(slot as usize);
         true
     }
 
@@ -504,9 +491,6 @@ impl<H: RecordHasher> Store<H> {
             None => {
                 let slot = u32::try_from(self.slots.len()).expect("slot count bounded by budget");
                 self.slots.push(None);
-                if self.track_copies {
-                    self.copies.push(CopyState::default());
-                }
                 slot
             }
         };
@@ -516,9 +500,7 @@ impl<H: RecordHasher> Store<H> {
         self.bytes_used += record_cost_bytes(dat.len());
         self.dat_bytes += dat.len();
         self.slots[slot as usize] = Some(dat);
-        if let Some(copy) = self.copies.get_mut(slot as usize) {
-            *copy = CopyState::stored(self.copy_clock_ms);
-        }
+        self.copies.stored(slot as usize);
         let slots = &self.slots;
         let slot_key_hash = |&s: &u32| match slots.get(s as usize) {
             Some(Some(r)) => table_hash(H::record_hash(r.pubkey(), r.key())),

@@ -25,6 +25,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use crate::route::maintain::{CopyBook, CopyState};
 use crate::shard::store::record_cost_bytes;
 use crate::wire::record2::{Dat2, MAX_DAT2_LEN, Record2, Status2};
 
@@ -97,6 +98,9 @@ pub struct Store2 {
     bytes_used: usize,
     /// Sum of the records' wire lengths (what their backup entries hold).
     dat_bytes: usize,
+    /// The maintenance state of the copy in each slot (`route::maintain`), beside `slots`;
+    /// empty unless [`Store2::track_copies`] was called.
+    copies: CopyBook,
 }
 
 fn id_of<T: AsRef<[u8]>>(dat: &Dat2<T>) -> RecordId2 {
@@ -115,6 +119,7 @@ impl Store2 {
             expiry: BTreeSet::new(),
             bytes_used: 0,
             dat_bytes: 0,
+            copies: CopyBook::default(),
         }
     }
 
@@ -249,6 +254,7 @@ impl Store2 {
             }
         };
         self.index.insert(id, slot);
+        self.copies.stored(slot);
         assert!(self.bytes_used <= self.config.capacity_bytes);
         Ok(Inserted2 { replaced, evicted })
     }
@@ -266,6 +272,49 @@ impl Store2 {
     /// [`Store2::slot_count`] sees every record held throughout.
     pub fn record_in_slot(&self, slot: usize) -> Option<&Record2> {
         self.slots.get(slot)?.as_ref()
+    }
+
+    /// Keeps a copy state per slot from now on (replica maintenance by lookup,
+    /// `route::maintain`): 4 bytes per slot. Records already held are stamped as stored now.
+    pub fn track_copies(&mut self) {
+        self.copies.track(self.slots.len());
+    }
+
+    /// Sets the monotonic clock (ms) new and re-stored copies are stamped with; the owner sets
+    /// it before a put (`route::maintain` measures a copy's age by it).
+    pub fn set_copy_clock(&mut self, now_ms: u64) {
+        self.copies.set_clock(now_ms);
+    }
+
+    /// The maintenance state of the copy in `slot`, if the slot is in use and copies are
+    /// tracked.
+    pub fn copy_in_slot(&self, slot: usize) -> Option<CopyState> {
+        self.slots.get(slot)?.as_ref()?;
+        self.copies.get(slot)
+    }
+
+    /// Replaces the maintenance state of the copy in `slot` (no-op for a free slot).
+    pub fn set_copy(&mut self, slot: usize, copy: CopyState) {
+        if self.slots.get(slot).is_some_and(Option::is_some) {
+            self.copies.set(slot, copy);
+        }
+    }
+
+    /// Someone stored the held record of `(pubkey, key)` again, byte for byte (a duplicate
+    /// PUT2): restarts its copy's clock ([`CopyState::restored`]). Returns whether it is held.
+    pub fn restored(&mut self, pubkey: &[u8; 32], key: &[u8]) -> bool {
+        let Some(&slot) = self.index.get(&(*pubkey, Box::<[u8]>::from(key))) else {
+            return false;
+        };
+        self.copies.restored(slot);
+        true
+    }
+
+    /// Removes and returns the record in `slot` (a copy that aged out).
+    pub fn remove_slot(&mut self, slot: usize) -> Option<Record2> {
+        let record = self.slots.get(slot)?.as_ref()?;
+        let id = id_of(record);
+        self.take(&id)
     }
 
     fn take(&mut self, id: &RecordId2) -> Option<Record2> {
