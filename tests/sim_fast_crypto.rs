@@ -32,7 +32,7 @@ fn fast_pong_auth_replays_by_seed_and_decides_as_ed25519_does() {
     assert_ne!(a.trace_hash, c.trace_hash, "another seed, another trace");
     assert!(a.net.lost > 0 && a.net.duplicated > 0 && a.net.reordered > 0);
     assert!(a.departures > 0 && a.edge_restarts > 0);
-    assert!(a.net.delivered > 10_000);
+    assert!(a.net.delivered > 5_000);
     assert!(a.time_to_ready_ms.is_some());
 
     // The same seed with Ed25519 PONGs: other bytes on the wire, the same run.

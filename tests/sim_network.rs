@@ -31,7 +31,9 @@ fn the_same_seed_replays_the_same_trace_and_another_seed_does_not() {
     // The run did what it was set up to do.
     assert!(a.net.lost > 0 && a.net.duplicated > 0 && a.net.reordered > 0);
     assert!(a.departures > 0 && a.edge_restarts > 0);
-    assert!(a.net.delivered > 10_000);
+    // (About 9,800 datagrams at seed 7 with replica maintenance by lookup, the default; the v1
+    // repair, which re-sends records whenever the peer snapshot changes, delivered 10,900.)
+    assert!(a.net.delivered > 5_000);
 }
 
 #[test]
@@ -202,6 +204,11 @@ fn a_lossy_network_split_heals_and_reconverges() {
     // schedule here. By default the router watches them instead, and a peer across a cut stays
     // in a table until the router evicts it or 10 minutes pass (README "Routing at scale").
     o.node.ping_routing_peers = true;
+    // Records placed during the split move to the closest nodes of the whole network when the
+    // snapshot changes with the v1 repair; replica maintenance by lookup (the default) moves
+    // them only at the next republish, 10 minutes later (README "Routing at scale"), past this
+    // two-minute run. This scenario measures the snapshot-driven reconvergence.
+    o.maintain_by_lookup = false;
     o.partitions.push(PartitionOptions {
         start_ms: 30_000,
         end_ms: 70_000,

@@ -678,6 +678,13 @@ impl<W> Shard<W> {
         true
     }
 
+    /// `record` (one of ours) was sent to `to` by someone else than this core (replica
+    /// maintenance by lookup, `shard::maintain`): sampled as a storage challenge like the PUTs
+    /// the core sends itself.
+    pub fn remember_challenge(&mut self, wall_ms: i64, to: SocketAddr, record: &Record) {
+        self.challenges.remember(wall_ms, to, record, &mut self.rng);
+    }
+
     /// Storage challenges remembered and in flight.
     pub fn challenge_counts(&self) -> (usize, usize) {
         (self.challenges.candidates(), self.challenges.in_flight())

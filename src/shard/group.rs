@@ -430,6 +430,9 @@ impl<W> ShardGroup<W> {
         };
         let mut pacer = env.repair_pacer();
         let backup = &mut effects.backup;
+        // Pushes are storage-challenge candidates like every PUT sent (sampled after the walk,
+        // which holds the shards' stores while it runs).
+        let mut pushed: Vec<(usize, SocketAddr, Record)> = Vec::new();
         let tally = m.step(
             now.mono_ms,
             periodic,
@@ -446,7 +449,11 @@ impl<W> ShardGroup<W> {
                     time_ms: gone.time_ms(),
                 })
             },
+            |s, to, record| pushed.push((s, to, record.to_boxed())),
         );
+        for (s, to, record) in pushed {
+            self.shards[s].remember_challenge(now.wall_ms, to, &record);
+        }
         add(&counters.copies_aged_out, tally.aged_out);
         add(&counters.maintain_cache_hits, tally.cache_hits);
         add(&counters.maintain_lookups_started, tally.lookups_started);

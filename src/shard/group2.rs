@@ -314,6 +314,8 @@ impl<PW, GW> Group2<PW, GW> {
                         seq: gone.seq(),
                     })
                 },
+                // v2 records are not storage-challenged (challenges are v1 GETs).
+                |_, _, _| {},
             );
             add(&counters.copies_aged_out, tally.aged_out);
             add(&counters.maintain_cache_hits, tally.cache_hits);

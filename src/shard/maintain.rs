@@ -10,6 +10,8 @@
 //! datagram ([`RepairStore::emit_put`]: PUT for v1, PUT2 for v2), to the replica set found, as
 //! far as the node-wide repair pacer allows, and each copy's standing is recorded.
 
+use std::net::SocketAddr;
+
 use parking_lot::RwLock;
 
 use crate::outbox::Outbox;
@@ -112,7 +114,9 @@ impl MaintainWalk {
 
     /// Carries out the answers that came in, then (when `periodic`) walks up to `scan_budget`
     /// slots of `shards` from the cursor. Lookups to start are appended to `lookups`, datagrams
-    /// to `outbox`; each aged-out record goes to `aged_out` (for the backup log).
+    /// to `outbox`; each aged-out record goes to `aged_out` (for the backup log), and each push
+    /// to `pushed` (local shard, receiver, record: v1 samples them as storage challenges, as it
+    /// samples every PUT it sends).
     #[allow(clippy::too_many_arguments)]
     pub fn step<T, S: MaintainedStore>(
         &mut self,
@@ -125,6 +129,7 @@ impl MaintainWalk {
         outbox: &mut Outbox,
         lookups: &mut Vec<u64>,
         mut aged_out: impl FnMut(S::Record),
+        mut pushed: impl FnMut(usize, SocketAddr, &S::Record),
     ) -> WalkTally {
         let mut tally = WalkTally::default();
         for (target, placement, waiting) in std::mem::take(&mut self.answered) {
@@ -135,14 +140,16 @@ impl MaintainWalk {
                 let mut store = store_of(shard).write();
                 let slot = slot as usize;
                 if store.record_in_slot(slot).map(S::owner_id) == Some(target) {
+                    let at = (usize::from(s), slot);
                     push_copy(
                         now_ms,
                         &mut *store,
-                        slot,
+                        at,
                         &placement,
                         pacer,
                         outbox,
                         &mut tally,
+                        &mut pushed,
                     );
                 }
             }
@@ -194,11 +201,12 @@ impl MaintainWalk {
                         push_copy(
                             now_ms,
                             &mut *store,
-                            slot,
+                            (s, slot),
                             &placement,
                             pacer,
                             outbox,
                             &mut tally,
+                            &mut pushed,
                         );
                     }
                     Ask::Start => {
@@ -222,16 +230,18 @@ impl MaintainWalk {
     }
 }
 
-/// Pushes the copy in `slot` to `placement.push_to` (as far as `pacer` allows: a copy not sent
+/// Pushes the copy in (local `shard`, `slot`) to `placement.push_to` (as far as `pacer` allows: a copy not sent
 /// stays due and is met again) and records where this node stands for it.
+#[allow(clippy::too_many_arguments)]
 fn push_copy<S: MaintainedStore>(
     now_ms: u64,
     store: &mut S,
-    slot: usize,
+    (shard, slot): (usize, usize),
     placement: &Placement,
     pacer: &mut Pacer,
     outbox: &mut Outbox,
     tally: &mut WalkTally,
+    pushed: &mut impl FnMut(usize, SocketAddr, &S::Record),
 ) {
     let Some(record) = store.record_in_slot(slot) else {
         return;
@@ -245,6 +255,7 @@ fn push_copy<S: MaintainedStore>(
     }
     for &to in &placement.push_to {
         outbox.push_bytes(to, &buf[..len]);
+        pushed(shard, to, record);
     }
     tally.datagrams_sent += placement.push_to.len() as u64;
     tally.bytes_sent += bytes;

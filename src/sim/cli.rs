@@ -81,9 +81,14 @@ pub struct SimArgs {
     #[arg(long)]
     pub no_lookups: bool,
     /// Replica maintenance by lookup (republish to the closest found, age-out elsewhere), as the
-    /// node does with lookups on; without it the simulated nodes run the v1 repair.
+    /// node does with lookups on. The default; the flag is kept so older command lines run.
     #[arg(long)]
     pub maintain: bool,
+    /// The v1 repair (re-send to the FANOUT closest of the peer snapshot when it changes, and
+    /// republish every interval) instead of maintenance by lookup (also implied by
+    /// --no-lookups).
+    #[arg(long, conflicts_with = "maintain")]
+    pub v1_repair: bool,
     /// Run the routing-level model instead (`dave::route::world`): every node a real routing
     /// core (k-buckets, iterative lookups, FIND_NODE / NODES through the real codec), records
     /// stored on and read from the closest nodes a lookup finds; signatures, proof of work and
@@ -129,7 +134,7 @@ impl SimArgs {
             trust: !self.no_trust,
             clock_skew_ms_max: self.skew_ms,
             fast_pong_auth: self.fast_crypto,
-            maintain_by_lookup: self.maintain && !self.no_lookups,
+            maintain_by_lookup: !self.v1_repair && !self.no_lookups,
             ..SimOptions::default()
         };
         o.scale_peer_timers(self.peer_timer_scale);

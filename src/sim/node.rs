@@ -192,7 +192,8 @@ impl NodeSetup {
             repair_scan_records_per_step: self.config.repair_scan_records_per_step,
             tick_period_ms: self.shard_period_ms,
             trust: self.policy().trust,
-            // Maintenance by lookup only when asked for (`SimOptions::maintain_by_lookup`).
+            // Maintenance by lookup as in the node, unless turned off
+            // (`SimOptions::maintain_by_lookup`).
             maintain: self
                 .maintain_by_lookup
                 .then(|| self.config.maintain_config(1))

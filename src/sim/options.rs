@@ -65,11 +65,11 @@ pub struct SimOptions {
     /// [`PongAuth::SimulatedMac`]: crate::peer::PongAuth::SimulatedMac
     pub fast_pong_auth: bool,
     /// Replica maintenance by lookup (`route::maintain`, the node's default with
-    /// `route_lookups`) instead of the v1 repair toward the peer snapshot. Default false: with
-    /// it, records placed during a partition reach the closest nodes only one republish
-    /// interval after it heals (the v1 repair moves them when the peer snapshot changes), and
-    /// honest peers get fewer storage challenges (`tests/sim_network.rs` was written for the v1
-    /// repair); README "Routing at scale".
+    /// `route_lookups`) instead of the v1 repair toward the peer snapshot. Default true, as in
+    /// the node. With it, records placed during a partition reach the closest nodes of the
+    /// whole network one republish interval after it heals (the v1 repair moves them when the
+    /// peer snapshot changes; `tests/sim_network.rs`'s partition scenario turns it off);
+    /// README "Routing at scale".
     pub maintain_by_lookup: bool,
 }
 
@@ -306,7 +306,7 @@ impl Default for SimOptions {
             sample_every_ms: 1_000,
             shard_period_ms: 1_000,
             fast_pong_auth: false,
-            maintain_by_lookup: false,
+            maintain_by_lookup: true,
         }
     }
 }

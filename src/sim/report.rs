@@ -395,6 +395,15 @@ impl fmt::Display for Report {
                 + c.challenges_failed_timeout,
             c.repair_datagrams_sent
         )?;
+        writeln!(
+            f,
+            "{:<22}by lookup: {} lookups, {} answers reused, {} paced, {} copies aged out",
+            "maintenance",
+            c.maintain_lookups_started,
+            c.maintain_cache_hits,
+            c.maintain_paced,
+            c.copies_aged_out
+        )?;
         let trust = |t: Option<f64>| t.map_or("-".to_string(), |t| format!("{t:.2}"));
         if self.adversaries > 0 {
             writeln!(
