@@ -115,6 +115,11 @@ pub struct Config {
     /// takes tens of µs to wake). Costs that much CPU per idle gap while traffic flows; an idle
     /// node never spins. 0 = always block.
     pub receiver_spin_us: u64,
+    /// With one socket per receiver (`receiver_sockets` Random or Hashed), a receiver that woke
+    /// for its own datagrams also takes one batch already queued on another receiver's socket
+    /// (without waiting), so a receiver waiting for a CPU does not hold up its share of the
+    /// requests. Default true. Costs one non-blocking `recvmmsg` per wake-up under traffic.
+    pub receiver_steal: bool,
     /// Where network GETs are answered.
     pub get_path: GetPath,
     /// Single or batched Ed25519 verification of received dats. Batch (the default) verifies
@@ -293,6 +298,7 @@ impl Default for Config {
             verify_permits: 0,
             put_verify_stage: false,
             receiver_spin_us: 0,
+            receiver_steal: true,
             get_path: GetPath::Receiver,
             signature_check: SignatureCheck::Batch,
             // 64 slots x 256 owners bounds queued work; a burst beyond that is shed and counted.

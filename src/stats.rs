@@ -211,6 +211,8 @@ counters! {
     challenges_failed_timeout,
     /// Challenge outcomes dropped because the peer thread's channel was full.
     challenge_outcomes_dropped,
+    /// Datagrams a receiver took from another receiver's socket (`Config::receiver_steal`).
+    datagrams_stolen,
     /// Stored PUTs not re-propagated because their sender is judged unreliable.
     puts_not_forwarded_unreliable,
     /// Target picks (PUT forwards, GETs) that explored an unscored peer while scored ones were left.

@@ -1,7 +1,8 @@
 //! The receivers' socket layouts (`Config::receiver_sockets`): with each layout a node with two
 //! receivers answers GETs from many senders; the random spread hands one sender's datagrams to
 //! both sockets of a group (the kernel's hash gives them all to one); the shared socket keeps
-//! the port the node's alone. Real UDP on loopback.
+//! the port the node's alone; with one socket per receiver, a receiver takes datagrams queued on
+//! the other's socket (`Config::receiver_steal`), each handled once. Real UDP on loopback.
 
 mod common;
 
@@ -164,4 +165,63 @@ fn spreading_over_no_socket_is_refused() {
         spread_reuseport_randomly(&s, 0).map_err(|e| e.kind()),
         Err(std::io::ErrorKind::InvalidInput)
     );
+}
+
+/// Datagrams per burst in the stealing test: enough that both sockets of a randomly spread pair
+/// hold a queue while both receivers run (a 39-byte GET; the 4 MiB receive buffers hold them all).
+const STEAL_BURST: usize = 2_000;
+/// Bursts at most before the test gives up on seeing a steal.
+const STEAL_BURSTS: usize = 5;
+
+/// Sends bursts of GETs from one sender to a node with two randomly spread receiver sockets and
+/// returns (datagrams sent, datagrams the receivers counted, datagrams stolen), stopping at the
+/// first burst with a steal when `until_stolen`.
+fn steal_bursts(ip: u8, steal: bool, until_stolen: bool) -> (u64, u64, u64) {
+    let config = dave::Config {
+        receiver_threads: 2,
+        receiver_sockets: ReceiverSockets::Random,
+        receiver_steal: steal,
+        ..test_config([127, 0, 0, ip], vec![])
+    };
+    let node = Node::start(config).expect("node starts");
+    let owner = Keypair::from_seed(&[ip; 32]);
+    let mut get = [0u8; MAX_PACKET_LEN];
+    let len = Message::Get(GetRepr {
+        pubkey: &owner.public(),
+        key: b"absent",
+    })
+    .emit(&mut get);
+    let sender = UdpSocket::bind(SocketAddr::from(([127, 0, 0, ip + 1], 0))).expect("bind");
+    let before = node.stats().packets_received;
+    let mut sent = 0u64;
+    for _ in 0..STEAL_BURSTS {
+        for _ in 0..STEAL_BURST {
+            sender
+                .send_to(&get[..len], node.local_addr())
+                .expect("send");
+        }
+        sent += STEAL_BURST as u64;
+        common::wait_until(Duration::from_secs(5), || {
+            node.stats().packets_received - before >= sent
+        });
+        if until_stolen && node.stats().datagrams_stolen > 0 {
+            break;
+        }
+    }
+    let stats = node.stats();
+    (
+        sent,
+        stats.packets_received - before,
+        stats.datagrams_stolen,
+    )
+}
+
+#[test]
+fn a_receiver_takes_what_waits_on_the_other_receivers_socket_once() {
+    let (sent, received, stolen) = steal_bursts(220, true, true);
+    assert!(stolen > 0, "no steal in {sent} datagrams");
+    // Stolen datagrams are handled once, by whichever receiver took them.
+    assert_eq!(received, sent, "every datagram handled exactly once");
+    let (sent, received, stolen) = steal_bursts(230, false, false);
+    assert_eq!((received, stolen), (sent, 0), "stealing off");
 }

@@ -475,6 +475,17 @@ impl Node {
         for (i, socket) in sockets.into_iter().enumerate() {
             node.rx_sockets
                 .push(socket.try_clone().map_err(StartError::Spawn)?);
+            // The other receivers' sockets, to steal from (`Config::receiver_steal`; none
+            // with one shared socket).
+            let siblings = if config.receiver_steal && socket_count > 1 {
+                (0..socket_count)
+                    .filter(|&j| j != i % socket_count)
+                    .map(|j| bound.sockets[j].try_clone())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(StartError::Spawn)?
+            } else {
+                Vec::new()
+            };
             let counters = node.new_counters();
             let shared = Arc::clone(&shared);
             let core = if cores.is_empty() {
@@ -486,7 +497,7 @@ impl Node {
                 if let Some(core) = core {
                     core_affinity::set_for_current(core);
                 }
-                receiver::receiver_loop(shared, socket, counters)
+                receiver::receiver_loop(shared, socket, siblings, counters)
             })?;
         }
 

@@ -23,14 +23,18 @@ use super::Shared;
 use super::handoff::{OwnerMsg, PeerMsg, limit_last_reply, send_outbox, try_send};
 use super::verify::VerifyMsg;
 
-pub(super) fn receiver_loop(shared: Arc<Shared>, socket: UdpSocket, counters: Arc<Counters>) {
+pub(super) fn receiver_loop(
+    shared: Arc<Shared>,
+    socket: UdpSocket,
+    siblings: Vec<UdpSocket>,
+    counters: Arc<Counters>,
+) {
     let mut batch = RecvBatch::new();
     let mut outbox = Outbox::new();
     let mut send = SendBatch::new();
-    let owner_count = shared.config.shard_owner_threads;
     let spin = Duration::from_micros(shared.config.receiver_spin_us);
     let mut traffic = false;
-    let routing = shared.config.routing();
+    let mut next_sibling = 0;
     while !shared.shutdown.load(Ordering::Relaxed) {
         let received = receive(
             &mut batch,
@@ -47,165 +51,178 @@ pub(super) fn receiver_loop(shared: Arc<Shared>, socket: UdpSocket, counters: Ar
             Err(_) => continue, // the read timeout (a backstop) or a transient error
         };
         traffic = n > 0;
-        let own_addrs = Arc::clone(&shared.own_addrs.read());
-        let proven = Arc::clone(&shared.proven.read());
-        let batch_ms = shared.clock.now_ms();
-        for i in 0..n {
-            let (bytes, from, truncated) = batch.datagram(i);
-            let from = wire::normalize_addr(from);
-            inc(&counters.packets_received);
-            crate::stats::add(&counters.bytes_received, bytes.len() as u64);
-            if truncated {
-                inc(&counters.malformed[wire::Error::TooLong.index()]);
-                continue;
-            }
-            if own_addrs.contains(&from) {
-                inc(&counters.own_packets_dropped);
-                continue;
-            }
-            if routing && bytes.first().is_some_and(|op| ROUTE_OPS.contains(op)) {
-                // The routing extension (the peer thread's). A v1-only node (extensions off)
-                // falls through to `Message::parse`, which counts these as `unknown_op`.
-                match RouteMessage::parse(bytes) {
-                    Ok(msg) => {
-                        let msg = PeerMsg::Route {
-                            from,
-                            len: bytes.len() as u16,
-                            msg: Box::new(msg),
-                        };
-                        try_send(&shared.peer_tx, msg, &counters.peer_channel_full);
-                    }
-                    Err(e) => inc(&counters.malformed[e.index()]),
-                }
-                continue;
-            }
-            if shared.v2_enabled
-                && bytes
-                    .first()
-                    .is_some_and(|op| (record2::OP2_FIRST..=record2::OP2_LAST).contains(op))
-            {
-                let proven = proven.contains(from);
-                receive_v2(
-                    &shared,
-                    from,
-                    bytes,
-                    proven,
-                    batch_ms,
-                    &counters,
-                    &mut outbox,
-                );
-                continue;
-            }
-            let message = match Message::parse(bytes) {
-                Ok(m) => m,
-                Err(e) => {
-                    inc(&counters.malformed[e.index()]);
-                    continue;
-                }
-            };
-            match message {
-                Message::Put(dat) => {
-                    let shard = shard_index(dat.pubkey(), dat.key());
-                    if shared.refused[shard].knows(&dat) {
-                        // A replay of a record whose signature failed: dropped here, before the
-                        // copy, the queue and the owner's wake-up (counted as the owner would).
-                        inc(&counters.puts_received);
-                        inc(&counters.puts_refused_known_bad_signature);
-                        continue;
-                    }
-                    if let Some(verify) = &shared.verify_tx {
-                        if verify.is_full() {
-                            // Dropped before the copy, as for a full owner channel.
-                            inc(&counters.verify_channel_full);
-                            continue;
-                        }
-                        let msg = VerifyMsg::Put {
-                            from,
-                            dat: dat.to_boxed(),
-                        };
-                        try_send(verify, msg, &counters.verify_channel_full);
-                        continue;
-                    }
-                    let owner = shard % owner_count;
-                    if shared.owners[owner].is_full() {
-                        // Dropped before the copy: a flood costs the receiver no allocation.
-                        inc(&counters.shard_channel_full);
-                        continue;
-                    }
-                    let msg = OwnerMsg::Put {
-                        from,
-                        dat: dat.to_boxed(),
-                    };
-                    try_send(&shared.owners[owner], msg, &counters.shard_channel_full);
-                }
-                Message::GetAck(dat) => {
-                    let owner = shard_index(dat.pubkey(), dat.key()) % owner_count;
-                    if shared.owners[owner].is_full() {
-                        inc(&counters.shard_channel_full);
-                        continue;
-                    }
-                    let msg = OwnerMsg::GetAck {
-                        from,
-                        dat: dat.to_boxed(),
-                    };
-                    try_send(&shared.owners[owner], msg, &counters.shard_channel_full);
-                }
-                Message::Get(get) => {
-                    let shard = shard_index(get.pubkey, get.key);
-                    match shared.config.get_path {
-                        GetPath::Receiver => {
-                            answer_get(
-                                &shared.stores[shard].read(),
-                                from,
-                                &get,
-                                &counters,
-                                &mut outbox,
-                            );
-                            if !proven.contains(from) {
-                                limit_last_reply(
-                                    &shared.limiter,
-                                    batch_ms,
-                                    from,
-                                    &mut outbox,
-                                    &counters,
-                                );
-                            }
-                        }
-                        GetPath::Owner => {
-                            let mut key = [0u8; MAX_KEY_LEN];
-                            key[..get.key.len()].copy_from_slice(get.key);
-                            let msg = OwnerMsg::Get {
-                                from,
-                                pubkey: *get.pubkey,
-                                key_len: get.key.len() as u8,
-                                key,
-                            };
-                            try_send(
-                                &shared.owners[shard % owner_count],
-                                msg,
-                                &counters.shard_channel_full,
-                            );
-                        }
-                    }
-                }
-                Message::Ping { .. }
-                | Message::Pong(_)
-                | Message::GetMyAddrPort
-                | Message::GetMyAddrPortAck(_) => {
-                    let mut copy = [0u8; PONG_MAX_LEN];
-                    copy[..bytes.len()].copy_from_slice(bytes);
-                    let msg = PeerMsg::Datagram {
-                        from,
-                        len: bytes.len() as u16,
-                        bytes: copy,
-                    };
-                    try_send(&shared.peer_tx, msg, &counters.peer_channel_full);
-                }
-            }
-        }
+        handle_batch(&shared, &batch, n, &counters, &mut outbox);
         if !outbox.is_empty() {
             send_outbox(&socket, &outbox, &mut send, &counters);
             outbox.clear();
+        }
+        // Stealing (`Config::receiver_steal`): with one socket per receiver, a datagram waits in
+        // its socket until that socket's receiver runs. A receiver that has a CPU now takes what
+        // is already queued on the other receivers' sockets (one batch from one sibling per
+        // wake-up, in turn, without waiting), so a receiver that waits for a CPU (pinned to a
+        // core something else keeps busy) does not hold up its share of the requests. Only
+        // after our own replies went out, and only under traffic: an idle node makes no extra
+        // call.
+        if traffic && !siblings.is_empty() {
+            next_sibling = (next_sibling + 1) % siblings.len();
+            if let Ok(stolen) = batch.try_recv(&siblings[next_sibling])
+                && stolen > 0
+            {
+                crate::stats::add(&counters.datagrams_stolen, stolen as u64);
+                handle_batch(&shared, &batch, stolen, &counters, &mut outbox);
+                if !outbox.is_empty() {
+                    send_outbox(&socket, &outbox, &mut send, &counters);
+                    outbox.clear();
+                }
+            }
+        }
+    }
+}
+
+/// Checks and routes the first `n` datagrams of `batch`; replies go to `outbox`.
+fn handle_batch(
+    shared: &Shared,
+    batch: &RecvBatch,
+    n: usize,
+    counters: &Counters,
+    outbox: &mut Outbox,
+) {
+    let owner_count = shared.config.shard_owner_threads;
+    let routing = shared.config.routing();
+    let own_addrs = Arc::clone(&shared.own_addrs.read());
+    let proven = Arc::clone(&shared.proven.read());
+    let batch_ms = shared.clock.now_ms();
+    for i in 0..n {
+        let (bytes, from, truncated) = batch.datagram(i);
+        let from = wire::normalize_addr(from);
+        inc(&counters.packets_received);
+        crate::stats::add(&counters.bytes_received, bytes.len() as u64);
+        if truncated {
+            inc(&counters.malformed[wire::Error::TooLong.index()]);
+            continue;
+        }
+        if own_addrs.contains(&from) {
+            inc(&counters.own_packets_dropped);
+            continue;
+        }
+        if routing && bytes.first().is_some_and(|op| ROUTE_OPS.contains(op)) {
+            // The routing extension (the peer thread's). A v1-only node (extensions off)
+            // falls through to `Message::parse`, which counts these as `unknown_op`.
+            match RouteMessage::parse(bytes) {
+                Ok(msg) => {
+                    let msg = PeerMsg::Route {
+                        from,
+                        len: bytes.len() as u16,
+                        msg: Box::new(msg),
+                    };
+                    try_send(&shared.peer_tx, msg, &counters.peer_channel_full);
+                }
+                Err(e) => inc(&counters.malformed[e.index()]),
+            }
+            continue;
+        }
+        if shared.v2_enabled
+            && bytes
+                .first()
+                .is_some_and(|op| (record2::OP2_FIRST..=record2::OP2_LAST).contains(op))
+        {
+            let proven = proven.contains(from);
+            receive_v2(shared, from, bytes, proven, batch_ms, counters, outbox);
+            continue;
+        }
+        let message = match Message::parse(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                inc(&counters.malformed[e.index()]);
+                continue;
+            }
+        };
+        match message {
+            Message::Put(dat) => {
+                let shard = shard_index(dat.pubkey(), dat.key());
+                if shared.refused[shard].knows(&dat) {
+                    // A replay of a record whose signature failed: dropped here, before the
+                    // copy, the queue and the owner's wake-up (counted as the owner would).
+                    inc(&counters.puts_received);
+                    inc(&counters.puts_refused_known_bad_signature);
+                    continue;
+                }
+                if let Some(verify) = &shared.verify_tx {
+                    if verify.is_full() {
+                        // Dropped before the copy, as for a full owner channel.
+                        inc(&counters.verify_channel_full);
+                        continue;
+                    }
+                    let msg = VerifyMsg::Put {
+                        from,
+                        dat: dat.to_boxed(),
+                    };
+                    try_send(verify, msg, &counters.verify_channel_full);
+                    continue;
+                }
+                let owner = shard % owner_count;
+                if shared.owners[owner].is_full() {
+                    // Dropped before the copy: a flood costs the receiver no allocation.
+                    inc(&counters.shard_channel_full);
+                    continue;
+                }
+                let msg = OwnerMsg::Put {
+                    from,
+                    dat: dat.to_boxed(),
+                };
+                try_send(&shared.owners[owner], msg, &counters.shard_channel_full);
+            }
+            Message::GetAck(dat) => {
+                let owner = shard_index(dat.pubkey(), dat.key()) % owner_count;
+                if shared.owners[owner].is_full() {
+                    inc(&counters.shard_channel_full);
+                    continue;
+                }
+                let msg = OwnerMsg::GetAck {
+                    from,
+                    dat: dat.to_boxed(),
+                };
+                try_send(&shared.owners[owner], msg, &counters.shard_channel_full);
+            }
+            Message::Get(get) => {
+                let shard = shard_index(get.pubkey, get.key);
+                match shared.config.get_path {
+                    GetPath::Receiver => {
+                        answer_get(&shared.stores[shard].read(), from, &get, counters, outbox);
+                        if !proven.contains(from) {
+                            limit_last_reply(&shared.limiter, batch_ms, from, outbox, counters);
+                        }
+                    }
+                    GetPath::Owner => {
+                        let mut key = [0u8; MAX_KEY_LEN];
+                        key[..get.key.len()].copy_from_slice(get.key);
+                        let msg = OwnerMsg::Get {
+                            from,
+                            pubkey: *get.pubkey,
+                            key_len: get.key.len() as u8,
+                            key,
+                        };
+                        try_send(
+                            &shared.owners[shard % owner_count],
+                            msg,
+                            &counters.shard_channel_full,
+                        );
+                    }
+                }
+            }
+            Message::Ping { .. }
+            | Message::Pong(_)
+            | Message::GetMyAddrPort
+            | Message::GetMyAddrPortAck(_) => {
+                let mut copy = [0u8; PONG_MAX_LEN];
+                copy[..bytes.len()].copy_from_slice(bytes);
+                let msg = PeerMsg::Datagram {
+                    from,
+                    len: bytes.len() as u16,
+                    bytes: copy,
+                };
+                try_send(&shared.peer_tx, msg, &counters.peer_channel_full);
+            }
         }
     }
 }
