@@ -14,9 +14,10 @@
 #                              before they sleep (Config::receiver_spin_us)
 #   client-nopin-if1/-if128    the same against a node whose receivers are not pinned to cores
 #                              (the one client thread shares a core with a pinned receiver)
-#   steal-on/off-if1/-if128    receivers that take batches queued on each other's sockets
-#                              (Config::receiver_steal, the default) and ones that do not, same
-#                              round (ONLY=steal)
+#   steal-B-if1/-if128         receivers that take up to B batches in a row queued on each
+#                              other's sockets (Config::receiver_steal_batches; B in STEALS,
+#                              default "4 1 0": the default, one batch, none), same round
+#                              (ONLY=steal)
 #   scale-N-if1/-if128         a node preloaded with N records (N in SIZES), same client
 #   put-N                      PUTs at 2x the batched verification rate into that node
 #   put-stage-true/-false      the same into an empty node, PUTs screened by the verification
@@ -39,6 +40,7 @@ RUNS=${RUNS:-5}
 DUR=${DUR:-3}
 SIZES=${SIZES:-"1000 100000 1000000"}
 PEERS=${PEERS:-"4 16 64"}
+STEALS=${STEALS:-"4 1 0"}
 ONLY=${ONLY:-"client scale peers flood memory"}
 MEMORY_RECORDS=${MEMORY_RECORDS:-1000000}
 OUT=perf/out
@@ -138,8 +140,8 @@ for RUN in $(seq 1 "$RUNS"); do
         stop
     fi
     if want steal; then
-        for steal in true false; do
-            up --receiver-steal "$steal"
+        for steal in $STEALS; do
+            up --receiver-steal-batches "$steal"
             client "steal-$steal-if1" 1
             client "steal-$steal-if128" 128 --skip-load
             stop
@@ -200,11 +202,11 @@ ratios=(--ratio client-if128:node_ops_per_s/client-if128:echo_ops_per_s
     --ratio client-spin50-if1:node_ops_per_s/client-spin50-if1:echo_ops_per_s
     --ratio client-nopin-if128:node_ops_per_s/client-nopin-if128:echo_ops_per_s
     --ratio client-nopin-if1:node_ops_per_s/client-nopin-if1:echo_ops_per_s)
-ratios+=(--ratio steal-true-if128:node_ops_per_s/steal-true-if128:echo_ops_per_s
-    --ratio steal-false-if128:node_ops_per_s/steal-false-if128:echo_ops_per_s
-    --ratio steal-true-if1:node_ops_per_s/steal-true-if1:echo_ops_per_s
-    --ratio steal-false-if1:node_ops_per_s/steal-false-if1:echo_ops_per_s
-    --ratio steal-true-if128:node_ops_per_s/steal-false-if128:node_ops_per_s)
+for b in $STEALS; do
+    ratios+=(--ratio "steal-$b-if128:node_ops_per_s/steal-$b-if128:echo_ops_per_s"
+        --ratio "steal-$b-if1:node_ops_per_s/steal-$b-if1:echo_ops_per_s"
+        --ratio "steal-$b-if128:node_ops_per_s/steal-0-if128:node_ops_per_s")
+done
 ratios+=(--ratio "put-stage-true:stored_per_s/verify-batch-t2:verified_per_s"
     --ratio "put-stage-false:stored_per_s/verify-batch-t2:verified_per_s"
     --ratio "put-stage-true:stored_per_s/put-stage-false:stored_per_s")

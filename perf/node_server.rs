@@ -114,10 +114,10 @@ struct ServeArgs {
     /// Receiver busy-poll after traffic, in µs (default: the node's).
     #[arg(long)]
     receiver_spin_us: Option<u64>,
-    /// Receivers take batches queued on each other's sockets (Config::receiver_steal; default:
-    /// the node's).
-    #[arg(long, action = clap::ArgAction::Set)]
-    receiver_steal: Option<bool>,
+    /// Batches a receiver may take in a row from another receiver's socket
+    /// (Config::receiver_steal_batches, 0 = none; default: the node's).
+    #[arg(long)]
+    receiver_steal_batches: Option<usize>,
     /// Screen network PUTs in the verification stage (Config::put_verify_stage; default: the
     /// node's) or on the owners (false).
     #[arg(long, action = clap::ArgAction::Set)]
@@ -214,8 +214,8 @@ fn serve(a: &ServeArgs) -> Result<(), String> {
     if let Some(spin) = a.receiver_spin_us {
         config.receiver_spin_us = spin;
     }
-    if let Some(steal) = a.receiver_steal {
-        config.receiver_steal = steal;
+    if let Some(steal) = a.receiver_steal_batches {
+        config.receiver_steal_batches = steal;
     }
     if let Some(depth) = a.shard_channel_depth {
         config.shard_channel_depth = depth;

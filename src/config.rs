@@ -116,10 +116,12 @@ pub struct Config {
     /// node never spins. 0 = always block.
     pub receiver_spin_us: u64,
     /// With one socket per receiver (`receiver_sockets` Random or Hashed), a receiver that woke
-    /// for its own datagrams also takes one batch already queued on another receiver's socket
-    /// (without waiting), so a receiver waiting for a CPU does not hold up its share of the
-    /// requests. Default true. Costs one non-blocking `recvmmsg` per wake-up under traffic.
-    pub receiver_steal: bool,
+    /// for its own datagrams also takes what is already queued on another receiver's socket
+    /// (without waiting), up to this many batches of 32 in a row, so a receiver waiting for a
+    /// CPU does not hold up its share of the requests. 0 = no stealing. Default 4 (128
+    /// datagrams, the backlog of 128 requests in flight). At most
+    /// [`MAX_RECEIVER_STEAL_BATCHES`].
+    pub receiver_steal_batches: usize,
     /// Where network GETs are answered.
     pub get_path: GetPath,
     /// Single or batched Ed25519 verification of received dats. Batch (the default) verifies
@@ -298,7 +300,7 @@ impl Default for Config {
             verify_permits: 0,
             put_verify_stage: false,
             receiver_spin_us: 0,
-            receiver_steal: true,
+            receiver_steal_batches: 4,
             get_path: GetPath::Receiver,
             signature_check: SignatureCheck::Batch,
             // 64 slots x 256 owners bounds queued work; a burst beyond that is shed and counted.
@@ -376,6 +378,10 @@ pub const MAX_THREADS_PER_KIND: usize = 1024;
 /// Longest receiver spin: 10 ms. Spinning costs a core for that long after every batch; beyond
 /// a few hundred µs it buys nothing (a VM's vCPU wakes in tens of µs).
 pub const MAX_RECEIVER_SPIN_US: u64 = 10_000;
+
+/// Most batches a receiver steals in a row: 64 × 32 = 2048 datagrams, a few ms of work, after
+/// which it must return to its own socket.
+pub const MAX_RECEIVER_STEAL_BATCHES: usize = 64;
 
 /// Deepest shard-owner channel. crossbeam allocates a bounded channel's slots up front: an
 /// owner message is about 300 bytes, so 256 owners × 4096 × 300 B ≈ 315 MB at most.
@@ -629,6 +635,11 @@ impl Config {
             "receiver_spin_us",
             self.receiver_spin_us,
             MAX_RECEIVER_SPIN_US,
+        )?;
+        at_most(
+            "receiver_steal_batches",
+            self.receiver_steal_batches,
+            MAX_RECEIVER_STEAL_BATCHES,
         )?;
         at_most(
             "shard_channel_depth",

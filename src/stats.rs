@@ -211,7 +211,7 @@ counters! {
     challenges_failed_timeout,
     /// Challenge outcomes dropped because the peer thread's channel was full.
     challenge_outcomes_dropped,
-    /// Datagrams a receiver took from another receiver's socket (`Config::receiver_steal`).
+    /// Datagrams a receiver took from another receiver's socket (`Config::receiver_steal_batches`).
     datagrams_stolen,
     /// Stored PUTs not re-propagated because their sender is judged unreliable.
     puts_not_forwarded_unreliable,

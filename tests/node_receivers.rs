@@ -2,7 +2,7 @@
 //! receivers answers GETs from many senders; the random spread hands one sender's datagrams to
 //! both sockets of a group (the kernel's hash gives them all to one); the shared socket keeps
 //! the port the node's alone; with one socket per receiver, a receiver takes datagrams queued on
-//! the other's socket (`Config::receiver_steal`), each handled once. Real UDP on loopback.
+//! the other's socket (`Config::receiver_steal_batches`), each handled once. Real UDP on loopback.
 
 mod common;
 
@@ -176,11 +176,11 @@ const STEAL_BURSTS: usize = 5;
 /// Sends bursts of GETs from one sender to a node with two randomly spread receiver sockets and
 /// returns (datagrams sent, datagrams the receivers counted, datagrams stolen), stopping at the
 /// first burst with a steal when `until_stolen`.
-fn steal_bursts(ip: u8, steal: bool, until_stolen: bool) -> (u64, u64, u64) {
+fn steal_bursts(ip: u8, steal_batches: usize, until_stolen: bool) -> (u64, u64, u64) {
     let config = dave::Config {
         receiver_threads: 2,
         receiver_sockets: ReceiverSockets::Random,
-        receiver_steal: steal,
+        receiver_steal_batches: steal_batches,
         ..test_config([127, 0, 0, ip], vec![])
     };
     let node = Node::start(config).expect("node starts");
@@ -218,10 +218,10 @@ fn steal_bursts(ip: u8, steal: bool, until_stolen: bool) -> (u64, u64, u64) {
 
 #[test]
 fn a_receiver_takes_what_waits_on_the_other_receivers_socket_once() {
-    let (sent, received, stolen) = steal_bursts(220, true, true);
+    let (sent, received, stolen) = steal_bursts(220, 4, true);
     assert!(stolen > 0, "no steal in {sent} datagrams");
     // Stolen datagrams are handled once, by whichever receiver took them.
     assert_eq!(received, sent, "every datagram handled exactly once");
-    let (sent, received, stolen) = steal_bursts(230, false, false);
+    let (sent, received, stolen) = steal_bursts(230, 0, false);
     assert_eq!((received, stolen), (sent, 0), "stealing off");
 }

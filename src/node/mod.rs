@@ -472,20 +472,28 @@ impl Node {
         } else {
             Vec::new()
         };
+        // One shared list of the group's sockets (one descriptor each, whatever the receiver
+        // count), read by every receiver that steals.
+        let steal_group = if config.receiver_steal_batches > 0 && socket_count > 1 {
+            let group = bound
+                .sockets
+                .iter()
+                .map(|s| s.try_clone())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(StartError::Spawn)?;
+            Some(Arc::new(group))
+        } else {
+            None
+        };
         for (i, socket) in sockets.into_iter().enumerate() {
             node.rx_sockets
                 .push(socket.try_clone().map_err(StartError::Spawn)?);
-            // The other receivers' sockets, to steal from (`Config::receiver_steal`; none
-            // with one shared socket).
-            let siblings = if config.receiver_steal && socket_count > 1 {
-                (0..socket_count)
-                    .filter(|&j| j != i % socket_count)
-                    .map(|j| bound.sockets[j].try_clone())
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(StartError::Spawn)?
-            } else {
-                Vec::new()
-            };
+            // The group's sockets, to steal from the others (`Config::receiver_steal_batches`;
+            // none with one shared socket).
+            let siblings = steal_group.clone().map(|group| receiver::Siblings {
+                group,
+                own: i % socket_count,
+            });
             let counters = node.new_counters();
             let shared = Arc::clone(&shared);
             let core = if cores.is_empty() {

@@ -29,10 +29,28 @@ use super::verify::VerifyMsg;
 /// GET there, perf/README), while a sibling starved of CPU is found within 8 of our wake-ups.
 const STEAL_PROBE_WAKES: u32 = 8;
 
+/// The sockets of a receiver's SO_REUSEPORT group, for stealing: every receiver holds the same
+/// list and skips its own socket.
+pub(super) struct Siblings {
+    /// The group's sockets, by index.
+    pub group: Arc<Vec<UdpSocket>>,
+    /// The index of the receiver's own socket in `group`.
+    pub own: usize,
+}
+
+impl Siblings {
+    /// The `turn`-th socket of the group that is not our own (turns wrap around).
+    fn nth_other(&self, turn: usize) -> &UdpSocket {
+        let others = self.group.len() - 1;
+        let k = turn % others;
+        &self.group[if k >= self.own { k + 1 } else { k }]
+    }
+}
+
 pub(super) fn receiver_loop(
     shared: Arc<Shared>,
     socket: UdpSocket,
-    siblings: Vec<UdpSocket>,
+    siblings: Option<Siblings>,
     counters: Arc<Counters>,
 ) {
     let mut batch = RecvBatch::new();
@@ -40,8 +58,9 @@ pub(super) fn receiver_loop(
     let mut send = SendBatch::new();
     let spin = Duration::from_micros(shared.config.receiver_spin_us);
     let mut traffic = false;
-    let mut next_sibling = 0;
+    let mut next_sibling = 0usize;
     let mut stole_last = false;
+    let steal_batches = shared.config.receiver_steal_batches;
     let mut wakes_since_steal = 0u32;
     while !shared.shutdown.load(Ordering::Relaxed) {
         let received = receive(
@@ -64,7 +83,7 @@ pub(super) fn receiver_loop(
             send_outbox(&socket, &outbox, &mut send, &counters);
             outbox.clear();
         }
-        // Stealing (`Config::receiver_steal`): with one socket per receiver, a datagram waits in
+        // Stealing (`Config::receiver_steal_batches`): with one socket per receiver, a datagram waits in
         // its socket until that socket's receiver runs. A receiver that has a CPU now takes what
         // is already queued on the other receivers' sockets (one batch from one sibling per
         // wake-up, in turn, without waiting), so a receiver that waits for a CPU (pinned to a
@@ -75,17 +94,26 @@ pub(super) fn receiver_loop(
         // extra call in most wake-ups, and an idle node none at all.
         wakes_since_steal += 1;
         let worth_trying = n > 1 || stole_last || wakes_since_steal >= STEAL_PROBE_WAKES;
-        if traffic && !siblings.is_empty() && worth_trying {
+        if let Some(siblings) = siblings.as_ref().filter(|_| traffic && worth_trying) {
             wakes_since_steal = 0;
-            next_sibling = (next_sibling + 1) % siblings.len();
-            let stolen = batch.try_recv(&siblings[next_sibling]).unwrap_or(0);
-            stole_last = stolen > 0;
-            if stolen > 0 {
+            next_sibling = next_sibling.wrapping_add(1);
+            let sibling = siblings.nth_other(next_sibling);
+            stole_last = false;
+            // A full batch means more may wait there: take up to `steal_batches` in a row.
+            for _ in 0..steal_batches {
+                let stolen = batch.try_recv(sibling).unwrap_or(0);
+                if stolen == 0 {
+                    break;
+                }
+                stole_last = true;
                 crate::stats::add(&counters.datagrams_stolen, stolen as u64);
                 handle_batch(&shared, &batch, stolen, &counters, &mut outbox);
                 if !outbox.is_empty() {
                     send_outbox(&socket, &outbox, &mut send, &counters);
                     outbox.clear();
+                }
+                if stolen < crate::net::BATCH {
+                    break;
                 }
             }
         }
@@ -345,4 +373,29 @@ fn receive(batch: &mut RecvBatch, socket: &UdpSocket, spin: Duration) -> std::io
         }
     }
     batch.recv(socket)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_turn_names_another_socket_of_the_group_in_rotation() {
+        let group: Vec<UdpSocket> = (0..3)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").expect("bind"))
+            .collect();
+        let addrs: Vec<_> = group.iter().map(|s| s.local_addr().unwrap()).collect();
+        let group = Arc::new(group);
+        for own in 0..3 {
+            let siblings = Siblings {
+                group: Arc::clone(&group),
+                own,
+            };
+            let named: Vec<_> = (0..4)
+                .map(|turn| siblings.nth_other(turn).local_addr().unwrap())
+                .collect();
+            let others: Vec<_> = (0..3).filter(|&j| j != own).map(|j| addrs[j]).collect();
+            assert_eq!(named, [others[0], others[1], others[0], others[1]]);
+        }
+    }
 }

@@ -52,7 +52,7 @@ struct NodeFile {
     owner_nice: Option<i32>,
     verify_permits: Option<usize>,
     receiver_spin_us: Option<u64>,
-    receiver_steal: Option<bool>,
+    receiver_steal_batches: Option<usize>,
     signature_check: Option<String>,
     fanout: Option<usize>,
     npeer_limit: Option<usize>,
@@ -134,7 +134,10 @@ pub fn node_settings(args: &NodeArgs) -> Result<NodeSettings, Failure> {
     set(&mut config.owner_nice, file.owner_nice);
     set(&mut config.verify_permits, file.verify_permits);
     set(&mut config.receiver_spin_us, file.receiver_spin_us);
-    set(&mut config.receiver_steal, file.receiver_steal);
+    set(
+        &mut config.receiver_steal_batches,
+        file.receiver_steal_batches,
+    );
     if args.no_pin {
         config.pin_cores = false;
     }
