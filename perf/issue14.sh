@@ -16,7 +16,7 @@
 #                              (the one client thread shares a core with a pinned receiver)
 #   steal-B-if1/-if128         receivers that take up to B batches in a row queued on each
 #                              other's sockets (Config::receiver_steal_batches; B in STEALS,
-#                              default "4 1 0": the default, one batch, none), same round
+#                              default "1 4 0": the default, four batches, none), same round
 #                              (ONLY=steal)
 #   scale-N-if1/-if128         a node preloaded with N records (N in SIZES), same client
 #   put-N                      PUTs at 2x the batched verification rate into that node
@@ -40,7 +40,7 @@ RUNS=${RUNS:-5}
 DUR=${DUR:-3}
 SIZES=${SIZES:-"1000 100000 1000000"}
 PEERS=${PEERS:-"4 16 64"}
-STEALS=${STEALS:-"4 1 0"}
+STEALS=${STEALS:-"1 4 0"}
 ONLY=${ONLY:-"client scale peers flood memory"}
 MEMORY_RECORDS=${MEMORY_RECORDS:-1000000}
 OUT=perf/out

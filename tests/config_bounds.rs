@@ -80,7 +80,7 @@ fn extreme_config(choices: &[u8]) -> Config {
     c.owner_nice = [0, 10, 19, 20, -1, i32::MIN, i32::MAX][usize::from(next() % 7)];
     c.verify_permits = pick_usize(next(), MAX_THREADS_PER_KIND, 1);
     c.receiver_spin_us = pick_u64(next(), MAX_RECEIVER_SPIN_US, 0);
-    c.receiver_steal_batches = pick_usize(next(), MAX_RECEIVER_STEAL_BATCHES, 4);
+    c.receiver_steal_batches = pick_usize(next(), MAX_RECEIVER_STEAL_BATCHES, 1);
     c.shard_channel_depth = pick_usize(next(), MAX_SHARD_CHANNEL_DEPTH, d.shard_channel_depth);
     c.peer_channel_depth = pick_usize(next(), MAX_PEER_CHANNEL_DEPTH, d.peer_channel_depth);
     c.socket_recv_buffer_bytes = pick_usize(next(), MAX_SOCKET_BUFFER_BYTES, 1 << 20);
