@@ -22,6 +22,9 @@
 #   put-N                      PUTs at 2x the batched verification rate into that node
 #   put-stage-true/-false      the same into an empty node, PUTs screened by the verification
 #                              stage / by the shard owners (the default) (ONLY=put)
+#   put-owners-N               PUTs at 2x the batched verification rate into an empty node with
+#                              N shard-owner threads (N in OWNERS, default "256 16 2"; the design
+#                              card's engine has 256) (ONLY=owners)
 #   peers-S-if128              S proven client sockets (S in PEERS) from the one client thread
 #   flood-x5                   GETs (16 in flight) during forged PUTs at 5x verification capacity
 #   verify-batch-t2            the batched verification rate on both cores (PUT ceiling)
@@ -41,6 +44,7 @@ DUR=${DUR:-3}
 SIZES=${SIZES:-"1000 100000 1000000"}
 PEERS=${PEERS:-"4 16 64"}
 STEALS=${STEALS:-"1 4 0"}
+OWNERS=${OWNERS:-"256 16 2"}
 ONLY=${ONLY:-"client scale peers flood memory"}
 MEMORY_RECORDS=${MEMORY_RECORDS:-1000000}
 OUT=perf/out
@@ -168,6 +172,15 @@ for RUN in $(seq 1 "$RUNS"); do
             stop
         done
     fi
+    if want owners; then
+        for o in $OWNERS; do
+            up --owner-threads "$o"
+            lg "put-owners-$o" put --target "$NODE" --stats-addr "$STATS" \
+                --server-pid "$NODE_PID" --duration "$DUR" \
+                --rate "$(awk "BEGIN {print int($VB * 2)}")" --offset 8192
+            stop
+        done
+    fi
     if want peers; then
         up
         first=1
@@ -210,6 +223,9 @@ done
 ratios+=(--ratio "put-stage-true:stored_per_s/verify-batch-t2:verified_per_s"
     --ratio "put-stage-false:stored_per_s/verify-batch-t2:verified_per_s"
     --ratio "put-stage-true:stored_per_s/put-stage-false:stored_per_s")
+for o in $OWNERS; do
+    ratios+=(--ratio "put-owners-$o:stored_per_s/verify-batch-t2:verified_per_s")
+done
 for n in $SIZES; do
     ratios+=(--ratio "put-$n:stored_per_s/verify-batch-t2:verified_per_s"
         --ratio "scale-$n-if128:node_p99_us/scale-${SIZES%% *}-if128:node_p99_us")
