@@ -19,6 +19,7 @@
 
 use std::time::Instant;
 
+use dave::shard::maintain::MaintainedStore;
 use dave::shard::store::{RECORD_OVERHEAD_BYTES, allocation_bytes};
 use dave::shard::{SHARD_COUNT, Store, StoreConfig, shard_index};
 use dave::wire::DatFields;

@@ -19,6 +19,7 @@ use crate::peer::budget::Pacer;
 use crate::peer::{ScoredPeer, TrustPolicy, choose_targets};
 use crate::pow::{SignatureCheck, check_work, verify_signatures};
 use crate::shard::challenge::{Answer, ChallengeBook, ChallengeConfig, ChallengeOutcome, Verdict};
+use crate::shard::maintain::MaintainedStore;
 use crate::shard::refused::{Known, RefusedCache};
 use crate::shard::repair::{Repair, RepairConfig, ReplicaView};
 use crate::shard::store::{Inserted, Refusal, Store};

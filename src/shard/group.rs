@@ -37,7 +37,7 @@ use crate::route::Contact;
 use crate::route::maintain::MaintainConfig;
 use crate::shard::challenge::ChallengeTimer;
 use crate::shard::core::{Effects, GetRequest, Record, Shard};
-use crate::shard::maintain::MaintainWalk;
+use crate::shard::maintain::{MaintainWalk, MaintainedStore};
 use crate::shard::repair::ReplicaView;
 use crate::shard::route::shard_index;
 use crate::shard::store::Refusal;

@@ -21,7 +21,7 @@ use crate::route::Contact;
 use crate::route::maintain::MaintainStats;
 use crate::shard::core2::{BackupOp2, Counters2, Effects2, LocalPut2, Shard2};
 use crate::shard::group::{GroupConfig, GroupEnv, Now, REPAIR_STEP_MS};
-use crate::shard::maintain::MaintainWalk;
+use crate::shard::maintain::{MaintainWalk, MaintainedStore};
 use crate::shard::repair::ReplicaView;
 use crate::shard::route::shard_index;
 use crate::stats::add;

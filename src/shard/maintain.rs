@@ -18,27 +18,55 @@ use crate::outbox::Outbox;
 use crate::peer::budget::Pacer;
 use crate::route::Contact;
 use crate::route::maintain::{
-    Ask, CopyState, MaintainConfig, MaintainStats, Maintainer, Placement,
+    Ask, CopyBook, CopyState, MaintainConfig, MaintainStats, Maintainer, Placement,
 };
 use crate::shard::repair::RepairStore;
 
 /// A store whose copies are maintained by lookup: the repair walk's view of the slab plus the
-/// per-slot copy states (`Store::track_copies`, `Store2::track_copies`).
+/// per-slot copy states ([`CopyBook`], kept beside the slab once [`MaintainedStore::track_copies`]
+/// is called). Implemented by the v1 `Store` and the v2 `Store2`; the copy-state methods are
+/// written once, here.
 pub trait MaintainedStore: RepairStore<Record: Sized> {
-    /// The maintenance state of the copy in `slot`, if the slot is in use and copies are tracked.
-    fn copy_in_slot(&self, slot: usize) -> Option<CopyState>;
-    /// Replaces the state of the copy in `slot` (no-op for a free slot).
-    fn set_copy(&mut self, slot: usize, copy: CopyState);
+    /// The slab's copy states.
+    fn copy_book(&self) -> &CopyBook;
+    /// The slab's copy states, to change.
+    fn copy_book_mut(&mut self) -> &mut CopyBook;
     /// Removes and returns the record in `slot`.
     fn remove_slot(&mut self, slot: usize) -> Option<Self::Record>;
+
+    /// Keeps a copy state per slot from now on: 4 bytes per slot. Records already held are
+    /// stamped as stored now (the clock of [`MaintainedStore::set_copy_clock`]).
+    fn track_copies(&mut self) {
+        let slots = self.slot_count();
+        self.copy_book_mut().track(slots);
+    }
+
+    /// Sets the monotonic clock (ms) new and re-stored copies are stamped with; the owner sets
+    /// it before each batch that may store (maintenance measures a copy's age by it).
+    fn set_copy_clock(&mut self, now_ms: u64) {
+        self.copy_book_mut().set_clock(now_ms);
+    }
+
+    /// The maintenance state of the copy in `slot`, if the slot is in use and copies are tracked.
+    fn copy_in_slot(&self, slot: usize) -> Option<CopyState> {
+        self.record_in_slot(slot)?;
+        self.copy_book().get(slot)
+    }
+
+    /// Replaces the state of the copy in `slot` (no-op for a free slot).
+    fn set_copy(&mut self, slot: usize, copy: CopyState) {
+        if self.record_in_slot(slot).is_some() {
+            self.copy_book_mut().set(slot, copy);
+        }
+    }
 }
 
 impl MaintainedStore for crate::shard::store::Store {
-    fn copy_in_slot(&self, slot: usize) -> Option<CopyState> {
-        crate::shard::store::Store::copy_in_slot(self, slot)
+    fn copy_book(&self) -> &CopyBook {
+        crate::shard::store::Store::copy_book(self)
     }
-    fn set_copy(&mut self, slot: usize, copy: CopyState) {
-        crate::shard::store::Store::set_copy(self, slot, copy)
+    fn copy_book_mut(&mut self) -> &mut CopyBook {
+        crate::shard::store::Store::copy_book_mut(self)
     }
     fn remove_slot(&mut self, slot: usize) -> Option<Self::Record> {
         crate::shard::store::Store::remove_slot(self, slot)
@@ -46,11 +74,11 @@ impl MaintainedStore for crate::shard::store::Store {
 }
 
 impl MaintainedStore for crate::shard::store2::Store2 {
-    fn copy_in_slot(&self, slot: usize) -> Option<CopyState> {
-        crate::shard::store2::Store2::copy_in_slot(self, slot)
+    fn copy_book(&self) -> &CopyBook {
+        crate::shard::store2::Store2::copy_book(self)
     }
-    fn set_copy(&mut self, slot: usize, copy: CopyState) {
-        crate::shard::store2::Store2::set_copy(self, slot, copy)
+    fn copy_book_mut(&mut self) -> &mut CopyBook {
+        crate::shard::store2::Store2::copy_book_mut(self)
     }
     fn remove_slot(&mut self, slot: usize) -> Option<Self::Record> {
         crate::shard::store2::Store2::remove_slot(self, slot)

@@ -42,7 +42,7 @@ use hashbrown::HashTable;
 
 use crate::keys::id_from_pubkey;
 use crate::limits::{DAT_HEADER_LEN, MAX_DAT_LEN};
-use crate::route::maintain::{CopyBook, CopyState};
+use crate::route::maintain::CopyBook;
 use crate::shard::order::{EvictionOrder, OrderKey, Placement, Rank};
 use crate::shard::route::{Version, compare_versions, record_hash};
 use crate::wire::Dat;
@@ -309,30 +309,14 @@ impl<H: RecordHasher> Store<H> {
         self.slots.get(slot)?.as_ref()
     }
 
-    /// Keeps a copy state per slot from now on (replica maintenance by lookup,
-    /// `route::maintain`): 4 bytes per slot. Records already held are stamped as stored now.
-    pub fn track_copies(&mut self) {
-        self.copies.track(self.slots.len());
+    /// The copy states of the slab (`shard::maintain::MaintainedStore` reads and sets them).
+    pub fn copy_book(&self) -> &CopyBook {
+        &self.copies
     }
 
-    /// Sets the monotonic clock (ms) new and re-stored copies are stamped with; the owner sets
-    /// it before each batch (`route::maintain` measures a copy's age by it).
-    pub fn set_copy_clock(&mut self, now_ms: u64) {
-        self.copies.set_clock(now_ms);
-    }
-
-    /// The maintenance state of the copy in `slot`, if the slot is in use and copies are
-    /// tracked.
-    pub fn copy_in_slot(&self, slot: usize) -> Option<CopyState> {
-        self.slots.get(slot)?.as_ref()?;
-        self.copies.get(slot)
-    }
-
-    /// Replaces the maintenance state of the copy in `slot` (no-op for a free slot).
-    pub fn set_copy(&mut self, slot: usize, copy: CopyState) {
-        if self.slots.get(slot).is_some_and(Option::is_some) {
-            self.copies.set(slot, copy);
-        }
+    /// The copy states of the slab, to change.
+    pub fn copy_book_mut(&mut self) -> &mut CopyBook {
+        &mut self.copies
     }
 
     /// Someone stored the held record of `(pubkey, key)` again (a duplicate PUT): restarts its
@@ -735,6 +719,7 @@ mod tests {
     #[test]
     fn copy_states_are_kept_only_when_tracked_and_restamped_by_a_restore() {
         use crate::route::maintain::Standing;
+        use crate::shard::maintain::MaintainedStore;
         let mut s = store(room_for(8));
         s.insert(dat(1, b"a", b"", 10, 1), 10).expect("insert");
         assert_eq!(s.copy_in_slot(0), None, "not tracked: no memory spent");

@@ -25,7 +25,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::route::maintain::{CopyBook, CopyState};
+use crate::route::maintain::CopyBook;
 use crate::shard::store::record_cost_bytes;
 use crate::wire::record2::{Dat2, MAX_DAT2_LEN, Record2, Status2};
 
@@ -274,30 +274,14 @@ impl Store2 {
         self.slots.get(slot)?.as_ref()
     }
 
-    /// Keeps a copy state per slot from now on (replica maintenance by lookup,
-    /// `route::maintain`): 4 bytes per slot. Records already held are stamped as stored now.
-    pub fn track_copies(&mut self) {
-        self.copies.track(self.slots.len());
+    /// The copy states of the slab (`shard::maintain::MaintainedStore` reads and sets them).
+    pub fn copy_book(&self) -> &CopyBook {
+        &self.copies
     }
 
-    /// Sets the monotonic clock (ms) new and re-stored copies are stamped with; the owner sets
-    /// it before a put (`route::maintain` measures a copy's age by it).
-    pub fn set_copy_clock(&mut self, now_ms: u64) {
-        self.copies.set_clock(now_ms);
-    }
-
-    /// The maintenance state of the copy in `slot`, if the slot is in use and copies are
-    /// tracked.
-    pub fn copy_in_slot(&self, slot: usize) -> Option<CopyState> {
-        self.slots.get(slot)?.as_ref()?;
-        self.copies.get(slot)
-    }
-
-    /// Replaces the maintenance state of the copy in `slot` (no-op for a free slot).
-    pub fn set_copy(&mut self, slot: usize, copy: CopyState) {
-        if self.slots.get(slot).is_some_and(Option::is_some) {
-            self.copies.set(slot, copy);
-        }
+    /// The copy states of the slab, to change.
+    pub fn copy_book_mut(&mut self) -> &mut CopyBook {
+        &mut self.copies
     }
 
     /// Someone stored the held record of `(pubkey, key)` again, byte for byte (a duplicate
