@@ -84,7 +84,7 @@ pub const fn allocation_bytes(len: usize) -> usize {
 /// 1.2k–8k records per store, 75 B when each record is newer than the last (half-full B-tree
 /// leaves, the worst case). The constant takes the worst case plus a margin, so the budget
 /// over-counts slightly rather than letting RSS run past it. Results: `perf/README.md`.
-/// A store that tracks copy states ([`Store::track_copies`], replica maintenance by lookup) has
+/// A store that tracks copy states ([`MaintainedStore::track_copies`](crate::shard::maintain::MaintainedStore::track_copies), replica maintenance by lookup) has
 /// 4 B more per slot: measured 72.3 B (random) and 79.3 B (in time order), still within 80.
 pub const RECORD_OVERHEAD_BYTES: usize = 80;
 
@@ -209,7 +209,7 @@ pub struct Store<H: RecordHasher = RouteHasher> {
     /// The slab: `None` for free slots.
     slots: Vec<Option<Record>>,
     /// The maintenance state of the copy in each slot (`route::maintain`), beside `slots`;
-    /// empty unless [`Store::track_copies`] was called.
+    /// empty unless [`MaintainedStore::track_copies`](crate::shard::maintain::MaintainedStore::track_copies) was called.
     copies: CopyBook,
     /// Free slots, reused last-freed first.
     free_slots: Vec<u32>,
@@ -320,7 +320,7 @@ impl<H: RecordHasher> Store<H> {
     }
 
     /// Someone stored the held record of `(pubkey, key)` again (a duplicate PUT): restarts its
-    /// copy's clock ([`CopyState::restored`]). Returns whether it is held.
+    /// copy's clock ([`crate::route::maintain::CopyState::restored`]). Returns whether it is held.
     pub fn restored(&mut self, pubkey: &[u8; 32], key: &[u8]) -> bool {
         let Some(slot) = self.find_key(pubkey, key) else {
             return false;

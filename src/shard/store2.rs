@@ -99,7 +99,7 @@ pub struct Store2 {
     /// Sum of the records' wire lengths (what their backup entries hold).
     dat_bytes: usize,
     /// The maintenance state of the copy in each slot (`route::maintain`), beside `slots`;
-    /// empty unless [`Store2::track_copies`] was called.
+    /// empty unless [`MaintainedStore::track_copies`](crate::shard::maintain::MaintainedStore::track_copies) was called.
     copies: CopyBook,
 }
 
@@ -285,7 +285,7 @@ impl Store2 {
     }
 
     /// Someone stored the held record of `(pubkey, key)` again, byte for byte (a duplicate
-    /// PUT2): restarts its copy's clock ([`CopyState::restored`]). Returns whether it is held.
+    /// PUT2): restarts its copy's clock ([`crate::route::maintain::CopyState::restored`]). Returns whether it is held.
     pub fn restored(&mut self, pubkey: &[u8; 32], key: &[u8]) -> bool {
         let Some(&slot) = self.index.get(&(*pubkey, Box::<[u8]>::from(key))) else {
             return false;
