@@ -79,10 +79,7 @@ pub(super) fn receiver_loop(
         };
         traffic = n > 0;
         handle_batch(&shared, &batch, n, &counters, &mut outbox);
-        if !outbox.is_empty() {
-            send_outbox(&socket, &outbox, &mut send, &counters);
-            outbox.clear();
-        }
+        flush(&socket, &mut outbox, &mut send, &counters);
         // Stealing (`Config::receiver_steal_batches`): with one socket per receiver, a datagram waits in
         // its socket until that socket's receiver runs. A receiver that has a CPU now takes what
         // is already queued on the other receivers' sockets (one batch from one sibling per
@@ -108,15 +105,20 @@ pub(super) fn receiver_loop(
                 stole_last = true;
                 crate::stats::add(&counters.datagrams_stolen, stolen as u64);
                 handle_batch(&shared, &batch, stolen, &counters, &mut outbox);
-                if !outbox.is_empty() {
-                    send_outbox(&socket, &outbox, &mut send, &counters);
-                    outbox.clear();
-                }
+                flush(&socket, &mut outbox, &mut send, &counters);
                 if stolen < crate::net::BATCH {
                     break;
                 }
             }
         }
+    }
+}
+
+/// Sends the replies queued in `outbox`, if any, and empties it.
+fn flush(socket: &UdpSocket, outbox: &mut Outbox, send: &mut SendBatch, counters: &Counters) {
+    if !outbox.is_empty() {
+        send_outbox(socket, outbox, send, counters);
+        outbox.clear();
     }
 }
 

@@ -447,6 +447,37 @@ mod tests {
         Group2::new(shards, 1, SHARD_TICK_MS, at(0)).with_repair(config, at(0))
     }
 
+    /// A repair pacer with the node's default budget (64 KiB burst, 512 KiB/s).
+    fn env() -> TestEnv {
+        TestEnv(Pacer::new(
+            BucketConfig {
+                burst_bytes: 64 << 10,
+                refill_bytes_per_s: 512 << 10,
+            },
+            0,
+        ))
+    }
+
+    /// A plain local put at time 0 of `owner`'s record `key` (value "v", seq 1); returns it.
+    fn local_put(
+        g: &mut Group2<u32, u32>,
+        owner: &Keypair,
+        key: &[u8],
+        counters: &Counters2,
+        fx: &mut Effects2<u32, u32>,
+    ) -> Record2 {
+        let record = crate::pow::make_dat2_single(owner, key, b"v", WALL_MS, 1, 0);
+        let put = LocalPut2 {
+            commit: crate::pow::sign_commit2(owner, record.work()),
+            record: record.clone(),
+            expect_seq: None,
+            waiter: 0,
+        };
+        let none = PeerSnapshot::default();
+        g.handle(at(0), &none, Input2::LocalPut(put), counters, fx);
+        record
+    }
+
     /// Peers 1..=n; the odd ones advertise RECORD_V2, the even ones are v1-only.
     fn peers(n: u8) -> Arc<PeerSnapshot> {
         Arc::new(PeerSnapshot::new(
@@ -479,24 +510,11 @@ mod tests {
         let none = Arc::new(PeerSnapshot::default());
         let owner = Keypair::generate();
         for i in 0..10u8 {
-            let record = crate::pow::make_dat2_single(&owner, &[i], b"v", WALL_MS, 1, 0);
-            let put = LocalPut2 {
-                commit: crate::pow::sign_commit2(&owner, record.work()),
-                record,
-                expect_seq: None,
-                waiter: 0,
-            };
-            g.handle(at(0), &none, Input2::LocalPut(put), &counters, &mut fx);
+            local_put(&mut g, &owner, &[i], &counters, &mut fx);
         }
         let held: usize = g.shards().iter().map(|s| s.store().read().len()).sum();
         assert_eq!(held, 10);
-        let mut env = TestEnv(Pacer::new(
-            BucketConfig {
-                burst_bytes: 64 << 10,
-                refill_bytes_per_s: 512 << 10,
-            },
-            0,
-        ));
+        let mut env = env();
         g.end_batch(at(0), &none, &mut env, &counters, &mut fx);
         fx.outbox.clear();
         // Six peers, three of them (10.0.0.1, .3, .5) speak RECORD_V2.
@@ -556,26 +574,12 @@ mod tests {
         let counters = Counters2::default();
         let mut fx = Effects2::default();
         let none = Arc::new(PeerSnapshot::default());
-        let mut env = TestEnv(Pacer::new(
-            BucketConfig {
-                burst_bytes: 64 << 10,
-                refill_bytes_per_s: 512 << 10,
-            },
-            0,
-        ));
+        let mut env = env();
         let owner = Keypair::generate();
         let owner_id = id_from_pubkey(&owner.public());
         let mut records = Vec::new();
         for i in 0..3u8 {
-            let record = crate::pow::make_dat2_single(&owner, &[i], b"v", WALL_MS, 1, 0);
-            records.push(record.clone());
-            let put = LocalPut2 {
-                commit: crate::pow::sign_commit2(&owner, record.work()),
-                record,
-                expect_seq: None,
-                waiter: 0,
-            };
-            g.handle(at(0), &none, Input2::LocalPut(put), &counters, &mut fx);
+            records.push(local_put(&mut g, &owner, &[i], &counters, &mut fx));
         }
         g.end_batch(at(0), &none, &mut env, &counters, &mut fx);
         fx.outbox.clear();
