@@ -27,6 +27,11 @@
 #                              card's engine has 256) (ONLY=owners)
 #   peers-S-if128              S proven client sockets (S in PEERS) from the one client thread
 #   flood-x5                   GETs (16 in flight) during forged PUTs at 5x verification capacity
+#   rx-R-if1/-if128/-put/-flood  the client, PUT and flood scenarios against a node with R
+#                              receiver threads (R in RECEIVERS, default "1 2"; 0 = the node's
+#                              default), every receiver fed, same round (ONLY=receivers)
+#   od-B-if1/-if128/-put/-flood  the same against the default node with receivers on demand
+#                              (Config::receivers_on_demand) B = true and false (ONLY=ondemand)
 #   verify-batch-t2            the batched verification rate on both cores (PUT ceiling)
 # and once at the end: memory at MEMORY_RECORDS records (RSS per record).
 # Writes perf/out/issue14-<stamp>.jsonl (one line per measurement), the machine description,
@@ -45,6 +50,7 @@ SIZES=${SIZES:-"1000 100000 1000000"}
 PEERS=${PEERS:-"4 16 64"}
 STEALS=${STEALS:-"1 4 0"}
 OWNERS=${OWNERS:-"256 16 2"}
+RECEIVERS=${RECEIVERS:-"1 2"}
 ONLY=${ONLY:-"client scale peers flood memory"}
 MEMORY_RECORDS=${MEMORY_RECORDS:-1000000}
 OUT=perf/out
@@ -191,6 +197,36 @@ for RUN in $(seq 1 "$RUNS"); do
         done
         stop
     fi
+    if want receivers; then
+        for r in $RECEIVERS; do
+            up --receiver-threads "$r" --receivers-on-demand false
+            client "rx-$r-if1" 1
+            client "rx-$r-if128" 128 --skip-load
+            lg "rx-$r-flood" flood --target "$NODE" --stats-addr "$STATS" \
+                --server-pid "$NODE_PID" --duration "$DUR" --in-flight 16 --clients 1 \
+                --capacity "$VB" --multiplier 5 --kind forged-put
+            stop
+            up --receiver-threads "$r" --receivers-on-demand false
+            lg "rx-$r-put" put --target "$NODE" --stats-addr "$STATS" --server-pid "$NODE_PID" \
+                --duration "$DUR" --rate "$(awk "BEGIN {print int($VB * 2)}")" --offset 8192
+            stop
+        done
+    fi
+    if want ondemand; then
+        for od in true false; do
+            up --receivers-on-demand "$od"
+            client "od-$od-if1" 1
+            client "od-$od-if128" 128 --skip-load
+            lg "od-$od-flood" flood --target "$NODE" --stats-addr "$STATS" \
+                --server-pid "$NODE_PID" --duration "$DUR" --in-flight 16 --clients 1 \
+                --capacity "$VB" --multiplier 5 --kind forged-put
+            stop
+            up --receivers-on-demand "$od"
+            lg "od-$od-put" put --target "$NODE" --stats-addr "$STATS" --server-pid "$NODE_PID" \
+                --duration "$DUR" --rate "$(awk "BEGIN {print int($VB * 2)}")" --offset 8192
+            stop
+        done
+    fi
     if want flood; then
         up
         lg flood-x5 flood --target "$NODE" --stats-addr "$STATS" --server-pid "$NODE_PID" \
@@ -223,6 +259,19 @@ done
 ratios+=(--ratio "put-stage-true:stored_per_s/verify-batch-t2:verified_per_s"
     --ratio "put-stage-false:stored_per_s/verify-batch-t2:verified_per_s"
     --ratio "put-stage-true:stored_per_s/put-stage-false:stored_per_s")
+for r in $RECEIVERS; do
+    ratios+=(--ratio "rx-$r-if128:node_ops_per_s/rx-$r-if128:echo_ops_per_s"
+        --ratio "rx-$r-if1:node_ops_per_s/rx-$r-if1:echo_ops_per_s"
+        --ratio "rx-$r-put:stored_per_s/verify-batch-t2:verified_per_s"
+        --ratio "rx-$r-if128:node_ops_per_s/rx-${RECEIVERS##* }-if128:node_ops_per_s")
+done
+for od in true false; do
+    ratios+=(--ratio "od-$od-if128:node_ops_per_s/od-$od-if128:echo_ops_per_s"
+        --ratio "od-$od-if1:node_ops_per_s/od-$od-if1:echo_ops_per_s"
+        --ratio "od-$od-put:stored_per_s/verify-batch-t2:verified_per_s"
+        --ratio "od-$od-if128:node_ops_per_s/od-false-if128:node_ops_per_s"
+        --ratio "od-$od-flood:flood_ops_per_s/od-false-flood:flood_ops_per_s")
+done
 for o in $OWNERS; do
     ratios+=(--ratio "put-owners-$o:stored_per_s/verify-batch-t2:verified_per_s")
 done

@@ -118,11 +118,15 @@ struct ServeArgs {
     /// (Config::receiver_steal_batches, 0 = none; default: the node's).
     #[arg(long)]
     receiver_steal_batches: Option<usize>,
+    /// Feed only as many receivers as the traffic needs (Config::receivers_on_demand; default:
+    /// the node's) or always all of them (false).
+    #[arg(long, action = clap::ArgAction::Set)]
+    receivers_on_demand: Option<bool>,
     /// Screen network PUTs in the verification stage (Config::put_verify_stage; default: the
     /// node's) or on the owners (false).
     #[arg(long, action = clap::ArgAction::Set)]
     put_verify_stage: Option<bool>,
-    /// How the receivers share the port (Config::receiver_sockets; default shared).
+    /// How the receivers share the port (Config::receiver_sockets; default: the node's, random).
     #[arg(long, value_enum)]
     receiver_sockets: Option<ReceiverSocketsArg>,
     /// Value bytes of preloaded records.
@@ -216,6 +220,9 @@ fn serve(a: &ServeArgs) -> Result<(), String> {
     }
     if let Some(steal) = a.receiver_steal_batches {
         config.receiver_steal_batches = steal;
+    }
+    if let Some(on_demand) = a.receivers_on_demand {
+        config.receivers_on_demand = on_demand;
     }
     if let Some(depth) = a.shard_channel_depth {
         config.shard_channel_depth = depth;

@@ -122,6 +122,14 @@ pub struct Config {
     /// in flight, 1 and 4 both gave 2.0–2.2x the rate of 0 in the same rounds, and 4 no lower
     /// p99 than 1 (perf/README, issue 14). At most [`MAX_RECEIVER_STEAL_BATCHES`].
     pub receiver_steal_batches: usize,
+    /// With `receiver_sockets` Random: spread datagrams over only as many receivers as the
+    /// traffic needs, starting with one and adding one whenever a receiver's socket queue
+    /// reaches an eighth of its buffer, dropping one when the others would be at most half
+    /// busy (`node::scaling`). A busy receiver takes full batches and rarely sleeps; two
+    /// half-busy ones each wake for a few datagrams: on 2 vCPUs at 128 GETs in flight one
+    /// receiver served 1.2x the rate of two at 0.8x the CPU per GET and a p99 under 1 ms, and
+    /// a flood still gets every receiver (perf/README, issue 14). Default true.
+    pub receivers_on_demand: bool,
     /// Where network GETs are answered.
     pub get_path: GetPath,
     /// Single or batched Ed25519 verification of received dats. Batch (the default) verifies
@@ -301,6 +309,7 @@ impl Default for Config {
             put_verify_stage: false,
             receiver_spin_us: 0,
             receiver_steal_batches: 1,
+            receivers_on_demand: true,
             get_path: GetPath::Receiver,
             signature_check: SignatureCheck::Batch,
             // 64 slots x 256 owners bounds queued work; a burst beyond that is shed and counted.

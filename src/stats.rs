@@ -213,6 +213,11 @@ counters! {
     challenge_outcomes_dropped,
     /// Datagrams a receiver took from another receiver's socket (`Config::receiver_steal_batches`).
     datagrams_stolen,
+    /// Receivers added to the spread because a socket's queue built up
+    /// (`Config::receivers_on_demand`).
+    receiver_scale_ups,
+    /// Receivers taken out of the spread because the others had the slack.
+    receiver_scale_downs,
     /// Stored PUTs not re-propagated because their sender is judged unreliable.
     puts_not_forwarded_unreliable,
     /// Target picks (PUT forwards, GETs) that explored an unscored peer while scored ones were left.

@@ -27,5 +27,5 @@ pub use socket::{
 };
 pub use sys::{
     BATCH, MAX_DATAGRAM_BUF, RecvBatch, SendBatch, SendStats, process_cpu_time_ns,
-    set_current_thread_nice, spread_reuseport_randomly, thread_cpu_time_ns,
+    receive_queue_bytes, set_current_thread_nice, spread_reuseport_randomly, thread_cpu_time_ns,
 };

@@ -686,6 +686,42 @@ pub fn spread_reuseport_randomly(socket: &UdpSocket, count: u32) -> io::Result<(
     }
 }
 
+/// `SO_MEMINFO` (Linux 3.10+; asm-generic's number, which x86-64 and arm64 use). The `libc`
+/// crate has the `SK_MEMINFO_*` indices but does not export the option on every target.
+const SO_MEMINFO: libc::c_int = 55;
+
+/// Bytes queued in `socket`'s receive buffer and the buffer's limit, both as the kernel counts
+/// them (`SO_MEMINFO`: `SK_MEMINFO_RMEM_ALLOC`, `SK_MEMINFO_RCVBUF`; each datagram counts its
+/// skb's true size, so a 40-byte datagram costs about a kilobyte). One `getsockopt`.
+pub fn receive_queue_bytes(socket: &UdpSocket) -> io::Result<(u32, u32)> {
+    const WANTED: usize = 2;
+    const _: () = assert!(libc::SK_MEMINFO_RMEM_ALLOC == 0 && libc::SK_MEMINFO_RCVBUF == 1);
+    let mut meminfo = [0u32; WANTED];
+    let mut len = mem::size_of_val(&meminfo) as libc::socklen_t;
+    // SAFETY: `meminfo` is writable for `len` bytes for the duration of the call; the kernel
+    // copies at most `len` bytes (the first two of its `SK_MEMINFO_VARS` words) and writes the
+    // length it copied to `len`, a valid socklen_t.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_MEMINFO,
+            meminfo.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if (len as usize) < mem::size_of_val(&meminfo) {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "SO_MEMINFO returned fewer fields than asked",
+        ));
+    }
+    Ok((meminfo[0], meminfo[1]))
+}
+
 /// Lowers the calling thread's scheduling priority to `nice` (0..=19; higher is lower).
 ///
 /// Linux's `setpriority(PRIO_PROCESS, tid, …)` applies to one thread, not the whole process

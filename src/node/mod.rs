@@ -21,6 +21,7 @@ mod peer;
 mod pruner;
 mod receiver;
 mod record2;
+mod scaling;
 mod verify;
 
 pub use record2::{AnyRecord, GetOptions, Put2Done, PutOptions, PutOutcome, RecordFormat};
@@ -233,7 +234,9 @@ impl Node {
         let bound = net::bind_node_sockets(config.listen_addr, socket_count, &options)
             .map_err(|e| StartError::Bind(config.listen_addr, e))?;
         let local_addr = bound.local_addr;
-        if config.receiver_sockets == ReceiverSockets::Random && socket_count > 1 {
+        let spread_randomly =
+            config.receiver_sockets == ReceiverSockets::Random && socket_count > 1;
+        if spread_randomly && !config.receivers_on_demand {
             net::spread_reuseport_randomly(&bound.sockets[0], socket_count as u32)
                 .map_err(|e| StartError::Bind(local_addr, e))?;
         }
@@ -473,8 +476,9 @@ impl Node {
             Vec::new()
         };
         // One shared list of the group's sockets (one descriptor each, whatever the receiver
-        // count), read by every receiver that steals.
-        let steal_group = if config.receiver_steal_batches > 0 && socket_count > 1 {
+        // count), read by every receiver that steals, and re-spread on demand.
+        let on_demand_wanted = spread_randomly && config.receivers_on_demand;
+        let group = if (config.receiver_steal_batches > 0 || on_demand_wanted) && socket_count > 1 {
             let group = bound
                 .sockets
                 .iter()
@@ -485,6 +489,14 @@ impl Node {
         } else {
             None
         };
+        let steal_group = group.clone().filter(|_| config.receiver_steal_batches > 0);
+        // Receivers on demand (`Config::receivers_on_demand`): the spread starts with one.
+        let on_demand = match group.filter(|_| on_demand_wanted) {
+            Some(group) => Some(Arc::new(
+                receiver::OnDemand::start(group).map_err(|e| StartError::Bind(local_addr, e))?,
+            )),
+            None => None,
+        };
         for (i, socket) in sockets.into_iter().enumerate() {
             node.rx_sockets
                 .push(socket.try_clone().map_err(StartError::Spawn)?);
@@ -494,6 +506,7 @@ impl Node {
                 group,
                 own: i % socket_count,
             });
+            let on_demand = on_demand.clone();
             let counters = node.new_counters();
             let shared = Arc::clone(&shared);
             let core = if cores.is_empty() {
@@ -505,7 +518,7 @@ impl Node {
                 if let Some(core) = core {
                     core_affinity::set_for_current(core);
                 }
-                receiver::receiver_loop(shared, socket, siblings, counters)
+                receiver::receiver_loop(shared, socket, siblings, on_demand, counters)
             })?;
         }
 

@@ -4,8 +4,10 @@
 
 use std::net::UdpSocket;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use crate::config::GetPath;
 use crate::limits::{MAX_KEY_LEN, PONG_MAX_LEN};
@@ -21,6 +23,7 @@ use crate::wire::{self, Message};
 
 use super::Shared;
 use super::handoff::{OwnerMsg, PeerMsg, limit_last_reply, send_outbox, try_send};
+use super::scaling::{ReceiverScaling, WINDOW_NS};
 use super::verify::VerifyMsg;
 
 /// A receiver under traffic tries to steal at least every this many wake-ups even when its own
@@ -39,11 +42,103 @@ pub(super) struct Siblings {
 }
 
 impl Siblings {
-    /// The `turn`-th socket of the group that is not our own (turns wrap around).
-    fn nth_other(&self, turn: usize) -> &UdpSocket {
-        let others = self.group.len() - 1;
+    /// The `turn`-th socket among the group's first `fed` that is not our own (turns wrap
+    /// around); none when there is no other.
+    fn nth_other(&self, turn: usize, fed: usize) -> Option<&UdpSocket> {
+        let fed = fed.min(self.group.len());
+        let others = if self.own < fed { fed - 1 } else { fed };
+        if others == 0 {
+            return None;
+        }
         let k = turn % others;
-        &self.group[if k >= self.own { k + 1 } else { k }]
+        Some(
+            &self.group[if self.own < fed && k >= self.own {
+                k + 1
+            } else {
+                k
+            }],
+        )
+    }
+}
+
+/// What the receivers share for `Config::receivers_on_demand`: how many sockets the random
+/// spread feeds (sockets `0..active`), their summed busy time, and the decision
+/// ([`ReceiverScaling`]), taken by whichever receiver sees a reason first.
+pub(super) struct OnDemand {
+    /// The SO_REUSEPORT group's sockets in bind order (the spread program's indices).
+    group: Arc<Vec<UdpSocket>>,
+    /// Sockets the spread feeds now; read at every steal.
+    active: AtomicUsize,
+    /// Wall time the receivers spent between a wake-up and their next wait, summed, ns.
+    busy_ns: AtomicU64,
+    /// When the current busy window ends, ns since `epoch` (read at every wake-up).
+    window_end_ns: AtomicU64,
+    scaling: Mutex<ReceiverScaling>,
+    epoch: Instant,
+}
+
+impl OnDemand {
+    /// Feeds one receiver of `group` (attaches the spread program for one socket).
+    pub(super) fn start(group: Arc<Vec<UdpSocket>>) -> std::io::Result<OnDemand> {
+        crate::net::spread_reuseport_randomly(&group[0], 1)?;
+        Ok(OnDemand {
+            active: AtomicUsize::new(1),
+            busy_ns: AtomicU64::new(0),
+            window_end_ns: AtomicU64::new(WINDOW_NS),
+            scaling: Mutex::new(ReceiverScaling::new(group.len(), 0)),
+            epoch: Instant::now(),
+            group,
+        })
+    }
+
+    /// Sockets the spread feeds now.
+    fn active(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// After a receiver's work for one wake-up (`received` datagrams from its own `socket`,
+    /// woken at `woke`): counts the busy time and, on a full batch (a queue may be building)
+    /// or at the end of a window, lets the decision change the fed count.
+    fn after_wake(&self, socket: &UdpSocket, received: usize, woke: Instant, counters: &Counters) {
+        let now = Instant::now();
+        let busy = now.duration_since(woke).as_nanos() as u64;
+        let busy_total = self.busy_ns.fetch_add(busy, Ordering::Relaxed) + busy;
+        let now_ns = now.duration_since(self.epoch).as_nanos() as u64;
+        let full = received >= crate::net::BATCH;
+        let window_due = now_ns >= self.window_end_ns.load(Ordering::Relaxed);
+        if !full && !window_due {
+            return;
+        }
+        // One getsockopt per full batch: cheap beside the 32 datagrams it follows.
+        let queue = if full {
+            crate::net::receive_queue_bytes(socket).ok()
+        } else {
+            None
+        };
+        let Some(mut scaling) = self.scaling.try_lock() else {
+            return; // another receiver is deciding
+        };
+        let mut changed = None;
+        if let Some((queued, buffer)) = queue
+            && let Some(active) = scaling.on_queue(queued, buffer, now_ns)
+        {
+            inc(&counters.receiver_scale_ups);
+            changed = Some(active);
+        }
+        if changed.is_none() && scaling.window_due(now_ns) {
+            if let Some(active) = scaling.end_window(busy_total, now_ns) {
+                inc(&counters.receiver_scale_downs);
+                changed = Some(active);
+            }
+            self.window_end_ns
+                .store(now_ns.saturating_add(WINDOW_NS), Ordering::Relaxed);
+        }
+        if let Some(active) = changed {
+            match crate::net::spread_reuseport_randomly(&self.group[0], active as u32) {
+                Ok(()) => self.active.store(active, Ordering::Relaxed),
+                Err(e) => log::warn!("receivers: the spread keeps {} sockets: {e}", self.active()),
+            }
+        }
     }
 }
 
@@ -51,6 +146,7 @@ pub(super) fn receiver_loop(
     shared: Arc<Shared>,
     socket: UdpSocket,
     siblings: Option<Siblings>,
+    on_demand: Option<Arc<OnDemand>>,
     counters: Arc<Counters>,
 ) {
     let mut batch = RecvBatch::new();
@@ -78,6 +174,7 @@ pub(super) fn receiver_loop(
             Err(_) => continue, // the read timeout (a backstop) or a transient error
         };
         traffic = n > 0;
+        let woke = Instant::now();
         handle_batch(&shared, &batch, n, &counters, &mut outbox);
         flush(&socket, &mut outbox, &mut send, &counters);
         // Stealing (`Config::receiver_steal_batches`): with one socket per receiver, a datagram waits in
@@ -91,10 +188,12 @@ pub(super) fn receiver_loop(
         // extra call in most wake-ups, and an idle node none at all.
         wakes_since_steal += 1;
         let worth_trying = n > 1 || stole_last || wakes_since_steal >= STEAL_PROBE_WAKES;
-        if let Some(siblings) = siblings.as_ref().filter(|_| traffic && worth_trying) {
+        let fed = on_demand.as_ref().map_or(usize::MAX, |d| d.active());
+        if let Some(siblings) = siblings.as_ref().filter(|_| traffic && worth_trying)
+            && let Some(sibling) = siblings.nth_other(next_sibling.wrapping_add(1), fed)
+        {
             wakes_since_steal = 0;
             next_sibling = next_sibling.wrapping_add(1);
-            let sibling = siblings.nth_other(next_sibling);
             stole_last = false;
             // A full batch means more may wait there: take up to `steal_batches` in a row.
             for _ in 0..steal_batches {
@@ -110,6 +209,9 @@ pub(super) fn receiver_loop(
                     break;
                 }
             }
+        }
+        if let Some(on_demand) = on_demand.as_ref().filter(|_| traffic) {
+            on_demand.after_wake(&socket, n, woke, &counters);
         }
     }
 }
@@ -394,10 +496,37 @@ mod tests {
                 own,
             };
             let named: Vec<_> = (0..4)
-                .map(|turn| siblings.nth_other(turn).local_addr().unwrap())
+                .map(|turn| siblings.nth_other(turn, 3).unwrap().local_addr().unwrap())
                 .collect();
             let others: Vec<_> = (0..3).filter(|&j| j != own).map(|j| addrs[j]).collect();
             assert_eq!(named, [others[0], others[1], others[0], others[1]]);
         }
+    }
+
+    #[test]
+    fn only_fed_sockets_are_stolen_from() {
+        let group: Vec<UdpSocket> = (0..3)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").expect("bind"))
+            .collect();
+        let addrs: Vec<_> = group.iter().map(|s| s.local_addr().unwrap()).collect();
+        let group = Arc::new(group);
+        let of = |own| Siblings {
+            group: Arc::clone(&group),
+            own,
+        };
+        let named = |own: usize, fed: usize| -> Vec<_> {
+            let siblings = of(own);
+            (0..4)
+                .filter_map(|turn| siblings.nth_other(turn, fed))
+                .map(|s| s.local_addr().unwrap())
+                .collect()
+        };
+        // One socket fed: its receiver has nobody to steal from.
+        assert!(named(0, 1).is_empty());
+        // Two fed: they steal from each other only.
+        assert_eq!(named(0, 2), [addrs[1]; 4]);
+        assert_eq!(named(1, 2), [addrs[0]; 4]);
+        // A receiver left out of the spread (draining its queue) may help the fed ones.
+        assert_eq!(named(2, 2), [addrs[0], addrs[1], addrs[0], addrs[1]]);
     }
 }

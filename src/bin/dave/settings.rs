@@ -53,6 +53,7 @@ struct NodeFile {
     verify_permits: Option<usize>,
     receiver_spin_us: Option<u64>,
     receiver_steal_batches: Option<usize>,
+    receivers_on_demand: Option<bool>,
     signature_check: Option<String>,
     fanout: Option<usize>,
     npeer_limit: Option<usize>,
@@ -138,6 +139,7 @@ pub fn node_settings(args: &NodeArgs) -> Result<NodeSettings, Failure> {
         &mut config.receiver_steal_batches,
         file.receiver_steal_batches,
     );
+    set(&mut config.receivers_on_demand, file.receivers_on_demand);
     if args.no_pin {
         config.pin_cores = false;
     }
