@@ -2,7 +2,9 @@
 //! receivers answers GETs from many senders; the random spread hands one sender's datagrams to
 //! both sockets of a group (the kernel's hash gives them all to one); the shared socket keeps
 //! the port the node's alone; with one socket per receiver, a receiver takes datagrams queued on
-//! the other's socket (`Config::receiver_steal_batches`), each handled once. Real UDP on loopback.
+//! the other's socket (`Config::receiver_steal_batches`), each handled once; with receivers on
+//! demand (`Config::receivers_on_demand`) the spread feeds one receiver until a queue builds,
+//! then both, and one again once the load is gone. Real UDP on loopback.
 
 mod common;
 
@@ -181,6 +183,8 @@ fn steal_bursts(ip: u8, steal_batches: usize, until_stolen: bool) -> (u64, u64, 
         receiver_threads: 2,
         receiver_sockets: ReceiverSockets::Random,
         receiver_steal_batches: steal_batches,
+        // Both sockets fed from the start (on demand, one would be until a queue builds).
+        receivers_on_demand: false,
         ..test_config([127, 0, 0, ip], vec![])
     };
     let node = Node::start(config).expect("node starts");
@@ -224,4 +228,81 @@ fn a_receiver_takes_what_waits_on_the_other_receivers_socket_once() {
     assert_eq!(received, sent, "every datagram handled exactly once");
     let (sent, received, stolen) = steal_bursts(230, 0, false);
     assert_eq!((received, stolen), (sent, 0), "stealing off");
+}
+
+/// Receive buffer asked for in the on-demand test: small, so that a queue of a few hundred
+/// datagrams (an eighth of it, as the kernel counts their true size) is a backlog on any
+/// machine whatever its `net.core.rmem_max` (the kernel grants at most that, doubled).
+const ON_DEMAND_RECV_BUFFER_BYTES: usize = 256 << 10;
+/// Datagrams per burst in the on-demand test, and bursts at most: a debug-build receiver takes
+/// GETs far slower than one thread sends them, so the first burst queues hundreds.
+const ON_DEMAND_BURST: usize = 2_000;
+const ON_DEMAND_BURSTS: usize = 5;
+
+#[test]
+fn receivers_join_the_spread_when_a_queue_builds_and_leave_when_it_is_gone() {
+    let ip = 240;
+    let config = dave::Config {
+        receiver_threads: 2,
+        receiver_sockets: ReceiverSockets::Random,
+        receivers_on_demand: true,
+        socket_recv_buffer_bytes: ON_DEMAND_RECV_BUFFER_BYTES,
+        ..test_config([127, 0, 0, ip], vec![])
+    };
+    let node = Node::start(config).expect("node starts");
+    let owner = Keypair::from_seed(&[ip; 32]);
+    let mut get = [0u8; MAX_PACKET_LEN];
+    let len = Message::Get(GetRepr {
+        pubkey: &owner.public(),
+        key: b"absent",
+    })
+    .emit(&mut get);
+    let sender = UdpSocket::bind(SocketAddr::from(([127, 0, 0, ip + 1], 0))).expect("bind");
+    let send = |n: usize| {
+        for _ in 0..n {
+            sender
+                .send_to(&get[..len], node.local_addr())
+                .expect("send");
+        }
+    };
+    // A trickle, one GET per millisecond, never queues: one receiver takes it all.
+    let before = node.stats().packets_received;
+    for _ in 0..200 {
+        send(1);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(common::wait_until(Duration::from_secs(5), || {
+        node.stats().packets_received - before >= 200
+    }));
+    let stats = node.stats();
+    assert_eq!(
+        (stats.receiver_scale_ups, stats.datagrams_stolen),
+        (0, 0),
+        "a trickle neither adds a receiver nor leaves anything to steal"
+    );
+    // Bursts queue: the second receiver joins the spread.
+    for _ in 0..ON_DEMAND_BURSTS {
+        send(ON_DEMAND_BURST);
+        std::thread::sleep(Duration::from_millis(100));
+        if node.stats().receiver_scale_ups > 0 {
+            break;
+        }
+    }
+    assert_eq!(
+        node.stats().receiver_scale_ups,
+        1,
+        "one burst queue adds the second receiver (and there are only two)"
+    );
+    // Light traffic again: after the hold (1 s) a window with slack takes it out. A receiver
+    // decides when it wakes, so keep a GET coming every 50 ms.
+    let left = common::wait_until(Duration::from_secs(10), || {
+        send(1);
+        node.stats().receiver_scale_downs > 0
+    });
+    let stats = node.stats();
+    assert!(left, "the second receiver stays fed: {stats:?}");
+    assert_eq!(
+        (stats.receiver_scale_ups, stats.receiver_scale_downs),
+        (1, 1)
+    );
 }
