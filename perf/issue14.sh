@@ -30,6 +30,8 @@
 #   rx-R-if1/-if128/-put/-flood  the client, PUT and flood scenarios against a node with R
 #                              receiver threads (R in RECEIVERS, default "1 2"; 0 = the node's
 #                              default), every receiver fed, same round (ONLY=receivers)
+#   spin-U-if1/-if128          the client against a node whose receivers poll U µs before
+#                              they sleep (U in SPINS, default "0 50"), same round (ONLY=spin)
 #   od-B-if1/-if128/-put/-flood  the same against the default node with receivers on demand
 #                              (Config::receivers_on_demand) B = true and false (ONLY=ondemand)
 #   verify-batch-t2            the batched verification rate on both cores (PUT ceiling)
@@ -51,6 +53,7 @@ PEERS=${PEERS:-"4 16 64"}
 STEALS=${STEALS:-"1 4 0"}
 OWNERS=${OWNERS:-"256 16 2"}
 RECEIVERS=${RECEIVERS:-"1 2"}
+SPINS=${SPINS:-"0 50"}
 ONLY=${ONLY:-"client scale peers flood memory"}
 MEMORY_RECORDS=${MEMORY_RECORDS:-1000000}
 OUT=perf/out
@@ -212,6 +215,14 @@ for RUN in $(seq 1 "$RUNS"); do
             stop
         done
     fi
+    if want spin; then
+        for u in $SPINS; do
+            up --receiver-spin-us "$u"
+            client "spin-$u-if1" 1
+            client "spin-$u-if128" 128 --skip-load
+            stop
+        done
+    fi
     if want ondemand; then
         for od in true false; do
             up --receivers-on-demand "$od"
@@ -264,6 +275,11 @@ for r in $RECEIVERS; do
         --ratio "rx-$r-if1:node_ops_per_s/rx-$r-if1:echo_ops_per_s"
         --ratio "rx-$r-put:stored_per_s/verify-batch-t2:verified_per_s"
         --ratio "rx-$r-if128:node_ops_per_s/rx-${RECEIVERS##* }-if128:node_ops_per_s")
+done
+for u in $SPINS; do
+    ratios+=(--ratio "spin-$u-if128:node_ops_per_s/spin-$u-if128:echo_ops_per_s"
+        --ratio "spin-$u-if1:node_ops_per_s/spin-$u-if1:echo_ops_per_s"
+        --ratio "spin-$u-if1:node_p50_us/spin-${SPINS%% *}-if1:node_p50_us")
 done
 for od in true false; do
     ratios+=(--ratio "od-$od-if128:node_ops_per_s/od-$od-if128:echo_ops_per_s"

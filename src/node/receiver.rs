@@ -154,16 +154,24 @@ pub(super) fn receiver_loop(
     let mut send = SendBatch::new();
     let spin = Duration::from_micros(shared.config.receiver_spin_us);
     let mut traffic = false;
+    let mut last_wait_short = false;
     let mut next_sibling = 0usize;
     let mut stole_last = false;
     let steal_batches = shared.config.receiver_steal_batches;
     let mut wakes_since_steal = 0u32;
     while !shared.shutdown.load(Ordering::Relaxed) {
-        let received = receive(
-            &mut batch,
-            &socket,
-            if traffic { spin } else { Duration::ZERO },
-        );
+        // Poll first only while requests come close together: after traffic, and only if the
+        // last wait was shorter than the poll window (a wait that outlasted it would have been
+        // polled for nothing). A burst's first datagram then costs one blocking wake, and
+        // sparse traffic never polls.
+        let poll = if traffic && last_wait_short {
+            spin
+        } else {
+            Duration::ZERO
+        };
+        let waited_from = Instant::now();
+        let received = receive(&mut batch, &socket, poll);
+        last_wait_short = !spin.is_zero() && waited_from.elapsed() < spin;
         // `Node::drop` sets the flag, then shuts the sockets' read side down, which wakes this
         // receive (it returns empty datagrams from then on): nothing after the flag is real.
         if shared.shutdown.load(Ordering::SeqCst) {
