@@ -146,9 +146,20 @@ pub(crate) fn reply_key(bytes: &[u8]) -> Option<(u64, bool)> {
 /// its packets (answered its PING with a valid PONG) without the amplification budget that
 /// limits replies to strangers (PROTOCOL.md section 6).
 pub(crate) fn client_keypair(c: usize) -> Keypair {
+    // Fresh identities per invocation: a second run against the same node binds new ports, and
+    // the node refuses a known public key at a new address (`pubkey_in_use`), which left the
+    // new sockets unproven and their replies cut by the amplification budget.
+    static INVOCATION: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let invocation = *INVOCATION.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        nanos ^ (u64::from(std::process::id()) << 32)
+    });
     let mut seed = [0u8; 32];
     seed[..8].copy_from_slice(&(c as u64).to_le_bytes());
     seed[8..18].copy_from_slice(b"loadgen-id");
+    seed[18..26].copy_from_slice(&invocation.to_le_bytes());
     Keypair::from_seed(&seed)
 }
 
