@@ -119,6 +119,36 @@ client() {
         --echo "$ECHO" --echo-pid "$ECHO_PID" --duration "$DUR" --in-flight "$inflight" "$@"
 }
 
+# client_pair TAG NODE_FLAGS...: the client at 1 and 128 in flight (TAG-if1, TAG-if128) against
+# a fresh node started with NODE_FLAGS.
+client_pair() {
+    local tag=$1
+    shift
+    up "$@"
+    client "$tag-if1" 1
+    client "$tag-if128" 128 --skip-load
+    stop
+}
+
+# node_set TAG NODE_FLAGS...: against a node started with NODE_FLAGS, the client at 1 and 128
+# in flight and GETs during a 5x forged-PUT flood (TAG-if1, -if128, -flood), then PUTs at 2x the
+# batched verification rate into a fresh one (TAG-put). Needs VB.
+node_set() {
+    local tag=$1
+    shift
+    up "$@"
+    client "$tag-if1" 1
+    client "$tag-if128" 128 --skip-load
+    lg "$tag-flood" flood --target "$NODE" --stats-addr "$STATS" --server-pid "$NODE_PID" \
+        --duration "$DUR" --in-flight 16 --clients 1 --capacity "$VB" --multiplier 5 \
+        --kind forged-put
+    stop
+    up "$@"
+    lg "$tag-put" put --target "$NODE" --stats-addr "$STATS" --server-pid "$NODE_PID" \
+        --duration "$DUR" --rate "$(awk "BEGIN {print int($VB * 2)}")" --offset 8192
+    stop
+}
+
 field() {
     grep "\"tag\":\"$1\"" "$RESULTS" | grep "\"run\":$RUN," | tail -1 |
         grep -o "\"$2\":[0-9.]*" | head -1 | cut -d: -f2
@@ -133,31 +163,19 @@ for RUN in $(seq 1 "$RUNS"); do
     VB=$(field verify-batch-t2 verified_per_s)
     VB=${VB:-30000}
     if want client; then
-        up
-        client client-if1 1
-        client client-if128 128 --skip-load
-        stop
+        client_pair client
         up --receiver-sockets hashed
         client client-rp-if128 128
         stop
         up --receiver-sockets random
         client client-random-if128 128
         stop
-        up --receiver-spin-us 50
-        client client-spin50-if1 1
-        client client-spin50-if128 128 --skip-load
-        stop
-        up --pin false
-        client client-nopin-if1 1
-        client client-nopin-if128 128 --skip-load
-        stop
+        client_pair client-spin50 --receiver-spin-us 50
+        client_pair client-nopin --pin false
     fi
     if want steal; then
         for steal in $STEALS; do
-            up --receiver-steal-batches "$steal"
-            client "steal-$steal-if1" 1
-            client "steal-$steal-if128" 128 --skip-load
-            stop
+            client_pair "steal-$steal" --receiver-steal-batches "$steal"
         done
     fi
     if want scale; then
@@ -202,40 +220,17 @@ for RUN in $(seq 1 "$RUNS"); do
     fi
     if want receivers; then
         for r in $RECEIVERS; do
-            up --receiver-threads "$r" --receivers-on-demand false
-            client "rx-$r-if1" 1
-            client "rx-$r-if128" 128 --skip-load
-            lg "rx-$r-flood" flood --target "$NODE" --stats-addr "$STATS" \
-                --server-pid "$NODE_PID" --duration "$DUR" --in-flight 16 --clients 1 \
-                --capacity "$VB" --multiplier 5 --kind forged-put
-            stop
-            up --receiver-threads "$r" --receivers-on-demand false
-            lg "rx-$r-put" put --target "$NODE" --stats-addr "$STATS" --server-pid "$NODE_PID" \
-                --duration "$DUR" --rate "$(awk "BEGIN {print int($VB * 2)}")" --offset 8192
-            stop
+            node_set "rx-$r" --receiver-threads "$r" --receivers-on-demand false
         done
     fi
     if want spin; then
         for u in $SPINS; do
-            up --receiver-spin-us "$u"
-            client "spin-$u-if1" 1
-            client "spin-$u-if128" 128 --skip-load
-            stop
+            client_pair "spin-$u" --receiver-spin-us "$u"
         done
     fi
     if want ondemand; then
         for od in true false; do
-            up --receivers-on-demand "$od"
-            client "od-$od-if1" 1
-            client "od-$od-if128" 128 --skip-load
-            lg "od-$od-flood" flood --target "$NODE" --stats-addr "$STATS" \
-                --server-pid "$NODE_PID" --duration "$DUR" --in-flight 16 --clients 1 \
-                --capacity "$VB" --multiplier 5 --kind forged-put
-            stop
-            up --receivers-on-demand "$od"
-            lg "od-$od-put" put --target "$NODE" --stats-addr "$STATS" --server-pid "$NODE_PID" \
-                --duration "$DUR" --rate "$(awk "BEGIN {print int($VB * 2)}")" --offset 8192
-            stop
+            node_set "od-$od" --receivers-on-demand "$od"
         done
     fi
     if want flood; then

@@ -175,6 +175,20 @@ const STEAL_BURST: usize = 2_000;
 /// Bursts at most before the test gives up on seeing a steal.
 const STEAL_BURSTS: usize = 5;
 
+/// A GET for a key nobody stored (owner seeded with `ip`), and a sender bound on
+/// 127.0.0.`ip + 1`.
+fn absent_get_sender(ip: u8) -> (Vec<u8>, UdpSocket) {
+    let owner = Keypair::from_seed(&[ip; 32]);
+    let mut get = [0u8; MAX_PACKET_LEN];
+    let len = Message::Get(GetRepr {
+        pubkey: &owner.public(),
+        key: b"absent",
+    })
+    .emit(&mut get);
+    let sender = UdpSocket::bind(SocketAddr::from(([127, 0, 0, ip + 1], 0))).expect("bind");
+    (get[..len].to_vec(), sender)
+}
+
 /// Sends bursts of GETs from one sender to a node with two randomly spread receiver sockets and
 /// returns (datagrams sent, datagrams the receivers counted, datagrams stolen), stopping at the
 /// first burst with a steal when `until_stolen`.
@@ -188,21 +202,13 @@ fn steal_bursts(ip: u8, steal_batches: usize, until_stolen: bool) -> (u64, u64, 
         ..test_config([127, 0, 0, ip], vec![])
     };
     let node = Node::start(config).expect("node starts");
-    let owner = Keypair::from_seed(&[ip; 32]);
-    let mut get = [0u8; MAX_PACKET_LEN];
-    let len = Message::Get(GetRepr {
-        pubkey: &owner.public(),
-        key: b"absent",
-    })
-    .emit(&mut get);
-    let sender = UdpSocket::bind(SocketAddr::from(([127, 0, 0, ip + 1], 0))).expect("bind");
+    let (get, sender) = absent_get_sender(ip);
+    let get = &get[..];
     let before = node.stats().packets_received;
     let mut sent = 0u64;
     for _ in 0..STEAL_BURSTS {
         for _ in 0..STEAL_BURST {
-            sender
-                .send_to(&get[..len], node.local_addr())
-                .expect("send");
+            sender.send_to(get, node.local_addr()).expect("send");
         }
         sent += STEAL_BURST as u64;
         common::wait_until(Duration::from_secs(5), || {
@@ -250,19 +256,11 @@ fn receivers_join_the_spread_when_a_queue_builds_and_leave_when_it_is_gone() {
         ..test_config([127, 0, 0, ip], vec![])
     };
     let node = Node::start(config).expect("node starts");
-    let owner = Keypair::from_seed(&[ip; 32]);
-    let mut get = [0u8; MAX_PACKET_LEN];
-    let len = Message::Get(GetRepr {
-        pubkey: &owner.public(),
-        key: b"absent",
-    })
-    .emit(&mut get);
-    let sender = UdpSocket::bind(SocketAddr::from(([127, 0, 0, ip + 1], 0))).expect("bind");
+    let (get, sender) = absent_get_sender(ip);
+    let get = &get[..];
     let send = |n: usize| {
         for _ in 0..n {
-            sender
-                .send_to(&get[..len], node.local_addr())
-                .expect("send");
+            sender.send_to(get, node.local_addr()).expect("send");
         }
     };
     // A trickle, one GET per millisecond, never queues: one receiver takes it all.
