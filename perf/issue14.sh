@@ -30,8 +30,10 @@
 #   rx-R-if1/-if128/-put/-flood  the client, PUT and flood scenarios against a node with R
 #                              receiver threads (R in RECEIVERS, default "1 2"; 0 = the node's
 #                              default), every receiver fed, same round (ONLY=receivers)
-#   spin-U-if1/-if128          the client against a node whose receivers poll U µs before
-#                              they sleep (U in SPINS, default "0 50"), same round (ONLY=spin)
+#   spin-U-if1/-if128/-put/-flood  the client, PUT and flood scenarios against a node whose
+#                              receivers poll U µs before they sleep while requests come that
+#                              close together (U in SPINS, default "0 20 50"), same round
+#                              (ONLY=spin)
 #   od-B-if1/-if128/-put/-flood  the same against the default node with receivers on demand
 #                              (Config::receivers_on_demand) B = true and false (ONLY=ondemand)
 #   verify-batch-t2            the batched verification rate on both cores (PUT ceiling)
@@ -53,7 +55,7 @@ PEERS=${PEERS:-"4 16 64"}
 STEALS=${STEALS:-"1 4 0"}
 OWNERS=${OWNERS:-"256 16 2"}
 RECEIVERS=${RECEIVERS:-"1 2"}
-SPINS=${SPINS:-"0 50"}
+SPINS=${SPINS:-"0 20 50"}
 ONLY=${ONLY:-"client scale peers flood memory"}
 MEMORY_RECORDS=${MEMORY_RECORDS:-1000000}
 OUT=perf/out
@@ -225,7 +227,7 @@ for RUN in $(seq 1 "$RUNS"); do
     fi
     if want spin; then
         for u in $SPINS; do
-            client_pair "spin-$u" --receiver-spin-us "$u"
+            node_set "spin-$u" --receiver-spin-us "$u"
         done
     fi
     if want ondemand; then
@@ -274,7 +276,9 @@ done
 for u in $SPINS; do
     ratios+=(--ratio "spin-$u-if128:node_ops_per_s/spin-$u-if128:echo_ops_per_s"
         --ratio "spin-$u-if1:node_ops_per_s/spin-$u-if1:echo_ops_per_s"
-        --ratio "spin-$u-if1:node_p50_us/spin-${SPINS%% *}-if1:node_p50_us")
+        --ratio "spin-$u-if1:node_p50_us/spin-${SPINS%% *}-if1:node_p50_us"
+        --ratio "spin-$u-put:stored_per_s/verify-batch-t2:verified_per_s"
+        --ratio "spin-$u-flood:flood_ops_per_s/spin-${SPINS%% *}-flood:flood_ops_per_s")
 done
 for od in true false; do
     ratios+=(--ratio "od-$od-if128:node_ops_per_s/od-$od-if128:echo_ops_per_s"
