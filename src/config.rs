@@ -115,8 +115,8 @@ pub struct Config {
     /// takes tens of µs to wake). It polls only while requests come closer together than this
     /// (its last wait was shorter), so sparse traffic never polls and an idle node never does;
     /// dense traffic costs up to a core per fed receiver, ahead of the owners' verification.
-    /// 50 on 2 vCPUs: one request in flight answered at a p50 of 7.7 µs instead of 19.6 µs
-    /// (perf/README, issue 14). 0 (the default) = always block.
+    /// 20 on 2 vCPUs: one request in flight answered at a p50 of 8.5 µs instead of 19.2 µs, but
+    /// 16 % fewer PUTs stored at overload (perf/README, issue 14). 0 (the default) = always block.
     pub receiver_spin_us: u64,
     /// With one socket per receiver (`receiver_sockets` Random or Hashed), a receiver that woke
     /// for its own datagrams also takes what is already queued on another receiver's socket
