@@ -12,6 +12,8 @@
 //! A permit is held for one wake of an owner thread (every PUT batch of its shards), so the cost
 //! of taking it (an uncontended lock, or a wake-up when contended) is paid per batch, not per dat.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use parking_lot::{Condvar, Mutex};
 
 /// A counting semaphore.
@@ -19,6 +21,8 @@ use parking_lot::{Condvar, Mutex};
 pub struct Permits {
     available: Mutex<usize>,
     released: Condvar,
+    /// Permits held right now, readable without the lock (receivers look before they poll).
+    held: AtomicUsize,
 }
 
 /// A held permit; dropping it gives it back.
@@ -33,6 +37,7 @@ impl Permits {
         Permits {
             available: Mutex::new(count.max(1)),
             released: Condvar::new(),
+            held: AtomicUsize::new(0),
         }
     }
 
@@ -43,7 +48,14 @@ impl Permits {
             self.released.wait(&mut available);
         }
         *available -= 1;
+        self.held.fetch_add(1, Ordering::Relaxed);
         Permit { permits: self }
+    }
+
+    /// Whether some thread holds a permit (is verifying) right now; a lock-free read that may
+    /// be a moment stale.
+    pub fn any_held(&self) -> bool {
+        self.held.load(Ordering::Relaxed) > 0
     }
 
     /// Permits free right now.
@@ -54,6 +66,7 @@ impl Permits {
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
+        self.permits.held.fetch_sub(1, Ordering::Relaxed);
         *self.permits.available.lock() += 1;
         self.permits.released.notify_one();
     }
@@ -93,14 +106,18 @@ mod tests {
         }
         assert!(most.load(Ordering::SeqCst) <= 2);
         assert_eq!(permits.available(), 2);
+        assert!(!permits.any_held());
     }
 
     #[test]
     fn zero_means_one() {
         let permits = Permits::new(0);
+        assert!(!permits.any_held());
         let held = permits.acquire();
         assert_eq!(permits.available(), 0);
+        assert!(permits.any_held());
         drop(held);
         assert_eq!(permits.available(), 1);
+        assert!(!permits.any_held());
     }
 }

@@ -163,14 +163,17 @@ pub(super) fn receiver_loop(
         // Poll first only while requests come close together: after traffic, and only if the
         // last wait was shorter than the poll window (a wait that outlasted it would have been
         // polled for nothing). A burst's first datagram then costs one blocking wake, and
-        // sparse traffic never polls.
-        let poll = if traffic && last_wait_short {
+        // sparse traffic never polls. Never while an owner verifies signatures: polling would
+        // take the CPU that PUT verification needs (measured: 16-21 % fewer PUTs stored).
+        let poll = if traffic && last_wait_short && !shared.verify_permits.any_held() {
             spin
         } else {
             Duration::ZERO
         };
         let waited_from = Instant::now();
-        let received = receive(&mut batch, &socket, poll);
+        let received = receive(&mut batch, &socket, poll, || {
+            shared.verify_permits.any_held()
+        });
         last_wait_short = !spin.is_zero() && waited_from.elapsed() < spin;
         // `Node::drop` sets the flag, then shuts the sockets' read side down, which wakes this
         // receive (it returns empty datagrams from then on): nothing after the flag is real.
@@ -468,9 +471,15 @@ fn receive_v2(
     try_send(&shared.owners[owner], msg, &counters.shard_channel_full);
 }
 
-/// One receive batch: polls without sleeping for up to `spin` (`Config::receiver_spin_us`),
-/// then blocks until a datagram, the socket's shutdown, or the read timeout.
-fn receive(batch: &mut RecvBatch, socket: &UdpSocket, spin: Duration) -> std::io::Result<usize> {
+/// One receive batch: polls without sleeping for up to `spin` (`Config::receiver_spin_us`)
+/// unless `stop_polling` says so, then blocks until a datagram, the socket's shutdown, or the
+/// read timeout.
+fn receive(
+    batch: &mut RecvBatch,
+    socket: &UdpSocket,
+    spin: Duration,
+    stop_polling: impl Fn() -> bool,
+) -> std::io::Result<usize> {
     if !spin.is_zero() {
         let started = Instant::now();
         loop {
@@ -478,7 +487,7 @@ fn receive(batch: &mut RecvBatch, socket: &UdpSocket, spin: Duration) -> std::io
             if n > 0 {
                 return Ok(n);
             }
-            if started.elapsed() >= spin {
+            if started.elapsed() >= spin || stop_polling() {
                 break;
             }
             std::hint::spin_loop();
