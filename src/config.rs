@@ -113,8 +113,9 @@ pub struct Config {
     /// After a receive batch, a receiver polls its socket without sleeping for up to this long
     /// before it blocks, so a request that follows soon finds it awake (on a VM an idle vCPU
     /// takes tens of µs to wake). It polls only while requests come closer together than this
-    /// (its last wait was shorter), so sparse traffic never polls and an idle node never does;
-    /// dense traffic costs up to a core per fed receiver, ahead of the owners' verification.
+    /// (its last wait was shorter), and not while an owner verifies signatures, so sparse
+    /// traffic never polls and an idle node never does; dense traffic costs up to a core per
+    /// fed receiver.
     /// 20 on 2 vCPUs: one request in flight answered at a p50 of 8.5 µs instead of 19.2 µs, but
     /// 16 % fewer PUTs stored at overload (perf/README, issue 14). 0 (the default) = always block.
     pub receiver_spin_us: u64,
