@@ -288,16 +288,26 @@ fn a_peer_that_drops_records_is_scored_down_and_avoided() {
     );
     assert!(dropper_phase2 * 4 <= dropper_phase1);
 
-    // Honest peers keep a high score in every honest node's eyes.
+    // Honest peers keep a high score in every honest node's eyes. A node challenges a peer only
+    // for records it sent that peer, so records keep coming from every honest node in turn while
+    // we wait (otherwise a pair that exchanged no sampled PUT in the phases above, more likely on
+    // a loaded machine, would never be challenged).
+    let mut round = 0usize;
     assert!(
-        wait_until(Duration::from_secs(10), || honest.iter().all(|n| {
-            honest
-                .iter()
-                .filter(|o| o.local_addr() != n.local_addr())
-                .all(|o| score_of(n, o.local_addr()).is_some_and(|s| s.successes >= 1.0))
-        })),
+        wait_until(Duration::from_secs(10), || {
+            put_records(&honest[round % honest.len()], &format!("phase3-{round}"), 1);
+            round += 1;
+            honest.iter().all(|n| {
+                honest
+                    .iter()
+                    .filter(|o| o.local_addr() != n.local_addr())
+                    .all(|o| score_of(n, o.local_addr()).is_some_and(|s| s.successes >= 1.0))
+            })
+        }),
         "some honest peer was never challenged"
     );
+    // Let the last of those records finish their hops before forwards are counted below.
+    std::thread::sleep(Duration::from_millis(500));
     for n in &honest {
         for o in honest.iter().filter(|o| o.local_addr() != n.local_addr()) {
             let s = score_of(n, o.local_addr()).expect("scored");
