@@ -170,11 +170,12 @@ pub(super) fn receiver_loop(
         } else {
             Duration::ZERO
         };
-        let waited_from = Instant::now();
+        // Clock reads only for the features that use them (none by default).
+        let waited_from = (!spin.is_zero()).then(Instant::now);
         let received = receive(&mut batch, &socket, poll, || {
             shared.verify_permits.any_held()
         });
-        last_wait_short = !spin.is_zero() && waited_from.elapsed() < spin;
+        last_wait_short = waited_from.is_some_and(|t| t.elapsed() < spin);
         // `Node::drop` sets the flag, then shuts the sockets' read side down, which wakes this
         // receive (it returns empty datagrams from then on): nothing after the flag is real.
         if shared.shutdown.load(Ordering::SeqCst) {
@@ -185,7 +186,7 @@ pub(super) fn receiver_loop(
             Err(_) => continue, // the read timeout (a backstop) or a transient error
         };
         traffic = n > 0;
-        let woke = Instant::now();
+        let woke = on_demand.as_ref().map(|_| Instant::now());
         handle_batch(&shared, &batch, n, &counters, &mut outbox);
         flush(&socket, &mut outbox, &mut send, &counters);
         // Stealing (`Config::receiver_steal_batches`): with one socket per receiver, a datagram waits in
@@ -221,7 +222,7 @@ pub(super) fn receiver_loop(
                 }
             }
         }
-        if let Some(on_demand) = on_demand.as_ref().filter(|_| traffic) {
+        if let (Some(on_demand), Some(woke)) = (on_demand.as_ref().filter(|_| traffic), woke) {
             on_demand.after_wake(&socket, n, woke, &counters);
         }
     }
