@@ -11,8 +11,9 @@
 //!   mean; every search is also timed alone and the median, mean, p10, p90 and the pool's hash
 //!   rate are printed after the group.
 //! - `verify`: `verify_dat` of one dat (work bits, time, two BLAKE3 hashes, Ed25519), and the
-//!   signatures of 64 dats with `SignatureCheck::Single` and `SignatureCheck::Batch`
-//!   (throughput in signatures, so the per-signature cost is the inverse of elem/s); and
+//!   signatures of 64 dats (64 owners) with `SignatureCheck::Single` and `SignatureCheck::Batch`,
+//!   each with the owners' keys decoded per check and kept decoded (`_keys_cached`: `KeyCache`,
+//!   the owners seen before) (throughput in signatures, so the per-signature cost is the inverse of elem/s); and
 //!   `verify/dats_64`, the whole check of 64 dats as the node does it (`check_work` on each, then
 //!   the signatures singly or batched), in dats per second.
 //!
@@ -30,8 +31,8 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dave::keys::Keypair;
 use dave::pow::{
-    PowPool, SearchOutcome, SignatureCheck, check_work, load_hash, make_dat_single, search_range,
-    verify_dat, verify_signatures,
+    KEY_CACHE_SLOTS, KeyCache, PowPool, SearchOutcome, SignatureCheck, check_work, load_hash,
+    make_dat_single, search_range, verify_dat, verify_signatures,
 };
 use dave::wire::Dat;
 
@@ -169,6 +170,20 @@ fn signed_dats() -> Vec<Dat<Box<[u8]>>> {
         .collect()
 }
 
+/// The signature checks timed: single and batched, each with owner keys decoded every time (a
+/// cache of no slots) and with them kept decoded (`KeyCache`, warmed by the first call: an owner
+/// seen before).
+const VERIFY_CASES: [(&str, SignatureCheck, usize); 4] = [
+    ("single", SignatureCheck::Single, 0),
+    ("batch", SignatureCheck::Batch, 0),
+    (
+        "single_keys_cached",
+        SignatureCheck::Single,
+        KEY_CACHE_SLOTS,
+    ),
+    ("batch_keys_cached", SignatureCheck::Batch, KEY_CACHE_SLOTS),
+];
+
 fn bench_verify(c: &mut Criterion<ThreadCpuTime>) {
     let owner = Keypair::from_seed(&[1; 32]);
     let pow20 = make_dat_single(&owner, b"hello", b"world", 1_733_097_600_000, 20);
@@ -184,16 +199,14 @@ fn bench_verify(c: &mut Criterion<ThreadCpuTime>) {
     let dats = signed_dats();
     let mut group = c.benchmark_group("verify/signatures_64");
     group.throughput(Throughput::Elements(dats.len() as u64));
-    for (name, mode) in [
-        ("single", SignatureCheck::Single),
-        ("batch", SignatureCheck::Batch),
-    ] {
+    for (name, mode, key_slots) in VERIFY_CASES {
         let mut ok = [false; 64];
-        verify_signatures(&dats, mode, &mut ok);
+        let mut keys = KeyCache::new(key_slots, 0);
+        verify_signatures(&dats, mode, &mut ok, &mut keys);
         assert!(ok.iter().all(|&ok| ok));
         group.bench_function(name, |b| {
             b.iter(|| {
-                verify_signatures(black_box(&dats), mode, &mut ok);
+                verify_signatures(black_box(&dats), mode, &mut ok, &mut keys);
                 black_box(&ok);
             })
         });
@@ -204,17 +217,15 @@ fn bench_verify(c: &mut Criterion<ThreadCpuTime>) {
     // BLAKE3 hashes), then the signatures of those that passed, singly or as one batch.
     let mut group = c.benchmark_group("verify/dats_64");
     group.throughput(Throughput::Elements(dats.len() as u64));
-    for (name, mode) in [
-        ("single", SignatureCheck::Single),
-        ("batch", SignatureCheck::Batch),
-    ] {
+    for (name, mode, key_slots) in VERIFY_CASES {
         let mut ok = [false; 64];
+        let mut keys = KeyCache::new(key_slots, 0);
         group.bench_function(name, |b| {
             b.iter(|| {
                 for dat in black_box(&dats) {
                     check_work(dat, 0, now_ms).expect("valid work");
                 }
-                verify_signatures(black_box(&dats), mode, &mut ok);
+                verify_signatures(black_box(&dats), mode, &mut ok, &mut keys);
                 black_box(&ok);
             })
         });

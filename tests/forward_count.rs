@@ -63,7 +63,8 @@ fn forwards_taken_back_are_not_counted() {
     ];
     let counters = Counters::default();
     let mut effects = Effects::default();
-    shard.handle_puts(NOW, &mut batch, &Five, &counters, &mut effects);
+    let mut keys = dave::pow::KeyCache::new(16, 0);
+    shard.handle_puts(NOW, &mut batch, &Five, &mut keys, &counters, &mut effects);
     let mut stats = Stats::default();
     stats.add(&counters);
     assert_eq!(stats.puts_stored, 2, "{stats:?}");

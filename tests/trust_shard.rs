@@ -280,17 +280,18 @@ fn scores_steer_targets_and_unreliable_senders_are_not_forwarded() {
         );
     }
     fx.clear();
+    let mut keys = dave::pow::KeyCache::new(16, 0);
     // A PUT from the unreliable peer: stored, not forwarded.
     let dat = record(&owner, b"from-bad", NOW - 100);
     let mut puts = vec![(sa(1), dat)];
-    s.handle_puts(NOW, &mut puts, &peers, &counters, &mut fx);
+    s.handle_puts(NOW, &mut puts, &peers, &mut keys, &counters, &mut fx);
     assert!(fx.outbox.is_empty());
     assert!(s.store().read().get(&owner.public(), b"from-bad").is_some());
     assert_eq!(stats(&counters).puts_not_forwarded_unreliable, 1);
     // The same from a trusted peer is forwarded.
     let dat = record(&owner, b"from-good", NOW - 100);
     let mut puts = vec![(sa(2), dat)];
-    s.handle_puts(NOW, &mut puts, &peers, &counters, &mut fx);
+    s.handle_puts(NOW, &mut puts, &peers, &mut keys, &counters, &mut fx);
     assert_eq!(fx.outbox.len(), 2, "the two other trusted peers");
 }
 

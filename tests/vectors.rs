@@ -10,8 +10,9 @@ use std::net::SocketAddr;
 
 use dave::keys::{Keypair, distance, id_from_pubkey, verify_signature};
 use dave::pow::{
-    SignatureCheck, VerifyError, check_work, leading_zero_bits, load_hash, make_dat_single,
-    salt_for_counter, search_range, search_single, verify_dat, verify_signatures, work_hash,
+    KEY_CACHE_SLOTS, KeyCache, SignatureCheck, VerifyError, check_work, leading_zero_bits,
+    load_hash, make_dat_single, salt_for_counter, search_range, search_single, verify_dat,
+    verify_signatures, work_hash,
 };
 use dave::shard::route::{record_hash, shard_index, shard_of_hash};
 use dave::wire::{
@@ -502,9 +503,16 @@ fn dat_committed_bytes(dat_len: usize, key_len: usize) -> impl Iterator<Item = u
 #[test]
 fn flipping_any_signed_dat_byte_fails_verification() {
     let v = vectors();
+    // One key cache for every flip, holding the honest key from the start: a cached key never
+    // lets a changed signature, work or key through.
+    let mut keys = KeyCache::new(KEY_CACHE_SLOTS, 0);
     for (name, min_work) in [("put_pow8", 8), ("put_pow20", 20), ("get_ack_found", 8)] {
         let dat = vector_dat(&v, name);
         assert_eq!(verify_dat(&dat, min_work, LATER_MS), Ok(()), "{name}");
+        assert!(
+            keys.key(dat.pubkey()).is_some(),
+            "{name}: the owner's key decodes"
+        );
         for at in dat_committed_bytes(dat.len(), dat.key_len()) {
             for mask in [0x01u8, 0x80, 0xff] {
                 let mut bytes = dat.as_bytes().to_vec();
@@ -525,7 +533,7 @@ fn flipping_any_signed_dat_byte_fails_verification() {
                 if (56..152).contains(&at) {
                     assert_eq!(check_work(&flipped, 0, i64::MAX), Ok(()));
                     let mut ok = [true];
-                    verify_signatures(&[flipped], SignatureCheck::Single, &mut ok);
+                    verify_signatures(&[flipped], SignatureCheck::Single, &mut ok, &mut keys);
                     assert!(!ok[0], "{name}: byte {at}: verify_signatures");
                 }
             }
@@ -602,12 +610,27 @@ fn batch_and_single_signature_checks_agree() {
         dats.push(make_dat_single(&owner, &key, &[i; 7], 1_000 + i as i64, 0));
     }
     assert_eq!(dats.len(), 64);
+    // One cache through every call below: the second look at a key answers from it, and every
+    // verdict must be what a cache-less check gives.
+    let mut keys = KeyCache::new(KEY_CACHE_SLOTS, 1);
+    let mut uncached = [false; 64];
+    verify_signatures(
+        &dats,
+        SignatureCheck::Batch,
+        &mut uncached,
+        &mut KeyCache::new(0, 0),
+    );
     let mut single = [false; 64];
     let mut batch = [false; 64];
-    verify_signatures(&dats, SignatureCheck::Single, &mut single);
-    verify_signatures(&dats, SignatureCheck::Batch, &mut batch);
+    verify_signatures(&dats, SignatureCheck::Single, &mut single, &mut keys);
+    verify_signatures(&dats, SignatureCheck::Batch, &mut batch, &mut keys);
     assert!(single.iter().all(|&ok| ok));
     assert_eq!(single, batch);
+    assert_eq!(uncached, batch);
+    assert!(
+        keys.hits() >= 64,
+        "the batch found the keys the single checks decoded"
+    );
 
     // One bad signature: the batch fails, falls back, and flags exactly that one.
     let bad = 17;
@@ -616,8 +639,8 @@ fn batch_and_single_signature_checks_agree() {
     dats[bad] = Dat::new_checked(bytes.into_boxed_slice()).unwrap();
     let mut single = [true; 64];
     let mut batch = [true; 64];
-    verify_signatures(&dats, SignatureCheck::Single, &mut single);
-    verify_signatures(&dats, SignatureCheck::Batch, &mut batch);
+    verify_signatures(&dats, SignatureCheck::Single, &mut single, &mut keys);
+    verify_signatures(&dats, SignatureCheck::Batch, &mut batch, &mut keys);
     assert_eq!(single, batch);
     for (i, ok) in batch.iter().enumerate() {
         assert_eq!(*ok, i != bad, "dat {i}");
@@ -627,7 +650,7 @@ fn batch_and_single_signature_checks_agree() {
     let mut bytes = dats[bad].as_bytes().to_vec();
     bytes[120..152].copy_from_slice(&[0xff; 32]);
     dats[bad] = Dat::new_checked(bytes.into_boxed_slice()).unwrap();
-    verify_signatures(&dats, SignatureCheck::Batch, &mut batch);
+    verify_signatures(&dats, SignatureCheck::Batch, &mut batch, &mut keys);
     for (i, ok) in batch.iter().enumerate() {
         assert_eq!(*ok, i != bad, "foreign key, dat {i}");
     }

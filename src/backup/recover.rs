@@ -16,7 +16,7 @@ use super::error::BackupError;
 use super::format::{EntryRef, HEADER_LEN, Header, HeaderError};
 use super::path::{open_regular, resolve_log_path};
 use super::scan::{ScanCounts, Window, scan_entries};
-use crate::pow::{SignatureCheck, check_work, verify_signatures};
+use crate::pow::{KeyCache, SignatureCheck, check_work, verify_signatures};
 use crate::wire::Dat;
 use crate::wire::record2::{Dat2, Record2};
 
@@ -414,6 +414,10 @@ const VERIFY_ROUND: usize = 4096;
 /// the machine, but beyond 8 the round is too short to split usefully.
 const MAX_VERIFY_THREADS: usize = 8;
 
+/// Key-cache slots of one verifier thread's share of a round (at most 4096 dats): 256 × 200 B,
+/// enough for the owners of a round when a few write most of the records.
+const RECOVER_KEY_SLOTS: usize = 256;
+
 struct Verifier {
     options: VerifyOnLoad,
     pending: Vec<Dat<Box<[u8]>>>,
@@ -483,7 +487,8 @@ fn verify_chunk(dats: &[Dat<Box<[u8]>>], ok: &mut [bool], options: VerifyOnLoad)
         }
     }
     let mut signed = vec![false; passed.len()];
-    verify_signatures(&passed, SignatureCheck::Batch, &mut signed);
+    let mut keys = KeyCache::new(RECOVER_KEY_SLOTS, rand::random());
+    verify_signatures(&passed, SignatureCheck::Batch, &mut signed, &mut keys);
     for (i, good) in index.into_iter().zip(signed) {
         ok[i] = good;
     }

@@ -385,7 +385,7 @@ impl Node {
             proven: RwLock::new(Arc::new(ProvenSet::default())),
             scores: RwLock::new(Arc::new(Vec::new())),
             repair_pacer: parking_lot::Mutex::new(Pacer::new(config.repair_budget(), 0)),
-            verify_permits: Permits::new(config.verify_permit_count()),
+            verify_permits: Permits::new(config.verify_permit_count(), crate::pow::KEY_CACHE_SLOTS),
             clock: MonotonicClock::new(),
         });
 

@@ -9,10 +9,12 @@
 //! The single-thread search visits salts in the reference's order (`salt[0..8] = 0`,
 //! `salt[8..16] = n` LE for n = 0, 1, 2, …), so it finds the same salts as the test vectors.
 
+mod key_cache;
 mod pool;
 pub mod record2;
 mod verify;
 
+pub use key_cache::{KEY_CACHE_SLOTS, KeyCache};
 pub use pool::{PowPool, SearchOutcome, WorkKind};
 pub use record2::{
     check_work2, commit2_hash, load2_hash, make_dat2_single, sign_commit2, sign_dat2,

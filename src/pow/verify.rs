@@ -11,6 +11,7 @@
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 
 use crate::keys::verify_signature;
+use crate::pow::KeyCache;
 use crate::pow::{leading_zero_bits, load_hash, work_hash};
 use crate::wire::Dat;
 
@@ -91,41 +92,51 @@ pub enum SignatureCheck {
 }
 
 /// Verifies the signatures of dats whose work already passed [`check_work`]; `ok[i]` tells dat i.
+/// Owner keys are decoded through `keys` (a repeat owner's key is decoded once).
 ///
 /// Panics if `ok` is shorter than `dats` (a caller bug).
-pub fn verify_signatures<T: AsRef<[u8]>>(dats: &[Dat<T>], mode: SignatureCheck, ok: &mut [bool]) {
+pub fn verify_signatures<T: AsRef<[u8]>>(
+    dats: &[Dat<T>],
+    mode: SignatureCheck,
+    ok: &mut [bool],
+    keys: &mut KeyCache,
+) {
     assert!(ok.len() >= dats.len());
-    if mode == SignatureCheck::Batch && dats.len() > 1 && batch_passes(dats) {
+    if mode == SignatureCheck::Batch && dats.len() > 1 && batch_passes(dats, keys) {
         ok[..dats.len()].fill(true);
         return;
     }
     for (dat, ok) in dats.iter().zip(ok.iter_mut()) {
-        *ok = verify_signature(dat.pubkey(), dat.work(), dat.sig());
+        *ok = keys
+            .key(dat.pubkey())
+            .is_some_and(|(key, _)| verify_with_key(&key, dat.work(), dat.sig()));
     }
 }
 
 /// Largest batch verified in one call; bounds the stack arrays below.
 const MAX_BATCH: usize = 64;
 
-fn batch_passes<T: AsRef<[u8]>>(dats: &[Dat<T>]) -> bool {
+fn batch_passes<T: AsRef<[u8]>>(dats: &[Dat<T>], keys: &mut KeyCache) -> bool {
     if dats.len() > MAX_BATCH {
-        return dats.chunks(MAX_BATCH).all(batch_passes);
+        return dats
+            .chunks(MAX_BATCH)
+            .all(|chunk| batch_passes(chunk, keys));
     }
-    let mut keys = Vec::with_capacity(dats.len());
+    let mut points = Vec::with_capacity(dats.len());
     let mut sigs = Vec::with_capacity(dats.len());
     let mut messages: Vec<&[u8]> = Vec::with_capacity(dats.len());
     for dat in dats {
-        let Ok(key) = VerifyingKey::from_bytes(dat.pubkey()) else {
+        let Some((key, weak)) = keys.key(dat.pubkey()) else {
             return false;
         };
-        if key.is_weak() {
+        if weak {
             return false;
         }
-        keys.push(key);
+        points.push(key);
         sigs.push(Signature::from_bytes(dat.sig()));
         messages.push(dat.work());
     }
-    ed25519_dalek::verify_batch(&messages, &sigs, &keys).is_ok()
+    ed25519_dalek::verify_batch(&messages, &sigs, &points).is_ok()
 }
 
 /// Single verification with an already-decoded key (for callers that cache keys).

@@ -33,6 +33,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::peer::budget::Pacer;
 use crate::peer::{PeerSnapshot, SnapshotView, TrustPolicy};
+use crate::pow::KeyCache;
 use crate::route::Contact;
 use crate::route::maintain::MaintainConfig;
 use crate::shard::challenge::ChallengeTimer;
@@ -99,8 +100,8 @@ pub struct GroupConfig {
 /// verification permit (bounds the owners verifying signatures at once) and the node-wide repair
 /// byte budget.
 pub trait GroupEnv {
-    /// Held while a batch of PUTs is verified.
-    type Permit<'a>
+    /// Held while a batch of PUTs is verified; its key cache decodes the owners' keys.
+    type Permit<'a>: DerefMut<Target = KeyCache>
     where
         Self: 'a;
     /// Waits for a verification permit.
@@ -343,11 +344,12 @@ impl<W> ShardGroup<W> {
     ) {
         let view = SnapshotView(peers);
         if self.puts.iter().any(|batch| !batch.is_empty()) {
-            let _permit = env.verify_permit();
+            let mut permit = env.verify_permit();
             for (shard, batch) in self.shards.iter_mut().zip(self.puts.iter_mut()) {
                 if !batch.is_empty() {
                     shard.set_copy_clock(now.mono_ms);
-                    shard.handle_puts(now.wall_ms, batch, &view, counters, effects);
+                    let keys = &mut *permit;
+                    shard.handle_puts(now.wall_ms, batch, &view, keys, counters, effects);
                 }
             }
         }
@@ -523,13 +525,15 @@ mod tests {
     struct TestEnv {
         pacer: Pacer,
         permits_taken: usize,
+        keys: KeyCache,
     }
 
     impl GroupEnv for TestEnv {
-        type Permit<'a> = ();
+        type Permit<'a> = &'a mut KeyCache;
 
-        fn verify_permit(&mut self) {
+        fn verify_permit(&mut self) -> &mut KeyCache {
             self.permits_taken += 1;
+            &mut self.keys
         }
 
         fn repair_pacer(&mut self) -> impl DerefMut<Target = Pacer> + '_ {
@@ -547,6 +551,7 @@ mod tests {
                 0,
             ),
             permits_taken: 0,
+            keys: KeyCache::new(16, 0),
         }
     }
 

@@ -398,11 +398,13 @@ mod tests {
 
     const WALL_MS: i64 = 1_700_000_000_000;
 
-    struct TestEnv(Pacer);
+    struct TestEnv(Pacer, crate::pow::KeyCache);
 
     impl GroupEnv for TestEnv {
-        type Permit<'a> = ();
-        fn verify_permit(&mut self) {}
+        type Permit<'a> = &'a mut crate::pow::KeyCache;
+        fn verify_permit(&mut self) -> &mut crate::pow::KeyCache {
+            &mut self.1
+        }
         fn repair_pacer(&mut self) -> impl DerefMut<Target = Pacer> + '_ {
             &mut self.0
         }
@@ -449,13 +451,14 @@ mod tests {
 
     /// A repair pacer with the node's default budget (64 KiB burst, 512 KiB/s).
     fn env() -> TestEnv {
-        TestEnv(Pacer::new(
+        let pacer = Pacer::new(
             BucketConfig {
                 burst_bytes: 64 << 10,
                 refill_bytes_per_s: 512 << 10,
             },
             0,
-        ))
+        );
+        TestEnv(pacer, crate::pow::KeyCache::new(16, 0))
     }
 
     /// A plain local put at time 0 of `owner`'s record `key` (value "v", seq 1); returns it.

@@ -94,16 +94,23 @@ pub const SIM_EPOCH_MS: i64 = 1_767_225_600_000;
 /// A local put dates its record this far back, like `Node::put` (the reference's 100 ms).
 pub const PUT_BACKDATE_MS: i64 = 100;
 
-/// A simulated node's owner: its own repair pacer, no verification permits (one thread).
-struct SimEnv<'a>(&'a mut Pacer);
+/// Key-cache slots of a simulated node: small (3.2 KB), since a simulation holds thousands of
+/// nodes and the cache changes only what verification costs, never its result.
+const SIM_KEY_SLOTS: usize = 16;
+
+/// A simulated node's owner: its own repair pacer and key cache, no verification permits (one
+/// thread).
+struct SimEnv<'a>(&'a mut Pacer, &'a mut pow::KeyCache);
 
 impl GroupEnv for SimEnv<'_> {
     type Permit<'p>
-        = ()
+        = &'p mut pow::KeyCache
     where
         Self: 'p;
 
-    fn verify_permit(&mut self) {}
+    fn verify_permit(&mut self) -> &mut pow::KeyCache {
+        &mut *self.1
+    }
 
     fn repair_pacer(&mut self) -> impl std::ops::DerefMut<Target = Pacer> + '_ {
         &mut *self.0
@@ -289,6 +296,8 @@ pub struct SimNode {
     answered_locally: Vec<Ticket>,
     limiter: AmplificationLimiter,
     pacer: Pacer,
+    /// Decoded owner keys (a node's permits carry one each).
+    keys: pow::KeyCache,
     rng: StdRng,
     /// The Stale adversary's records: first version only.
     stale_held: BTreeMap<RecordKey, Record>,
@@ -355,6 +364,7 @@ impl SimNode {
             answered_locally: Vec::new(),
             limiter: AmplificationLimiter::new(setup.config.amplification_config(), now_ms),
             pacer: Pacer::new(setup.config.repair_budget(), now_ms),
+            keys: pow::KeyCache::new(SIM_KEY_SLOTS, 0),
             rng,
             stale_held: BTreeMap::new(),
             keypair,
@@ -467,7 +477,7 @@ impl SimNode {
         let peers = via.unwrap_or(&snapshot);
         let result =
             input.and_then(|input| self.group.handle(now, peers, input, &self.counters, fx));
-        let mut env = SimEnv(&mut self.pacer);
+        let mut env = SimEnv(&mut self.pacer, &mut self.keys);
         self.group
             .end_batch(now, &snapshot, &mut env, &self.counters, fx);
         self.apply_outcomes(fx);
