@@ -12,7 +12,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::backup::BackupHandle;
 use crate::net::SendBatch;
 use crate::peer::budget::Pacer;
-use crate::permits::Permit;
+use crate::permits::Permits;
 use crate::shard::core::{BackupOp, Effects, GetOutcome};
 use crate::shard::core2::{BackupOp2, Effects2, Get2Outcome};
 use crate::shard::group::{GroupEnv, Input, Now, ShardGroup};
@@ -34,13 +34,13 @@ const OWNER_BATCH: usize = 64;
 struct NodeEnv<'a>(&'a Shared);
 
 impl GroupEnv for NodeEnv<'_> {
-    type Permit<'p>
-        = Permit<'p>
+    type Verifier<'p>
+        = &'p Permits
     where
         Self: 'p;
 
-    fn verify_permit(&mut self) -> Permit<'_> {
-        self.0.verify_permits.acquire()
+    fn verifier(&mut self) -> &Permits {
+        &self.0.verify_permits
     }
 
     fn repair_pacer(&mut self) -> impl std::ops::DerefMut<Target = Pacer> + '_ {

@@ -21,7 +21,8 @@ pub use record2::{
     verify_commit2, verify_dat2, work2_hash,
 };
 pub use verify::{
-    SignatureCheck, VerifyError, check_work, verify_dat, verify_signatures, verify_with_key,
+    MAX_BATCH, SignatureCheck, SignatureVerifier, VerifyError, check_work, verify_dat,
+    verify_signatures, verify_with_key,
 };
 
 use crate::keys::Keypair;

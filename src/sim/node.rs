@@ -103,12 +103,12 @@ const SIM_KEY_SLOTS: usize = 16;
 struct SimEnv<'a>(&'a mut Pacer, &'a mut pow::KeyCache);
 
 impl GroupEnv for SimEnv<'_> {
-    type Permit<'p>
+    type Verifier<'p>
         = &'p mut pow::KeyCache
     where
         Self: 'p;
 
-    fn verify_permit(&mut self) -> &mut pow::KeyCache {
+    fn verifier(&mut self) -> &mut pow::KeyCache {
         &mut *self.1
     }
 
