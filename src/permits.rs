@@ -9,19 +9,11 @@
 //! Together with the owners' lower priority (`Config::owner_nice`) the receivers then win
 //! every core they need, and verification uses whatever is left, all of it when GETs are idle.
 //!
-//! Each permit carries a [`KeyCache`] (owners' keys kept decoded), and the permits combine
-//! ([`Permits::verify`]): with 256 owners each seeing a PUT now and then, an owner rarely has
-//! more than one signature to check, and one at a time costs about twice a batch's share. So
-//! an owner that finds every permit held leaves its signatures on a board and sleeps, and a
-//! holder checks the board, its own and the sleepers' signatures together, before it lets its
-//! permit go. Combining happens exactly when the cores are short of time; an idle node's
-//! owner checks its own PUT at once. A plain [`Permits::acquire`] (v2 PUTs) holds a permit for
-//! the whole of its own work. The cost of taking a permit (a lock, or a wake-up when
-//! contended) is paid per owner batch, not per dat.
+//! A permit is held for one wake of an owner thread (every PUT batch of its shards), so the cost
+//! of taking it (an uncontended lock, or a wake-up when contended) is paid per batch, not per dat.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread::Thread;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
@@ -47,6 +39,8 @@ pub struct Permits {
     state: Mutex<State>,
     /// A permit was given back (for [`Permits::acquire`]).
     released: Condvar,
+    /// Verdicts were posted, or the board needs a holder (for [`Permits::verify`]).
+    posted: Condvar,
     /// Permits held right now, readable without the lock (receivers look before they poll).
     held: AtomicUsize,
 }
@@ -70,8 +64,6 @@ struct State {
 #[derive(Debug)]
 struct Request {
     id: u64,
-    /// The thread asleep on it, woken when its verdicts are posted (or to take a permit).
-    waiter: Thread,
     mode: SignatureCheck,
     /// The dats' wire bytes back to back; `ends[i]` is where dat i ends.
     bytes: Vec<u8>,
@@ -107,6 +99,7 @@ impl Permits {
                 ..State::default()
             }),
             released: Condvar::new(),
+            posted: Condvar::new(),
             held: AtomicUsize::new(0),
         }
     }
@@ -148,7 +141,6 @@ impl Permits {
         state.next_id += 1;
         state.board.push(Request {
             id,
-            waiter: std::thread::current(),
             mode,
             bytes,
             ends,
@@ -169,13 +161,7 @@ impl Permits {
                     self.held.fetch_add(1, Ordering::Relaxed);
                     state = self.check_board(state, keys);
                 }
-                None => {
-                    // Woken by name (`unpark`) when the verdicts are posted or a permit needs
-                    // a holder; a wake that came before the park is kept, so none is lost.
-                    drop(state);
-                    std::thread::park();
-                    state = self.state.lock();
-                }
+                None => self.posted.wait(&mut state),
             }
         }
     }
@@ -210,9 +196,7 @@ impl Permits {
             let verdicts = check_round(&round, &mut keys);
             state = self.state.lock();
             state.verdicts.extend(verdicts);
-            for request in &round {
-                request.waiter.unpark();
-            }
+            self.posted.notify_all();
         }
     }
 
@@ -300,10 +284,10 @@ impl Drop for Permit<'_> {
         }
         self.permits.held.fetch_sub(1, Ordering::Relaxed);
         self.permits.released.notify_one();
-        if let Some(request) = state.board.first() {
+        if !state.board.is_empty() {
             // Dats were left while every permit was held by `acquire`rs, who do not check the
-            // board: wake one of their owners to take this permit and check it.
-            request.waiter.unpark();
+            // board: wake their owners, one of which takes this permit and checks it.
+            self.permits.posted.notify_all();
         }
     }
 }
