@@ -12,7 +12,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::backup::BackupHandle;
 use crate::net::SendBatch;
 use crate::peer::budget::Pacer;
-use crate::permits::Permits;
+use crate::permits::Permit;
 use crate::shard::core::{BackupOp, Effects, GetOutcome};
 use crate::shard::core2::{BackupOp2, Effects2, Get2Outcome};
 use crate::shard::group::{GroupEnv, Input, Now, ShardGroup};
@@ -34,13 +34,13 @@ const OWNER_BATCH: usize = 64;
 struct NodeEnv<'a>(&'a Shared);
 
 impl GroupEnv for NodeEnv<'_> {
-    type Verifier<'p>
-        = &'p Permits
+    type Permit<'p>
+        = Permit<'p>
     where
         Self: 'p;
 
-    fn verifier(&mut self) -> &Permits {
-        &self.0.verify_permits
+    fn verify_permit(&mut self) -> Permit<'_> {
+        self.0.verify_permits.acquire()
     }
 
     fn repair_pacer(&mut self) -> impl std::ops::DerefMut<Target = Pacer> + '_ {

@@ -84,7 +84,7 @@ pub(super) fn verify_loop(shared: Arc<Shared>, rx: Receiver<VerifyMsg>, counters
             }
         }
         if !batch.is_empty() {
-            let mut verifier = &shared.verify_permits;
+            let mut permit = shared.verify_permits.acquire();
             screen_puts(
                 unix_now_ms(),
                 &mut batch,
@@ -97,7 +97,7 @@ pub(super) fn verify_loop(shared: Arc<Shared>, rx: Receiver<VerifyMsg>, counters
                     checked
                 },
                 &mut refused,
-                &mut verifier,
+                &mut permit,
                 &shared.rules,
                 &counters,
             );

@@ -21,8 +21,7 @@ pub use record2::{
     verify_commit2, verify_dat2, work2_hash,
 };
 pub use verify::{
-    MAX_BATCH, SignatureCheck, SignatureVerifier, VerifyError, check_work, verify_dat,
-    verify_signatures, verify_with_key,
+    SignatureCheck, VerifyError, check_work, verify_dat, verify_signatures, verify_with_key,
 };
 
 use crate::keys::Keypair;

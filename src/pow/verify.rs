@@ -113,31 +113,8 @@ pub fn verify_signatures<T: AsRef<[u8]>>(
     }
 }
 
-/// Checks the signatures of dats whose work passed, for a screening of PUTs: a [`KeyCache`] on
-/// the calling thread, or the node's verification permits (`crate::permits`), which check one
-/// owner's dats together with whatever other owners are waiting to have checked.
-pub trait SignatureVerifier {
-    /// As [`verify_signatures`]: `ok[i]` tells `dats[i]`. Panics if `ok` is shorter.
-    fn verify(&mut self, dats: &[Dat<&[u8]>], mode: SignatureCheck, ok: &mut [bool]);
-}
-
-impl SignatureVerifier for KeyCache {
-    fn verify(&mut self, dats: &[Dat<&[u8]>], mode: SignatureCheck, ok: &mut [bool]) {
-        verify_signatures(dats, mode, ok, self);
-    }
-}
-
-impl<T: SignatureVerifier + ?Sized> SignatureVerifier for &mut T {
-    fn verify(&mut self, dats: &[Dat<&[u8]>], mode: SignatureCheck, ok: &mut [bool]) {
-        (**self).verify(dats, mode, ok);
-    }
-}
-
-/// Largest batch verified in one call (a longer set is checked in batches of this many): the
-/// most an owner drains per wake-up, the size `benches/pow.rs` and `loadgen verify` measure
-/// (92 k/s on 2 vCPUs against 70 k/s for batches of 4, `perf/README.md`), and a failed batch is
-/// re-checked one by one, so a longer one would put more honest signatures behind one bad one.
-pub const MAX_BATCH: usize = 64;
+/// Largest batch verified in one call; bounds the stack arrays below.
+const MAX_BATCH: usize = 64;
 
 fn batch_passes<T: AsRef<[u8]>>(dats: &[Dat<T>], keys: &mut KeyCache) -> bool {
     if dats.len() > MAX_BATCH {

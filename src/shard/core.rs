@@ -17,7 +17,7 @@ use crate::keys::{distance, id_from_pubkey};
 use crate::outbox::Outbox;
 use crate::peer::budget::Pacer;
 use crate::peer::{ScoredPeer, TrustPolicy, choose_targets};
-use crate::pow::{SignatureCheck, SignatureVerifier, check_work};
+use crate::pow::{KeyCache, SignatureCheck, check_work, verify_signatures};
 use crate::shard::challenge::{Answer, ChallengeBook, ChallengeConfig, ChallengeOutcome, Verdict};
 use crate::shard::maintain::MaintainedStore;
 use crate::shard::refused::{Known, RefusedCache};
@@ -271,7 +271,7 @@ impl<W> Shard<W> {
         now_ms: i64,
         puts: &mut Vec<(SocketAddr, Record)>,
         peers: &dyn PeerView,
-        verifier: &mut dyn SignatureVerifier,
+        keys: &mut KeyCache,
         counters: &Counters,
         effects: &mut Effects<W>,
     ) {
@@ -291,7 +291,7 @@ impl<W> Shard<W> {
                     checked
                 },
                 &mut self.refused,
-                verifier,
+                keys,
                 &self.rules,
                 counters,
             );
@@ -868,7 +868,7 @@ pub fn screen_puts(
     puts: &mut Vec<(SocketAddr, Record)>,
     mut precheck: impl FnMut(&Record) -> Result<(), Refusal>,
     refused: &mut RefusedCache,
-    verifier: &mut dyn SignatureVerifier,
+    keys: &mut KeyCache,
     rules: &ShardRules,
     counters: &Counters,
 ) {
@@ -900,8 +900,8 @@ pub fn screen_puts(
     }
     let mut ok = vec![false; puts.len()];
     {
-        let views: Vec<Dat<&[u8]>> = puts.iter().map(|(_, d)| d.as_view()).collect();
-        verifier.verify(&views, rules.signature_check, &mut ok);
+        let dats: Vec<&Record> = puts.iter().map(|(_, d)| d).collect();
+        verify_dats(&dats, rules.signature_check, &mut ok, keys);
     }
     let mut verdicts = ok.into_iter();
     puts.retain(|(_, dat)| {
@@ -912,6 +912,11 @@ pub fn screen_puts(
         }
         ok
     });
+}
+
+fn verify_dats(dats: &[&Record], mode: SignatureCheck, ok: &mut [bool], keys: &mut KeyCache) {
+    let views: Vec<Dat<&[u8]>> = dats.iter().map(|d| d.as_view()).collect();
+    verify_signatures(&views, mode, ok, keys);
 }
 
 fn delete_op(dat: &Record) -> BackupOp {

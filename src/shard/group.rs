@@ -33,7 +33,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::peer::budget::Pacer;
 use crate::peer::{PeerSnapshot, SnapshotView, TrustPolicy};
-use crate::pow::SignatureVerifier;
+use crate::pow::KeyCache;
 use crate::route::Contact;
 use crate::route::maintain::MaintainConfig;
 use crate::shard::challenge::ChallengeTimer;
@@ -100,13 +100,12 @@ pub struct GroupConfig {
 /// verification permit (bounds the owners verifying signatures at once) and the node-wide repair
 /// byte budget.
 pub trait GroupEnv {
-    /// Checks the signatures of a batch of PUTs (the node's verification permits, which bound
-    /// the owners verifying at once and check waiting owners' PUTs together).
-    type Verifier<'a>: SignatureVerifier
+    /// Held while a batch of PUTs is verified; its key cache decodes the owners' keys.
+    type Permit<'a>: DerefMut<Target = KeyCache>
     where
         Self: 'a;
-    /// The verifier for this batch's PUTs.
-    fn verifier(&mut self) -> Self::Verifier<'_>;
+    /// Waits for a verification permit.
+    fn verify_permit(&mut self) -> Self::Permit<'_>;
     /// The repair pacer, held for one repair step.
     fn repair_pacer(&mut self) -> impl DerefMut<Target = Pacer> + '_;
 }
@@ -345,12 +344,12 @@ impl<W> ShardGroup<W> {
     ) {
         let view = SnapshotView(peers);
         if self.puts.iter().any(|batch| !batch.is_empty()) {
-            let mut verifier = env.verifier();
+            let mut permit = env.verify_permit();
             for (shard, batch) in self.shards.iter_mut().zip(self.puts.iter_mut()) {
                 if !batch.is_empty() {
                     shard.set_copy_clock(now.mono_ms);
-                    let verifier = &mut verifier;
-                    shard.handle_puts(now.wall_ms, batch, &view, verifier, counters, effects);
+                    let keys = &mut *permit;
+                    shard.handle_puts(now.wall_ms, batch, &view, keys, counters, effects);
                 }
             }
         }
@@ -517,7 +516,7 @@ mod tests {
     use super::*;
     use crate::keys::{Keypair, id_from_pubkey};
     use crate::peer::{PeerInfo, Trust};
-    use crate::pow::{KeyCache, SignatureCheck};
+    use crate::pow::SignatureCheck;
     use crate::shard::core::{GetOutcome, ShardRules};
     use crate::shard::store::{Store, StoreConfig};
 
@@ -530,9 +529,9 @@ mod tests {
     }
 
     impl GroupEnv for TestEnv {
-        type Verifier<'a> = &'a mut KeyCache;
+        type Permit<'a> = &'a mut KeyCache;
 
-        fn verifier(&mut self) -> &mut KeyCache {
+        fn verify_permit(&mut self) -> &mut KeyCache {
             self.permits_taken += 1;
             &mut self.keys
         }

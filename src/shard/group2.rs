@@ -401,8 +401,8 @@ mod tests {
     struct TestEnv(Pacer, crate::pow::KeyCache);
 
     impl GroupEnv for TestEnv {
-        type Verifier<'a> = &'a mut crate::pow::KeyCache;
-        fn verifier(&mut self) -> &mut crate::pow::KeyCache {
+        type Permit<'a> = &'a mut crate::pow::KeyCache;
+        fn verify_permit(&mut self) -> &mut crate::pow::KeyCache {
             &mut self.1
         }
         fn repair_pacer(&mut self) -> impl DerefMut<Target = Pacer> + '_ {

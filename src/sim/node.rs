@@ -103,12 +103,12 @@ const SIM_KEY_SLOTS: usize = 16;
 struct SimEnv<'a>(&'a mut Pacer, &'a mut pow::KeyCache);
 
 impl GroupEnv for SimEnv<'_> {
-    type Verifier<'p>
+    type Permit<'p>
         = &'p mut pow::KeyCache
     where
         Self: 'p;
 
-    fn verifier(&mut self) -> &mut pow::KeyCache {
+    fn verify_permit(&mut self) -> &mut pow::KeyCache {
         &mut *self.1
     }
 
