@@ -116,8 +116,10 @@ pub struct Config {
     /// (its last wait was shorter), and not while an owner verifies signatures, so sparse
     /// traffic never polls and an idle node never does; dense traffic costs up to a core per
     /// fed receiver.
-    /// 20 on 2 vCPUs: one request in flight answered at a p50 of 8.5 µs instead of 19.2 µs, but
-    /// 16 % fewer PUTs stored at overload (perf/README, issue 14). 0 (the default) = always block.
+    /// 20 (the default), on 2 vCPUs: one request in flight answered at a p50 of 9.6 µs instead
+    /// of 21.3 µs (every run 8.8–9.6 µs), with no measurable cost to PUTs stored or to GETs
+    /// during a PUT flood in the same rounds (perf/README, issue 14, "Polling by default"). 0 =
+    /// always block.
     pub receiver_spin_us: u64,
     /// With one socket per receiver (`receiver_sockets` Random or Hashed), a receiver that woke
     /// for its own datagrams also takes what is already queued on another receiver's socket
@@ -311,7 +313,7 @@ impl Default for Config {
             owner_nice: 10,
             verify_permits: 0,
             put_verify_stage: false,
-            receiver_spin_us: 0,
+            receiver_spin_us: DEFAULT_RECEIVER_SPIN_US,
             receiver_steal_batches: 1,
             receivers_on_demand: true,
             get_path: GetPath::Receiver,
@@ -387,6 +389,12 @@ const _: () = assert!(
 /// twice the hardware threads of the largest common servers. Each thread has a stack (2 MiB of
 /// address space) and each receiver a socket, so a typo of 100000 must not spawn them.
 pub const MAX_THREADS_PER_KIND: usize = 1024;
+
+/// Default receiver poll window: 20 µs, about what a blocked receiver takes to wake on a VM
+/// (the echo server's one-in-flight p50 is 16–21 µs on the 2-vCPU VM of perf/README), so a
+/// request that comes within it is taken without that wake; 50 µs measured no lower p50 and
+/// cost more polling (perf/README, issue 14).
+pub const DEFAULT_RECEIVER_SPIN_US: u64 = 20;
 
 /// Longest receiver spin: 10 ms. Spinning costs a core for that long after every batch; beyond
 /// a few hundred µs it buys nothing (a VM's vCPU wakes in tens of µs).
