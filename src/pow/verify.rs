@@ -11,8 +11,7 @@
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 
 use crate::keys::verify_signature;
-use crate::pow::KeyCache;
-use crate::pow::{leading_zero_bits, load_hash, work_hash};
+use crate::pow::{KeyCache, leading_zero_bits, load_hash, work_hash};
 use crate::wire::Dat;
 
 /// Why a dat was refused, in the order the checks run.

@@ -900,8 +900,8 @@ pub fn screen_puts(
     }
     let mut ok = vec![false; puts.len()];
     {
-        let dats: Vec<&Record> = puts.iter().map(|(_, d)| d).collect();
-        verify_dats(&dats, rules.signature_check, &mut ok, keys);
+        let views: Vec<Dat<&[u8]>> = puts.iter().map(|(_, d)| d.as_view()).collect();
+        verify_signatures(&views, rules.signature_check, &mut ok, keys);
     }
     let mut verdicts = ok.into_iter();
     puts.retain(|(_, dat)| {
@@ -912,11 +912,6 @@ pub fn screen_puts(
         }
         ok
     });
-}
-
-fn verify_dats(dats: &[&Record], mode: SignatureCheck, ok: &mut [bool], keys: &mut KeyCache) {
-    let views: Vec<Dat<&[u8]>> = dats.iter().map(|d| d.as_view()).collect();
-    verify_signatures(&views, mode, ok, keys);
 }
 
 fn delete_op(dat: &Record) -> BackupOp {
