@@ -110,7 +110,7 @@ fn bench_store(c: &mut Criterion) {
         // A replayed PUT: the datagram is hot (just received), the held record it duplicates is
         // cold. Untimed setup copies records from all over the store into fresh buffers, 64 at a
         // time (hot in L1/L2); the timed part is the precheck alone.
-        let held: Vec<Record> = store.iter().cloned().collect();
+        let held: Vec<Record> = store.iter().map(|r| r.to_boxed()).collect();
         group.bench_function(BenchmarkId::new("precheck_duplicate", n), |b| {
             b.iter_batched(
                 || {

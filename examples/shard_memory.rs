@@ -5,12 +5,16 @@
 //! ```text
 //! cargo run --release --example shard_memory -- [--records N] [--key-bytes K] [--value-bytes V]
 //!                                               [--ascending-times 1] [--track-copies 1]
+//!                                               [--store-budget-bytes B]
 //! ```
 //!
 //! Record times are random over half a TTL by default; `--ascending-times 1` makes each record
 //! newer than the last (how records arrive in a live node), which fills the order's B-tree
 //! leaves only about half, the worst case for its memory. `--track-copies 1` keeps the 4-byte
 //! copy state per slot of a node with replica maintenance by lookup (`Store::track_copies`).
+//! `--store-budget-bytes B` gives each store a budget of B bytes (default: far more than the run
+//! needs): with less than the records need, inserts evict and the arenas carry garbage and
+//! compact, the case where the budget must still bound the memory.
 //!
 //! Records are built from fields with random work, a fixed signature and random owners: the
 //! store does not verify, so no proof-of-work or signing is needed. RSS is read from
@@ -20,7 +24,7 @@
 use std::time::Instant;
 
 use dave::shard::maintain::MaintainedStore;
-use dave::shard::store::{RECORD_OVERHEAD_BYTES, allocation_bytes};
+use dave::shard::store::RECORD_OVERHEAD_BYTES;
 use dave::shard::{SHARD_COUNT, Store, StoreConfig, shard_index};
 use dave::wire::DatFields;
 use rand::rngs::StdRng;
@@ -41,6 +45,7 @@ fn main() {
     let mut value_bytes: usize = 100;
     let mut ascending_times = false;
     let mut track_copies = false;
+    let mut store_budget_bytes = CAPACITY_BYTES_PER_STORE;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let value = args.next().and_then(|v| v.parse().ok());
@@ -50,9 +55,10 @@ fn main() {
             ("--value-bytes", Some(v)) => value_bytes = v,
             ("--ascending-times", Some(v)) => ascending_times = v != 0,
             ("--track-copies", Some(v)) => track_copies = v != 0,
+            ("--store-budget-bytes", Some(v)) => store_budget_bytes = v,
             _ => {
                 eprintln!(
-                    "shard_memory: usage: shard_memory [--records N] [--key-bytes K] [--value-bytes V] [--ascending-times 0|1] [--track-copies 0|1]"
+                    "shard_memory: usage: shard_memory [--records N] [--key-bytes K] [--value-bytes V] [--ascending-times 0|1] [--track-copies 0|1] [--store-budget-bytes B]"
                 );
                 std::process::exit(2);
             }
@@ -62,7 +68,7 @@ fn main() {
     let mut rng = StdRng::seed_from_u64(1);
     let node_id: u64 = rng.r#gen();
     let config = StoreConfig {
-        capacity_bytes: CAPACITY_BYTES_PER_STORE,
+        capacity_bytes: store_budget_bytes,
         ttl_ms: TTL_MS,
         node_id,
     };
@@ -80,7 +86,7 @@ fn main() {
     let mut value = vec![0u8; value_bytes];
     let rss_before_bytes = rss_bytes();
     let started = Instant::now();
-    let mut chunk_bytes = 0usize;
+    let mut refused = 0usize;
     for i in 0..records {
         let mut pubkey = [0u8; 32];
         rng.fill(&mut pubkey[..]);
@@ -102,11 +108,13 @@ fn main() {
             value: &value,
         };
         let dat = fields.to_dat();
-        chunk_bytes += allocation_bytes(dat.len());
         let shard = shard_index(&pubkey, &key);
         if let Err(refusal) = stores[shard].insert(dat, NOW_MS) {
-            eprintln!("shard_memory: insert refused: {refusal}");
-            std::process::exit(1);
+            if store_budget_bytes == CAPACITY_BYTES_PER_STORE {
+                eprintln!("shard_memory: insert refused: {refusal}");
+                std::process::exit(1);
+            }
+            refused += 1;
         }
     }
     let elapsed = started.elapsed();
@@ -114,10 +122,15 @@ fn main() {
 
     let stored: usize = stores.iter().map(Store::len).sum();
     let budget_bytes: usize = stores.iter().map(Store::bytes_used).sum();
+    let dat_bytes: usize = stores.iter().map(Store::dat_bytes).sum();
     let grown_bytes = rss_after_bytes.saturating_sub(rss_before_bytes);
     let per_record = grown_bytes as f64 / stored as f64;
     let key_value_bytes = (key_bytes + value_bytes) as f64;
-    let structures_per_record = (grown_bytes as f64 - chunk_bytes as f64) / stored as f64;
+    let (arena_reserved_bytes, arena_live_bytes) = stores
+        .iter()
+        .map(Store::arena_bytes)
+        .fold((0, 0), |(r, l), (ar, al)| (r + ar, l + al));
+    let structures_per_record = (grown_bytes as f64 - arena_reserved_bytes as f64) / stored as f64;
     let min_len = stores.iter().map(Store::len).min().unwrap_or(0);
     let max_len = stores.iter().map(Store::len).max().unwrap_or(0);
 
@@ -125,9 +138,15 @@ fn main() {
         "records stored          {stored} in {SHARD_COUNT} stores ({min_len}..={max_len} each)"
     );
     println!("key + value             {key_bytes} + {value_bytes} bytes");
+    if store_budget_bytes != CAPACITY_BYTES_PER_STORE {
+        println!(
+            "offered                 {records} records into budgets of {store_budget_bytes} bytes per store ({refused} refused, {} evicted)",
+            records - refused - stored
+        );
+    }
     println!(
-        "insert time             {:.0} ns/record",
-        elapsed.as_nanos() as f64 / stored as f64
+        "insert time             {:.0} ns/record offered",
+        elapsed.as_nanos() as f64 / records as f64
     );
     println!("RSS growth              {grown_bytes} bytes");
     println!("  per record            {per_record:.1} bytes");
@@ -136,15 +155,22 @@ fn main() {
         per_record - key_value_bytes
     );
     println!(
-        "record allocations      {:.1} bytes/record (glibc chunks of the wire bytes)",
-        chunk_bytes as f64 / stored as f64
+        "  beyond the dat        {:.1} bytes (the dat: {:.1} bytes of wire record)",
+        per_record - dat_bytes as f64 / stored as f64,
+        dat_bytes as f64 / stored as f64
     );
     println!(
-        "store structures        {structures_per_record:.1} bytes/record (RSS growth minus record chunks)"
+        "record arenas           {:.1} bytes/record ({:.1} of them entries: record + 6-byte header)",
+        arena_reserved_bytes as f64 / stored as f64,
+        arena_live_bytes as f64 / stored as f64
     );
     println!(
-        "budget accounting       {:.1} bytes/record (record_cost_bytes, overhead constant {RECORD_OVERHEAD_BYTES})",
-        budget_bytes as f64 / stored as f64
+        "store structures        {structures_per_record:.1} bytes/record (RSS growth minus the arenas)"
+    );
+    println!(
+        "budget accounting       {:.1} bytes/record (record_cost_bytes, overhead constant {RECORD_OVERHEAD_BYTES}); RSS growth / budget used {:.3}",
+        budget_bytes as f64 / stored as f64,
+        grown_bytes as f64 / budget_bytes as f64
     );
 }
 

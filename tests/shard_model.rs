@@ -311,9 +311,13 @@ fn check_same<H: RecordHasher>(store: &Store<H>, model: &Model, at: &str) {
         "{at}: over budget"
     );
     for r in &model.records {
-        assert_eq!(store.get(r.pubkey(), r.key()), Some(r), "{at}: get");
+        assert_eq!(
+            store.get(r.pubkey(), r.key()),
+            Some(r.as_view()),
+            "{at}: get"
+        );
     }
-    let held = sorted(store.iter().cloned().collect());
+    let held = sorted(store.iter().map(|r| r.to_boxed()).collect());
     assert_eq!(held, sorted(model.records.clone()), "{at}: records");
 }
 
@@ -391,7 +395,7 @@ fn run<H: RecordHasher>(seed: u64, tally: &mut Tally) {
                     let (owner, key) = generator.identity();
                     assert_eq!(
                         store.get(&owner, &key),
-                        model.find(&owner, &key).map(|i| &model.records[i]),
+                        model.find(&owner, &key).map(|i| model.records[i].as_view()),
                         "{at}: get"
                     );
                 }

@@ -28,7 +28,7 @@ use crate::stats::{Counters, add, inc, verify_error_index};
 use crate::wire::{Dat, DatFields, GetRepr, Message};
 
 pub use crate::peer::PeerView;
-pub use crate::shard::store::Record;
+pub use crate::shard::store::{Record, RecordView};
 
 /// Trust, challenge and repair settings of a shard (copied from the node's `Config`). Kept apart
 /// from [`ShardRules`] so existing constructions of the rules stay valid.
@@ -256,10 +256,10 @@ impl<W> Shard<W> {
         &mut self,
         pubkey: &[u8; 32],
         key: &[u8],
-        removes: impl FnOnce(&Record) -> bool,
+        removes: impl FnOnce(&RecordView<'_>) -> bool,
     ) {
         let mut store = self.store.write();
-        if store.get(pubkey, key).is_some_and(removes) {
+        if store.get(pubkey, key).is_some_and(|held| removes(&held)) {
             store.remove(pubkey, key);
         }
     }
@@ -729,7 +729,7 @@ impl<W> Shard<W> {
             scan_budget,
             &mut self.repair_rng,
             &mut effects.outbox,
-            |to, record| challenges.remember(wall_ms, to, record, rng),
+            |to, record| challenges.remember(wall_ms, to, &record, rng),
         );
         add(&counters.repair_passes_started, report.passes_started);
         add(

@@ -26,7 +26,7 @@ use crate::shard::repair::RepairStore;
 /// per-slot copy states ([`CopyBook`], kept beside the slab once [`MaintainedStore::track_copies`]
 /// is called). Implemented by the v1 `Store` and the v2 `Store2`; the copy-state methods are
 /// written once, here.
-pub trait MaintainedStore: RepairStore<Record: Sized> {
+pub trait MaintainedStore: RepairStore {
     /// The slab's copy states.
     fn copy_book(&self) -> &CopyBook;
     /// The slab's copy states, to change.
@@ -157,7 +157,7 @@ impl MaintainWalk {
         outbox: &mut Outbox,
         lookups: &mut Vec<u64>,
         mut aged_out: impl FnMut(S::Record),
-        mut pushed: impl FnMut(usize, SocketAddr, &S::Record),
+        mut pushed: impl FnMut(usize, SocketAddr, S::View<'_>),
     ) -> WalkTally {
         let mut tally = WalkTally::default();
         for (target, placement, waiting) in std::mem::take(&mut self.answered) {
@@ -269,7 +269,7 @@ fn push_copy<S: MaintainedStore>(
     pacer: &mut Pacer,
     outbox: &mut Outbox,
     tally: &mut WalkTally,
-    pushed: &mut impl FnMut(usize, SocketAddr, &S::Record),
+    pushed: &mut impl FnMut(usize, SocketAddr, S::View<'_>),
 ) {
     let Some(record) = store.record_in_slot(slot) else {
         return;

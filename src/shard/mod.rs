@@ -1,6 +1,7 @@
 //! Shards: routing, the record store with its byte budget and eviction order, and the I/O-free
 //! shard core that the shard-owner threads drive.
 
+pub mod arena;
 pub mod challenge;
 pub mod core;
 pub mod core2;

@@ -40,36 +40,41 @@ pub const MAX_REPAIR_DATAGRAM_LEN: usize = crate::limits::MAX_PACKET_LEN;
 /// (a slot index) sees every record held throughout a walk. v1 ([`Store`]) and v2
 /// ([`crate::shard::store2::Store2`]) records take part in the same walk through this.
 pub trait RepairStore {
-    /// The record type held.
-    type Record: ?Sized;
+    /// A record taken out of the store (owned).
+    type Record;
+    /// A held record, borrowed from the store.
+    type View<'a>: Copy
+    where
+        Self: 'a;
     /// No record held.
     fn is_empty(&self) -> bool;
     /// Slots, free ones included (never decreases).
     fn slot_count(&self) -> usize;
     /// The record in `slot`, if any.
-    fn record_in_slot(&self, slot: usize) -> Option<&Self::Record>;
+    fn record_in_slot(&self, slot: usize) -> Option<Self::View<'_>>;
     /// The ID replicas are placed around (the owner's node ID).
-    fn owner_id(record: &Self::Record) -> u64;
+    fn owner_id(record: Self::View<'_>) -> u64;
     /// Writes the PUT datagram that replicates `record` into `buf` (at least
     /// `MAX_REPAIR_DATAGRAM_LEN` bytes); returns its length.
-    fn emit_put(record: &Self::Record, buf: &mut [u8]) -> usize;
+    fn emit_put(record: Self::View<'_>, buf: &mut [u8]) -> usize;
 }
 
 impl RepairStore for Store {
     type Record = crate::shard::store::Record;
+    type View<'a> = crate::shard::store::RecordView<'a>;
     fn is_empty(&self) -> bool {
         Store::is_empty(self)
     }
     fn slot_count(&self) -> usize {
         Store::slot_count(self)
     }
-    fn record_in_slot(&self, slot: usize) -> Option<&Self::Record> {
+    fn record_in_slot(&self, slot: usize) -> Option<Self::View<'_>> {
         Store::record_in_slot(self, slot)
     }
-    fn owner_id(record: &Self::Record) -> u64 {
+    fn owner_id(record: Self::View<'_>) -> u64 {
         record.owner_id()
     }
-    fn emit_put(record: &Self::Record, buf: &mut [u8]) -> usize {
+    fn emit_put(record: Self::View<'_>, buf: &mut [u8]) -> usize {
         let message = Message::Put(record.as_view());
         let len = message.buffer_len();
         message.emit(&mut buf[..len]);
@@ -351,7 +356,7 @@ impl Repair {
         scan_budget: &mut usize,
         rng: &mut R,
         out: &mut crate::outbox::Outbox,
-        mut remember: impl FnMut(SocketAddr, &S::Record),
+        mut remember: impl FnMut(SocketAddr, S::View<'_>),
     ) -> StepReport {
         let mut buf = [0u8; MAX_REPAIR_DATAGRAM_LEN];
         let mut report = StepReport::default();

@@ -16,7 +16,9 @@
 //! # Layout
 //!
 //! ```text
-//! slots:    Vec<Option<Dat<Box<[u8]>>>>    16 B per slot; the record is one exact-size allocation
+//! slots:    Vec<Place>                     8 B per slot: where the record's bytes are in `arena`
+//! arena:    RecordArena                    the records' wire bytes, packed in this shard's own
+//!                                          segments (6 B header each; see arena.rs)
 //! copies:   Vec<CopyState>                 4 B per slot, only with `track_copies` (replica
 //!                                          maintenance by lookup): when the copy was last
 //!                                          stored, where this node stands for it
@@ -32,9 +34,9 @@
 //!
 //! # Cost of a record
 //!
-//! See [`record_cost_bytes`]: the allocation as glibc rounds it plus [`RECORD_OVERHEAD_BYTES`]
-//! for the slot, the two table entries and the order entry, amortised. `examples/shard_memory.rs`
-//! measures it (RSS of 1M records over 256 stores).
+//! See [`record_cost_bytes`]: the record's arena entry, with the most garbage a segment may
+//! carry, plus [`RECORD_OVERHEAD_BYTES`] for the slot, the two table entries and the order entry,
+//! amortised. `examples/shard_memory.rs` measures it (RSS of 1M records over 256 stores).
 
 use std::marker::PhantomData;
 
@@ -43,54 +45,46 @@ use hashbrown::HashTable;
 use crate::keys::id_from_pubkey;
 use crate::limits::{DAT_HEADER_LEN, MAX_DAT_LEN};
 use crate::route::maintain::CopyBook;
+use crate::shard::arena::{self, Place, RecordArena};
 use crate::shard::order::{EvictionOrder, OrderKey, Placement, Rank};
 use crate::shard::route::{Version, compare_versions, record_hash};
 use crate::wire::Dat;
 
-/// A stored record: exactly the wire bytes of the dat, in one allocation.
+/// A record taken out of a store (or about to go in): exactly the wire bytes of the dat, in one
+/// allocation. Held records are [`RecordView`]s into the store's arena.
 pub type Record = Dat<Box<[u8]>>;
 
-/// Bytes glibc's malloc takes for a request of `len` bytes on a 64-bit target: the request plus
-/// its 8-byte size field, rounded up to the 16-byte alignment, at least the 32-byte minimum chunk.
-/// Checked against glibc 2.36's `malloc_usable_size` (which returns this minus 8) for every
-/// request of 0..=1424 bytes, taking the most common result of 50 allocations per size: a single
-/// allocation can get a chunk 16 bytes larger when malloc reuses a free chunk too small to split.
-/// Other allocators (musl, jemalloc) round differently; the budget then is an estimate.
-pub const fn allocation_bytes(len: usize) -> usize {
-    const CHUNK_HEADER_BYTES: usize = 8;
-    const CHUNK_ALIGN_BYTES: usize = 16;
-    const MIN_CHUNK_BYTES: usize = 32;
-    let chunk = (len + CHUNK_HEADER_BYTES).next_multiple_of(CHUNK_ALIGN_BYTES);
-    if chunk < MIN_CHUNK_BYTES {
-        MIN_CHUNK_BYTES
-    } else {
-        chunk
-    }
-}
+/// A held record, borrowed from its store.
+pub type RecordView<'a> = Dat<&'a [u8]>;
 
-/// Per-record bytes of the store's own structures, amortised over their growth:
+/// Per-record bytes of the store's own structures (beside the arena), amortised over their
+/// growth:
 ///
 /// ```text
-/// slot           16 B × slots/len                (Vec doubling: 1.0 .. 2.0)
+/// slot            8 B × slots/len                (Vec doubling: 1.0 .. 2.0)
 /// by_key          5 B × buckets/len              (hashbrown: 4 B entry + 1 B control; load ≤ 7/8, doubling)
 /// by_work         5 B × buckets/len
 /// order entry    16 B / leaf fill + node header  (B-tree leaves: 11 × 16 B in a 208 B chunk;
 ///                                                 ~70 % full for random arrival, ~55 % when
 ///                                                 records arrive in time order)
+/// copy state      4 B × slots/len                (only with track_copies)
 /// ```
 ///
-/// Measured with `examples/shard_memory.rs` (RSS growth over 256 stores, minus the records' own
-/// glibc chunks, 16-byte keys, 100-byte values): 66–69 B per record for random arrival times at
-/// 1.2k–8k records per store, 75 B when each record is newer than the last (half-full B-tree
-/// leaves, the worst case). The constant takes the worst case plus a margin, so the budget
-/// over-counts slightly rather than letting RSS run past it. Results: `perf/README.md`.
-/// A store that tracks copy states ([`MaintainedStore::track_copies`](crate::shard::maintain::MaintainedStore::track_copies), replica maintenance by lookup) has
-/// 4 B more per slot: measured 72.3 B (random) and 79.3 B (in time order), still within 80.
+/// Measured with `examples/shard_memory.rs` (256 stores, RSS growth minus the arenas' segments;
+/// 16-byte keys, 100-byte values): at 1 M records 60.5 B per record for random arrival times
+/// untracked, 71.1 B when each record is newer than the last (half-full B-tree leaves) with copy
+/// states tracked; 78.7 B in the worst case measured, stores of 1 k records kept full by
+/// eviction (`--store-budget-bytes 389000 --ascending-times 1 --track-copies 1`), where each
+/// store's open segment weighs most. The constant covers that worst case. Results:
+/// `perf/README.md`.
 pub const RECORD_OVERHEAD_BYTES: usize = 80;
 
-/// What a record of `dat_len` wire bytes costs against the budget.
+/// What a record of `dat_len` wire bytes costs against the budget: its arena entry with the
+/// garbage a sealed segment may carry ([`arena::charged_bytes`]) and the structures'
+/// [`RECORD_OVERHEAD_BYTES`]. A store that never removes carries no garbage, so there the budget
+/// over-counts by about 1/7 of the entry.
 pub const fn record_cost_bytes(dat_len: usize) -> usize {
-    allocation_bytes(dat_len) + RECORD_OVERHEAD_BYTES
+    arena::charged_bytes(dat_len) + RECORD_OVERHEAD_BYTES
 }
 
 /// The cheapest record (empty key and value).
@@ -206,8 +200,10 @@ struct Plan {
 #[derive(Debug)]
 pub struct Store<H: RecordHasher = RouteHasher> {
     config: StoreConfig,
-    /// The slab: `None` for free slots.
-    slots: Vec<Option<Record>>,
+    /// The slab: where each slot's record is, [`Place::NONE`] for free slots.
+    slots: Vec<Place>,
+    /// The records' bytes.
+    arena: RecordArena,
     /// The maintenance state of the copy in each slot (`route::maintain`), beside `slots`;
     /// empty unless [`MaintainedStore::track_copies`](crate::shard::maintain::MaintainedStore::track_copies) was called.
     copies: CopyBook,
@@ -249,6 +245,7 @@ impl<H: RecordHasher> Store<H> {
         Store {
             config,
             slots: Vec::new(),
+            arena: RecordArena::new(),
             copies: CopyBook::default(),
             free_slots: Vec::new(),
             by_key: HashTable::new(),
@@ -287,14 +284,23 @@ impl<H: RecordHasher> Store<H> {
     }
 
     /// The record of `(pubkey, key)`.
-    pub fn get(&self, pubkey: &[u8; 32], key: &[u8]) -> Option<&Record> {
+    pub fn get(&self, pubkey: &[u8; 32], key: &[u8]) -> Option<RecordView<'_>> {
         let slot = self.find_key(pubkey, key)?;
-        self.slots.get(slot as usize)?.as_ref()
+        Some(self.record(slot))
     }
 
     /// Every record, in slot order.
-    pub fn iter(&self) -> impl Iterator<Item = &Record> {
-        self.slots.iter().flatten()
+    pub fn iter(&self) -> impl Iterator<Item = RecordView<'_>> {
+        self.slots
+            .iter()
+            .filter(|place| !place.is_none())
+            .map(|&place| Dat::new_unchecked(self.arena.bytes(place)))
+    }
+
+    /// Bytes the arena's segments take, and bytes of live entries in them (records and their
+    /// headers): what the records cost in memory, and how much of it holds records.
+    pub fn arena_bytes(&self) -> (usize, usize) {
+        (self.arena.reserved_bytes(), self.arena.live_bytes())
     }
 
     /// Slots in the slab, free ones included: the end of a cursor walk. Never decreases.
@@ -305,8 +311,9 @@ impl<H: RecordHasher> Store<H> {
     /// The record in `slot`, if the slot is in use. Slots are stable (a record keeps its slot
     /// until it is removed), so a slot index is a cursor that survives inserts and removals
     /// between calls: a walk from 0 to [`Store::slot_count`] sees every record held throughout.
-    pub fn record_in_slot(&self, slot: usize) -> Option<&Record> {
-        self.slots.get(slot)?.as_ref()
+    pub fn record_in_slot(&self, slot: usize) -> Option<RecordView<'_>> {
+        let place = *self.slots.get(slot)?;
+        (!place.is_none()).then(|| Dat::new_unchecked(self.arena.bytes(place)))
     }
 
     /// The copy states of the slab (`shard::maintain::MaintainedStore` reads and sets them).
@@ -331,7 +338,7 @@ impl<H: RecordHasher> Store<H> {
 
     /// Removes and returns the record in `slot` (a copy that aged out).
     pub fn remove_slot(&mut self, slot: usize) -> Option<Record> {
-        self.slots.get(slot)?.as_ref()?;
+        self.record_in_slot(slot)?;
         Some(self.take_slot(slot as u32))
     }
 
@@ -353,7 +360,7 @@ impl<H: RecordHasher> Store<H> {
             .iter()
             .map(|&slot| self.take_slot(slot))
             .collect();
-        self.add(dat);
+        self.add(&dat);
         assert!(self.bytes_used <= self.config.capacity_bytes);
         Ok(Inserted { replaced, evicted })
     }
@@ -383,7 +390,7 @@ impl<H: RecordHasher> Store<H> {
         let mut held_cost_bytes = 0;
         if let Some(slot) = held {
             let held_record = self.record(slot);
-            match compare_versions(dat, held_record) {
+            match compare_versions(dat, &held_record) {
                 Version::Newer => {}
                 Version::Same => return Err(Refusal::Duplicate),
                 Version::Older => return Err(Refusal::Older),
@@ -429,9 +436,9 @@ impl<H: RecordHasher> Store<H> {
 
     /// The record in an occupied slot. Panics if the slot is free: the indexes and the order
     /// only ever name occupied slots.
-    fn record(&self, slot: u32) -> &Record {
+    fn record(&self, slot: u32) -> RecordView<'_> {
         match self.slots.get(slot as usize) {
-            Some(Some(record)) => record,
+            Some(&place) if !place.is_none() => Dat::new_unchecked(self.arena.bytes(place)),
             _ => panic!("index names free slot {slot}"),
         }
     }
@@ -469,30 +476,40 @@ impl<H: RecordHasher> Store<H> {
     }
 
     /// Puts a record into a slot and every index. The caller made room.
-    fn add(&mut self, dat: Record) {
+    fn add(&mut self, dat: &Record) {
         let slot = match self.free_slots.pop() {
             Some(slot) => slot,
             None => {
                 let slot = u32::try_from(self.slots.len()).expect("slot count bounded by budget");
-                self.slots.push(None);
+                self.slots.push(Place::NONE);
                 slot
             }
         };
-        let placement = self.placement(&dat, slot);
+        let placement = self.placement(dat, slot);
         let key_hash = table_hash(H::record_hash(dat.pubkey(), dat.key()));
         let work_hash = H::work_hash(dat.work());
         self.bytes_used += record_cost_bytes(dat.len());
         self.dat_bytes += dat.len();
-        self.slots[slot as usize] = Some(dat);
+        let slots = &mut self.slots;
+        let place = self
+            .arena
+            .push(slot, dat.as_bytes(), &mut |moved_slot, place| {
+                slots[moved_slot as usize] = place;
+            });
+        self.slots[slot as usize] = place;
         self.copies.stored(slot as usize);
-        let slots = &self.slots;
-        let slot_key_hash = |&s: &u32| match slots.get(s as usize) {
-            Some(Some(r)) => table_hash(H::record_hash(r.pubkey(), r.key())),
-            _ => 0,
+        let (slots, arena) = (&self.slots, &self.arena);
+        let view = |s: u32| match slots.get(s as usize) {
+            Some(&place) if !place.is_none() => Some(Dat::new_unchecked(arena.bytes(place))),
+            _ => None,
         };
-        let slot_work_hash = |&s: &u32| match slots.get(s as usize) {
-            Some(Some(r)) => H::work_hash(r.work()),
-            _ => 0,
+        let slot_key_hash = |&s: &u32| match view(s) {
+            Some(r) => table_hash(H::record_hash(r.pubkey(), r.key())),
+            None => 0,
+        };
+        let slot_work_hash = |&s: &u32| match view(s) {
+            Some(r) => H::work_hash(r.work()),
+            None => 0,
         };
         self.by_key.insert_unique(key_hash, slot, slot_key_hash);
         self.by_work.insert_unique(work_hash, slot, slot_work_hash);
@@ -502,10 +519,15 @@ impl<H: RecordHasher> Store<H> {
 
     /// Takes a record out of its slot and every index.
     fn take_slot(&mut self, slot: u32) -> Record {
-        let dat = match self.slots.get_mut(slot as usize).and_then(Option::take) {
-            Some(dat) => dat,
-            None => panic!("taking free slot {slot}"),
+        let place = match self.slots.get_mut(slot as usize) {
+            Some(place) if !place.is_none() => std::mem::replace(place, Place::NONE),
+            _ => panic!("taking free slot {slot}"),
         };
+        let dat: Record = Dat::new_unchecked(self.arena.bytes(place).into());
+        let slots = &mut self.slots;
+        self.arena.remove(place, &mut |moved_slot, place| {
+            slots[moved_slot as usize] = place;
+        });
         let key_hash = table_hash(H::record_hash(dat.pubkey(), dat.key()));
         let work_hash = H::work_hash(dat.work());
         let in_by_key = self
@@ -589,13 +611,10 @@ mod tests {
     }
 
     #[test]
-    fn allocation_bytes_follows_glibc_chunks() {
-        assert_eq!(allocation_bytes(0), 32);
-        assert_eq!(allocation_bytes(24), 32);
-        assert_eq!(allocation_bytes(25), 48);
-        assert_eq!(allocation_bytes(155), 176);
-        assert_eq!(allocation_bytes(271), 288);
-        assert_eq!(allocation_bytes(MAX_DAT_LEN), 1440);
+    fn a_record_costs_its_entry_its_garbage_allowance_and_the_structures() {
+        // 271-byte dat (16-byte key, 100-byte value): 277-byte entry, 40 B garbage allowance.
+        assert_eq!(record_cost_bytes(271), 277 + 40 + RECORD_OVERHEAD_BYTES);
+        assert_eq!(MIN_RECORD_COST_BYTES, 161 + 23 + RECORD_OVERHEAD_BYTES);
     }
 
     #[test]
@@ -613,8 +632,8 @@ mod tests {
             s.bytes_used(),
             record_cost_bytes(a.len()) + record_cost_bytes(b.len())
         );
-        assert_eq!(s.get(&owner.public(), b"alpha"), Some(&a));
-        assert_eq!(s.get(&owner.public(), b"beta"), Some(&b));
+        assert_eq!(s.get(&owner.public(), b"alpha"), Some(a.as_view()));
+        assert_eq!(s.get(&owner.public(), b"beta"), Some(b.as_view()));
         assert_eq!(s.get(&owner.public(), b"gamma"), None);
         assert_eq!(s.iter().count(), 2);
         assert_eq!(s.remove(&owner.public(), b"alpha"), Some(a));
@@ -643,7 +662,7 @@ mod tests {
                 ],
                 b"k"
             ),
-            Some(&v2)
+            Some(v2.as_view())
         );
         assert_eq!(s.len(), 1);
     }
@@ -702,7 +721,7 @@ mod tests {
             s.insert(r.clone(), 1000).expect("fits");
         }
         for r in &records {
-            assert_eq!(s.get(r.pubkey(), r.key()), Some(r));
+            assert_eq!(s.get(r.pubkey(), r.key()), Some(r.as_view()));
         }
         assert_eq!(
             s.remove(records[5].pubkey(), records[5].key()),
@@ -710,7 +729,7 @@ mod tests {
         );
         assert_eq!(s.get(records[5].pubkey(), records[5].key()), None);
         for (i, r) in records.iter().enumerate().filter(|(i, _)| *i != 5) {
-            assert_eq!(s.get(r.pubkey(), r.key()), Some(r), "record {i}");
+            assert_eq!(s.get(r.pubkey(), r.key()), Some(r.as_view()), "record {i}");
         }
         let thief = dat(9, b"x", b"v", 1000, 3);
         assert_eq!(s.insert(thief, 1000).err(), Some(Refusal::WorkReused));

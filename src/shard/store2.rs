@@ -333,6 +333,7 @@ impl Store2 {
 
 impl crate::shard::repair::RepairStore for Store2 {
     type Record = Record2;
+    type View<'a> = &'a Record2;
     fn is_empty(&self) -> bool {
         Store2::is_empty(self)
     }

@@ -43,7 +43,7 @@ use crate::pow;
 use crate::route::{LookupDone, LookupId, Router, RouterEffects};
 use crate::shard::core::{Effects, GetOutcome, Record, Shard, ShardPolicy, ShardRules, answer_get};
 use crate::shard::group::{GroupConfig, GroupEnv, Input, Now, ShardGroup};
-use crate::shard::store::{Refusal, Store, StoreConfig};
+use crate::shard::store::{RecordView, Refusal, Store, StoreConfig};
 use crate::stats::{Counters, inc};
 use crate::wire::route::{ROUTE_OPS, RouteMessage};
 use crate::wire::{Dat, DatFields, GetRepr, Message, PongRepr};
@@ -525,10 +525,10 @@ impl SimNode {
     }
 
     /// Every record the real stores hold, as `(pubkey, key, time)`.
-    pub fn for_each_record(&self, mut f: impl FnMut(&Record)) {
+    pub fn for_each_record(&self, mut f: impl FnMut(&RecordView<'_>)) {
         for shard in self.group.shards() {
             for record in shard.store().read().iter() {
-                f(record);
+                f(&record);
             }
         }
     }
