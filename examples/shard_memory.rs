@@ -5,7 +5,7 @@
 //! ```text
 //! cargo run --release --example shard_memory -- [--records N] [--key-bytes K] [--value-bytes V]
 //!                                               [--ascending-times 1] [--track-copies 1]
-//!                                               [--store-budget-bytes B]
+//!                                               [--store-budget-bytes B] [--v2 1]
 //! ```
 //!
 //! Record times are random over half a TTL by default; `--ascending-times 1` makes each record
@@ -14,7 +14,9 @@
 //! copy state per slot of a node with replica maintenance by lookup (`Store::track_copies`).
 //! `--store-budget-bytes B` gives each store a budget of B bytes (default: far more than the run
 //! needs): with less than the records need, inserts evict and the arenas carry garbage and
-//! compact, the case where the budget must still bound the memory.
+//! compact, the case where the budget must still bound the memory. `--v2 1` fills v2 stores
+//! (`Store2`, RECORD_V2 records with a seq) instead; they count against their budget with the
+//! same `record_cost_bytes`.
 //!
 //! Records are built from fields with random work, a fixed signature and random owners: the
 //! store does not verify, so no proof-of-work or signing is needed. RSS is read from
@@ -25,8 +27,10 @@ use std::time::Instant;
 
 use dave::shard::maintain::MaintainedStore;
 use dave::shard::store::RECORD_OVERHEAD_BYTES;
+use dave::shard::store2::{Store2, Store2Config};
 use dave::shard::{SHARD_COUNT, Store, StoreConfig, shard_index};
 use dave::wire::DatFields;
+use dave::wire::record2::Dat2Fields;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -46,6 +50,7 @@ fn main() {
     let mut ascending_times = false;
     let mut track_copies = false;
     let mut store_budget_bytes = CAPACITY_BYTES_PER_STORE;
+    let mut v2 = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let value = args.next().and_then(|v| v.parse().ok());
@@ -56,15 +61,20 @@ fn main() {
             ("--ascending-times", Some(v)) => ascending_times = v != 0,
             ("--track-copies", Some(v)) => track_copies = v != 0,
             ("--store-budget-bytes", Some(v)) => store_budget_bytes = v,
+            ("--v2", Some(v)) => v2 = v != 0,
             _ => {
                 eprintln!(
-                    "shard_memory: usage: shard_memory [--records N] [--key-bytes K] [--value-bytes V] [--ascending-times 0|1] [--track-copies 0|1] [--store-budget-bytes B]"
+                    "shard_memory: usage: shard_memory [--records N] [--key-bytes K] [--value-bytes V] [--ascending-times 0|1] [--track-copies 0|1] [--store-budget-bytes B] [--v2 0|1]"
                 );
                 std::process::exit(2);
             }
         }
     }
 
+    if v2 {
+        measure_v2(records, key_bytes, value_bytes, store_budget_bytes);
+        return;
+    }
     let mut rng = StdRng::seed_from_u64(1);
     let node_id: u64 = rng.r#gen();
     let config = StoreConfig {
@@ -185,4 +195,63 @@ fn rss_bytes() -> usize {
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
     pages * PAGE_BYTES
+}
+
+/// `--v2 1`: the same fill into 256 `Store2`s (random owners, seq 1, times over half a TTL).
+fn measure_v2(records: usize, key_bytes: usize, value_bytes: usize, store_budget_bytes: usize) {
+    let mut rng = StdRng::seed_from_u64(1);
+    let config = Store2Config {
+        capacity_bytes: store_budget_bytes,
+        ttl_ms: TTL_MS,
+    };
+    let mut stores: Vec<Store2> = (0..SHARD_COUNT).map(|_| Store2::new(config)).collect();
+    let mut key = vec![0u8; key_bytes];
+    let mut value = vec![0u8; value_bytes];
+    let rss_before_bytes = rss_bytes();
+    for _ in 0..records {
+        let mut pubkey = [0u8; 32];
+        rng.fill(&mut pubkey[..]);
+        rng.fill(&mut key[..]);
+        rng.fill(&mut value[..]);
+        let mut work = [0u8; 32];
+        rng.fill(&mut work[..]);
+        let record = Dat2Fields {
+            time_ms: NOW_MS - rng.gen_range(0..TTL_MS / 2),
+            seq: 1,
+            salt: [0; 16],
+            work,
+            sig: [7; 64],
+            pubkey,
+            key: &key,
+            value: &value,
+        }
+        .to_record();
+        let shard = shard_index(&pubkey, &key);
+        // Refusals (a full budget) are what `--store-budget-bytes` asks for.
+        let _ = stores[shard].insert(record, None, false, NOW_MS);
+    }
+    let rss_after_bytes = rss_bytes();
+    let stored: usize = stores.iter().map(Store2::len).sum();
+    let budget_bytes: usize = stores.iter().map(Store2::bytes_used).sum();
+    let dat_bytes: usize = stores.iter().map(Store2::dat_bytes).sum();
+    let grown_bytes = rss_after_bytes.saturating_sub(rss_before_bytes);
+    let per_record = grown_bytes as f64 / stored as f64;
+    println!("v2 records stored       {stored} in {SHARD_COUNT} stores");
+    println!("key + value             {key_bytes} + {value_bytes} bytes");
+    println!("RSS growth              {grown_bytes} bytes");
+    println!("  per record            {per_record:.1} bytes");
+    println!(
+        "  beyond key + value    {:.1} bytes",
+        per_record - (key_bytes + value_bytes) as f64
+    );
+    println!(
+        "  beyond the dat2       {:.1} bytes (the dat2: {:.1} bytes of wire record)",
+        per_record - dat_bytes as f64 / stored as f64,
+        dat_bytes as f64 / stored as f64
+    );
+    println!(
+        "budget accounting       {:.1} bytes/record; RSS growth / budget used {:.3}",
+        budget_bytes as f64 / stored as f64,
+        grown_bytes as f64 / budget_bytes as f64
+    );
 }
