@@ -71,7 +71,7 @@ fn v2_state(entries: &[RecoveredEntry]) -> Store2 {
                 let _ = store.restore(dat.clone(), 1_700_000_000_000);
             }
             RecoveredEntry::Delete2(t)
-                if store.get(&t.pubkey, &t.key).is_some_and(|h| t.removes(h)) =>
+                if store.get(&t.pubkey, &t.key).is_some_and(|h| t.removes(&h)) =>
             {
                 store.remove(&t.pubkey, &t.key);
             }
@@ -125,8 +125,8 @@ fn a_version_1_log_takes_v2_entries_and_both_load() {
     assert_eq!(v1 as i64, FIXTURE_PUTS);
     let store = v2_state(&entries);
     assert_eq!(
-        store.get(&[2; 32], b"a").map(|d| d.value()),
-        Some(&b"two"[..])
+        store.get(&[2; 32], b"a").map(|d| d.value().to_vec()),
+        Some(b"two".to_vec())
     );
 }
 
@@ -158,8 +158,8 @@ fn v2_puts_and_deletes_round_trip_in_order_and_survive_compaction() {
     let check = |entries: &[RecoveredEntry]| {
         let store = v2_state(entries);
         assert_eq!(store.len(), 2);
-        assert_eq!(store.get(&[2; 32], b"kept"), Some(&kept));
-        assert_eq!(store.get(&[2; 32], b"race"), Some(&committed));
+        assert_eq!(store.get(&[2; 32], b"kept"), Some(kept.as_view()));
+        assert_eq!(store.get(&[2; 32], b"race"), Some(committed.as_view()));
         assert!(store.get(&[2; 32], b"gone").is_none());
     };
     let before = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);

@@ -210,7 +210,7 @@ impl Net {
             .store()
             .read()
             .get(&owner.public(), key)
-            .cloned()
+            .map(|d| d.to_boxed())
     }
 
     /// Indices of the `fanout` nodes closest to the owner.

@@ -308,7 +308,7 @@ impl Node {
                         let mut store = shards2[shard].store().write();
                         if store
                             .get(&tombstone.pubkey, &tombstone.key)
-                            .is_some_and(|held| tombstone.removes(held))
+                            .is_some_and(|held| tombstone.removes(&held))
                         {
                             store.remove(&tombstone.pubkey, &tombstone.key);
                         }

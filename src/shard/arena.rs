@@ -27,6 +27,9 @@
 
 use crate::limits::MAX_DAT_LEN;
 
+/// The longest record an arena holds: a v1 dat filling a datagram (v2 records are shorter).
+pub const MAX_RECORD_BYTES: usize = MAX_DAT_LEN;
+
 /// Bytes before each record in a segment: the slot holding it (u32) and its length (u16).
 pub const ENTRY_HEADER_BYTES: usize = 6;
 

@@ -107,7 +107,7 @@ const MAX_SLOTS: usize = u32::MAX as usize;
 /// shard share the top 8 bits of `record_hash` (that is how they were routed here), and
 /// hashbrown takes its 7-bit control tag from the top bits: without mixing every tag in a shard
 /// would be equal. An odd constant keeps the low bits random and mixes all bits into the top.
-const TABLE_HASH_MIX: u64 = 0x9e37_79b9_7f4a_7c15;
+pub(crate) const TABLE_HASH_MIX: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// How a store hashes `(pubkey, key)` and work hashes for its tables. The hash is only a fast
 /// filter: equality is always checked on the full bytes, so any function is correct.
