@@ -52,11 +52,12 @@ const ACCEPT_POLL: Duration = Duration::from_millis(50);
 
 /// Gauges among the names [`Stats::for_each`] and [`RouterStats::for_each`] report (the latter
 /// with the `route_` prefix); every other name is a counter.
-const GAUGES: [&str; 5] = [
+const GAUGES: [&str; 6] = [
     "peers_active",
     "peers_known",
     "records",
     "record_bytes",
+    "record_arena_bytes",
     "route_contacts",
 ];
 
@@ -366,11 +367,15 @@ mod tests {
         let stats = Stats {
             packets_received: 7,
             records: 3,
+            record_arena_bytes: 32768,
             ..Stats::default()
         };
         let text = render(&stats);
         assert!(text.contains("# TYPE dave_packets_received counter\ndave_packets_received 7\n"));
         assert!(text.contains("# TYPE dave_records gauge\ndave_records 3\n"));
+        assert!(
+            text.contains("# TYPE dave_record_arena_bytes gauge\ndave_record_arena_bytes 32768\n")
+        );
         assert_eq!(text.matches("# TYPE dave_malformed counter").count(), 1);
         assert!(text.contains("dave_malformed{reason=\""));
         for line in text.lines().filter(|l| !l.starts_with('#')) {

@@ -62,6 +62,9 @@ macro_rules! counters {
             pub records: u64,
             /// Gauge: bytes of records held (their in-memory cost).
             pub record_bytes: u64,
+            /// Gauge: bytes the shard stores' record arenas take (whole segments, garbage
+            /// and free room included): the record memory that `record_bytes` budgets for.
+            pub record_arena_bytes: u64,
             /// The peer table's own counters (PINGs, PONGs, and every reason it refused one).
             pub peer: crate::peer::PeerStats,
         }
@@ -98,6 +101,7 @@ macro_rules! counters {
                 f("peers_known", None, self.peers_known);
                 f("records", None, self.records);
                 f("record_bytes", None, self.record_bytes);
+                f("record_arena_bytes", None, self.record_arena_bytes);
                 for (reason, v) in self.peer.refusals() {
                     f("peer_refused", Some(reason), v);
                 }

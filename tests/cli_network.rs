@@ -110,6 +110,9 @@ fn put_through_one_node_get_through_others_and_metrics_move() {
         );
     }
     assert!(metric(&after, "dave_records") >= 1);
+    // A held record lives in a shard's arena: at least one whole segment is reported.
+    assert!(metric(&after, "dave_record_arena_bytes") >= dave::shard::arena::SEGMENT_BYTES as u64);
+    assert!(after.contains("# TYPE dave_record_arena_bytes gauge"));
     // The v2-record and routing families are exported too (routing is on by default, and the
     // three nodes are routing contacts of each other by now).
     assert!(

@@ -691,6 +691,7 @@ impl Node {
             let store = store.read();
             stats.records += store.len() as u64;
             stats.record_bytes += store.bytes_used() as u64;
+            stats.record_arena_bytes += store.arena_bytes().0 as u64;
         }
         stats
     }
