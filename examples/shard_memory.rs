@@ -98,12 +98,7 @@ fn main() {
     let started = Instant::now();
     let mut refused = 0usize;
     for i in 0..records {
-        let mut pubkey = [0u8; 32];
-        rng.fill(&mut pubkey[..]);
-        rng.fill(&mut key[..]);
-        rng.fill(&mut value[..]);
-        let mut work = [0u8; 32];
-        rng.fill(&mut work[..]);
+        let (pubkey, work) = fill_random(&mut rng, &mut key, &mut value);
         let fields = DatFields {
             time_ms: if ascending_times {
                 NOW_MS - (records - i) as i64
@@ -209,14 +204,10 @@ fn measure_v2(records: usize, key_bytes: usize, value_bytes: usize, store_budget
     let mut value = vec![0u8; value_bytes];
     let rss_before_bytes = rss_bytes();
     for _ in 0..records {
-        let mut pubkey = [0u8; 32];
-        rng.fill(&mut pubkey[..]);
-        rng.fill(&mut key[..]);
-        rng.fill(&mut value[..]);
-        let mut work = [0u8; 32];
-        rng.fill(&mut work[..]);
-        let record = Dat2Fields {
-            time_ms: NOW_MS - rng.gen_range(0..TTL_MS / 2),
+        let (pubkey, work) = fill_random(&mut rng, &mut key, &mut value);
+        let time_ms = NOW_MS - rng.gen_range(0..TTL_MS / 2);
+        let fields = Dat2Fields {
+            time_ms,
             seq: 1,
             salt: [0; 16],
             work,
@@ -224,8 +215,8 @@ fn measure_v2(records: usize, key_bytes: usize, value_bytes: usize, store_budget
             pubkey,
             key: &key,
             value: &value,
-        }
-        .to_record();
+        };
+        let record = fields.to_record();
         let shard = shard_index(&pubkey, &key);
         // Refusals (a full budget) are what `--store-budget-bytes` asks for.
         let _ = stores[shard].insert(record, None, false, NOW_MS);
@@ -254,4 +245,16 @@ fn measure_v2(records: usize, key_bytes: usize, value_bytes: usize, store_budget
         budget_bytes as f64 / stored as f64,
         grown_bytes as f64 / budget_bytes as f64
     );
+}
+
+/// Fills `key` and `value` with random bytes; returns a random owner key and work hash (the
+/// store does not verify, so any will do).
+fn fill_random(rng: &mut StdRng, key: &mut [u8], value: &mut [u8]) -> ([u8; 32], [u8; 32]) {
+    let mut pubkey = [0u8; 32];
+    rng.fill(&mut pubkey[..]);
+    rng.fill(key);
+    rng.fill(value);
+    let mut work = [0u8; 32];
+    rng.fill(&mut work[..]);
+    (pubkey, work)
 }

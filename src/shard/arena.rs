@@ -374,6 +374,85 @@ impl RecordArena {
     }
 }
 
+/// Records by stable slot: the slab a store indexes with `u32` slots, over a [`RecordArena`]. A
+/// record keeps its slot from insert to removal (its bytes may move inside the arena, the slab
+/// follows them), so a slot is a cursor a repair walk can hold across calls; freed slots are
+/// reused last-freed first. 8 bytes per slot (a [`Place`]) plus the arena.
+#[derive(Debug, Default)]
+pub struct RecordSlab {
+    /// Where each slot's record is, [`Place::NONE`] for a free slot.
+    places: Vec<Place>,
+    /// Free slots.
+    free_slots: Vec<u32>,
+    arena: RecordArena,
+}
+
+impl RecordSlab {
+    /// An empty slab.
+    pub fn new() -> RecordSlab {
+        RecordSlab::default()
+    }
+
+    /// Slots, free ones included: the end of a cursor walk. Never decreases.
+    pub fn slot_count(&self) -> usize {
+        self.places.len()
+    }
+
+    /// The record in `slot`, if the slot holds one.
+    pub fn get(&self, slot: usize) -> Option<&[u8]> {
+        let place = *self.places.get(slot)?;
+        (!place.is_none()).then(|| self.arena.bytes(place))
+    }
+
+    /// Every record, in slot order.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        self.places
+            .iter()
+            .filter(|place| !place.is_none())
+            .map(|&place| self.arena.bytes(place))
+    }
+
+    /// Copies `record` (1..=[`MAX_RECORD_BYTES`] bytes) in; returns its slot.
+    pub fn insert(&mut self, record: &[u8]) -> u32 {
+        let slot = match self.free_slots.pop() {
+            Some(slot) => slot,
+            None => {
+                let slot = u32::try_from(self.places.len()).expect("slot count bounded by budget");
+                self.places.push(Place::NONE);
+                slot
+            }
+        };
+        let places = &mut self.places;
+        let place = self.arena.push(slot, record, &mut |moved, place| {
+            places[moved as usize] = place;
+        });
+        self.places[slot as usize] = place;
+        slot
+    }
+
+    /// Takes the record out of `slot` (a copy of its bytes); `None` if the slot is free.
+    pub fn remove(&mut self, slot: u32) -> Option<Box<[u8]>> {
+        let place = self.places.get_mut(slot as usize)?;
+        if place.is_none() {
+            return None;
+        }
+        let place = std::mem::replace(place, Place::NONE);
+        let record: Box<[u8]> = self.arena.bytes(place).into();
+        let places = &mut self.places;
+        self.arena.remove(place, &mut |moved, place| {
+            places[moved as usize] = place;
+        });
+        self.free_slots.push(slot);
+        Some(record)
+    }
+
+    /// Bytes the arena's segments take, and bytes of live entries in them (records and their
+    /// headers).
+    pub fn arena_bytes(&self) -> (usize, usize) {
+        (self.arena.reserved_bytes(), self.arena.live_bytes())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;

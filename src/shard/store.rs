@@ -16,16 +16,15 @@
 //! # Layout
 //!
 //! ```text
-//! slots:    Vec<Place>                     8 B per slot: where the record's bytes are in `arena`
-//! arena:    RecordArena                    the records' wire bytes, packed in this shard's own
-//!                                          segments (6 B header each; see arena.rs)
+//! slab:     RecordSlab                     8 B per slot (where its bytes are) and a free list
+//!                                          over the arena: the records' wire bytes, packed in
+//!                                          this shard's own segments (6 B header each; arena.rs)
 //! copies:   Vec<CopyState>                 4 B per slot, only with `track_copies` (replica
 //!                                          maintenance by lookup): when the copy was last
 //!                                          stored, where this node stands for it
 //! by_key:   HashTable<u32>                 slot, hashed by record_hash(pubkey, key)   4 B + 1 ctrl
 //! by_work:  HashTable<u32>                 slot, hashed by xxh64(work)                4 B + 1 ctrl
 //! order:    65 × BTreeSet<OrderKey>        16 B entry; see order.rs
-//! free:     Vec<u32>                       slots freed for reuse
 //! ```
 //!
 //! `record_hash` is only the fast hash: both tables compare the full `(pubkey, key)` (or the full
@@ -45,7 +44,7 @@ use hashbrown::HashTable;
 use crate::keys::id_from_pubkey;
 use crate::limits::{DAT_HEADER_LEN, MAX_DAT_LEN};
 use crate::route::maintain::CopyBook;
-use crate::shard::arena::{self, Place, RecordArena};
+use crate::shard::arena::{self, RecordSlab};
 use crate::shard::order::{EvictionOrder, OrderKey, Placement, Rank};
 use crate::shard::route::{Version, compare_versions, record_hash};
 use crate::wire::Dat;
@@ -74,7 +73,7 @@ pub type RecordView<'a> = Dat<&'a [u8]>;
 /// 16-byte keys, 100-byte values): at 1 M records 60.5 B per record for random arrival times
 /// untracked, 71.1 B when each record is newer than the last (half-full B-tree leaves) with copy
 /// states tracked; 78.7 B in the worst case measured, stores of 1 k records kept full by
-/// eviction (`--store-budget-bytes 389000 --ascending-times 1 --track-copies 1`), where each
+/// eviction (`--store-budget-bytes 397000 --ascending-times 1 --track-copies 1`), where each
 /// store's open segment weighs most. The constant covers that worst case. Results:
 /// `perf/README.md`.
 pub const RECORD_OVERHEAD_BYTES: usize = 80;
@@ -200,15 +199,11 @@ struct Plan {
 #[derive(Debug)]
 pub struct Store<H: RecordHasher = RouteHasher> {
     config: StoreConfig,
-    /// The slab: where each slot's record is, [`Place::NONE`] for free slots.
-    slots: Vec<Place>,
-    /// The records' bytes.
-    arena: RecordArena,
+    /// The records, by slot (the tables and the order name slots).
+    slab: RecordSlab,
     /// The maintenance state of the copy in each slot (`route::maintain`), beside `slots`;
     /// empty unless [`MaintainedStore::track_copies`](crate::shard::maintain::MaintainedStore::track_copies) was called.
     copies: CopyBook,
-    /// Free slots, reused last-freed first.
-    free_slots: Vec<u32>,
     /// Slot of each record, hashed by `(pubkey, key)`.
     by_key: HashTable<u32>,
     /// Slot of each record, hashed by work.
@@ -244,10 +239,8 @@ impl<H: RecordHasher> Store<H> {
         );
         Store {
             config,
-            slots: Vec::new(),
-            arena: RecordArena::new(),
+            slab: RecordSlab::new(),
             copies: CopyBook::default(),
-            free_slots: Vec::new(),
             by_key: HashTable::new(),
             by_work: HashTable::new(),
             order: EvictionOrder::new(config.ttl_ms),
@@ -291,29 +284,25 @@ impl<H: RecordHasher> Store<H> {
 
     /// Every record, in slot order.
     pub fn iter(&self) -> impl Iterator<Item = RecordView<'_>> {
-        self.slots
-            .iter()
-            .filter(|place| !place.is_none())
-            .map(|&place| Dat::new_unchecked(self.arena.bytes(place)))
+        self.slab.iter().map(Dat::new_unchecked)
     }
 
     /// Bytes the arena's segments take, and bytes of live entries in them (records and their
     /// headers): what the records cost in memory, and how much of it holds records.
     pub fn arena_bytes(&self) -> (usize, usize) {
-        (self.arena.reserved_bytes(), self.arena.live_bytes())
+        self.slab.arena_bytes()
     }
 
     /// Slots in the slab, free ones included: the end of a cursor walk. Never decreases.
     pub fn slot_count(&self) -> usize {
-        self.slots.len()
+        self.slab.slot_count()
     }
 
     /// The record in `slot`, if the slot is in use. Slots are stable (a record keeps its slot
     /// until it is removed), so a slot index is a cursor that survives inserts and removals
     /// between calls: a walk from 0 to [`Store::slot_count`] sees every record held throughout.
     pub fn record_in_slot(&self, slot: usize) -> Option<RecordView<'_>> {
-        let place = *self.slots.get(slot)?;
-        (!place.is_none()).then(|| Dat::new_unchecked(self.arena.bytes(place)))
+        self.slab.get(slot).map(Dat::new_unchecked)
     }
 
     /// The copy states of the slab (`shard::maintain::MaintainedStore` reads and sets them).
@@ -437,9 +426,9 @@ impl<H: RecordHasher> Store<H> {
     /// The record in an occupied slot. Panics if the slot is free: the indexes and the order
     /// only ever name occupied slots.
     fn record(&self, slot: u32) -> RecordView<'_> {
-        match self.slots.get(slot as usize) {
-            Some(&place) if !place.is_none() => Dat::new_unchecked(self.arena.bytes(place)),
-            _ => panic!("index names free slot {slot}"),
+        match self.slab.get(slot as usize) {
+            Some(bytes) => Dat::new_unchecked(bytes),
+            None => panic!("index names free slot {slot}"),
         }
     }
 
@@ -477,32 +466,15 @@ impl<H: RecordHasher> Store<H> {
 
     /// Puts a record into a slot and every index. The caller made room.
     fn add(&mut self, dat: &Record) {
-        let slot = match self.free_slots.pop() {
-            Some(slot) => slot,
-            None => {
-                let slot = u32::try_from(self.slots.len()).expect("slot count bounded by budget");
-                self.slots.push(Place::NONE);
-                slot
-            }
-        };
+        let slot = self.slab.insert(dat.as_bytes());
         let placement = self.placement(dat, slot);
         let key_hash = table_hash(H::record_hash(dat.pubkey(), dat.key()));
         let work_hash = H::work_hash(dat.work());
         self.bytes_used += record_cost_bytes(dat.len());
         self.dat_bytes += dat.len();
-        let slots = &mut self.slots;
-        let place = self
-            .arena
-            .push(slot, dat.as_bytes(), &mut |moved_slot, place| {
-                slots[moved_slot as usize] = place;
-            });
-        self.slots[slot as usize] = place;
         self.copies.stored(slot as usize);
-        let (slots, arena) = (&self.slots, &self.arena);
-        let view = |s: u32| match slots.get(s as usize) {
-            Some(&place) if !place.is_none() => Some(Dat::new_unchecked(arena.bytes(place))),
-            _ => None,
-        };
+        let slab = &self.slab;
+        let view = |s: u32| slab.get(s as usize).map(Dat::new_unchecked);
         let slot_key_hash = |&s: &u32| match view(s) {
             Some(r) => table_hash(H::record_hash(r.pubkey(), r.key())),
             None => 0,
@@ -519,15 +491,10 @@ impl<H: RecordHasher> Store<H> {
 
     /// Takes a record out of its slot and every index.
     fn take_slot(&mut self, slot: u32) -> Record {
-        let place = match self.slots.get_mut(slot as usize) {
-            Some(place) if !place.is_none() => std::mem::replace(place, Place::NONE),
-            _ => panic!("taking free slot {slot}"),
+        let dat: Record = match self.slab.remove(slot) {
+            Some(bytes) => Dat::new_unchecked(bytes),
+            None => panic!("taking free slot {slot}"),
         };
-        let dat: Record = Dat::new_unchecked(self.arena.bytes(place).into());
-        let slots = &mut self.slots;
-        self.arena.remove(place, &mut |moved_slot, place| {
-            slots[moved_slot as usize] = place;
-        });
         let key_hash = table_hash(H::record_hash(dat.pubkey(), dat.key()));
         let work_hash = H::work_hash(dat.work());
         let in_by_key = self
@@ -544,7 +511,6 @@ impl<H: RecordHasher> Store<H> {
         assert!(removed, "slot {slot} missing from the order");
         self.bytes_used -= record_cost_bytes(dat.len());
         self.dat_bytes -= dat.len();
-        self.free_slots.push(slot);
         dat
     }
 }

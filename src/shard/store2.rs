@@ -38,7 +38,7 @@ use std::collections::BTreeSet;
 use hashbrown::HashTable;
 
 use crate::route::maintain::CopyBook;
-use crate::shard::arena::{self, Place, RecordArena};
+use crate::shard::arena::{self, RecordSlab};
 use crate::shard::route::record_hash;
 use crate::shard::store::{TABLE_HASH_MIX, record_cost_bytes};
 use crate::wire::record2::{Dat2, MAX_DAT2_LEN, Record2, Status2};
@@ -103,14 +103,10 @@ pub struct Store2 {
     /// Slot of each held record, hashed by `(pubkey, key)` (the routing hash, mixed); lookups
     /// compare the full identity.
     index: HashTable<u32>,
-    /// The slab: where each slot's record is in `arena`, [`Place::NONE`] for free slots. A held
-    /// record keeps its slot (its bytes may move inside the arena), so a repair pass walks it
-    /// with a stable cursor (as it walks the v1 store).
-    slots: Vec<Place>,
-    /// The records' wire bytes, in this shard's own segments (`shard::arena`, as v1 records).
-    arena: RecordArena,
-    /// Free slots, reused last-freed first.
-    free_slots: Vec<u32>,
+    /// The records by slot, their bytes in this shard's own segments (`shard::arena`, as v1
+    /// records). A held record keeps its slot, so a repair pass walks it with a stable cursor
+    /// (as it walks the v1 store).
+    slab: RecordSlab,
     /// `(expiry_ms, slot)`: expiry and eviction order (ties by slot).
     expiry: BTreeSet<(i64, u32)>,
     bytes_used: usize,
@@ -140,9 +136,7 @@ impl Store2 {
         Store2 {
             config,
             index: HashTable::new(),
-            slots: Vec::new(),
-            arena: RecordArena::new(),
-            free_slots: Vec::new(),
+            slab: RecordSlab::new(),
             expiry: BTreeSet::new(),
             bytes_used: 0,
             dat_bytes: 0,
@@ -177,10 +171,7 @@ impl Store2 {
 
     /// Every record, in slot order.
     pub fn iter(&self) -> impl Iterator<Item = Record2View<'_>> {
-        self.slots
-            .iter()
-            .filter(|place| !place.is_none())
-            .map(|&place| Dat2::new_unchecked(self.arena.bytes(place)))
+        self.slab.iter().map(Dat2::new_unchecked)
     }
 
     /// The record of `(pubkey, key)`.
@@ -271,30 +262,16 @@ impl Store2 {
 
     /// Puts a record into a slot, the arena, the index and the order. The caller made room.
     fn add(&mut self, record: &Record2, expiry_ms: i64) {
-        let slot = match self.free_slots.pop() {
-            Some(slot) => slot,
-            None => {
-                let slot = u32::try_from(self.slots.len()).expect("slot count bounded by budget");
-                self.slots.push(Place::NONE);
-                slot
-            }
-        };
+        let slot = self.slab.insert(record.as_bytes());
         self.bytes_used += record_cost_bytes(record.len());
         self.dat_bytes += record.len();
-        let slots = &mut self.slots;
-        let place = self
-            .arena
-            .push(slot, record.as_bytes(), &mut |moved, place| {
-                slots[moved as usize] = place;
-            });
-        self.slots[slot as usize] = place;
-        let (slots, arena) = (&self.slots, &self.arena);
-        let rehash = |&s: &u32| match slots.get(s as usize) {
-            Some(&place) if !place.is_none() => {
-                let held = Dat2::new_unchecked(arena.bytes(place));
+        let slab = &self.slab;
+        let rehash = |&s: &u32| match slab.get(s as usize) {
+            Some(bytes) => {
+                let held = Dat2::new_unchecked(bytes);
                 index_hash(held.pubkey(), held.key())
             }
-            _ => 0,
+            None => 0,
         };
         self.index
             .insert_unique(index_hash(record.pubkey(), record.key()), slot, rehash);
@@ -306,9 +283,9 @@ impl Store2 {
     /// The record in an occupied slot. Panics if the slot is free: the index and the order only
     /// ever name occupied slots.
     fn record(&self, slot: u32) -> Record2View<'_> {
-        match self.slots.get(slot as usize) {
-            Some(&place) if !place.is_none() => Dat2::new_unchecked(self.arena.bytes(place)),
-            _ => panic!("index names free slot {slot}"),
+        match self.slab.get(slot as usize) {
+            Some(bytes) => Dat2::new_unchecked(bytes),
+            None => panic!("index names free slot {slot}"),
         }
     }
 
@@ -323,14 +300,13 @@ impl Store2 {
 
     /// Slots in the slab, free ones included: the end of a cursor walk. Never decreases.
     pub fn slot_count(&self) -> usize {
-        self.slots.len()
+        self.slab.slot_count()
     }
 
     /// The record in `slot`, if any. Slots never change: a walk from 0 to
     /// [`Store2::slot_count`] sees every record held throughout.
     pub fn record_in_slot(&self, slot: usize) -> Option<Record2View<'_>> {
-        let place = *self.slots.get(slot)?;
-        (!place.is_none()).then(|| Dat2::new_unchecked(self.arena.bytes(place)))
+        self.slab.get(slot).map(Dat2::new_unchecked)
     }
 
     /// The copy states of the slab (`shard::maintain::MaintainedStore` reads and sets them).
@@ -361,15 +337,10 @@ impl Store2 {
 
     /// Takes the record in an occupied slot out of the slab, the arena, the index and the order.
     fn take(&mut self, slot: u32) -> Record2 {
-        let place = match self.slots.get_mut(slot as usize) {
-            Some(place) if !place.is_none() => std::mem::replace(place, Place::NONE),
-            _ => panic!("taking free slot {slot}"),
+        let record: Record2 = match self.slab.remove(slot) {
+            Some(bytes) => Dat2::new_unchecked(bytes),
+            None => panic!("taking free slot {slot}"),
         };
-        let record: Record2 = Dat2::new_unchecked(self.arena.bytes(place).into());
-        let slots = &mut self.slots;
-        self.arena.remove(place, &mut |moved, place| {
-            slots[moved as usize] = place;
-        });
         let in_index = self
             .index
             .find_entry(index_hash(record.pubkey(), record.key()), |&s| s == slot)
@@ -377,7 +348,6 @@ impl Store2 {
         assert!(in_index.is_ok(), "slot {slot} missing from the index");
         let removed = self.expiry.remove(&(self.expiry_ms(&record), slot));
         assert!(removed, "expiry order out of step with the records");
-        self.free_slots.push(slot);
         self.bytes_used -= record_cost_bytes(record.len());
         self.dat_bytes -= record.len();
         record
