@@ -1,5 +1,7 @@
 //! The bytes of one shard's records, packed into the shard's own segments instead of one `malloc`
-//! each. I/O-free and single-owner: the shard's [`Store`](super::store::Store) is its only user.
+//! each. I/O-free and single-owner: each shard's v1 [`Store`](super::store::Store) and v2
+//! [`Store2`](super::store2::Store2) hold one [`RecordSlab`] (stable slots over a
+//! [`RecordArena`]).
 //!
 //! # Why
 //!
@@ -20,10 +22,11 @@
 //! Records are appended to the one open segment; a full one is sealed and a new one opened. A
 //! removed record's entry is marked dead (its slot set to [`DEAD_SLOT`]) and its bytes become
 //! garbage. A sealed segment whose garbage passes 1/[`GARBAGE_DIVISOR`] of its bytes is compacted:
-//! its live entries are appended to the open segment (the store is told each record's new place
-//! through its `moved` callback, by the slot in the entry header) and the segment is freed. So
-//! every sealed segment is at least 7/8 live, and a removal copies at most one segment
-//! (≤ [`SEGMENT_BYTES`]: a few µs, amortised to under 7 bytes copied per byte freed).
+//! its live entries are appended to the open segment (the slab is told each record's new place
+//! through its `moved` callback, by the slot in the entry header) and the segment is freed;
+//! a segment sealed while doing so is settled the same way. So every sealed segment is at least
+//! 7/8 live, and a removal usually copies at most one segment (≤ [`SEGMENT_BYTES`]: a few µs;
+//! amortised, under 7 bytes copied per byte freed, since each compaction only removes garbage).
 
 use crate::limits::MAX_DAT_LEN;
 
@@ -65,10 +68,10 @@ pub const fn charged_bytes(len: usize) -> usize {
 /// The slot written into a removed entry's header.
 pub const DEAD_SLOT: u32 = u32::MAX;
 
-const MAX_ENTRY_BYTES: usize = ENTRY_HEADER_BYTES + MAX_DAT_LEN;
+const MAX_ENTRY_BYTES: usize = ENTRY_HEADER_BYTES + MAX_RECORD_BYTES;
 const _: () = assert!(16 * MAX_ENTRY_BYTES <= SEGMENT_BYTES);
 const _: () = assert!(SEGMENT_BYTES <= u16::MAX as usize + 1);
-const _: () = assert!(MAX_DAT_LEN <= u16::MAX as usize);
+const _: () = assert!(MAX_RECORD_BYTES <= u16::MAX as usize);
 
 /// Where a record's bytes are. `len == 0` is no record (a free slot of the store). A place stays
 /// valid until the arena names a new one for its slot through a `moved` callback (a compaction).
@@ -139,10 +142,10 @@ impl RecordArena {
         &segment.bytes[start..start + place.record_len()]
     }
 
-    /// Copies `record` (1..=`MAX_DAT_LEN` bytes) in for `slot`; returns its place.
+    /// Copies `record` (1..=[`MAX_RECORD_BYTES`] bytes) in for `slot`; returns its place.
     pub fn push(&mut self, slot: u32, record: &[u8], moved: &mut impl FnMut(u32, Place)) -> Place {
         assert!(
-            !record.is_empty() && record.len() <= MAX_DAT_LEN,
+            !record.is_empty() && record.len() <= MAX_RECORD_BYTES,
             "record length {} out of range",
             record.len()
         );
