@@ -7,6 +7,10 @@
 //! bytes, padded with zeros (so `perf/loadgen` can match replies to requests). No parsing, no
 //! channels, no shards: whatever the node does beyond this is its overhead.
 //!
+//! With `--answer-only-op B` it answers only datagrams whose first byte (the op) is B and drops
+//! the rest after reading them: `--answer-only-op 3` answers GETs and ignores a flood of PUTs,
+//! the floor for "GETs served during a PUT flood" (`perf/issue14.sh`, scenario `flood`).
+//!
 //! Every second it prints datagrams received and sent per second, and drops, to stderr. It runs
 //! until killed.
 //!
@@ -39,6 +43,9 @@ struct Args {
     /// Bytes of the reply sent for every datagram received (at most 1424).
     #[arg(long, default_value_t = 168)]
     reply_bytes: usize,
+    /// Answer only datagrams whose first byte is this op (3: GET); read and drop the others.
+    #[arg(long)]
+    answer_only_op: Option<u8>,
 }
 
 /// Counters of one thread, on their own cache line so threads do not slow each other down.
@@ -70,13 +77,19 @@ fn main() {
         }
     };
     eprintln!(
-        "echo_baseline: {} threads on {}, reply {} bytes, buffers {:?}",
-        threads, node.local_addr, args.reply_bytes, node.buffers
+        "echo_baseline: {} threads on {}, reply {} bytes, answering {}, buffers {:?}",
+        threads,
+        node.local_addr,
+        args.reply_bytes,
+        args.answer_only_op
+            .map_or("every datagram".to_string(), |op| format!("op {op} only")),
+        node.buffers
     );
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let counters: Arc<Vec<Counters>> =
         Arc::new((0..threads).map(|_| Counters::default()).collect());
     let reply = vec![0u8; args.reply_bytes];
+    let answer_only_op = args.answer_only_op;
     for (index, socket) in node.sockets.into_iter().enumerate() {
         let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
         let counters = Arc::clone(&counters);
@@ -99,6 +112,9 @@ fn main() {
                         }
                     };
                     for (request, source, _) in inbox.iter() {
+                        if answer_only_op.is_some_and(|op| request.first() != Some(&op)) {
+                            continue;
+                        }
                         // The reply starts with the request (so a load generator can match
                         // it, as it matches a GET_ACK by its key), padded to the reply size.
                         // The batches are the same size, so every reply fits.

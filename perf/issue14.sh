@@ -27,6 +27,9 @@
 #                              card's engine has 256) (ONLY=owners)
 #   peers-S-if128              S proven client sockets (S in PEERS) from the one client thread
 #   flood-x5                   GETs (16 in flight) during forged PUTs at 5x verification capacity
+#   flood-echo-x5              the same against echo_baseline answering GETs only (the floor:
+#                              what any server keeps of its GETs during that flood on this
+#                              machine), node and echo in alternating order
 #   rx-R-if1/-if128/-put/-flood  the client, PUT and flood scenarios against a node with R
 #                              receiver threads (R in RECEIVERS, default "1 2"; 0 = the node's
 #                              default), every receiver fed, same round (ONLY=receivers)
@@ -236,11 +239,23 @@ for RUN in $(seq 1 "$RUNS"); do
         done
     fi
     if want flood; then
-        up
-        lg flood-x5 flood --target "$NODE" --stats-addr "$STATS" --server-pid "$NODE_PID" \
-            --duration "$DUR" --in-flight 16 --clients 1 --capacity "$VB" --multiplier 5 \
-            --kind forged-put
-        stop
+        for order in $([ $((RUN % 2)) = 0 ] && echo "node echo" || echo "echo node"); do
+            if [ "$order" = node ]; then
+                up
+                lg flood-x5 flood --target "$NODE" --stats-addr "$STATS" \
+                    --server-pid "$NODE_PID" --duration "$DUR" --in-flight 16 --clients 1 \
+                    --capacity "$VB" --multiplier 5 --kind forged-put
+            else
+                "$BIN/echo_baseline" --listen "$ECHO" --answer-only-op 3 \
+                    2>>"$OUT/echo_baseline.log" &
+                ECHO_PID=$!
+                sleep 0.3
+                lg flood-echo-x5 flood --target "$ECHO" --server-pid "$ECHO_PID" \
+                    --no-handshake --skip-load --duration "$DUR" --in-flight 16 --clients 1 \
+                    --capacity "$VB" --multiplier 5 --kind forged-put
+            fi
+            stop
+        done
     fi
 done
 
@@ -258,7 +273,9 @@ ratios=(--ratio client-if128:node_ops_per_s/client-if128:echo_ops_per_s
     --ratio client-spin50-if128:node_ops_per_s/client-spin50-if128:echo_ops_per_s
     --ratio client-spin50-if1:node_ops_per_s/client-spin50-if1:echo_ops_per_s
     --ratio client-nopin-if128:node_ops_per_s/client-nopin-if128:echo_ops_per_s
-    --ratio client-nopin-if1:node_ops_per_s/client-nopin-if1:echo_ops_per_s)
+    --ratio client-nopin-if1:node_ops_per_s/client-nopin-if1:echo_ops_per_s
+    --ratio flood-x5:get_ratio/flood-echo-x5:get_ratio
+    --ratio flood-x5:flood_ops_per_s/flood-echo-x5:flood_ops_per_s)
 for b in $STEALS; do
     ratios+=(--ratio "steal-$b-if128:node_ops_per_s/steal-$b-if128:echo_ops_per_s"
         --ratio "steal-$b-if1:node_ops_per_s/steal-$b-if1:echo_ops_per_s"

@@ -18,8 +18,12 @@
 #
 # A REV may carry node_server flags after commas: `HEAD,--put-verify-stage,true` is a node of
 # HEAD started with `--put-verify-stage true` (its label: the REV's short hash and the flags).
+# The REV `sink` is not a commit: this tree's `verify_sink` (perf/verify_sink.rs), a server
+# that only receives and batch-verifies PUTs, measured like a node in the same rounds: the most
+# any node stores on this machine with the load generator beside it.
 #
 # Usage: perf/put_capacity.sh REV...            # ROUNDS=5 DUR=3 FRACTIONS="0.6 0.8 1.0 1.2"
+#        perf/put_capacity.sh HEAD sink           # the node beside the verify-only floor
 #        ROUNDS=1 FRACTIONS="1.0" perf/put_capacity.sh HEAD HEAD,--put-verify-stage,true
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,6 +60,14 @@ LG=$BIN/loadgen
 REVS=()
 for arg in "$@"; do
     rev=${arg%%,*}
+    if [ "$rev" = sink ]; then
+        # Not a commit: this tree's verify_sink, the floor for any node's PUT path.
+        REVS+=("$arg")
+        cargo build --release --example verify_sink
+        mkdir -p "$BIN/sink"
+        cp target/release/examples/verify_sink "$BIN/sink/"
+        continue
+    fi
     short=$(git rev-parse --short "$rev")
     flags=""
     [ "$arg" = "$rev" ] || flags=,${arg#*,}
@@ -90,8 +102,13 @@ for run in $(seq 1 "$ROUNDS"); do
     for f in $FRACTIONS; do
         for rev in "${REVS[@]}"; do
             IFS=, read -r -a words <<<"$rev"
-            "$BIN/${words[0]}/node_server" serve --listen "$NODE" --stats-addr "$STATS" \
-                --max-seconds 120 "${words[@]:1}" >>"$OUT/putcap-node.log" 2>&1 &
+            if [ "${words[0]}" = sink ]; then
+                "$BIN/sink/verify_sink" --listen "$NODE" --stats-addr "$STATS" \
+                    --max-seconds 120 "${words[@]:1}" >>"$OUT/putcap-node.log" 2>&1 &
+            else
+                "$BIN/${words[0]}/node_server" serve --listen "$NODE" --stats-addr "$STATS" \
+                    --max-seconds 120 "${words[@]:1}" >>"$OUT/putcap-node.log" 2>&1 &
+            fi
             NODE_PID=$!
             "$LG" stats --stats-addr "$STATS" --wait 60 >/dev/null
             rate=$(awk "BEGIN {print int($vb * $f)}")
