@@ -30,6 +30,8 @@
 #   flood-echo-x5              the same against echo_baseline answering GETs only (the floor:
 #                              what any server keeps of its GETs during that flood on this
 #                              machine), node and echo in alternating order
+#   flood-before-x5            with FLOOD_BEFORE=PATH: the same against that node_server binary
+#                              (an earlier build), in the same rounds
 #   rx-R-if1/-if128/-put/-flood  the client, PUT and flood scenarios against a node with R
 #                              receiver threads (R in RECEIVERS, default "1 2"; 0 = the node's
 #                              default), every receiver fed, same round (ONLY=receivers)
@@ -103,8 +105,8 @@ cp target/release/examples/loadgen target/release/examples/node_server \
 up() {
     "$BIN/echo_baseline" --listen "$ECHO" 2>>"$OUT/echo_baseline.log" &
     ECHO_PID=$!
-    "$BIN/node_server" serve --listen "$NODE" --stats-addr "$STATS" --max-seconds 600 "$@" \
-        >>"$OUT/node_server.log" 2>&1 &
+    "${NODE_BIN:-$BIN/node_server}" serve --listen "$NODE" --stats-addr "$STATS" \
+        --max-seconds 600 "$@" >>"$OUT/node_server.log" 2>&1 &
     NODE_PID=$!
     "$BIN/loadgen" stats --stats-addr "$STATS" --wait 120 >/dev/null
 }
@@ -239,10 +241,15 @@ for RUN in $(seq 1 "$RUNS"); do
         done
     fi
     if want flood; then
-        for order in $([ $((RUN % 2)) = 0 ] && echo "node echo" || echo "echo node"); do
-            if [ "$order" = node ]; then
-                up
-                lg flood-x5 flood --target "$NODE" --stats-addr "$STATS" \
+        order="node echo${FLOOD_BEFORE:+ before}"
+        [ $((RUN % 2)) = 0 ] || order="${FLOOD_BEFORE:+before }echo node"
+        for which in $order; do
+            if [ "$which" != echo ]; then
+                tag=flood-x5
+                [ "$which" = node ] || tag=flood-before-x5
+                NODE_BIN=$([ "$which" = node ] && echo "$BIN/node_server" || echo "$FLOOD_BEFORE") \
+                    up
+                lg $tag flood --target "$NODE" --stats-addr "$STATS" \
                     --server-pid "$NODE_PID" --duration "$DUR" --in-flight 16 --clients 1 \
                     --capacity "$VB" --multiplier 5 --kind forged-put
             else
@@ -275,7 +282,9 @@ ratios=(--ratio client-if128:node_ops_per_s/client-if128:echo_ops_per_s
     --ratio client-nopin-if128:node_ops_per_s/client-nopin-if128:echo_ops_per_s
     --ratio client-nopin-if1:node_ops_per_s/client-nopin-if1:echo_ops_per_s
     --ratio flood-x5:get_ratio/flood-echo-x5:get_ratio
-    --ratio flood-x5:flood_ops_per_s/flood-echo-x5:flood_ops_per_s)
+    --ratio flood-x5:flood_ops_per_s/flood-echo-x5:flood_ops_per_s
+    --ratio flood-before-x5:get_ratio/flood-echo-x5:get_ratio
+    --ratio flood-x5:get_ratio/flood-before-x5:get_ratio)
 for b in $STEALS; do
     ratios+=(--ratio "steal-$b-if128:node_ops_per_s/steal-$b-if128:echo_ops_per_s"
         --ratio "steal-$b-if1:node_ops_per_s/steal-$b-if1:echo_ops_per_s"

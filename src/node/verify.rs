@@ -59,7 +59,7 @@ pub(super) enum VerifyMsg {
 }
 
 pub(super) fn verify_loop(shared: Arc<Shared>, rx: Receiver<VerifyMsg>, counters: Arc<Counters>) {
-    let mut refused = RefusedCache::with_slots(STAGE_REFUSED_SLOTS);
+    let mut refused = RefusedCache::keyed(STAGE_REFUSED_SLOTS, rand::random());
     let mut batch: Vec<(SocketAddr, Record)> = Vec::with_capacity(VERIFY_BATCH);
     let mut restored: Vec<([u8; 32], Box<[u8]>)> = Vec::new();
     let owner_count = shared.config.shard_owner_threads;

@@ -20,7 +20,7 @@ use crate::peer::{ScoredPeer, TrustPolicy, choose_targets};
 use crate::pow::{KeyCache, SignatureCheck, check_work, verify_signatures};
 use crate::shard::challenge::{Answer, ChallengeBook, ChallengeConfig, ChallengeOutcome, Verdict};
 use crate::shard::maintain::MaintainedStore;
-use crate::shard::refused::{Known, RefusedCache};
+use crate::shard::refused::{Known, REFUSED_SLOTS, RefusedCache};
 use crate::shard::repair::{Repair, RepairConfig, ReplicaView};
 use crate::shard::store::{Inserted, Refusal, Store};
 use crate::shard::{Version, compare_versions};
@@ -188,13 +188,15 @@ impl<W> Shard<W> {
         }
     }
 
-    /// Sets the trust, challenge and repair policy and seeds the shard's RNGs (the node passes a
-    /// random seed; a simulation a fixed one). Call before use: it forgets challenges and repair
-    /// state.
+    /// Sets the trust, challenge and repair policy and seeds the shard's RNGs and the key of its
+    /// refused-signature cache (the node passes a random seed; a simulation a fixed one). Call
+    /// before use and before [`Shard::refused_slots`]: it forgets challenges, repair state and
+    /// refused records.
     pub fn with_policy(mut self, policy: ShardPolicy, seed: u64) -> Shard<W> {
         self.policy = policy;
         self.rng = StdRng::seed_from_u64(seed);
         self.repair_rng = StdRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);
+        self.refused = RefusedCache::keyed(REFUSED_SLOTS, seed ^ 0x5851_f42d_4c95_7f2d);
         self.challenges = ChallengeBook::new(policy.challenge);
         self.repair = Repair::new(policy.repair);
         self
