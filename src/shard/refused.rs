@@ -41,10 +41,12 @@ use rand::{RngCore, SeedableRng};
 
 use crate::wire::Dat;
 
-/// Slots per shard: 256 × 16 B = 4 KiB per shard, 1 MiB for the node's 256 shards. A bad record
-/// costs its sender a proof of work (the work check comes first), so distinct bad records are
-/// rare and expensive; the cache only has to catch replays, and 65 536 remembered node-wide
-/// covers any replay set a sender can afford to build.
+/// Slots per shard: 256 × 16 B = 4 KiB per shard, 1 MiB for the node's 256 shards: 65 536
+/// refused records remembered node-wide, 32 per shard with room to spare in every set for the
+/// 8,192 records of the issue-14 flood. The cache catches replays only. A forger who sends a new
+/// record each time (another signature over the same valid work costs nothing) is not slowed by
+/// it at all; that sender is held by what bounds any verification work instead, the
+/// verification permits and the owners' bounded channels (counted drops).
 pub const REFUSED_SLOTS: usize = 256;
 
 /// Ways per set: four 16-byte fingerprints fill one 64-byte cache line, so a lookup still
@@ -54,8 +56,8 @@ pub const REFUSED_WAYS: usize = 4;
 const _: () = assert!(REFUSED_SLOTS.is_power_of_two() && REFUSED_SLOTS >= REFUSED_WAYS);
 
 /// Most fingerprints of one batch kept to find repeats in it: the owner (or a verification
-/// stage thread) drains at most 64 messages per wake-up; a longer batch checks its first 256 only (repeats beyond are verified
-/// as before, never wrongly refused).
+/// stage thread) drains at most 64 messages per wake-up; a longer batch checks its first 256
+/// only (repeats beyond are verified as before, never wrongly refused).
 const BATCH_SCRATCH: usize = 256;
 
 /// One set: [`REFUSED_WAYS`] fingerprints as low and high halves (0 = empty), one cache line.
