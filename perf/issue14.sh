@@ -33,7 +33,8 @@
 #   flood-before-x5            with FLOOD_BEFORE=PATH: the same against that node_server binary
 #                              (an earlier build), in the same rounds
 #                              (FLOOD_CAPACITY=N: floods at 5 x N PUTs/s instead of 5x the
-#                              round's batched verification rate)
+#                              round's batched verification rate; FLOOD_KIND=fresh-forged-put:
+#                              a new forgery in every datagram instead of 8,192 cycled)
 #   rx-R-if1/-if128/-put/-flood  the client, PUT and flood scenarios against a node with R
 #                              receiver threads (R in RECEIVERS, default "1 2"; 0 = the node's
 #                              default), every receiver fed, same round (ONLY=receivers)
@@ -253,7 +254,8 @@ for RUN in $(seq 1 "$RUNS"); do
                     up
                 lg $tag flood --target "$NODE" --stats-addr "$STATS" \
                     --server-pid "$NODE_PID" --duration "$DUR" --in-flight 16 --clients 1 \
-                    --capacity "${FLOOD_CAPACITY:-$VB}" --multiplier 5 --kind forged-put
+                    --capacity "${FLOOD_CAPACITY:-$VB}" --multiplier 5 \
+                    --kind "${FLOOD_KIND:-forged-put}"
             else
                 "$BIN/echo_baseline" --listen "$ECHO" --answer-only-op 3 \
                     2>>"$OUT/echo_baseline.log" &
@@ -261,7 +263,8 @@ for RUN in $(seq 1 "$RUNS"); do
                 sleep 0.3
                 lg flood-echo-x5 flood --target "$ECHO" --server-pid "$ECHO_PID" \
                     --no-handshake --skip-load --duration "$DUR" --in-flight 16 --clients 1 \
-                    --capacity "${FLOOD_CAPACITY:-$VB}" --multiplier 5 --kind forged-put
+                    --capacity "${FLOOD_CAPACITY:-$VB}" --multiplier 5 \
+                    --kind "${FLOOD_KIND:-forged-put}"
             fi
             stop
         done

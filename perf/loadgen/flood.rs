@@ -19,8 +19,13 @@ use crate::records::owner_keys;
 /// What a flood sends.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FloodKind {
-    /// PUTs with valid work and a signature by another owner: each costs a full verification.
+    /// PUTs with valid work and a signature by another owner: each costs a full verification
+    /// the first time; 8,192 such records cycled, so the node may remember the refusals.
     ForgedPut,
+    /// The same forgeries with the send count written into the signature's first 8 bytes:
+    /// every datagram is a record never seen before (free for a forger), so remembering
+    /// refusals does not help and each one reaching an owner costs a verification.
+    FreshForgedPut,
     /// Valid PUTs, cycling over cached records (repeats are duplicates).
     ValidPut,
     /// GETs for loaded keys.
@@ -66,7 +71,7 @@ pub(crate) fn run_flood(f: &FloodArgs) -> Result<Value> {
     let pool: Vec<Box<[u8]>> = match f.kind {
         FloodKind::Get => set.gets[..a.keys].to_vec(),
         FloodKind::ValidPut => set.puts[a.keys..a.keys + pool_len].to_vec(),
-        FloodKind::ForgedPut => set.puts[a.keys..a.keys + pool_len]
+        FloodKind::ForgedPut | FloodKind::FreshForgedPut => set.puts[a.keys..a.keys + pool_len]
             .iter()
             .enumerate()
             .map(|(j, p)| {
@@ -79,6 +84,8 @@ pub(crate) fn run_flood(f: &FloodArgs) -> Result<Value> {
             .collect(),
     };
     let pool_refs: Vec<&[u8]> = pool.iter().map(|b| &b[..]).collect();
+    // PUT = op, len(2), dat; the signature is at dat offset 56.
+    let stamp_at = (f.kind == FloodKind::FreshForgedPut).then_some(3 + 56);
     let get_socks = get_sockets(a.net.source_base, 1, clients, pace)?;
     let keypairs = handshake(a, &get_socks)?;
     let flood_socks = put_sockets(a.net.source_base, 1 + clients, f.flood_clients)?;
@@ -123,6 +130,7 @@ pub(crate) fn run_flood(f: &FloodArgs) -> Result<Value> {
                                 sock,
                                 a.net.target,
                                 &mine,
+                                stamp_at,
                                 per,
                                 flood_duration,
                                 u64::MAX,

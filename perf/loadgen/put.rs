@@ -38,10 +38,14 @@ pub(crate) struct PutArgs {
 }
 
 /// Sends `datagrams` (cycling) at `rate` per second (0 = as fast as possible); returns how many.
+/// With `stamp_at`, each copy sent carries the send count (u64 LE) at that byte offset, so no
+/// two datagrams sent are the same (fresh forgeries: a new signature each time).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn sender(
     socket: &UdpSocket,
     target: SocketAddr,
     datagrams: &[&[u8]],
+    stamp_at: Option<usize>,
     rate: f64,
     duration: Duration,
     count: u64,
@@ -66,7 +70,15 @@ pub(crate) fn sender(
         };
         while sent < due {
             let d = datagrams[(sent % datagrams.len() as u64) as usize];
-            if !batch.push(target, d) {
+            let pushed = match stamp_at {
+                Some(at) if d.len() >= at + 8 => batch.push_with(target, |buf| {
+                    buf[..d.len()].copy_from_slice(d);
+                    buf[at..at + 8].copy_from_slice(&sent.to_le_bytes());
+                    d.len()
+                }),
+                _ => batch.push(target, d),
+            };
+            if !pushed {
                 let _ = batch.flush(socket);
                 continue;
             }
@@ -116,6 +128,7 @@ pub(crate) fn run_put_clients(
                         socket,
                         target,
                         &mine,
+                        None,
                         rate / clients as f64,
                         duration,
                         count_each,
