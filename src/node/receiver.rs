@@ -297,6 +297,19 @@ fn handle_batch(
         match message {
             Message::Put(dat) => {
                 let shard = shard_index(dat.pubkey(), dat.key());
+                let owner = shard % owner_count;
+                // The cheapest drop first: a full queue drops any PUT, before its fingerprint,
+                // its copy and an owner's wake-up. A flood of fresh forgeries (which no cache
+                // can recognise) keeps the queues full; each of its datagrams then costs a
+                // parse and two loads.
+                let (queue_full, full_counter) = match &shared.verify_tx {
+                    Some(verify) => (verify.is_full(), &counters.verify_channel_full),
+                    None => (shared.owners[owner].is_full(), &counters.shard_channel_full),
+                };
+                if queue_full {
+                    inc(full_counter);
+                    continue;
+                }
                 if shared.refused[shard].knows(&dat) {
                     // A replay of a record whose signature failed: dropped here, before the
                     // copy, the queue and the owner's wake-up (counted as the owner would).
@@ -305,22 +318,11 @@ fn handle_batch(
                     continue;
                 }
                 if let Some(verify) = &shared.verify_tx {
-                    if verify.is_full() {
-                        // Dropped before the copy, as for a full owner channel.
-                        inc(&counters.verify_channel_full);
-                        continue;
-                    }
                     let msg = VerifyMsg::Put {
                         from,
                         dat: dat.to_boxed(),
                     };
                     try_send(verify, msg, &counters.verify_channel_full);
-                    continue;
-                }
-                let owner = shard % owner_count;
-                if shared.owners[owner].is_full() {
-                    // Dropped before the copy: a flood costs the receiver no allocation.
-                    inc(&counters.shard_channel_full);
                     continue;
                 }
                 let msg = OwnerMsg::Put {
