@@ -709,7 +709,8 @@ impl<W> Shard<W> {
 
     /// Advances replica repair (and starts a republish when due): looks at up to `*scan_budget`
     /// records (decremented) and re-sends those whose FANOUT closest peers changed, as far as
-    /// `pacer` allows. Sends are sampled as storage challenges like any other.
+    /// `pacer` allows. Sends are sampled as storage challenges like any other. Returns whether
+    /// the pacer stopped the step (a send it could not cover).
     #[allow(clippy::too_many_arguments)]
     pub fn repair_step(
         &mut self,
@@ -719,7 +720,7 @@ impl<W> Shard<W> {
         scan_budget: &mut usize,
         counters: &Counters,
         effects: &mut Effects<W>,
-    ) {
+    ) -> bool {
         let store = self.store.read();
         let challenges = &mut self.challenges;
         let rng = &mut self.rng;
@@ -741,6 +742,7 @@ impl<W> Shard<W> {
         add(&counters.repair_passes_completed, report.passes_completed);
         add(&counters.repair_datagrams_sent, report.datagrams);
         add(&counters.repair_bytes_sent, report.bytes);
+        report.paced
     }
 
     /// Ends local gets past their deadline.

@@ -459,7 +459,7 @@ impl<PW, GW> Shard2<PW, GW> {
     /// Advances replica repair of the v2 records (and starts a republish when due), exactly as
     /// [`crate::shard::core::Shard::repair_step`] does for v1: up to `*scan_budget` records
     /// (decremented), each re-sent as a PUT2 to the peers newly among its FANOUT closest, as far
-    /// as `pacer` (the node-wide repair pacer) allows.
+    /// as `pacer` (the node-wide repair pacer) allows. Returns whether the pacer stopped it.
     pub fn repair_step(
         &mut self,
         now_ms: u64,
@@ -467,7 +467,7 @@ impl<PW, GW> Shard2<PW, GW> {
         scan_budget: &mut usize,
         counters: &Counters2,
         effects: &mut Effects2<PW, GW>,
-    ) {
+    ) -> bool {
         let store = self.store.read();
         let report = self.repair.step(
             now_ms,
@@ -483,6 +483,7 @@ impl<PW, GW> Shard2<PW, GW> {
         add(&counters.repair_passes_completed, report.passes_completed);
         add(&counters.repair_datagrams_sent, report.datagrams);
         add(&counters.repair_bytes_sent, report.bytes);
+        report.paced
     }
 
     /// This node's ID (what the replica set is measured from).

@@ -54,12 +54,44 @@ pub const SHARD_TICK_MS: u64 = 1_000;
 /// `repair_scan_records_per_step` records (a few milliseconds with 1000 peers), so under a flood
 /// of PUTs repair takes at most a small share of the owner's time. The pacer refills for 20 ms
 /// between steps (10 KiB at the default 512 KiB/s), well inside its 64 KiB burst. While a pass
-/// runs, the group asks to be woken this often. (The node used 10 ms and the simulator 20 ms
+/// runs, the group asks to be woken this often, unless the pacer cut its last step short: then
+/// at the turn the pacer gave it ([`RepairClock`]). (The node used 10 ms and the simulator 20 ms
 /// before they shared this core. 10 ms doubles the repair wake-ups of every owner and the records
 /// a pass may examine per second; in the simulator's 200-node scenario it also added repair and
 /// challenge traffic, which draws on the peers' amplification budgets, and lost more final
 /// gets to withheld answers: 1–4 of 1000 on each of 9 seeds, against 0–3 with 20 ms.)
 pub const REPAIR_STEP_MS: u64 = 20;
+
+/// When a group's next repair step is due: [`REPAIR_STEP_MS`] after its last one, or, when the
+/// repair pacer cut that step short, at the turn the pacer handed out ([`Pacer::next_turn_ms`]).
+/// The node's 256 owners share one pacer; each stepping every 20 ms while its pass waits on the
+/// pacer woke the owners 12.8 k times a second to find the bucket empty (`perf/README.md`,
+/// "Repair steps in turns"). Shared by the v1 and v2 groups.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RepairClock {
+    /// When repair last stepped (monotonic ms).
+    last_ms: Option<u64>,
+    /// The pacer's turn, after a step it cut short.
+    turn_ms: Option<u64>,
+}
+
+impl RepairClock {
+    /// When the next step is due (monotonic ms; 0 before the first).
+    pub fn next_ms(&self) -> u64 {
+        match (self.turn_ms, self.last_ms) {
+            (Some(turn), _) => turn,
+            (None, Some(last)) => last.saturating_add(REPAIR_STEP_MS),
+            (None, None) => 0,
+        }
+    }
+
+    /// Records a step at `now_ms`; `paced`: the pacer could not cover a send (then the next step
+    /// waits for a turn from `pacer`).
+    pub fn stepped(&mut self, now_ms: u64, paced: bool, pacer: &mut Pacer) {
+        self.last_ms = Some(now_ms);
+        self.turn_ms = paced.then(|| pacer.next_turn_ms(now_ms));
+    }
+}
 
 /// Challenges a group may send in one run of its timers (its timer catching up after a stall).
 pub const MAX_CHALLENGES_PER_WAKE: usize = 4;
@@ -188,7 +220,7 @@ pub struct ShardGroup<W> {
     seen_snapshot: Option<Arc<PeerSnapshot>>,
     view: Arc<ReplicaView>,
     repair_turn: usize,
-    repaired_ms: Option<u64>,
+    repair_clock: RepairClock,
     next_periodic_ms: u64,
     maintain: Option<MaintainWalk>,
 }
@@ -219,7 +251,7 @@ impl<W> ShardGroup<W> {
             seen_snapshot: None,
             view: Arc::new(ReplicaView::default()),
             repair_turn: 0,
-            repaired_ms: None,
+            repair_clock: RepairClock::default(),
             next_periodic_ms: now.mono_ms.saturating_add(config.tick_period_ms),
             maintain: config
                 .maintain
@@ -395,14 +427,14 @@ impl<W> ShardGroup<W> {
             }
         }
         if self.repair_due(now.mono_ms, periodic) {
-            self.repaired_ms = Some(now.mono_ms);
             let mut pacer = env.repair_pacer();
             let mut scan = self.config.repair_scan_records_per_step;
+            let mut paced = false;
             let n = self.shards.len();
             self.repair_turn = (self.repair_turn + 1) % n;
             for k in 0..n {
                 let shard = &mut self.shards[(self.repair_turn + k) % n];
-                shard.repair_step(
+                paced |= shard.repair_step(
                     now.mono_ms,
                     now.wall_ms,
                     &mut pacer,
@@ -414,6 +446,7 @@ impl<W> ShardGroup<W> {
                     break;
                 }
             }
+            self.repair_clock.stepped(now.mono_ms, paced, &mut pacer);
         }
     }
 
@@ -466,9 +499,7 @@ impl<W> ShardGroup<W> {
 
     fn repair_due(&self, now_ms: u64, periodic: bool) -> bool {
         self.config.repair_enabled
-            && self
-                .repaired_ms
-                .is_none_or(|at| now_ms.saturating_sub(at) >= REPAIR_STEP_MS)
+            && now_ms >= self.repair_clock.next_ms()
             && (periodic || self.shards.iter().any(|s| s.repair_active()))
     }
 
@@ -499,10 +530,7 @@ impl<W> ShardGroup<W> {
             consider(challenge);
         }
         if self.config.repair_enabled && self.shards.iter().any(|s| s.repair_active()) {
-            consider(
-                self.repaired_ms
-                    .map_or(0, |t| t.saturating_add(REPAIR_STEP_MS)),
-            );
+            consider(self.repair_clock.next_ms());
         }
         if !self.idle() {
             consider(self.next_periodic_ms);
@@ -729,6 +757,71 @@ mod tests {
             &mut fx,
         );
         assert!(fx.outbox.len() > sent, "the next step");
+    }
+
+    #[test]
+    fn a_pass_the_pacer_cuts_short_waits_for_its_turn() {
+        // Two groups (two owners) sharing one pacer whose burst covers four records' sends (so
+        // a turn, a quarter burst apart, finds one record's), and records enough that every
+        // step runs out of budget.
+        let counters = Counters::default();
+        let none = Arc::new(PeerSnapshot::default());
+        let owner = Keypair::generate();
+        let mut env = env();
+        let record_bytes = {
+            let dat = crate::pow::make_dat_single(&owner, &[0, 0], b"v", WALL_MS, 4);
+            crate::wire::Message::Put(dat.as_view()).buffer_len() as u64
+        };
+        env.pacer = Pacer::new(
+            crate::peer::budget::BucketConfig {
+                burst_bytes: record_bytes * 3 * 4,
+                refill_bytes_per_s: record_bytes * 3 * 4 * 10,
+            },
+            0,
+        );
+        let gap_ms = env.pacer.turn_gap_ms();
+        assert!(gap_ms > REPAIR_STEP_MS, "a turn is further off than a step");
+        let mut groups: Vec<ShardGroup<u32>> = (0..2).map(|_| group(1, 0)).collect();
+        let snapshot = peers(4);
+        let mut fx = Effects::default();
+        for (n, g) in groups.iter_mut().enumerate() {
+            for i in 0..20u8 {
+                let dat = crate::pow::make_dat_single(&owner, &[n as u8, i], b"v", WALL_MS, 4);
+                let input = Input::LocalPut { dat };
+                assert!(g.handle(at(0), &none, input, &counters, &mut fx).is_some());
+            }
+            g.end_batch(at(0), &none, &mut env, &counters, &mut fx);
+        }
+        fx.clear();
+        // Half the burst spent elsewhere; then both see the new view at 5 ms: the first sends
+        // what is left (fewer records than its step may examine) and is cut short, the second
+        // finds the bucket empty. Each is given a turn, one gap apart.
+        assert!(env.pacer.try_take(5, record_bytes * 3 * 2));
+        for g in &mut groups {
+            g.end_batch(at(5), &snapshot, &mut env, &counters, &mut fx);
+            assert!(g.shards()[0].repair_active());
+        }
+        let sent = fx.outbox.len();
+        assert!(
+            (3..=6).contains(&sent),
+            "half a burst's worth: {sent} sends"
+        );
+        assert_eq!(groups[0].next_deadline_ms(), Some(5 + gap_ms));
+        assert_eq!(groups[1].next_deadline_ms(), Some(5 + 2 * gap_ms));
+        // No step before the turn, however often the group runs.
+        for ms in [5 + REPAIR_STEP_MS, 4 + gap_ms] {
+            groups[0].end_batch(at(ms), &snapshot, &mut env, &counters, &mut fx);
+        }
+        assert_eq!(fx.outbox.len(), sent);
+        // At its turn the bucket has refilled: more goes, and the next turn comes after the
+        // other group's.
+        groups[0].end_batch(at(5 + gap_ms), &snapshot, &mut env, &counters, &mut fx);
+        let sent_first_turn = fx.outbox.len();
+        assert!(sent_first_turn > sent);
+        assert_eq!(groups[0].next_deadline_ms(), Some(5 + 3 * gap_ms));
+        groups[1].end_batch(at(5 + 2 * gap_ms), &snapshot, &mut env, &counters, &mut fx);
+        assert!(fx.outbox.len() > sent_first_turn, "the second group's turn");
+        assert_eq!(groups[1].next_deadline_ms(), Some(5 + 4 * gap_ms));
     }
 
     fn held(g: &ShardGroup<u32>) -> usize {

@@ -6,7 +6,7 @@
 //! Replica maintenance of v2 records is decided exactly as for v1, in the same two modes. The
 //! v1 path ([`crate::shard::repair`], the same walk): the group takes the replica view of the
 //! RECORD_V2 peers from the snapshot, steps its shards' passes at most every [`REPAIR_STEP_MS`]
-//! with the node-wide repair pacer (the one v1 repair draws on, handed out by the same
+//! (or at the pacer's turn, [`RepairClock`]) with the node-wide repair pacer (the one v1 repair draws on, handed out by the same
 //! [`GroupEnv`]), and sends PUT2s. With `GroupConfig::maintain` (the node's `route_lookups`),
 //! maintenance is by lookup ([`crate::shard::maintain`], the walk the v1 group runs): due copies
 //! ask for lookups of their owner IDs (`Effects2::lookups`), answers
@@ -20,7 +20,9 @@ use crate::peer::PeerSnapshot;
 use crate::route::Contact;
 use crate::route::maintain::MaintainStats;
 use crate::shard::core2::{BackupOp2, Counters2, Effects2, LocalPut2, Shard2};
-use crate::shard::group::{GroupConfig, GroupEnv, Now, REPAIR_STEP_MS};
+#[cfg(doc)]
+use crate::shard::group::REPAIR_STEP_MS;
+use crate::shard::group::{GroupConfig, GroupEnv, Now, RepairClock};
 use crate::shard::maintain::{MaintainWalk, MaintainedStore};
 use crate::shard::repair::ReplicaView;
 use crate::shard::route::shard_index;
@@ -94,8 +96,8 @@ pub struct Group2<PW, GW> {
     view: Arc<ReplicaView>,
     /// The snapshot the view was last taken from.
     seen_snapshot: Option<Arc<PeerSnapshot>>,
-    /// When repair last stepped.
-    repaired_ms: Option<u64>,
+    /// When repair next steps.
+    repair_clock: RepairClock,
     /// Which shard the next repair step starts at (so no shard starves the others' passes).
     repair_turn: usize,
     /// Replica maintenance by lookup (with `GroupConfig::maintain`).
@@ -115,7 +117,7 @@ impl<PW, GW> Group2<PW, GW> {
             repair: None,
             view: Arc::new(ReplicaView::default()),
             seen_snapshot: None,
-            repaired_ms: None,
+            repair_clock: RepairClock::default(),
             repair_turn: 0,
             maintain: None,
         }
@@ -269,7 +271,8 @@ impl<PW, GW> Group2<PW, GW> {
 
     /// Runs what is due at `now`: get and CAS deadlines, and the periodic expiry.
     /// Then picks up a changed RECORD_V2 replica view from `peers` and steps repair (at most
-    /// every [`REPAIR_STEP_MS`], drawing on `env`'s repair pacer), as the v1 group does.
+    /// every [`REPAIR_STEP_MS`], or at the pacer's turn after a step it cut short, drawing on
+    /// `env`'s repair pacer), as the v1 group does.
     pub fn end_batch(
         &mut self,
         now: Now,
@@ -340,26 +343,25 @@ impl<PW, GW> Group2<PW, GW> {
             }
         }
         if self.repair_due(now.mono_ms, periodic) {
-            self.repaired_ms = Some(now.mono_ms);
             let mut pacer = env.repair_pacer();
             let mut scan = config.repair_scan_records_per_step;
+            let mut paced = false;
             let n = self.shards.len();
             self.repair_turn = (self.repair_turn + 1) % n;
             for k in 0..n {
                 let shard = &mut self.shards[(self.repair_turn + k) % n];
-                shard.repair_step(now.mono_ms, &mut pacer, &mut scan, counters, effects);
+                paced |= shard.repair_step(now.mono_ms, &mut pacer, &mut scan, counters, effects);
                 if scan == 0 {
                     break;
                 }
             }
+            self.repair_clock.stepped(now.mono_ms, paced, &mut pacer);
         }
     }
 
     fn repair_due(&self, now_ms: u64, periodic: bool) -> bool {
         self.repair.is_some()
-            && self
-                .repaired_ms
-                .is_none_or(|at| now_ms.saturating_sub(at) >= REPAIR_STEP_MS)
+            && now_ms >= self.repair_clock.next_ms()
             && (periodic || self.shards.iter().any(|s| s.repair_active()))
     }
 
@@ -373,11 +375,8 @@ impl<PW, GW> Group2<PW, GW> {
             .min();
         let holds = self.shards.iter().any(|s| !s.store().read().is_empty());
         let periodic = holds.then_some(self.next_tick_ms);
-        let repair =
-            (self.repair.is_some() && self.shards.iter().any(|s| s.repair_active())).then(|| {
-                self.repaired_ms
-                    .map_or(0, |t| t.saturating_add(REPAIR_STEP_MS))
-            });
+        let repair = (self.repair.is_some() && self.shards.iter().any(|s| s.repair_active()))
+            .then(|| self.repair_clock.next_ms());
         [pending, periodic, repair].into_iter().flatten().min()
     }
 }
@@ -390,6 +389,7 @@ mod tests {
     use crate::peer::{PeerInfo, Trust, TrustPolicy};
     use crate::route::maintain::MaintainConfig;
     use crate::shard::core2::Rules2;
+    use crate::shard::group::REPAIR_STEP_MS;
     use crate::shard::group::SHARD_TICK_MS;
     use crate::shard::store2::{Store2, Store2Config};
     use crate::wire::Features;
