@@ -44,6 +44,9 @@
 #                              (ONLY=spin)
 #   od-B-if1/-if128/-put/-flood  the same against the default node with receivers on demand
 #                              (Config::receivers_on_demand) B = true and false (ONLY=ondemand)
+#   client-before-if1/-if128   with ONLY=ab and CLIENT_BEFORE=PATH: the client pair against this
+#                              build and against that node_server binary (an earlier build),
+#                              alternating order, same rounds
 #   verify-batch-t2            the batched verification rate on both cores (PUT ceiling)
 # and once at the end: memory at MEMORY_RECORDS records (RSS per record).
 # SPLIT=1 gives the servers (node, echo) one whole core and the load generator the other: servers
@@ -69,6 +72,10 @@ OWNERS=${OWNERS:-"256 16 2"}
 RECEIVERS=${RECEIVERS:-"1 2"}
 SPINS=${SPINS:-"0 20 50"}
 ONLY=${ONLY:-"client scale peers flood memory"}
+if [[ " $ONLY " == *" ab "* ]] && [ -z "${CLIENT_BEFORE:-}" ]; then
+    echo "ONLY=ab needs CLIENT_BEFORE=PATH (a node_server binary)" >&2
+    exit 2
+fi
 MEMORY_RECORDS=${MEMORY_RECORDS:-1000000}
 SPLIT=${SPLIT:-0}
 if [ "$SPLIT" = 1 ]; then
@@ -200,6 +207,16 @@ for RUN in $(seq 1 "$RUNS"); do
         client_pair client-spin50 --receiver-spin-us 50
         client_pair client-nopin --pin false
     fi
+    if want ab; then
+        # This build and CLIENT_BEFORE (a node_server binary) in alternating order.
+        if [ $((RUN % 2)) = 0 ]; then
+            client_pair client
+            NODE_BIN=$CLIENT_BEFORE client_pair client-before
+        else
+            NODE_BIN=$CLIENT_BEFORE client_pair client-before
+            client_pair client
+        fi
+    fi
     if want steal; then
         for steal in $STEALS; do
             client_pair "steal-$steal" --receiver-steal-batches "$steal"
@@ -303,6 +320,10 @@ ratios=(--ratio client-if128:node_ops_per_s/client-if128:echo_ops_per_s
     --ratio client-spin50-if1:node_ops_per_s/client-spin50-if1:echo_ops_per_s
     --ratio client-nopin-if128:node_ops_per_s/client-nopin-if128:echo_ops_per_s
     --ratio client-nopin-if1:node_ops_per_s/client-nopin-if1:echo_ops_per_s
+    --ratio client-before-if128:node_ops_per_s/client-before-if128:echo_ops_per_s
+    --ratio client-before-if1:node_ops_per_s/client-before-if1:echo_ops_per_s
+    --ratio client-if128:node_ops_per_s/client-before-if128:node_ops_per_s
+    --ratio client-if128:node_p99_us/client-before-if128:node_p99_us
     --ratio flood-x5:get_ratio/flood-echo-x5:get_ratio
     --ratio flood-x5:flood_ops_per_s/flood-echo-x5:flood_ops_per_s
     --ratio flood-before-x5:get_ratio/flood-echo-x5:get_ratio

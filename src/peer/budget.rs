@@ -96,11 +96,13 @@ impl TokenBucket {
     }
 }
 
-/// A paced user's turns come this fraction of the burst apart: the time the bucket takes to refill
-/// a quarter of its burst (31 ms at the repair defaults, 64 KiB at 512 KiB/s). A quarter, not the
-/// whole burst, so the bucket never fills up unused between two turns (then rate would be lost)
-/// even when a turn's user has less to send than it finds.
-pub const TURN_BURST_FRACTION: u64 = 4;
+/// A paced user's turns come at least this fraction of the burst apart: the time the bucket takes
+/// to refill an eighth of its burst (16 ms at the repair defaults, 64 KiB at 512 KiB/s: ~62 turns
+/// a second however many users wait). A small fraction, so the bucket does not fill up unused
+/// between two turns (rate would be lost) when a turn's user has less left to send than it
+/// finds: a node's 256 owners may hold a few records each. Never shorter than the refill of
+/// the send the bucket last refused, so a turn finds at least that.
+pub const TURN_BURST_FRACTION: u64 = 8;
 
 /// A token bucket with its shape: paces one sender (replica repair), which may be many threads
 /// taking from it in turn.
@@ -110,6 +112,8 @@ pub struct Pacer {
     bucket: TokenBucket,
     /// The latest turn handed out ([`Pacer::next_turn_ms`]); 0 before the first.
     last_turn_ms: u64,
+    /// The size of the last send the bucket could not cover (0 before any).
+    last_refused_bytes: u64,
 }
 
 impl Pacer {
@@ -119,6 +123,7 @@ impl Pacer {
             config,
             bucket: TokenBucket::full(&config, now_ms),
             last_turn_ms: 0,
+            last_refused_bytes: 0,
         }
     }
 
@@ -136,11 +141,12 @@ impl Pacer {
         turn
     }
 
-    /// Milliseconds between two turns: the time to refill `burst / TURN_BURST_FRACTION` bytes,
-    /// at least 1 (a pacer that never refills hands out turns a day apart).
+    /// Milliseconds between two turns: the time to refill `burst / TURN_BURST_FRACTION` bytes, or
+    /// the last refused send if that is more; at least 1 (a pacer that never refills hands out
+    /// turns a day apart).
     pub fn turn_gap_ms(&self) -> u64 {
         const NEVER_MS: u64 = 86_400_000;
-        let share = self.config.burst_bytes / TURN_BURST_FRACTION;
+        let share = (self.config.burst_bytes / TURN_BURST_FRACTION).max(self.last_refused_bytes);
         if self.config.refill_bytes_per_s == 0 {
             return NEVER_MS;
         }
@@ -157,7 +163,11 @@ impl Pacer {
 
     /// Takes `bytes` if available; otherwise takes nothing and returns false.
     pub fn try_take(&mut self, now_ms: u64, bytes: u64) -> bool {
-        self.bucket.try_take(&self.config, now_ms, bytes)
+        let taken = self.bucket.try_take(&self.config, now_ms, bytes);
+        if !taken {
+            self.last_refused_bytes = bytes;
+        }
+        taken
     }
 
     /// Whole bytes available at `now_ms`.
@@ -489,8 +499,8 @@ mod tests {
     }
 
     #[test]
-    fn paced_users_get_turns_a_quarter_burst_apart() {
-        // The repair defaults: 64 KiB burst at 512 KiB/s refill a quarter burst in 31.25 ms.
+    fn paced_users_get_turns_an_eighth_burst_apart() {
+        // The repair defaults: 64 KiB burst at 512 KiB/s refill an eighth in 15.6 ms.
         let mut p = Pacer::new(
             BucketConfig {
                 burst_bytes: 64 * 1024,
@@ -498,18 +508,22 @@ mod tests {
             },
             0,
         );
-        assert_eq!(p.turn_gap_ms(), 32);
+        assert_eq!(p.turn_gap_ms(), 16);
         // Three users short at the same moment come back one after another, not together.
+        assert_eq!(p.next_turn_ms(1000), 1016);
         assert_eq!(p.next_turn_ms(1000), 1032);
-        assert_eq!(p.next_turn_ms(1000), 1064);
-        assert_eq!(p.next_turn_ms(1010), 1096);
+        assert_eq!(p.next_turn_ms(1010), 1048);
         // Once the queue has passed, a turn is one gap from now.
-        assert_eq!(p.next_turn_ms(5000), 5032);
-        // Between two turns the bucket refills a quarter burst: what the first user drained,
-        // the next one finds.
+        assert_eq!(p.next_turn_ms(5000), 5016);
+        // Between two turns the bucket refills an eighth of its burst: what the first user
+        // drained, the next one finds.
         let all = p.available(5000);
         assert!(p.try_take(5000, all));
-        assert!(p.try_take(5032, 16 * 1024));
+        assert!(p.try_take(5016, 8 * 1024));
+        // A refused send longer than the share stretches the gap to its refill time.
+        assert!(!p.try_take(5016, 20 * 1024));
+        assert_eq!(p.turn_gap_ms(), 40);
+        assert!(p.try_take(5016 + 40, 20 * 1024));
         // A pacer that never refills hands out far turns; a tiny burst turns of at least 1 ms.
         let never = Pacer::new(
             BucketConfig {

@@ -761,9 +761,9 @@ mod tests {
 
     #[test]
     fn a_pass_the_pacer_cuts_short_waits_for_its_turn() {
-        // Two groups (two owners) sharing one pacer whose burst covers four records' sends (so
-        // a turn, a quarter burst apart, finds one record's), and records enough that every
-        // step runs out of budget.
+        // Two groups (two owners) sharing one pacer whose burst covers eight records' sends (so
+        // a turn, an eighth of a burst apart, finds one record's), and records enough that
+        // every step runs out of budget.
         let counters = Counters::default();
         let none = Arc::new(PeerSnapshot::default());
         let owner = Keypair::generate();
@@ -774,8 +774,8 @@ mod tests {
         };
         env.pacer = Pacer::new(
             crate::peer::budget::BucketConfig {
-                burst_bytes: record_bytes * 3 * 4,
-                refill_bytes_per_s: record_bytes * 3 * 4 * 10,
+                burst_bytes: record_bytes * 3 * 8,
+                refill_bytes_per_s: record_bytes * 3 * 8 * 5,
             },
             0,
         );
@@ -796,7 +796,7 @@ mod tests {
         // Half the burst spent elsewhere; then both see the new view at 5 ms: the first sends
         // what is left (fewer records than its step may examine) and is cut short, the second
         // finds the bucket empty. Each is given a turn, one gap apart.
-        assert!(env.pacer.try_take(5, record_bytes * 3 * 2));
+        assert!(env.pacer.try_take(5, record_bytes * 3 * 6));
         for g in &mut groups {
             g.end_batch(at(5), &snapshot, &mut env, &counters, &mut fx);
             assert!(g.shards()[0].repair_active());
