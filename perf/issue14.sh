@@ -77,16 +77,8 @@ if [[ " $ONLY " == *" ab "* ]] && [ -z "${CLIENT_BEFORE:-}" ]; then
     exit 2
 fi
 MEMORY_RECORDS=${MEMORY_RECORDS:-1000000}
-SPLIT=${SPLIT:-0}
-if [ "$SPLIT" = 1 ]; then
-    SERVER_CPU=(taskset -c 0)
-    CLIENT_CPU=(taskset -c 1)
-    VERIFY_THREADS=1
-else
-    SERVER_CPU=()
-    CLIENT_CPU=()
-    VERIFY_THREADS=2
-fi
+# shellcheck source=perf/split_cores.sh
+source perf/split_cores.sh
 VERIFY_TAG=verify-batch-t$VERIFY_THREADS
 OUT=perf/out
 BIN=$OUT/bin14

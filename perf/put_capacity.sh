@@ -42,16 +42,8 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5}
 DUR=${DUR:-3}
 FRACTIONS=${FRACTIONS:-"0.6 0.8 1.0 1.2"}
-SPLIT=${SPLIT:-0}
-if [ "$SPLIT" = 1 ]; then
-    SERVER_CPU=(taskset -c 0)
-    CLIENT_CPU=(taskset -c 1)
-    VERIFY_THREADS=1
-else
-    SERVER_CPU=()
-    CLIENT_CPU=()
-    VERIFY_THREADS=2
-fi
+# shellcheck source=perf/split_cores.sh
+source perf/split_cores.sh
 [ $# -ge 1 ] || {
     echo "usage: perf/put_capacity.sh REV..." >&2
     exit 2
