@@ -189,15 +189,15 @@ pub(super) fn receiver_loop(
         let woke = on_demand.as_ref().map(|_| Instant::now());
         handle_batch(&shared, &batch, n, &counters, &mut outbox);
         flush(&socket, &mut outbox, &mut send, &counters);
-        // Stealing (`Config::receiver_steal_batches`): with one socket per receiver, a datagram waits in
-        // its socket until that socket's receiver runs. A receiver that has a CPU now takes what
-        // is already queued on the other receivers' sockets (one batch from one sibling per
-        // wake-up, in turn, without waiting), so a receiver that waits for a CPU (pinned to a
-        // core something else keeps busy) does not hold up its share of the requests. Only
-        // after our own replies went out, and only when it is likely to find something: our
-        // own batch held more than one datagram (queues are building), the last attempt found
-        // some, or every STEAL_PROBE_WAKES-th wake-up. One request at a time then costs no
-        // extra call in most wake-ups, and an idle node none at all.
+        // Stealing (`Config::receiver_steal_batches`): with one socket per receiver, a datagram
+        // waits in its socket until that socket's receiver runs. A receiver that has a CPU now
+        // takes what is already queued on the other receivers' sockets (one batch from one
+        // sibling per wake-up, in turn, without waiting), so a receiver that waits for a CPU
+        // (pinned to a core something else keeps busy) does not hold up its share of the
+        // requests. Only after our own replies went out, and only when it is likely to find
+        // something: our own batch held more than one datagram (queues are building), the last
+        // attempt found some, or every STEAL_PROBE_WAKES-th wake-up. One request at a time then
+        // costs no extra call in most wake-ups, and an idle node none at all.
         wakes_since_steal += 1;
         let worth_trying = n > 1 || stole_last || wakes_since_steal >= STEAL_PROBE_WAKES;
         let fed = on_demand.as_ref().map_or(usize::MAX, |d| d.active());

@@ -6,8 +6,8 @@
 //! Replica maintenance of v2 records is decided exactly as for v1, in the same two modes. The
 //! v1 path ([`crate::shard::repair`], the same walk): the group takes the replica view of the
 //! RECORD_V2 peers from the snapshot, steps its shards' passes at most every [`REPAIR_STEP_MS`]
-//! (or at the pacer's turn, [`RepairClock`]) with the node-wide repair pacer (the one v1 repair draws on, handed out by the same
-//! [`GroupEnv`]), and sends PUT2s. With `GroupConfig::maintain` (the node's `route_lookups`),
+//! (or at the pacer's turn, [`RepairClock`]) with the node-wide repair pacer (the one v1 repair
+//! draws on, handed out by the same [`GroupEnv`]), and sends PUT2s. With `GroupConfig::maintain` (the node's `route_lookups`),
 //! maintenance is by lookup ([`crate::shard::maintain`], the walk the v1 group runs): due copies
 //! ask for lookups of their owner IDs (`Effects2::lookups`), answers
 //! ([`Group2::lookup_done`]) push PUT2s to the closest nodes found, copies no longer among them

@@ -12,10 +12,10 @@
 //! Shape: [`REFUSED_SLOTS`] slots per shard in sets of [`REFUSED_WAYS`] (one 64-byte cache line
 //! of four 16-byte fingerprints), no allocation after construction; a set chosen by the
 //! fingerprint's high bits, a new entry taking an empty way or else the way a round-robin count
-//! of the cache's evictions names (a full set's ways are replaced in turn). The hash is keyed by a secret of each cache
-//! (drawn from the shard's seed), so a sender cannot aim its records at one set: with
-//! unkeyed fingerprints a forger varies signature bytes for free until five replayed records
-//! share a set, and every replay of them is then verified again. Sets of four also keep random
+//! of the cache's evictions names (a full set's ways are replaced in turn). The hash is keyed by
+//! a secret of each cache (drawn from the shard's seed), so a sender cannot aim its records at
+//! one set: with unkeyed fingerprints a forger varies signature bytes for free until five
+//! replayed records share a set, and every replay of them is then verified again. Sets of four also keep random
 //! collisions from doing the same: of a flood cycling 8,192 forged records (32 per shard), ~11 %
 //! shared a slot with another in the direct-mapped table this replaced, pushed each other out,
 //! and were verified again on every replay: 34 k checks in a 3.6-second flood, 8.3 k now
