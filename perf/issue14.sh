@@ -31,7 +31,9 @@
 #                              what any server keeps of its GETs during that flood on this
 #                              machine), node and echo in alternating order
 #   flood-before-x5            with FLOOD_BEFORE=PATH: the same against that node_server binary
-#                              (an earlier build), in the same rounds
+#                              (an earlier build), in the same rounds; FLOOD_BEFORE_ARGS:
+#                              flags for it (e.g. FLOOD_BEFORE=perf/out/bin14/node_server
+#                              FLOOD_BEFORE_ARGS="--put-lane false": this build without a lane)
 #                              (FLOOD_CAPACITY=N: floods at 5 x N PUTs/s instead of 5x the
 #                              round's batched verification rate; FLOOD_KIND=fresh-forged-put:
 #                              a new forgery in every datagram instead of 8,192 cycled)
@@ -276,8 +278,12 @@ for RUN in $(seq 1 "$RUNS"); do
             if [ "$which" != echo ]; then
                 tag=flood-x5
                 [ "$which" = node ] || tag=flood-before-x5
-                NODE_BIN=$([ "$which" = node ] && echo "$BIN/node_server" || echo "$FLOOD_BEFORE") \
-                    up
+                if [ "$which" = node ]; then
+                    NODE_BIN="$BIN/node_server" up
+                else
+                    # shellcheck disable=SC2086 # FLOOD_BEFORE_ARGS: several flags
+                    NODE_BIN="$FLOOD_BEFORE" up ${FLOOD_BEFORE_ARGS:-}
+                fi
                 lg $tag flood --target "$NODE" --stats-addr "$STATS" \
                     --server-pid "$NODE_PID" --duration "$DUR" --in-flight 16 --clients 1 \
                     --capacity "${FLOOD_CAPACITY:-$VB}" --multiplier 5 \

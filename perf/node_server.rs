@@ -122,6 +122,10 @@ struct ServeArgs {
     /// the node's) or always all of them (false).
     #[arg(long, action = clap::ArgAction::Set)]
     receivers_on_demand: Option<bool>,
+    /// PUTs on a socket and receiver of their own (Config::put_lane; default: the node's) or
+    /// spread with the GETs (false).
+    #[arg(long, action = clap::ArgAction::Set)]
+    put_lane: Option<bool>,
     /// Screen network PUTs in the verification stage (Config::put_verify_stage; default: the
     /// node's) or on the owners (false).
     #[arg(long, action = clap::ArgAction::Set)]
@@ -223,6 +227,9 @@ fn serve(a: &ServeArgs) -> Result<(), String> {
     }
     if let Some(on_demand) = a.receivers_on_demand {
         config.receivers_on_demand = on_demand;
+    }
+    if let Some(put_lane) = a.put_lane {
+        config.put_lane = put_lane;
     }
     if let Some(depth) = a.shard_channel_depth {
         config.shard_channel_depth = depth;

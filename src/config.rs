@@ -136,6 +136,15 @@ pub struct Config {
     /// receiver served 1.2x the rate of two at 0.8x the CPU per GET and a p99 under 1 ms, and
     /// a flood still gets every receiver (perf/README, issue 14). Default true.
     pub receivers_on_demand: bool,
+    /// With `receiver_sockets` Random: the datagrams that carry a record for an owner to verify
+    /// (PUT, GET_ACK, and the v2 PUT2, GET2_ACK, PUT2_CAS, PUT2_COMMIT) get a socket of their
+    /// own in the node's SO_REUSEPORT group, steered there by the group's BPF program, and one
+    /// receiver (`dave-rx-put`) at the owners' priority (`owner_nice`) that reads it only as fast
+    /// as the owners take PUTs. GETs are never queued behind a PUT flood, and the PUTs the owners
+    /// could not verify anyway are dropped by the kernel at the full queue, never read
+    /// (counted: `put_lane_kernel_drops`). Default true (perf/README, issue 14, "A lane for
+    /// PUTs").
+    pub put_lane: bool,
     /// Where network GETs are answered.
     pub get_path: GetPath,
     /// Single or batched Ed25519 verification of received dats. Batch (the default) verifies
@@ -316,6 +325,7 @@ impl Default for Config {
             receiver_spin_us: DEFAULT_RECEIVER_SPIN_US,
             receiver_steal_batches: 1,
             receivers_on_demand: true,
+            put_lane: true,
             get_path: GetPath::Receiver,
             signature_check: SignatureCheck::Batch,
             // 64 slots x 256 owners bounds queued work; a burst beyond that is shed and counted.

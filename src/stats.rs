@@ -65,6 +65,9 @@ macro_rules! counters {
             /// Gauge: bytes the shard stores' record arenas take (whole segments, garbage
             /// and free room included): the record memory that `record_bytes` budgets for.
             pub record_arena_bytes: u64,
+            /// Datagrams the kernel dropped at the PUT lane's full queue (`Config::put_lane`),
+            /// read from the socket when the snapshot is taken (a 32-bit kernel count).
+            pub put_lane_kernel_drops: u64,
             /// The peer table's own counters (PINGs, PONGs, and every reason it refused one).
             pub peer: crate::peer::PeerStats,
         }
@@ -102,6 +105,7 @@ macro_rules! counters {
                 f("records", None, self.records);
                 f("record_bytes", None, self.record_bytes);
                 f("record_arena_bytes", None, self.record_arena_bytes);
+                f("put_lane_kernel_drops", None, self.put_lane_kernel_drops);
                 for (reason, v) in self.peer.refusals() {
                     f("peer_refused", Some(reason), v);
                 }
@@ -222,6 +226,11 @@ counters! {
     receiver_scale_ups,
     /// Receivers taken out of the spread because the others had the slack.
     receiver_scale_downs,
+    /// Datagrams the PUT lane's receiver read (`Config::put_lane`).
+    put_lane_datagrams,
+    /// Pauses of the PUT lane after a batch met a full owner queue: what arrives meanwhile
+    /// waits in the kernel, which drops it if the lane's queue fills (`put_lane_kernel_drops`).
+    put_lane_backoffs,
     /// Stored PUTs not re-propagated because their sender is judged unreliable.
     puts_not_forwarded_unreliable,
     /// Target picks (PUT forwards, GETs) that explored an unscored peer while scored ones were left.

@@ -4,6 +4,9 @@
 //!   [`bind_node_sockets`], which binds a node's receiver sockets on its one port and refuses to
 //!   share that port with anyone else, another dave node included.
 //! - `sys`: [`RecvBatch`] and [`SendBatch`] over `recvmmsg(2)` / `sendmmsg(2)`, and
+//!   [`spread_reuseport`] (the SO_REUSEPORT group's classic BPF program: a random spread, and
+//!   chosen ops steered to one socket), [`socket_drops`] and [`receive_queue_bytes`]
+//!   (`SO_MEMINFO`),
 //!   [`set_current_thread_nice`] (`setpriority(2)` on one thread) and the CPU-time clocks
 //!   ([`thread_cpu_time_ns`], [`process_cpu_time_ns`]). It is the only
 //!   module of the crate allowed to use `unsafe` (STYLE habit 7, after smoltcp's `phy/sys` and
@@ -26,6 +29,7 @@ pub use socket::{
     bind_udp, buffer_sizes, shutdown_read,
 };
 pub use sys::{
-    BATCH, MAX_DATAGRAM_BUF, RecvBatch, SendBatch, SendStats, process_cpu_time_ns,
-    receive_queue_bytes, set_current_thread_nice, spread_reuseport_randomly, thread_cpu_time_ns,
+    BATCH, MAX_DATAGRAM_BUF, MAX_STEERED_OPS, RecvBatch, SendBatch, SendStats, SteerOps,
+    process_cpu_time_ns, receive_queue_bytes, set_current_thread_nice, socket_drops,
+    spread_reuseport, spread_reuseport_randomly, thread_cpu_time_ns,
 };

@@ -62,9 +62,10 @@ pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_millis(100);
 /// this long per batch before the batch is dropped and counted.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_millis(10);
 
-/// Most sockets [`bind_node_sockets`] binds on one port: one per receiver thread, and no machine
-/// dave runs on has more cores than this. Also bounds the startup work of the probe.
-pub const MAX_NODE_SOCKETS: usize = 1024;
+/// Most sockets [`bind_node_sockets`] binds on one port: one per receiver thread (at most 1,024:
+/// no machine dave runs on has more cores) and the PUT lane's. Also bounds the startup work of
+/// the probe.
+pub const MAX_NODE_SOCKETS: usize = 1024 + 1;
 
 /// Attempts when binding port 0: after the probe picks a free port and closes, another program
 /// may take that port before we bind it again. Each attempt picks a fresh port, so a few

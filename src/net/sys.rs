@@ -643,33 +643,52 @@ fn socket_addr_to_sockaddr(
 /// its sockets: classic BPF `A = random(); A %= count; return A` (`SO_ATTACH_REUSEPORT_CBPF`,
 /// Linux 4.5+). An index the group does not have makes the kernel fall back to the hash.
 pub fn spread_reuseport_randomly(socket: &UdpSocket, count: u32) -> io::Result<()> {
-    if count == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "spread over 0 sockets",
-        ));
-    }
-    let op = |code: u32, k: u32| libc::sock_filter {
-        code: code as u16,
-        jt: 0,
-        jf: 0,
-        k,
-    };
-    let mut program = [
-        op(
-            libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
-            (libc::SKF_AD_OFF + libc::SKF_AD_RANDOM) as u32,
-        ),
-        op(libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K, count),
-        op(libc::BPF_RET | libc::BPF_A, 0),
-    ];
+    spread_reuseport(socket, count, None)
+}
+
+/// Datagrams whose first byte is one of `ops` go to the group's socket `socket_index`, whatever
+/// the spread (see [`spread_reuseport`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SteerOps<'a> {
+    /// The socket's index in the SO_REUSEPORT group (the order the sockets were bound in).
+    pub socket_index: u32,
+    /// First bytes (a datagram's op) that go there. 1..=[`MAX_STEERED_OPS`].
+    pub ops: &'a [u8],
+}
+
+/// Most ops a [`SteerOps`] may name: the program tests them one instruction each, and a jump's
+/// offset is one byte (the program stays far below the kernel's 4,096 instructions).
+pub const MAX_STEERED_OPS: usize = 16;
+
+/// [`spread_reuseport_randomly`], and first, with `steer`, the datagrams whose first payload
+/// byte is one of `steer.ops` to socket `steer.socket_index`. The program, classic BPF on the
+/// UDP payload (the kernel pulls the UDP header off before running a reuseport program):
+///
+/// ```text
+///     A = payload[0]            (an empty datagram aborts the program: index 0)
+///     if A == ops[0] goto steer
+///     ...
+///     if A == ops[n-1] goto steer
+///     A = random(); A %= count; return A
+/// steer:
+///     return socket_index
+/// ```
+///
+/// Steering is a placement only: every receiver handles every op, so a datagram that lands
+/// elsewhere (the kernel's hash fallback, a reordered group) is still served.
+pub fn spread_reuseport(
+    socket: &UdpSocket,
+    count: u32,
+    steer: Option<SteerOps<'_>>,
+) -> io::Result<()> {
+    let mut program = spread_program(count, steer)?;
     let fprog = libc::sock_fprog {
         len: program.len() as u16,
         filter: program.as_mut_ptr(),
     };
-    // SAFETY: `fprog` points to `program`, three initialised instructions that outlive the call;
-    // the kernel copies the program during `setsockopt` and keeps no pointer to ours. The option
-    // length is the true size of `fprog`.
+    // SAFETY: `fprog` points to `program`, `fprog.len` initialised instructions that outlive the
+    // call; the kernel copies the program during `setsockopt` and keeps no pointer to ours. The
+    // option length is the true size of `fprog`.
     let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
@@ -686,6 +705,46 @@ pub fn spread_reuseport_randomly(socket: &UdpSocket, count: u32) -> io::Result<(
     }
 }
 
+/// The classic BPF program of [`spread_reuseport`] (no system call: tested on its own).
+fn spread_program(count: u32, steer: Option<SteerOps<'_>>) -> io::Result<Vec<libc::sock_filter>> {
+    let invalid = |why: &str| io::Error::new(io::ErrorKind::InvalidInput, why.to_string());
+    if count == 0 {
+        return Err(invalid("spread over 0 sockets"));
+    }
+    let op = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let spread = [
+        op(
+            libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
+            (libc::SKF_AD_OFF + libc::SKF_AD_RANDOM) as u32,
+        ),
+        op(libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K, count),
+        op(libc::BPF_RET | libc::BPF_A, 0),
+    ];
+    let Some(steer) = steer else {
+        return Ok(spread.to_vec());
+    };
+    if steer.ops.is_empty() || steer.ops.len() > MAX_STEERED_OPS {
+        return Err(invalid("steer 1 to 16 ops"));
+    }
+    let mut program = Vec::with_capacity(2 + steer.ops.len() + spread.len());
+    program.push(op(libc::BPF_LD | libc::BPF_B | libc::BPF_ABS, 0));
+    for (i, &code) in steer.ops.iter().enumerate() {
+        // Jump over the remaining tests and the spread, to the last instruction.
+        let skip = (steer.ops.len() - 1 - i) + spread.len();
+        let mut test = op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, u32::from(code));
+        test.jt = skip as u8; // at most MAX_STEERED_OPS - 1 + 3: fits
+        program.push(test);
+    }
+    program.extend_from_slice(&spread);
+    program.push(op(libc::BPF_RET | libc::BPF_K, steer.socket_index));
+    Ok(program)
+}
+
 /// `SO_MEMINFO` (Linux 3.10+; asm-generic's number, which x86-64 and arm64 use). The `libc`
 /// crate has the `SK_MEMINFO_*` indices but does not export the option on every target.
 const SO_MEMINFO: libc::c_int = 55;
@@ -694,12 +753,24 @@ const SO_MEMINFO: libc::c_int = 55;
 /// them (`SO_MEMINFO`: `SK_MEMINFO_RMEM_ALLOC`, `SK_MEMINFO_RCVBUF`; each datagram counts its
 /// skb's true size, so a 40-byte datagram costs about a kilobyte). One `getsockopt`.
 pub fn receive_queue_bytes(socket: &UdpSocket) -> io::Result<(u32, u32)> {
-    const WANTED: usize = 2;
     const _: () = assert!(libc::SK_MEMINFO_RMEM_ALLOC == 0 && libc::SK_MEMINFO_RCVBUF == 1);
-    let mut meminfo = [0u32; WANTED];
+    let meminfo = socket_meminfo(socket)?;
+    Ok((meminfo[0], meminfo[1]))
+}
+
+/// Datagrams the kernel dropped for `socket` since it was opened (`SO_MEMINFO`'s
+/// `SK_MEMINFO_DROPS`: a full receive queue, a filter; a 32-bit count that wraps). One
+/// `getsockopt`.
+pub fn socket_drops(socket: &UdpSocket) -> io::Result<u32> {
+    Ok(socket_meminfo(socket)?[libc::SK_MEMINFO_DROPS as usize])
+}
+
+/// The `SO_MEMINFO` words up to and including `SK_MEMINFO_DROPS` (Linux 4.8+ has them all).
+fn socket_meminfo(socket: &UdpSocket) -> io::Result<[u32; SOCKET_MEMINFO_WORDS]> {
+    let mut meminfo = [0u32; SOCKET_MEMINFO_WORDS];
     let mut len = mem::size_of_val(&meminfo) as libc::socklen_t;
     // SAFETY: `meminfo` is writable for `len` bytes for the duration of the call; the kernel
-    // copies at most `len` bytes (the first two of its `SK_MEMINFO_VARS` words) and writes the
+    // copies at most `len` bytes (the first of its `SK_MEMINFO_VARS` words) and writes the
     // length it copied to `len`, a valid socklen_t.
     let rc = unsafe {
         libc::getsockopt(
@@ -719,8 +790,11 @@ pub fn receive_queue_bytes(socket: &UdpSocket) -> io::Result<(u32, u32)> {
             "SO_MEMINFO returned fewer fields than asked",
         ));
     }
-    Ok((meminfo[0], meminfo[1]))
+    Ok(meminfo)
 }
+
+/// `SO_MEMINFO` words read: through `SK_MEMINFO_DROPS`, the last.
+const SOCKET_MEMINFO_WORDS: usize = libc::SK_MEMINFO_DROPS as usize + 1;
 
 /// Lowers the calling thread's scheduling priority to `nice` (0..=19; higher is lower).
 ///
@@ -807,6 +881,60 @@ mod tests {
         assert_eq!(
             sockaddr_to_socket_addr(&unknown, SOCKADDR_STORAGE_LEN),
             None
+        );
+    }
+
+    #[test]
+    fn the_spread_program_steers_its_ops_past_the_random_spread() {
+        let ops = [2u8, 4, 0x18];
+        let program = spread_program(
+            3,
+            Some(SteerOps {
+                socket_index: 3,
+                ops: &ops,
+            }),
+        )
+        .unwrap();
+        // load, three tests, the spread's three instructions, the steer's return.
+        assert_eq!(program.len(), 1 + 3 + 3 + 1);
+        let last = program.len() - 1;
+        for (i, &code) in ops.iter().enumerate() {
+            let test = program[1 + i];
+            assert_eq!(test.k, u32::from(code));
+            assert_eq!(test.jf, 0);
+            // A jump lands `jt` instructions after the next one: on the steer's return.
+            assert_eq!(1 + i + 1 + test.jt as usize, last);
+        }
+        assert_eq!(program[last].k, 3);
+        assert_eq!(program[last].code, (libc::BPF_RET | libc::BPF_K) as u16);
+        assert_eq!(program[5].k, 3, "the spread's modulus");
+        assert_eq!(spread_program(2, None).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn the_spread_program_refuses_what_it_cannot_encode() {
+        let steer = |ops: &'static [u8]| {
+            Some(SteerOps {
+                socket_index: 1,
+                ops,
+            })
+        };
+        let kind = |r: io::Result<Vec<libc::sock_filter>>| r.map(|p| p.len()).map_err(|e| e.kind());
+        assert_eq!(
+            kind(spread_program(0, None)),
+            Err(io::ErrorKind::InvalidInput)
+        );
+        assert_eq!(
+            kind(spread_program(1, steer(&[]))),
+            Err(io::ErrorKind::InvalidInput)
+        );
+        assert_eq!(
+            kind(spread_program(1, steer(&[7; MAX_STEERED_OPS + 1]))),
+            Err(io::ErrorKind::InvalidInput)
+        );
+        assert_eq!(
+            kind(spread_program(1, steer(&[7; MAX_STEERED_OPS]))),
+            Ok(MAX_STEERED_OPS + 5)
         );
     }
 

@@ -202,6 +202,8 @@ pub struct Node {
     threads: Vec<JoinHandle<()>>,
     /// The receivers' sockets (clones), shut down on drop to wake the receivers.
     rx_sockets: Vec<std::net::UdpSocket>,
+    /// The PUT lane's socket (a clone), for the kernel's drop count (`Config::put_lane`).
+    put_lane_socket: Option<std::net::UdpSocket>,
     pow: PowPool,
     backup: Option<BackupWriter>,
     /// Dropped (disconnected) on shutdown to wake the pruner.
@@ -231,13 +233,25 @@ impl Node {
             ReceiverSockets::Shared => 1,
             ReceiverSockets::Hashed | ReceiverSockets::Random => receiver_count,
         };
-        let bound = net::bind_node_sockets(config.listen_addr, socket_count, &options)
-            .map_err(|e| StartError::Bind(config.listen_addr, e))?;
+        // The PUT lane (`Config::put_lane`) is one more socket, bound last: its index in the
+        // group is `socket_count`.
+        let put_lane = config.put_lane && config.receiver_sockets == ReceiverSockets::Random;
+        let bound = net::bind_node_sockets(
+            config.listen_addr,
+            socket_count + usize::from(put_lane),
+            &options,
+        )
+        .map_err(|e| StartError::Bind(config.listen_addr, e))?;
         let local_addr = bound.local_addr;
+        let lane_steer = put_lane.then_some(net::SteerOps {
+            socket_index: socket_count as u32,
+            ops: &receiver::PUT_LANE_OPS,
+        });
         let spread_randomly =
-            config.receiver_sockets == ReceiverSockets::Random && socket_count > 1;
-        if spread_randomly && !config.receivers_on_demand {
-            net::spread_reuseport_randomly(&bound.sockets[0], socket_count as u32)
+            config.receiver_sockets == ReceiverSockets::Random && (socket_count > 1 || put_lane);
+        let on_demand_wanted = spread_randomly && config.receivers_on_demand && socket_count > 1;
+        if spread_randomly && !on_demand_wanted {
+            net::spread_reuseport(&bound.sockets[0], socket_count as u32, lane_steer)
                 .map_err(|e| StartError::Bind(local_addr, e))?;
         }
         // Receiver i reads socket i % socket_count (a clone of the one socket when shared).
@@ -396,6 +410,7 @@ impl Node {
             counters: Vec::new(),
             threads: Vec::new(),
             rx_sockets: Vec::new(),
+            put_lane_socket: None,
             pow: PowPool::new(config.pow_thread_count()).map_err(StartError::Spawn)?,
             backup,
             pruner_shutdown: None,
@@ -476,11 +491,10 @@ impl Node {
             Vec::new()
         };
         // One shared list of the group's sockets (one descriptor each, whatever the receiver
-        // count), read by every receiver that steals, and re-spread on demand.
-        let on_demand_wanted = spread_randomly && config.receivers_on_demand;
+        // count), read by every receiver that steals, and re-spread on demand. Not the PUT
+        // lane's: nobody steals from it.
         let group = if (config.receiver_steal_batches > 0 || on_demand_wanted) && socket_count > 1 {
-            let group = bound
-                .sockets
+            let group = bound.sockets[..socket_count]
                 .iter()
                 .map(|s| s.try_clone())
                 .collect::<Result<Vec<_>, _>>()
@@ -493,7 +507,8 @@ impl Node {
         // Receivers on demand (`Config::receivers_on_demand`): the spread starts with one.
         let on_demand = match group.filter(|_| on_demand_wanted) {
             Some(group) => Some(Arc::new(
-                receiver::OnDemand::start(group).map_err(|e| StartError::Bind(local_addr, e))?,
+                receiver::OnDemand::start(group, put_lane)
+                    .map_err(|e| StartError::Bind(local_addr, e))?,
             )),
             None => None,
         };
@@ -519,6 +534,26 @@ impl Node {
                     core_affinity::set_for_current(core);
                 }
                 receiver::receiver_loop(shared, socket, siblings, on_demand, counters)
+            })?;
+        }
+
+        // The PUT lane's receiver, at the owners' priority, unpinned.
+        if put_lane {
+            let socket = bound.sockets[socket_count]
+                .try_clone()
+                .map_err(StartError::Spawn)?;
+            node.rx_sockets
+                .push(socket.try_clone().map_err(StartError::Spawn)?);
+            node.put_lane_socket = Some(socket.try_clone().map_err(StartError::Spawn)?);
+            let counters = node.new_counters();
+            let shared = Arc::clone(&shared);
+            node.spawn("dave-rx-put".to_string(), move || {
+                if shared.config.owner_nice > 0
+                    && let Err(e) = net::set_current_thread_nice(shared.config.owner_nice)
+                {
+                    log::warn!("PUT lane: nice {} refused: {e}", shared.config.owner_nice);
+                }
+                receiver::put_lane_loop(shared, socket, counters)
             })?;
         }
 
@@ -692,6 +727,9 @@ impl Node {
             stats.records += store.len() as u64;
             stats.record_bytes += store.bytes_used() as u64;
             stats.record_arena_bytes += store.arena_bytes().0 as u64;
+        }
+        if let Some(lane) = &self.put_lane_socket {
+            stats.put_lane_kernel_drops = net::socket_drops(lane).map_or(0, u64::from);
         }
         stats
     }

@@ -1,6 +1,10 @@
 //! The receiver threads (`dave-rx-N`): each blocks on its socket, checks each datagram's header,
 //! answers GETs on the receiver path from the shard's read view, and hands everything else to
 //! the shard owners or the peer thread with `try_send` (a full channel is a counted drop).
+//!
+//! The PUT lane's receiver (`dave-rx-put`, `Config::put_lane`) runs the same code on the socket
+//! the group's BPF program steers [`PUT_LANE_OPS`] to, at the owners' priority, and pauses while
+//! the owners' queues are full, so that what they could not take stays in the kernel.
 
 use std::net::UdpSocket;
 use std::sync::Arc;
@@ -17,14 +21,33 @@ use crate::shard::core::answer_get;
 use crate::shard::core2::answer_get2;
 use crate::shard::shard_index;
 use crate::stats::{Counters, inc};
-use crate::wire::record2::{self, Message2};
+use crate::wire::record2::{self, Message2, Op2};
 use crate::wire::route::{ROUTE_OPS, RouteMessage};
-use crate::wire::{self, Message};
+use crate::wire::{self, Message, Op};
 
 use super::Shared;
 use super::handoff::{OwnerMsg, PeerMsg, limit_last_reply, send_outbox, try_send};
 use super::scaling::{ReceiverScaling, WINDOW_NS};
 use super::verify::VerifyMsg;
+
+/// The ops the PUT lane takes (`Config::put_lane`): those whose datagram carries a record for an
+/// owner to verify (PUT, GET_ACK; PUT2, GET2_ACK, PUT2_CAS, PUT2_COMMIT), the costly ones a
+/// flood would send. Everything else, GETs first, is spread over the other receivers.
+pub(super) const PUT_LANE_OPS: [u8; 6] = [
+    Op::Put as u8,
+    Op::GetAck as u8,
+    Op2::Put2 as u8,
+    Op2::Get2Ack as u8,
+    Op2::Put2Cas as u8,
+    Op2::Put2Commit as u8,
+];
+
+/// How long the PUT lane pauses after a batch that met a full owner queue before it reads again.
+/// Meanwhile the kernel holds what arrives and, once the lane's queue is full, drops it without
+/// our reading it. 1 ms is about what an owner takes to verify a full queue (64 PUTs batched at
+/// ~18 µs each: perf/README, issue 14), so a paused lane finds room again when it wakes; it adds
+/// at most 1,000 wake-ups a second, and only while the owners are overloaded.
+const PUT_LANE_BACKOFF: Duration = Duration::from_millis(1);
 
 /// A receiver under traffic tries to steal at least every this many wake-ups even when its own
 /// batches hold one datagram and its last attempt found nothing: one extra `recvmmsg` in 8
@@ -75,20 +98,36 @@ pub(super) struct OnDemand {
     window_end_ns: AtomicU64,
     scaling: Mutex<ReceiverScaling>,
     epoch: Instant,
+    /// The PUT lane is the group's next socket (index `group.len()`), and every re-spread keeps
+    /// steering [`PUT_LANE_OPS`] to it.
+    put_lane: bool,
 }
 
 impl OnDemand {
-    /// Feeds one receiver of `group` (attaches the spread program for one socket).
-    pub(super) fn start(group: Arc<Vec<UdpSocket>>) -> std::io::Result<OnDemand> {
-        crate::net::spread_reuseport_randomly(&group[0], 1)?;
-        Ok(OnDemand {
+    /// Feeds one receiver of `group` (attaches the spread program for one socket), and with
+    /// `put_lane` the PUT lane, bound right after the group.
+    pub(super) fn start(group: Arc<Vec<UdpSocket>>, put_lane: bool) -> std::io::Result<OnDemand> {
+        let on_demand = OnDemand {
             active: AtomicUsize::new(1),
             busy_ns: AtomicU64::new(0),
             window_end_ns: AtomicU64::new(WINDOW_NS),
             scaling: Mutex::new(ReceiverScaling::new(group.len(), 0)),
             epoch: Instant::now(),
             group,
-        })
+            put_lane,
+        };
+        on_demand.spread(1)?;
+        Ok(on_demand)
+    }
+
+    /// Attaches the group's program: the first `active` sockets fed at random, the PUT lane's
+    /// ops steered to it.
+    fn spread(&self, active: usize) -> std::io::Result<()> {
+        let steer = self.put_lane.then_some(crate::net::SteerOps {
+            socket_index: self.group.len() as u32,
+            ops: &PUT_LANE_OPS,
+        });
+        crate::net::spread_reuseport(&self.group[0], active as u32, steer)
     }
 
     /// Sockets the spread feeds now.
@@ -134,7 +173,7 @@ impl OnDemand {
                 .store(now_ns.saturating_add(WINDOW_NS), Ordering::Relaxed);
         }
         if let Some(active) = changed {
-            match crate::net::spread_reuseport_randomly(&self.group[0], active as u32) {
+            match self.spread(active) {
                 Ok(()) => self.active.store(active, Ordering::Relaxed),
                 Err(e) => log::warn!("receivers: the spread keeps {} sockets: {e}", self.active()),
             }
@@ -224,6 +263,39 @@ pub(super) fn receiver_loop(
         }
         if let (Some(on_demand), Some(woke)) = (on_demand.as_ref().filter(|_| traffic), woke) {
             on_demand.after_wake(&socket, n, woke, &counters);
+        }
+    }
+}
+
+/// The PUT lane's receiver (`Config::put_lane`): reads its socket, where the group's program
+/// steers [`PUT_LANE_OPS`], handles each batch as any receiver does, and after a batch that met
+/// a full owner (or verification) queue pauses [`PUT_LANE_BACKOFF`] before reading again. No
+/// polling and no stealing: it runs at the owners' priority and reads no faster than they store.
+pub(super) fn put_lane_loop(shared: Arc<Shared>, socket: UdpSocket, counters: Arc<Counters>) {
+    let mut batch = RecvBatch::new();
+    let mut outbox = Outbox::new();
+    let mut send = SendBatch::new();
+    let queues_full = |c: &Counters| {
+        c.shard_channel_full.load(Ordering::Relaxed) + c.verify_channel_full.load(Ordering::Relaxed)
+    };
+    while !shared.shutdown.load(Ordering::Relaxed) {
+        let received = batch.recv(&socket);
+        // As in `receiver_loop`: after the flag, the shut-down socket returns empty datagrams.
+        if shared.shutdown.load(Ordering::SeqCst) {
+            break;
+        }
+        let n = match received {
+            Ok(n) if n > 0 => n,
+            _ => continue, // the read timeout (a backstop) or a transient error
+        };
+        crate::stats::add(&counters.put_lane_datagrams, n as u64);
+        let full_before = queues_full(&counters);
+        handle_batch(&shared, &batch, n, &counters, &mut outbox);
+        // A datagram the kernel's hash fallback placed here may be a GET: answer it.
+        flush(&socket, &mut outbox, &mut send, &counters);
+        if queues_full(&counters) > full_before {
+            inc(&counters.put_lane_backoffs);
+            std::thread::sleep(PUT_LANE_BACKOFF);
         }
     }
 }

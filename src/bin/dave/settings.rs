@@ -54,6 +54,7 @@ struct NodeFile {
     receiver_spin_us: Option<u64>,
     receiver_steal_batches: Option<usize>,
     receivers_on_demand: Option<bool>,
+    put_lane: Option<bool>,
     signature_check: Option<String>,
     fanout: Option<usize>,
     npeer_limit: Option<usize>,
@@ -140,6 +141,7 @@ pub fn node_settings(args: &NodeArgs) -> Result<NodeSettings, Failure> {
         file.receiver_steal_batches,
     );
     set(&mut config.receivers_on_demand, file.receivers_on_demand);
+    set(&mut config.put_lane, file.put_lane);
     if args.no_pin {
         config.pin_cores = false;
     }
