@@ -36,7 +36,9 @@
 #                              FLOOD_BEFORE_ARGS="--put-lane false": this build without a lane)
 #                              (FLOOD_CAPACITY=N: floods at 5 x N PUTs/s instead of 5x the
 #                              round's batched verification rate; FLOOD_KIND=fresh-forged-put:
-#                              a new forgery in every datagram instead of 8,192 cycled)
+#                              a new forgery in every datagram instead of 8,192 cycled;
+#                              FLOOD_GSO=N: the flood sent N datagrams per UDP GSO send, so it
+#                              costs the shared machine less, as a flood from elsewhere would)
 #   rx-R-if1/-if128/-put/-flood  the client, PUT and flood scenarios against a node with R
 #                              receiver threads (R in RECEIVERS, default "1 2"; 0 = the node's
 #                              default), every receiver fed, same round (ONLY=receivers)
@@ -287,7 +289,7 @@ for RUN in $(seq 1 "$RUNS"); do
                 lg $tag flood --target "$NODE" --stats-addr "$STATS" \
                     --server-pid "$NODE_PID" --duration "$DUR" --in-flight 16 --clients 1 \
                     --capacity "${FLOOD_CAPACITY:-$VB}" --multiplier 5 \
-                    --kind "${FLOOD_KIND:-forged-put}"
+                    --kind "${FLOOD_KIND:-forged-put}" --gso-segments "${FLOOD_GSO:-0}"
             else
                 "${SERVER_CPU[@]}" "$BIN/echo_baseline" --listen "$ECHO" --answer-only-op 3 \
                     2>>"$OUT/echo_baseline.log" &
@@ -296,7 +298,7 @@ for RUN in $(seq 1 "$RUNS"); do
                 lg flood-echo-x5 flood --target "$ECHO" --server-pid "$ECHO_PID" \
                     --no-handshake --skip-load --duration "$DUR" --in-flight 16 --clients 1 \
                     --capacity "${FLOOD_CAPACITY:-$VB}" --multiplier 5 \
-                    --kind "${FLOOD_KIND:-forged-put}"
+                    --kind "${FLOOD_KIND:-forged-put}" --gso-segments "${FLOOD_GSO:-0}"
             fi
             stop
         done

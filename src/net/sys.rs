@@ -796,6 +796,33 @@ fn socket_meminfo(socket: &UdpSocket) -> io::Result<[u32; SOCKET_MEMINFO_WORDS]>
 /// `SO_MEMINFO` words read: through `SK_MEMINFO_DROPS`, the last.
 const SOCKET_MEMINFO_WORDS: usize = libc::SK_MEMINFO_DROPS as usize + 1;
 
+/// `UDP_SEGMENT` (`linux/udp.h`; the `libc` crate has it only for some targets).
+const UDP_SEGMENT: libc::c_int = 103;
+
+/// Makes every send on `socket` longer than `segment_bytes` leave as datagrams of `segment_bytes`
+/// each (the last may be shorter), cut by the kernel from the one buffer: UDP GSO
+/// (`UDP_SEGMENT`, Linux 4.18+; at most 64 segments and 64 KiB per send). 0 turns it off. The
+/// load generator floods with it, so that a flood costs the machine it shares with the node
+/// one trip through the network stack per send rather than per datagram.
+pub fn set_udp_segment(socket: &UdpSocket, segment_bytes: u16) -> io::Result<()> {
+    let value = libc::c_int::from(segment_bytes);
+    // SAFETY: `value` is an initialised c_int that outlives the call; the kernel copies it.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_UDP,
+            UDP_SEGMENT,
+            ptr::from_ref(&value).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Lowers the calling thread's scheduling priority to `nice` (0..=19; higher is lower).
 ///
 /// Linux's `setpriority(PRIO_PROCESS, tid, …)` applies to one thread, not the whole process
