@@ -50,7 +50,8 @@
 #                              (Config::receivers_on_demand) B = true and false (ONLY=ondemand)
 #   client-before-if1/-if128   with ONLY=ab and CLIENT_BEFORE=PATH: the client pair against this
 #                              build and against that node_server binary (an earlier build),
-#                              alternating order, same rounds
+#                              alternating order, same rounds (CLIENT_BEFORE_ARGS: flags for
+#                              it, e.g. this build's binary with "--put-lane false")
 #   verify-batch-t2            the batched verification rate on both cores (PUT ceiling)
 # and once at the end: memory at MEMORY_RECORDS records (RSS per record).
 # SPLIT=1 gives the servers (node, echo) one whole core and the load generator the other: servers
@@ -205,11 +206,12 @@ for RUN in $(seq 1 "$RUNS"); do
     fi
     if want ab; then
         # This build and CLIENT_BEFORE (a node_server binary) in alternating order.
+        # shellcheck disable=SC2086 # CLIENT_BEFORE_ARGS: several flags
         if [ $((RUN % 2)) = 0 ]; then
             client_pair client
-            NODE_BIN=$CLIENT_BEFORE client_pair client-before
+            NODE_BIN=$CLIENT_BEFORE client_pair client-before ${CLIENT_BEFORE_ARGS:-}
         else
-            NODE_BIN=$CLIENT_BEFORE client_pair client-before
+            NODE_BIN=$CLIENT_BEFORE client_pair client-before ${CLIENT_BEFORE_ARGS:-}
             client_pair client
         fi
     fi
