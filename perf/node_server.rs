@@ -108,6 +108,9 @@ struct ServeArgs {
     /// Nice value of the shard-owner threads (default: the node's).
     #[arg(long)]
     owner_nice: Option<i32>,
+    /// Owner threads under SCHED_IDLE (Config::owner_sched_idle; default: the node's).
+    #[arg(long, action = clap::ArgAction::Set)]
+    owner_sched_idle: Option<bool>,
     /// Owner threads verifying at once (0 = one per core; default: the node's).
     #[arg(long)]
     verify_permits: Option<usize>,
@@ -205,6 +208,9 @@ fn serve(a: &ServeArgs) -> Result<(), String> {
     };
     if let Some(nice) = a.owner_nice {
         config.owner_nice = nice;
+    }
+    if let Some(idle) = a.owner_sched_idle {
+        config.owner_sched_idle = idle;
     }
     if let Some(permits) = a.verify_permits {
         config.verify_permits = permits;

@@ -101,6 +101,10 @@ pub struct Config {
     /// both want it: GETs stay answered while PUT verification saturates the machine. 0 leaves
     /// them at the receivers' priority. See `permits.rs` and `perf/README.md` (flood).
     pub owner_nice: i32,
+    /// The shard-owner threads (and the verification stage's) run under `SCHED_IDLE` instead of
+    /// at `owner_nice`: only on CPU time no other thread wants, preempted at once by any
+    /// receiver or other normal thread that wakes. Default false (perf/README, issue 14).
+    pub owner_sched_idle: bool,
     /// Owner threads that may verify signatures at the same time. 0 = one per core.
     pub verify_permits: usize,
     /// Network PUTs are screened (replace rules, work, signatures) by a verification stage of
@@ -320,6 +324,7 @@ impl Default for Config {
             pow_threads: 0,
             pin_cores: true,
             owner_nice: 10,
+            owner_sched_idle: false,
             verify_permits: 0,
             put_verify_stage: false,
             receiver_spin_us: DEFAULT_RECEIVER_SPIN_US,

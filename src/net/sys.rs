@@ -839,6 +839,21 @@ pub fn set_current_thread_nice(nice: i32) -> io::Result<()> {
     }
 }
 
+/// Puts the calling thread under the `SCHED_IDLE` policy (`sched_setscheduler(2)` with pid 0: this
+/// thread only): it runs only on CPU time no normal thread wants, and any normal thread that
+/// wakes on its CPU preempts it at once. Needs no privilege.
+pub fn set_current_thread_idle_policy() -> io::Result<()> {
+    const SCHED_IDLE: libc::c_int = 5; // `linux/sched.h`; not in `libc` for every target
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is an initialised sched_param that outlives the call; the kernel reads it.
+    let rc = unsafe { libc::sched_setscheduler(0, SCHED_IDLE, &param) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// CPU time the calling thread has used, in ns (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`; used by
 /// the benches to time work on a shared machine without the slices other processes took).
 pub fn thread_cpu_time_ns() -> u64 {

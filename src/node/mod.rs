@@ -215,6 +215,21 @@ pub struct Node {
 /// receiver then notices shutdown within a minute); an idle receiver wakes for it once a minute.
 const RECEIVER_BACKSTOP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Lowers the calling owner (or verification) thread's priority below the receivers':
+/// `SCHED_IDLE` with `Config::owner_sched_idle`, else nice `Config::owner_nice`.
+fn lower_owner_priority(config: &Config) {
+    let lowered = if config.owner_sched_idle {
+        net::set_current_thread_idle_policy()
+    } else if config.owner_nice > 0 {
+        net::set_current_thread_nice(config.owner_nice)
+    } else {
+        Ok(())
+    };
+    if let Err(e) = lowered {
+        log::warn!("owner thread keeps its priority: {e}");
+    }
+}
+
 impl Node {
     /// Binds, recovers the backup, spawns and names every thread.
     pub fn start(config: Config) -> Result<Node, StartError> {
@@ -447,11 +462,7 @@ impl Node {
             let socket = send_socket.try_clone().map_err(StartError::Spawn)?;
             let backup = node.backup.as_ref().map(BackupWriter::handle);
             node.spawn(format!("dave-shard-{i}"), move || {
-                if shared.config.owner_nice > 0
-                    && let Err(e) = net::set_current_thread_nice(shared.config.owner_nice)
-                {
-                    log::warn!("owner thread keeps its priority: setpriority: {e}");
-                }
+                lower_owner_priority(&shared.config);
                 owner::owner_loop(i, shared, group, group2, rx, socket, backup, counters)
             })?;
         }
@@ -464,11 +475,7 @@ impl Node {
                 let shared = Arc::clone(&shared);
                 let rx = rx.clone();
                 node.spawn(format!("dave-verify-{i}"), move || {
-                    if shared.config.owner_nice > 0
-                        && let Err(e) = net::set_current_thread_nice(shared.config.owner_nice)
-                    {
-                        log::warn!("verify thread keeps its priority: setpriority: {e}");
-                    }
+                    lower_owner_priority(&shared.config);
                     verify::verify_loop(shared, rx, counters)
                 })?;
             }

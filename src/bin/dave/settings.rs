@@ -50,6 +50,7 @@ struct NodeFile {
     pow_threads: Option<usize>,
     pin_cores: Option<bool>,
     owner_nice: Option<i32>,
+    owner_sched_idle: Option<bool>,
     verify_permits: Option<usize>,
     receiver_spin_us: Option<u64>,
     receiver_steal_batches: Option<usize>,
@@ -134,6 +135,7 @@ pub fn node_settings(args: &NodeArgs) -> Result<NodeSettings, Failure> {
     set(&mut config.pow_threads, file.pow_threads);
     set(&mut config.pin_cores, file.pin_cores);
     set(&mut config.owner_nice, file.owner_nice);
+    set(&mut config.owner_sched_idle, file.owner_sched_idle);
     set(&mut config.verify_permits, file.verify_permits);
     set(&mut config.receiver_spin_us, file.receiver_spin_us);
     set(
