@@ -1,0 +1,97 @@
+//! The owners' priority as the kernel sees it (`/proc/self/task/*/stat`): by default every
+//! `dave-shard-*` thread runs at nice `owner_nice` under the normal policy and the PUT lane's
+//! receiver at the same nice, the other receivers at nice 0; with `owner_sched_idle` the owners
+//! run under SCHED_IDLE and still store what they are given.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use dave::{Config, Keypair, Node};
+
+/// `SCHED_OTHER` and `SCHED_IDLE` (`linux/sched.h`), as `stat` reports a thread's policy.
+const SCHED_OTHER: i64 = 0;
+const SCHED_IDLE: i64 = 5;
+
+/// (name, nice, policy) of every thread of this process whose name starts with `prefix`.
+fn threads(prefix: &str) -> Vec<(String, i64, i64)> {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task")
+        .expect("/proc")
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let comm = comm.trim_end().to_string();
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Fields after the parenthesised name: state is field 3, nice 19, policy 41.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |n: usize| fields[n - 3].parse::<i64>().expect("numeric field");
+        found.push((comm, field(19), field(41)));
+    }
+    found
+}
+
+#[test]
+fn owners_run_below_the_receivers_and_under_sched_idle_when_asked() {
+    // One test for both nodes: the tests of one binary share the process's thread list.
+    let node = Node::start(Config {
+        receiver_threads: 2,
+        ..test_config([127, 0, 0, 60], vec![])
+    })
+    .expect("node starts");
+    let owners = threads("dave-shard-");
+    assert_eq!(owners.len(), 4, "test_config's four owners: {owners:?}");
+    assert!(
+        owners
+            .iter()
+            .all(|&(_, nice, policy)| (nice, policy) == (10, SCHED_OTHER)),
+        "{owners:?}"
+    );
+    assert_eq!(
+        threads("dave-rx-put")
+            .iter()
+            .map(|&(_, nice, _)| nice)
+            .collect::<Vec<_>>(),
+        [10],
+        "the PUT lane at the owners' nice"
+    );
+    let receivers: Vec<_> = threads("dave-rx-")
+        .into_iter()
+        .filter(|(name, ..)| name != "dave-rx-put")
+        .collect();
+    assert_eq!(receivers.len(), 2);
+    assert!(
+        receivers.iter().all(|&(_, nice, _)| nice == 0),
+        "{receivers:?}"
+    );
+    drop(node);
+
+    let node = Node::start(Config {
+        owner_sched_idle: true,
+        ..test_config([127, 0, 0, 61], vec![])
+    })
+    .expect("node starts");
+    let owners = threads("dave-shard-");
+    assert_eq!(
+        owners.len(),
+        4,
+        "the first node's owners are gone: {owners:?}"
+    );
+    assert!(
+        owners.iter().all(|&(_, _, policy)| policy == SCHED_IDLE),
+        "{owners:?}"
+    );
+    // They still store what arrives.
+    let owner = Keypair::from_seed(&[61; 32]);
+    let now = dave::time::unix_now_ms() - 1_000;
+    let dat = dave::pow::make_dat_single(&owner, b"key", b"value", now, TEST_WORK_BITS);
+    node.put_dat(dat).expect("put");
+    assert!(wait_until(Duration::from_secs(10), || node.stats().records == 1));
+}
