@@ -111,6 +111,9 @@ struct ServeArgs {
     /// Owner threads under SCHED_IDLE (Config::owner_sched_idle; default: the node's).
     #[arg(long, action = clap::ArgAction::Set)]
     owner_sched_idle: Option<bool>,
+    /// Receivers' scheduler slice, µs (Config::receiver_slice_us; default: the node's).
+    #[arg(long)]
+    receiver_slice_us: Option<u64>,
     /// Owner threads verifying at once (0 = one per core; default: the node's).
     #[arg(long)]
     verify_permits: Option<usize>,
@@ -211,6 +214,9 @@ fn serve(a: &ServeArgs) -> Result<(), String> {
     }
     if let Some(idle) = a.owner_sched_idle {
         config.owner_sched_idle = idle;
+    }
+    if let Some(slice) = a.receiver_slice_us {
+        config.receiver_slice_us = slice;
     }
     if let Some(permits) = a.verify_permits {
         config.verify_permits = permits;

@@ -125,6 +125,10 @@ pub struct Config {
     /// during a PUT flood in the same rounds (perf/README, issue 14, "Polling by default"). 0 =
     /// always block.
     pub receiver_spin_us: u64,
+    /// Scheduler slice the receivers ask for, µs (`sched_setattr` runtime; Linux 6.12+ lets a
+    /// waking thread whose slice is shorter than the running thread's preempt it, so a
+    /// receiver woken by a GET need not wait for an owner's slice to end). 0 = the kernel's.
+    pub receiver_slice_us: u64,
     /// With one socket per receiver (`receiver_sockets` Random or Hashed), a receiver that woke
     /// for its own datagrams also takes what is already queued on another receiver's socket
     /// (without waiting), up to this many batches of 32 in a row, so a receiver waiting for a
@@ -330,6 +334,7 @@ impl Default for Config {
             receiver_spin_us: DEFAULT_RECEIVER_SPIN_US,
             receiver_steal_batches: 1,
             receivers_on_demand: true,
+            receiver_slice_us: 0,
             put_lane: true,
             get_path: GetPath::Receiver,
             signature_check: SignatureCheck::Batch,

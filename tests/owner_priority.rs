@@ -1,7 +1,8 @@
 //! The owners' priority as the kernel sees it (`/proc/self/task/*/stat`): by default every
 //! `dave-shard-*` thread runs at nice `owner_nice` under the normal policy and the PUT lane's
 //! receiver at the same nice, the other receivers at nice 0; with `owner_sched_idle` the owners
-//! run under SCHED_IDLE and still store what they are given.
+//! run under SCHED_IDLE and still store what they are given; with `receiver_slice_us` the
+//! receivers' scheduler slice is what they asked for (Linux 6.12+).
 
 mod common;
 
@@ -100,4 +101,63 @@ fn owners_run_below_the_receivers_and_under_sched_idle_when_asked() {
     let dat = dave::pow::make_dat_single(&owner, b"key", b"value", now, TEST_WORK_BITS);
     node.put_dat(dat).expect("put");
     assert!(wait_until(Duration::from_secs(10), || node.stats().records == 1));
+    drop(node);
+
+    // A receiver asks for a shorter slice (`receiver_slice_us`); Linux 6.12+ keeps it.
+    let node = Node::start(Config {
+        receiver_slice_us: 200,
+        ..test_config([127, 0, 0, 62], vec![])
+    })
+    .expect("node starts");
+    assert!(settled(10, SCHED_OTHER, 2));
+    // The receiver asks once it runs: wait for it.
+    let asked = wait_until(Duration::from_secs(10), || {
+        receiver_slices_ns()
+            .iter()
+            .any(|&(ref name, ns)| name == "dave-rx-0" && ns == 200_000)
+    });
+    if kernel_at_least(6, 12) {
+        assert!(asked, "{:?}", receiver_slices_ns());
+    } else {
+        // Older kernels ignore the runtime of a normal thread: the node must still run.
+        assert!(
+            receiver_slices_ns()
+                .iter()
+                .any(|(name, _)| name == "dave-rx-0")
+        );
+    }
+    drop(node);
+}
+
+/// (name, `se.slice` in ns) of this process's receiver threads, from `/proc/self/task/*/sched`.
+fn receiver_slices_ns() -> Vec<(String, u64)> {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task")
+        .expect("/proc")
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let comm = comm.trim_end().to_string();
+        if !comm.starts_with("dave-rx-") {
+            continue;
+        }
+        let sched = std::fs::read_to_string(task.path().join("sched")).unwrap_or_default();
+        let slice = sched
+            .lines()
+            .find(|l| l.starts_with("se.slice"))
+            .and_then(|l| l.split(':').nth(1))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        found.push((comm, slice));
+    }
+    found
+}
+
+/// Whether the running kernel's version is at least `major.minor`.
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let number = |p: Option<&str>| p.and_then(|s| s.parse::<u32>().ok()).unwrap_or(0);
+    let (a, b) = (number(parts.next()), number(parts.next()));
+    (a, b) >= (major, minor)
 }

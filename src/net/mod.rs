@@ -31,6 +31,6 @@ pub use socket::{
 pub use sys::{
     BATCH, MAX_DATAGRAM_BUF, MAX_STEERED_OPS, RecvBatch, SendBatch, SendStats, SteerOps,
     process_cpu_time_ns, receive_queue_bytes, set_current_thread_idle_policy,
-    set_current_thread_nice, set_udp_segment, socket_drops, spread_reuseport,
-    spread_reuseport_randomly, thread_cpu_time_ns,
+    set_current_thread_nice, set_current_thread_slice, set_udp_segment, socket_drops,
+    spread_reuseport, spread_reuseport_randomly, thread_cpu_time_ns,
 };

@@ -854,6 +854,32 @@ pub fn set_current_thread_idle_policy() -> io::Result<()> {
     }
 }
 
+/// Asks the scheduler for time slices of `slice_ns` for the calling thread, at nice `nice`
+/// under the normal policy (`sched_setattr(2)`'s `sched_runtime`; Linux 6.12+ keeps it as the
+/// thread's slice, within 0.1–100 ms, and lets a waking thread with a shorter slice than the
+/// running one preempt it; older kernels ignore it).
+pub fn set_current_thread_slice(slice_ns: u64, nice: i32) -> io::Result<()> {
+    let attr = libc::sched_attr {
+        size: mem::size_of::<libc::sched_attr>() as u32,
+        sched_policy: libc::SCHED_OTHER as u32,
+        sched_flags: 0,
+        sched_nice: nice,
+        sched_priority: 0,
+        sched_runtime: slice_ns,
+        sched_deadline: 0,
+        sched_period: 0,
+    };
+    // SAFETY: `attr` is an initialised sched_attr whose `size` field is its true size, and it
+    // outlives the call; the kernel reads at most that many bytes. pid 0 is the calling thread;
+    // flags 0.
+    let rc = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, ptr::from_ref(&attr), 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// CPU time the calling thread has used, in ns (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`; used by
 /// the benches to time work on a shared machine without the slices other processes took).
 pub fn thread_cpu_time_ns() -> u64 {

@@ -192,6 +192,12 @@ pub(super) fn receiver_loop(
     let mut outbox = Outbox::new();
     let mut send = SendBatch::new();
     let spin = Duration::from_micros(shared.config.receiver_spin_us);
+    if shared.config.receiver_slice_us > 0
+        && let Err(e) =
+            crate::net::set_current_thread_slice(shared.config.receiver_slice_us * 1_000, 0)
+    {
+        log::warn!("receiver keeps the kernel's slice: {e}");
+    }
     let mut traffic = false;
     let mut last_wait_short = false;
     let mut next_sibling = 0usize;
