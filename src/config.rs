@@ -127,7 +127,8 @@ pub struct Config {
     pub receiver_spin_us: u64,
     /// Scheduler slice the receivers ask for, µs (`sched_setattr` runtime; Linux 6.12+ lets a
     /// waking thread whose slice is shorter than the running thread's preempt it, so a
-    /// receiver woken by a GET need not wait for an owner's slice to end). 0 = the kernel's.
+    /// receiver woken by a GET need not wait for an owner's slice to end). 0 = the kernel's;
+    /// at most [`MAX_RECEIVER_SLICE_US`].
     pub receiver_slice_us: u64,
     /// With one socket per receiver (`receiver_sockets` Random or Hashed), a receiver that woke
     /// for its own datagrams also takes what is already queued on another receiver's socket
@@ -420,6 +421,9 @@ pub const DEFAULT_RECEIVER_SPIN_US: u64 = 20;
 /// a few hundred µs it buys nothing (a VM's vCPU wakes in tens of µs).
 pub const MAX_RECEIVER_SPIN_US: u64 = 10_000;
 
+/// Longest receiver slice: 100 ms, the longest slice Linux keeps (it clamps to 0.1–100 ms).
+pub const MAX_RECEIVER_SLICE_US: u64 = 100_000;
+
 /// Most batches a receiver steals in a row: 64 × 32 = 2048 datagrams, a few ms of work, after
 /// which it must return to its own socket.
 pub const MAX_RECEIVER_STEAL_BATCHES: usize = 64;
@@ -676,6 +680,11 @@ impl Config {
             "receiver_spin_us",
             self.receiver_spin_us,
             MAX_RECEIVER_SPIN_US,
+        )?;
+        at_most(
+            "receiver_slice_us",
+            self.receiver_slice_us,
+            MAX_RECEIVER_SLICE_US,
         )?;
         at_most(
             "receiver_steal_batches",

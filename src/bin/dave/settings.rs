@@ -53,6 +53,7 @@ struct NodeFile {
     owner_sched_idle: Option<bool>,
     verify_permits: Option<usize>,
     receiver_spin_us: Option<u64>,
+    receiver_slice_us: Option<u64>,
     receiver_steal_batches: Option<usize>,
     receivers_on_demand: Option<bool>,
     put_lane: Option<bool>,
@@ -138,6 +139,7 @@ pub fn node_settings(args: &NodeArgs) -> Result<NodeSettings, Failure> {
     set(&mut config.owner_sched_idle, file.owner_sched_idle);
     set(&mut config.verify_permits, file.verify_permits);
     set(&mut config.receiver_spin_us, file.receiver_spin_us);
+    set(&mut config.receiver_slice_us, file.receiver_slice_us);
     set(
         &mut config.receiver_steal_batches,
         file.receiver_steal_batches,
