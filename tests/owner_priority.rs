@@ -15,28 +15,32 @@ use dave::{Config, Keypair, Node};
 const SCHED_OTHER: i64 = 0;
 const SCHED_IDLE: i64 = 5;
 
-/// (name, nice, policy) of every thread of this process whose name starts with `prefix`.
-fn threads(prefix: &str) -> Vec<(String, i64, i64)> {
-    let mut found = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task")
+/// (name, task directory) of every thread of this process whose name starts with `prefix`.
+fn tasks(prefix: &str) -> Vec<(String, std::path::PathBuf)> {
+    std::fs::read_dir("/proc/self/task")
         .expect("/proc")
         .flatten()
-    {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        let comm = comm.trim_end().to_string();
-        if !comm.starts_with(prefix) {
-            continue;
-        }
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        // Fields after the parenthesised name: state is field 3, nice 19, policy 41.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let field = |n: usize| fields[n - 3].parse::<i64>().expect("numeric field");
-        found.push((comm, field(19), field(41)));
-    }
-    found
+        .filter_map(|task| {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            let comm = comm.trim_end().to_string();
+            comm.starts_with(prefix).then(|| (comm, task.path()))
+        })
+        .collect()
+}
+
+/// (name, nice, policy) of every thread of this process whose name starts with `prefix`.
+fn threads(prefix: &str) -> Vec<(String, i64, i64)> {
+    tasks(prefix)
+        .into_iter()
+        .filter_map(|(comm, path)| {
+            let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
+            // Fields after the parenthesised name: state is field 3, nice 19, policy 41.
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let field = |n: usize| fields[n - 3].parse::<i64>().expect("numeric field");
+            Some((comm, field(19), field(41)))
+        })
+        .collect()
 }
 
 /// Waits until this process has four owner threads, all at `nice` under `policy`, and
@@ -131,26 +135,19 @@ fn owners_run_below_the_receivers_and_under_sched_idle_when_asked() {
 
 /// (name, `se.slice` in ns) of this process's receiver threads, from `/proc/self/task/*/sched`.
 fn receiver_slices_ns() -> Vec<(String, u64)> {
-    let mut found = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task")
-        .expect("/proc")
-        .flatten()
-    {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        let comm = comm.trim_end().to_string();
-        if !comm.starts_with("dave-rx-") {
-            continue;
-        }
-        let sched = std::fs::read_to_string(task.path().join("sched")).unwrap_or_default();
-        let slice = sched
-            .lines()
-            .find(|l| l.starts_with("se.slice"))
-            .and_then(|l| l.split(':').nth(1))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(0);
-        found.push((comm, slice));
-    }
-    found
+    tasks("dave-rx-")
+        .into_iter()
+        .map(|(comm, path)| {
+            let sched = std::fs::read_to_string(path.join("sched")).unwrap_or_default();
+            let slice = sched
+                .lines()
+                .find(|l| l.starts_with("se.slice"))
+                .and_then(|l| l.split(':').nth(1))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            (comm, slice)
+        })
+        .collect()
 }
 
 /// Whether the running kernel's version is at least `major.minor`.

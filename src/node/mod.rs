@@ -258,10 +258,7 @@ impl Node {
         )
         .map_err(|e| StartError::Bind(config.listen_addr, e))?;
         let local_addr = bound.local_addr;
-        let lane_steer = put_lane.then_some(net::SteerOps {
-            socket_index: socket_count as u32,
-            ops: &receiver::PUT_LANE_OPS,
-        });
+        let lane_steer = put_lane.then(|| receiver::put_lane_steer(socket_count));
         let spread_randomly =
             config.receiver_sockets == ReceiverSockets::Random && (socket_count > 1 || put_lane);
         let on_demand_wanted = spread_randomly && config.receivers_on_demand && socket_count > 1;

@@ -33,7 +33,7 @@ use super::verify::VerifyMsg;
 /// The ops the PUT lane takes (`Config::put_lane`): those whose datagram carries a record for an
 /// owner to verify (PUT, GET_ACK; PUT2, GET2_ACK, PUT2_CAS, PUT2_COMMIT), the costly ones a
 /// flood would send. Everything else, GETs first, is spread over the other receivers.
-pub(super) const PUT_LANE_OPS: [u8; 6] = [
+const PUT_LANE_OPS: [u8; 6] = [
     Op::Put as u8,
     Op::GetAck as u8,
     Op2::Put2 as u8,
@@ -41,6 +41,15 @@ pub(super) const PUT_LANE_OPS: [u8; 6] = [
     Op2::Put2Cas as u8,
     Op2::Put2Commit as u8,
 ];
+
+/// The group program's steering of [`PUT_LANE_OPS`] to the PUT lane, the group's socket
+/// `socket_index` (bound right after the receivers' sockets).
+pub(super) fn put_lane_steer(socket_index: usize) -> crate::net::SteerOps<'static> {
+    crate::net::SteerOps {
+        socket_index: socket_index as u32,
+        ops: &PUT_LANE_OPS,
+    }
+}
 
 /// How long the PUT lane pauses after a batch that met a full owner queue before it reads again.
 /// Meanwhile the kernel holds what arrives and, once the lane's queue is full, drops it without
@@ -123,10 +132,7 @@ impl OnDemand {
     /// Attaches the group's program: the first `active` sockets fed at random, the PUT lane's
     /// ops steered to it.
     fn spread(&self, active: usize) -> std::io::Result<()> {
-        let steer = self.put_lane.then_some(crate::net::SteerOps {
-            socket_index: self.group.len() as u32,
-            ops: &PUT_LANE_OPS,
-        });
+        let steer = self.put_lane.then(|| put_lane_steer(self.group.len()));
         crate::net::spread_reuseport(&self.group[0], active as u32, steer)
     }
 
