@@ -466,6 +466,16 @@ pub const MAX_AMPLIFICATION_PREFIXES: usize = 1 << 20;
 /// its log after every few hundred records (each compaction reads and rewrites the live set).
 pub const MIN_BACKUP_COMPACT_FLOOR_BYTES: u64 = 1 << 20;
 
+/// How long a compare-and-swap put waits for the replicas' statuses. One round trip between
+/// nodes plus a signature check is well under a second on any network dave runs on; past this,
+/// missing statuses count as refusals and the put fails (the owner retries with seq + 1).
+pub const PUT2_CAS_TIMEOUT_MS: u64 = 2_000;
+
+/// v2 records have a budget of their own per shard: `shard_capacity_bytes / V2_BUDGET_DIVISOR`
+/// on top of the v1 budget (so turning v2 on adds at most a quarter to a node's memory for
+/// records; v1 eviction is unchanged).
+pub const V2_BUDGET_DIVISOR: usize = 4;
+
 /// A configuration that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError(pub String);
@@ -774,6 +784,25 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The rules of this node's v2-record cores (`shard::core2`), as the node and the simulator
+    /// build them.
+    pub fn rules2(&self) -> crate::shard::core2::Rules2 {
+        crate::shard::core2::Rules2 {
+            min_work_bits: self.min_work_bits,
+            fanout: self.fanout,
+            get_settle_ms: self.get_settle_ms,
+            put_timeout_ms: PUT2_CAS_TIMEOUT_MS,
+        }
+    }
+
+    /// One shard's v2 store: its own budget, `shard_capacity_bytes / V2_BUDGET_DIVISOR`.
+    pub fn store2_config(&self) -> crate::shard::store2::Store2Config {
+        crate::shard::store2::Store2Config {
+            capacity_bytes: self.shard_capacity_bytes / V2_BUDGET_DIVISOR,
+            ttl_ms: self.ttl_ms,
+        }
     }
 
     /// The trust, challenge and repair settings shards apply.

@@ -46,11 +46,11 @@ use crate::peer::budget::{AmplificationLimiter, AmplificationStats, Pacer, Prove
 use crate::permits::Permits;
 use crate::pow::{self, PowPool, SearchOutcome};
 use crate::shard::core::{GetOutcome, Record, Shard, ShardRules};
-use crate::shard::core2::{Counters2, Rules2, Shard2};
+use crate::shard::core2::{Counters2, Shard2};
 use crate::shard::group::{GroupConfig, Now, SHARD_TICK_MS, ShardGroup};
 use crate::shard::group2::Group2;
 use crate::shard::store::{Refusal, Store, StoreConfig};
-use crate::shard::store2::{Store2, Store2Config};
+use crate::shard::store2::Store2;
 use crate::shard::{SHARD_COUNT, shard_index};
 use crate::stats::{Counters, Stats};
 use crate::time::{MonotonicClock, unix_now_ms};
@@ -290,18 +290,10 @@ impl Node {
                 Shard::new(store, rules).with_policy(config.shard_policy(), rand::random())
             })
             .collect();
-        let rules2 = Rules2 {
-            min_work_bits: config.min_work_bits,
-            fanout: config.fanout,
-            get_settle_ms: config.get_settle_ms,
-            put_timeout_ms: PUT2_CAS_TIMEOUT_MS,
-        };
+        let rules2 = config.rules2();
         let shards2: Vec<owner::OwnerShard2> = (0..SHARD_COUNT)
             .map(|_| {
-                let store = Store2::new(Store2Config {
-                    capacity_bytes: config.shard_capacity_bytes / V2_BUDGET_DIVISOR,
-                    ttl_ms: config.ttl_ms,
-                });
+                let store = Store2::new(config.store2_config());
                 Shard2::new(store, rules2, node_id)
                     .with_repair(config.shard_policy().repair, rand::random())
             })
@@ -795,16 +787,6 @@ impl Node {
 
 /// How far back a local put dates its record (the reference's 100 ms).
 const PUT_TIME_BACKDATE_MS: i64 = 100;
-
-/// How long a compare-and-swap put waits for the replicas' statuses. One round trip between
-/// nodes plus a signature check is well under a second on any network dave runs on; past this,
-/// missing statuses count as refusals and the put fails (the owner retries with seq + 1).
-const PUT2_CAS_TIMEOUT_MS: u64 = 2_000;
-
-/// v2 records have a budget of their own per shard: `shard_capacity_bytes / V2_BUDGET_DIVISOR`
-/// on top of the v1 budget (so turning v2 on adds at most a quarter to a node's memory for
-/// records; v1 eviction is unchanged).
-const V2_BUDGET_DIVISOR: usize = 4;
 
 impl Drop for Node {
     fn drop(&mut self) {

@@ -7,6 +7,7 @@
 //! dave sim --nodes 50 --minutes 360 --churn 20 --peer-timer-scale 60   # six virtual hours
 //! dave sim --nodes 1000 --max-peers 8 --minutes 10 --fast-crypto       # PONGs MACed, not signed
 //! dave sim --routing --nodes 10000 --minutes 10 --churn 120 --loss 1     # lookups (route::world)
+//! dave sim --nodes 50 --minutes 5 --churn 20 --v2 --cas --race           # v2 records, CAS races
 //! ```
 
 use std::time::Instant;
@@ -89,6 +90,17 @@ pub struct SimArgs {
     /// --no-lookups).
     #[arg(long, conflicts_with = "maintain")]
     pub v1_repair: bool,
+    /// Records are v2 (RECORD_V2): puts write v2 records and every get is strict (v2 only),
+    /// through the nodes' v2 cores (`shard::core2`). Adversaries model v1 only.
+    #[arg(long)]
+    pub v2: bool,
+    /// With --v2: every put is a compare-and-swap expecting the newest seq the run saw stored.
+    #[arg(long, requires = "v2")]
+    pub cas: bool,
+    /// With --cas: every put comes from two nodes at once, racing at the same seq (at most one
+    /// may win; the report counts double wins and records whose replicas disagree).
+    #[arg(long, requires = "cas")]
+    pub race: bool,
     /// Run the routing-level model instead (`dave::route::world`): every node a real routing
     /// core (k-buckets, iterative lookups, FIND_NODE / NODES through the real codec), records
     /// stored on and read from the closest nodes a lookup finds; signatures, proof of work and
@@ -145,6 +157,9 @@ impl SimArgs {
         let w = &mut o.workload;
         w.records = self.records;
         w.gets = self.gets;
+        w.v2_records = self.v2;
+        w.v2_cas = self.cas;
+        w.v2_racing_writers = self.race;
         w.owners = self.records.clamp(1, 100);
         // Puts once the network has activated (~15 s at the real timers: the join window, the
         // activation delay and a few pings), over the first half of the run; churn after that.

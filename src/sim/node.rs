@@ -7,12 +7,16 @@
 //!                                                    GET_ACK  ─► shard.handle_get_ack
 //!                                                    PING/PONG/GETMYADDRPORT(_ACK) ─► table.handle
 //!                 ─► FIND_NODE/NODES (0x10, 0x11) ─► router.handle (with the ROUTING extension)
+//!                 ─► v2 ops (0x18..=0x1f)          ─► Message2::parse ─► GET2 ─► answer_get2
+//!                                                    (+ amplification limit); the rest ─►
+//!                                                    Group2::handle (with RECORD_V2)
 //!  peer tick      ─► table.tick                      (at table.next_tick_ms())
 //!  route tick     ─► router.tick                     (at router.next_deadline_ms())
 //!  peer events    ─► route::drive::exchange: contacts into the router, its proofs into the table
 //!  owner tick     ─► ShardGroup::end_batch at ShardGroup::next_deadline_ms (the same core and
 //!                    constants as the node's owner threads: get deadlines, the periodic tick,
-//!                    challenges, the replica view, repair steps)
+//!                    challenges, the replica view, repair steps), then Group2::end_batch (the
+//!                    v2 cores' get and CAS deadlines, expiry, v2 repair and maintenance)
 //!  outcomes       ─► table.record_challenge          datagrams ─► the world's network
 //! ```
 //!
@@ -26,6 +30,14 @@
 //! gap, one repair pacer, one replica view. Every input ends its batch, as a node owner's batch
 //! of one message would. Adversaries are the same struct with a [`Behaviour`] that changes what
 //! they store and answer; they run the honest peer table so they authenticate and become targets.
+//!
+//! v2 records (RECORD_V2, `shard::core2`): a node that speaks the extension has one
+//! [`Group2`] beside its v1 group, built from the same `Config` methods the node uses
+//! (`rules2`, `store2_config`), fed the same inputs the node's receivers and owners give it
+//! (`node::receiver::receive_v2`, `node::owner`), and run at the same points. Its local puts
+//! and gets wait for a lookup as v1 ones do; their results arrive in
+//! [`SimNode::take_puts2_done`] and [`SimNode::take_gets2_done`]. Adversaries model v1 only: a
+//! node whose behaviour does not store honestly ignores v2 datagrams.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -40,13 +52,19 @@ use crate::outbox::Outbox;
 use crate::peer::budget::{AmplificationLimiter, Pacer};
 use crate::peer::{self, Outgoing, PeerConfig, PeerSnapshot, PeerTable, PongAuth};
 use crate::pow;
-use crate::route::{LookupDone, LookupId, Router, RouterEffects};
+use crate::route::{Contact, LookupDone, LookupId, Router, RouterEffects};
 use crate::shard::core::{Effects, GetOutcome, Record, Shard, ShardPolicy, ShardRules, answer_get};
+use crate::shard::core2::{
+    Counters2, Effects2, Get2Outcome, LocalPut2, Put2Error, Put2Report, Shard2, answer_get2,
+};
 use crate::shard::group::{GroupConfig, GroupEnv, Input, Now, ShardGroup};
+use crate::shard::group2::{Group2, Input2};
 use crate::shard::store::{RecordView, Refusal, Store, StoreConfig};
+use crate::shard::store2::Store2;
 use crate::stats::{Counters, inc};
+use crate::wire::record2::{Message2, OP2_FIRST, OP2_LAST, Record2};
 use crate::wire::route::{ROUTE_OPS, RouteMessage};
-use crate::wire::{Dat, DatFields, GetRepr, Message, PongRepr};
+use crate::wire::{Dat, DatFields, Features, GetRepr, Message, PongRepr};
 
 /// A local get's identity in the simulator.
 pub type Ticket = u64;
@@ -70,7 +88,21 @@ enum Deferred {
         timeout_ms: u64,
         ticket: Ticket,
     },
+    /// A local v2 put (its result arrives in `puts2_done`).
+    Put2 {
+        put: LocalPut2<PutTag>,
+    },
+    /// A local v2 get (its outcome arrives in `gets2_done`).
+    Get2 {
+        pubkey: [u8; 32],
+        key: Box<[u8]>,
+        timeout_ms: u64,
+        ticket: Ticket,
+    },
 }
+
+/// A local v2 put's result, as [`SimNode::take_puts2_done`] hands it over.
+pub type Put2Result = Result<Put2Report, Put2Error>;
 
 /// The lookups a node's local puts and gets ran (`Config::route_lookups`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -228,6 +260,43 @@ impl NodeSetup {
             router
         })
     }
+
+    /// Whether the nodes speak RECORD_V2 (then each runs a [`Group2`]).
+    fn speaks_v2(&self) -> bool {
+        self.config.extensions.contains(Features::RECORD_V2)
+    }
+
+    /// The node's v2 cores, as `Node::start` makes them (one group for all shards here), holding
+    /// `records` (a restart's, as replayed from its backup log); `None` without RECORD_V2.
+    fn group2(
+        &self,
+        keypair: &Keypair,
+        records: Vec<Record2>,
+        now: Now,
+        rng: &mut StdRng,
+    ) -> Option<Group2<PutTag, Ticket>> {
+        if !self.speaks_v2() {
+            return None;
+        }
+        let shards: Vec<Shard2<PutTag, Ticket>> = (0..self.shards_per_node)
+            .map(|_| {
+                Shard2::new(
+                    Store2::new(self.config.store2_config()),
+                    self.config.rules2(),
+                    keypair.id(),
+                )
+                .with_repair(self.policy().repair, rng.r#gen())
+            })
+            .collect();
+        for record in records {
+            // `Group2::new` with one group routes by `shard_index % shards` (as v1 does here).
+            let local = crate::shard::shard_index(record.pubkey(), record.key()) % shards.len();
+            let _expired_if_refused = shards[local].store().write().restore(record, now.wall_ms);
+        }
+        Some(
+            Group2::new(shards, 1, self.shard_period_ms, now).with_repair(self.group_config(), now),
+        )
+    }
 }
 /// A record's identity.
 pub type RecordKey = ([u8; 32], Box<[u8]>);
@@ -272,6 +341,10 @@ pub struct SimNode {
     pub route_tick_at: u64,
     /// The routing core (`None` without the ROUTING extension).
     pub router: Option<Router>,
+    /// The v2-record cores (`None` without the RECORD_V2 extension).
+    pub group2: Option<Group2<PutTag, Ticket>>,
+    /// The v2 cores' counters.
+    pub counters2: Counters2,
     /// Lookups of local puts and gets.
     pub lookup_stats: LookupStats,
     /// Bytes it sent in FIND_NODE / NODES.
@@ -291,6 +364,12 @@ pub struct SimNode {
     deferred: BTreeMap<LookupId, Deferred>,
     /// Results of deferred local puts, for the world to collect.
     puts_done: Vec<(PutTag, crate::shard::group::LocalPutResult)>,
+    /// Results of local v2 puts, for the world to collect.
+    puts2_done: Vec<(PutTag, Put2Result)>,
+    /// Outcomes of local v2 gets, for the world to collect.
+    gets2_done: Vec<(Ticket, Get2Outcome)>,
+    /// The v2 cores' effects of the current input (carried out at once).
+    fx2: Effects2<PutTag, Ticket>,
     /// Gets that waited for a lookup and were then answered from the own store, for the world
     /// to count as local (their latency is the lookup's, not 0).
     answered_locally: Vec<Ticket>,
@@ -332,6 +411,7 @@ impl SimNode {
         };
         let group = ShardGroup::new(shards, setup.group_config(), now, rng.r#gen());
         let router = setup.router(&keypair, addr, rng.r#gen());
+        let group2 = setup.group2(&keypair, Vec::new(), now, &mut rng);
         SimNode {
             slot,
             addr,
@@ -351,6 +431,8 @@ impl SimNode {
             peer_tick_at: u64::MAX,
             route_tick_at: u64::MAX,
             router,
+            group2,
+            counters2: Counters2::default(),
             lookup_stats: LookupStats::default(),
             route_bytes_sent: 0,
             ping_bytes_sent: 0,
@@ -361,6 +443,9 @@ impl SimNode {
             own_addrs: vec![addr],
             deferred: BTreeMap::new(),
             puts_done: Vec::new(),
+            puts2_done: Vec::new(),
+            gets2_done: Vec::new(),
+            fx2: Effects2::default(),
             answered_locally: Vec::new(),
             limiter: AmplificationLimiter::new(setup.config.amplification_config(), now_ms),
             pacer: Pacer::new(setup.config.repair_budget(), now_ms),
@@ -398,6 +483,8 @@ impl SimNode {
         // Its lookups' puts and gets die with it (the world aborts the gets, forgets the puts).
         self.deferred.clear();
         self.puts_done.clear();
+        self.puts2_done.clear();
+        self.gets2_done.clear();
         self.answered_locally.clear();
     }
 
@@ -426,6 +513,16 @@ impl SimNode {
         };
         self.group = ShardGroup::new(shards, self.setup.group_config(), now, rng.r#gen());
         self.router = self.setup.router(&self.keypair, self.addr, rng.r#gen());
+        let records2: Vec<Record2> = self
+            .group2
+            .iter()
+            .flat_map(|g| g.shards())
+            .flat_map(|s| {
+                let store = s.store().read();
+                store.iter().map(|r| r.to_boxed()).collect::<Vec<_>>()
+            })
+            .collect();
+        self.group2 = self.setup.group2(&self.keypair, records2, now, &mut rng);
         self.own_addrs = vec![self.addr];
         self.limiter = AmplificationLimiter::new(self.setup.config.amplification_config(), now_ms);
         self.pacer = Pacer::new(self.setup.config.repair_budget(), now_ms);
@@ -488,18 +585,33 @@ impl SimNode {
                 .start_lookup(now_ms, target, Deferred::Maintain { target }, fx)
                 .is_err()
             {
-                let done = Input::LookupDone {
-                    target,
-                    closest: None,
-                };
-                self.owner_input(now_ms, Some(done), None, fx);
+                self.maintain_done(now_ms, target, None, fx);
             }
         }
         result
     }
 
-    /// The time of the version of `(pubkey, key)` this node would answer a GET with.
-    pub fn held_time(&self, pubkey: &[u8; 32], key: &[u8]) -> Option<i64> {
+    /// A replica-maintenance lookup ended (`closest`) or could not run (`None`). As in the
+    /// node, one lookup per owner ID serves the v1 and the v2 copies alike: both groups are
+    /// told, and each ignores an answer it did not ask for.
+    fn maintain_done(
+        &mut self,
+        now_ms: u64,
+        target: u64,
+        closest: Option<&[Contact]>,
+        fx: &mut Effects<Ticket>,
+    ) {
+        let now = self.now(now_ms);
+        if let Some(group2) = self.group2.as_mut() {
+            group2.lookup_done(now, target, closest);
+        }
+        let input = Input::LookupDone { target, closest };
+        self.owner_input(now_ms, Some(input), None, fx);
+    }
+
+    /// The version of `(pubkey, key)` this node would answer a GET with: a v1 record's time,
+    /// else a v2 record's seq (the world stamps v2 records by seq).
+    pub fn held_version(&self, pubkey: &[u8; 32], key: &[u8]) -> Option<i64> {
         match self.behaviour {
             Behaviour::Dropper | Behaviour::Forger => None,
             Behaviour::Stale => self
@@ -511,8 +623,27 @@ impl SimNode {
                 .store()
                 .read()
                 .get(pubkey, key)
-                .map(|r| r.time_ms()),
+                .map(|r| r.time_ms())
+                .or_else(|| self.held_seq2(pubkey, key).map(|seq| seq as i64)),
         }
+    }
+
+    /// The seq of the v2 record `(pubkey, key)` the v2 store holds.
+    fn held_seq2(&self, pubkey: &[u8; 32], key: &[u8]) -> Option<u64> {
+        self.held_work2(pubkey, key).map(|(seq, _)| seq)
+    }
+
+    /// The seq and work hash (which names its content) of the v2 record `(pubkey, key)` the
+    /// v2 store holds; `None` for a node that does not store honestly.
+    pub fn held_work2(&self, pubkey: &[u8; 32], key: &[u8]) -> Option<(u64, [u8; 32])> {
+        if !self.behaviour.stores_honestly() {
+            return None;
+        }
+        let group2 = self.group2.as_ref()?;
+        let shards = group2.shards();
+        let local = crate::shard::shard_index(pubkey, key) % shards.len();
+        let store = shards[local].store().read();
+        store.get(pubkey, key).map(|r| (r.seq(), *r.work()))
     }
 
     /// Records held by the real stores.
@@ -562,6 +693,16 @@ impl SimNode {
                 }
                 Err(e) => inc(&self.counters.malformed[e.index()]),
             }
+            return;
+        }
+        if self.group2.is_some()
+            && bytes
+                .first()
+                .is_some_and(|op| (OP2_FIRST..=OP2_LAST).contains(op))
+        {
+            // RECORD_V2, as the node's receivers take it (`receive_v2`). A v1-only node falls
+            // through to `Message::parse` (`unknown_op`).
+            self.on_v2(now_ms, from, bytes, fx);
             return;
         }
         let message = match Message::parse(bytes) {
@@ -653,6 +794,132 @@ impl SimNode {
         }
     }
 
+    /// A v2 datagram: parsed (a malformed one counted by reason), GET2 answered from the store's
+    /// read view (through the amplification limit to an unproven sender), the rest to the v2
+    /// cores: the node's `receive_v2` and its owner's `Input2` in one step.
+    fn on_v2(&mut self, now_ms: u64, from: SocketAddr, bytes: &[u8], fx: &mut Effects<Ticket>) {
+        let message = match Message2::parse(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                inc(&self.counters.malformed[e.index()]);
+                return;
+            }
+        };
+        if !self.behaviour.stores_honestly() {
+            return;
+        }
+        // A GET2_ACK's key, owned (the parsed view's borrow ends with its arm).
+        let ack_key: Box<[u8]>;
+        let input = match message {
+            Message2::Get2 { pubkey, key } => {
+                let Some(group2) = self.group2.as_ref() else {
+                    return;
+                };
+                let shards = group2.shards();
+                let local = crate::shard::shard_index(pubkey, key) % shards.len();
+                answer_get2(
+                    &shards[local].store().read(),
+                    from,
+                    pubkey,
+                    key,
+                    &self.counters2,
+                    &mut fx.outbox,
+                );
+                if !self.table.is_proven(from) {
+                    self.limit_last(now_ms, from, &mut fx.outbox);
+                }
+                return;
+            }
+            Message2::Put2(dat) => Input2::Put {
+                from,
+                dat: dat.to_boxed(),
+                expect_seq: None,
+                commit: None,
+            },
+            Message2::Put2Cas { expect_seq, dat } => Input2::Put {
+                from,
+                dat: dat.to_boxed(),
+                expect_seq: Some(expect_seq),
+                commit: None,
+            },
+            Message2::Put2Commit { commit, dat } => Input2::Put {
+                from,
+                dat: dat.to_boxed(),
+                expect_seq: None,
+                commit: Some(*commit),
+            },
+            Message2::Put2Status {
+                status,
+                held_seq,
+                work,
+                pubkey,
+                key,
+            } => Input2::Status {
+                from,
+                status,
+                held_seq,
+                work: *work,
+                pubkey: *pubkey,
+                key,
+            },
+            Message2::Get2Ack(dat) => {
+                ack_key = dat.key().into();
+                Input2::GetAck {
+                    from,
+                    pubkey: *dat.pubkey(),
+                    key: &ack_key,
+                    dat: Some(dat.to_boxed()),
+                }
+            }
+            Message2::Get2None { pubkey, key } => Input2::GetAck {
+                from,
+                pubkey: *pubkey,
+                key,
+                dat: None,
+            },
+        };
+        self.owner_input2(now_ms, Some(input), None, fx);
+    }
+
+    /// One input to the v2 cores, then the end of their batch (deadlines, expiry, repair,
+    /// maintenance), as the node's owner thread runs `Group2`; their datagrams join `fx`'s,
+    /// their finished puts and gets wait for the world, their lookups go to the router.
+    fn owner_input2(
+        &mut self,
+        now_ms: u64,
+        input: Option<Input2<'_, PutTag, Ticket>>,
+        via: Option<&Arc<PeerSnapshot>>,
+        fx: &mut Effects<Ticket>,
+    ) {
+        let now = self.now(now_ms);
+        let snapshot = self.table.snapshot();
+        let Some(group2) = self.group2.as_mut() else {
+            return;
+        };
+        let fx2 = &mut self.fx2;
+        if let Some(input) = input {
+            group2.handle(now, via.unwrap_or(&snapshot), input, &self.counters2, fx2);
+        }
+        let mut env = SimEnv(&mut self.pacer, &mut self.keys);
+        group2.end_batch(now, &snapshot, &mut env, &self.counters2, fx2);
+        for (to, bytes) in fx2.outbox.iter() {
+            fx.outbox.push_bytes(to, bytes);
+        }
+        fx2.outbox.clear();
+        // The simulated backup log is the stores themselves (a restart keeps them).
+        fx2.backup.clear();
+        self.puts2_done.append(&mut fx2.puts_done);
+        self.gets2_done.append(&mut fx2.gets_done);
+        for target in std::mem::take(&mut fx2.lookups) {
+            if self
+                .start_lookup(now_ms, target, Deferred::Maintain { target }, fx)
+                .is_err()
+            {
+                self.maintain_done(now_ms, target, None, fx);
+            }
+        }
+    }
+
     /// A forged answer: the asked owner and key, a fresh value, real work, a random signature.
     fn forge(&mut self, now_ms: u64, get: &GetRepr<'_>) -> Record {
         let time_ms = self.wall_ms(now_ms) - PUT_BACKDATE_MS;
@@ -726,23 +993,20 @@ impl SimNode {
             stats.hops.push(done.hops);
         }
         if let Deferred::Maintain { target } = deferred {
-            let input = Input::LookupDone {
-                target,
-                closest: Some(&done.closest),
-            };
-            self.owner_input(now_ms, Some(input), None, fx);
+            self.maintain_done(now_ms, target, Some(&done.closest), fx);
             return;
         }
         let via = crate::route::drive::lookup_view(&done.closest, &self.table.snapshot());
         let ticket = match &deferred {
-            Deferred::Get { ticket, .. } => Some(*ticket),
-            Deferred::Put { .. } | Deferred::Maintain { .. } => None,
+            Deferred::Get { ticket, .. } | Deferred::Get2 { ticket, .. } => Some(*ticket),
+            Deferred::Put { .. } | Deferred::Put2 { .. } | Deferred::Maintain { .. } => None,
         };
         if let Some(put) = self.run_local(now_ms, deferred, via.as_ref(), fx) {
             self.puts_done.push(put);
         }
         if let Some(ticket) = ticket
-            && fx.completions.iter().any(|(t, _)| *t == ticket)
+            && (fx.completions.iter().any(|(t, _)| *t == ticket)
+                || self.gets2_done.iter().any(|(t, _)| *t == ticket))
         {
             self.answered_locally.push(ticket);
         }
@@ -780,11 +1044,26 @@ impl SimNode {
             }
             Deferred::Maintain { target } => {
                 // Its lookup could not run (`start_lookup` gave it back): answered `None`.
-                let input = Input::LookupDone {
-                    target,
-                    closest: None,
+                self.maintain_done(now_ms, target, None, fx);
+                None
+            }
+            Deferred::Put2 { put } => {
+                self.owner_input2(now_ms, Some(Input2::LocalPut(put)), via, fx);
+                None
+            }
+            Deferred::Get2 {
+                pubkey,
+                key,
+                timeout_ms,
+                ticket,
+            } => {
+                let input = Input2::LocalGet {
+                    pubkey,
+                    key: &key,
+                    timeout_ms,
+                    waiter: ticket,
                 };
-                self.owner_input(now_ms, Some(input), None, fx);
+                self.owner_input2(now_ms, Some(input), via, fx);
                 None
             }
         }
@@ -830,6 +1109,16 @@ impl SimNode {
     /// Gets that waited for a lookup and were answered from the own store (no peer asked).
     pub fn take_answered_locally(&mut self) -> Vec<Ticket> {
         std::mem::take(&mut self.answered_locally)
+    }
+
+    /// Results of local v2 puts, in the order they ended.
+    pub fn take_puts2_done(&mut self) -> Vec<(PutTag, Put2Result)> {
+        std::mem::take(&mut self.puts2_done)
+    }
+
+    /// Outcomes of local v2 gets, in the order they ended.
+    pub fn take_gets2_done(&mut self) -> Vec<(Ticket, Get2Outcome)> {
+        std::mem::take(&mut self.gets2_done)
     }
 
     /// The table's effects: datagrams (through the amplification limit, poisoned if this is a
@@ -919,6 +1208,7 @@ impl SimNode {
             return;
         }
         self.owner_input(now_ms, None, None, fx);
+        self.owner_input2(now_ms, None, None, fx);
     }
 
     /// When the owner core wants to run next: the group's deadline, or at once when the peer
@@ -928,7 +1218,12 @@ impl SimNode {
         if !self.behaviour.stores_honestly() {
             return u64::MAX;
         }
-        let mut at = self.group.next_deadline_ms().unwrap_or(u64::MAX);
+        let v2_at = self.group2.as_ref().and_then(Group2::next_deadline_ms);
+        let mut at = [self.group.next_deadline_ms(), v2_at]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(u64::MAX);
         if self.group.snapshot_is_new(&self.table.snapshot()) {
             at = at.min(now_ms);
         }
@@ -965,6 +1260,38 @@ impl SimNode {
         fx: &mut Effects<Ticket>,
     ) {
         let deferred = Deferred::Get {
+            pubkey,
+            key: key.into(),
+            timeout_ms,
+            ticket,
+        };
+        let target = crate::keys::id_from_pubkey(&pubkey);
+        if let Err(get) = self.start_lookup(now_ms, target, deferred, fx) {
+            self.run_local(now_ms, get, None, fx);
+        }
+    }
+
+    /// A v2 record made here (with `put.expect_seq`, a compare-and-swap): store and replicate
+    /// after the owner's lookup, as `Node::put_dat2` does. Its result arrives under
+    /// `put.waiter` in [`SimNode::take_puts2_done`]; a node without RECORD_V2 drops it.
+    pub fn local_put2(&mut self, now_ms: u64, put: LocalPut2<PutTag>, fx: &mut Effects<Ticket>) {
+        let target = put.record.owner_id();
+        if let Err(put) = self.start_lookup(now_ms, target, Deferred::Put2 { put }, fx) {
+            self.run_local(now_ms, put, None, fx);
+        }
+    }
+
+    /// A local v2 get; its outcome arrives in [`SimNode::take_gets2_done`] under `ticket`.
+    pub fn start_get2(
+        &mut self,
+        now_ms: u64,
+        pubkey: [u8; 32],
+        key: &[u8],
+        timeout_ms: u64,
+        ticket: Ticket,
+        fx: &mut Effects<Ticket>,
+    ) {
+        let deferred = Deferred::Get2 {
             pubkey,
             key: key.into(),
             timeout_ms,
@@ -1088,7 +1415,7 @@ fn push_not_found(outbox: &mut Outbox, to: SocketAddr, get: &GetRepr<'_>) {
 /// How a local get ended, without the record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ended {
-    /// A record with this time.
+    /// A record of this version: a v1 record's time, a v2 record's seq.
     Found(i64),
     /// Every asked peer said not found.
     NotFound,
@@ -1102,6 +1429,16 @@ impl From<&GetOutcome> for Ended {
             GetOutcome::Found(d) => Ended::Found(d.time_ms()),
             GetOutcome::NotFound => Ended::NotFound,
             GetOutcome::TimedOut => Ended::TimedOut,
+        }
+    }
+}
+
+impl From<&Get2Outcome> for Ended {
+    fn from(o: &Get2Outcome) -> Ended {
+        match o {
+            Get2Outcome::Found(d) => Ended::Found(d.seq() as i64),
+            Get2Outcome::NotFound => Ended::NotFound,
+            Get2Outcome::TimedOut => Ended::TimedOut,
         }
     }
 }

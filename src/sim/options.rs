@@ -174,6 +174,19 @@ pub struct WorkloadOptions {
     pub final_check: bool,
     /// Window of the final check.
     pub final_check_window_ms: u64,
+    /// Records are v2 (RECORD_V2, `shard::core2`): puts write v2 records (seq = the record's
+    /// time, as `Node::put_with` does) and every get is a strict v2 get. Needs the nodes to
+    /// speak RECORD_V2 (`node.extensions`, the default).
+    pub v2_records: bool,
+    /// With `v2_records`: every put is a compare-and-swap expecting the seq of the newest
+    /// version the world saw stored (0 before the first), at that seq + 1.
+    pub v2_cas: bool,
+    /// With `v2_cas`: every put comes from two live honest nodes at the same moment, expecting
+    /// the same seq and writing the same next seq with different values (one owner on two
+    /// devices racing). At most one of the two may win ([`Report::v2_double_wins`]).
+    ///
+    /// [`Report::v2_double_wins`]: crate::sim::Report::v2_double_wins
+    pub v2_racing_writers: bool,
 }
 
 impl Default for WorkloadOptions {
@@ -191,6 +204,9 @@ impl Default for WorkloadOptions {
             get_timeout_ms: 3_000,
             final_check: true,
             final_check_window_ms: 5_000,
+            v2_records: false,
+            v2_cas: false,
+            v2_racing_writers: false,
         }
     }
 }
@@ -423,6 +439,21 @@ impl SimOptions {
         }
         if w.value_len + 16 > crate::limits::MAX_KEY_VALUE_LEN {
             return fail("workload.value_len too long for one datagram");
+        }
+        if w.v2_records
+            && (w.value_len + 16 > crate::wire::record2::MAX_KEY_VALUE_LEN2
+                || !self
+                    .node
+                    .extensions
+                    .contains(crate::wire::Features::RECORD_V2))
+        {
+            return fail("workload.v2_records needs RECORD_V2 nodes and a value that fits a dat2");
+        }
+        if w.v2_cas && !w.v2_records {
+            return fail("workload.v2_cas needs workload.v2_records");
+        }
+        if w.v2_racing_writers && !w.v2_cas {
+            return fail("workload.v2_racing_writers needs workload.v2_cas");
         }
         if !(self.churn.per_hour >= 0.0 && self.churn.per_hour.is_finite()) {
             return fail("churn.per_hour must be a non-negative number");

@@ -181,6 +181,14 @@ pub struct Report {
     pub trust_in_adversaries: Option<f64>,
     /// Counters summed over the live honest nodes.
     pub honest_counters: Stats,
+    /// Their v2 cores' counters, summed (all zero unless the records are v2).
+    pub honest_counters2: crate::shard::core2::Stats2,
+    /// v2 compare-and-swap: record versions (record, seq) that more than one racing writer was
+    /// told it won. The protocol promises 0 while writers agree on the replica set.
+    pub v2_double_wins: u64,
+    /// v2 records whose live honest holders hold different contents at the newest seq held:
+    /// replicas that did not converge on one winner.
+    pub v2_split_records: u64,
     /// Datagrams live honest nodes' amplification limits withheld, by op (PING, PONG, PUT, GET,
     /// GET_ACK, GETMYADDRPORT, GETMYADDRPORT_ACK).
     pub withheld_by_op: [u64; 7],
@@ -404,6 +412,38 @@ impl fmt::Display for Report {
             c.maintain_paced,
             c.copies_aged_out
         )?;
+        let c2 = &self.honest_counters2;
+        if c2.local_puts + c2.puts_received > 0 {
+            writeln!(
+                f,
+                "{:<22}PUT2s received {}, stored {}, refused {}, invalid {}; CAS won {}, lost {}, \
+                 commits {}",
+                "v2 records",
+                c2.puts_received,
+                c2.puts_stored,
+                c2.puts_refused,
+                c2.puts_invalid,
+                c2.cas_won,
+                c2.cas_lost,
+                c2.commits_sent
+            )?;
+            writeln!(
+                f,
+                "{:<22}by lookup: {} lookups, {} answers reused, {} paced, {} copies aged out; \
+                 repair datagrams {}",
+                "v2 maintenance",
+                c2.maintain_lookups_started,
+                c2.maintain_cache_hits,
+                c2.maintain_paced,
+                c2.copies_aged_out,
+                c2.repair_datagrams_sent
+            )?;
+            writeln!(
+                f,
+                "{:<22}versions won by two racing writers {}, records split between replicas {}",
+                "v2 races", self.v2_double_wins, self.v2_split_records
+            )?;
+        }
         let trust = |t: Option<f64>| t.map_or("-".to_string(), |t| format!("{t:.2}"));
         if self.adversaries > 0 {
             writeln!(

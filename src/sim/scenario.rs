@@ -28,6 +28,7 @@ use crate::keys::Keypair;
 use crate::peer::{MacKeyRegistry, PongAuth};
 use crate::pow;
 use crate::shard::core::Effects;
+use crate::shard::core2::LocalPut2;
 use crate::sim::adversary::{self, Role};
 use crate::sim::network::{EventQueue, Network, addr_of, slot_of};
 use crate::sim::node::{Behaviour, Ended, NodeSetup, PUT_BACKDATE_MS, PutTag, SimNode, Ticket};
@@ -105,7 +106,8 @@ enum Ev {
 struct RecordState {
     owner: usize,
     key: Box<[u8]>,
-    /// Time of the newest version stored (by its putting node).
+    /// Version of the newest version stored (by its putting node): a v1 record's time, a v2
+    /// record's seq.
     latest_time_ms: Option<i64>,
     /// When it was first stored (virtual).
     first_put_ms: Option<u64>,
@@ -128,6 +130,7 @@ struct PendingGet {
 struct PendingPut {
     slot: usize,
     record: usize,
+    /// The version put: v1 time, v2 seq.
     time_ms: i64,
 }
 
@@ -179,6 +182,8 @@ pub struct World {
     next_ticket: Ticket,
     pending_puts: BTreeMap<PutTag, PendingPut>,
     next_put_tag: PutTag,
+    /// v2 puts that ended well, by (record, seq): more than one is a double win.
+    v2_wins: BTreeMap<(usize, i64), u32>,
     workload_rng: StdRng,
     churn_rng: StdRng,
     keys_rng: StdRng,
@@ -282,6 +287,7 @@ impl World {
             next_ticket: 0,
             pending_puts: BTreeMap::new(),
             next_put_tag: 0,
+            v2_wins: BTreeMap::new(),
             workload_rng: StdRng::seed_from_u64(stream_seed(seed, Stream::Workload)),
             churn_rng: StdRng::seed_from_u64(stream_seed(seed, Stream::Churn)),
             seeds_rng: StdRng::seed_from_u64(stream_seed(seed, Stream::NodeSeeds)),
@@ -650,12 +656,32 @@ impl World {
                 self.put_stored(now, put.record, put.time_ms, result.is_ok());
             }
         }
+        let (mut puts2_done, mut gets2_done) = self
+            .nodes
+            .get_mut(slot)
+            .and_then(|n| n.as_mut())
+            .map(|n| (n.take_puts2_done(), n.take_gets2_done()))
+            .unwrap_or_default();
+        // As for v1 gets below: their order must not depend on the v2 core's hash maps.
+        puts2_done.sort_by_key(|(tag, _)| *tag);
+        for (tag, result) in puts2_done {
+            if let Some(put) = self.pending_puts.remove(&tag) {
+                if result.is_ok() {
+                    *self.v2_wins.entry((put.record, put.time_ms)).or_default() += 1;
+                }
+                self.put_stored(now, put.record, put.time_ms, result.is_ok());
+            }
+        }
         if let Some(node) = self.nodes.get_mut(slot).and_then(|n| n.as_mut()) {
             for ticket in node.take_answered_locally() {
                 if let Some(get) = self.pending.get_mut(&ticket) {
                     get.local = true;
                 }
             }
+        }
+        gets2_done.sort_by_key(|(ticket, _)| *ticket);
+        for (ticket, outcome) in gets2_done {
+            self.complete(now, ticket, Ended::from(&outcome));
         }
         let fx = &mut self.effects;
         fx.outbox.clear();
@@ -726,6 +752,10 @@ impl World {
         if let Some(first) = value.first_mut() {
             *first = version as u8;
         }
+        if self.options.workload.v2_records {
+            self.put2(now, record, slot, value);
+            return;
+        }
         let min_work = self.setup.config.min_work_bits;
         let state = &self.records[record];
         let owner = &self.owners[state.owner];
@@ -733,9 +763,9 @@ impl World {
             return;
         };
         let time_ms = node.wall_ms(now) - PUT_BACKDATE_MS;
-        let dat = pow::make_dat_single(owner, &state.key, &value, time_ms, min_work);
         let tag = self.next_put_tag;
         self.next_put_tag += 1;
+        let dat = pow::make_dat_single(owner, &state.key, &value, time_ms, min_work);
         match node.local_put(now, dat, tag, &mut self.effects) {
             Some(result) => self.put_stored(now, record, time_ms, result.is_ok()),
             None => {
@@ -748,6 +778,63 @@ impl World {
             }
         }
         self.after(now, slot);
+    }
+
+    /// A v2 put from `slot` (and, with racing writers, at the same moment from a second live
+    /// honest node with another value), as `Node::put_with` makes it: seq = the record's time,
+    /// or under CAS the newest seq the world saw stored + 1, expecting that seq. Results arrive
+    /// through [`SimNode::take_puts2_done`].
+    fn put2(&mut self, now: u64, record: usize, slot: usize, mut value: Vec<u8>) {
+        let w = self.options.workload;
+        let mut writers = vec![slot];
+        if w.v2_racing_writers {
+            let others: Vec<usize> = self
+                .live_honest
+                .iter()
+                .copied()
+                .filter(|&s| s != slot)
+                .collect();
+            if !others.is_empty() {
+                writers.push(others[self.workload_rng.gen_range(0..others.len())]);
+            }
+        }
+        let expect_seq = w.v2_cas.then(|| {
+            self.records[record]
+                .latest_time_ms
+                .map_or(0, |seq| seq as u64)
+        });
+        let min_work = self.setup.config.min_work_bits;
+        for (writer, &slot) in writers.iter().enumerate() {
+            // Racing writers differ in their value (so in their work hash).
+            if let Some(last) = value.last_mut() {
+                *last = last.wrapping_add(writer as u8);
+            }
+            let state = &self.records[record];
+            let owner = &self.owners[state.owner];
+            let Some(node) = live_node(&mut self.nodes, slot) else {
+                continue;
+            };
+            let time_ms = node.wall_ms(now) - PUT_BACKDATE_MS;
+            let seq = expect_seq.map_or(time_ms as u64, |e| e + 1);
+            let dat2 = pow::make_dat2_single(owner, &state.key, &value, time_ms, seq, min_work);
+            let commit = pow::sign_commit2(owner, dat2.work());
+            let tag = self.next_put_tag;
+            self.next_put_tag += 1;
+            let pending = PendingPut {
+                slot,
+                record,
+                time_ms: seq as i64,
+            };
+            self.pending_puts.insert(tag, pending);
+            let put = LocalPut2 {
+                record: dat2,
+                expect_seq,
+                commit,
+                waiter: tag,
+            };
+            node.local_put2(now, put, &mut self.effects);
+            self.after(now, slot);
+        }
     }
 
     /// A local put's result: an accepted version becomes the one gets must find.
@@ -814,10 +901,15 @@ impl World {
             self.report.victim_gets.started += 1;
         }
         let timeout = self.options.workload.get_timeout_ms;
+        let v2 = self.options.workload.v2_records;
         let Some(node) = live_node(&mut self.nodes, slot) else {
             return;
         };
-        node.start_get(now, pubkey, &key, timeout, ticket, &mut self.effects);
+        if v2 {
+            node.start_get2(now, pubkey, &key, timeout, ticket, &mut self.effects);
+        } else {
+            node.start_get(now, pubkey, &key, timeout, ticket, &mut self.effects);
+        }
         self.after(now, slot);
     }
 
@@ -1049,8 +1141,10 @@ impl World {
         let mut stats = Stats::default();
         let mut active_sum = 0usize;
         let mut active_min = usize::MAX;
+        let mut stats2 = crate::shard::core2::Stats2::default();
         for node in &honest {
             stats.add(&node.counters);
+            stats2.add(&node.counters2);
             if let Some(router) = &node.router {
                 let (sum, n) = (&mut report.router, router.stats());
                 sum.requests_sent += n.requests_sent;
@@ -1073,6 +1167,7 @@ impl World {
         report.active_peers_min = if honest.is_empty() { 0 } else { active_min };
         report.active_peers_mean = active_sum as f64 / honest.len().max(1) as f64;
         report.honest_counters = stats;
+        report.honest_counters2 = stats2;
 
         // Replicas of each record's newest version among the live honest nodes.
         let mut replicas = Vec::new();
@@ -1084,7 +1179,7 @@ impl World {
             let n = honest
                 .iter()
                 .filter(|node| {
-                    node.held_time(&pubkey, &state.key)
+                    node.held_version(&pubkey, &state.key)
                         .is_some_and(|t| t >= latest)
                 })
                 .count() as u64;
@@ -1106,6 +1201,27 @@ impl World {
         if self.options.workload.final_check {
             report.records_retrievable = Some(report.final_gets.fresh);
         }
+        report.v2_double_wins = self.v2_wins.values().filter(|&&n| n > 1).count() as u64;
+        if self.options.workload.v2_records {
+            for state in &self.records {
+                let pubkey = self.owners[state.owner].public();
+                let held: Vec<(u64, [u8; 32])> = honest
+                    .iter()
+                    .filter_map(|node| node.held_work2(&pubkey, &state.key))
+                    .collect();
+                let Some(newest) = held.iter().map(|&(seq, _)| seq).max() else {
+                    continue;
+                };
+                let mut contents = held
+                    .iter()
+                    .filter(|&&(seq, _)| seq == newest)
+                    .map(|(_, w)| w);
+                let first = contents.next();
+                if contents.any(|w| Some(w) != first) {
+                    report.v2_split_records += 1;
+                }
+            }
+        }
 
         // Attack checks.
         let low_work: Vec<_> = self
@@ -1120,7 +1236,7 @@ impl World {
             .map(|(pubkey, key)| {
                 honest
                     .iter()
-                    .filter(|n| n.held_time(pubkey, key).is_some())
+                    .filter(|n| n.held_version(pubkey, key).is_some())
                     .count() as u64
             })
             .sum();
