@@ -274,16 +274,19 @@ mod exchange_tests {
         assert!(route_fx.answered.is_empty(), "consumed");
         assert_eq!(ta.stats().router_heard, 1);
 
-        // Two unanswered requests in a row: the router evicts B and the table drops it.
+        // Two lookups B never answers (each asks it twice, `MAX_REQUESTS_PER_CONTACT`): the
+        // router evicts B and the table drops it.
         let mut now = 1_000;
         let mut dropped = false;
         for _ in 0..2 {
             let (_, _) = router.start_lookup(now, 42);
-            now += 5_000;
-            let mut route_fx = router.tick(now);
-            let mut peer_fx = peer::Effects::default();
-            exchange(&mut router, &mut ta, now, &mut peer_fx, &mut route_fx);
-            dropped |= peer_fx.events.contains(&PeerEvent::Dropped { addr: b });
+            for _ in 0..2 {
+                now += 5_000;
+                let mut route_fx = router.tick(now);
+                let mut peer_fx = peer::Effects::default();
+                exchange(&mut router, &mut ta, now, &mut peer_fx, &mut route_fx);
+                dropped |= peer_fx.events.contains(&PeerEvent::Dropped { addr: b });
+            }
         }
         assert!(dropped, "dropped on the router's eviction");
         assert!(!router.table().contains(b) && !ta.is_peer(b));
