@@ -47,6 +47,8 @@ struct Net {
     puts: Vec<(usize, PutResult)>,
     gets: Vec<(usize, Get2Outcome)>,
     rng: StdRng,
+    /// Loses every PUT2_COMMIT while set.
+    drop_commits: bool,
 }
 
 fn addr(i: usize) -> SocketAddr {
@@ -82,6 +84,7 @@ impl Net {
             puts: Vec::new(),
             gets: Vec::new(),
             rng: StdRng::seed_from_u64(seed),
+            drop_commits: false,
         }
     }
 
@@ -130,7 +133,12 @@ impl Net {
         let i = self.addrs.iter().position(|&(a, _)| a == to).unwrap_or(0);
         let mut effects = Effects2::default();
         let core = &mut self.cores[i];
-        match Message2::parse(&bytes).unwrap_or_else(|e| panic!("core sent a bad datagram: {e}")) {
+        let message =
+            Message2::parse(&bytes).unwrap_or_else(|e| panic!("core sent a bad datagram: {e}"));
+        if self.drop_commits && matches!(message, Message2::Put2Commit { .. }) {
+            return true;
+        }
+        match message {
             Message2::Put2(dat) => {
                 core.handle_put(NOW_MS, from, dat, None, None, &self.counters, &mut effects)
             }
@@ -195,6 +203,13 @@ impl Net {
         }
         self.collect(i, effects);
         true
+    }
+
+    /// Node `i`'s timers at `now_ms` (its deadlines: gets, CAS puts, commits to re-send).
+    fn tick(&mut self, i: usize, now_ms: u64) {
+        let mut effects = Effects2::default();
+        self.cores[i].tick(now_ms, NOW_MS, false, &self.counters, &mut effects);
+        self.collect(i, effects);
     }
 
     fn run(&mut self) {
@@ -389,4 +404,71 @@ fn a_loser_replayed_to_a_non_replica_never_outvotes_the_replicas() {
         Some((_, Get2Outcome::Found(found))) => assert_eq!(found, winner),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_lost_commit_is_sent_again_and_the_minority_converges() {
+    // Two writers race from nodes outside the replica set; every PUT2_COMMIT of the race is
+    // lost, so a replica that took the loser keeps it. At the put's deadline the winner sends
+    // its commit again (`MAX_COMMIT_SENDS`), and once every replica answered, nothing more.
+    let owner = Keypair::from_seed(&[43; 32]);
+    let base = make_dat2_single(&owner, b"k", b"v0", NOW_MS - 10, 5, 0);
+    let a = make_dat2_single(&owner, b"k", b"writer-a", NOW_MS - 5, 6, 0);
+    let b = make_dat2_single(&owner, b"k", b"writer-b", NOW_MS - 5, 6, 0);
+    let mut minorities = 0;
+    for seed in 0..200u64 {
+        let (nodes, fanout) = (6, 3);
+        let mut net = Net::new(nodes, fanout, seed);
+        let replicas = net.replica_set(&owner, fanout);
+        net.put(replicas[0], base.clone(), None, &owner);
+        net.run();
+        net.puts.clear();
+        let writers: Vec<usize> = (0..nodes).filter(|i| !replicas.contains(i)).collect();
+        let (wa, wb) = (writers[0], writers[1]);
+        net.drop_commits = true;
+        net.put(wa, a.clone(), Some(5), &owner);
+        for _ in 0..(seed % 4) {
+            net.step();
+        }
+        net.put(wb, b.clone(), Some(5), &owner);
+        net.run();
+        let Some(&(winner_node, _)) = net.puts.iter().find(|(_, r)| r.is_ok()) else {
+            panic!(
+                "seed {seed}: a race without loss has a winner: {:?}",
+                net.puts
+            );
+        };
+        let winner = if winner_node == wa { &a } else { &b };
+        let stale = replicas
+            .iter()
+            .filter(|&&r| net.held(r, &owner, b"k").as_ref() != Some(winner))
+            .count();
+        if stale == 0 {
+            continue; // this order left no minority
+        }
+        minorities += 1;
+        net.drop_commits = false;
+        net.tick(winner_node, 999);
+        assert!(
+            net.queue.is_empty(),
+            "seed {seed}: not before the put's deadline"
+        );
+        net.tick(winner_node, 1_000);
+        assert_eq!(
+            net.queue.len(),
+            stale,
+            "seed {seed}: one commit per stale replica"
+        );
+        net.run();
+        for &r in &replicas {
+            assert_eq!(
+                net.held(r, &owner, b"k").as_ref(),
+                Some(winner),
+                "seed {seed}: replica {r} converged"
+            );
+        }
+        net.tick(winner_node, 5_000);
+        assert!(net.queue.is_empty(), "seed {seed}: every replica answered");
+    }
+    assert!(minorities >= 20, "{minorities} races left a minority");
 }

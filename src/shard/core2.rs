@@ -399,6 +399,24 @@ struct PendingGet2<GW> {
 /// Local puts or gets one shard tracks at once; more fail at once (a memory bound).
 pub const MAX_PENDING2: usize = 1024;
 
+/// PUT2_COMMITs a won CAS put sends each replica that has not answered one: the first when it
+/// wins, then one each `put_timeout_ms` (from the put's deadline) until the replica answers
+/// with a status that settles it. A lost commit leaves a replica holding the loser of a race,
+/// which nothing else replaces (a PUT2 of equal seq and other content is a conflict); with
+/// three sends a replica misses the winner only if all three (or their answers) are lost:
+/// `dave sim --v2 --cas --race --loss 2` ("v2 records in the simulator", perf/README.md).
+pub const MAX_COMMIT_SENDS: u8 = 3;
+
+/// A won CAS put's commit, re-sent to the replicas that have not answered it.
+struct CommitFollowUp {
+    record: Record2,
+    commit: [u8; 64],
+    /// Replicas yet to answer.
+    waiting: Vec<SocketAddr>,
+    sends: u8,
+    next_ms: u64,
+}
+
 /// One shard's v2 state and logic.
 pub struct Shard2<PW, GW> {
     store: Arc<RwLock<Store2>>,
@@ -406,6 +424,9 @@ pub struct Shard2<PW, GW> {
     node_id: u64,
     puts: HashMap<[u8; 32], PendingPut<PW>>,
     gets: HashMap<RecordId2, PendingGet2<GW>>,
+    /// Commits of won CAS puts awaiting their replicas' answers, by work (at most
+    /// [`MAX_PENDING2`]).
+    commits: HashMap<[u8; 32], CommitFollowUp>,
     scratch: Vec<(SocketAddr, u64)>,
     /// Replica repair and republish of the v2 records: the same walk as v1's
     /// ([`crate::shard::repair`]), against the view of the RECORD_V2 peers.
@@ -430,6 +451,7 @@ impl<PW, GW> Shard2<PW, GW> {
             node_id,
             puts: HashMap::new(),
             gets: HashMap::new(),
+            commits: HashMap::new(),
             scratch: Vec::new(),
             repair: Repair::new(RepairConfig::default()),
             repair_rng: StdRng::seed_from_u64(2),
@@ -726,7 +748,7 @@ impl<PW, GW> Shard2<PW, GW> {
         effects: &mut Effects2<PW, GW>,
     ) {
         let Some(pending) = self.puts.get_mut(work) else {
-            inc(&counters.unsolicited);
+            self.commit_answered(from, status, work, counters);
             return;
         };
         let Some(voter) = pending
@@ -748,6 +770,72 @@ impl<PW, GW> Shard2<PW, GW> {
         }
         let work = *work;
         self.settle_put(&work, false, wall_ms, counters, effects);
+    }
+
+    /// A status for a record whose CAS put already ended: the answer to its commit. A status
+    /// that says the replica holds the winner or something newer (or will never take it) ends
+    /// the follow-up there; a conflict or mismatch is its late answer to the CAS itself, and the
+    /// commit is still awaited.
+    fn commit_answered(
+        &mut self,
+        from: SocketAddr,
+        status: Status2,
+        work: &[u8; 32],
+        counters: &Counters2,
+    ) {
+        let Some(follow_up) = self.commits.get_mut(work) else {
+            inc(&counters.unsolicited);
+            return;
+        };
+        let Some(i) = follow_up.waiting.iter().position(|&a| a == from) else {
+            inc(&counters.unsolicited);
+            return;
+        };
+        if matches!(status, Status2::Conflict | Status2::CasMismatch) {
+            return;
+        }
+        follow_up.waiting.swap_remove(i);
+        if follow_up.waiting.is_empty() {
+            self.commits.remove(work);
+        }
+    }
+
+    /// Re-sends the commits due at `now_ms`; a follow-up that had its sends is dropped.
+    fn resend_commits(
+        &mut self,
+        now_ms: u64,
+        counters: &Counters2,
+        effects: &mut Effects2<PW, GW>,
+    ) {
+        let mut due: Vec<[u8; 32]> = self
+            .commits
+            .iter()
+            .filter(|(_, f)| f.next_ms <= now_ms)
+            .map(|(w, _)| *w)
+            .collect();
+        due.sort_unstable();
+        for work in due {
+            let Some(f) = self.commits.get_mut(&work) else {
+                continue;
+            };
+            if f.sends >= MAX_COMMIT_SENDS {
+                self.commits.remove(&work);
+                continue;
+            }
+            for &to in &f.waiting {
+                push(
+                    &mut effects.outbox,
+                    to,
+                    &Message2::Put2Commit {
+                        commit: &f.commit,
+                        dat: f.record.as_view(),
+                    },
+                );
+                inc(&counters.commits_sent);
+            }
+            f.sends += 1;
+            f.next_ms = now_ms.saturating_add(self.rules.put_timeout_ms);
+        }
     }
 
     /// Ends a pending CAS put if it has a majority, can no longer get one, or `expired`.
@@ -790,19 +878,45 @@ impl<PW, GW> Shard2<PW, GW> {
             return;
         }
         inc(&counters.cas_won);
-        // The minority (and replicas yet to answer) take the winner by its commit.
-        for &(to, vote) in &pending.voters {
-            if vote != Some(true) {
-                push(
-                    &mut effects.outbox,
-                    to,
-                    &Message2::Put2Commit {
-                        commit: &pending.commit,
-                        dat: pending.record.as_view(),
-                    },
-                );
-                inc(&counters.commits_sent);
-            }
+        // The minority (and replicas yet to answer) take the winner by its commit, re-sent
+        // until each answers (`MAX_COMMIT_SENDS`).
+        let waiting: Vec<SocketAddr> = pending
+            .voters
+            .iter()
+            .filter(|&&(_, vote)| vote != Some(true))
+            .map(|&(to, _)| to)
+            .collect();
+        for &to in &waiting {
+            push(
+                &mut effects.outbox,
+                to,
+                &Message2::Put2Commit {
+                    commit: &pending.commit,
+                    dat: pending.record.as_view(),
+                },
+            );
+            inc(&counters.commits_sent);
+        }
+        if !waiting.is_empty() && self.commits.len() < MAX_PENDING2 {
+            // The next send when the put's deadline passes (a CAS put that won at its
+            // deadline waits one timeout more).
+            let next_ms = if expired {
+                pending
+                    .deadline_ms
+                    .saturating_add(self.rules.put_timeout_ms)
+            } else {
+                pending.deadline_ms
+            };
+            self.commits.insert(
+                *pending.record.work(),
+                CommitFollowUp {
+                    record: pending.record.to_boxed(),
+                    commit: pending.commit,
+                    waiting,
+                    sends: 1,
+                    next_ms,
+                },
+            );
         }
         if !pending.self_in {
             // Not a replica: keep a copy of the winner now that it won (a refusal here only
@@ -954,31 +1068,37 @@ impl<PW, GW> Shard2<PW, GW> {
                 });
             }
         }
-        let due: Vec<RecordId2> = self
+        // In key order, not the maps' (random) order: the effects' order must be a function
+        // of the inputs (the simulator replays runs by seed).
+        let mut due: Vec<RecordId2> = self
             .gets
             .iter()
             .filter(|(_, p)| p.deadline_ms <= now_ms)
             .map(|(id, _)| id.clone())
             .collect();
+        due.sort_unstable();
         for id in due {
             self.finish_get(&id, effects);
         }
-        let due: Vec<[u8; 32]> = self
+        let mut due: Vec<[u8; 32]> = self
             .puts
             .iter()
             .filter(|(_, p)| p.deadline_ms <= now_ms)
             .map(|(w, _)| *w)
             .collect();
+        due.sort_unstable();
         for work in due {
             self.settle_put(&work, true, wall_ms, counters, effects);
         }
+        self.resend_commits(now_ms, counters, effects);
     }
 
-    /// The earliest deadline of a pending get or put.
+    /// The earliest deadline of a pending get or put, or of a commit to re-send.
     pub fn next_deadline_ms(&self) -> Option<u64> {
         let gets = self.gets.values().map(|p| p.deadline_ms);
         let puts = self.puts.values().map(|p| p.deadline_ms);
-        gets.chain(puts).min()
+        let commits = self.commits.values().map(|f| f.next_ms);
+        gets.chain(puts).chain(commits).min()
     }
 }
 
