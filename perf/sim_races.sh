@@ -4,7 +4,8 @@
 #
 # For each seed: `dave sim --v2 --cas --race --loss 2` (60 nodes, 20 virtual minutes, 300
 # records, every put from two writers at once) and a v1 run with 60 %/h churn and 2 % loss.
-# Prints per seed the double wins, the split records and the v1 GET latencies, then medians.
+# Prints per seed the double wins, the split records, the strict gets that read a race's loser
+# and the v1 GET latencies, then medians.
 #
 # Usage: perf/sim_races.sh                 # builds target/release/dave, SEEDS="1 2 3 4 5"
 #        DAVE=/path/to/dave SEEDS="1 2" perf/sim_races.sh   # another build, other seeds
@@ -30,13 +31,13 @@ rows = []
 for seed in seeds:
     race = open(f"{out}/race-{seed}.txt").read()
     v1 = open(f"{out}/v1-{seed}.txt").read()
-    m = re.search(r"racing writers (\d+), records split between replicas (\d+)", race)
+    m = re.search(r"racing writers (\d+), records split between replicas (\d+), gets that read a loser (\d+)", race)
     g = re.search(r"^gets\s+(\d+) of (\d+) fresh.*?\n\s+latency p50 (\d+) ms, p90 (\d+) ms, p99 (\d+) ms", v1, re.M)
     f = re.search(r"^final check\s+(\d+) of (\d+)", v1, re.M)
-    rows.append((int(m[1]), int(m[2]), int(g[3]), int(g[4]), int(g[5]), f"{f[1]}/{f[2]}"))
-    print(f"seed {seed}: double wins {m[1]}, split records {m[2]}; v1 GET p50/p90/p99 "
+    rows.append((int(m[1]), int(m[2]), int(g[3]), int(g[4]), int(g[5]), int(m[3])))
+    print(f"seed {seed}: double wins {m[1]}, split records {m[2]}, loser reads {m[3]}; v1 GET p50/p90/p99 "
           f"{g[3]}/{g[4]}/{g[5]} ms, final check {f[1]} of {f[2]}")
 med = lambda i: statistics.median(r[i] for r in rows)
-print(f"medians: double wins {med(0)}, split records {med(1)}; v1 GET p50/p90/p99 "
+print(f"medians: double wins {med(0)}, split records {med(1)}, loser reads {med(5)}; v1 GET p50/p90/p99 "
       f"{med(2)}/{med(3)}/{med(4)} ms   (reports in {out})")
 PY

@@ -126,6 +126,26 @@ fn racing_cas_writers_on_a_quiet_network_have_one_winner_and_every_replica_agree
         r.v2_split_records, 0,
         "every holder has the winner's content"
     );
+    assert_eq!(r.v2_loser_reads, 0);
     assert_eq!(r.records_retrievable, Some(80));
     assert_eq!(r.final_gets.stale, 0);
+}
+
+#[test]
+fn under_two_percent_loss_no_race_is_won_twice_and_no_get_reads_a_loser() {
+    // Before lookups asked a silent contact twice (`route::lookup::MAX_REQUESTS_PER_CONTACT`),
+    // one lost datagram could leave a close node out of one writer's lookup, the two writers
+    // then saw different replica sets, and both could win (2–7 of 300 races at 2 % loss,
+    // perf/README.md "v2 records in the simulator"). What may remain are copies of the loser
+    // on nodes outside the winner's set, which no get reads and maintenance ages out.
+    let mut o = v2_options(4, 40, 10, 150);
+    o.network.loss = 0.02;
+    o.workload.v2_cas = true;
+    o.workload.v2_racing_writers = true;
+    let r = run("v2 CAS races, 2 % loss", &o);
+    let c2 = &r.honest_counters2;
+    assert!(c2.cas_won >= 140 && c2.cas_lost >= 140, "{c2:?}");
+    assert_eq!(r.v2_double_wins, 0);
+    assert_eq!(r.v2_loser_reads, 0, "no strict get returned a loser");
+    assert!(r.records_retrievable.expect("final check") >= 147);
 }

@@ -189,6 +189,9 @@ pub struct Report {
     /// v2 records whose live honest holders hold different contents at the newest seq held:
     /// replicas that did not converge on one winner.
     pub v2_split_records: u64,
+    /// Strict gets that returned a race's loser: a record at a seq some writer won, with other
+    /// content than the winner's (what a reader sees of a split).
+    pub v2_loser_reads: u64,
     /// Datagrams live honest nodes' amplification limits withheld, by op (PING, PONG, PUT, GET,
     /// GET_ACK, GETMYADDRPORT, GETMYADDRPORT_ACK).
     pub withheld_by_op: [u64; 7],
@@ -440,8 +443,9 @@ impl fmt::Display for Report {
             )?;
             writeln!(
                 f,
-                "{:<22}versions won by two racing writers {}, records split between replicas {}",
-                "v2 races", self.v2_double_wins, self.v2_split_records
+                "{:<22}versions won by two racing writers {}, records split between replicas {}, \
+                 gets that read a loser {}",
+                "v2 races", self.v2_double_wins, self.v2_split_records, self.v2_loser_reads
             )?;
         }
         let trust = |t: Option<f64>| t.map_or("-".to_string(), |t| format!("{t:.2}"));

@@ -28,7 +28,7 @@ use crate::keys::Keypair;
 use crate::peer::{MacKeyRegistry, PongAuth};
 use crate::pow;
 use crate::shard::core::Effects;
-use crate::shard::core2::LocalPut2;
+use crate::shard::core2::{Get2Outcome, LocalPut2};
 use crate::sim::adversary::{self, Role};
 use crate::sim::network::{EventQueue, Network, addr_of, slot_of};
 use crate::sim::node::{Behaviour, Ended, NodeSetup, PUT_BACKDATE_MS, PutTag, SimNode, Ticket};
@@ -132,6 +132,8 @@ struct PendingPut {
     record: usize,
     /// The version put: v1 time, v2 seq.
     time_ms: i64,
+    /// A v2 put's work hash (names its content).
+    work2: Option<[u8; 32]>,
 }
 
 /// The node in `slot` if it is running (a free function so callers can borrow other fields).
@@ -182,8 +184,8 @@ pub struct World {
     next_ticket: Ticket,
     pending_puts: BTreeMap<PutTag, PendingPut>,
     next_put_tag: PutTag,
-    /// v2 puts that ended well, by (record, seq): more than one is a double win.
-    v2_wins: BTreeMap<(usize, i64), u32>,
+    /// v2 puts that ended well, by (record, seq): how many, and the first winner's work.
+    v2_wins: BTreeMap<(usize, i64), (u32, [u8; 32])>,
     workload_rng: StdRng,
     churn_rng: StdRng,
     keys_rng: StdRng,
@@ -666,8 +668,11 @@ impl World {
         puts2_done.sort_by_key(|(tag, _)| *tag);
         for (tag, result) in puts2_done {
             if let Some(put) = self.pending_puts.remove(&tag) {
-                if result.is_ok() {
-                    *self.v2_wins.entry((put.record, put.time_ms)).or_default() += 1;
+                if result.is_ok()
+                    && let Some(work) = put.work2
+                {
+                    let entry = self.v2_wins.entry((put.record, put.time_ms));
+                    entry.or_insert((0, work)).0 += 1;
                 }
                 self.put_stored(now, put.record, put.time_ms, result.is_ok());
             }
@@ -681,6 +686,13 @@ impl World {
         }
         gets2_done.sort_by_key(|(ticket, _)| *ticket);
         for (ticket, outcome) in gets2_done {
+            // A found record at a raced seq must be the winner's content.
+            if let (Some(get), Get2Outcome::Found(found)) = (self.pending.get(&ticket), &outcome)
+                && let Some(&(_, winner)) = self.v2_wins.get(&(get.record, found.seq() as i64))
+                && *found.work() != winner
+            {
+                self.report.v2_loser_reads += 1;
+            }
             self.complete(now, ticket, Ended::from(&outcome));
         }
         let fx = &mut self.effects;
@@ -773,6 +785,7 @@ impl World {
                     slot,
                     record,
                     time_ms,
+                    work2: None,
                 };
                 self.pending_puts.insert(tag, put);
             }
@@ -824,6 +837,7 @@ impl World {
                 slot,
                 record,
                 time_ms: seq as i64,
+                work2: Some(*dat2.work()),
             };
             self.pending_puts.insert(tag, pending);
             let put = LocalPut2 {
@@ -1201,7 +1215,7 @@ impl World {
         if self.options.workload.final_check {
             report.records_retrievable = Some(report.final_gets.fresh);
         }
-        report.v2_double_wins = self.v2_wins.values().filter(|&&n| n > 1).count() as u64;
+        report.v2_double_wins = self.v2_wins.values().filter(|&&(n, _)| n > 1).count() as u64;
         if self.options.workload.v2_records {
             for state in &self.records {
                 let pubkey = self.owners[state.owner].public();
