@@ -1265,9 +1265,20 @@ impl SimNode {
             timeout_ms,
             ticket,
         };
-        let target = crate::keys::id_from_pubkey(&pubkey);
-        if let Err(get) = self.start_lookup(now_ms, target, deferred, fx) {
-            self.run_local(now_ms, get, None, fx);
+        self.run_after_lookup(now_ms, crate::keys::id_from_pubkey(&pubkey), deferred, fx);
+    }
+
+    /// Runs a local put or get once the lookup of `target` ends, or at once when there is no
+    /// lookup to wait for.
+    fn run_after_lookup(
+        &mut self,
+        now_ms: u64,
+        target: u64,
+        deferred: Deferred,
+        fx: &mut Effects<Ticket>,
+    ) {
+        if let Err(local) = self.start_lookup(now_ms, target, deferred, fx) {
+            self.run_local(now_ms, local, None, fx);
         }
     }
 
@@ -1276,9 +1287,7 @@ impl SimNode {
     /// `put.waiter` in [`SimNode::take_puts2_done`]; a node without RECORD_V2 drops it.
     pub fn local_put2(&mut self, now_ms: u64, put: LocalPut2<PutTag>, fx: &mut Effects<Ticket>) {
         let target = put.record.owner_id();
-        if let Err(put) = self.start_lookup(now_ms, target, Deferred::Put2 { put }, fx) {
-            self.run_local(now_ms, put, None, fx);
-        }
+        self.run_after_lookup(now_ms, target, Deferred::Put2 { put }, fx);
     }
 
     /// A local v2 get; its outcome arrives in [`SimNode::take_gets2_done`] under `ticket`.
@@ -1297,10 +1306,7 @@ impl SimNode {
             timeout_ms,
             ticket,
         };
-        let target = crate::keys::id_from_pubkey(&pubkey);
-        if let Err(get) = self.start_lookup(now_ms, target, deferred, fx) {
-            self.run_local(now_ms, get, None, fx);
-        }
+        self.run_after_lookup(now_ms, crate::keys::id_from_pubkey(&pubkey), deferred, fx);
     }
 
     // ----- Adversary actions -----
