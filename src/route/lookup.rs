@@ -153,7 +153,8 @@ pub struct LookupRequest {
 pub struct LookupPoll {
     /// Requests to send now.
     pub requests: Vec<LookupRequest>,
-    /// Requests that timed out in this poll (the driver tells its routing table).
+    /// Contacts that failed in this poll: their last request (of [`MAX_REQUESTS_PER_CONTACT`])
+    /// timed out (the driver tells its routing table, once per contact).
     pub timed_out: Vec<SocketAddr>,
 }
 
@@ -234,7 +235,7 @@ impl Lookup {
         self.replies
     }
 
-    /// Requests failed so far (timeouts and reported failures).
+    /// Contacts failed so far (their last request timed out, or the driver reported a failure).
     pub fn failures(&self) -> usize {
         self.failures
     }

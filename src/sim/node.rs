@@ -82,22 +82,18 @@ enum Deferred {
     Maintain {
         target: u64,
     },
+    /// A local get: of a v1 record (its outcome arrives in `fx.completions`), or with `v2` a
+    /// strict get of a v2 record (in `gets2_done`).
     Get {
         pubkey: [u8; 32],
         key: Box<[u8]>,
         timeout_ms: u64,
         ticket: Ticket,
+        v2: bool,
     },
     /// A local v2 put (its result arrives in `puts2_done`).
     Put2 {
         put: LocalPut2<PutTag>,
-    },
-    /// A local v2 get (its outcome arrives in `gets2_done`).
-    Get2 {
-        pubkey: [u8; 32],
-        key: Box<[u8]>,
-        timeout_ms: u64,
-        ticket: Ticket,
     },
 }
 
@@ -998,7 +994,7 @@ impl SimNode {
         }
         let via = crate::route::drive::lookup_view(&done.closest, &self.table.snapshot());
         let ticket = match &deferred {
-            Deferred::Get { ticket, .. } | Deferred::Get2 { ticket, .. } => Some(*ticket),
+            Deferred::Get { ticket, .. } => Some(*ticket),
             Deferred::Put { .. } | Deferred::Put2 { .. } | Deferred::Maintain { .. } => None,
         };
         if let Some(put) = self.run_local(now_ms, deferred, via.as_ref(), fx) {
@@ -1032,6 +1028,7 @@ impl SimNode {
                 key,
                 timeout_ms,
                 ticket,
+                v2: false,
             } => {
                 let input = Input::LocalGet {
                     pubkey,
@@ -1042,20 +1039,12 @@ impl SimNode {
                 self.owner_input(now_ms, Some(input), via, fx);
                 None
             }
-            Deferred::Maintain { target } => {
-                // Its lookup could not run (`start_lookup` gave it back): answered `None`.
-                self.maintain_done(now_ms, target, None, fx);
-                None
-            }
-            Deferred::Put2 { put } => {
-                self.owner_input2(now_ms, Some(Input2::LocalPut(put)), via, fx);
-                None
-            }
-            Deferred::Get2 {
+            Deferred::Get {
                 pubkey,
                 key,
                 timeout_ms,
                 ticket,
+                v2: true,
             } => {
                 let input = Input2::LocalGet {
                     pubkey,
@@ -1064,6 +1053,15 @@ impl SimNode {
                     waiter: ticket,
                 };
                 self.owner_input2(now_ms, Some(input), via, fx);
+                None
+            }
+            Deferred::Maintain { target } => {
+                // Its lookup could not run (`start_lookup` gave it back): answered `None`.
+                self.maintain_done(now_ms, target, None, fx);
+                None
+            }
+            Deferred::Put2 { put } => {
+                self.owner_input2(now_ms, Some(Input2::LocalPut(put)), via, fx);
                 None
             }
         }
@@ -1249,7 +1247,10 @@ impl SimNode {
         }
     }
 
-    /// A local get; its outcome arrives in `fx.completions` under `ticket`.
+    /// A local get after the owner's lookup: of a v1 record, its outcome in `fx.completions`
+    /// under `ticket`; with `v2`, a strict get of a v2 record, its outcome in
+    /// [`SimNode::take_gets2_done`].
+    #[allow(clippy::too_many_arguments)]
     pub fn start_get(
         &mut self,
         now_ms: u64,
@@ -1257,6 +1258,7 @@ impl SimNode {
         key: &[u8],
         timeout_ms: u64,
         ticket: Ticket,
+        v2: bool,
         fx: &mut Effects<Ticket>,
     ) {
         let deferred = Deferred::Get {
@@ -1264,6 +1266,7 @@ impl SimNode {
             key: key.into(),
             timeout_ms,
             ticket,
+            v2,
         };
         self.run_after_lookup(now_ms, crate::keys::id_from_pubkey(&pubkey), deferred, fx);
     }
@@ -1288,25 +1291,6 @@ impl SimNode {
     pub fn local_put2(&mut self, now_ms: u64, put: LocalPut2<PutTag>, fx: &mut Effects<Ticket>) {
         let target = put.record.owner_id();
         self.run_after_lookup(now_ms, target, Deferred::Put2 { put }, fx);
-    }
-
-    /// A local v2 get; its outcome arrives in [`SimNode::take_gets2_done`] under `ticket`.
-    pub fn start_get2(
-        &mut self,
-        now_ms: u64,
-        pubkey: [u8; 32],
-        key: &[u8],
-        timeout_ms: u64,
-        ticket: Ticket,
-        fx: &mut Effects<Ticket>,
-    ) {
-        let deferred = Deferred::Get2 {
-            pubkey,
-            key: key.into(),
-            timeout_ms,
-            ticket,
-        };
-        self.run_after_lookup(now_ms, crate::keys::id_from_pubkey(&pubkey), deferred, fx);
     }
 
     // ----- Adversary actions -----

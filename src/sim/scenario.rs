@@ -919,11 +919,7 @@ impl World {
         let Some(node) = live_node(&mut self.nodes, slot) else {
             return;
         };
-        if v2 {
-            node.start_get2(now, pubkey, &key, timeout, ticket, &mut self.effects);
-        } else {
-            node.start_get(now, pubkey, &key, timeout, ticket, &mut self.effects);
-        }
+        node.start_get(now, pubkey, &key, timeout, ticket, v2, &mut self.effects);
         self.after(now, slot);
     }
 
