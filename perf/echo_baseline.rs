@@ -11,6 +11,9 @@
 //! the rest after reading them: `--answer-only-op 3` answers GETs and ignores a flood of PUTs,
 //! the floor for "GETs served during a PUT flood" (`perf/issue14.sh`, scenario `flood`).
 //!
+//! With `--segmentation true` it sends each batch's replies to one address as one segmented
+//! send (UDP GSO), as the node does by default; without it, one datagram per `sendmmsg` message.
+//!
 //! Every second it prints datagrams received and sent per second, and drops, to stderr. It runs
 //! until killed.
 //!
@@ -46,6 +49,11 @@ struct Args {
     /// Answer only datagrams whose first byte is this op (3: GET); read and drop the others.
     #[arg(long)]
     answer_only_op: Option<u8>,
+    /// Send the replies of a batch to one address as one segmented send (UDP GSO), as the
+    /// node does by default (`Config::udp_segmentation`). Default off: the plain `sendmmsg`
+    /// server an independent client would compare against.
+    #[arg(long, action = clap::ArgAction::Set, default_value_t = false)]
+    segmentation: bool,
 }
 
 /// Counters of one thread, on their own cache line so threads do not slow each other down.
@@ -90,6 +98,7 @@ fn main() {
         Arc::new((0..threads).map(|_| Counters::default()).collect());
     let reply = vec![0u8; args.reply_bytes];
     let answer_only_op = args.answer_only_op;
+    let segmentation = args.segmentation;
     for (index, socket) in node.sockets.into_iter().enumerate() {
         let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
         let counters = Arc::clone(&counters);
@@ -103,6 +112,7 @@ fn main() {
                 let mine = &counters[index];
                 let mut inbox = RecvBatch::new();
                 let mut outbox = SendBatch::new();
+                outbox.set_segmentation(segmentation);
                 loop {
                     let n = match inbox.recv(&socket) {
                         Ok(n) => n,

@@ -132,6 +132,10 @@ struct ServeArgs {
     /// spread with the GETs (false).
     #[arg(long, action = clap::ArgAction::Set)]
     put_lane: Option<bool>,
+    /// Replies of one length to one address sent segmented (Config::udp_segmentation; default:
+    /// the node's) or one by one (false).
+    #[arg(long, action = clap::ArgAction::Set)]
+    udp_segmentation: Option<bool>,
     /// Screen network PUTs in the verification stage (Config::put_verify_stage; default: the
     /// node's) or on the owners (false).
     #[arg(long, action = clap::ArgAction::Set)]
@@ -242,6 +246,9 @@ fn serve(a: &ServeArgs) -> Result<(), String> {
     }
     if let Some(put_lane) = a.put_lane {
         config.put_lane = put_lane;
+    }
+    if let Some(on) = a.udp_segmentation {
+        config.udp_segmentation = on;
     }
     if let Some(depth) = a.shard_channel_depth {
         config.shard_channel_depth = depth;

@@ -154,6 +154,14 @@ pub struct Config {
     /// (counted: `put_lane_kernel_drops`). Default true (perf/README, issue 14, "A lane for
     /// PUTs").
     pub put_lane: bool,
+    /// Replies of one length to one address within a send batch leave as one segmented send
+    /// (UDP GSO, `net::SendBatch`): the kernel's network stack is crossed once for the run
+    /// instead of once per datagram, what a client with many requests in flight costs the
+    /// node's receivers. The datagrams on the wire are the same. A kernel or route that cannot
+    /// segment refuses it once per sending thread, which then sends one by one (counted:
+    /// `send_segmentation_refused`). Default true (perf/README, issue 14, "Replies sent
+    /// segmented").
+    pub udp_segmentation: bool,
     /// Where network GETs are answered.
     pub get_path: GetPath,
     /// Single or batched Ed25519 verification of received dats. Batch (the default) verifies
@@ -337,6 +345,7 @@ impl Default for Config {
             receivers_on_demand: true,
             receiver_slice_us: 0,
             put_lane: true,
+            udp_segmentation: true,
             get_path: GetPath::Receiver,
             signature_check: SignatureCheck::Batch,
             // 64 slots x 256 owners bounds queued work; a burst beyond that is shed and counted.

@@ -140,6 +140,11 @@ counters! {
     bytes_sent,
     /// Datagrams whose send failed.
     send_errors,
+    /// Of `packets_sent`, datagrams sent in segmented sends (UDP GSO, `Config::udp_segmentation`).
+    packets_sent_segmented,
+    /// Segmented sends the kernel refused; each sending thread then sends one by one
+    /// (`Config::udp_segmentation`).
+    send_segmentation_refused,
     /// Datagrams from our own address (loopback prevention).
     own_packets_dropped,
     /// Datagrams dropped because a shard-owner channel was full.

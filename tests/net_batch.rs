@@ -358,3 +358,85 @@ fn dual_stack_socket_sees_ipv4_peers_as_ipv4_and_replies_to_them() {
     assert_eq!(got[0].0, b"pong");
     assert_eq!(got[0].1.port(), port);
 }
+
+/// Payload of `seq` for the segmentation tests: its first bytes say which it is, its length is
+/// one of a few, so that runs of one length to one destination form.
+fn segment_payload(seq: u8, len: usize) -> Vec<u8> {
+    let mut bytes = vec![seq.wrapping_mul(31); len];
+    if len > 0 {
+        bytes[0] = seq;
+    }
+    bytes
+}
+
+/// Pushes 32 datagrams to `a` and `b` in three lengths (and one empty one) and returns, per
+/// destination, what was pushed to it, in push order.
+fn push_mixed(batch: &mut SendBatch, a: SocketAddr, b: SocketAddr) -> [Vec<Vec<u8>>; 2] {
+    let mut pushed = [Vec::new(), Vec::new()];
+    for seq in 0..BATCH as u8 {
+        let to_b = seq % 3 == 0;
+        let len = match seq {
+            31 => 0,
+            _ if seq % 4 == 0 => 100,
+            _ if seq % 5 == 0 => MAX_PACKET_LEN,
+            _ => 300,
+        };
+        let bytes = segment_payload(seq, len);
+        assert!(batch.push(if to_b { b } else { a }, &bytes));
+        pushed[usize::from(to_b)].push(bytes);
+    }
+    pushed
+}
+
+/// Datagrams of one length to one destination, in the order given.
+fn by_length(datagrams: &[Vec<u8>]) -> HashMap<usize, Vec<Vec<u8>>> {
+    let mut runs: HashMap<usize, Vec<Vec<u8>>> = HashMap::new();
+    for d in datagrams {
+        runs.entry(d.len()).or_default().push(d.clone());
+    }
+    runs
+}
+
+#[test]
+fn runs_to_one_destination_leave_segmented_and_arrive_as_pushed() {
+    let a = bind_udp(addr("127.0.0.1:0"), &opts()).unwrap();
+    let b = bind_udp(addr("127.0.0.2:0"), &opts()).unwrap();
+    let sender = bind_udp(addr("127.0.0.7:0"), &opts()).unwrap();
+    for segmentation in [true, false] {
+        let mut batch = SendBatch::new();
+        batch.set_segmentation(segmentation);
+        let pushed = push_mixed(&mut batch, a.local_addr().unwrap(), b.local_addr().unwrap());
+        assert_eq!(batch.flush(&sender).unwrap(), BATCH);
+        let stats = *batch.stats();
+        assert_eq!(stats.sent, BATCH as u64);
+        assert_eq!(stats.dropped(), 0);
+        assert_eq!(stats.segmentation_refused, 0);
+        // Every run of two or more of one length to one destination went segmented; the
+        // empty datagram and lone lengths did not.
+        let runs: Vec<usize> = pushed
+            .iter()
+            .flat_map(|to| by_length(to).into_iter())
+            .filter(|(len, run)| *len > 0 && run.len() > 1)
+            .map(|(_, run)| run.len())
+            .collect();
+        let expected = if segmentation {
+            runs.iter().sum::<usize>()
+        } else {
+            0
+        };
+        assert!(
+            !segmentation || expected >= 28,
+            "the test's runs are long: {runs:?}"
+        );
+        assert_eq!(stats.sent_segmented, expected as u64);
+        for (socket, pushed) in [&a, &b].into_iter().zip(&pushed) {
+            let got: Vec<Vec<u8>> = recv_n(socket, pushed.len())
+                .into_iter()
+                .map(|r| r.0)
+                .collect();
+            // The same datagrams, none merged or cut, in push order within each length.
+            assert_eq!(got.len(), pushed.len());
+            assert_eq!(by_length(&got), by_length(pushed));
+        }
+    }
+}

@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicU64;
 use crossbeam_channel::{Sender, TrySendError};
 use parking_lot::{Mutex, RwLock};
 
+use crate::config::Config;
 use crate::limits::{MAX_KEY_LEN, PONG_MAX_LEN};
 use crate::net::SendBatch;
 use crate::outbox::Outbox;
@@ -197,9 +198,28 @@ pub(super) fn send_outbox(
 }
 
 fn flush(socket: &UdpSocket, batch: &mut SendBatch, counters: &Counters) {
+    let before = *batch.stats();
     if let Err(_e) = batch.flush(socket) {
         inc(&counters.send_errors);
     }
+    let after = batch.stats();
+    let segmented = after.sent_segmented - before.sent_segmented;
+    if segmented > 0 {
+        crate::stats::add(&counters.packets_sent_segmented, segmented);
+    }
+    if after.segmentation_refused > before.segmentation_refused {
+        crate::stats::add(
+            &counters.send_segmentation_refused,
+            after.segmentation_refused - before.segmentation_refused,
+        );
+    }
+}
+
+/// A send batch for one of the node's sending threads, segmenting as `config` says.
+pub(super) fn send_batch(config: &Config) -> SendBatch {
+    let mut batch = SendBatch::new();
+    batch.set_segmentation(config.udp_segmentation);
+    batch
 }
 
 /// Sends without blocking; a full channel counts a drop in `full`.

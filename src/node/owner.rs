@@ -24,7 +24,8 @@ use crate::wire::GetRepr;
 use super::PutError;
 use super::Shared;
 use super::handoff::{
-    OwnerMsg, PeerMsg, Put2Reply, PutReply, PutResult, limit_last_reply, send_outbox, try_send,
+    OwnerMsg, PeerMsg, Put2Reply, PutReply, PutResult, limit_last_reply, send_batch, send_outbox,
+    try_send,
 };
 
 /// Messages an owner drains per wake-up, so PUTs can be verified as a batch.
@@ -67,7 +68,7 @@ pub(super) fn owner_loop(
     let mut effects: Effects<Sender<GetOutcome>> = Effects::default();
     let mut effects2: Effects2<Put2Reply, Sender<Get2Outcome>> = Effects2::default();
     let counters2 = &shared.counters2;
-    let mut send = SendBatch::new();
+    let mut send = send_batch(&shared.config);
     let mut put_replies: Vec<(PutReply, PutResult)> = Vec::new();
     let mut stop = false;
     while !stop {

@@ -22,7 +22,6 @@ use crate::limits::MAX_PACKET_LEN;
 use crate::route::maintain::{LookupShare, Share};
 use crate::route::{Contact, LookupId, Router, RouterEffects};
 
-use crate::net::SendBatch;
 use crate::outbox::Outbox;
 use crate::peer::budget::ProvenSet;
 use crate::peer::{self, PeerTable, TrustPolicy};
@@ -31,7 +30,7 @@ use crate::stats::{Counters, inc};
 use crate::wire::Message;
 
 use super::Shared;
-use super::handoff::{OwnerMsg, PeerMsg, send_outbox};
+use super::handoff::{OwnerMsg, PeerMsg, send_batch, send_outbox};
 
 pub(super) fn peer_loop(
     shared: Arc<Shared>,
@@ -42,7 +41,7 @@ pub(super) fn peer_loop(
     counters: Arc<Counters>,
 ) {
     let mut outbox = Outbox::new();
-    let mut send = SendBatch::new();
+    let mut send = send_batch(&shared.config);
     let decay = shared.config.trust_decay;
     let trust: TrustPolicy = shared.config.shard_policy().trust;
     let mut view = ReplicaView::default();

@@ -26,7 +26,7 @@ use crate::wire::route::{ROUTE_OPS, RouteMessage};
 use crate::wire::{self, Message, Op};
 
 use super::Shared;
-use super::handoff::{OwnerMsg, PeerMsg, limit_last_reply, send_outbox, try_send};
+use super::handoff::{OwnerMsg, PeerMsg, limit_last_reply, send_batch, send_outbox, try_send};
 use super::scaling::{ReceiverScaling, WINDOW_NS};
 use super::verify::VerifyMsg;
 
@@ -196,7 +196,7 @@ pub(super) fn receiver_loop(
 ) {
     let mut batch = RecvBatch::new();
     let mut outbox = Outbox::new();
-    let mut send = SendBatch::new();
+    let mut send = send_batch(&shared.config);
     let spin = Duration::from_micros(shared.config.receiver_spin_us);
     if shared.config.receiver_slice_us > 0
         && let Err(e) =
@@ -286,7 +286,7 @@ pub(super) fn receiver_loop(
 pub(super) fn put_lane_loop(shared: Arc<Shared>, socket: UdpSocket, counters: Arc<Counters>) {
     let mut batch = RecvBatch::new();
     let mut outbox = Outbox::new();
-    let mut send = SendBatch::new();
+    let mut send = send_batch(&shared.config);
     let queues_full = |c: &Counters| {
         c.shard_channel_full.load(Ordering::Relaxed) + c.verify_channel_full.load(Ordering::Relaxed)
     };
