@@ -11,7 +11,8 @@
 //! 2. `node_get_burst_allocations_do_not_grow_with_packets`: a real `Node` in this process,
 //!    answered over loopback. Every thread is counted (receivers, owners, the peer thread's ticks),
 //!    so the assertion is a ratio: a burst of GETs may see the few allocations that timers make,
-//!    but not one per packet.
+//!    but not one per packet. Its replies at 16 in flight go out segmented (UDP GSO), and still
+//!    arrive one GET_ACK per datagram.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -299,4 +300,15 @@ fn node_get_burst_allocations_do_not_grow_with_packets() {
             "{allocs} allocations for {n} GETs: the GET path allocates per packet"
         );
     }
+    // With 16 in flight from one address, the receiver finds several GETs in a batch and
+    // answers them in segmented sends (`Config::udp_segmentation`, on by default): the client
+    // above got every one of those answers as its own datagram, each checked to be a GET_ACK
+    // with a record.
+    let stats = node.stats();
+    eprintln!(
+        "replies sent segmented: {} of {}",
+        stats.packets_sent_segmented, stats.packets_sent
+    );
+    assert!(stats.packets_sent_segmented > 0, "no reply was segmented");
+    assert_eq!(stats.send_segmentation_refused, 0);
 }

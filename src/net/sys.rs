@@ -336,16 +336,14 @@ pub struct SendBatch {
     stats: SendStats,
 }
 
-/// Bytes of one message's control buffer: room for the one `UDP_SEGMENT` control message
-/// (`CMSG_SPACE(2)`, 24 bytes on 64-bit Linux; checked below), in `u64` words so that the
-/// `cmsghdr` written at its start is aligned.
-const SEGMENT_CONTROL_WORDS: usize = 4;
-
+/// Bytes of the one `UDP_SEGMENT` control message of a segmented send, padding included
+/// (`CMSG_SPACE(2)`: 24 on 64-bit Linux).
 // SAFETY: CMSG_SPACE only computes a size from its argument; it reads no memory.
-const _: () = assert!(
-    unsafe { libc::CMSG_SPACE(mem::size_of::<u16>() as libc::c_uint) } as usize
-        <= SEGMENT_CONTROL_WORDS * mem::size_of::<u64>()
-);
+const SEGMENT_CONTROL_LEN: usize =
+    unsafe { libc::CMSG_SPACE(mem::size_of::<u16>() as libc::c_uint) } as usize;
+
+/// A message's control buffer, in `u64` words so that the `cmsghdr` at its start is aligned.
+const SEGMENT_CONTROL_WORDS: usize = SEGMENT_CONTROL_LEN.div_ceil(mem::size_of::<u64>());
 // A full batch of the longest datagrams fits one segmented send: the kernel allows at most 64
 // segments (`UDP_MAX_SEGMENTS` before Linux 6.9, 128 since) and 65,507 payload bytes (IPv4).
 const _: () = assert!(BATCH <= 64 && BATCH * MAX_PACKET_LEN <= 65_507);
@@ -709,7 +707,7 @@ impl SendBatch {
                 let control = &mut controls[message];
                 write_segment_control(control, self.lens[entry] as u16);
                 hdr.msg_hdr.msg_control = control.as_mut_ptr().cast();
-                hdr.msg_hdr.msg_controllen = mem::size_of_val(control);
+                hdr.msg_hdr.msg_controllen = SEGMENT_CONTROL_LEN;
             }
         }
     }
@@ -772,7 +770,7 @@ fn write_segment_control(control: &mut [u64; SEGMENT_CONTROL_WORDS], segment_byt
         cmsg_type: UDP_SEGMENT,
     };
     // SAFETY: `control` is an exclusive, u64-aligned buffer of SEGMENT_CONTROL_WORDS * 8 bytes,
-    // at least CMSG_SPACE(2) (asserted at compile time), so a cmsghdr (alignment ≤ 8) fits at
+    // at least CMSG_SPACE(2) (SEGMENT_CONTROL_LEN), so a cmsghdr (alignment ≤ 8) fits at
     // its start and the u16 of data fits at CMSG_LEN(0) bytes in, both inside the buffer.
     // Both writes are unaligned-safe (`write_unaligned` for the data, which CMSG_DATA places
     // at an aligned offset anyway).
