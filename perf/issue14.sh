@@ -54,6 +54,8 @@
 #                              it, e.g. this build's binary with "--put-lane false")
 #   verify-batch-t2            the batched verification rate on both cores (PUT ceiling)
 # and once at the end: memory at MEMORY_RECORDS records (RSS per record).
+# ECHO_ARGS: flags for the echo server of the client scenarios (default none: plain sendmmsg;
+# "--segmentation true" answers with UDP GSO as the node does by default).
 # SPLIT=1 gives the servers (node, echo) one whole core and the load generator the other: servers
 # under `taskset -c 0` (their threads, pinning and permits then see one core), every loadgen
 # run under `taskset -c 1`, and the verification rate (verify-batch-t1 instead of -t2) is one
@@ -125,7 +127,8 @@ cp target/release/examples/loadgen target/release/examples/node_server \
 
 # up NODE_FLAGS...: a fresh node (and an echo server beside it).
 up() {
-    "${SERVER_CPU[@]}" "$BIN/echo_baseline" --listen "$ECHO" 2>>"$OUT/echo_baseline.log" &
+    # shellcheck disable=SC2086 # ECHO_ARGS is a list of flags
+    "${SERVER_CPU[@]}" "$BIN/echo_baseline" --listen "$ECHO" ${ECHO_ARGS:-} 2>>"$OUT/echo_baseline.log" &
     ECHO_PID=$!
     "${SERVER_CPU[@]}" "${NODE_BIN:-$BIN/node_server}" serve --listen "$NODE" --stats-addr "$STATS" \
         --max-seconds 600 "$@" >>"$OUT/node_server.log" 2>&1 &
