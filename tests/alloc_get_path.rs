@@ -154,6 +154,7 @@ fn receiver_get_path_allocates_nothing_per_packet() {
     let mut recv = RecvBatch::new();
     let mut outbox = Outbox::new();
     let mut send = SendBatch::new();
+    send.set_segmentation(true); // as the node's receivers send (Config::udp_segmentation)
     let mut drain = [0u8; 2048];
 
     // One round: the client sends a batch of GETs; the "receiver" takes them with recvmmsg,

@@ -291,7 +291,9 @@ impl SendStats {
 /// One datagram failing (its destination unreachable, say) does not lose the others:
 /// [`flush`](Self::flush) skips it, counts it in [`SendStats`], and sends the rest.
 ///
-/// **Segmentation** (UDP GSO, on by default, [`set_segmentation`](Self::set_segmentation)):
+/// **Segmentation** (UDP GSO; off unless [`set_segmentation`](Self::set_segmentation) turns it
+/// on, as the node does by default, `Config::udp_segmentation`; a load generator keeps it off
+/// to send as an independent client would):
 /// datagrams of one length to one destination leave as one message of the `sendmmsg` with a
 /// `UDP_SEGMENT` control message, and the kernel cuts it into those datagrams after one trip
 /// through its network stack instead of one trip each (a receiver answering many requests of
@@ -440,13 +442,13 @@ impl SendBatch {
             targets: [SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)); BATCH],
             lens: [0; BATCH],
             count: 0,
-            segmentation: true,
+            segmentation: false,
             stats: SendStats::default(),
         }
     }
 
     /// Turns segmentation (UDP GSO, see the type docs) on or off for the following flushes.
-    /// On by default.
+    /// Off by default.
     pub fn set_segmentation(&mut self, on: bool) {
         self.segmentation = on;
     }
@@ -1038,13 +1040,27 @@ const UDP_SEGMENT: libc::c_int = 103;
 /// load generator floods with it, so that a flood costs the machine it shares with the node
 /// one trip through the network stack per send rather than per datagram.
 pub fn set_udp_segment(socket: &UdpSocket, segment_bytes: u16) -> io::Result<()> {
-    let value = libc::c_int::from(segment_bytes);
+    set_int_option(
+        socket,
+        libc::SOL_UDP,
+        UDP_SEGMENT,
+        libc::c_int::from(segment_bytes),
+    )
+}
+
+/// `setsockopt(2)` of one `int` option.
+fn set_int_option(
+    socket: &UdpSocket,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: `value` is an initialised c_int that outlives the call; the kernel copies it.
     let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
-            libc::SOL_UDP,
-            UDP_SEGMENT,
+            level,
+            name,
             ptr::from_ref(&value).cast(),
             mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
@@ -1242,6 +1258,7 @@ mod tests {
     #[test]
     fn send_batch_full_and_clear() {
         let mut batch = SendBatch::new();
+        assert!(!batch.segmentation(), "off unless asked");
         let to: SocketAddr = "127.0.0.1:9".parse().unwrap();
         for i in 0..BATCH {
             assert!(batch.push(to, &[i as u8; 3]));
@@ -1264,19 +1281,9 @@ mod tests {
         // With SO_NO_CHECK (no UDP checksum) the kernel refuses every segmented send with
         // EINVAL and still sends single datagrams: the refusal a device without checksum
         // offload gives (EIO), on loopback.
-        let on: libc::c_int = 1;
-        // SAFETY: `on` is an initialised c_int that outlives the call; the kernel copies it.
-        let rc = unsafe {
-            libc::setsockopt(
-                sender.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_NO_CHECK,
-                ptr::from_ref(&on).cast(),
-                mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0, "{}", io::Error::last_os_error());
+        set_int_option(&sender, libc::SOL_SOCKET, libc::SO_NO_CHECK, 1).unwrap();
         let mut batch = SendBatch::new();
+        batch.set_segmentation(true);
         let mut pushed = Vec::new();
         for round in 0..2u8 {
             for i in 0..8u8 {
@@ -1313,6 +1320,7 @@ mod tests {
         let to = receiver.local_addr().unwrap();
         let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
         let mut batch = SendBatch::new();
+        batch.set_segmentation(true);
         for i in 0..3u8 {
             assert!(batch.push("127.0.0.1:0".parse().unwrap(), &[i; 9])); // EINVAL, any way
             assert!(batch.push(to, &[i; 5]));
