@@ -1256,6 +1256,67 @@ mod tests {
     }
 
     #[test]
+    fn a_grouped_plan_holds_every_entry_once_in_runs_of_one_address_and_length() {
+        let addrs: [SocketAddr; 3] = [
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+            "[::1]:1".parse().unwrap(),
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |bound: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % bound as u64) as usize
+        };
+        for _ in 0..2_000 {
+            let count = 1 + next(BATCH);
+            let mut targets = [addrs[0]; BATCH];
+            let mut lens = [0usize; BATCH];
+            for i in 0..count {
+                targets[i] = addrs[next(addrs.len())];
+                lens[i] = [0, 1, 168, MAX_PACKET_LEN][next(4)];
+            }
+            let plan = SendPlan::grouped(count, &targets, &lens);
+            let mut seen = [false; BATCH];
+            let mut covered = 0;
+            for message in 0..plan.messages {
+                let first = usize::from(plan.first[message]);
+                let segments = usize::from(plan.segments[message]);
+                assert_eq!(first, covered, "messages are consecutive in the order");
+                assert!(segments >= 1);
+                let entries: Vec<usize> = plan.order[first..first + segments]
+                    .iter()
+                    .map(|&e| usize::from(e))
+                    .collect();
+                let head = entries[0];
+                assert!(segments == 1 || lens[head] > 0, "empty datagrams go alone");
+                for pair in entries.windows(2) {
+                    assert!(pair[0] < pair[1], "push order within a message");
+                }
+                for &e in &entries {
+                    assert!(e < count && !seen[e], "each entry once");
+                    seen[e] = true;
+                    assert_eq!((targets[e], lens[e]), (targets[head], lens[head]));
+                }
+                covered += segments;
+            }
+            assert_eq!(covered, count);
+            // Maximal: no two messages could have been one.
+            for a in 0..plan.messages {
+                for b in a + 1..plan.messages {
+                    let ha = usize::from(plan.order[usize::from(plan.first[a])]);
+                    let hb = usize::from(plan.order[usize::from(plan.first[b])]);
+                    assert!(
+                        lens[ha] == 0 || (targets[ha], lens[ha]) != (targets[hb], lens[hb]),
+                        "two messages for one address and length"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn send_batch_full_and_clear() {
         let mut batch = SendBatch::new();
         assert!(!batch.segmentation(), "off unless asked");
