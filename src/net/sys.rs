@@ -564,7 +564,6 @@ impl SendBatch {
         let mut sent_segmented = 0;
         let mut done = 0; // datagrams sent or skipped
         let mut eintr_retries = 0;
-        let mut refused_once = false;
         // After a refused segmented send: the message its first datagram now goes alone in. If
         // that datagram is accepted alone, segmentation was what the kernel refused.
         let mut refusal_to_confirm: Option<usize> = None;
@@ -619,11 +618,10 @@ impl SendBatch {
                     .unwrap_or(libc::EIO)
             };
             let segments = usize::from(plan.segments[start]);
-            if segments > 1 && matches!(errno, libc::EIO | libc::EINVAL) && !refused_once {
+            if segments > 1 && matches!(errno, libc::EIO | libc::EINVAL) {
                 // The kernel may not segment here (or the destination is refused whatever the
-                // message): send the rest of this batch one by one, and stop segmenting if its
-                // first datagram then goes through.
-                refused_once = true;
+                // message): send the rest of this batch one by one (so this happens at most
+                // once per flush), and stop segmenting if its first datagram then goes through.
                 refusal_to_confirm = Some(start);
                 let before = plan.split_from(start, count);
                 debug_assert_eq!(before, done);
