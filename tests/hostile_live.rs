@@ -1,4 +1,4 @@
-//! Hostile input against a running node over real UDP (127.0.0.130–133): mutations of every
+//! Hostile input against a running node over real UDP (127.0.0.130–137): mutations of every
 //! message the protocol and its extensions define — the v1 vectors, the routing extension's
 //! (0x10..=0x17, well formed and malformed) and the v2 records' (0x18..=0x1e), an extended PONG,
 //! plus datagrams that are valid right now (a GET and a PUT for live records) — sent from an
@@ -8,7 +8,8 @@
 //! shows the whole dispatch (peer table, routing, v2 records, limiter, owners) under a bounded
 //! barrage of near-valid input: no thread of the node panics, the unproven sender gets back no
 //! more than the documented amplification budget (and less than it sent), the node keeps
-//! answering, and the record it held before reads back byte for byte.
+//! answering, and the record it held before reads back byte for byte. A node with its
+//! extensions off takes the same barrage and answers no extension op at all.
 
 mod common;
 
@@ -152,23 +153,49 @@ fn drain_now(socket: &UdpSocket, got: &mut BytesByOp, pong: Option<&dyn Fn([u8; 
     }
 }
 
+/// Counts every panic of the process in [`PANICS`] (installed once; the default hook still
+/// prints).
+fn count_panics() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.fetch_add(1, Ordering::SeqCst);
+            previous_hook(info);
+        }));
+    });
+}
+
 #[test]
 fn a_barrage_of_mutated_messages_of_every_kind_breaks_nothing() {
-    let previous_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        PANICS.fetch_add(1, Ordering::SeqCst);
-        previous_hook(info);
-    }));
+    barrage(Features::ALL, 130);
+}
+
+/// A node with its extensions off is a v1 node: the same barrage, and not one byte answers an
+/// extension op (they are unknown ops to it, counted and dropped).
+#[test]
+fn a_v1_only_node_answers_no_extension_op_under_the_barrage() {
+    let back = barrage(Features::NONE, 134);
+    for op in 0x10..=0x1f {
+        assert_eq!(back[op], 0, "a v1-only node answered with op {op:#x}");
+    }
+}
+
+/// Runs the barrage against a node with `extensions`, on 127.0.0.`ip`..=`ip + 3` (node, proven
+/// attacker, unproven attacker, client); returns the bytes the unproven attacker got back, by op.
+fn barrage(extensions: Features, ip: u8) -> BytesByOp {
+    count_panics();
 
     // The proven attacker: a peer the node is told about, answering PINGs with PONGs that
     // advertise every extension, so the node treats its routing and v2 messages as a dave peer's.
-    let proven = UdpSocket::bind("127.0.0.131:0").expect("bind proven");
+    let proven = UdpSocket::bind((std::net::Ipv4Addr::new(127, 0, 0, ip + 1), 0)).expect("bind");
     proven.set_nonblocking(true).expect("nonblocking");
     let proven_key = Keypair::generate();
     let config = Config {
         // Deep enough for a burst (what a full channel drops is not the subject here).
         peer_channel_depth: 8192,
-        ..test_config([127, 0, 0, 130], vec![proven.local_addr().expect("addr")])
+        extensions,
+        ..test_config([127, 0, 0, ip], vec![proven.local_addr().expect("addr")])
     };
     let node = Node::start(config).expect("node");
     let to = node.local_addr();
@@ -208,7 +235,7 @@ fn a_barrage_of_mutated_messages_of_every_kind_breaks_nothing() {
     seeds.push(buf[..n].to_vec());
     assert!(seeds.len() >= 30, "every vector file was read");
 
-    let unproven = UdpSocket::bind("127.0.0.132:0").expect("bind unproven");
+    let unproven = UdpSocket::bind((std::net::Ipv4Addr::new(127, 0, 0, ip + 2), 0)).expect("bind");
     unproven.set_nonblocking(true).expect("nonblocking");
     let before = node.stats();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -302,7 +329,7 @@ fn a_barrage_of_mutated_messages_of_every_kind_breaks_nothing() {
     );
 
     // Still serving: a fresh client's GET reads back the held record byte for byte.
-    let client = UdpSocket::bind("127.0.0.133:0").expect("client");
+    let client = UdpSocket::bind((std::net::Ipv4Addr::new(127, 0, 0, ip + 3), 0)).expect("bind");
     client
         .set_read_timeout(Some(Duration::from_secs(2)))
         .expect("timeout");
@@ -331,4 +358,5 @@ fn a_barrage_of_mutated_messages_of_every_kind_breaks_nothing() {
         &value[..]
     );
     assert_eq!(PANICS.load(Ordering::SeqCst), 0, "a thread panicked");
+    back_unproven
 }
