@@ -7,9 +7,10 @@
 //! v1 path ([`crate::shard::repair`], the same walk): the group takes the replica view of the
 //! RECORD_V2 peers from the snapshot, steps its shards' passes at most every [`REPAIR_STEP_MS`]
 //! (or at the pacer's turn, [`RepairClock`]) with the node-wide repair pacer (the one v1 repair
-//! draws on, handed out by the same [`GroupEnv`]), and sends PUT2s. With `GroupConfig::maintain` (the node's `route_lookups`),
-//! maintenance is by lookup ([`crate::shard::maintain`], the walk the v1 group runs): due copies
-//! ask for lookups of their owner IDs (`Effects2::lookups`), answers
+//! draws on, handed out by the same [`GroupEnv`]), and sends PUT2s; the view and the steps are
+//! kept by the v1 group's [`RepairSchedule`]. With `GroupConfig::maintain` (the node's
+//! `route_lookups`), maintenance is by lookup ([`crate::shard::maintain`], the walk the v1 group
+//! runs): due copies ask for lookups of their owner IDs (`Effects2::lookups`), answers
 //! ([`Group2::lookup_done`]) push PUT2s to the closest nodes found, copies no longer among them
 //! age out; the repair passes then serve only the RECORD_V2 peers that do not speak ROUTING.
 
@@ -20,9 +21,9 @@ use crate::peer::PeerSnapshot;
 use crate::route::Contact;
 use crate::route::maintain::MaintainStats;
 use crate::shard::core2::{BackupOp2, Counters2, Effects2, LocalPut2, Shard2};
+use crate::shard::group::{GroupConfig, GroupEnv, Now, RepairSchedule};
 #[cfg(doc)]
-use crate::shard::group::REPAIR_STEP_MS;
-use crate::shard::group::{GroupConfig, GroupEnv, Now, RepairClock};
+use crate::shard::group::{REPAIR_STEP_MS, RepairClock};
 use crate::shard::maintain::{MaintainWalk, MaintainedStore};
 use crate::shard::repair::ReplicaView;
 use crate::shard::route::shard_index;
@@ -92,14 +93,8 @@ pub struct Group2<PW, GW> {
     next_tick_ms: u64,
     /// Repair settings (off until [`Group2::with_repair`]).
     repair: Option<GroupConfig>,
-    /// The RECORD_V2 replica view the shards were last given.
-    view: Arc<ReplicaView>,
-    /// The snapshot the view was last taken from.
-    seen_snapshot: Option<Arc<PeerSnapshot>>,
-    /// When repair next steps.
-    repair_clock: RepairClock,
-    /// Which shard the next repair step starts at (so no shard starves the others' passes).
-    repair_turn: usize,
+    /// The RECORD_V2 replica view and when and where repair steps next.
+    schedule: RepairSchedule,
     /// Replica maintenance by lookup (with `GroupConfig::maintain`).
     maintain: Option<MaintainWalk>,
 }
@@ -115,10 +110,7 @@ impl<PW, GW> Group2<PW, GW> {
             tick_period_ms,
             next_tick_ms: now.mono_ms.saturating_add(tick_period_ms),
             repair: None,
-            view: Arc::new(ReplicaView::default()),
-            seen_snapshot: None,
-            repair_clock: RepairClock::default(),
-            repair_turn: 0,
+            schedule: RepairSchedule::default(),
             maintain: None,
         }
     }
@@ -166,7 +158,7 @@ impl<PW, GW> Group2<PW, GW> {
 
     /// The RECORD_V2 replica view the shards were last given.
     pub fn view(&self) -> &Arc<ReplicaView> {
-        &self.view
+        self.schedule.view()
     }
 
     /// The shards, by local index.
@@ -294,10 +286,6 @@ impl<PW, GW> Group2<PW, GW> {
         let Some(config) = self.repair else {
             return;
         };
-        let seen = self
-            .seen_snapshot
-            .as_ref()
-            .is_some_and(|seen| Arc::ptr_eq(seen, peers));
         if let Some(m) = &mut self.maintain {
             let mut pacer = env.repair_pacer();
             let backup = &mut effects.backup;
@@ -327,42 +315,40 @@ impl<PW, GW> Group2<PW, GW> {
             add(&counters.repair_datagrams_sent, tally.datagrams_sent);
             add(&counters.repair_bytes_sent, tally.bytes_sent);
         }
-        if !seen {
-            self.seen_snapshot = Some(Arc::clone(peers));
-            // With maintenance by lookup, the repair passes serve only the peers lookups cannot
-            // find (RECORD_V2 peers without ROUTING).
-            let latest = match self.maintain {
-                Some(_) => ReplicaView::of_snapshot_v2_without_routing(peers, &config.trust),
-                None => ReplicaView::of_snapshot_v2(peers, &config.trust),
-            };
-            if latest != *self.view {
-                self.view = Arc::new(latest);
-                for shard in &mut self.shards {
-                    shard.set_replica_view(Arc::clone(&self.view), counters);
-                }
+        // With maintenance by lookup, the repair passes serve only the peers lookups cannot find
+        // (RECORD_V2 peers without ROUTING).
+        let by_lookup = self.maintain.is_some();
+        let latest = |peers: &PeerSnapshot| {
+            if by_lookup {
+                ReplicaView::of_snapshot_v2_without_routing(peers, &config.trust)
+            } else {
+                ReplicaView::of_snapshot_v2(peers, &config.trust)
+            }
+        };
+        if let Some(view) = self.schedule.take_view(peers, latest) {
+            for shard in &mut self.shards {
+                shard.set_replica_view(Arc::clone(view), counters);
             }
         }
         if self.repair_due(now.mono_ms, periodic) {
             let mut pacer = env.repair_pacer();
-            let mut scan = config.repair_scan_records_per_step;
-            let mut paced = false;
-            let n = self.shards.len();
-            self.repair_turn = (self.repair_turn + 1) % n;
-            for k in 0..n {
-                let shard = &mut self.shards[(self.repair_turn + k) % n];
-                paced |= shard.repair_step(now.mono_ms, &mut pacer, &mut scan, counters, effects);
-                if scan == 0 {
-                    break;
-                }
-            }
-            self.repair_clock.stepped(now.mono_ms, paced, &mut pacer);
+            let scan = config.repair_scan_records_per_step;
+            let shards = &mut self.shards;
+            self.schedule.step(
+                now.mono_ms,
+                &mut pacer,
+                scan,
+                shards,
+                |shard, pacer, scan| shard.repair_step(now.mono_ms, pacer, scan, counters, effects),
+            );
         }
     }
 
     fn repair_due(&self, now_ms: u64, periodic: bool) -> bool {
         self.repair.is_some()
-            && now_ms >= self.repair_clock.next_ms()
-            && (periodic || self.shards.iter().any(|s| s.repair_active()))
+            && self.schedule.due(now_ms, periodic, || {
+                self.shards.iter().any(|s| s.repair_active())
+            })
     }
 
     /// When the group next needs [`Group2::end_batch`] without an input: the earliest pending
@@ -376,7 +362,7 @@ impl<PW, GW> Group2<PW, GW> {
         let holds = self.shards.iter().any(|s| !s.store().read().is_empty());
         let periodic = holds.then_some(self.next_tick_ms);
         let repair = (self.repair.is_some() && self.shards.iter().any(|s| s.repair_active()))
-            .then(|| self.repair_clock.next_ms());
+            .then(|| self.schedule.next_step_ms());
         [pending, periodic, repair].into_iter().flatten().min()
     }
 }
