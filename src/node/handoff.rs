@@ -15,6 +15,7 @@ use crate::outbox::Outbox;
 use crate::peer::{self, budget::AmplificationLimiter};
 use crate::shard::core::{GetOutcome, Record};
 use crate::shard::core2::{Get2Outcome, LocalPut2, Put2Error, Put2Report};
+use crate::shard::group2::NetworkPut2;
 use crate::stats::{Counters, inc};
 use crate::wire::record2::{Record2, Status2};
 
@@ -74,12 +75,7 @@ pub(super) enum OwnerMsg {
         via: Option<Arc<peer::PeerSnapshot>>,
     },
     /// PUT2 / PUT2_CAS / PUT2_COMMIT (`shard::group2`).
-    Put2 {
-        from: SocketAddr,
-        dat: Record2,
-        expect_seq: Option<u64>,
-        commit: Option<Box<[u8; 64]>>,
-    },
+    Put2(NetworkPut2),
     /// PUT2_STATUS.
     Status2 {
         from: SocketAddr,

@@ -151,19 +151,8 @@ pub(super) fn owner_loop(
                     group.handle(now, peers, input, &counters, &mut effects);
                     continue;
                 }
-                OwnerMsg::Put2 {
-                    from,
-                    dat,
-                    expect_seq,
-                    commit,
-                } => {
-                    let commit = commit.map(|c| *c);
-                    let input = Input2::Put {
-                        from,
-                        dat,
-                        expect_seq,
-                        commit,
-                    };
+                OwnerMsg::Put2(put) => {
+                    let input = Input2::Put(put);
                     // Its signature is checked on this thread, under a verification permit
                     // like a batch of v1 PUTs (one v2 PUT at a time: v2 traffic is light).
                     let _permit = shared.verify_permits.acquire();

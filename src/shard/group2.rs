@@ -1,7 +1,9 @@
 //! `Group2`: the v2-record half of one shard owner, beside [`super::group::ShardGroup`]. It
 //! routes v2 inputs to the owner's [`Shard2`] cores, runs their deadlines (pending gets and CAS
 //! puts) and the periodic expiry, and says when it next needs to run. I/O-free like the v1 group;
-//! the owner thread drives both and sleeps until the earlier of their deadlines.
+//! the owner thread drives both and sleeps until the earlier of their deadlines. Which v2
+//! datagrams are PUTs, and what each carries, is read here once for both drivers
+//! ([`NetworkPut2::of`]).
 //!
 //! Replica maintenance of v2 records is decided exactly as for v1, in the same two modes. The
 //! v1 path ([`crate::shard::repair`], the same walk): the group takes the replica view of the
@@ -28,22 +30,49 @@ use crate::shard::maintain::{MaintainWalk, MaintainedStore};
 use crate::shard::repair::ReplicaView;
 use crate::shard::route::shard_index;
 use crate::stats::add;
-use crate::wire::record2::{Record2, Status2};
+use crate::wire::record2::{Message2, Record2, Status2};
+
+/// A PUT2 (`expect_seq` and `commit` `None`), PUT2_CAS (`expect_seq`) or PUT2_COMMIT (`commit`)
+/// from the network, owned: what the node's receivers hand an owner thread and the simulator
+/// hands its group alike ([`Input2::Put`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkPut2 {
+    /// Sender.
+    pub from: SocketAddr,
+    /// The record as received.
+    pub dat: Record2,
+    /// PUT2_CAS: the seq the sender expects us to hold.
+    pub expect_seq: Option<u64>,
+    /// PUT2_COMMIT: the owner's commit signature.
+    pub commit: Option<[u8; 64]>,
+}
+
+impl NetworkPut2 {
+    /// The PUT a parsed v2 datagram from `from` carries, its record copied out of the datagram;
+    /// `None` for a message that is not a PUT2, PUT2_CAS or PUT2_COMMIT.
+    pub fn of(from: SocketAddr, message: Message2<'_>) -> Option<NetworkPut2> {
+        let (dat, expect_seq, commit) = match message {
+            Message2::Put2(dat) => (dat, None, None),
+            Message2::Put2Cas { expect_seq, dat } => (dat, Some(expect_seq), None),
+            Message2::Put2Commit { commit, dat } => (dat, None, Some(*commit)),
+            Message2::Get2 { .. }
+            | Message2::Get2Ack(_)
+            | Message2::Get2None { .. }
+            | Message2::Put2Status { .. } => return None,
+        };
+        Some(NetworkPut2 {
+            from,
+            dat: dat.to_boxed(),
+            expect_seq,
+            commit,
+        })
+    }
+}
 
 /// One v2 input to a group.
 pub enum Input2<'a, PW, GW> {
-    /// PUT2 (`expect_seq` and `commit` `None`), PUT2_CAS (`expect_seq`) or PUT2_COMMIT
-    /// (`commit`) from the network.
-    Put {
-        /// Sender.
-        from: SocketAddr,
-        /// The record as received.
-        dat: Record2,
-        /// PUT2_CAS: the seq the sender expects us to hold.
-        expect_seq: Option<u64>,
-        /// PUT2_COMMIT: the owner's commit signature.
-        commit: Option<[u8; 64]>,
-    },
+    /// A PUT2, PUT2_CAS or PUT2_COMMIT from the network.
+    Put(NetworkPut2),
     /// A PUT2_STATUS: a replica's answer to one of our CAS puts.
     Status {
         /// Sender.
@@ -180,20 +209,15 @@ impl<PW, GW> Group2<PW, GW> {
         effects: &mut Effects2<PW, GW>,
     ) {
         match input {
-            Input2::Put {
-                from,
-                dat,
-                expect_seq,
-                commit,
-            } => {
-                let s = self.local_index(dat.pubkey(), dat.key());
+            Input2::Put(put) => {
+                let s = self.local_index(put.dat.pubkey(), put.dat.key());
                 self.set_copy_clock(s, now);
                 self.shards[s].handle_put(
                     now.wall_ms,
-                    from,
-                    dat.as_view(),
-                    expect_seq,
-                    commit.as_ref(),
+                    put.from,
+                    put.dat.as_view(),
+                    put.expect_seq,
+                    put.commit.as_ref(),
                     counters,
                     effects,
                 );
@@ -379,7 +403,6 @@ mod tests {
     use crate::shard::group::SHARD_TICK_MS;
     use crate::shard::store2::{Store2, Store2Config};
     use crate::wire::Features;
-    use crate::wire::record2::Message2;
     use std::ops::DerefMut;
 
     const WALL_MS: i64 = 1_700_000_000_000;
@@ -574,12 +597,12 @@ mod tests {
         fx.outbox.clear();
         // Record 0 is stored again byte for byte at 6 s (another holder's republish): its clock
         // restarts, so it is not due with the others.
-        let again = Input2::Put {
+        let again = Input2::Put(NetworkPut2 {
             from: SocketAddr::from(([10, 0, 9, 9], 1618)),
             dat: records[0].clone(),
             expect_seq: None,
             commit: None,
-        };
+        });
         g.handle(at(6_000), &none, again, &counters, &mut fx);
         g.end_batch(at(7_500), &none, &mut env, &counters, &mut fx);
         assert!(fx.lookups.is_empty() && fx.outbox.is_empty());
