@@ -134,21 +134,11 @@ pub(super) fn owner_loop(
                     }
                     continue;
                 }
-                OwnerMsg::LocalGet {
-                    pubkey,
-                    key,
-                    timeout_ms,
-                    reply,
-                    via,
-                } => {
-                    let input = Input::LocalGet {
-                        pubkey,
-                        key: &key,
-                        timeout_ms,
-                        waiter: reply,
-                    };
-                    let peers = via.as_ref().unwrap_or(&snapshot);
-                    group.handle(now, peers, input, &counters, &mut effects);
+                OwnerMsg::LocalGet(get) => {
+                    get.start(&snapshot, |peers, request| {
+                        let input = Input::LocalGet(request);
+                        group.handle(now, peers, input, &counters, &mut effects)
+                    });
                     continue;
                 }
                 OwnerMsg::Put2(put) => {
@@ -199,21 +189,11 @@ pub(super) fn owner_loop(
                     group2.handle(now, peers, input, counters2, &mut effects2);
                     continue;
                 }
-                OwnerMsg::LocalGet2 {
-                    pubkey,
-                    key,
-                    timeout_ms,
-                    reply,
-                    via,
-                } => {
-                    let input = Input2::LocalGet {
-                        pubkey,
-                        key: &key,
-                        timeout_ms,
-                        waiter: reply,
-                    };
-                    let peers = via.as_ref().unwrap_or(&snapshot);
-                    group2.handle(now, peers, input, counters2, &mut effects2);
+                OwnerMsg::LocalGet2(get) => {
+                    get.start(&snapshot, |peers, request| {
+                        let input = Input2::LocalGet(request);
+                        group2.handle(now, peers, input, counters2, &mut effects2)
+                    });
                     continue;
                 }
                 OwnerMsg::LookupDone { target, closest } => {

@@ -279,17 +279,9 @@ pub enum Input<'a, W> {
         /// The closest nodes found.
         closest: Option<&'a [Contact]>,
     },
-    /// A get asked on this node; its outcome arrives in `Effects::completions` under `waiter`.
-    LocalGet {
-        /// The owner's public key.
-        pubkey: [u8; 32],
-        /// The key.
-        key: &'a [u8],
-        /// How long to wait for peers.
-        timeout_ms: u64,
-        /// Who is told the outcome.
-        waiter: W,
-    },
+    /// A get asked on this node; its outcome arrives in `Effects::completions` under the
+    /// request's `waiter`.
+    LocalGet(GetRequest<'a, W>),
 }
 
 /// What a local put returns: the peers the record was sent to, or why it was refused.
@@ -419,19 +411,8 @@ impl<W> ShardGroup<W> {
                 let view = SnapshotView(peers);
                 return Some(self.shards[s].local_put(now.wall_ms, dat, &view, counters, effects));
             }
-            Input::LocalGet {
-                pubkey,
-                key,
-                timeout_ms,
-                waiter,
-            } => {
-                let s = self.local_index(&pubkey, key);
-                let request = GetRequest {
-                    pubkey,
-                    key,
-                    timeout_ms,
-                    waiter,
-                };
+            Input::LocalGet(request) => {
+                let s = self.local_index(&request.pubkey, request.key);
                 let view = SnapshotView(peers);
                 self.shards[s].start_get(now.mono_ms, request, &view, counters, effects);
             }
@@ -741,12 +722,12 @@ mod tests {
         let counters = Counters::default();
         let mut fx = Effects::default();
         let snapshot = peers(3);
-        let input = Input::LocalGet {
+        let input = Input::LocalGet(GetRequest {
             pubkey: [9; 32],
             key: b"k",
             timeout_ms: 300,
             waiter: 42,
-        };
+        });
         assert!(
             g.handle(at(100), &snapshot, input, &counters, &mut fx)
                 .is_none()

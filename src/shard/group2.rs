@@ -22,6 +22,7 @@ use std::sync::Arc;
 use crate::peer::PeerSnapshot;
 use crate::route::Contact;
 use crate::route::maintain::MaintainStats;
+use crate::shard::core::GetRequest;
 use crate::shard::core2::{BackupOp2, Counters2, Effects2, LocalPut2, Shard2};
 use crate::shard::group::{GroupConfig, GroupEnv, Now, RepairSchedule};
 #[cfg(doc)]
@@ -101,17 +102,9 @@ pub enum Input2<'a, PW, GW> {
     },
     /// A put made on this node.
     LocalPut(LocalPut2<PW>),
-    /// A get asked on this node.
-    LocalGet {
-        /// Owner.
-        pubkey: [u8; 32],
-        /// Key.
-        key: &'a [u8],
-        /// How long to wait for peers.
-        timeout_ms: u64,
-        /// Who is told the outcome.
-        waiter: GW,
-    },
+    /// A get asked on this node; its outcome arrives in `Effects2::gets_done` under the
+    /// request's `waiter`.
+    LocalGet(GetRequest<'a, GW>),
 }
 
 /// The v2 cores of one owner. See the module docs.
@@ -265,19 +258,14 @@ impl<PW, GW> Group2<PW, GW> {
                 self.set_copy_clock(s, now);
                 self.shards[s].local_put(now.mono_ms, now.wall_ms, put, peers, counters, effects);
             }
-            Input2::LocalGet {
-                pubkey,
-                key,
-                timeout_ms,
-                waiter,
-            } => {
-                let s = self.local_index(&pubkey, key);
+            Input2::LocalGet(request) => {
+                let s = self.local_index(&request.pubkey, request.key);
                 self.shards[s].start_get(
                     now.mono_ms,
-                    pubkey,
-                    key,
-                    timeout_ms,
-                    waiter,
+                    request.pubkey,
+                    request.key,
+                    request.timeout_ms,
+                    request.waiter,
                     peers,
                     effects,
                 );

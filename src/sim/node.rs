@@ -53,7 +53,9 @@ use crate::peer::budget::{AmplificationLimiter, Pacer};
 use crate::peer::{self, Outgoing, PeerConfig, PeerSnapshot, PeerTable, PongAuth};
 use crate::pow;
 use crate::route::{Contact, LookupDone, LookupId, Router, RouterEffects};
-use crate::shard::core::{Effects, GetOutcome, Record, Shard, ShardPolicy, ShardRules, answer_get};
+use crate::shard::core::{
+    Effects, GetOutcome, GetRequest, Record, Shard, ShardPolicy, ShardRules, answer_get,
+};
 use crate::shard::core2::{
     Counters2, Effects2, Get2Outcome, LocalPut2, Put2Error, Put2Report, Shard2, answer_get2,
 };
@@ -1016,31 +1018,19 @@ impl SimNode {
                 key,
                 timeout_ms,
                 ticket,
-                v2: false,
+                v2,
             } => {
-                let input = Input::LocalGet {
+                let request = GetRequest {
                     pubkey,
                     key: &key,
                     timeout_ms,
                     waiter: ticket,
                 };
-                self.owner_input(now_ms, Some(input), via, fx);
-                None
-            }
-            Deferred::Get {
-                pubkey,
-                key,
-                timeout_ms,
-                ticket,
-                v2: true,
-            } => {
-                let input = Input2::LocalGet {
-                    pubkey,
-                    key: &key,
-                    timeout_ms,
-                    waiter: ticket,
-                };
-                self.owner_input2(now_ms, Some(input), via, fx);
+                if v2 {
+                    self.owner_input2(now_ms, Some(Input2::LocalGet(request)), via, fx);
+                } else {
+                    self.owner_input(now_ms, Some(Input::LocalGet(request)), via, fx);
+                }
                 None
             }
             Deferred::Maintain { target } => {
