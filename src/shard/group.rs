@@ -595,52 +595,13 @@ impl<W> ShardGroup<W> {
 mod tests {
     use super::*;
     use crate::keys::{Keypair, id_from_pubkey};
-    use crate::peer::{PeerInfo, Trust};
+    use crate::peer::PeerInfo;
     use crate::pow::SignatureCheck;
     use crate::shard::core::{GetOutcome, ShardRules};
     use crate::shard::store::{Store, StoreConfig};
-
-    const WALL_MS: i64 = 1_700_000_000_000;
-
-    struct TestEnv {
-        pacer: Pacer,
-        permits_taken: usize,
-        keys: KeyCache,
-    }
-
-    impl GroupEnv for TestEnv {
-        type Permit<'a> = &'a mut KeyCache;
-
-        fn verify_permit(&mut self) -> &mut KeyCache {
-            self.permits_taken += 1;
-            &mut self.keys
-        }
-
-        fn repair_pacer(&mut self) -> impl DerefMut<Target = Pacer> + '_ {
-            &mut self.pacer
-        }
-    }
-
-    fn env() -> TestEnv {
-        TestEnv {
-            pacer: Pacer::new(
-                crate::peer::budget::BucketConfig {
-                    burst_bytes: 64 << 10,
-                    refill_bytes_per_s: 512 << 10,
-                },
-                0,
-            ),
-            permits_taken: 0,
-            keys: KeyCache::new(16, 0),
-        }
-    }
-
-    fn at(mono_ms: u64) -> Now {
-        Now {
-            mono_ms,
-            wall_ms: WALL_MS + mono_ms as i64,
-        }
-    }
+    use crate::shard::test_support::{
+        WALL_MS, at, closest_three, env, maintain_config, peers_with,
+    };
 
     fn group(shards: usize, challenge_mean_gap_ms: u64) -> ShardGroup<u32> {
         group_with(shards, challenge_mean_gap_ms, None)
@@ -681,23 +642,9 @@ mod tests {
         ShardGroup::new(shards, config, at(0), 1)
     }
 
+    /// Peers 1..=n, all v1-only.
     fn peers(n: u8) -> Arc<PeerSnapshot> {
-        Arc::new(PeerSnapshot::new(
-            (1..=n)
-                .map(|i| {
-                    let pubkey = [i; 32];
-                    PeerInfo {
-                        addr: SocketAddr::from(([10, 0, 0, i], 1618)),
-                        pubkey,
-                        id: id_from_pubkey(&pubkey),
-                        edge: false,
-                        reliability: crate::peer::UNPROVEN_RELIABILITY,
-                        trust: Trust::default(),
-                        features: crate::wire::Features::NONE,
-                    }
-                })
-                .collect(),
-        ))
+        peers_with(n, |_| crate::wire::Features::NONE)
     }
 
     #[test]
@@ -882,14 +829,7 @@ mod tests {
 
     #[test]
     fn maintenance_by_lookup_pushes_to_the_closest_found_and_lets_far_copies_age_out() {
-        let maintain = MaintainConfig {
-            republish_ms: 10_000,
-            expire_after_ms: 20_000,
-            lookups_per_s: 2,
-            lookup_timeout_ms: 5_000,
-            answers_cached: 8,
-            replicas: 3,
-        };
+        let maintain = maintain_config();
         // The group's node ID is 7 (`group_with`). Owner `far_owner`'s closest are three other
         // nodes; owner `near_owner` has nobody closer than us.
         let mut g = group_with(2, 0, Some(maintain));
@@ -937,14 +877,7 @@ mod tests {
         );
         fx.clear();
         // The answers: three nodes closer to `far_owner` than we are; nobody for `near_owner`.
-        let closer: Vec<Contact> = (1..=3u64)
-            .map(|d| Contact {
-                id: far_id ^ d,
-                addr: SocketAddr::from(([10, 0, 9, d as u8], 1618)),
-                verified: true,
-                pinned: false,
-            })
-            .collect();
+        let closer = closest_three(far_id);
         let input = Input::LookupDone {
             target: far_id,
             closest: Some(&closer),

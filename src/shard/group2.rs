@@ -383,36 +383,16 @@ impl<PW, GW> Group2<PW, GW> {
 mod tests {
     use super::*;
     use crate::keys::{Keypair, id_from_pubkey};
-    use crate::peer::budget::{BucketConfig, Pacer};
-    use crate::peer::{PeerInfo, Trust, TrustPolicy};
+    use crate::peer::{PeerInfo, TrustPolicy};
     use crate::route::maintain::MaintainConfig;
     use crate::shard::core2::Rules2;
     use crate::shard::group::REPAIR_STEP_MS;
     use crate::shard::group::SHARD_TICK_MS;
     use crate::shard::store2::{Store2, Store2Config};
+    use crate::shard::test_support::{
+        WALL_MS, at, closest_three, env, maintain_config, peers_with,
+    };
     use crate::wire::Features;
-    use std::ops::DerefMut;
-
-    const WALL_MS: i64 = 1_700_000_000_000;
-
-    struct TestEnv(Pacer, crate::pow::KeyCache);
-
-    impl GroupEnv for TestEnv {
-        type Permit<'a> = &'a mut crate::pow::KeyCache;
-        fn verify_permit(&mut self) -> &mut crate::pow::KeyCache {
-            &mut self.1
-        }
-        fn repair_pacer(&mut self) -> impl DerefMut<Target = Pacer> + '_ {
-            &mut self.0
-        }
-    }
-
-    fn at(mono_ms: u64) -> Now {
-        Now {
-            mono_ms,
-            wall_ms: WALL_MS + mono_ms as i64,
-        }
-    }
 
     fn group() -> Group2<u32, u32> {
         group_with(None)
@@ -446,18 +426,6 @@ mod tests {
         Group2::new(shards, 1, SHARD_TICK_MS, at(0)).with_repair(config, at(0))
     }
 
-    /// A repair pacer with the node's default budget (64 KiB burst, 512 KiB/s).
-    fn env() -> TestEnv {
-        let pacer = Pacer::new(
-            BucketConfig {
-                burst_bytes: 64 << 10,
-                refill_bytes_per_s: 512 << 10,
-            },
-            0,
-        );
-        TestEnv(pacer, crate::pow::KeyCache::new(16, 0))
-    }
-
     /// A plain local put at time 0 of `owner`'s record `key` (value "v", seq 1); returns it.
     fn local_put(
         g: &mut Group2<u32, u32>,
@@ -480,26 +448,13 @@ mod tests {
 
     /// Peers 1..=n; the odd ones advertise RECORD_V2, the even ones are v1-only.
     fn peers(n: u8) -> Arc<PeerSnapshot> {
-        Arc::new(PeerSnapshot::new(
-            (1..=n)
-                .map(|i| {
-                    let pubkey = [i; 32];
-                    PeerInfo {
-                        addr: SocketAddr::from(([10, 0, 0, i], 1618)),
-                        pubkey,
-                        id: id_from_pubkey(&pubkey),
-                        edge: false,
-                        reliability: crate::peer::UNPROVEN_RELIABILITY,
-                        trust: Trust::default(),
-                        features: if i % 2 == 1 {
-                            Features::RECORD_V2
-                        } else {
-                            Features::NONE
-                        },
-                    }
-                })
-                .collect(),
-        ))
+        peers_with(n, |i| {
+            if i % 2 == 1 {
+                Features::RECORD_V2
+            } else {
+                Features::NONE
+            }
+        })
     }
 
     #[test]
@@ -562,14 +517,7 @@ mod tests {
 
     #[test]
     fn v2_copies_are_maintained_by_lookup_pushed_as_put2_and_age_out_when_not_closest() {
-        let maintain = MaintainConfig {
-            republish_ms: 10_000,
-            expire_after_ms: 20_000,
-            lookups_per_s: 2,
-            lookup_timeout_ms: 5_000,
-            answers_cached: 8,
-            replicas: 3,
-        };
+        let maintain = maintain_config();
         let mut g = group_with(Some(maintain));
         let counters = Counters2::default();
         let mut fx = Effects2::default();
@@ -612,14 +560,7 @@ mod tests {
         fx.lookups.clear();
         // The answer: three nodes closer than us. The two waiting copies go there as PUT2s;
         // we are not a replica, so nothing more is republished.
-        let closer: Vec<Contact> = (1..=3u64)
-            .map(|d| Contact {
-                id: owner_id ^ d,
-                addr: SocketAddr::from(([10, 0, 9, d as u8], 1618)),
-                verified: true,
-                pinned: false,
-            })
-            .collect();
+        let closer = closest_three(owner_id);
         g.lookup_done(at(10_100), owner_id, Some(&closer));
         g.end_batch(at(10_100), &none, &mut env, &counters, &mut fx);
         assert_eq!(
