@@ -337,30 +337,24 @@ pub(crate) fn recover_log(
                     }
                 }
                 EntryRef::Delete2 { pubkey, seq, key } => {
-                    if let Some(v) = verifier {
-                        v.flush(report, replay);
-                    }
-                    report.deletes_replayed += 1;
-                    replay(RecoveredEntry::Delete2(Tombstone2 {
+                    let tombstone = Tombstone2 {
                         pubkey: *pubkey,
                         seq,
                         key: key.into(),
-                    }));
+                    };
+                    replay_delete(verifier, report, replay, RecoveredEntry::Delete2(tombstone));
                 }
                 EntryRef::Delete {
                     pubkey,
                     time_ms,
                     key,
                 } => {
-                    if let Some(v) = verifier {
-                        v.flush(report, replay);
-                    }
-                    report.deletes_replayed += 1;
-                    replay(RecoveredEntry::Delete(Tombstone {
+                    let tombstone = Tombstone {
                         pubkey: *pubkey,
                         time_ms,
                         key: key.into(),
-                    }));
+                    };
+                    replay_delete(verifier, report, replay, RecoveredEntry::Delete(tombstone));
                 }
             }
             Ok(())
@@ -390,6 +384,21 @@ pub(crate) fn recover_log(
             len_bytes: end.valid_end,
         },
     ))
+}
+
+/// Replays a DELETE entry (v1 or v2), after the PUTs of the pending verification round so that
+/// replay keeps log order.
+fn replay_delete(
+    verifier: &mut Option<Verifier>,
+    report: &mut RecoveryReport,
+    replay: &mut impl FnMut(RecoveredEntry),
+    delete: RecoveredEntry,
+) {
+    if let Some(v) = verifier {
+        v.flush(report, replay);
+    }
+    report.deletes_replayed += 1;
+    replay(delete);
 }
 
 fn fresh(

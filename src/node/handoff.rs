@@ -13,8 +13,9 @@ use crate::limits::{MAX_KEY_LEN, PONG_MAX_LEN};
 use crate::net::SendBatch;
 use crate::outbox::Outbox;
 use crate::peer::{self, budget::AmplificationLimiter};
-use crate::shard::core::{GetOutcome, Record};
+use crate::shard::core::{GetOutcome, GetRequest, Record};
 use crate::shard::core2::{Get2Outcome, LocalPut2, Put2Error, Put2Report};
+use crate::shard::group2::NetworkPut2;
 use crate::stats::{Counters, inc};
 use crate::wire::record2::{Record2, Status2};
 
@@ -65,21 +66,10 @@ pub(super) enum OwnerMsg {
         /// peer snapshot for this record.
         via: Option<Arc<peer::PeerSnapshot>>,
     },
-    LocalGet {
-        pubkey: [u8; 32],
-        key: Box<[u8]>,
-        timeout_ms: u64,
-        reply: Sender<GetOutcome>,
-        /// As for `LocalPut`.
-        via: Option<Arc<peer::PeerSnapshot>>,
-    },
+    /// A local v1 get.
+    LocalGet(LocalGet<GetOutcome>),
     /// PUT2 / PUT2_CAS / PUT2_COMMIT (`shard::group2`).
-    Put2 {
-        from: SocketAddr,
-        dat: Record2,
-        expect_seq: Option<u64>,
-        commit: Option<Box<[u8; 64]>>,
-    },
+    Put2(NetworkPut2),
     /// PUT2_STATUS.
     Status2 {
         from: SocketAddr,
@@ -103,14 +93,7 @@ pub(super) enum OwnerMsg {
         via: Option<Arc<peer::PeerSnapshot>>,
     },
     /// A local v2 get.
-    LocalGet2 {
-        pubkey: [u8; 32],
-        key: Box<[u8]>,
-        timeout_ms: u64,
-        reply: Sender<Get2Outcome>,
-        /// As for `LocalPut`.
-        via: Option<Arc<peer::PeerSnapshot>>,
-    },
+    LocalGet2(LocalGet<Get2Outcome>),
     /// The answer to a [`PeerMsg::MaintainLookup`]: the closest nodes found (`None`: the lookup
     /// could not run).
     LookupDone {
@@ -121,6 +104,40 @@ pub(super) enum OwnerMsg {
     PeersChanged,
     /// The node is shutting down: finish this batch and return.
     Shutdown,
+}
+
+/// A get asked on this node, for the owner of its record's shard; `O` is the outcome the caller
+/// waits for on `reply` (v1 [`GetOutcome`], v2 [`Get2Outcome`]).
+pub(super) struct LocalGet<O> {
+    /// The record's owner.
+    pub pubkey: [u8; 32],
+    /// The record's key.
+    pub key: Box<[u8]>,
+    /// How long the owner waits for peers.
+    pub timeout_ms: u64,
+    /// Where the outcome goes.
+    pub reply: Sender<O>,
+    /// As for [`OwnerMsg::LocalPut`].
+    pub via: Option<Arc<peer::PeerSnapshot>>,
+}
+
+impl<O> LocalGet<O> {
+    /// Starts the get in a shard core: `start` is given the peers to ask (`via`, else
+    /// `snapshot`) and the request, whose outcome goes to `reply`.
+    #[inline]
+    pub fn start<R>(
+        self,
+        snapshot: &Arc<peer::PeerSnapshot>,
+        start: impl FnOnce(&Arc<peer::PeerSnapshot>, GetRequest<'_, Sender<O>>) -> R,
+    ) -> R {
+        let request = GetRequest {
+            pubkey: self.pubkey,
+            key: &self.key,
+            timeout_ms: self.timeout_ms,
+            waiter: self.reply,
+        };
+        start(self.via.as_ref().unwrap_or(snapshot), request)
+    }
 }
 
 /// Messages to the peer thread (fixed-size: no allocation per packet).

@@ -55,7 +55,7 @@ use crate::shard::{SHARD_COUNT, shard_index};
 use crate::stats::{Counters, Stats};
 use crate::time::{MonotonicClock, unix_now_ms};
 
-use handoff::{OwnAddrs, OwnerMsg, PeerMsg, SharedSnapshot};
+use handoff::{LocalGet, OwnAddrs, OwnerMsg, PeerMsg, SharedSnapshot};
 
 /// Why a node could not start.
 #[derive(Debug)]
@@ -682,24 +682,39 @@ impl Node {
         if key.len() > MAX_KEY_LEN {
             return Err(GetError::NotFound);
         }
-        let (reply, answer) = bounded(1);
-        let owner = self.owner_of(owner_pubkey, key);
-        let msg = OwnerMsg::LocalGet {
-            pubkey: *owner_pubkey,
-            key: key.into(),
-            timeout_ms: timeout.as_millis() as u64,
-            reply,
-            via: self.lookup_view(crate::keys::id_from_pubkey(owner_pubkey)),
-        };
-        self.shared.owners[owner]
-            .send(msg)
-            .map_err(|_| GetError::Shutdown)?;
+        let via = self.lookup_view(crate::keys::id_from_pubkey(owner_pubkey));
+        let answer = self.start_get(owner_pubkey, key, timeout, via, OwnerMsg::LocalGet)?;
         match answer.recv_timeout(timeout + Duration::from_millis(500)) {
             Ok(GetOutcome::Found(dat)) => Ok(dat),
             Ok(GetOutcome::NotFound) => Err(GetError::NotFound),
             Ok(GetOutcome::TimedOut) | Err(RecvTimeoutError::Timeout) => Err(GetError::TimedOut),
             Err(RecvTimeoutError::Disconnected) => Err(GetError::Shutdown),
         }
+    }
+
+    /// Hands a local get of (owner, key) to the owner of its shard as `message` (`OwnerMsg::
+    /// LocalGet` for the v1 record, `LocalGet2` for the v2 one), asking `via` (a lookup's closest
+    /// nodes) or else the peer snapshot; the outcome arrives on the returned receiver.
+    fn start_get<O>(
+        &self,
+        owner_pubkey: &[u8; 32],
+        key: &[u8],
+        timeout: Duration,
+        via: Option<Arc<crate::peer::PeerSnapshot>>,
+        message: fn(LocalGet<O>) -> OwnerMsg,
+    ) -> Result<crossbeam_channel::Receiver<O>, GetError> {
+        let (reply, answer) = bounded(1);
+        let get = LocalGet {
+            pubkey: *owner_pubkey,
+            key: key.into(),
+            timeout_ms: timeout.as_millis() as u64,
+            reply,
+            via,
+        };
+        self.shared.owners[self.owner_of(owner_pubkey, key)]
+            .send(message(get))
+            .map_err(|_| GetError::Shutdown)?;
+        Ok(answer)
     }
 
     /// The record of (owner, key) if this node holds it (no network).

@@ -134,36 +134,15 @@ pub(super) fn owner_loop(
                     }
                     continue;
                 }
-                OwnerMsg::LocalGet {
-                    pubkey,
-                    key,
-                    timeout_ms,
-                    reply,
-                    via,
-                } => {
-                    let input = Input::LocalGet {
-                        pubkey,
-                        key: &key,
-                        timeout_ms,
-                        waiter: reply,
-                    };
-                    let peers = via.as_ref().unwrap_or(&snapshot);
-                    group.handle(now, peers, input, &counters, &mut effects);
+                OwnerMsg::LocalGet(get) => {
+                    get.start(&snapshot, |peers, request| {
+                        let input = Input::LocalGet(request);
+                        group.handle(now, peers, input, &counters, &mut effects)
+                    });
                     continue;
                 }
-                OwnerMsg::Put2 {
-                    from,
-                    dat,
-                    expect_seq,
-                    commit,
-                } => {
-                    let commit = commit.map(|c| *c);
-                    let input = Input2::Put {
-                        from,
-                        dat,
-                        expect_seq,
-                        commit,
-                    };
+                OwnerMsg::Put2(put) => {
+                    let input = Input2::Put(put);
                     // Its signature is checked on this thread, under a verification permit
                     // like a batch of v1 PUTs (one v2 PUT at a time: v2 traffic is light).
                     let _permit = shared.verify_permits.acquire();
@@ -210,21 +189,11 @@ pub(super) fn owner_loop(
                     group2.handle(now, peers, input, counters2, &mut effects2);
                     continue;
                 }
-                OwnerMsg::LocalGet2 {
-                    pubkey,
-                    key,
-                    timeout_ms,
-                    reply,
-                    via,
-                } => {
-                    let input = Input2::LocalGet {
-                        pubkey,
-                        key: &key,
-                        timeout_ms,
-                        waiter: reply,
-                    };
-                    let peers = via.as_ref().unwrap_or(&snapshot);
-                    group2.handle(now, peers, input, counters2, &mut effects2);
+                OwnerMsg::LocalGet2(get) => {
+                    get.start(&snapshot, |peers, request| {
+                        let input = Input2::LocalGet(request);
+                        group2.handle(now, peers, input, counters2, &mut effects2)
+                    });
                     continue;
                 }
                 OwnerMsg::LookupDone { target, closest } => {

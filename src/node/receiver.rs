@@ -19,6 +19,7 @@ use crate::net::{RecvBatch, SendBatch};
 use crate::outbox::Outbox;
 use crate::shard::core::answer_get;
 use crate::shard::core2::answer_get2;
+use crate::shard::group2::NetworkPut2;
 use crate::shard::shard_index;
 use crate::stats::{Counters, inc};
 use crate::wire::record2::{self, Message2, Op2};
@@ -509,23 +510,17 @@ fn receive_v2(
             }
             return;
         }
-        Message2::Put2(dat) => OwnerMsg::Put2 {
+        Message2::Put2(_) | Message2::Put2Cas { .. } | Message2::Put2Commit { .. } => {
+            let Some(put) = NetworkPut2::of(from, message) else {
+                return;
+            };
+            OwnerMsg::Put2(put)
+        }
+        Message2::Get2None { pubkey, key } => OwnerMsg::GetAck2 {
             from,
-            dat: dat.to_boxed(),
-            expect_seq: None,
-            commit: None,
-        },
-        Message2::Put2Cas { expect_seq, dat } => OwnerMsg::Put2 {
-            from,
-            dat: dat.to_boxed(),
-            expect_seq: Some(expect_seq),
-            commit: None,
-        },
-        Message2::Put2Commit { commit, dat } => OwnerMsg::Put2 {
-            from,
-            dat: dat.to_boxed(),
-            expect_seq: None,
-            commit: Some(Box::new(*commit)),
+            pubkey: *pubkey,
+            key: key.into(),
+            dat: None,
         },
         Message2::Put2Status {
             status,
@@ -546,12 +541,6 @@ fn receive_v2(
             pubkey: *dat.pubkey(),
             key: dat.key().into(),
             dat: Some(dat.to_boxed()),
-        },
-        Message2::Get2None { pubkey, key } => OwnerMsg::GetAck2 {
-            from,
-            pubkey: *pubkey,
-            key: key.into(),
-            dat: None,
         },
     };
     let owner = shard % shared.config.shard_owner_threads;

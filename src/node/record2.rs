@@ -252,34 +252,13 @@ impl Node {
             return Err(GetError::NotFound);
         }
         let via = self.lookup_view(crate::keys::id_from_pubkey(owner_pubkey));
-        let answer = self.start_get2(owner_pubkey, key, timeout, via)?;
+        let answer = self.start_get(owner_pubkey, key, timeout, via, OwnerMsg::LocalGet2)?;
         match answer.recv_timeout(timeout + Duration::from_millis(500)) {
             Ok(Get2Outcome::Found(dat)) => Ok(dat),
             Ok(Get2Outcome::NotFound) => Err(GetError::NotFound),
             Ok(Get2Outcome::TimedOut) | Err(RecvTimeoutError::Timeout) => Err(GetError::TimedOut),
             Err(RecvTimeoutError::Disconnected) => Err(GetError::Shutdown),
         }
-    }
-
-    fn start_get2(
-        &self,
-        owner_pubkey: &[u8; 32],
-        key: &[u8],
-        timeout: Duration,
-        via: Option<Arc<crate::peer::PeerSnapshot>>,
-    ) -> Result<crossbeam_channel::Receiver<Get2Outcome>, GetError> {
-        let (reply, answer) = bounded(1);
-        let msg = OwnerMsg::LocalGet2 {
-            pubkey: *owner_pubkey,
-            key: key.into(),
-            timeout_ms: timeout.as_millis() as u64,
-            reply,
-            via,
-        };
-        self.shared.owners[self.owner_of(owner_pubkey, key)]
-            .send(msg)
-            .map_err(|_| GetError::Shutdown)?;
-        Ok(answer)
     }
 
     /// The record of (owner, key) in either format: a v2 record if one is found, else (unless
@@ -297,7 +276,7 @@ impl Node {
         // One lookup serves both formats.
         let via = self.lookup_view(crate::keys::id_from_pubkey(owner_pubkey));
         let v2 = if self.speaks_v2() {
-            Some(self.start_get2(owner_pubkey, key, timeout, via.clone())?)
+            Some(self.start_get(owner_pubkey, key, timeout, via.clone(), OwnerMsg::LocalGet2)?)
         } else {
             None
         };
@@ -307,18 +286,7 @@ impl Node {
         let v1 = if options.strict {
             None
         } else {
-            let (reply, answer) = bounded(1);
-            let msg = OwnerMsg::LocalGet {
-                pubkey: *owner_pubkey,
-                key: key.into(),
-                timeout_ms: timeout.as_millis() as u64,
-                reply,
-                via,
-            };
-            self.shared.owners[self.owner_of(owner_pubkey, key)]
-                .send(msg)
-                .map_err(|_| GetError::Shutdown)?;
-            Some(answer)
+            Some(self.start_get(owner_pubkey, key, timeout, via, OwnerMsg::LocalGet)?)
         };
         let mut v2_error = GetError::NotFound;
         if let Some(answer) = v2 {

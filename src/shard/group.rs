@@ -11,7 +11,8 @@
 //! group (no records, no pending get, no challenge in flight, no repair pass) has no deadline but
 //! the challenge timer's, so an idle owner thread sleeps.
 //!
-//! Each constant of the owner's scheduling is defined here, once.
+//! Each constant of the owner's scheduling is defined here, once, and so is the replica view and
+//! repair schedule the v1 and v2 groups share ([`RepairSchedule`]).
 //!
 //! Replica maintenance has two modes. Without routing lookups (the v1 path) the group hands the
 //! shards the replica view of the peer snapshot and steps their repair passes
@@ -90,6 +91,91 @@ impl RepairClock {
     pub fn stepped(&mut self, now_ms: u64, paced: bool, pacer: &mut Pacer) {
         self.last_ms = Some(now_ms);
         self.turn_ms = paced.then(|| pacer.next_turn_ms(now_ms));
+    }
+}
+
+/// A group's replica view, taken from each new peer snapshot, and the schedule of its repair
+/// steps ([`RepairClock`], and the shard each step starts at, so that no shard's pass starves the
+/// others'): kept the same way by the v1 and v2 groups, which differ only in the view they take
+/// and the shards they step.
+#[derive(Debug, Default)]
+pub struct RepairSchedule {
+    /// The snapshot the view was last taken from.
+    seen_snapshot: Option<Arc<PeerSnapshot>>,
+    /// The replica view the shards were last given.
+    view: Arc<ReplicaView>,
+    /// When repair next steps.
+    clock: RepairClock,
+    /// Which shard the last repair step started at.
+    turn: usize,
+}
+
+impl RepairSchedule {
+    /// The replica view the shards were last given.
+    pub fn view(&self) -> &Arc<ReplicaView> {
+        &self.view
+    }
+
+    /// Whether `snapshot` is not the one the view was last taken from.
+    pub fn snapshot_is_new(&self, snapshot: &Arc<PeerSnapshot>) -> bool {
+        !self
+            .seen_snapshot
+            .as_ref()
+            .is_some_and(|seen| Arc::ptr_eq(seen, snapshot))
+    }
+
+    /// Takes the view `latest` makes of `peers` if that snapshot is new. Returns the view when
+    /// it differs from the one the shards hold (hand it to them), else `None`.
+    pub fn take_view(
+        &mut self,
+        peers: &Arc<PeerSnapshot>,
+        latest: impl FnOnce(&PeerSnapshot) -> ReplicaView,
+    ) -> Option<&Arc<ReplicaView>> {
+        if !self.snapshot_is_new(peers) {
+            return None;
+        }
+        self.seen_snapshot = Some(Arc::clone(peers));
+        let latest = latest(peers);
+        if latest == *self.view {
+            return None;
+        }
+        self.view = Arc::new(latest);
+        Some(&self.view)
+    }
+
+    /// When the next repair step is due (monotonic ms), while a pass runs.
+    pub fn next_step_ms(&self) -> u64 {
+        self.clock.next_ms()
+    }
+
+    /// Whether a repair step is due at `now_ms`: its time has come, and it is the periodic tick
+    /// (which may start passes) or `passes_running` says a pass goes on.
+    pub fn due(&self, now_ms: u64, periodic: bool, passes_running: impl FnOnce() -> bool) -> bool {
+        now_ms >= self.clock.next_ms() && (periodic || passes_running())
+    }
+
+    /// One repair step at `now_ms` over `shards` (non-empty): from the shard after the one the
+    /// last step started at, `step` steps each in turn (examining at most the records left of
+    /// `scan_budget`, and saying whether `pacer` cut it short) until the budget is spent; then
+    /// the clock records the step.
+    pub fn step<S>(
+        &mut self,
+        now_ms: u64,
+        pacer: &mut Pacer,
+        mut scan_budget: usize,
+        shards: &mut [S],
+        mut step: impl FnMut(&mut S, &mut Pacer, &mut usize) -> bool,
+    ) {
+        let mut paced = false;
+        let n = shards.len();
+        self.turn = (self.turn + 1) % n;
+        for k in 0..n {
+            paced |= step(&mut shards[(self.turn + k) % n], pacer, &mut scan_budget);
+            if scan_budget == 0 {
+                break;
+            }
+        }
+        self.clock.stepped(now_ms, paced, pacer);
     }
 }
 
@@ -193,17 +279,9 @@ pub enum Input<'a, W> {
         /// The closest nodes found.
         closest: Option<&'a [Contact]>,
     },
-    /// A get asked on this node; its outcome arrives in `Effects::completions` under `waiter`.
-    LocalGet {
-        /// The owner's public key.
-        pubkey: [u8; 32],
-        /// The key.
-        key: &'a [u8],
-        /// How long to wait for peers.
-        timeout_ms: u64,
-        /// Who is told the outcome.
-        waiter: W,
-    },
+    /// A get asked on this node; its outcome arrives in `Effects::completions` under the
+    /// request's `waiter`.
+    LocalGet(GetRequest<'a, W>),
 }
 
 /// What a local put returns: the peers the record was sent to, or why it was refused.
@@ -217,10 +295,7 @@ pub struct ShardGroup<W> {
     puts: Vec<Vec<(SocketAddr, Record)>>,
     challenge_timer: ChallengeTimer,
     rng: StdRng,
-    seen_snapshot: Option<Arc<PeerSnapshot>>,
-    view: Arc<ReplicaView>,
-    repair_turn: usize,
-    repair_clock: RepairClock,
+    repair: RepairSchedule,
     next_periodic_ms: u64,
     maintain: Option<MaintainWalk>,
 }
@@ -248,10 +323,7 @@ impl<W> ShardGroup<W> {
             config,
             challenge_timer,
             rng,
-            seen_snapshot: None,
-            view: Arc::new(ReplicaView::default()),
-            repair_turn: 0,
-            repair_clock: RepairClock::default(),
+            repair: RepairSchedule::default(),
             next_periodic_ms: now.mono_ms.saturating_add(config.tick_period_ms),
             maintain: config
                 .maintain
@@ -279,16 +351,13 @@ impl<W> ShardGroup<W> {
 
     /// The replica view the shards were last given.
     pub fn view(&self) -> &Arc<ReplicaView> {
-        &self.view
+        self.repair.view()
     }
 
     /// Whether `snapshot` is not the one the group last looked at (it will pick it up at the end
     /// of the next batch).
     pub fn snapshot_is_new(&self, snapshot: &Arc<PeerSnapshot>) -> bool {
-        !self
-            .seen_snapshot
-            .as_ref()
-            .is_some_and(|seen| Arc::ptr_eq(seen, snapshot))
+        self.repair.snapshot_is_new(snapshot)
     }
 
     /// One input. `peers` is the peer snapshot the driver holds for this batch. Returns the
@@ -342,19 +411,8 @@ impl<W> ShardGroup<W> {
                 let view = SnapshotView(peers);
                 return Some(self.shards[s].local_put(now.wall_ms, dat, &view, counters, effects));
             }
-            Input::LocalGet {
-                pubkey,
-                key,
-                timeout_ms,
-                waiter,
-            } => {
-                let s = self.local_index(&pubkey, key);
-                let request = GetRequest {
-                    pubkey,
-                    key,
-                    timeout_ms,
-                    waiter,
-                };
+            Input::LocalGet(request) => {
+                let s = self.local_index(&request.pubkey, request.key);
                 let view = SnapshotView(peers);
                 self.shards[s].start_get(now.mono_ms, request, &view, counters, effects);
             }
@@ -411,42 +469,35 @@ impl<W> ShardGroup<W> {
         if self.maintain.is_some() && self.config.repair_enabled {
             self.maintain_step(now, periodic, env, counters, effects);
         }
-        if self.snapshot_is_new(peers) {
-            self.seen_snapshot = Some(Arc::clone(peers));
-            // With maintenance by lookup, the v1 repair serves only the peers lookups cannot
-            // find (v1-only peers of a mixed network).
-            let latest = match self.maintain {
-                Some(_) => ReplicaView::of_snapshot_v1_only(peers, &self.config.trust),
-                None => ReplicaView::of_snapshot(peers, &self.config.trust),
-            };
-            if latest != *self.view {
-                self.view = Arc::new(latest);
-                for shard in &mut self.shards {
-                    shard.set_replica_view(Arc::clone(&self.view), counters);
-                }
+        // With maintenance by lookup, the v1 repair serves only the peers lookups cannot find
+        // (v1-only peers of a mixed network).
+        let trust = &self.config.trust;
+        let by_lookup = self.maintain.is_some();
+        let latest = |peers: &PeerSnapshot| {
+            if by_lookup {
+                ReplicaView::of_snapshot_v1_only(peers, trust)
+            } else {
+                ReplicaView::of_snapshot(peers, trust)
+            }
+        };
+        if let Some(view) = self.repair.take_view(peers, latest) {
+            for shard in &mut self.shards {
+                shard.set_replica_view(Arc::clone(view), counters);
             }
         }
         if self.repair_due(now.mono_ms, periodic) {
             let mut pacer = env.repair_pacer();
-            let mut scan = self.config.repair_scan_records_per_step;
-            let mut paced = false;
-            let n = self.shards.len();
-            self.repair_turn = (self.repair_turn + 1) % n;
-            for k in 0..n {
-                let shard = &mut self.shards[(self.repair_turn + k) % n];
-                paced |= shard.repair_step(
-                    now.mono_ms,
-                    now.wall_ms,
-                    &mut pacer,
-                    &mut scan,
-                    counters,
-                    effects,
-                );
-                if scan == 0 {
-                    break;
-                }
-            }
-            self.repair_clock.stepped(now.mono_ms, paced, &mut pacer);
+            let scan = self.config.repair_scan_records_per_step;
+            let shards = &mut self.shards;
+            self.repair.step(
+                now.mono_ms,
+                &mut pacer,
+                scan,
+                shards,
+                |shard, pacer, scan| {
+                    shard.repair_step(now.mono_ms, now.wall_ms, pacer, scan, counters, effects)
+                },
+            );
         }
     }
 
@@ -499,8 +550,9 @@ impl<W> ShardGroup<W> {
 
     fn repair_due(&self, now_ms: u64, periodic: bool) -> bool {
         self.config.repair_enabled
-            && now_ms >= self.repair_clock.next_ms()
-            && (periodic || self.shards.iter().any(|s| s.repair_active()))
+            && self.repair.due(now_ms, periodic, || {
+                self.shards.iter().any(|s| s.repair_active())
+            })
     }
 
     /// Whether no shard holds anything that needs the periodic tick: no record, no pending get,
@@ -530,7 +582,7 @@ impl<W> ShardGroup<W> {
             consider(challenge);
         }
         if self.config.repair_enabled && self.shards.iter().any(|s| s.repair_active()) {
-            consider(self.repair_clock.next_ms());
+            consider(self.repair.next_step_ms());
         }
         if !self.idle() {
             consider(self.next_periodic_ms);
@@ -543,52 +595,13 @@ impl<W> ShardGroup<W> {
 mod tests {
     use super::*;
     use crate::keys::{Keypair, id_from_pubkey};
-    use crate::peer::{PeerInfo, Trust};
+    use crate::peer::PeerInfo;
     use crate::pow::SignatureCheck;
     use crate::shard::core::{GetOutcome, ShardRules};
     use crate::shard::store::{Store, StoreConfig};
-
-    const WALL_MS: i64 = 1_700_000_000_000;
-
-    struct TestEnv {
-        pacer: Pacer,
-        permits_taken: usize,
-        keys: KeyCache,
-    }
-
-    impl GroupEnv for TestEnv {
-        type Permit<'a> = &'a mut KeyCache;
-
-        fn verify_permit(&mut self) -> &mut KeyCache {
-            self.permits_taken += 1;
-            &mut self.keys
-        }
-
-        fn repair_pacer(&mut self) -> impl DerefMut<Target = Pacer> + '_ {
-            &mut self.pacer
-        }
-    }
-
-    fn env() -> TestEnv {
-        TestEnv {
-            pacer: Pacer::new(
-                crate::peer::budget::BucketConfig {
-                    burst_bytes: 64 << 10,
-                    refill_bytes_per_s: 512 << 10,
-                },
-                0,
-            ),
-            permits_taken: 0,
-            keys: KeyCache::new(16, 0),
-        }
-    }
-
-    fn at(mono_ms: u64) -> Now {
-        Now {
-            mono_ms,
-            wall_ms: WALL_MS + mono_ms as i64,
-        }
-    }
+    use crate::shard::test_support::{
+        WALL_MS, at, closest_three, env, maintain_config, peers_with,
+    };
 
     fn group(shards: usize, challenge_mean_gap_ms: u64) -> ShardGroup<u32> {
         group_with(shards, challenge_mean_gap_ms, None)
@@ -629,23 +642,9 @@ mod tests {
         ShardGroup::new(shards, config, at(0), 1)
     }
 
+    /// Peers 1..=n, all v1-only.
     fn peers(n: u8) -> Arc<PeerSnapshot> {
-        Arc::new(PeerSnapshot::new(
-            (1..=n)
-                .map(|i| {
-                    let pubkey = [i; 32];
-                    PeerInfo {
-                        addr: SocketAddr::from(([10, 0, 0, i], 1618)),
-                        pubkey,
-                        id: id_from_pubkey(&pubkey),
-                        edge: false,
-                        reliability: crate::peer::UNPROVEN_RELIABILITY,
-                        trust: Trust::default(),
-                        features: crate::wire::Features::NONE,
-                    }
-                })
-                .collect(),
-        ))
+        peers_with(n, |_| crate::wire::Features::NONE)
     }
 
     #[test]
@@ -670,12 +669,12 @@ mod tests {
         let counters = Counters::default();
         let mut fx = Effects::default();
         let snapshot = peers(3);
-        let input = Input::LocalGet {
+        let input = Input::LocalGet(GetRequest {
             pubkey: [9; 32],
             key: b"k",
             timeout_ms: 300,
             waiter: 42,
-        };
+        });
         assert!(
             g.handle(at(100), &snapshot, input, &counters, &mut fx)
                 .is_none()
@@ -830,14 +829,7 @@ mod tests {
 
     #[test]
     fn maintenance_by_lookup_pushes_to_the_closest_found_and_lets_far_copies_age_out() {
-        let maintain = MaintainConfig {
-            republish_ms: 10_000,
-            expire_after_ms: 20_000,
-            lookups_per_s: 2,
-            lookup_timeout_ms: 5_000,
-            answers_cached: 8,
-            replicas: 3,
-        };
+        let maintain = maintain_config();
         // The group's node ID is 7 (`group_with`). Owner `far_owner`'s closest are three other
         // nodes; owner `near_owner` has nobody closer than us.
         let mut g = group_with(2, 0, Some(maintain));
@@ -885,14 +877,7 @@ mod tests {
         );
         fx.clear();
         // The answers: three nodes closer to `far_owner` than we are; nobody for `near_owner`.
-        let closer: Vec<Contact> = (1..=3u64)
-            .map(|d| Contact {
-                id: far_id ^ d,
-                addr: SocketAddr::from(([10, 0, 9, d as u8], 1618)),
-                verified: true,
-                pinned: false,
-            })
-            .collect();
+        let closer = closest_three(far_id);
         let input = Input::LookupDone {
             target: far_id,
             closest: Some(&closer),

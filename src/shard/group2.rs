@@ -1,15 +1,18 @@
 //! `Group2`: the v2-record half of one shard owner, beside [`super::group::ShardGroup`]. It
 //! routes v2 inputs to the owner's [`Shard2`] cores, runs their deadlines (pending gets and CAS
 //! puts) and the periodic expiry, and says when it next needs to run. I/O-free like the v1 group;
-//! the owner thread drives both and sleeps until the earlier of their deadlines.
+//! the owner thread drives both and sleeps until the earlier of their deadlines. Which v2
+//! datagrams are PUTs, and what each carries, is read here once for both drivers
+//! ([`NetworkPut2::of`]).
 //!
 //! Replica maintenance of v2 records is decided exactly as for v1, in the same two modes. The
 //! v1 path ([`crate::shard::repair`], the same walk): the group takes the replica view of the
 //! RECORD_V2 peers from the snapshot, steps its shards' passes at most every [`REPAIR_STEP_MS`]
 //! (or at the pacer's turn, [`RepairClock`]) with the node-wide repair pacer (the one v1 repair
-//! draws on, handed out by the same [`GroupEnv`]), and sends PUT2s. With `GroupConfig::maintain` (the node's `route_lookups`),
-//! maintenance is by lookup ([`crate::shard::maintain`], the walk the v1 group runs): due copies
-//! ask for lookups of their owner IDs (`Effects2::lookups`), answers
+//! draws on, handed out by the same [`GroupEnv`]), and sends PUT2s; the view and the steps are
+//! kept by the v1 group's [`RepairSchedule`]. With `GroupConfig::maintain` (the node's
+//! `route_lookups`), maintenance is by lookup ([`crate::shard::maintain`], the walk the v1 group
+//! runs): due copies ask for lookups of their owner IDs (`Effects2::lookups`), answers
 //! ([`Group2::lookup_done`]) push PUT2s to the closest nodes found, copies no longer among them
 //! age out; the repair passes then serve only the RECORD_V2 peers that do not speak ROUTING.
 
@@ -19,30 +22,58 @@ use std::sync::Arc;
 use crate::peer::PeerSnapshot;
 use crate::route::Contact;
 use crate::route::maintain::MaintainStats;
+use crate::shard::core::GetRequest;
 use crate::shard::core2::{BackupOp2, Counters2, Effects2, LocalPut2, Shard2};
+use crate::shard::group::{GroupConfig, GroupEnv, Now, RepairSchedule};
 #[cfg(doc)]
-use crate::shard::group::REPAIR_STEP_MS;
-use crate::shard::group::{GroupConfig, GroupEnv, Now, RepairClock};
+use crate::shard::group::{REPAIR_STEP_MS, RepairClock};
 use crate::shard::maintain::{MaintainWalk, MaintainedStore};
 use crate::shard::repair::ReplicaView;
 use crate::shard::route::shard_index;
 use crate::stats::add;
-use crate::wire::record2::{Record2, Status2};
+use crate::wire::record2::{Message2, Record2, Status2};
+
+/// A PUT2 (`expect_seq` and `commit` `None`), PUT2_CAS (`expect_seq`) or PUT2_COMMIT (`commit`)
+/// from the network, owned: what the node's receivers hand an owner thread and the simulator
+/// hands its group alike ([`Input2::Put`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkPut2 {
+    /// Sender.
+    pub from: SocketAddr,
+    /// The record as received.
+    pub dat: Record2,
+    /// PUT2_CAS: the seq the sender expects us to hold.
+    pub expect_seq: Option<u64>,
+    /// PUT2_COMMIT: the owner's commit signature.
+    pub commit: Option<[u8; 64]>,
+}
+
+impl NetworkPut2 {
+    /// The PUT a parsed v2 datagram from `from` carries, its record copied out of the datagram;
+    /// `None` for a message that is not a PUT2, PUT2_CAS or PUT2_COMMIT.
+    pub fn of(from: SocketAddr, message: Message2<'_>) -> Option<NetworkPut2> {
+        let (dat, expect_seq, commit) = match message {
+            Message2::Put2(dat) => (dat, None, None),
+            Message2::Put2Cas { expect_seq, dat } => (dat, Some(expect_seq), None),
+            Message2::Put2Commit { commit, dat } => (dat, None, Some(*commit)),
+            Message2::Get2 { .. }
+            | Message2::Get2Ack(_)
+            | Message2::Get2None { .. }
+            | Message2::Put2Status { .. } => return None,
+        };
+        Some(NetworkPut2 {
+            from,
+            dat: dat.to_boxed(),
+            expect_seq,
+            commit,
+        })
+    }
+}
 
 /// One v2 input to a group.
 pub enum Input2<'a, PW, GW> {
-    /// PUT2 (`expect_seq` and `commit` `None`), PUT2_CAS (`expect_seq`) or PUT2_COMMIT
-    /// (`commit`) from the network.
-    Put {
-        /// Sender.
-        from: SocketAddr,
-        /// The record as received.
-        dat: Record2,
-        /// PUT2_CAS: the seq the sender expects us to hold.
-        expect_seq: Option<u64>,
-        /// PUT2_COMMIT: the owner's commit signature.
-        commit: Option<[u8; 64]>,
-    },
+    /// A PUT2, PUT2_CAS or PUT2_COMMIT from the network.
+    Put(NetworkPut2),
     /// A PUT2_STATUS: a replica's answer to one of our CAS puts.
     Status {
         /// Sender.
@@ -71,17 +102,9 @@ pub enum Input2<'a, PW, GW> {
     },
     /// A put made on this node.
     LocalPut(LocalPut2<PW>),
-    /// A get asked on this node.
-    LocalGet {
-        /// Owner.
-        pubkey: [u8; 32],
-        /// Key.
-        key: &'a [u8],
-        /// How long to wait for peers.
-        timeout_ms: u64,
-        /// Who is told the outcome.
-        waiter: GW,
-    },
+    /// A get asked on this node; its outcome arrives in `Effects2::gets_done` under the
+    /// request's `waiter`.
+    LocalGet(GetRequest<'a, GW>),
 }
 
 /// The v2 cores of one owner. See the module docs.
@@ -92,14 +115,8 @@ pub struct Group2<PW, GW> {
     next_tick_ms: u64,
     /// Repair settings (off until [`Group2::with_repair`]).
     repair: Option<GroupConfig>,
-    /// The RECORD_V2 replica view the shards were last given.
-    view: Arc<ReplicaView>,
-    /// The snapshot the view was last taken from.
-    seen_snapshot: Option<Arc<PeerSnapshot>>,
-    /// When repair next steps.
-    repair_clock: RepairClock,
-    /// Which shard the next repair step starts at (so no shard starves the others' passes).
-    repair_turn: usize,
+    /// The RECORD_V2 replica view and when and where repair steps next.
+    schedule: RepairSchedule,
     /// Replica maintenance by lookup (with `GroupConfig::maintain`).
     maintain: Option<MaintainWalk>,
 }
@@ -115,10 +132,7 @@ impl<PW, GW> Group2<PW, GW> {
             tick_period_ms,
             next_tick_ms: now.mono_ms.saturating_add(tick_period_ms),
             repair: None,
-            view: Arc::new(ReplicaView::default()),
-            seen_snapshot: None,
-            repair_clock: RepairClock::default(),
-            repair_turn: 0,
+            schedule: RepairSchedule::default(),
             maintain: None,
         }
     }
@@ -166,7 +180,7 @@ impl<PW, GW> Group2<PW, GW> {
 
     /// The RECORD_V2 replica view the shards were last given.
     pub fn view(&self) -> &Arc<ReplicaView> {
-        &self.view
+        self.schedule.view()
     }
 
     /// The shards, by local index.
@@ -188,20 +202,15 @@ impl<PW, GW> Group2<PW, GW> {
         effects: &mut Effects2<PW, GW>,
     ) {
         match input {
-            Input2::Put {
-                from,
-                dat,
-                expect_seq,
-                commit,
-            } => {
-                let s = self.local_index(dat.pubkey(), dat.key());
+            Input2::Put(put) => {
+                let s = self.local_index(put.dat.pubkey(), put.dat.key());
                 self.set_copy_clock(s, now);
                 self.shards[s].handle_put(
                     now.wall_ms,
-                    from,
-                    dat.as_view(),
-                    expect_seq,
-                    commit.as_ref(),
+                    put.from,
+                    put.dat.as_view(),
+                    put.expect_seq,
+                    put.commit.as_ref(),
                     counters,
                     effects,
                 );
@@ -249,19 +258,14 @@ impl<PW, GW> Group2<PW, GW> {
                 self.set_copy_clock(s, now);
                 self.shards[s].local_put(now.mono_ms, now.wall_ms, put, peers, counters, effects);
             }
-            Input2::LocalGet {
-                pubkey,
-                key,
-                timeout_ms,
-                waiter,
-            } => {
-                let s = self.local_index(&pubkey, key);
+            Input2::LocalGet(request) => {
+                let s = self.local_index(&request.pubkey, request.key);
                 self.shards[s].start_get(
                     now.mono_ms,
-                    pubkey,
-                    key,
-                    timeout_ms,
-                    waiter,
+                    request.pubkey,
+                    request.key,
+                    request.timeout_ms,
+                    request.waiter,
                     peers,
                     effects,
                 );
@@ -294,10 +298,6 @@ impl<PW, GW> Group2<PW, GW> {
         let Some(config) = self.repair else {
             return;
         };
-        let seen = self
-            .seen_snapshot
-            .as_ref()
-            .is_some_and(|seen| Arc::ptr_eq(seen, peers));
         if let Some(m) = &mut self.maintain {
             let mut pacer = env.repair_pacer();
             let backup = &mut effects.backup;
@@ -327,42 +327,40 @@ impl<PW, GW> Group2<PW, GW> {
             add(&counters.repair_datagrams_sent, tally.datagrams_sent);
             add(&counters.repair_bytes_sent, tally.bytes_sent);
         }
-        if !seen {
-            self.seen_snapshot = Some(Arc::clone(peers));
-            // With maintenance by lookup, the repair passes serve only the peers lookups cannot
-            // find (RECORD_V2 peers without ROUTING).
-            let latest = match self.maintain {
-                Some(_) => ReplicaView::of_snapshot_v2_without_routing(peers, &config.trust),
-                None => ReplicaView::of_snapshot_v2(peers, &config.trust),
-            };
-            if latest != *self.view {
-                self.view = Arc::new(latest);
-                for shard in &mut self.shards {
-                    shard.set_replica_view(Arc::clone(&self.view), counters);
-                }
+        // With maintenance by lookup, the repair passes serve only the peers lookups cannot find
+        // (RECORD_V2 peers without ROUTING).
+        let by_lookup = self.maintain.is_some();
+        let latest = |peers: &PeerSnapshot| {
+            if by_lookup {
+                ReplicaView::of_snapshot_v2_without_routing(peers, &config.trust)
+            } else {
+                ReplicaView::of_snapshot_v2(peers, &config.trust)
+            }
+        };
+        if let Some(view) = self.schedule.take_view(peers, latest) {
+            for shard in &mut self.shards {
+                shard.set_replica_view(Arc::clone(view), counters);
             }
         }
         if self.repair_due(now.mono_ms, periodic) {
             let mut pacer = env.repair_pacer();
-            let mut scan = config.repair_scan_records_per_step;
-            let mut paced = false;
-            let n = self.shards.len();
-            self.repair_turn = (self.repair_turn + 1) % n;
-            for k in 0..n {
-                let shard = &mut self.shards[(self.repair_turn + k) % n];
-                paced |= shard.repair_step(now.mono_ms, &mut pacer, &mut scan, counters, effects);
-                if scan == 0 {
-                    break;
-                }
-            }
-            self.repair_clock.stepped(now.mono_ms, paced, &mut pacer);
+            let scan = config.repair_scan_records_per_step;
+            let shards = &mut self.shards;
+            self.schedule.step(
+                now.mono_ms,
+                &mut pacer,
+                scan,
+                shards,
+                |shard, pacer, scan| shard.repair_step(now.mono_ms, pacer, scan, counters, effects),
+            );
         }
     }
 
     fn repair_due(&self, now_ms: u64, periodic: bool) -> bool {
         self.repair.is_some()
-            && now_ms >= self.repair_clock.next_ms()
-            && (periodic || self.shards.iter().any(|s| s.repair_active()))
+            && self.schedule.due(now_ms, periodic, || {
+                self.shards.iter().any(|s| s.repair_active())
+            })
     }
 
     /// When the group next needs [`Group2::end_batch`] without an input: the earliest pending
@@ -376,7 +374,7 @@ impl<PW, GW> Group2<PW, GW> {
         let holds = self.shards.iter().any(|s| !s.store().read().is_empty());
         let periodic = holds.then_some(self.next_tick_ms);
         let repair = (self.repair.is_some() && self.shards.iter().any(|s| s.repair_active()))
-            .then(|| self.repair_clock.next_ms());
+            .then(|| self.schedule.next_step_ms());
         [pending, periodic, repair].into_iter().flatten().min()
     }
 }
@@ -385,37 +383,16 @@ impl<PW, GW> Group2<PW, GW> {
 mod tests {
     use super::*;
     use crate::keys::{Keypair, id_from_pubkey};
-    use crate::peer::budget::{BucketConfig, Pacer};
-    use crate::peer::{PeerInfo, Trust, TrustPolicy};
+    use crate::peer::{PeerInfo, TrustPolicy};
     use crate::route::maintain::MaintainConfig;
     use crate::shard::core2::Rules2;
     use crate::shard::group::REPAIR_STEP_MS;
     use crate::shard::group::SHARD_TICK_MS;
     use crate::shard::store2::{Store2, Store2Config};
+    use crate::shard::test_support::{
+        WALL_MS, at, closest_three, env, maintain_config, peers_with,
+    };
     use crate::wire::Features;
-    use crate::wire::record2::Message2;
-    use std::ops::DerefMut;
-
-    const WALL_MS: i64 = 1_700_000_000_000;
-
-    struct TestEnv(Pacer, crate::pow::KeyCache);
-
-    impl GroupEnv for TestEnv {
-        type Permit<'a> = &'a mut crate::pow::KeyCache;
-        fn verify_permit(&mut self) -> &mut crate::pow::KeyCache {
-            &mut self.1
-        }
-        fn repair_pacer(&mut self) -> impl DerefMut<Target = Pacer> + '_ {
-            &mut self.0
-        }
-    }
-
-    fn at(mono_ms: u64) -> Now {
-        Now {
-            mono_ms,
-            wall_ms: WALL_MS + mono_ms as i64,
-        }
-    }
 
     fn group() -> Group2<u32, u32> {
         group_with(None)
@@ -449,18 +426,6 @@ mod tests {
         Group2::new(shards, 1, SHARD_TICK_MS, at(0)).with_repair(config, at(0))
     }
 
-    /// A repair pacer with the node's default budget (64 KiB burst, 512 KiB/s).
-    fn env() -> TestEnv {
-        let pacer = Pacer::new(
-            BucketConfig {
-                burst_bytes: 64 << 10,
-                refill_bytes_per_s: 512 << 10,
-            },
-            0,
-        );
-        TestEnv(pacer, crate::pow::KeyCache::new(16, 0))
-    }
-
     /// A plain local put at time 0 of `owner`'s record `key` (value "v", seq 1); returns it.
     fn local_put(
         g: &mut Group2<u32, u32>,
@@ -483,26 +448,13 @@ mod tests {
 
     /// Peers 1..=n; the odd ones advertise RECORD_V2, the even ones are v1-only.
     fn peers(n: u8) -> Arc<PeerSnapshot> {
-        Arc::new(PeerSnapshot::new(
-            (1..=n)
-                .map(|i| {
-                    let pubkey = [i; 32];
-                    PeerInfo {
-                        addr: SocketAddr::from(([10, 0, 0, i], 1618)),
-                        pubkey,
-                        id: id_from_pubkey(&pubkey),
-                        edge: false,
-                        reliability: crate::peer::UNPROVEN_RELIABILITY,
-                        trust: Trust::default(),
-                        features: if i % 2 == 1 {
-                            Features::RECORD_V2
-                        } else {
-                            Features::NONE
-                        },
-                    }
-                })
-                .collect(),
-        ))
+        peers_with(n, |i| {
+            if i % 2 == 1 {
+                Features::RECORD_V2
+            } else {
+                Features::NONE
+            }
+        })
     }
 
     #[test]
@@ -565,14 +517,7 @@ mod tests {
 
     #[test]
     fn v2_copies_are_maintained_by_lookup_pushed_as_put2_and_age_out_when_not_closest() {
-        let maintain = MaintainConfig {
-            republish_ms: 10_000,
-            expire_after_ms: 20_000,
-            lookups_per_s: 2,
-            lookup_timeout_ms: 5_000,
-            answers_cached: 8,
-            replicas: 3,
-        };
+        let maintain = maintain_config();
         let mut g = group_with(Some(maintain));
         let counters = Counters2::default();
         let mut fx = Effects2::default();
@@ -588,12 +533,12 @@ mod tests {
         fx.outbox.clear();
         // Record 0 is stored again byte for byte at 6 s (another holder's republish): its clock
         // restarts, so it is not due with the others.
-        let again = Input2::Put {
+        let again = Input2::Put(NetworkPut2 {
             from: SocketAddr::from(([10, 0, 9, 9], 1618)),
             dat: records[0].clone(),
             expect_seq: None,
             commit: None,
-        };
+        });
         g.handle(at(6_000), &none, again, &counters, &mut fx);
         g.end_batch(at(7_500), &none, &mut env, &counters, &mut fx);
         assert!(fx.lookups.is_empty() && fx.outbox.is_empty());
@@ -615,14 +560,7 @@ mod tests {
         fx.lookups.clear();
         // The answer: three nodes closer than us. The two waiting copies go there as PUT2s;
         // we are not a replica, so nothing more is republished.
-        let closer: Vec<Contact> = (1..=3u64)
-            .map(|d| Contact {
-                id: owner_id ^ d,
-                addr: SocketAddr::from(([10, 0, 9, d as u8], 1618)),
-                verified: true,
-                pinned: false,
-            })
-            .collect();
+        let closer = closest_three(owner_id);
         g.lookup_done(at(10_100), owner_id, Some(&closer));
         g.end_batch(at(10_100), &none, &mut env, &counters, &mut fx);
         assert_eq!(

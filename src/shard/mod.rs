@@ -14,6 +14,8 @@ pub mod repair;
 pub mod route;
 pub mod store;
 pub mod store2;
+#[cfg(test)]
+mod test_support;
 
 pub use route::{SHARD_COUNT, Version, compare_versions, record_hash, shard_index, shard_of_hash};
 pub use store::{

@@ -53,12 +53,14 @@ use crate::peer::budget::{AmplificationLimiter, Pacer};
 use crate::peer::{self, Outgoing, PeerConfig, PeerSnapshot, PeerTable, PongAuth};
 use crate::pow;
 use crate::route::{Contact, LookupDone, LookupId, Router, RouterEffects};
-use crate::shard::core::{Effects, GetOutcome, Record, Shard, ShardPolicy, ShardRules, answer_get};
+use crate::shard::core::{
+    Effects, GetOutcome, GetRequest, Record, Shard, ShardPolicy, ShardRules, answer_get,
+};
 use crate::shard::core2::{
     Counters2, Effects2, Get2Outcome, LocalPut2, Put2Error, Put2Report, Shard2, answer_get2,
 };
 use crate::shard::group::{GroupConfig, GroupEnv, Input, Now, ShardGroup};
-use crate::shard::group2::{Group2, Input2};
+use crate::shard::group2::{Group2, Input2, NetworkPut2};
 use crate::shard::store::{RecordView, Refusal, Store, StoreConfig};
 use crate::shard::store2::Store2;
 use crate::stats::{Counters, inc};
@@ -826,23 +828,17 @@ impl SimNode {
                 }
                 return;
             }
-            Message2::Put2(dat) => Input2::Put {
+            Message2::Put2(_) | Message2::Put2Cas { .. } | Message2::Put2Commit { .. } => {
+                let Some(put) = NetworkPut2::of(from, message) else {
+                    return;
+                };
+                Input2::Put(put)
+            }
+            Message2::Get2None { pubkey, key } => Input2::GetAck {
                 from,
-                dat: dat.to_boxed(),
-                expect_seq: None,
-                commit: None,
-            },
-            Message2::Put2Cas { expect_seq, dat } => Input2::Put {
-                from,
-                dat: dat.to_boxed(),
-                expect_seq: Some(expect_seq),
-                commit: None,
-            },
-            Message2::Put2Commit { commit, dat } => Input2::Put {
-                from,
-                dat: dat.to_boxed(),
-                expect_seq: None,
-                commit: Some(*commit),
+                pubkey: *pubkey,
+                key,
+                dat: None,
             },
             Message2::Put2Status {
                 status,
@@ -867,12 +863,6 @@ impl SimNode {
                     dat: Some(dat.to_boxed()),
                 }
             }
-            Message2::Get2None { pubkey, key } => Input2::GetAck {
-                from,
-                pubkey: *pubkey,
-                key,
-                dat: None,
-            },
         };
         self.owner_input2(now_ms, Some(input), None, fx);
     }
@@ -1028,31 +1018,19 @@ impl SimNode {
                 key,
                 timeout_ms,
                 ticket,
-                v2: false,
+                v2,
             } => {
-                let input = Input::LocalGet {
+                let request = GetRequest {
                     pubkey,
                     key: &key,
                     timeout_ms,
                     waiter: ticket,
                 };
-                self.owner_input(now_ms, Some(input), via, fx);
-                None
-            }
-            Deferred::Get {
-                pubkey,
-                key,
-                timeout_ms,
-                ticket,
-                v2: true,
-            } => {
-                let input = Input2::LocalGet {
-                    pubkey,
-                    key: &key,
-                    timeout_ms,
-                    waiter: ticket,
-                };
-                self.owner_input2(now_ms, Some(input), via, fx);
+                if v2 {
+                    self.owner_input2(now_ms, Some(Input2::LocalGet(request)), via, fx);
+                } else {
+                    self.owner_input(now_ms, Some(Input::LocalGet(request)), via, fx);
+                }
                 None
             }
             Deferred::Maintain { target } => {
