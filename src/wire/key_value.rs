@@ -3,6 +3,9 @@
 //!
 //! Both records end in this tail after a fixed part whose last byte is K; the versions differ
 //! only in where K stands (`key_len_at`) and in the largest key + value they allow.
+//!
+//! GET, GET2, GET2_NONE and PUT2_STATUS end the same way without a value, `K ‖ key`; their one
+//! length check is [`check_key_at_end`].
 
 use crate::limits::MAX_KEY_LEN;
 use crate::wire::{Error, Result};
@@ -35,6 +38,24 @@ pub(crate) fn check_record_len(
     let end = header_len + key_len + value_len;
     if end > bytes.len() {
         return Err(Error::ValueTruncated);
+    }
+    if end < bytes.len() {
+        return Err(Error::TrailingBytes);
+    }
+    Ok(())
+}
+
+/// Checks that `bytes` is exactly a message whose fixed part is `header_len` bytes, the last
+/// one K, followed by the K-byte key: [`Error::TooShort`], [`Error::KeyTruncated`] or
+/// [`Error::TrailingBytes`] if not. `header_len` must be at least 1.
+#[inline]
+pub(crate) fn check_key_at_end(bytes: &[u8], header_len: usize) -> Result<()> {
+    if bytes.len() < header_len {
+        return Err(Error::TooShort);
+    }
+    let end = header_len + bytes[header_len - 1] as usize;
+    if end > bytes.len() {
+        return Err(Error::KeyTruncated);
     }
     if end < bytes.len() {
         return Err(Error::TrailingBytes);

@@ -37,7 +37,8 @@
 
 use crate::limits::{MAX_KEY_LEN, MAX_PACKET_LEN};
 use crate::wire::key_value::{
-    check_key_value_len, check_record_len, emit_record_tail, record_key, record_value,
+    check_key_at_end, check_key_value_len, check_record_len, emit_record_tail, record_key,
+    record_value,
 };
 use crate::wire::{Error, Field, Result, array};
 
@@ -445,16 +446,7 @@ fn dat2_after(bytes: &[u8], at: usize) -> Result<Dat2<&[u8]>> {
 
 /// `pubkey ‖ K ‖ key` after the op byte.
 fn get2_fields(bytes: &[u8]) -> Result<(&[u8; 32], &[u8])> {
-    if bytes.len() < GET2_HEADER_LEN {
-        return Err(Error::TooShort);
-    }
-    let end = GET2_HEADER_LEN + bytes[GET2_HEADER_LEN - 1] as usize;
-    if end > bytes.len() {
-        return Err(Error::KeyTruncated);
-    }
-    if end < bytes.len() {
-        return Err(Error::TrailingBytes);
-    }
+    check_key_at_end(bytes, GET2_HEADER_LEN)?;
     let pubkey = bytes[1..33].try_into().map_err(|_| Error::TooShort)?;
     Ok((pubkey, &bytes[GET2_HEADER_LEN..]))
 }
@@ -490,16 +482,7 @@ impl<'a> Message2<'a> {
                 Ok(Message2::Put2Cas { expect_seq, dat })
             }
             Some(Op2::Put2Status) => {
-                if bytes.len() < PUT2_STATUS_HEADER_LEN {
-                    return Err(Error::TooShort);
-                }
-                let end = PUT2_STATUS_HEADER_LEN + bytes[PUT2_STATUS_HEADER_LEN - 1] as usize;
-                if end > bytes.len() {
-                    return Err(Error::KeyTruncated);
-                }
-                if end < bytes.len() {
-                    return Err(Error::TrailingBytes);
-                }
+                check_key_at_end(bytes, PUT2_STATUS_HEADER_LEN)?;
                 let status = Status2::from_byte(bytes[1]).ok_or(Error::BadField)?;
                 let held_seq = u64::from_le_bytes(array(&bytes[2..10]));
                 let work = bytes[10..42].try_into().map_err(|_| Error::TooShort)?;
