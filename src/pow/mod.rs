@@ -55,10 +55,16 @@ pub fn load_hash(key: &[u8], value: &[u8], time_ms: i64) -> [u8; 32] {
 /// `blake3(salt ‖ load)`.
 #[inline]
 pub fn work_hash(salt: &[u8; 16], load: &[u8; 32]) -> [u8; 32] {
+    *blake3::hash(&work_input(salt, load)).as_bytes()
+}
+
+/// `salt ‖ load`: the 48 bytes that the v1 work hash and the v2 work hash (`record2`) hash.
+#[inline]
+fn work_input(salt: &[u8; 16], load: &[u8; 32]) -> [u8; 48] {
     let mut input = [0u8; 48];
     input[..16].copy_from_slice(salt);
     input[16..].copy_from_slice(load);
-    *blake3::hash(&input).as_bytes()
+    input
 }
 
 /// Salt for counter `n` in the reference's order: eight zero bytes, then `n` LE.
@@ -78,11 +84,30 @@ pub fn search_range(
     start: u64,
     count: u64,
 ) -> Option<([u8; 16], [u8; 32])> {
+    search_counters(load, difficulty_bits, start, count, blake3::hash)
+}
+
+/// Single-thread search in the reference's order; finds the vectors' salts again.
+pub fn search_single(load: &[u8; 32], difficulty_bits: u32) -> ([u8; 16], [u8; 32]) {
+    search_from_zero(|start, count| search_range(load, difficulty_bits, start, count))
+}
+
+/// The search loop of v1 and v2: counters `start, start+1, …` for at most `count` steps, salts
+/// in the reference's order; the first salt whose work, `work_hash(salt ‖ load)`, has
+/// `difficulty_bits` leading zero bits, with that work.
+#[inline]
+fn search_counters(
+    load: &[u8; 32],
+    difficulty_bits: u32,
+    start: u64,
+    count: u64,
+    work_hash: impl Fn(&[u8]) -> blake3::Hash,
+) -> Option<([u8; 16], [u8; 32])> {
     let mut input = [0u8; 48];
     input[16..].copy_from_slice(load);
     for n in start..start.saturating_add(count) {
         input[8..16].copy_from_slice(&n.to_le_bytes());
-        let work = blake3::hash(&input);
+        let work = work_hash(&input);
         if leading_zero_bits(work.as_bytes()) >= difficulty_bits {
             return Some((salt_for_counter(n), *work.as_bytes()));
         }
@@ -90,12 +115,15 @@ pub fn search_range(
     None
 }
 
-/// Single-thread search in the reference's order; finds the vectors' salts again.
-pub fn search_single(load: &[u8; 32], difficulty_bits: u32) -> ([u8; 16], [u8; 32]) {
-    let mut start = 0u64;
+/// The single-thread search of v1 and v2: `search_range(start, count)` over chunks of 2^20
+/// counters from counter 0 until one finds a salt (deterministic: the vectors' salts).
+fn search_from_zero(
+    search_range: impl Fn(u64, u64) -> Option<([u8; 16], [u8; 32])>,
+) -> ([u8; 16], [u8; 32]) {
     const STEP: u64 = 1 << 20;
+    let mut start = 0u64;
     loop {
-        if let Some(found) = search_range(load, difficulty_bits, start, STEP) {
+        if let Some(found) = search_range(start, STEP) {
             return found;
         }
         start += STEP;

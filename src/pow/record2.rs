@@ -11,7 +11,8 @@
 //! leading zero bits (no hashing), the time, the two keyed hashes, and last the signature.
 
 use crate::keys::{Keypair, verify_signature};
-use crate::pow::{VerifyError, leading_zero_bits, salt_for_counter};
+use crate::pow::verify::{check_signature, check_work_fields};
+use crate::pow::{VerifyError, search_counters, search_from_zero, work_input};
 use crate::wire::record2::{COMMIT2_KEY, Dat2, Dat2Fields, LOAD2_KEY, Record2, WORK2_KEY};
 
 /// `load2`: commits to the owner, the key and the value with their lengths, the time and seq.
@@ -33,10 +34,7 @@ pub fn load2_hash(pubkey: &[u8; 32], key: &[u8], value: &[u8], time_ms: i64, seq
 /// `work2 = blake3_keyed(WORK2_KEY, salt ‖ load2)`.
 #[inline]
 pub fn work2_hash(salt: &[u8; 16], load: &[u8; 32]) -> [u8; 32] {
-    let mut input = [0u8; 48];
-    input[..16].copy_from_slice(salt);
-    input[16..].copy_from_slice(load);
-    *blake3::keyed_hash(&WORK2_KEY, &input).as_bytes()
+    *blake3::keyed_hash(&WORK2_KEY, &work_input(salt, load)).as_bytes()
 }
 
 /// The hash a commit signature signs: `blake3_keyed(COMMIT2_KEY, work2)`.
@@ -52,28 +50,14 @@ pub fn search2_range(
     start: u64,
     count: u64,
 ) -> Option<([u8; 16], [u8; 32])> {
-    let mut input = [0u8; 48];
-    input[16..].copy_from_slice(load);
-    for n in start..start.saturating_add(count) {
-        input[8..16].copy_from_slice(&n.to_le_bytes());
-        let work = blake3::keyed_hash(&WORK2_KEY, &input);
-        if leading_zero_bits(work.as_bytes()) >= difficulty_bits {
-            return Some((salt_for_counter(n), *work.as_bytes()));
-        }
-    }
-    None
+    search_counters(load, difficulty_bits, start, count, |input| {
+        blake3::keyed_hash(&WORK2_KEY, input)
+    })
 }
 
 /// Single-thread search from counter 0 (deterministic: the vectors' salts).
 pub fn search2_single(load: &[u8; 32], difficulty_bits: u32) -> ([u8; 16], [u8; 32]) {
-    const STEP: u64 = 1 << 20;
-    let mut start = 0u64;
-    loop {
-        if let Some(found) = search2_range(load, difficulty_bits, start, STEP) {
-            return found;
-        }
-        start += STEP;
-    }
+    search_from_zero(|start, count| search2_range(load, difficulty_bits, start, count))
 }
 
 /// Signs found work and assembles the dat2. Panics if key/value are too long (caller checks).
@@ -124,23 +108,16 @@ pub fn check_work2<T: AsRef<[u8]>>(
     min_work_bits: u32,
     now_ms: i64,
 ) -> Result<(), VerifyError> {
-    if leading_zero_bits(dat.work()) < min_work_bits {
-        return Err(VerifyError::NotEnoughWork);
-    }
-    if dat.time_ms() > now_ms {
-        return Err(VerifyError::FromTheFuture);
-    }
-    let load = load2_hash(
-        dat.pubkey(),
-        dat.key(),
-        dat.value(),
-        dat.time_ms(),
-        dat.seq(),
-    );
-    if work2_hash(&dat.salt(), &load) != *dat.work() {
-        return Err(VerifyError::WorkMismatch);
-    }
-    Ok(())
+    check_work_fields(dat.work(), dat.time_ms(), min_work_bits, now_ms, || {
+        let load = load2_hash(
+            dat.pubkey(),
+            dat.key(),
+            dat.value(),
+            dat.time_ms(),
+            dat.seq(),
+        );
+        work2_hash(&dat.salt(), &load)
+    })
 }
 
 /// Full verification of a dat2, cheapest first.
@@ -150,10 +127,7 @@ pub fn verify_dat2<T: AsRef<[u8]>>(
     now_ms: i64,
 ) -> Result<(), VerifyError> {
     check_work2(dat, min_work_bits, now_ms)?;
-    if !verify_signature(dat.pubkey(), dat.work(), dat.sig()) {
-        return Err(VerifyError::BadSignature);
-    }
-    Ok(())
+    check_signature(dat.pubkey(), dat.work(), dat.sig())
 }
 
 /// Whether `commit` is the owner's commit signature over this dat2's work (the dat2 itself must

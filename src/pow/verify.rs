@@ -1,4 +1,6 @@
 //! Dat verification in the protocol's order, cheapest first: work bits, time, work hash, signature.
+//! The checks themselves (`check_work_fields`, `check_signature`) serve v2 records too
+//! (`pow::record2`): the versions differ only in the hashes.
 //!
 //! Signature policy: the node verifies each signature with RFC 8032 `verify` (cofactorless), the
 //! same equation as the reference's Go `crypto/ed25519`, so a dave node accepts exactly what a
@@ -53,17 +55,46 @@ pub fn check_work<T: AsRef<[u8]>>(
     min_work_bits: u32,
     now_ms: i64,
 ) -> Result<(), VerifyError> {
-    if leading_zero_bits(dat.work()) < min_work_bits {
+    check_work_fields(dat.work(), dat.time_ms(), min_work_bits, now_ms, || {
+        let load = load_hash(dat.key(), dat.value(), dat.time_ms());
+        let mut salt = [0u8; 16];
+        salt.copy_from_slice(dat.salt());
+        work_hash(&salt, &load)
+    })
+}
+
+/// The checks before the signature, shared by v1 and v2 in the protocol's order: the `work`
+/// field's leading zero bits, the record's time against the receiver's clock, then the work the
+/// record's fields hash to (`expected_work`, called only if the first two pass) against `work`.
+#[inline]
+pub(super) fn check_work_fields(
+    work: &[u8; 32],
+    time_ms: i64,
+    min_work_bits: u32,
+    now_ms: i64,
+    expected_work: impl FnOnce() -> [u8; 32],
+) -> Result<(), VerifyError> {
+    if leading_zero_bits(work) < min_work_bits {
         return Err(VerifyError::NotEnoughWork);
     }
-    if dat.time_ms() > now_ms {
+    if time_ms > now_ms {
         return Err(VerifyError::FromTheFuture);
     }
-    let load = load_hash(dat.key(), dat.value(), dat.time_ms());
-    let mut salt = [0u8; 16];
-    salt.copy_from_slice(dat.salt());
-    if work_hash(&salt, &load) != *dat.work() {
+    if expected_work() != *work {
         return Err(VerifyError::WorkMismatch);
+    }
+    Ok(())
+}
+
+/// The last check of v1 and v2: the owner's Ed25519 signature over the work (RFC 8032 `verify`).
+#[inline]
+pub(super) fn check_signature(
+    pubkey: &[u8; 32],
+    work: &[u8; 32],
+    sig: &[u8; 64],
+) -> Result<(), VerifyError> {
+    if !verify_signature(pubkey, work, sig) {
+        return Err(VerifyError::BadSignature);
     }
     Ok(())
 }
@@ -75,10 +106,7 @@ pub fn verify_dat<T: AsRef<[u8]>>(
     now_ms: i64,
 ) -> Result<(), VerifyError> {
     check_work(dat, min_work_bits, now_ms)?;
-    if !verify_signature(dat.pubkey(), dat.work(), dat.sig()) {
-        return Err(VerifyError::BadSignature);
-    }
-    Ok(())
+    check_signature(dat.pubkey(), dat.work(), dat.sig())
 }
 
 /// How [`verify_signatures`] checks a set of signatures.

@@ -5,7 +5,10 @@
 //! (one allocation of exactly the wire bytes, so storing and re-sending cost no re-encoding).
 
 use crate::limits::{DAT_HEADER_LEN, DAT_MESSAGE_HEADER_LEN, DAT_PREFIX_LEN, MAX_KEY_VALUE_LEN};
-use crate::wire::{Error, Field, Op, Result, array};
+use crate::wire::key_value::{
+    check_key_value_len, check_record_len, emit_record_tail, record_key, record_value,
+};
+use crate::wire::{Field, Op, Result, array};
 
 /// Byte ranges of a dat's fixed part.
 pub mod field {
@@ -26,6 +29,9 @@ pub mod field {
     pub const KEY_START: usize = 153;
 }
 
+// The fixed part ends with K: the shared tail code finds K, key, V and value from `KEY_LEN`.
+const _: () = assert!(field::KEY_LEN + 1 == DAT_PREFIX_LEN && field::KEY_START == DAT_PREFIX_LEN);
+
 /// The time a reference node writes into a "not found" GET_ACK (Go's zero `time.Time`).
 pub const NOT_FOUND_TIME_MS: i64 =
     i64::from_le_bytes([0xc9, 0x49, 0xb5, 0xd4, 0xd1, 0xf9, 0xff, 0xff]);
@@ -39,7 +45,7 @@ pub struct Dat<T: AsRef<[u8]>> {
 impl<T: AsRef<[u8]>> Dat<T> {
     /// Checks the lengths once; after `Ok`, no accessor can panic.
     pub fn new_checked(buffer: T) -> Result<Dat<T>> {
-        check_dat_len(buffer.as_ref())?;
+        check_record_len(buffer.as_ref(), field::KEY_LEN, MAX_KEY_VALUE_LEN)?;
         Ok(Dat { buffer })
     }
 
@@ -48,7 +54,7 @@ impl<T: AsRef<[u8]>> Dat<T> {
     /// Accessors may panic if the bytes are not a valid dat; use only on bytes this process
     /// checked before.
     pub fn new_unchecked(buffer: T) -> Dat<T> {
-        debug_assert!(check_dat_len(buffer.as_ref()).is_ok());
+        debug_assert!(check_record_len(buffer.as_ref(), field::KEY_LEN, MAX_KEY_VALUE_LEN).is_ok());
         Dat { buffer }
     }
 
@@ -107,14 +113,12 @@ impl<T: AsRef<[u8]>> Dat<T> {
 
     /// The key.
     pub fn key(&self) -> &[u8] {
-        let k = self.key_len();
-        &self.as_bytes()[field::KEY_START..field::KEY_START + k]
+        record_key(self.as_bytes(), field::KEY_LEN)
     }
 
     /// The value.
     pub fn value(&self) -> &[u8] {
-        let start = DAT_HEADER_LEN + self.key_len();
-        &self.as_bytes()[start..]
+        record_value(self.as_bytes(), field::KEY_LEN)
     }
 
     /// The owner's ID (first 8 pubkey bytes, LE).
@@ -166,29 +170,6 @@ impl<T: AsRef<[u8]>> core::fmt::Debug for Dat<T> {
     }
 }
 
-fn check_dat_len(bytes: &[u8]) -> Result<()> {
-    if bytes.len() < DAT_HEADER_LEN {
-        return Err(Error::TooShort);
-    }
-    let key_len = bytes[field::KEY_LEN] as usize;
-    let value_len_at = DAT_PREFIX_LEN + key_len;
-    if value_len_at + 2 > bytes.len() {
-        return Err(Error::KeyTruncated);
-    }
-    let value_len = u16::from_le_bytes([bytes[value_len_at], bytes[value_len_at + 1]]) as usize;
-    if key_len + value_len > MAX_KEY_VALUE_LEN {
-        return Err(Error::ValueTooLong);
-    }
-    let end = DAT_HEADER_LEN + key_len + value_len;
-    if end > bytes.len() {
-        return Err(Error::ValueTruncated);
-    }
-    if end < bytes.len() {
-        return Err(Error::TrailingBytes);
-    }
-    Ok(())
-}
-
 /// The fields of a dat, for building one. Key and value are borrowed: emitting allocates nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DatFields<'a> {
@@ -224,12 +205,7 @@ impl<'a> DatFields<'a> {
 
     /// Checks the key and value lengths.
     pub fn check(&self) -> Result<()> {
-        if self.key.len() > crate::limits::MAX_KEY_LEN
-            || self.key.len() + self.value.len() > MAX_KEY_VALUE_LEN
-        {
-            return Err(Error::ValueTooLong);
-        }
-        Ok(())
+        check_key_value_len(self.key, self.value, MAX_KEY_VALUE_LEN)
     }
 
     /// Bytes `emit` writes.
@@ -244,19 +220,14 @@ impl<'a> DatFields<'a> {
     pub fn emit(&self, buf: &mut [u8]) -> usize {
         assert!(self.check().is_ok(), "dat fields too long");
         let len = self.buffer_len();
-        // Split at each variable-length field, so the fixed writes need no bounds checks.
-        let (prefix, rest) = buf[..len].split_at_mut(DAT_PREFIX_LEN);
-        prefix[field::TIME].copy_from_slice(&self.time_ms.to_le_bytes());
-        prefix[field::SALT].copy_from_slice(&self.salt);
-        prefix[field::WORK].copy_from_slice(&self.work);
-        prefix[field::SIG].copy_from_slice(&self.sig);
-        prefix[field::PUBKEY].copy_from_slice(&self.pubkey);
-        prefix[field::KEY_LEN] = self.key.len() as u8;
-        let (key, rest) = rest.split_at_mut(self.key.len());
-        key.copy_from_slice(self.key);
-        let (value_len, value) = rest.split_at_mut(2);
-        value_len.copy_from_slice(&(self.value.len() as u16).to_le_bytes());
-        value.copy_from_slice(self.value);
+        // Split where the variable-length tail starts, so the fixed writes need no bounds checks.
+        let (fixed, tail) = buf[..len].split_at_mut(field::KEY_LEN);
+        fixed[field::TIME].copy_from_slice(&self.time_ms.to_le_bytes());
+        fixed[field::SALT].copy_from_slice(&self.salt);
+        fixed[field::WORK].copy_from_slice(&self.work);
+        fixed[field::SIG].copy_from_slice(&self.sig);
+        fixed[field::PUBKEY].copy_from_slice(&self.pubkey);
+        emit_record_tail(self.key, self.value, tail);
         len
     }
 

@@ -1,7 +1,8 @@
 //! GET: `03 ‖ pubkey[32] ‖ K ‖ key`, asking for the dat of (pubkey, key).
 
 use crate::limits::GET_HEADER_LEN;
-use crate::wire::{Error, Field, Op, Result};
+use crate::wire::key_value::check_key_at_end;
+use crate::wire::{Field, Op, Result};
 
 /// Byte ranges of a GET.
 pub mod field {
@@ -14,6 +15,9 @@ pub mod field {
     pub const KEY_START: usize = 34;
 }
 
+// K is the last byte of the fixed part, where the shared check looks for it.
+const _: () = assert!(field::KEY_LEN + 1 == GET_HEADER_LEN && field::KEY_START == GET_HEADER_LEN);
+
 /// A checked GET view.
 #[derive(Clone, Copy)]
 pub struct Get<T: AsRef<[u8]>> {
@@ -23,17 +27,7 @@ pub struct Get<T: AsRef<[u8]>> {
 impl<T: AsRef<[u8]>> Get<T> {
     /// Checks lengths; after `Ok` no accessor can panic.
     pub fn new_checked(buffer: T) -> Result<Get<T>> {
-        let bytes = buffer.as_ref();
-        if bytes.len() < GET_HEADER_LEN {
-            return Err(Error::TooShort);
-        }
-        let end = GET_HEADER_LEN + bytes[field::KEY_LEN] as usize;
-        if end > bytes.len() {
-            return Err(Error::KeyTruncated);
-        }
-        if end < bytes.len() {
-            return Err(Error::TrailingBytes);
-        }
+        check_key_at_end(buffer.as_ref(), GET_HEADER_LEN)?;
         Ok(Get { buffer })
     }
 

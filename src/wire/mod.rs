@@ -25,6 +25,7 @@ mod addr;
 mod dat;
 pub mod ext;
 mod get;
+mod key_value;
 mod message;
 mod pong;
 pub mod record2;

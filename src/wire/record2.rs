@@ -36,6 +36,10 @@
 //! Same contract as the v1 views: once `new_checked` returned `Ok`, no accessor can panic.
 
 use crate::limits::{MAX_KEY_LEN, MAX_PACKET_LEN};
+use crate::wire::key_value::{
+    check_key_at_end, check_key_value_len, check_record_len, emit_record_tail, record_key,
+    record_value,
+};
 use crate::wire::{Error, Field, Result, array};
 
 /// Bytes of a dat2 before its key: time 8, seq 8, salt 16, work 32, sig 64, pubkey 32, K 1.
@@ -157,6 +161,9 @@ pub mod field {
     pub const KEY_START: usize = 161;
 }
 
+// The fixed part ends with K: the shared tail code finds K, key, V and value from `KEY_LEN`.
+const _: () = assert!(field::KEY_LEN + 1 == DAT2_PREFIX_LEN && field::KEY_START == DAT2_PREFIX_LEN);
+
 /// A checked dat2: exactly `time ‖ seq ‖ salt ‖ work ‖ sig ‖ pubkey ‖ K ‖ key ‖ V ‖ value`.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Dat2<T: AsRef<[u8]>> {
@@ -166,39 +173,18 @@ pub struct Dat2<T: AsRef<[u8]>> {
 /// A stored dat2: its wire bytes in one exact-size allocation.
 pub type Record2 = Dat2<Box<[u8]>>;
 
-fn check_dat2_len(bytes: &[u8]) -> Result<()> {
-    if bytes.len() < DAT2_HEADER_LEN {
-        return Err(Error::TooShort);
-    }
-    let key_len = bytes[field::KEY_LEN] as usize;
-    let value_len_at = DAT2_PREFIX_LEN + key_len;
-    if value_len_at + 2 > bytes.len() {
-        return Err(Error::KeyTruncated);
-    }
-    let value_len = u16::from_le_bytes([bytes[value_len_at], bytes[value_len_at + 1]]) as usize;
-    if key_len + value_len > MAX_KEY_VALUE_LEN2 {
-        return Err(Error::ValueTooLong);
-    }
-    let end = DAT2_HEADER_LEN + key_len + value_len;
-    if end > bytes.len() {
-        return Err(Error::ValueTruncated);
-    }
-    if end < bytes.len() {
-        return Err(Error::TrailingBytes);
-    }
-    Ok(())
-}
-
 impl<T: AsRef<[u8]>> Dat2<T> {
     /// Checks the lengths once; after `Ok`, no accessor can panic.
     pub fn new_checked(buffer: T) -> Result<Dat2<T>> {
-        check_dat2_len(buffer.as_ref())?;
+        check_record_len(buffer.as_ref(), field::KEY_LEN, MAX_KEY_VALUE_LEN2)?;
         Ok(Dat2 { buffer })
     }
 
     /// Wraps bytes this process checked before (accessors may panic otherwise).
     pub fn new_unchecked(buffer: T) -> Dat2<T> {
-        debug_assert!(check_dat2_len(buffer.as_ref()).is_ok());
+        debug_assert!(
+            check_record_len(buffer.as_ref(), field::KEY_LEN, MAX_KEY_VALUE_LEN2).is_ok()
+        );
         Dat2 { buffer }
     }
 
@@ -247,14 +233,12 @@ impl<T: AsRef<[u8]>> Dat2<T> {
 
     /// The key.
     pub fn key(&self) -> &[u8] {
-        let k = self.as_bytes()[field::KEY_LEN] as usize;
-        &self.as_bytes()[field::KEY_START..field::KEY_START + k]
+        record_key(self.as_bytes(), field::KEY_LEN)
     }
 
     /// The value.
     pub fn value(&self) -> &[u8] {
-        let k = self.as_bytes()[field::KEY_LEN] as usize;
-        &self.as_bytes()[DAT2_HEADER_LEN + k..]
+        record_value(self.as_bytes(), field::KEY_LEN)
     }
 
     /// The owner's ID (first 8 pubkey bytes, LE).
@@ -327,10 +311,7 @@ pub struct Dat2Fields<'a> {
 impl Dat2Fields<'_> {
     /// Checks the key and value lengths.
     pub fn check(&self) -> Result<()> {
-        if self.key.len() > MAX_KEY_LEN || self.key.len() + self.value.len() > MAX_KEY_VALUE_LEN2 {
-            return Err(Error::ValueTooLong);
-        }
-        Ok(())
+        check_key_value_len(self.key, self.value, MAX_KEY_VALUE_LEN2)
     }
 
     /// Bytes `emit` writes.
@@ -343,19 +324,14 @@ impl Dat2Fields<'_> {
     pub fn emit(&self, buf: &mut [u8]) -> usize {
         assert!(self.check().is_ok(), "dat2 fields too long");
         let len = self.buffer_len();
-        let (prefix, rest) = buf[..len].split_at_mut(DAT2_PREFIX_LEN);
-        prefix[field::TIME].copy_from_slice(&self.time_ms.to_le_bytes());
-        prefix[field::SEQ].copy_from_slice(&self.seq.to_le_bytes());
-        prefix[field::SALT].copy_from_slice(&self.salt);
-        prefix[field::WORK].copy_from_slice(&self.work);
-        prefix[field::SIG].copy_from_slice(&self.sig);
-        prefix[field::PUBKEY].copy_from_slice(&self.pubkey);
-        prefix[field::KEY_LEN] = self.key.len() as u8;
-        let (key, rest) = rest.split_at_mut(self.key.len());
-        key.copy_from_slice(self.key);
-        let (value_len, value) = rest.split_at_mut(2);
-        value_len.copy_from_slice(&(self.value.len() as u16).to_le_bytes());
-        value.copy_from_slice(self.value);
+        let (fixed, tail) = buf[..len].split_at_mut(field::KEY_LEN);
+        fixed[field::TIME].copy_from_slice(&self.time_ms.to_le_bytes());
+        fixed[field::SEQ].copy_from_slice(&self.seq.to_le_bytes());
+        fixed[field::SALT].copy_from_slice(&self.salt);
+        fixed[field::WORK].copy_from_slice(&self.work);
+        fixed[field::SIG].copy_from_slice(&self.sig);
+        fixed[field::PUBKEY].copy_from_slice(&self.pubkey);
+        emit_record_tail(self.key, self.value, tail);
         len
     }
 
@@ -470,16 +446,7 @@ fn dat2_after(bytes: &[u8], at: usize) -> Result<Dat2<&[u8]>> {
 
 /// `pubkey ‖ K ‖ key` after the op byte.
 fn get2_fields(bytes: &[u8]) -> Result<(&[u8; 32], &[u8])> {
-    if bytes.len() < GET2_HEADER_LEN {
-        return Err(Error::TooShort);
-    }
-    let end = GET2_HEADER_LEN + bytes[GET2_HEADER_LEN - 1] as usize;
-    if end > bytes.len() {
-        return Err(Error::KeyTruncated);
-    }
-    if end < bytes.len() {
-        return Err(Error::TrailingBytes);
-    }
+    check_key_at_end(bytes, GET2_HEADER_LEN)?;
     let pubkey = bytes[1..33].try_into().map_err(|_| Error::TooShort)?;
     Ok((pubkey, &bytes[GET2_HEADER_LEN..]))
 }
@@ -515,16 +482,7 @@ impl<'a> Message2<'a> {
                 Ok(Message2::Put2Cas { expect_seq, dat })
             }
             Some(Op2::Put2Status) => {
-                if bytes.len() < PUT2_STATUS_HEADER_LEN {
-                    return Err(Error::TooShort);
-                }
-                let end = PUT2_STATUS_HEADER_LEN + bytes[PUT2_STATUS_HEADER_LEN - 1] as usize;
-                if end > bytes.len() {
-                    return Err(Error::KeyTruncated);
-                }
-                if end < bytes.len() {
-                    return Err(Error::TrailingBytes);
-                }
+                check_key_at_end(bytes, PUT2_STATUS_HEADER_LEN)?;
                 let status = Status2::from_byte(bytes[1]).ok_or(Error::BadField)?;
                 let held_seq = u64::from_le_bytes(array(&bytes[2..10]));
                 let work = bytes[10..42].try_into().map_err(|_| Error::TooShort)?;
@@ -569,9 +527,8 @@ impl<'a> Message2<'a> {
             | Message2::Put2Cas { dat, .. }
             | Message2::Put2Commit { dat, .. } => {
                 let bytes: &'a [u8] = dat.buffer;
-                let k = bytes[field::KEY_LEN] as usize;
                 let pubkey = bytes[field::PUBKEY].try_into().ok()?;
-                Some((pubkey, &bytes[field::KEY_START..field::KEY_START + k]))
+                Some((pubkey, record_key(bytes, field::KEY_LEN)))
             }
             Message2::Get2 { pubkey, key }
             | Message2::Get2None { pubkey, key }
