@@ -10,6 +10,10 @@
 //! more than the documented amplification budget (and less than it sent), the node keeps
 //! answering, and the record it held before reads back byte for byte. A node with its
 //! extensions off takes the same barrage and answers no extension op at all.
+//!
+//! CI runs one seed at 12,000 datagrams per sender. Longer runs by hand:
+//! `DAVE_HOSTILE_DATAGRAMS=100000 DAVE_HOSTILE_SEED=N cargo test --test hostile_live --
+//! --nocapture` (see the README's "Amplification limit" for what was run).
 
 mod common;
 
@@ -36,7 +40,32 @@ const DATAGRAMS_PER_ATTACKER: usize = 12_000;
 const BURST: usize = 200;
 const BURST_PAUSE: Duration = Duration::from_millis(20);
 
-/// A xorshift64 generator: the barrage is the same on every run.
+/// The seed of the mutations in CI.
+const DEFAULT_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// Longer or other barrages by hand: `DAVE_HOSTILE_DATAGRAMS` (per attacker, at most
+/// `MAX_DATAGRAMS_BY_HAND`: ~3.5 minutes at the paced rate) and `DAVE_HOSTILE_SEED` (a
+/// nonzero u64) replace the defaults above; a value that does not parse is refused loudly.
+const MAX_DATAGRAMS_BY_HAND: usize = 1_000_000;
+
+fn barrage_size() -> (usize, u64) {
+    let datagrams = std::env::var("DAVE_HOSTILE_DATAGRAMS").map_or(DATAGRAMS_PER_ATTACKER, |v| {
+        let n: usize = v.parse().expect("DAVE_HOSTILE_DATAGRAMS: a count");
+        assert!(
+            (1..=MAX_DATAGRAMS_BY_HAND).contains(&n),
+            "DAVE_HOSTILE_DATAGRAMS: 1..={MAX_DATAGRAMS_BY_HAND}"
+        );
+        n
+    });
+    let seed = std::env::var("DAVE_HOSTILE_SEED").map_or(DEFAULT_SEED, |v| {
+        let seed: u64 = v.parse().expect("DAVE_HOSTILE_SEED: a u64");
+        assert_ne!(seed, 0, "DAVE_HOSTILE_SEED: xorshift needs a nonzero seed");
+        seed
+    });
+    (datagrams, seed)
+}
+
+/// A xorshift64 generator: the barrage is the same on every run of one seed.
 struct Rng(u64);
 
 impl Rng {
@@ -240,11 +269,12 @@ fn barrage(extensions: Features, ip: u8) -> BytesByOp {
     let unproven = UdpSocket::bind((std::net::Ipv4Addr::new(127, 0, 0, ip + 2), 0)).expect("bind");
     unproven.set_nonblocking(true).expect("nonblocking");
     let before = node.stats();
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let (datagrams_per_attacker, seed) = barrage_size();
+    let mut rng = Rng(seed);
     let (mut sent_unproven, mut sent_proven): (BytesByOp, BytesByOp) = ([0; 256], [0; 256]);
     let (mut back_unproven, mut back_proven): (BytesByOp, BytesByOp) = ([0; 256], [0; 256]);
     let start = Instant::now();
-    for i in 0..2 * DATAGRAMS_PER_ATTACKER {
+    for i in 0..2 * datagrams_per_attacker {
         let seed = &seeds[rng.below(seeds.len())];
         let datagram = mutate(seed, &mut rng);
         // A datagram over the socket's limit is the kernel's to refuse, not the node's input.
@@ -274,8 +304,8 @@ fn barrage(extensions: Features, ip: u8) -> BytesByOp {
     let malformed = after.malformed_total() - before.malformed_total();
     let total = |by_op: &BytesByOp| by_op.iter().sum::<u64>();
     eprintln!(
-        "barrage: unproven sent {} B, got {} B back; proven sent {} B, got {} B; node read \
-         {read} datagrams, {malformed} malformed, over {elapsed_s:.2} s",
+        "barrage (seed {seed}): unproven sent {} B, got {} B back; proven sent {} B, got {} B; \
+         node read {read} datagrams, {malformed} malformed, over {elapsed_s:.2} s",
         total(&sent_unproven),
         total(&back_unproven),
         total(&sent_proven),
@@ -284,7 +314,7 @@ fn barrage(extensions: Features, ip: u8) -> BytesByOp {
 
     assert_eq!(PANICS.load(Ordering::SeqCst), 0, "a thread panicked");
     // The barrage reached the node: nearly all of it was read, and much of it was refused.
-    let sent = 2 * DATAGRAMS_PER_ATTACKER as u64;
+    let sent = 2 * datagrams_per_attacker as u64;
     assert!(read >= sent * 9 / 10, "read {read} of {sent}");
     assert!(malformed >= sent / 4, "malformed {malformed} of {sent}");
 
