@@ -259,7 +259,20 @@ fn republish_moves_records_to_the_new_closest_and_far_copies_age_out(format: For
         holders(&nodes)
     );
     std::thread::sleep(Duration::from_millis(EXPIRE_AFTER_MS + 1_000));
-    assert_eq!(holders(&nodes), want, "the closest keep their copies");
+    // Past a whole expiry the closest still hold theirs. A republish lookup that a closest node
+    // answered too late (a loaded 2-core machine) may have pushed one more copy to the next
+    // node found; that copy is not a replica's, so it ages out again and storage settles back
+    // on the closest.
+    let after_expiry = holders(&nodes);
+    assert!(
+        want.iter().all(|i| after_expiry.contains(i)),
+        "the closest keep their copies: holders {after_expiry:?}, the three closest {want:?}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || holders(&nodes) == want),
+        "holders {:?} settle back on the three closest {want:?}",
+        holders(&nodes)
+    );
     let aged: u64 = nodes
         .iter()
         .flatten()
