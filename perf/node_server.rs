@@ -132,6 +132,10 @@ struct ServeArgs {
     /// spread with the GETs (false).
     #[arg(long, action = clap::ArgAction::Set)]
     put_lane: Option<bool>,
+    /// The PUT lane takes runs the kernel coalesced (UDP GRO, Config::put_lane_gro; default:
+    /// the node's) or datagram by datagram (false).
+    #[arg(long, action = clap::ArgAction::Set)]
+    put_lane_gro: Option<bool>,
     /// Replies of one length to one address sent segmented (Config::udp_segmentation; default:
     /// the node's) or one by one (false).
     #[arg(long, action = clap::ArgAction::Set)]
@@ -246,6 +250,9 @@ fn serve(a: &ServeArgs) -> Result<(), String> {
     }
     if let Some(put_lane) = a.put_lane {
         config.put_lane = put_lane;
+    }
+    if let Some(on) = a.put_lane_gro {
+        config.put_lane_gro = on;
     }
     if let Some(on) = a.udp_segmentation {
         config.udp_segmentation = on;

@@ -32,6 +32,12 @@
 # receive path up to the node's socket is charged to core 1, as a NIC's interrupts would be
 # to another core.
 #
+# GSO=N sends the PUTs N per UDP GSO send (`loadgen put --gso-segments`) instead of one
+# `sendmmsg` entry each, as an independent client would: the generator then costs the shared
+# machine one trip through the network stack per N PUTs, and a node whose PUT lane takes
+# coalesced runs (`put_lane_gro`, the default) receives each send whole. Give the sink the same
+# with `sink,--gro,true`; a node without it with `HEAD,--put-lane-gro,false`.
+#
 # Usage: perf/put_capacity.sh REV...            # ROUNDS=5 DUR=3 FRACTIONS="0.6 0.8 1.0 1.2"
 #        SPLIT=1 perf/put_capacity.sh HEAD sink   # one core each: server, generator
 #        perf/put_capacity.sh HEAD sink           # the node beside the verify-only floor
@@ -42,6 +48,9 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5}
 DUR=${DUR:-3}
 FRACTIONS=${FRACTIONS:-"0.6 0.8 1.0 1.2"}
+GSO=${GSO:-0}
+# Fresh records for the highest fraction's run (1.2 x ~130 k/s x 3 s) with room to spare.
+RECORDS=${RECORDS:-800000}
 # shellcheck source=perf/split_cores.sh
 source perf/split_cores.sh
 [ $# -ge 1 ] || {
@@ -99,10 +108,10 @@ done
     echo "revs: ${REVS[*]}; loadgen from $(git rev-parse --short HEAD)"
     echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), nproc $(nproc), kernel $(uname -r)"
     echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "rounds: $ROUNDS, seconds per run: $DUR, fractions: $FRACTIONS, split cores: $SPLIT"
+    echo "rounds: $ROUNDS, seconds per run: $DUR, fractions: $FRACTIONS, split cores: $SPLIT, PUTs per GSO send: $GSO"
 } | tee "$OUT/putcap-machine-$STAMP.txt"
 
-"$LG" prepare --records 400000 >/dev/null
+"$LG" prepare --records "$RECORDS" >/dev/null
 
 baseline() {
     "${SERVER_CPU[@]}" "$LG" --json --tag "$1" --run "$2" verify --mode batch \
@@ -128,7 +137,7 @@ for run in $(seq 1 "$ROUNDS"); do
             rate=$(awk "BEGIN {print int($vb * $f)}")
             "${CLIENT_CPU[@]}" "$LG" --json --tag "put-$rev-$f" --run "$run" put --target "$NODE" \
                 --stats-addr "$STATS" --server-pid "$NODE_PID" --duration "$DUR" \
-                --rate "$rate" --offset 8192 --records 400000 >>"$RESULTS" ||
+                --rate "$rate" --offset 8192 --records "$RECORDS" --gso-segments "$GSO" >>"$RESULTS" ||
                 echo "round $run put-$rev-$f: failed" >&2
             stop
         done

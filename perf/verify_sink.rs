@@ -56,6 +56,10 @@ struct Args {
     /// Stop after this many seconds (at most 3600).
     #[arg(long, default_value_t = 600)]
     max_seconds: u64,
+    /// Take runs the kernel coalesced (UDP GRO), as a node's PUT lane does by default
+    /// (`Config::put_lane_gro`), and read them datagram by datagram.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    gro: bool,
 }
 
 /// Counters of one thread, on their own cache line so threads do not slow each other down.
@@ -109,13 +113,18 @@ fn run(args: &Args) -> Result<(), String> {
         let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
         let counters = Arc::clone(&counters);
         let min_work_bits = args.min_work_bits;
+        if args.gro {
+            dave::net::set_receive_coalescing(&socket, true)
+                .map_err(|e| format!("UDP GRO refused: {e}"))?;
+        }
+        let gro = args.gro;
         thread::Builder::new()
             .name(format!("sink-rx-{index}"))
             .spawn(move || {
                 if let Some(core) = core {
                     core_affinity::set_for_current(core);
                 }
-                receive_and_verify(&socket, &counters[index], min_work_bits, index);
+                receive_and_verify(&socket, &counters[index], min_work_bits, gro, index);
             })
             .map_err(|e| format!("spawning sink-rx-{index}: {e}"))?;
     }
@@ -153,9 +162,22 @@ fn run(args: &Args) -> Result<(), String> {
 const BATCHES_PER_CHECK: usize = 2;
 
 /// One receiver's loop: a batch in (and a second one if the first came full and more is
-/// queued), their PUTs' work checked, their signatures checked together.
-fn receive_and_verify(socket: &UdpSocket, mine: &Counters, min_work_bits: u32, index: usize) {
-    let mut inboxes: [RecvBatch; BATCHES_PER_CHECK] = std::array::from_fn(|_| RecvBatch::new());
+/// queued), their PUTs' work checked, their signatures checked together. With `gro`, batches
+/// that take coalesced runs (then a batch may hold more than [`BATCH`] PUTs).
+fn receive_and_verify(
+    socket: &UdpSocket,
+    mine: &Counters,
+    min_work_bits: u32,
+    gro: bool,
+    index: usize,
+) {
+    let mut inboxes: [RecvBatch; BATCHES_PER_CHECK] = std::array::from_fn(|_| {
+        if gro {
+            RecvBatch::coalescing()
+        } else {
+            RecvBatch::new()
+        }
+    });
     let mut keys = KeyCache::new(KEY_CACHE_SLOTS, rand::random());
     let mut ok = Vec::new();
     loop {
@@ -164,14 +186,15 @@ fn receive_and_verify(socket: &UdpSocket, mine: &Counters, min_work_bits: u32, i
             return;
         }
         let mut filled = 1;
-        while filled < BATCHES_PER_CHECK && inboxes[filled - 1].len() == BATCH {
+        while filled < BATCHES_PER_CHECK && inboxes[filled - 1].len() >= BATCH {
             if inboxes[filled].try_recv(socket).unwrap_or(0) == 0 {
                 break;
             }
             filled += 1;
         }
         let now_ms = dave::time::unix_now_ms();
-        let mut dats: Vec<Dat<&[u8]>> = Vec::with_capacity(BATCH * BATCHES_PER_CHECK);
+        let mut dats: Vec<Dat<&[u8]>> =
+            Vec::with_capacity(inboxes[..filled].iter().map(RecvBatch::len).sum());
         let (mut received, mut bad_work, mut not_put) = (0u64, 0u64, 0u64);
         for (datagram, _, _) in inboxes[..filled].iter().flat_map(RecvBatch::iter) {
             match Message::parse(datagram) {

@@ -154,6 +154,15 @@ pub struct Config {
     /// (counted: `put_lane_kernel_drops`). Default true (perf/README, issue 14, "A lane for
     /// PUTs").
     pub put_lane: bool,
+    /// With `put_lane`: the lane's socket takes runs of datagrams from one sender as one
+    /// message (UDP GRO, `net::set_receive_coalescing`) and its receiver reads them with
+    /// `net::RecvBatch::coalescing`, one datagram at a time as if each had come alone: runs a
+    /// network device coalesced on arrival, and a local sender's segmented sends, which then
+    /// cross the kernel's receive path once per run instead of once per datagram. Nothing
+    /// changes on the wire. A kernel that refuses it (before Linux 5.0) leaves the lane reading
+    /// datagram by datagram (logged). Default true (perf/README, issue 14, "The PUT lane takes
+    /// coalesced runs").
+    pub put_lane_gro: bool,
     /// Replies of one length to one address within a send batch leave as one segmented send
     /// (UDP GSO, `net::SendBatch`): the kernel's network stack is crossed once for the run
     /// instead of once per datagram, what a client with many requests in flight costs the
@@ -345,6 +354,7 @@ impl Default for Config {
             receivers_on_demand: true,
             receiver_slice_us: 0,
             put_lane: true,
+            put_lane_gro: true,
             udp_segmentation: true,
             get_path: GetPath::Receiver,
             signature_check: SignatureCheck::Batch,

@@ -66,7 +66,8 @@ macro_rules! counters {
             /// and free room included): the record memory that `record_bytes` budgets for.
             pub record_arena_bytes: u64,
             /// Datagrams the kernel dropped at the PUT lane's full queue (`Config::put_lane`),
-            /// read from the socket when the snapshot is taken (a 32-bit kernel count).
+            /// read from the socket when the snapshot is taken (a 32-bit kernel count). The
+            /// kernel counts a coalesced run (`Config::put_lane_gro`) it drops whole as one.
             pub put_lane_kernel_drops: u64,
             /// The peer table's own counters (PINGs, PONGs, and every reason it refused one).
             pub peer: crate::peer::PeerStats,
@@ -233,6 +234,9 @@ counters! {
     receiver_scale_downs,
     /// Datagrams the PUT lane's receiver read (`Config::put_lane`).
     put_lane_datagrams,
+    /// Of `put_lane_datagrams`, those that came in runs the kernel coalesced
+    /// (`Config::put_lane_gro`).
+    put_lane_coalesced,
     /// Pauses of the PUT lane after a batch met a full owner queue: what arrives meanwhile
     /// waits in the kernel, which drops it if the lane's queue fills (`put_lane_kernel_drops`).
     put_lane_backoffs,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use dave::limits::MAX_PACKET_LEN;
 use dave::net::{
     BATCH, DatagramSink, MAX_DATAGRAM_BUF, RecvBatch, SendBatch, SocketOptions, bind_node_sockets,
-    bind_udp, buffer_sizes,
+    bind_udp, buffer_sizes, set_receive_coalescing, set_udp_segment,
 };
 
 /// Longest any test waits for datagrams that loopback delivers in microseconds.
@@ -439,4 +439,90 @@ fn runs_to_one_destination_leave_segmented_and_arrive_as_pushed() {
             assert_eq!(by_length(&got), by_length(pushed));
         }
     }
+}
+
+/// Receives on `socket` with a coalescing batch until `want` datagrams arrived or `DEADLINE`
+/// passed; also how many of them came in coalesced runs.
+fn recv_n_coalescing(socket: &UdpSocket, want: usize) -> (Vec<Received>, usize) {
+    let mut batch = RecvBatch::coalescing();
+    let mut got = Vec::new();
+    let mut coalesced = 0;
+    let start = Instant::now();
+    // Bounded twice: by the deadline, and by the number of calls (each waits up to 20 ms).
+    for _ in 0..1000 {
+        if got.len() >= want || start.elapsed() > DEADLINE {
+            break;
+        }
+        let n = batch.recv(socket).unwrap();
+        assert_eq!(n, batch.len());
+        coalesced += batch.coalesced();
+        got.extend(batch.iter().map(|(b, s, t)| (b.to_vec(), s, t)));
+    }
+    (got, coalesced)
+}
+
+#[test]
+fn segmented_runs_reach_a_coalescing_socket_whole_and_are_read_as_pushed() {
+    let a = bind_udp(addr("127.0.0.1:0"), &opts()).unwrap();
+    let b = bind_udp(addr("127.0.0.2:0"), &opts()).unwrap();
+    set_receive_coalescing(&a, true).unwrap();
+    set_receive_coalescing(&b, true).unwrap();
+    let sender = bind_udp(addr("127.0.0.8:0"), &opts()).unwrap();
+    let from = sender.local_addr().unwrap();
+    for segmentation in [true, false] {
+        let mut batch = SendBatch::new();
+        batch.set_segmentation(segmentation);
+        let pushed = push_mixed(&mut batch, a.local_addr().unwrap(), b.local_addr().unwrap());
+        assert_eq!(batch.flush(&sender).unwrap(), BATCH);
+        let sent_segmented = batch.stats().sent_segmented;
+        assert_eq!(sent_segmented > 0, segmentation);
+        let mut coalesced_total = 0;
+        for (socket, pushed) in [&a, &b].into_iter().zip(&pushed) {
+            let (got, coalesced) = recv_n_coalescing(socket, pushed.len());
+            coalesced_total += coalesced;
+            // Each datagram as pushed, none merged or cut, from the sender, none too long (the
+            // runs of MAX_PACKET_LEN-byte datagrams included), in push order within a length.
+            assert_eq!(got.len(), pushed.len());
+            assert!(
+                got.iter()
+                    .all(|(_, source, too_long)| *source == from && !too_long)
+            );
+            let bytes: Vec<Vec<u8>> = got.into_iter().map(|r| r.0).collect();
+            assert_eq!(by_length(&bytes), by_length(pushed));
+        }
+        // Loopback hands a segmented send to a socket with UDP GRO on as one coalesced run:
+        // every datagram that left segmented came back in one; none of the others did.
+        assert_eq!(coalesced_total as u64, sent_segmented);
+    }
+}
+
+#[test]
+fn a_coalescing_batch_flags_what_is_too_long_alone_or_in_a_run() {
+    let socket = bind_udp(addr("127.0.0.3:0"), &opts()).unwrap();
+    set_receive_coalescing(&socket, true).unwrap();
+    let to = socket.local_addr().unwrap();
+    let plain = bind_udp(addr("127.0.0.9:0"), &opts()).unwrap();
+    // Alone: one byte over the limit, then a valid one.
+    plain.send_to(&vec![7u8; MAX_PACKET_LEN + 1], to).unwrap();
+    plain.send_to(&[1, 2, 3], to).unwrap();
+    // A run whose segments are one byte over the limit: three too-long datagrams (the last
+    // shorter, as a run's last may be), none of them valid.
+    let segmented = bind_udp(addr("127.0.0.10:0"), &opts()).unwrap();
+    set_udp_segment(&segmented, (MAX_PACKET_LEN + 1) as u16).unwrap();
+    segmented
+        .send_to(&vec![9u8; 2 * (MAX_PACKET_LEN + 1) + 1_400], to)
+        .unwrap();
+    let (got, coalesced) = recv_n_coalescing(&socket, 5);
+    let seen: Vec<(usize, bool)> = got.iter().map(|(b, _, t)| (b.len(), *t)).collect();
+    assert_eq!(
+        seen,
+        [
+            (MAX_PACKET_LEN + 1, true),
+            (3, false),
+            (MAX_PACKET_LEN + 1, true),
+            (MAX_PACKET_LEN + 1, true),
+            (1_400, false),
+        ]
+    );
+    assert_eq!(coalesced, 3);
 }

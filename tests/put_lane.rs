@@ -3,7 +3,8 @@
 //! node reads PUTs only on that socket, GETs never; and a flood of fresh forgeries larger than
 //! the owners can verify is left in the kernel, which drops it at the lane's full queue, while
 //! every GET sent meanwhile is answered. Every datagram is accounted for: read by the lane, read
-//! by the receivers, or dropped by the kernel. Real UDP on loopback.
+//! by the receivers, or dropped by the kernel. PUTs sent in segmented runs (UDP GSO) reach a
+//! lane with UDP GRO on as whole runs, and every PUT of them is stored. Real UDP on loopback.
 
 mod common;
 
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use common::*;
 use dave::limits::MAX_PACKET_LEN;
-use dave::net::{SocketOptions, SteerOps, bind_node_sockets, spread_reuseport};
+use dave::net::{SocketOptions, SteerOps, bind_node_sockets, set_udp_segment, spread_reuseport};
 use dave::pow::make_dat_single;
 use dave::wire::{GetRepr, Message};
 use dave::{Config, Keypair, Node};
@@ -266,4 +267,64 @@ fn a_flood_the_owners_cannot_take_stays_in_the_kernel_and_gets_are_answered() {
     // What the lane read was shed at the full queue, refused, or is still being verified.
     assert!(stats.shard_channel_full > 0);
     assert_eq!(stats.records, 1, "no forgery stored");
+}
+
+/// PUTs sent in segmented runs in the coalescing test: two sends of 32.
+const SEGMENTED_PUTS: usize = 64;
+
+/// Sends SEGMENTED_PUTS valid PUTs of one length as UDP GSO sends of 32 to a node with the
+/// lane and `put_lane_gro`; returns (datagrams the lane read, of them coalesced, records).
+fn segmented(ip: u8, put_lane_gro: bool) -> (u64, u64, u64) {
+    let config = Config {
+        receiver_threads: 2,
+        put_lane_gro,
+        ..test_config([127, 0, 0, ip], vec![])
+    };
+    let node = Node::start(config).expect("node starts");
+    let owner = Keypair::from_seed(&[ip; 32]);
+    let now = dave::time::unix_now_ms() - 1_000;
+    let mut puts: Vec<Vec<u8>> = Vec::new();
+    for i in 0..SEGMENTED_PUTS {
+        let key = format!("key-{i:03}"); // one length for all, as GSO needs
+        let dat = make_dat_single(&owner, key.as_bytes(), b"value", now, TEST_WORK_BITS);
+        let mut datagram = [0u8; MAX_PACKET_LEN];
+        let len = Message::Put(dat.as_view()).emit(&mut datagram);
+        puts.push(datagram[..len].to_vec());
+    }
+    let segment = puts[0].len();
+    assert!(puts.iter().all(|p| p.len() == segment));
+    let sender = UdpSocket::bind(SocketAddr::from(([127, 0, 0, ip + 1], 0))).expect("bind");
+    set_udp_segment(&sender, segment as u16).expect("UDP GSO");
+    for run in puts.chunks(32) {
+        sender
+            .send_to(&run.concat(), node.local_addr())
+            .expect("send");
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || node.stats().records
+            >= SEGMENTED_PUTS as u64),
+        "every PUT stored: {:?}",
+        node.stats()
+    );
+    let stats = node.stats();
+    (
+        stats.put_lane_datagrams,
+        stats.put_lane_coalesced,
+        stats.records,
+    )
+}
+
+#[test]
+fn segmented_runs_of_puts_reach_the_lane_whole_and_every_put_is_stored() {
+    let all = SEGMENTED_PUTS as u64;
+    assert_eq!(
+        segmented(60, true),
+        (all, all, all),
+        "with UDP GRO: each run read whole, each PUT in it stored"
+    );
+    assert_eq!(
+        segmented(62, false),
+        (all, 0, all),
+        "without: the kernel cuts the runs, each PUT stored all the same"
+    );
 }

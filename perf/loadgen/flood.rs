@@ -1,10 +1,9 @@
 //! `flood`: a GET client alone, then during a flood of `--multiplier` x `--capacity` (forged
 //! PUTs by default: valid work, wrong signature); drops reported by reason.
 
-use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
@@ -14,7 +13,7 @@ use crate::get::{
     GetArgs, get_pace, get_records, get_sockets, handshake, load_keys, run_get_clients,
 };
 use crate::net::{ServerProbe, check_duration, check_target, round3};
-use crate::put::{put_sockets, sender};
+use crate::put::{gso_sender, put_sockets, sender};
 use crate::records::owner_keys;
 
 /// What a flood sends.
@@ -52,14 +51,15 @@ pub(crate) struct FloodArgs {
     /// Datagrams per send with UDP GSO (`UDP_SEGMENT`: the kernel cuts one buffer into that
     /// many datagrams), 0 = one `sendmmsg` entry per datagram (the default). With GSO the flood
     /// costs this machine one trip through the network stack per send, not per datagram, as a
-    /// flood from other machines would cost it none; the node still receives, and the kernel
-    /// still queues or drops, every datagram one by one. At most [`MAX_GSO_SEGMENTS`].
+    /// flood from other machines would cost it none. A node whose PUT lane takes coalesced runs
+    /// (`Config::put_lane_gro`) then receives each send whole; otherwise the kernel cuts it
+    /// into datagrams before the node's socket. At most [`MAX_GSO_SEGMENTS`].
     #[arg(long, default_value_t = 0)]
     pub(crate) gso_segments: usize,
 }
 
 /// Most datagrams the kernel cuts one UDP GSO send into (`UDP_MAX_SEGMENTS`, 64 before Linux 6.5).
-const MAX_GSO_SEGMENTS: usize = 64;
+pub(crate) const MAX_GSO_SEGMENTS: usize = 64;
 
 pub(crate) fn run_flood(f: &FloodArgs) -> Result<Value> {
     let a = &f.get;
@@ -149,6 +149,7 @@ pub(crate) fn run_flood(f: &FloodArgs) -> Result<Value> {
                                     per,
                                     flood_duration,
                                     f.gso_segments,
+                                    u64::MAX,
                                     stop,
                                 );
                             }
@@ -199,65 +200,4 @@ pub(crate) fn run_flood(f: &FloodArgs) -> Result<Value> {
         "server": server,
         "load": load,
     }))
-}
-
-/// Sends `datagrams` in turn to `target` at `rate` per second for `duration`, `segments` per send
-/// with UDP GSO, like `put::sender` otherwise (with `stamp_at`, the send count is written there,
-/// so each datagram is new). GSO cuts a buffer into equal parts, so only the datagrams as long
-/// as the first are sent (the flood's pool is of one length). Returns datagrams sent; 0 if the
-/// kernel refuses GSO (logged).
-#[allow(clippy::too_many_arguments)]
-fn gso_sender(
-    socket: &UdpSocket,
-    target: SocketAddr,
-    datagrams: &[&[u8]],
-    stamp_at: Option<usize>,
-    rate: f64,
-    duration: Duration,
-    segments: usize,
-    stop: &AtomicBool,
-) -> u64 {
-    let Some(first) = datagrams.first() else {
-        return 0;
-    };
-    let segment_len = first.len();
-    let pool: Vec<&[u8]> = datagrams
-        .iter()
-        .filter(|d| d.len() == segment_len)
-        .copied()
-        .collect();
-    if let Err(e) = dave::net::set_udp_segment(socket, segment_len as u16) {
-        eprintln!("flood: UDP GSO refused: {e}");
-        return 0;
-    }
-    let mut buf = vec![0u8; segment_len * segments];
-    let t0 = Instant::now();
-    let mut sent = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        let elapsed = t0.elapsed();
-        if elapsed >= duration {
-            break;
-        }
-        let due = (elapsed.as_secs_f64() * rate) as u64 + 1;
-        while sent < due {
-            let n = ((due - sent) as usize).min(segments);
-            for (i, part) in buf.chunks_exact_mut(segment_len).take(n).enumerate() {
-                let index = sent + i as u64;
-                part.copy_from_slice(pool[(index % pool.len() as u64) as usize]);
-                if let Some(at) = stamp_at.filter(|at| at + 8 <= segment_len) {
-                    part[at..at + 8].copy_from_slice(&index.to_le_bytes());
-                }
-            }
-            if socket.send_to(&buf[..n * segment_len], target).is_err() {
-                break; // a full send buffer: try again on the next turn
-            }
-            sent += n as u64;
-        }
-        let next = Duration::from_secs_f64(sent as f64 / rate);
-        let now = t0.elapsed();
-        if next > now {
-            thread::sleep((next - now).min(Duration::from_micros(500)));
-        }
-    }
-    sent
 }

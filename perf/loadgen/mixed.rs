@@ -51,6 +51,7 @@ pub(crate) fn run_mixed(m: &MixedArgs) -> Result<Value> {
                 m.put_rate,
                 duration,
                 u64::MAX,
+                0,
                 &stop,
             )
         });

@@ -35,6 +35,13 @@ pub(crate) struct PutArgs {
     /// Longest wait for the node to finish the queued PUTs after sending stops.
     #[arg(long, default_value_t = 5.0)]
     pub(crate) drain: f64,
+    /// PUTs per send with UDP GSO (`UDP_SEGMENT`: the kernel cuts one buffer into that many
+    /// datagrams), 0 = one `sendmmsg` entry per PUT, as an independent client sends (the
+    /// default). GSO makes the PUTs cost the machine they share with the node one trip through
+    /// the network stack per send; a node whose PUT lane takes coalesced runs
+    /// (`Config::put_lane_gro`) receives each send whole. At most 64.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) gso_segments: usize,
 }
 
 /// Sends `datagrams` (cycling) at `rate` per second (0 = as fast as possible); returns how many.
@@ -99,7 +106,77 @@ pub(crate) fn sender(
     sent
 }
 
-/// Sends PUTs of records `offset..` from `clients` sockets (each its own slice of records).
+/// Sends `datagrams` in turn to `target` at `rate` per second for `duration`, `segments` per send
+/// with UDP GSO, like `put::sender` otherwise (with `stamp_at`, the send count is written there,
+/// so each datagram is new). GSO cuts a buffer into equal parts, so only the datagrams as long
+/// as the first are sent (the flood's pool and the PUT records are of one length), and at most
+/// `count` (the PUT clients' share of records, so that no PUT repeats one). Returns datagrams
+/// sent; 0 if the kernel refuses GSO (logged).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gso_sender(
+    socket: &UdpSocket,
+    target: SocketAddr,
+    datagrams: &[&[u8]],
+    stamp_at: Option<usize>,
+    rate: f64,
+    duration: Duration,
+    segments: usize,
+    count: u64,
+    stop: &AtomicBool,
+) -> u64 {
+    let Some(first) = datagrams.first() else {
+        return 0;
+    };
+    let segment_len = first.len();
+    let pool: Vec<&[u8]> = datagrams
+        .iter()
+        .filter(|d| d.len() == segment_len)
+        .copied()
+        .collect();
+    if let Err(e) = dave::net::set_udp_segment(socket, segment_len as u16) {
+        eprintln!("loadgen: UDP GSO refused: {e}");
+        return 0;
+    }
+    let mut buf = vec![0u8; segment_len * segments];
+    let t0 = Instant::now();
+    let mut sent = 0u64;
+    while sent < count && !stop.load(Ordering::Relaxed) {
+        let elapsed = t0.elapsed();
+        if elapsed >= duration {
+            break;
+        }
+        let due = if rate > 0.0 {
+            ((elapsed.as_secs_f64() * rate) as u64 + 1).min(count)
+        } else {
+            (sent + segments as u64).min(count)
+        };
+        while sent < due {
+            let n = ((due - sent) as usize).min(segments);
+            for (i, part) in buf.chunks_exact_mut(segment_len).take(n).enumerate() {
+                let index = sent + i as u64;
+                part.copy_from_slice(pool[(index % pool.len() as u64) as usize]);
+                if let Some(at) = stamp_at.filter(|at| at + 8 <= segment_len) {
+                    part[at..at + 8].copy_from_slice(&index.to_le_bytes());
+                }
+            }
+            if socket.send_to(&buf[..n * segment_len], target).is_err() {
+                break; // a full send buffer: try again on the next turn
+            }
+            sent += n as u64;
+        }
+        if rate > 0.0 {
+            let next = Duration::from_secs_f64(sent as f64 / rate);
+            let now = t0.elapsed();
+            if next > now {
+                thread::sleep((next - now).min(Duration::from_micros(500)));
+            }
+        }
+    }
+    sent
+}
+
+/// Sends PUTs of records `offset..` from `clients` sockets (each its own slice of records),
+/// `gso_segments` per send with UDP GSO if not 0.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run_put_clients(
     sockets: &[UdpSocket],
@@ -108,6 +185,7 @@ pub(crate) fn run_put_clients(
     rate: f64,
     duration: Duration,
     count: u64,
+    gso_segments: usize,
     stop: &AtomicBool,
 ) -> u64 {
     let clients = sockets.len();
@@ -124,6 +202,19 @@ pub(crate) fn run_put_clients(
                     .map(|b| &b[..])
                     .collect();
                 s.spawn(move || {
+                    if gso_segments > 0 {
+                        return gso_sender(
+                            socket,
+                            target,
+                            &mine,
+                            None,
+                            rate / clients as f64,
+                            duration,
+                            gso_segments,
+                            count_each,
+                            stop,
+                        );
+                    }
                     sender(
                         socket,
                         target,
@@ -223,6 +314,12 @@ pub(crate) fn run_put(a: &PutArgs) -> Result<Value> {
     if a.clients == 0 || a.clients > 64 {
         return Err("--clients must be 1..=64".into());
     }
+    if a.gso_segments > crate::flood::MAX_GSO_SEGMENTS {
+        return Err(format!(
+            "--gso-segments must be 0..={}",
+            crate::flood::MAX_GSO_SEGMENTS
+        ));
+    }
     if a.net.stats_addr.is_none() {
         eprintln!("loadgen: no --stats-addr: PUTs have no reply, so only the send rate is known");
     }
@@ -247,6 +344,7 @@ pub(crate) fn run_put(a: &PutArgs) -> Result<Value> {
         a.rate,
         duration,
         a.net.count,
+        a.gso_segments,
         &stop,
     );
     let send_secs = t0.elapsed().as_secs_f64();
@@ -271,6 +369,7 @@ pub(crate) fn run_put(a: &PutArgs) -> Result<Value> {
     map.insert("target".into(), json!(a.net.target.to_string()));
     map.insert("rate".into(), json!(a.rate));
     map.insert("clients".into(), json!(a.clients));
+    map.insert("gso_segments".into(), json!(a.gso_segments));
     map.insert("records_available".into(), json!(puts.len()));
     map.insert("server".into(), server);
     if sent as usize >= puts.len() / a.clients * a.clients {

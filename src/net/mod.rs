@@ -3,7 +3,8 @@
 //! - `socket`: `socket2` setup (SO_REUSEPORT, buffer sizes, timeouts) and
 //!   [`bind_node_sockets`], which binds a node's receiver sockets on its one port and refuses to
 //!   share that port with anyone else, another dave node included.
-//! - `sys`: [`RecvBatch`] and [`SendBatch`] over `recvmmsg(2)` / `sendmmsg(2)`, and
+//! - `sys`: [`RecvBatch`] and [`SendBatch`] over `recvmmsg(2)` / `sendmmsg(2)` (runs coalesced by
+//!   the kernel read datagram by datagram, [`set_receive_coalescing`]; runs sent segmented), and
 //!   [`spread_reuseport`] (the SO_REUSEPORT group's classic BPF program: a random spread, and
 //!   chosen ops steered to one socket), [`socket_drops`] and [`receive_queue_bytes`]
 //!   (`SO_MEMINFO`),
@@ -29,8 +30,9 @@ pub use socket::{
     bind_udp, buffer_sizes, shutdown_read,
 };
 pub use sys::{
-    BATCH, MAX_DATAGRAM_BUF, MAX_STEERED_OPS, RecvBatch, SendBatch, SendStats, SteerOps,
-    process_cpu_time_ns, receive_queue_bytes, set_current_thread_idle_policy,
-    set_current_thread_nice, set_current_thread_slice, set_udp_segment, socket_drops,
-    spread_reuseport, spread_reuseport_randomly, thread_cpu_time_ns,
+    BATCH, COALESCED_BUF, MAX_COALESCED_SEGMENTS, MAX_DATAGRAM_BUF, MAX_STEERED_OPS, RecvBatch,
+    SendBatch, SendStats, SteerOps, process_cpu_time_ns, receive_queue_bytes,
+    set_current_thread_idle_policy, set_current_thread_nice, set_current_thread_slice,
+    set_receive_coalescing, set_udp_segment, socket_drops, spread_reuseport,
+    spread_reuseport_randomly, thread_cpu_time_ns,
 };

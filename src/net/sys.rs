@@ -82,7 +82,48 @@ struct RecvMeta {
     flags: libc::c_int,
 }
 
-/// Up to [`BATCH`] received datagrams, refilled by each [`recv`](Self::recv) without allocating.
+/// Bytes of each receive buffer of a [`RecvBatch::coalescing`] batch: one coalesced run
+/// (UDP GRO) is one UDP payload of at most 65,507 bytes over IPv4 and 65,527 over IPv6, so a
+/// run always fits whole and `MSG_TRUNC` never cuts one.
+pub const COALESCED_BUF: usize = 65_536;
+
+/// Most datagrams [`RecvBatch`] takes from one coalesced run: the kernel builds runs of at most
+/// 64 segments when it coalesces arriving datagrams (`UDP_GRO_CNT_MAX`) and of at most 128 when
+/// a local sender's segmented send reaches the socket whole (`UDP_MAX_SEGMENTS` since Linux
+/// 6.9). A run that claims more is not the kernel's: it is dropped as one too-long datagram.
+pub const MAX_COALESCED_SEGMENTS: usize = 128;
+
+/// Bytes of one `UDP_GRO` control message as the kernel writes it, padding included
+/// (`CMSG_SPACE(sizeof(int))`: 24 on 64-bit Linux).
+// SAFETY: CMSG_SPACE only computes a size from its argument; it reads no memory.
+const GRO_CONTROL_LEN: usize =
+    unsafe { libc::CMSG_SPACE(mem::size_of::<libc::c_int>() as libc::c_uint) } as usize;
+
+/// A message's receive control buffer, in `u64` words so that the `cmsghdr` at its start is
+/// aligned.
+const GRO_CONTROL_WORDS: usize = GRO_CONTROL_LEN.div_ceil(mem::size_of::<u64>());
+
+const _: () = assert!(COALESCED_BUF >= 65_527 && COALESCED_BUF <= u32::MAX as usize);
+const _: () = assert!(MAX_COALESCED_SEGMENTS >= 64);
+
+/// One datagram of the last receive: where its bytes are in the batch's buffers.
+#[derive(Debug, Clone, Copy, Default)]
+struct Datagram {
+    /// The message (buffer, source) it came in.
+    message: u8,
+    /// Its first byte's offset in that message's buffer.
+    offset: u32,
+    /// Its length, at most the message's.
+    len: u32,
+    /// Too long to be a dave datagram, or cut short (see [`RecvBatch`]).
+    too_long: bool,
+}
+
+// Message indices are stored as u8.
+const _: () = assert!(BATCH <= u8::MAX as usize + 1);
+
+/// Up to [`BATCH`] received messages, refilled by each [`recv`](Self::recv) without allocating,
+/// read as the datagrams they carry.
 ///
 /// Each datagram is read as `(bytes, source, too_long)`:
 /// - `bytes`: the payload, at most [`MAX_DATAGRAM_BUF`] bytes, possibly empty;
@@ -92,6 +133,12 @@ struct RecvMeta {
 ///   `0.0.0.0:0`, which a receiver drops like any port-0 source;
 /// - `too_long`: longer than [`MAX_PACKET_LEN`]. The kernel truncated it (`MSG_TRUNC`) or it
 ///   filled the buffer's spare byte; `bytes` is then only its start, and it must be dropped.
+///
+/// A [`coalescing`](Self::coalescing) batch also takes runs the kernel coalesced (UDP GRO,
+/// on a socket where [`set_receive_coalescing`] turned it on): one message of up to 64 KiB
+/// holding datagrams of one sender, all of one length but the last, which is no longer. It
+/// hands them out one by one, as if each had come alone; a batch then holds up to
+/// `BATCH × MAX_COALESCED_SEGMENTS` datagrams.
 ///
 /// ```no_run
 /// # use dave::net::RecvBatch;
@@ -106,29 +153,63 @@ struct RecvMeta {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct RecvBatch {
-    /// Payload buffers, on the heap: the batch is cheap to move and the buffers never move.
-    bufs: Box<[[u8; MAX_DATAGRAM_BUF]]>,
+    /// Payload buffers, `buf_bytes` each, on the heap: the batch is cheap to move and the
+    /// buffers never move.
+    bufs: Box<[u8]>,
+    /// Bytes of each message's buffer: [`MAX_DATAGRAM_BUF`], or [`COALESCED_BUF`] when
+    /// coalescing.
+    buf_bytes: usize,
     /// Source addresses, written by the kernel.
     names: Box<[libc::sockaddr_storage]>,
-    /// What the kernel reported for each filled entry.
+    /// One control buffer per message when coalescing (the `UDP_GRO` segment length), else
+    /// empty.
+    controls: Box<[[u64; GRO_CONTROL_WORDS]]>,
+    /// What the kernel reported for each filled message.
     meta: [RecvMeta; BATCH],
-    /// Entries filled by the last `recv`.
+    /// The datagrams of the last receive, in arrival order.
+    datagrams: Box<[Datagram]>,
+    /// Entries of `datagrams` filled by the last receive.
     count: usize,
+    /// Of those, how many came in coalesced runs.
+    coalesced: usize,
 }
 
 impl RecvBatch {
     /// Allocates the buffers (about 49 KiB): once per receiver thread, never per call.
     pub fn new() -> Self {
+        Self::with_buffers(MAX_DATAGRAM_BUF, false)
+    }
+
+    /// A batch that also takes coalesced runs (see the type docs): 2 MiB of buffers
+    /// ([`BATCH`] × [`COALESCED_BUF`], paged in as they are used) and room for
+    /// `BATCH × MAX_COALESCED_SEGMENTS` datagrams. Read a socket with UDP GRO on
+    /// ([`set_receive_coalescing`]) only with such a batch: a plain one would take the first
+    /// 1,425 bytes of a run as one too-long datagram and lose the rest.
+    pub fn coalescing() -> Self {
+        Self::with_buffers(COALESCED_BUF, true)
+    }
+
+    fn with_buffers(buf_bytes: usize, coalescing: bool) -> Self {
+        let datagrams = if coalescing {
+            BATCH * MAX_COALESCED_SEGMENTS
+        } else {
+            BATCH
+        };
         Self {
-            bufs: vec![[0u8; MAX_DATAGRAM_BUF]; BATCH].into_boxed_slice(),
+            bufs: vec![0u8; BATCH * buf_bytes].into_boxed_slice(),
+            buf_bytes,
             names: vec![zeroed_sockaddr_storage(); BATCH].into_boxed_slice(),
+            controls: vec![[0u64; GRO_CONTROL_WORDS]; if coalescing { BATCH } else { 0 }]
+                .into_boxed_slice(),
             meta: [RecvMeta::default(); BATCH],
+            datagrams: vec![Datagram::default(); datagrams].into_boxed_slice(),
             count: 0,
+            coalesced: 0,
         }
     }
 
-    /// Waits for at least one datagram, then takes every datagram already queued, up to
-    /// [`BATCH`] (`recvmmsg` with `MSG_WAITFORONE`). Returns how many it took.
+    /// Waits for at least one datagram, then takes every message already queued, up to
+    /// [`BATCH`] (`recvmmsg` with `MSG_WAITFORONE`). Returns how many datagrams it took.
     ///
     /// `Ok(0)` means nothing arrived before the socket's read timeout (or a signal interrupted
     /// the wait, or a stale ICMP error was reported): the loop should check for shutdown and call
@@ -137,23 +218,26 @@ impl RecvBatch {
         self.recv_with(socket, libc::MSG_WAITFORONE)
     }
 
-    /// Takes every datagram already queued, up to [`BATCH`], without waiting
-    /// (`MSG_DONTWAIT`). `Ok(0)` means none was queued.
+    /// Takes every message already queued, up to [`BATCH`], without waiting (`MSG_DONTWAIT`).
+    /// Returns how many datagrams it took; `Ok(0)` means none was queued.
     pub fn try_recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         self.recv_with(socket, libc::MSG_DONTWAIT)
     }
 
     fn recv_with(&mut self, socket: &UdpSocket, flags: libc::c_int) -> io::Result<usize> {
         self.count = 0;
+        self.coalesced = 0;
+        let coalescing = !self.controls.is_empty();
         let mut iovecs = [zeroed_iovec(); BATCH];
         let mut hdrs = [zeroed_mmsghdr(); BATCH];
         // Every pointer comes from the bases below (`wrapping_add` keeps that safe code, and
         // `i < BATCH` keeps it in bounds); nothing else touches the buffers until the call returns.
         let bufs = self.bufs.as_mut_ptr();
         let names = self.names.as_mut_ptr();
+        let controls = self.controls.as_mut_ptr();
         for (i, iovec) in iovecs.iter_mut().enumerate() {
-            iovec.iov_base = bufs.wrapping_add(i).cast();
-            iovec.iov_len = MAX_DATAGRAM_BUF;
+            iovec.iov_base = bufs.wrapping_add(i * self.buf_bytes).cast();
+            iovec.iov_len = self.buf_bytes;
         }
         let iov = iovecs.as_mut_ptr();
         for (i, hdr) in hdrs.iter_mut().enumerate() {
@@ -161,10 +245,16 @@ impl RecvBatch {
             hdr.msg_hdr.msg_namelen = SOCKADDR_STORAGE_LEN;
             hdr.msg_hdr.msg_iov = iov.wrapping_add(i);
             hdr.msg_hdr.msg_iovlen = 1;
+            if coalescing {
+                hdr.msg_hdr.msg_control = controls.wrapping_add(i).cast();
+                hdr.msg_hdr.msg_controllen = (GRO_CONTROL_WORDS * mem::size_of::<u64>()) as _;
+            }
         }
         // SAFETY: `hdrs` holds BATCH initialised headers. Each points to one iovec in `iovecs`
-        // (which covers one MAX_DATAGRAM_BUF-byte buffer in `self.bufs`) and to one
-        // sockaddr_storage in `self.names` with its true size. All of them are live and not
+        // (which covers one `buf_bytes`-byte buffer inside `self.bufs`, which holds BATCH of
+        // them), to one sockaddr_storage in `self.names` with its true size and, when
+        // coalescing, to one control buffer in `self.controls` (BATCH of them) with its true
+        // size; otherwise to no control buffer (null, length 0). All of them are live and not
         // otherwise borrowed until the call returns; the kernel writes at most the given sizes.
         // The timeout pointer may be null (none; the socket's SO_RCVTIMEO applies instead).
         let rc = unsafe {
@@ -189,17 +279,63 @@ impl RecvBatch {
                 _ => Err(error),
             };
         }
-        let count = rc as usize;
-        assert!(count <= BATCH, "recvmmsg returned {count} > {BATCH}");
-        for (meta, hdr) in self.meta.iter_mut().zip(&hdrs).take(count) {
-            *meta = RecvMeta {
-                len: (hdr.msg_len as usize).min(MAX_DATAGRAM_BUF),
+        let messages = rc as usize;
+        assert!(messages <= BATCH, "recvmmsg returned {messages} > {BATCH}");
+        for (message, hdr) in hdrs.iter().enumerate().take(messages) {
+            let meta = RecvMeta {
+                len: (hdr.msg_len as usize).min(self.buf_bytes),
                 name_len: hdr.msg_hdr.msg_namelen,
                 flags: hdr.msg_hdr.msg_flags,
             };
+            self.meta[message] = meta;
+            let truncated = meta.flags & libc::MSG_TRUNC != 0;
+            let segment_bytes = if coalescing {
+                gro_segment_bytes(&self.controls[message], hdr.msg_hdr.msg_controllen)
+            } else {
+                None
+            };
+            match segment_bytes.filter(|&s| s > 0 && s < meta.len) {
+                None => {
+                    self.push_datagram(
+                        message,
+                        0,
+                        meta.len,
+                        truncated || meta.len > MAX_PACKET_LEN,
+                    );
+                }
+                Some(segment) if meta.len.div_ceil(segment) > MAX_COALESCED_SEGMENTS => {
+                    // Not a run the kernel builds: one too-long datagram, counted as such.
+                    self.push_datagram(message, 0, meta.len, true);
+                }
+                Some(segment) => {
+                    let first = self.count;
+                    let mut offset = 0;
+                    while offset < meta.len {
+                        let len = segment.min(meta.len - offset);
+                        self.push_datagram(message, offset, len, len > MAX_PACKET_LEN);
+                        offset += len;
+                    }
+                    // A cut run (never, with COALESCED_BUF buffers) loses its last datagram.
+                    if truncated {
+                        self.datagrams[self.count - 1].too_long = true;
+                    }
+                    self.coalesced += self.count - first;
+                }
+            }
         }
-        self.count = count;
-        Ok(count)
+        Ok(self.count)
+    }
+
+    /// Appends one datagram of message `message`; the caller stays within the capacity
+    /// (`BATCH` plain messages, or `MAX_COALESCED_SEGMENTS` per coalesced one).
+    fn push_datagram(&mut self, message: usize, offset: usize, len: usize, too_long: bool) {
+        self.datagrams[self.count] = Datagram {
+            message: message as u8,
+            offset: offset as u32,
+            len: len as u32,
+            too_long,
+        };
+        self.count += 1;
     }
 
     /// Datagrams filled by the last [`recv`](Self::recv).
@@ -212,15 +348,23 @@ impl RecvBatch {
         self.count == 0
     }
 
+    /// Of the datagrams of the last [`recv`](Self::recv), how many came in coalesced runs.
+    pub fn coalesced(&self) -> usize {
+        self.coalesced
+    }
+
     /// Datagram `i` of the last [`recv`](Self::recv), as `(bytes, source, too_long)` (see the
     /// type docs). Panics if `i >= self.len()` (a caller bug).
     pub fn datagram(&self, i: usize) -> (&[u8], SocketAddr, bool) {
         assert!(i < self.count, "datagram {i} of a batch of {}", self.count);
-        let meta = self.meta[i];
-        let source = sockaddr_to_socket_addr(&self.names[i], meta.name_len)
+        let datagram = self.datagrams[i];
+        let message = usize::from(datagram.message);
+        let meta = self.meta[message];
+        let source = sockaddr_to_socket_addr(&self.names[message], meta.name_len)
             .unwrap_or(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)));
-        let too_long = meta.flags & libc::MSG_TRUNC != 0 || meta.len > MAX_PACKET_LEN;
-        (&self.bufs[i][..meta.len], source, too_long)
+        let start = message * self.buf_bytes + datagram.offset as usize;
+        let bytes = &self.bufs[start..start + datagram.len as usize];
+        (bytes, source, datagram.too_long)
     }
 
     /// The datagrams of the last [`recv`](Self::recv), in arrival order, as
@@ -228,6 +372,33 @@ impl RecvBatch {
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], SocketAddr, bool)> + '_ {
         (0..self.count).map(|i| self.datagram(i))
     }
+}
+
+/// The segment length of a coalesced run from its message's control buffer (`controllen`
+/// bytes written by the kernel): the `UDP_GRO` control message's `int`, or `None` when the
+/// message came alone (no such control message).
+fn gro_segment_bytes(control: &[u64; GRO_CONTROL_WORDS], controllen: usize) -> Option<usize> {
+    // SAFETY: CMSG_LEN only computes a size from its argument; it reads no memory.
+    let needed = unsafe { libc::CMSG_LEN(mem::size_of::<libc::c_int>() as libc::c_uint) } as usize;
+    if controllen < needed || controllen > mem::size_of_val(control) {
+        return None;
+    }
+    let base = control.as_ptr().cast::<u8>();
+    // SAFETY: `control` is a u64-aligned buffer of GRO_CONTROL_LEN or more bytes, and the
+    // kernel wrote `controllen >= CMSG_LEN(sizeof(int))` of them: a whole cmsghdr (alignment
+    // ≤ 8) at its start and the int after it at CMSG_LEN(0), both inside the buffer (read
+    // unaligned-safe for the int, which CMSG_DATA places at an aligned offset anyway).
+    let (header, value) = unsafe {
+        (
+            base.cast::<libc::cmsghdr>().read(),
+            base.add(libc::CMSG_LEN(0) as usize)
+                .cast::<libc::c_int>()
+                .read_unaligned(),
+        )
+    };
+    (header.cmsg_level == libc::SOL_UDP && header.cmsg_type == UDP_GRO && header.cmsg_len >= needed)
+        .then(|| usize::try_from(value).ok())
+        .flatten()
 }
 
 impl Default for RecvBatch {
@@ -1044,6 +1215,17 @@ pub fn set_udp_segment(socket: &UdpSocket, segment_bytes: u16) -> io::Result<()>
         UDP_SEGMENT,
         libc::c_int::from(segment_bytes),
     )
+}
+
+/// `UDP_GRO` (`linux/udp.h`; the `libc` crate has it only for some targets).
+const UDP_GRO: libc::c_int = 104;
+
+/// Lets the kernel hand `socket` runs of datagrams from one sender as one message (UDP GRO,
+/// `UDP_GRO`, Linux 5.0+): datagrams a network device coalesced on arrival, and a local
+/// sender's segmented send (UDP GSO), which then reaches the socket whole instead of being cut
+/// into datagrams first. Read such a socket only with a [`RecvBatch::coalescing`] batch.
+pub fn set_receive_coalescing(socket: &UdpSocket, on: bool) -> io::Result<()> {
+    set_int_option(socket, libc::SOL_UDP, UDP_GRO, libc::c_int::from(on))
 }
 
 /// `setsockopt(2)` of one `int` option.

@@ -541,6 +541,16 @@ impl Node {
             node.rx_sockets
                 .push(socket.try_clone().map_err(StartError::Spawn)?);
             node.put_lane_socket = Some(socket.try_clone().map_err(StartError::Spawn)?);
+            let coalescing = shared.config.put_lane_gro
+                && match net::set_receive_coalescing(&socket, true) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        log::warn!(
+                            "PUT lane: the kernel refused UDP GRO, reading datagram by datagram: {e}"
+                        );
+                        false
+                    }
+                };
             let counters = node.new_counters();
             let shared = Arc::clone(&shared);
             node.spawn("dave-rx-put".to_string(), move || {
@@ -549,7 +559,7 @@ impl Node {
                 {
                     log::warn!("PUT lane: nice {} refused: {e}", shared.config.owner_nice);
                 }
-                receiver::put_lane_loop(shared, socket, counters)
+                receiver::put_lane_loop(shared, socket, coalescing, counters)
             })?;
         }
 

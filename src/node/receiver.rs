@@ -284,8 +284,19 @@ pub(super) fn receiver_loop(
 /// steers [`PUT_LANE_OPS`], handles each batch as any receiver does, and after a batch that met
 /// a full owner (or verification) queue pauses [`PUT_LANE_BACKOFF`] before reading again. No
 /// polling and no stealing: it runs at the owners' priority and reads no faster than they store.
-pub(super) fn put_lane_loop(shared: Arc<Shared>, socket: UdpSocket, counters: Arc<Counters>) {
-    let mut batch = RecvBatch::new();
+/// With `coalescing` (`Config::put_lane_gro`, the socket's UDP GRO on) it reads runs the kernel
+/// coalesced, datagram by datagram.
+pub(super) fn put_lane_loop(
+    shared: Arc<Shared>,
+    socket: UdpSocket,
+    coalescing: bool,
+    counters: Arc<Counters>,
+) {
+    let mut batch = if coalescing {
+        RecvBatch::coalescing()
+    } else {
+        RecvBatch::new()
+    };
     let mut outbox = Outbox::new();
     let mut send = send_batch(&shared.config);
     let queues_full = |c: &Counters| {
@@ -302,6 +313,7 @@ pub(super) fn put_lane_loop(shared: Arc<Shared>, socket: UdpSocket, counters: Ar
             _ => continue, // the read timeout (a backstop) or a transient error
         };
         crate::stats::add(&counters.put_lane_datagrams, n as u64);
+        crate::stats::add(&counters.put_lane_coalesced, batch.coalesced() as u64);
         let full_before = queues_full(&counters);
         handle_batch(&shared, &batch, n, &counters, &mut outbox);
         // A datagram the kernel's hash fallback placed here may be a GET: answer it.

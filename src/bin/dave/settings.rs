@@ -57,6 +57,7 @@ struct NodeFile {
     receiver_steal_batches: Option<usize>,
     receivers_on_demand: Option<bool>,
     put_lane: Option<bool>,
+    put_lane_gro: Option<bool>,
     udp_segmentation: Option<bool>,
     signature_check: Option<String>,
     fanout: Option<usize>,
@@ -147,6 +148,7 @@ pub fn node_settings(args: &NodeArgs) -> Result<NodeSettings, Failure> {
     );
     set(&mut config.receivers_on_demand, file.receivers_on_demand);
     set(&mut config.put_lane, file.put_lane);
+    set(&mut config.put_lane_gro, file.put_lane_gro);
     set(&mut config.udp_segmentation, file.udp_segmentation);
     if args.no_pin {
         config.pin_cores = false;
