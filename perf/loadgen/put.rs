@@ -44,6 +44,44 @@ pub(crate) struct PutArgs {
     pub(crate) gso_segments: usize,
 }
 
+/// The pacing of a sender: `rate` datagrams per second from `t0` (0 = as fast as it can, `burst`
+/// per turn), `count` in all at most, for `duration`.
+struct Pace {
+    t0: Instant,
+    rate: f64,
+    duration: Duration,
+    count: u64,
+    burst: u64,
+}
+
+impl Pace {
+    /// The sender's total due by now, having sent `sent`; `None` once the count is reached or the
+    /// duration passed.
+    fn due(&self, sent: u64) -> Option<u64> {
+        let elapsed = self.t0.elapsed();
+        if sent >= self.count || elapsed >= self.duration {
+            return None;
+        }
+        Some(if self.rate > 0.0 {
+            ((elapsed.as_secs_f64() * self.rate) as u64 + 1).min(self.count)
+        } else {
+            (sent + self.burst).min(self.count)
+        })
+    }
+
+    /// After a turn: sleeps until the next datagram is due (at most 500 µs, so the stop flag and
+    /// the duration are seen soon).
+    fn wait(&self, sent: u64) {
+        if self.rate > 0.0 {
+            let next = Duration::from_secs_f64(sent as f64 / self.rate);
+            let now = self.t0.elapsed();
+            if next > now {
+                thread::sleep((next - now).min(Duration::from_micros(500)));
+            }
+        }
+    }
+}
+
 /// Sends `datagrams` (cycling) at `rate` per second (0 = as fast as possible); returns how many.
 /// With `stamp_at`, each copy sent carries the send count (u64 LE) at that byte offset, so no
 /// two datagrams sent are the same (fresh forgeries: a new signature each time).
@@ -60,21 +98,20 @@ pub(crate) fn sender(
 ) -> u64 {
     let mut batch = SendBatch::new();
     let mut drain = RecvBatch::new();
-    let t0 = Instant::now();
+    let pace = Pace {
+        t0: Instant::now(),
+        rate,
+        duration,
+        count,
+        burst: BATCH as u64,
+    };
     let mut sent = 0u64;
     if datagrams.is_empty() {
         return 0;
     }
-    while sent < count && !stop.load(Ordering::Relaxed) {
-        let elapsed = t0.elapsed();
-        if elapsed >= duration {
-            break;
-        }
-        let due = if rate > 0.0 {
-            ((elapsed.as_secs_f64() * rate) as u64 + 1).min(count)
-        } else {
-            (sent + BATCH as u64).min(count)
-        };
+    while !stop.load(Ordering::Relaxed)
+        && let Some(due) = pace.due(sent)
+    {
         while sent < due {
             let d = datagrams[(sent % datagrams.len() as u64) as usize];
             let pushed = match stamp_at {
@@ -94,13 +131,7 @@ pub(crate) fn sender(
         let _ = batch.flush(socket);
         // Throw away replies (flood of GETs) without blocking.
         while drain.recv(socket).unwrap_or(0) > 0 {}
-        if rate > 0.0 {
-            let next = Duration::from_secs_f64(sent as f64 / rate);
-            let now = t0.elapsed();
-            if next > now {
-                thread::sleep((next - now).min(Duration::from_micros(500)));
-            }
-        }
+        pace.wait(sent);
     }
     let _ = batch.flush(socket);
     sent
@@ -138,18 +169,17 @@ pub(crate) fn gso_sender(
         return 0;
     }
     let mut buf = vec![0u8; segment_len * segments];
-    let t0 = Instant::now();
+    let pace = Pace {
+        t0: Instant::now(),
+        rate,
+        duration,
+        count,
+        burst: segments as u64,
+    };
     let mut sent = 0u64;
-    while sent < count && !stop.load(Ordering::Relaxed) {
-        let elapsed = t0.elapsed();
-        if elapsed >= duration {
-            break;
-        }
-        let due = if rate > 0.0 {
-            ((elapsed.as_secs_f64() * rate) as u64 + 1).min(count)
-        } else {
-            (sent + segments as u64).min(count)
-        };
+    while !stop.load(Ordering::Relaxed)
+        && let Some(due) = pace.due(sent)
+    {
         while sent < due {
             let n = ((due - sent) as usize).min(segments);
             for (i, part) in buf.chunks_exact_mut(segment_len).take(n).enumerate() {
@@ -164,13 +194,7 @@ pub(crate) fn gso_sender(
             }
             sent += n as u64;
         }
-        if rate > 0.0 {
-            let next = Duration::from_secs_f64(sent as f64 / rate);
-            let now = t0.elapsed();
-            if next > now {
-                thread::sleep((next - now).min(Duration::from_micros(500)));
-            }
-        }
+        pace.wait(sent);
     }
     sent
 }

@@ -294,33 +294,17 @@ impl RecvBatch {
             } else {
                 None
             };
-            match segment_bytes.filter(|&s| s > 0 && s < meta.len) {
-                None => {
-                    self.push_datagram(
-                        message,
-                        0,
-                        meta.len,
-                        truncated || meta.len > MAX_PACKET_LEN,
-                    );
-                }
-                Some(segment) if meta.len.div_ceil(segment) > MAX_COALESCED_SEGMENTS => {
-                    // Not a run the kernel builds: one too-long datagram, counted as such.
-                    self.push_datagram(message, 0, meta.len, true);
-                }
-                Some(segment) => {
-                    let first = self.count;
-                    let mut offset = 0;
-                    while offset < meta.len {
-                        let len = segment.min(meta.len - offset);
-                        self.push_datagram(message, offset, len, len > MAX_PACKET_LEN);
-                        offset += len;
-                    }
-                    // A cut run (never, with COALESCED_BUF buffers) loses its last datagram.
-                    if truncated {
-                        self.datagrams[self.count - 1].too_long = true;
-                    }
-                    self.coalesced += self.count - first;
-                }
+            let first = self.count;
+            let from_run = split_message(
+                meta.len,
+                segment_bytes,
+                truncated,
+                |offset, len, too_long| {
+                    self.push_datagram(message, offset, len, too_long);
+                },
+            );
+            if from_run {
+                self.coalesced += self.count - first;
             }
         }
         Ok(self.count)
@@ -372,6 +356,41 @@ impl RecvBatch {
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], SocketAddr, bool)> + '_ {
         (0..self.count).map(|i| self.datagram(i))
     }
+}
+
+/// Hands `push` the datagrams one received message of `len` bytes holds, in order, as
+/// `(offset, len, too_long)`, and returns whether they came from a coalesced run:
+/// - a message that came alone (`segment_bytes` none, 0, or not shorter than the message) is one
+///   datagram, too long if the kernel cut it (`truncated`) or it is longer than
+///   [`MAX_PACKET_LEN`];
+/// - a run is cut every `segment_bytes` bytes (the last part may be shorter), each part too long
+///   if it is longer than [`MAX_PACKET_LEN`], the last also if the kernel cut the run;
+/// - a "run" of more than [`MAX_COALESCED_SEGMENTS`] parts is not one the kernel builds: one
+///   too-long datagram.
+///
+/// The parts always tile `0..len` and number at most [`MAX_COALESCED_SEGMENTS`].
+fn split_message(
+    len: usize,
+    segment_bytes: Option<usize>,
+    truncated: bool,
+    mut push: impl FnMut(usize, usize, bool),
+) -> bool {
+    let Some(segment) = segment_bytes.filter(|&s| s > 0 && s < len) else {
+        push(0, len, truncated || len > MAX_PACKET_LEN);
+        return false;
+    };
+    let parts = len.div_ceil(segment);
+    if parts > MAX_COALESCED_SEGMENTS {
+        push(0, len, true);
+        return false;
+    }
+    for part in 0..parts {
+        let offset = part * segment;
+        let part_len = segment.min(len - offset);
+        let cut = truncated && part == parts - 1;
+        push(offset, part_len, cut || part_len > MAX_PACKET_LEN);
+    }
+    true
 }
 
 /// The segment length of a coalesced run from its message's control buffer (`controllen`
@@ -1335,6 +1354,127 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// What `split_message` hands out, collected.
+    fn split(
+        len: usize,
+        segment: Option<usize>,
+        truncated: bool,
+    ) -> (Vec<(usize, usize, bool)>, bool) {
+        let mut parts = Vec::new();
+        let from_run = split_message(len, segment, truncated, |o, l, t| parts.push((o, l, t)));
+        (parts, from_run)
+    }
+
+    proptest! {
+        /// Whatever the kernel reports (any length, any segment length, cut or not), the parts
+        /// tile the message in order, number at most MAX_COALESCED_SEGMENTS, and every part a
+        /// receiver would read as valid is at most MAX_PACKET_LEN bytes.
+        #[test]
+        fn a_message_splits_into_parts_that_tile_it(
+            len in 0usize..=COALESCED_BUF,
+            segment in proptest::option::of(0usize..=3_000),
+            truncated in any::<bool>(),
+        ) {
+            let (parts, from_run) = split(len, segment, truncated);
+            prop_assert!(!parts.is_empty() && parts.len() <= MAX_COALESCED_SEGMENTS);
+            let mut next = 0;
+            for &(offset, part_len, too_long) in &parts {
+                prop_assert_eq!(offset, next);
+                next += part_len;
+                prop_assert!(too_long || part_len <= MAX_PACKET_LEN);
+            }
+            prop_assert_eq!(next, len);
+            if truncated {
+                prop_assert!(parts.last().is_some_and(|p| p.2), "a cut message's end is dropped");
+            }
+            if from_run {
+                let s = segment.unwrap_or(0);
+                prop_assert!(parts.len() >= 2 && parts.iter().all(|p| p.1 <= s));
+                prop_assert!(parts[..parts.len() - 1].iter().all(|p| p.1 == s));
+            } else {
+                prop_assert_eq!(parts.len(), 1);
+            }
+        }
+    }
+
+    #[test]
+    fn a_run_is_cut_at_its_segment_length_and_a_lone_message_is_kept_whole() {
+        assert_eq!(
+            split(700, Some(300), false),
+            (
+                vec![(0, 300, false), (300, 300, false), (600, 100, false)],
+                true
+            )
+        );
+        assert_eq!(split(300, Some(300), false), (vec![(0, 300, false)], false));
+        assert_eq!(split(300, None, true), (vec![(0, 300, true)], false));
+        assert_eq!(
+            split(MAX_PACKET_LEN + 1, None, false),
+            (vec![(0, MAX_PACKET_LEN + 1, true)], false)
+        );
+        // More parts than the kernel ever coalesces: one too-long datagram.
+        let (parts, from_run) = split(MAX_COALESCED_SEGMENTS + 1, Some(1), false);
+        assert_eq!(
+            (parts, from_run),
+            (vec![(0, MAX_COALESCED_SEGMENTS + 1, true)], false)
+        );
+    }
+
+    /// A control buffer holding one control message of `level`, `kind` and `value`.
+    fn control(
+        level: libc::c_int,
+        kind: libc::c_int,
+        value: libc::c_int,
+    ) -> [u64; GRO_CONTROL_WORDS] {
+        let mut words = [0u64; GRO_CONTROL_WORDS];
+        let header = libc::cmsghdr {
+            // SAFETY: CMSG_LEN only computes a size from its argument; it reads no memory.
+            cmsg_len: unsafe { libc::CMSG_LEN(mem::size_of::<libc::c_int>() as libc::c_uint) } as _,
+            cmsg_level: level,
+            cmsg_type: kind,
+        };
+        let base = words.as_mut_ptr().cast::<u8>();
+        // SAFETY: `words` is u64-aligned and GRO_CONTROL_LEN (≥ CMSG_SPACE(sizeof(int))) bytes:
+        // the cmsghdr fits at its start and the int at CMSG_LEN(0), both inside it.
+        unsafe {
+            base.cast::<libc::cmsghdr>().write(header);
+            base.add(libc::CMSG_LEN(0) as usize)
+                .cast::<libc::c_int>()
+                .write_unaligned(value);
+        }
+        words
+    }
+
+    #[test]
+    fn the_segment_length_is_read_only_from_a_whole_udp_gro_control_message() {
+        let whole = GRO_CONTROL_LEN;
+        assert_eq!(
+            gro_segment_bytes(&control(libc::SOL_UDP, UDP_GRO, 300), whole),
+            Some(300)
+        );
+        assert_eq!(
+            gro_segment_bytes(&control(libc::SOL_UDP, UDP_GRO, 300), 8),
+            None
+        );
+        assert_eq!(
+            gro_segment_bytes(&control(libc::SOL_UDP, UDP_GRO, 300), whole + 8),
+            None
+        );
+        assert_eq!(
+            gro_segment_bytes(&control(libc::SOL_IP, UDP_GRO, 300), whole),
+            None
+        );
+        assert_eq!(
+            gro_segment_bytes(&control(libc::SOL_UDP, UDP_SEGMENT, 300), whole),
+            None
+        );
+        assert_eq!(
+            gro_segment_bytes(&control(libc::SOL_UDP, UDP_GRO, -1), whole),
+            None
+        );
+    }
 
     fn roundtrip(addr: SocketAddr) -> Option<SocketAddr> {
         let mut storage = zeroed_sockaddr_storage();
