@@ -526,3 +526,31 @@ fn a_coalescing_batch_flags_what_is_too_long_alone_or_in_a_run() {
     );
     assert_eq!(coalesced, 3);
 }
+
+#[test]
+fn ipv6_segmented_runs_reach_a_coalescing_socket_whole() {
+    let (Some(receiver), Some(sender)) = (ipv6_loopback(), ipv6_loopback()) else {
+        return;
+    };
+    set_receive_coalescing(&receiver, true).unwrap();
+    let target = receiver.local_addr().unwrap();
+    let mut batch = SendBatch::new();
+    batch.set_segmentation(true);
+    let pushed: Vec<Vec<u8>> = (0..BATCH as u8)
+        .map(|seq| segment_payload(seq, 500))
+        .collect();
+    for bytes in &pushed {
+        assert!(batch.push(target, bytes));
+    }
+    assert_eq!(batch.flush(&sender).unwrap(), BATCH);
+    assert_eq!(batch.stats().sent_segmented, BATCH as u64);
+    let (got, coalesced) = recv_n_coalescing(&receiver, BATCH);
+    assert_eq!(coalesced, BATCH, "one run, read whole");
+    let from = sender.local_addr().unwrap();
+    assert!(
+        got.iter()
+            .all(|(_, source, too_long)| *source == from && !too_long)
+    );
+    let bytes: Vec<Vec<u8>> = got.into_iter().map(|r| r.0).collect();
+    assert_eq!(bytes, pushed, "in push order");
+}
