@@ -96,6 +96,11 @@ struct ServeArgs {
     /// Depth of each shard-owner channel (default: the library's).
     #[arg(long)]
     shard_channel_depth: Option<usize>,
+    /// Keep a backup log, as a production node does: a new file `node_server-<pid>.log` in this
+    /// directory (refused if it exists), synced by the default policy (every 50 ms), removed
+    /// with its lock file when the server stops. Default: no backup (data in memory only).
+    #[arg(long)]
+    backup_in: Option<std::path::PathBuf>,
     /// Proof-of-work threads (local puts only; 1 keeps idle threads out of the way).
     #[arg(long, default_value_t = 1)]
     pow_threads: usize,
@@ -260,6 +265,16 @@ fn serve(a: &ServeArgs) -> Result<(), String> {
     if let Some(depth) = a.shard_channel_depth {
         config.shard_channel_depth = depth;
     }
+    let backup_log = a
+        .backup_in
+        .as_ref()
+        .map(|dir| dir.join(format!("node_server-{}.log", std::process::id())));
+    if let Some(log) = &backup_log {
+        if log.exists() {
+            return Err(format!("--backup-in: {} exists already", log.display()));
+        }
+        config.backup_path = Some(log.clone());
+    }
     if a.preload > 0 {
         // Room for every preloaded record whatever the shard it lands in.
         let need = a.preload * (300 + a.preload_key_bytes + a.preload_value_bytes) / 64;
@@ -312,6 +327,15 @@ fn serve(a: &ServeArgs) -> Result<(), String> {
     eprintln!("node_server: stopping after {:.1?}", started.elapsed());
     let final_stats = stats_json(&node, started, &preload);
     drop(node);
+    if let Some(log) = &backup_log {
+        // Ours: created by this process under a name with its pid, checked absent at start.
+        let lock = std::path::PathBuf::from(format!("{}.lock", log.display()));
+        for file in [log, &lock] {
+            if let Err(e) = std::fs::remove_file(file) {
+                eprintln!("node_server: removing {}: {e}", file.display());
+            }
+        }
+    }
     println!("{final_stats}");
     Ok(())
 }
