@@ -202,6 +202,12 @@ impl BackupHandle {
         self.send(TYPE_PUT, dat.as_bytes().into(), None)
     }
 
+    /// [`append_put`](Self::append_put) of a record the caller owns and gives up: its bytes
+    /// become the entry's payload without a copy.
+    pub fn append_put_owned(&self, dat: Dat<Box<[u8]>>) -> Result<(), BackupError> {
+        self.send(TYPE_PUT, dat.into_inner(), None)
+    }
+
     /// Queues a PUT without blocking: [`BackupError::Full`] if the channel is full.
     pub fn try_append_put<T: AsRef<[u8]>>(&self, dat: &Dat<T>) -> Result<(), BackupError> {
         let command = Command::Append {
@@ -247,6 +253,11 @@ impl BackupHandle {
         dat: &crate::wire::record2::Dat2<T>,
     ) -> Result<(), BackupError> {
         self.send(TYPE_PUT2, dat.as_bytes().into(), None)
+    }
+
+    /// [`append_put2`](Self::append_put2) of a record the caller gives up, without a copy.
+    pub fn append_put2_owned(&self, dat: crate::wire::record2::Record2) -> Result<(), BackupError> {
+        self.send(TYPE_PUT2, dat.into_inner(), None)
     }
 
     /// Queues a v2 tombstone for (pubkey, key) at `seq` (the removed record's seq).

@@ -261,7 +261,7 @@ fn carry_out(
     if let Some(backup) = backup {
         for op in effects.backup.drain(..) {
             let queued = match op {
-                BackupOp::Put(dat) => backup.append_put(&dat),
+                BackupOp::Put(dat) => backup.append_put_owned(dat),
                 BackupOp::Delete {
                     pubkey,
                     key,
@@ -293,7 +293,7 @@ fn carry_out2(
     if let Some(backup) = backup {
         for op in effects.backup.drain(..) {
             let queued = match op {
-                BackupOp2::Put(dat) => backup.append_put2(&dat),
+                BackupOp2::Put(dat) => backup.append_put2_owned(dat),
                 BackupOp2::Delete { pubkey, key, seq } => backup.append_delete2(&pubkey, &key, seq),
             };
             if queued.is_err() {

@@ -193,6 +193,11 @@ impl<T: AsRef<[u8]>> Dat2<T> {
         self.buffer.as_ref()
     }
 
+    /// Unwraps the buffer.
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+
     /// Length in bytes (163 + K + V).
     #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> usize {
