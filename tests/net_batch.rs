@@ -554,3 +554,34 @@ fn ipv6_segmented_runs_reach_a_coalescing_socket_whole() {
     let bytes: Vec<Vec<u8>> = got.into_iter().map(|r| r.0).collect();
     assert_eq!(bytes, pushed, "in push order");
 }
+
+#[test]
+fn a_dual_stack_coalescing_socket_takes_ipv4_runs_whole_from_an_ipv4_source() {
+    let node = match bind_node_sockets(addr("[::]:0"), 1, &opts()) {
+        Ok(node) => node,
+        Err(e) => {
+            eprintln!("skipped: no IPv6 here ({e})");
+            return;
+        }
+    };
+    let socket = &node.sockets[0];
+    set_receive_coalescing(socket, true).unwrap();
+    let sender = bind_udp(addr("127.0.0.11:0"), &opts()).unwrap();
+    let to: SocketAddr = SocketAddr::from(([127, 0, 0, 1], node.local_addr.port()));
+    let mut batch = SendBatch::new();
+    batch.set_segmentation(true);
+    let pushed: Vec<Vec<u8>> = (0..8u8).map(|seq| segment_payload(seq, 200)).collect();
+    for bytes in &pushed {
+        assert!(batch.push(to, bytes));
+    }
+    assert_eq!(batch.flush(&sender).unwrap(), pushed.len());
+    let (got, coalesced) = recv_n_coalescing(socket, pushed.len());
+    assert_eq!(coalesced, pushed.len(), "one run, read whole");
+    let from = sender.local_addr().unwrap();
+    assert!(
+        got.iter().all(|(_, source, _)| *source == from),
+        "IPv4-mapped source given as IPv4 for every datagram of the run"
+    );
+    let bytes: Vec<Vec<u8>> = got.into_iter().map(|r| r.0).collect();
+    assert_eq!(bytes, pushed);
+}
