@@ -13,7 +13,7 @@ use crate::get::{
     GetArgs, get_pace, get_records, get_sockets, handshake, load_keys, run_get_clients,
 };
 use crate::net::{ServerProbe, check_duration, check_target, round3};
-use crate::put::{gso_sender, put_sockets, sender};
+use crate::put::{Stream, put_sockets, send_stream};
 use crate::records::owner_keys;
 
 /// What a flood sends.
@@ -140,29 +140,15 @@ pub(crate) fn run_flood(f: &FloodArgs) -> Result<Value> {
                             .copied()
                             .collect();
                         s2.spawn(move || {
-                            if f.gso_segments > 0 {
-                                return gso_sender(
-                                    sock,
-                                    a.net.target,
-                                    &mine,
-                                    stamp_at,
-                                    per,
-                                    flood_duration,
-                                    f.gso_segments,
-                                    u64::MAX,
-                                    stop,
-                                );
-                            }
-                            sender(
-                                sock,
-                                a.net.target,
-                                &mine,
+                            let stream = Stream {
+                                target: a.net.target,
+                                datagrams: &mine,
                                 stamp_at,
-                                per,
-                                flood_duration,
-                                u64::MAX,
-                                stop,
-                            )
+                                rate: per,
+                                duration: flood_duration,
+                                count: u64::MAX,
+                            };
+                            send_stream(sock, &stream, f.gso_segments, stop)
                         })
                     })
                     .collect();

@@ -82,29 +82,58 @@ impl Pace {
     }
 }
 
-/// Sends `datagrams` (cycling) at `rate` per second (0 = as fast as possible); returns how many.
-/// With `stamp_at`, each copy sent carries the send count (u64 LE) at that byte offset, so no
-/// two datagrams sent are the same (fresh forgeries: a new signature each time).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn sender(
+/// What one sender thread sends: `datagrams` in turn (cycling) to `target` at `rate` per
+/// second (0 = as fast as it can), `count` in all at most, for `duration`. With `stamp_at`, each
+/// copy sent carries the send count (u64 LE) at that byte offset, so no two datagrams sent are
+/// the same (fresh forgeries: a new signature each time).
+pub(crate) struct Stream<'a> {
+    pub(crate) target: SocketAddr,
+    pub(crate) datagrams: &'a [&'a [u8]],
+    pub(crate) stamp_at: Option<usize>,
+    pub(crate) rate: f64,
+    pub(crate) duration: Duration,
+    pub(crate) count: u64,
+}
+
+impl Stream<'_> {
+    fn pace(&self, burst: usize) -> Pace {
+        Pace {
+            t0: Instant::now(),
+            rate: self.rate,
+            duration: self.duration,
+            count: self.count,
+            burst: burst as u64,
+        }
+    }
+}
+
+/// Sends `stream` from `socket` until done or `stop`; returns how many datagrams. With
+/// `gso_segments` > 0, that many per UDP GSO send ([`send_segmented`]), else one `sendmmsg`
+/// entry each, as an independent client sends.
+pub(crate) fn send_stream(
     socket: &UdpSocket,
-    target: SocketAddr,
-    datagrams: &[&[u8]],
-    stamp_at: Option<usize>,
-    rate: f64,
-    duration: Duration,
-    count: u64,
+    stream: &Stream<'_>,
+    gso_segments: usize,
     stop: &AtomicBool,
 ) -> u64 {
+    if gso_segments > 0 {
+        send_segmented(socket, stream, gso_segments, stop)
+    } else {
+        send_one_by_one(socket, stream, stop)
+    }
+}
+
+/// [`send_stream`] one `sendmmsg` entry per datagram; replies are read and thrown away.
+fn send_one_by_one(socket: &UdpSocket, stream: &Stream<'_>, stop: &AtomicBool) -> u64 {
+    let Stream {
+        target,
+        datagrams,
+        stamp_at,
+        ..
+    } = *stream;
     let mut batch = SendBatch::new();
     let mut drain = RecvBatch::new();
-    let pace = Pace {
-        t0: Instant::now(),
-        rate,
-        duration,
-        count,
-        burst: BATCH as u64,
-    };
+    let pace = stream.pace(BATCH);
     let mut sent = 0u64;
     if datagrams.is_empty() {
         return 0;
@@ -137,24 +166,21 @@ pub(crate) fn sender(
     sent
 }
 
-/// Sends `datagrams` in turn to `target` at `rate` per second for `duration`, `segments` per send
-/// with UDP GSO, like `put::sender` otherwise (with `stamp_at`, the send count is written there,
-/// so each datagram is new). GSO cuts a buffer into equal parts, so only the datagrams as long
-/// as the first are sent (the flood's pool and the PUT records are of one length), and at most
-/// `count` (the PUT clients' share of records, so that no PUT repeats one). Returns datagrams
-/// sent; 0 if the kernel refuses GSO (logged).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn gso_sender(
+/// [`send_stream`] `segments` per UDP GSO send. GSO cuts a buffer into equal parts, so only the
+/// datagrams as long as the first are sent (the flood's pool and the PUT records are of one
+/// length). Returns 0 if the kernel refuses GSO (logged).
+fn send_segmented(
     socket: &UdpSocket,
-    target: SocketAddr,
-    datagrams: &[&[u8]],
-    stamp_at: Option<usize>,
-    rate: f64,
-    duration: Duration,
+    stream: &Stream<'_>,
     segments: usize,
-    count: u64,
     stop: &AtomicBool,
 ) -> u64 {
+    let Stream {
+        target,
+        datagrams,
+        stamp_at,
+        ..
+    } = *stream;
     let Some(first) = datagrams.first() else {
         return 0;
     };
@@ -169,13 +195,7 @@ pub(crate) fn gso_sender(
         return 0;
     }
     let mut buf = vec![0u8; segment_len * segments];
-    let pace = Pace {
-        t0: Instant::now(),
-        rate,
-        duration,
-        count,
-        burst: segments as u64,
-    };
+    let pace = stream.pace(segments);
     let mut sent = 0u64;
     while !stop.load(Ordering::Relaxed)
         && let Some(due) = pace.due(sent)
@@ -226,29 +246,15 @@ pub(crate) fn run_put_clients(
                     .map(|b| &b[..])
                     .collect();
                 s.spawn(move || {
-                    if gso_segments > 0 {
-                        return gso_sender(
-                            socket,
-                            target,
-                            &mine,
-                            None,
-                            rate / clients as f64,
-                            duration,
-                            gso_segments,
-                            count_each,
-                            stop,
-                        );
-                    }
-                    sender(
-                        socket,
+                    let stream = Stream {
                         target,
-                        &mine,
-                        None,
-                        rate / clients as f64,
+                        datagrams: &mine,
+                        stamp_at: None,
+                        rate: rate / clients as f64,
                         duration,
-                        count_each,
-                        stop,
-                    )
+                        count: count_each,
+                    };
+                    send_stream(socket, &stream, gso_segments, stop)
                 })
             })
             .collect();
