@@ -71,17 +71,6 @@ const _: () =
 const _: () =
     assert!(mem::align_of::<libc::sockaddr_storage>() >= mem::align_of::<libc::sockaddr_in6>());
 
-/// Per-message results the kernel reports, kept after each [`RecvBatch::recv`].
-#[derive(Debug, Clone, Copy, Default)]
-struct RecvMeta {
-    /// Bytes written into the buffer (`msg_len`).
-    len: usize,
-    /// Bytes of the source address written (`msg_namelen`).
-    name_len: libc::socklen_t,
-    /// `msg_flags` (we read `MSG_TRUNC`).
-    flags: libc::c_int,
-}
-
 /// Bytes of each receive buffer of a [`RecvBatch::coalescing`] batch: one coalesced run
 /// (UDP GRO) is one UDP payload of at most 65,507 bytes over IPv4 and 65,527 over IPv6, so a
 /// run always fits whole and `MSG_TRUNC` never cuts one.
@@ -164,8 +153,8 @@ pub struct RecvBatch {
     /// One control buffer per message when coalescing (the `UDP_GRO` segment length), else
     /// empty.
     controls: Box<[[u64; GRO_CONTROL_WORDS]]>,
-    /// What the kernel reported for each filled message.
-    meta: [RecvMeta; BATCH],
+    /// Bytes of each filled message's source address the kernel wrote (`msg_namelen`).
+    name_lens: [libc::socklen_t; BATCH],
     /// The datagrams of the last receive, in arrival order.
     datagrams: Box<[Datagram]>,
     /// Entries of `datagrams` filled by the last receive.
@@ -201,7 +190,7 @@ impl RecvBatch {
             names: vec![zeroed_sockaddr_storage(); BATCH].into_boxed_slice(),
             controls: vec![[0u64; GRO_CONTROL_WORDS]; if coalescing { BATCH } else { 0 }]
                 .into_boxed_slice(),
-            meta: [RecvMeta::default(); BATCH],
+            name_lens: [0; BATCH],
             datagrams: vec![Datagram::default(); datagrams].into_boxed_slice(),
             count: 0,
             coalesced: 0,
@@ -282,27 +271,18 @@ impl RecvBatch {
         let messages = rc as usize;
         assert!(messages <= BATCH, "recvmmsg returned {messages} > {BATCH}");
         for (message, hdr) in hdrs.iter().enumerate().take(messages) {
-            let meta = RecvMeta {
-                len: (hdr.msg_len as usize).min(self.buf_bytes),
-                name_len: hdr.msg_hdr.msg_namelen,
-                flags: hdr.msg_hdr.msg_flags,
-            };
-            self.meta[message] = meta;
-            let truncated = meta.flags & libc::MSG_TRUNC != 0;
+            self.name_lens[message] = hdr.msg_hdr.msg_namelen;
+            let len = (hdr.msg_len as usize).min(self.buf_bytes);
+            let truncated = hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
             let segment_bytes = if coalescing {
                 gro_segment_bytes(&self.controls[message], hdr.msg_hdr.msg_controllen)
             } else {
                 None
             };
             let first = self.count;
-            let from_run = split_message(
-                meta.len,
-                segment_bytes,
-                truncated,
-                |offset, len, too_long| {
-                    self.push_datagram(message, offset, len, too_long);
-                },
-            );
+            let from_run = split_message(len, segment_bytes, truncated, |offset, len, too_long| {
+                self.push_datagram(message, offset, len, too_long);
+            });
             if from_run {
                 self.coalesced += self.count - first;
             }
@@ -343,8 +323,7 @@ impl RecvBatch {
         assert!(i < self.count, "datagram {i} of a batch of {}", self.count);
         let datagram = self.datagrams[i];
         let message = usize::from(datagram.message);
-        let meta = self.meta[message];
-        let source = sockaddr_to_socket_addr(&self.names[message], meta.name_len)
+        let source = sockaddr_to_socket_addr(&self.names[message], self.name_lens[message])
             .unwrap_or(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)));
         let start = message * self.buf_bytes + datagram.offset as usize;
         let bytes = &self.bufs[start..start + datagram.len as usize];
