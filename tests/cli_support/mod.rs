@@ -129,14 +129,20 @@ pub fn dave(args: &[&str], limit: Duration) -> Output {
     }
 }
 
-/// A long-running `dave node`, killed when dropped.
+/// A long-running node process (`dave node`, or another program's node), killed when dropped.
 pub struct NodeProcess {
     /// The process.
     pub guard: Guard,
     lines: Receiver<String>,
     log: Arc<Mutex<Vec<String>>>,
-    /// The UDP address it listens on (from its "listening on" line).
+    /// The UDP address it listens on (for `dave node`, from its "listening on" line).
     pub addr: SocketAddr,
+}
+
+/// Which output stream of a process carries its log lines.
+pub enum Stream {
+    Stdout,
+    Stderr,
 }
 
 /// How long a node may take to print its "listening on" line.
@@ -145,34 +151,15 @@ const START_LIMIT: Duration = Duration::from_secs(10);
 impl NodeProcess {
     /// Starts `dave node args…` and waits for its "listening on ADDR" line.
     pub fn start(args: &[&str]) -> NodeProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dave"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_dave"));
+        command
             .arg("node")
             .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn dave node");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, lines) = channel();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        {
-            let log = Arc::clone(&log);
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    log.lock().expect("log").push(line.clone());
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        let mut node = NodeProcess {
-            guard: Guard::new(child),
-            lines,
-            log,
-            addr: "0.0.0.0:0".parse().expect("placeholder"),
-        };
+            .stderr(Stdio::piped());
+        let mut node = NodeProcess::spawn(command, Stream::Stderr);
         let line = node.wait_for_line("listening on ", START_LIMIT);
         let addr = line
             .split("listening on ")
@@ -181,6 +168,34 @@ impl NodeProcess {
             .expect("address after 'listening on'");
         node.addr = addr.parse().expect("listen address parses");
         node
+    }
+
+    /// Spawns `command` (whose `stream` must be piped) and collects that stream's lines; the
+    /// address is a placeholder for the caller to fill in.
+    pub fn spawn(mut command: Command, stream: Stream) -> NodeProcess {
+        let mut child = command.spawn().expect("spawn node process");
+        let output: Box<dyn Read + Send> = match stream {
+            Stream::Stdout => Box::new(child.stdout.take().expect("piped stdout")),
+            Stream::Stderr => Box::new(child.stderr.take().expect("piped stderr")),
+        };
+        let (tx, lines) = channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                for line in BufReader::new(output).lines() {
+                    let Ok(line) = line else { break };
+                    log.lock().expect("log").push(line.clone());
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        NodeProcess {
+            guard: Guard::new(child),
+            lines,
+            log,
+            addr: "0.0.0.0:0".parse().expect("placeholder"),
+        }
     }
 
     /// Waits (at most `limit`) for a log line containing `needle`; panics with the log if none.
