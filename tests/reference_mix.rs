@@ -279,4 +279,21 @@ fn dave_and_reference_nodes_share_peers_records_and_challenges() {
             assert!(!log.contains(error), "{error}:\n{log}");
         }
     }
+    // The reference nodes keep the dave nodes active: each counts at least five active peers
+    // in its latest prune ("/peers pruned, active: A/K"), and it has at most three reference
+    // peers (the other two and the reader).
+    wait_until(ACTIVE_LIMIT, "reference nodes with 5 active peers", || {
+        references
+            .iter()
+            .all(|r| latest_active_count(&r.process.log()).is_some_and(|active| active >= 5))
+    });
+}
+
+/// The active count of the reference's latest "/peers pruned, active: A/K" log line.
+fn latest_active_count(log: &str) -> Option<usize> {
+    log.lines()
+        .rev()
+        .find_map(|line| line.split("pruned, active: ").nth(1))
+        .and_then(|counts| counts.split('/').next())
+        .and_then(|active| active.trim().parse().ok())
 }
