@@ -117,6 +117,11 @@ fn sim_refuses_bad_flags_with_one_line_and_status_3() {
             "unknown kind `dragons`",
         ),
         (&["sim", "--partition", "60-120"], "--partition"),
+        (&["sim", "--v1-nodes", "101"], "--v1-nodes"),
+        (
+            &["sim", "--v1-nodes", "50", "--v2"],
+            "v1_share needs v1 records",
+        ),
         (&["sim", "--nodes", "many"], "--nodes"),
         (&["sim", "--bogus"], "--bogus"),
     ] {

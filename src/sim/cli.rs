@@ -90,6 +90,11 @@ pub struct SimArgs {
     /// --no-lookups).
     #[arg(long, conflicts_with = "maintain")]
     pub v1_repair: bool,
+    /// Share of the non-edge honest nodes, in percent, that speak v1 only, as a Go reference
+    /// node does on the wire: no extension (no routing, no v2 records), puts and gets one hop
+    /// through the peer snapshot, the v1 repair. The report adds the gets those nodes asked.
+    #[arg(long, value_name = "PCT", default_value_t = 0.0)]
+    pub v1_nodes: f64,
     /// Records are v2 (RECORD_V2): puts write v2 records and every get is strict (v2 only),
     /// through the nodes' v2 cores (`shard::core2`). Adversaries model v1 only.
     #[arg(long)]
@@ -153,6 +158,7 @@ impl SimArgs {
         o.node.route_lookups &= !self.no_lookups;
         o.network.loss = pct("loss", self.loss)?;
         o.churn.per_hour = pct("churn", self.churn)?;
+        o.v1_share = pct("v1-nodes", self.v1_nodes)?;
         let duration = o.duration_ms;
         let w = &mut o.workload;
         w.records = self.records;

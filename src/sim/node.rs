@@ -539,6 +539,11 @@ impl SimNode {
             }
     }
 
+    /// Whether this node speaks v1 only (no extension: `SimOptions::v1_share`).
+    pub fn speaks_v1_only(&self) -> bool {
+        self.setup.config.extensions == Features::NONE
+    }
+
     /// This node's wall clock at virtual time `now_ms`.
     pub fn wall_ms(&self, now_ms: u64) -> i64 {
         SIM_EPOCH_MS + now_ms as i64 + self.skew_ms

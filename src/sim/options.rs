@@ -71,6 +71,12 @@ pub struct SimOptions {
     /// peer snapshot changes; `tests/sim_network.rs`'s partition scenario turns it off);
     /// README "Routing at scale".
     pub maintain_by_lookup: bool,
+    /// Share of the non-edge honest nodes that speak v1 only, as a Go reference node does on
+    /// the wire: `Config::extensions` empty (no routing or v2 records; their PONG salts look
+    /// random), puts and gets one hop through the peer snapshot, the v1 repair. Which nodes
+    /// they are follows from the seed and the slot alone ([`SimOptions::is_v1_slot`]), so a
+    /// run without them draws exactly what it drew before. Default 0.
+    pub v1_share: f64,
 }
 
 /// Leading zero bits the simulated nodes require (and put with). The node's default is 20 (a
@@ -323,6 +329,7 @@ impl Default for SimOptions {
             shard_period_ms: 1_000,
             fast_pong_auth: false,
             maintain_by_lookup: true,
+            v1_share: 0.0,
         }
     }
 }
@@ -354,6 +361,16 @@ impl SimOptions {
         c.drop_after_ms *= factor;
         c.activation_delay_ms *= factor;
         self.shard_period_ms *= factor;
+    }
+
+    /// Whether the node in `slot` speaks v1 only ([`SimOptions::v1_share`]; edges never do): a
+    /// hash of the seed and the slot against the share, so it uses no random stream.
+    pub fn is_v1_slot(&self, slot: usize) -> bool {
+        if self.v1_share <= 0.0 || slot < self.edges {
+            return false;
+        }
+        let draw = xxhash_rust::xxh64::xxh64(&(slot as u64).to_le_bytes(), self.seed);
+        (draw as f64) < self.v1_share * u64::MAX as f64
     }
 
     /// Checks the relations the simulator relies on; every error names the field.
@@ -448,6 +465,12 @@ impl SimOptions {
                     .contains(crate::wire::Features::RECORD_V2))
         {
             return fail("workload.v2_records needs RECORD_V2 nodes and a value that fits a dat2");
+        }
+        if !(0.0..=1.0).contains(&self.v1_share) {
+            return fail("v1_share must be in [0, 1]");
+        }
+        if self.v1_share > 0.0 && w.v2_records {
+            return fail("v1_share needs v1 records (a v1 node cannot put or get v2 records)");
         }
         if w.v2_cas && !w.v2_records {
             return fail("workload.v2_cas needs workload.v2_records");

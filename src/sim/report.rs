@@ -140,6 +140,10 @@ pub struct Report {
     pub final_gets: GetStats,
     /// Gets (during the run and final) of the Sybil victim's records (owner 0).
     pub victim_gets: GetStats,
+    /// Nodes that speak v1 only (`SimOptions::v1_share`), joiners included.
+    pub v1_nodes: usize,
+    /// The gets (during the run and the final check) that v1-only nodes asked.
+    pub v1_gets: GetStats,
     /// Replicas per record at the end.
     pub replicas: ReplicaStats,
     /// Datagrams sent per node per second.
@@ -307,6 +311,14 @@ impl fmt::Display for Report {
         write_gets(f, "gets", &self.gets)?;
         write_gets(f, "final check", &self.final_gets)?;
         write_gets(f, "victim's records", &self.victim_gets)?;
+        if self.v1_nodes > 0 {
+            writeln!(
+                f,
+                "{:<22}{} nodes speak v1 only (no extension; one-hop puts and gets)",
+                "v1 nodes", self.v1_nodes
+            )?;
+            write_gets(f, "gets by v1 nodes", &self.v1_gets)?;
+        }
         let r = &self.replicas;
         writeln!(
             f,

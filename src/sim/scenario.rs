@@ -123,6 +123,8 @@ struct PendingGet {
     final_check: bool,
     /// Answered from the asking node's own store after its lookup.
     local: bool,
+    /// Asked by a node that speaks v1 only (`SimOptions::v1_share`).
+    by_v1_node: bool,
 }
 
 /// A local put waiting for its lookup (`Config::route_lookups`).
@@ -165,6 +167,8 @@ fn stream_seed(seed: u64, stream: Stream) -> u64 {
 pub struct World {
     options: SimOptions,
     setup: Arc<NodeSetup>,
+    /// The setup of the nodes that speak v1 only (`SimOptions::v1_share`).
+    setup_v1: Arc<NodeSetup>,
     queue: EventQueue<Ev>,
     net: Network,
     /// By slot; `None` until the slot's node is created.
@@ -224,6 +228,15 @@ impl World {
                 PongAuth::Ed25519
             },
         });
+        let setup_v1 = Arc::new(NodeSetup {
+            config: crate::config::Config {
+                extensions: crate::wire::Features::NONE,
+                route_lookups: false,
+                ..setup.config.clone()
+            },
+            maintain_by_lookup: false,
+            ..(*setup).clone()
+        });
         let mut keys_rng = StdRng::seed_from_u64(stream_seed(seed, Stream::Keys));
         let owners: Vec<Keypair> = (0..options.workload.owners)
             .map(|_| Keypair::from_seed(&keys_rng.r#gen()))
@@ -272,6 +285,7 @@ impl World {
             };
         let mut world = World {
             setup,
+            setup_v1,
             queue: EventQueue::default(),
             net: Network::new(
                 options.network,
@@ -336,8 +350,14 @@ impl World {
         let max = self.options.clock_skew_ms_max as i64;
         let skew_ms = self.keys_rng.gen_range(-max..=max);
         let seed = self.seeds_rng.r#gen();
+        let v1 =
+            role.behaviour == Behaviour::Honest && !role.sybil && self.options.is_v1_slot(slot);
+        let setup = if v1 { &self.setup_v1 } else { &self.setup };
+        if v1 {
+            self.report.v1_nodes += 1;
+        }
         let mut node = SimNode::new(
-            Arc::clone(&self.setup),
+            Arc::clone(setup),
             slot,
             keypair,
             role.behaviour,
@@ -716,7 +736,7 @@ impl World {
         let victim = self.records[get.record].owner == self.victim_owner
             && self.options.adversaries.sybils > 0;
         let latency = now - get.started_ms;
-        let mut groups: Vec<&mut GetStats> = Vec::with_capacity(2);
+        let mut groups: Vec<&mut GetStats> = Vec::with_capacity(3);
         if get.final_check {
             groups.push(&mut self.report.final_gets);
         } else {
@@ -724,6 +744,9 @@ impl World {
         }
         if victim {
             groups.push(&mut self.report.victim_gets);
+        }
+        if get.by_v1_node {
+            groups.push(&mut self.report.v1_gets);
         }
         for g in groups {
             match ended {
@@ -887,6 +910,7 @@ impl World {
         let Some(slot) = self.random_live_honest(false) else {
             return;
         };
+        let by_v1_node = self.node(slot).is_some_and(|n| n.speaks_v1_only());
         let state = &self.records[record];
         let owner = state.owner;
         let pubkey = self.owners[owner].public();
@@ -902,6 +926,7 @@ impl World {
                 started_ms: now,
                 final_check,
                 local: false,
+                by_v1_node,
             },
         );
         let victim = owner == self.victim_owner && self.options.adversaries.sybils > 0;
@@ -913,6 +938,9 @@ impl World {
         group.started += 1;
         if victim {
             self.report.victim_gets.started += 1;
+        }
+        if by_v1_node {
+            self.report.v1_gets.started += 1;
         }
         let timeout = self.options.workload.get_timeout_ms;
         let v2 = self.options.workload.v2_records;
@@ -942,6 +970,9 @@ impl World {
                 }
                 if victim {
                     self.report.victim_gets.aborted += 1;
+                }
+                if g.by_v1_node {
+                    self.report.v1_gets.aborted += 1;
                 }
             }
         }
