@@ -156,6 +156,13 @@ pub trait PeerView {
         None
     }
 
+    /// Whether the active peer at `addr` places the records it sends one hop: it does not speak
+    /// ROUTING (a v1 node, such as the Go reference), so it sent them to the closest peers it
+    /// knows, not to the closest a lookup finds. Default: no.
+    fn places_one_hop(&self, _addr: SocketAddr) -> bool {
+        false
+    }
+
     /// Whether `addr` is an active peer (challenges go only to active peers). Default: yes.
     fn is_active(&self, _addr: SocketAddr) -> bool {
         true
@@ -209,6 +216,12 @@ impl PeerView for SnapshotView<'_> {
 
     fn trust_of(&self, addr: SocketAddr) -> Option<super::Trust> {
         self.0.get(addr).map(|p| p.trust)
+    }
+
+    fn places_one_hop(&self, addr: SocketAddr) -> bool {
+        self.0
+            .get(addr)
+            .is_some_and(|p| !p.features.contains(Features::ROUTING))
     }
 
     fn is_active(&self, addr: SocketAddr) -> bool {

@@ -120,6 +120,11 @@ pub enum Standing {
     Replica,
     /// Our last lookup found `replicas` nodes closer: not republished by us; ages out.
     Leaving,
+    /// Stored from a peer that does not speak ROUTING (a v1 node, such as the Go reference):
+    /// it placed the record on the closest peers it knows, not on the closest a lookup finds,
+    /// so the copy is due for a republish lookup at once (then Replica or Leaving); ages out
+    /// as a Holder does. Lookups of dave nodes then find the record in a mixed network.
+    Unplaced,
 }
 
 /// A held copy's maintenance state in 4 bytes: the second (of the holder's monotonic clock) it
@@ -140,6 +145,7 @@ impl CopyState {
             Standing::Holder => 0,
             Standing::Replica => 1,
             Standing::Leaving => 2,
+            Standing::Unplaced => 3,
         };
         CopyState((bits << STANDING_SHIFT) | stamp_s.min(MAX_STAMP_S))
     }
@@ -151,7 +157,7 @@ impl CopyState {
 
     /// Someone stored the copy again now (a push from another holder, a newer version, our own
     /// put): the clock restarts; a Leaving copy becomes a Holder again (the storer's lookup
-    /// found us among the closest, so ours may be stale).
+    /// found us among the closest, so ours may be stale). An Unplaced copy stays due.
     pub fn restored(self, now_ms: u64) -> CopyState {
         let standing = match self.standing() {
             Standing::Leaving => Standing::Holder,
@@ -170,7 +176,8 @@ impl CopyState {
         match self.0 >> STANDING_SHIFT {
             0 => Standing::Holder,
             1 => Standing::Replica,
-            _ => Standing::Leaving,
+            2 => Standing::Leaving,
+            _ => Standing::Unplaced,
         }
     }
 
@@ -178,12 +185,23 @@ impl CopyState {
         u64::from(stamp_of(now_ms).saturating_sub(self.stamp_s())) * 1000
     }
 
-    /// Whether the copy is due for a republish lookup: not re-stored for `after_ms` (see
-    /// [`MaintainConfig::republish_after_ms`]; 0 never) and not Leaving.
+    /// Whether the copy is due for a republish lookup (with republish on: `after_ms` > 0, see
+    /// [`MaintainConfig::republish_after_ms`]): Unplaced, or not re-stored for `after_ms` and
+    /// not Leaving.
     pub fn republish_due(self, now_ms: u64, after_ms: u64) -> bool {
         after_ms > 0
-            && self.standing() != Standing::Leaving
-            && self.age_ms(now_ms) >= after_ms / 1000 * 1000
+            && match self.standing() {
+                Standing::Unplaced => true,
+                Standing::Leaving => false,
+                Standing::Holder | Standing::Replica => {
+                    self.age_ms(now_ms) >= after_ms / 1000 * 1000
+                }
+            }
+    }
+
+    /// The copy, stamp kept, marked Unplaced (due for a republish lookup at once).
+    pub fn unplaced(self) -> CopyState {
+        CopyState::new(self.stamp_s(), Standing::Unplaced)
     }
 
     /// Whether the copy ages out: not re-stored for `expire_after_ms` and not a Replica.
@@ -250,6 +268,13 @@ impl CopyBook {
     pub fn restored(&mut self, slot: usize) {
         if let Some(copy) = self.copies.get_mut(slot) {
             *copy = copy.restored(self.clock_ms);
+        }
+    }
+
+    /// The record in `slot` came from a peer that placed it one hop ([`CopyState::unplaced`]).
+    pub fn unplaced(&mut self, slot: usize) {
+        if let Some(copy) = self.copies.get_mut(slot) {
+            *copy = copy.unplaced();
         }
     }
 
@@ -665,6 +690,35 @@ mod tests {
         let spread: std::collections::BTreeSet<u64> =
             (0..16).map(|salt| c.republish_after_ms(42, salt)).collect();
         assert!(spread.len() > 8, "{spread:?}");
+    }
+
+    #[test]
+    fn an_unplaced_copy_is_due_at_once_until_a_lookup_answers_for_it() {
+        let c = config();
+        let copy = CopyState::stored(10_000).unplaced();
+        assert_eq!((copy.standing(), copy.stamp_s()), (Standing::Unplaced, 10));
+        let after = c.republish_after_ms(0x1234, 7);
+        assert!(
+            copy.republish_due(10_000, after),
+            "due the moment it is stored"
+        );
+        assert!(!copy.republish_due(10_000, 0), "republish off: never");
+        // A re-store (the same record from the v1 peer again) keeps it due.
+        let copy = copy.restored(20_000);
+        assert_eq!((copy.standing(), copy.stamp_s()), (Standing::Unplaced, 20));
+        assert!(copy.republish_due(20_000, after));
+        // It ages out as a Holder does.
+        assert!(!copy.ages_out(20_000 + c.expire_after_ms - 1_000, c.expire_after_ms));
+        assert!(copy.ages_out(20_000 + c.expire_after_ms, c.expire_after_ms));
+        // The lookup's answer settles it: a replica is due again only after the interval.
+        let found: Vec<Contact> = [1, 2, 0x40].map(contact).to_vec();
+        let replica = copy.answered(30_000, &place(0x03, 0x00, &found, c.replicas));
+        assert_eq!(replica.standing(), Standing::Replica);
+        assert!(!replica.republish_due(30_000, after));
+        let found: Vec<Contact> = [1, 2, 3].map(contact).to_vec();
+        let leaving = copy.answered(30_000, &place(0x0F, 0x00, &found, c.replicas));
+        assert_eq!(leaving.standing(), Standing::Leaving);
+        assert!(!leaving.republish_due(u64::MAX / 2, after));
     }
 
     #[test]

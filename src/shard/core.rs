@@ -379,7 +379,17 @@ impl<W> Shard<W> {
             effects.outbox.push(to, &Message::Put(dat.as_view()));
         }
         let backup_copy = dat.to_boxed();
-        let inserted = self.store.write().insert(dat, now_ms);
+        let placed_one_hop = from.is_some_and(|f| peers.places_one_hop(f));
+        let inserted = {
+            let mut store = self.store.write();
+            let inserted = store.insert(dat, now_ms);
+            if inserted.is_ok() && placed_one_hop {
+                // A v1 sender chose us from the peers it knows: a lookup of the owner puts the
+                // record where dave nodes' lookups look (replica maintenance, when it is on).
+                store.unplaced(backup_copy.pubkey(), backup_copy.key());
+            }
+            inserted
+        };
         match inserted {
             Ok(inserted) => {
                 inc(&counters.puts_stored);

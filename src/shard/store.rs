@@ -325,6 +325,17 @@ impl<H: RecordHasher> Store<H> {
         true
     }
 
+    /// The held record of `(pubkey, key)` came from a peer that placed it one hop (one that does
+    /// not speak ROUTING): its copy is due for a republish lookup at once
+    /// ([`crate::route::maintain::Standing::Unplaced`]). Returns whether it is held.
+    pub fn unplaced(&mut self, pubkey: &[u8; 32], key: &[u8]) -> bool {
+        let Some(slot) = self.find_key(pubkey, key) else {
+            return false;
+        };
+        self.copies.unplaced(slot as usize);
+        true
+    }
+
     /// Removes and returns the record in `slot` (a copy that aged out).
     pub fn remove_slot(&mut self, slot: usize) -> Option<Record> {
         self.record_in_slot(slot)?;
