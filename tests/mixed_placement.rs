@@ -1,8 +1,10 @@
 //! A record that a v1 peer (one that does not speak ROUTING, such as the Go reference) sent us
 //! was placed on the closest peers that peer knows, not on the closest a lookup finds: its copy
 //! is marked Unplaced, due for a republish lookup at once, so replica maintenance moves it to
-//! where dave nodes' lookups look. A record from a peer that speaks ROUTING keeps the usual
-//! Holder standing.
+//! where dave nodes' lookups look. So is a record from an address that is not an active peer of
+//! ours (tables are not symmetric: a v1 sender may not be in ours) when this node is not among
+//! the FANOUT closest to its owner that it knows of. A record from a peer that speaks ROUTING,
+//! or from a stranger when this node is among the closest, keeps the usual Holder standing.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -16,11 +18,17 @@ use dave::stats::Counters;
 
 const NOW: i64 = 1_700_000_000_000;
 
-/// Two peers: `V1` speaks v1 only, `DAVE` speaks ROUTING.
-struct Mixed;
+/// Three active peers: `V1` speaks v1 only, `DAVE` and `DAVE2` speak ROUTING; `STRANGER` is
+/// not an active peer. Every peer's ID is `peer_distance` away from the owner's.
+struct Mixed {
+    owner_id: u64,
+    peer_distance: u64,
+}
 
 const V1: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 1618);
 const DAVE: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 1618);
+const DAVE2: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3)), 1618);
+const STRANGER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 4)), 1618);
 
 impl PeerView for Mixed {
     fn closest(
@@ -31,7 +39,7 @@ impl PeerView for Mixed {
         out: &mut Vec<SocketAddr>,
     ) {
         out.extend(
-            [V1, DAVE]
+            [V1, DAVE, DAVE2]
                 .into_iter()
                 .filter(|a| Some(*a) != exclude)
                 .take(n),
@@ -40,6 +48,14 @@ impl PeerView for Mixed {
 
     fn places_one_hop(&self, addr: SocketAddr) -> bool {
         addr == V1
+    }
+
+    fn is_active(&self, addr: SocketAddr) -> bool {
+        addr != STRANGER
+    }
+
+    fn id_of(&self, addr: SocketAddr) -> Option<u64> {
+        (addr != STRANGER).then_some(self.owner_id ^ self.peer_distance)
     }
 }
 
@@ -50,12 +66,16 @@ fn standing_of(store: &Store, key: &[u8]) -> Option<Standing> {
         .map(|copy| copy.standing())
 }
 
-fn shard() -> Shard<u32> {
-    let store = Store::new(StoreConfig {
+/// A shard of the node `node_id`, its copies tracked (replica maintenance on) or not.
+fn shard(node_id: u64, tracked: bool) -> Shard<u32> {
+    let mut store = Store::new(StoreConfig {
         capacity_bytes: 1 << 20,
         ttl_ms: i64::MAX / 4,
-        node_id: 0,
+        node_id,
     });
+    if tracked {
+        store.track_copies();
+    }
     let rules = ShardRules {
         min_work_bits: 4,
         fanout: 3,
@@ -65,36 +85,66 @@ fn shard() -> Shard<u32> {
     Shard::new(store, rules)
 }
 
-#[test]
-fn a_record_from_a_v1_peer_is_due_for_a_lookup_and_one_from_a_dave_peer_is_not() {
-    let mut shard = shard();
-    shard.store().write().track_copies();
+/// Stores one record per `(sender, key)` in a shard of node `node_id` among peers
+/// `peer_distance` from the owner; returns each key's standing.
+fn standings(
+    node_id_distance: u64,
+    peer_distance: u64,
+    tracked: bool,
+    puts: &[(SocketAddr, &[u8])],
+) -> Vec<Option<Standing>> {
     let owner = Keypair::generate();
-    let record = |key: &[u8]| -> Record {
-        dave::pow::make_dat_single(&owner, key, b"value", NOW - 1_000, 4)
+    let owner_id = owner.id();
+    let mut shard = shard(owner_id ^ node_id_distance, tracked);
+    let mut batch: Vec<(SocketAddr, Record)> = puts
+        .iter()
+        .map(|&(from, key)| {
+            let dat = dave::pow::make_dat_single(&owner, key, b"value", NOW - 1_000, 4);
+            (from, dat)
+        })
+        .collect();
+    let view = Mixed {
+        owner_id,
+        peer_distance,
     };
-    let mut batch = vec![(V1, record(b"from-v1")), (DAVE, record(b"from-dave"))];
     let counters = Counters::default();
     let mut effects = Effects::default();
     let mut keys = dave::pow::KeyCache::new(16, 0);
-    shard.handle_puts(NOW, &mut batch, &Mixed, &mut keys, &counters, &mut effects);
-
+    shard.handle_puts(NOW, &mut batch, &view, &mut keys, &counters, &mut effects);
     let store = shard.store().read();
-    assert_eq!(standing_of(&store, b"from-v1"), Some(Standing::Unplaced));
-    assert_eq!(standing_of(&store, b"from-dave"), Some(Standing::Holder));
+    for (_, key) in puts {
+        assert!(store.get(&owner.public(), key).is_some(), "stored");
+    }
+    puts.iter()
+        .map(|(_, key)| standing_of(&store, key))
+        .collect()
+}
+
+#[test]
+fn a_record_from_a_v1_peer_is_due_for_a_lookup_and_one_from_a_dave_peer_is_not() {
+    // Every peer is closer to the owner than we are: we are not a replica.
+    let got = standings(1 << 40, 1, true, &[(V1, b"from-v1"), (DAVE, b"from-dave")]);
+    assert_eq!(got, [Some(Standing::Unplaced), Some(Standing::Holder)]);
+    // A v1 sender's record is Unplaced even when we are among the closest: it was placed by
+    // the sender's view, which only a lookup can check.
+    let got = standings(1, 1 << 40, true, &[(V1, b"from-v1")]);
+    assert_eq!(got, [Some(Standing::Unplaced)]);
+}
+
+#[test]
+fn a_record_from_a_stranger_is_due_for_a_lookup_only_when_we_are_not_among_the_closest() {
+    let got = standings(1 << 40, 1, true, &[(STRANGER, b"k")]);
+    assert_eq!(
+        got,
+        [Some(Standing::Unplaced)],
+        "three peers closer than us"
+    );
+    let got = standings(1, 1 << 40, true, &[(STRANGER, b"k")]);
+    assert_eq!(got, [Some(Standing::Holder)], "we are the closest");
 }
 
 #[test]
 fn without_copy_tracking_nothing_is_marked() {
-    let mut shard = shard();
-    let owner = Keypair::generate();
-    let dat = dave::pow::make_dat_single(&owner, b"from-v1", b"value", NOW - 1_000, 4);
-    let mut batch = vec![(V1, dat)];
-    let counters = Counters::default();
-    let mut effects = Effects::default();
-    let mut keys = dave::pow::KeyCache::new(16, 0);
-    shard.handle_puts(NOW, &mut batch, &Mixed, &mut keys, &counters, &mut effects);
-    let store = shard.store().read();
-    assert!(store.get(&owner.public(), b"from-v1").is_some(), "stored");
-    assert_eq!(standing_of(&store, b"from-v1"), None, "no copy states kept");
+    let got = standings(1 << 40, 1, false, &[(V1, b"from-v1"), (STRANGER, b"k")]);
+    assert_eq!(got, [None, None], "no copy states kept");
 }

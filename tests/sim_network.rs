@@ -318,11 +318,12 @@ fn in_a_mixed_network_dave_lookups_find_what_v1_nodes_put() {
     // Half the non-edge nodes speak v1 only (`SimOptions::v1_share`), as Go reference nodes do
     // on the wire: they put one hop, to the closest peers they know, so their records start
     // out away from where dave nodes' lookups look. A dave node that stores a record from such
-    // a peer marks its copy Unplaced (`route::maintain::Standing`): replica maintenance looks
-    // the owner up at once and pushes the record to the closest found. Seed 3 at this size
-    // (`dave sim --nodes 120 --max-peers 24 --minutes 1.5 --records 300 --gets 300 --v1-nodes
-    // 50 --fast-crypto --seed 3`): dave nodes' gets found 97.2 % with the mark, 85.1 % without
-    // it (seeds 1 and 2: 97.4 / 96.5 % against 90.2 / 91.1 %); v1 nodes' gets 100 % either way.
+    // a peer (or from a stranger while it is not among the owner's closest it knows) marks its
+    // copy Unplaced (`route::maintain::Standing`): replica maintenance looks the owner up at
+    // once and pushes the record to the closest found. Seed 3 at this size (`dave sim --nodes
+    // 120 --max-peers 24 --minutes 1.5 --records 300 --gets 300 --v1-nodes 50 --fast-crypto
+    // --seed 3`): dave nodes' gets found 99.7 % with the mark, 85.1 % without it (seeds 1 and
+    // 2: 96.8 / 96.5 % against 90.2 / 91.1 %); v1 nodes' gets 100 %.
     let mut o = SimOptions {
         seed: 3,
         nodes: 120,

@@ -379,13 +379,16 @@ impl<W> Shard<W> {
             effects.outbox.push(to, &Message::Put(dat.as_view()));
         }
         let backup_copy = dat.to_boxed();
-        let placed_one_hop = from.is_some_and(|f| peers.places_one_hop(f));
+        let owner_id = dat.owner_id();
         let inserted = {
             let mut store = self.store.write();
+            let node_id = store.config().node_id;
             let inserted = store.insert(dat, now_ms);
+            let placed_one_hop = !unreliable_sender
+                && from.is_some_and(|f| self.placed_one_hop(f, node_id, owner_id, peers));
             if inserted.is_ok() && placed_one_hop {
-                // A v1 sender chose us from the peers it knows: a lookup of the owner puts the
-                // record where dave nodes' lookups look (replica maintenance, when it is on).
+                // A lookup of the owner puts the record where dave nodes' lookups look
+                // (replica maintenance, when it is on; a no-op otherwise).
                 store.unplaced(backup_copy.pubkey(), backup_copy.key());
             }
             inserted
@@ -532,6 +535,24 @@ impl<W> Shard<W> {
                 deadline_ms: now_ms + timeout_ms,
             },
         );
+    }
+
+    /// Whether a record of `owner_id` that `from` sent us was most likely placed by a one-hop
+    /// view (the closest peers its sender knows) rather than by a lookup: the sender does not
+    /// speak ROUTING (a v1 node, such as the Go reference), or it is not an active peer of ours
+    /// (peer tables are not symmetric: a v1 sender may not be in ours) and this node is not
+    /// among the FANOUT closest to the owner in our view. Such a copy is marked Unplaced, so
+    /// replica maintenance looks the owner up and pushes the record to the closest found.
+    /// Needs [`Shard::choose`] to have run for `owner_id` excluding `from` (`self.scored`).
+    fn placed_one_hop(
+        &self,
+        from: SocketAddr,
+        node_id: u64,
+        owner_id: u64,
+        peers: &dyn PeerView,
+    ) -> bool {
+        peers.places_one_hop(from)
+            || (!peers.is_active(from) && !self.is_replica(node_id, owner_id, peers))
     }
 
     /// Whether this node (`node_id`) is among the FANOUT closest to `owner_id`: fewer than

@@ -102,10 +102,11 @@ enum Deferred {
 /// A local v2 put's result, as [`SimNode::take_puts2_done`] hands it over.
 pub type Put2Result = Result<Put2Report, Put2Error>;
 
-/// The lookups a node's local puts and gets ran (`Config::route_lookups`).
+/// The lookups a node ran (`Config::route_lookups`): for its local puts and gets, and for
+/// replica maintenance.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LookupStats {
-    /// Lookups started for a local put or get.
+    /// Lookups started (for a local put or get, or for replica maintenance).
     pub started: u64,
     /// The router refused to start one (`router::MAX_LOOKUPS` in progress): peer snapshot used.
     pub refused: u64,
