@@ -120,10 +120,12 @@ pub enum Standing {
     Replica,
     /// Our last lookup found `replicas` nodes closer: not republished by us; ages out.
     Leaving,
-    /// Stored from a peer that does not speak ROUTING (a v1 node, such as the Go reference):
-    /// it placed the record on the closest peers it knows, not on the closest a lookup finds,
-    /// so the copy is due for a republish lookup at once (then Replica or Leaving); ages out
-    /// as a Holder does. Lookups of dave nodes then find the record in a mixed network.
+    /// Stored from a sender that most likely placed it one hop, on the closest peers it knows
+    /// rather than on the closest a lookup finds: a peer that does not speak ROUTING (a v1
+    /// node, such as the Go reference), or a stranger while we are not among the owner's
+    /// closest we know (`shard::core`). Due for a republish lookup at once (then Replica or
+    /// Leaving); ages out as a Holder does. Lookups of dave nodes then find the record in a
+    /// mixed network.
     Unplaced,
 }
 
@@ -271,7 +273,7 @@ impl CopyBook {
         }
     }
 
-    /// The record in `slot` came from a peer that placed it one hop ([`CopyState::unplaced`]).
+    /// The record in `slot` came from a sender that placed it one hop ([`CopyState::unplaced`]).
     pub fn unplaced(&mut self, slot: usize) {
         if let Some(copy) = self.copies.get_mut(slot) {
             *copy = copy.unplaced();

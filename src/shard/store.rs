@@ -325,8 +325,8 @@ impl<H: RecordHasher> Store<H> {
         true
     }
 
-    /// The held record of `(pubkey, key)` came from a peer that placed it one hop (one that does
-    /// not speak ROUTING): its copy is due for a republish lookup at once
+    /// The held record of `(pubkey, key)` came from a sender that placed it one hop: its copy
+    /// is due for a republish lookup at once
     /// ([`crate::route::maintain::Standing::Unplaced`]). Returns whether it is held.
     pub fn unplaced(&mut self, pubkey: &[u8; 32], key: &[u8]) -> bool {
         let Some(slot) = self.find_key(pubkey, key) else {
