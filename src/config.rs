@@ -57,6 +57,13 @@ pub struct Config {
     pub fanout: usize,
     /// NPEER_LIMIT: addresses per PONG. Reference: 5.
     pub npeer_limit: usize,
+    /// Authenticated peers (edges included) the peer table holds (`PeerConfig::max_peers`).
+    /// Default 1000: a full mesh up to 1,000 nodes. Every peer that does not speak ROUTING is
+    /// pinged every `ping_period_ms` (a signature and a verification each), so a node in a
+    /// larger network holds a part of it; strangers that ping a full table are proven instead
+    /// (`stranger_proofs_per_s`). 1..=1 Mi (`peer::MAX_TABLE_ENTRIES`), and at least the number
+    /// of edges.
+    pub max_peers: usize,
     /// MIN_WORK: leading zero bits required on a received dat. Reference: 20.
     pub min_work_bits: u32,
     /// PING: every peer is pinged with a fresh challenge this often. Reference: 1 s.
@@ -303,6 +310,13 @@ pub struct Config {
     /// Those proofs started per second at most (each is one 9-byte PING to an address a lister
     /// named), with a burst of 2 s worth. Default 32; 1..=1024.
     pub route_proofs_per_s: u32,
+    /// Proofs of strangers started per second at most: a stranger is an address that PINGs us
+    /// while our peer table has no room for it (in a network larger than the table, a v1 node
+    /// that holds us in its table); one 9-byte PING, and once it answers, replies to it are no
+    /// longer held to the amplification allowance for `peer::prover::PROVEN_TTL_MS`. A bucket
+    /// apart from `route_proofs_per_s`, with a burst of 2 s worth. Default 16; 0 proves no
+    /// stranger; at most 1024.
+    pub stranger_proofs_per_s: u32,
     /// With `route_lookups`, replica maintenance is by lookup (`route::maintain`): a copy not
     /// re-stored for `republish_interval_ms` is looked up and pushed to the `fanout` closest
     /// nodes found; a copy not re-stored for this long, whose last lookup did not find this
@@ -328,6 +342,7 @@ impl Default for Config {
             edges: Vec::new(),
             fanout: 3,
             npeer_limit: 5,
+            max_peers: 1000,
             min_work_bits: 20,
             ping_period_ms: 1_000,
             deactivate_after_ms: 3_000,
@@ -390,6 +405,7 @@ impl Default for Config {
             route_lookup_timeout_ms: 3_000,
             route_verify_ids: true,
             route_proofs_per_s: 32,
+            stranger_proofs_per_s: 16,
             maintain_expire_after_ms: 1_800_000,
             maintain_lookups_per_s: 4,
             ping_routing_peers: false,
@@ -518,6 +534,12 @@ impl Config {
         if self.npeer_limit > crate::limits::MAX_PONG_ADDRS {
             return fail("npeer_limit must be at most 5 (a PONG carries at most 5 addresses)");
         }
+        if !(1..=crate::peer::MAX_TABLE_ENTRIES).contains(&self.max_peers) {
+            return fail("max_peers must be between 1 and 1048576");
+        }
+        if self.edges.len() > self.max_peers {
+            return fail("max_peers must be at least the number of edges");
+        }
         if self.min_work_bits > 256 {
             return fail("min_work_bits must be at most 256");
         }
@@ -591,6 +613,9 @@ impl Config {
         if !(1..=crate::peer::prover::MAX_PROOFS_PER_S).contains(&self.route_proofs_per_s) {
             return fail("route_proofs_per_s must be between 1 and 1024");
         }
+        if self.stranger_proofs_per_s > crate::peer::prover::MAX_PROOFS_PER_S {
+            return fail("stranger_proofs_per_s must be at most 1024");
+        }
         if !(1..=crate::route::maintain::MAX_LOOKUPS_PER_S).contains(&self.maintain_lookups_per_s) {
             return fail("maintain_lookups_per_s must be between 1 and 1024");
         }
@@ -637,10 +662,12 @@ impl Config {
             activation_delay_ms: config.activation_delay_ms,
             getmyaddrport_every_ms: config.getmyaddrport_every_ms,
             npeer_limit: config.npeer_limit,
+            max_peers: config.max_peers,
             edges: config.edges.clone(),
             listen_addr: Some(local_addr),
             features: config.extensions,
             proofs_per_s: config.route_proofs_per_s,
+            stranger_proofs_per_s: config.stranger_proofs_per_s,
             // The peer thread runs a router exactly when the node speaks ROUTING, and feeds it
             // (`route::drive`): peers that speak it too leave the one-second ping schedule.
             router_liveness: config.routing() && !config.ping_routing_peers,

@@ -119,6 +119,7 @@ macro_rules! counters {
                 f("peers_router_heard", None, self.peer.router_heard);
                 f("peers_router_evicted", None, self.peer.router_evicted);
                 f("proofs_sent", None, self.peer.proofs_sent);
+                f("proofs_of_strangers", None, self.peer.proofs_of_strangers);
                 f("proofs_known", None, self.peer.proofs_known);
                 f("proofs_succeeded", None, self.peer.proofs_succeeded);
                 f("proofs_expired", None, self.peer.proofs_expired);

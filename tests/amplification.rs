@@ -1,7 +1,8 @@
 //! The amplification limit over real UDP on loopback (127.0.0.120–127): an unproven address
 //! flooding PINGs, GETs and GETMYADDRPORTs gets at most the documented budget back, while a proven
-//! peer's traffic goes on; and at the peer-table level, a stranger that pings us gets one PING of
-//! ours until it answers.
+//! peer's traffic goes on; a stranger that pings a node whose table is full is proven (one PING
+//! of ours) and then answered in full, while one that never answers stays within the budget; and
+//! at the peer-table level, a stranger that pings us gets one PING of ours until it answers.
 
 mod common;
 
@@ -152,6 +153,124 @@ fn an_unproven_flood_gets_at_most_the_prefix_budget_and_proven_peers_carry_on() 
         .expect("get after the flood");
     assert_eq!(d.value(), &value[..]);
     assert_eq!(peer.stats().amplification_withheld, 0);
+}
+
+/// GETs for `key` from `socket` to `to`, one at a time (each waits up to 300 ms for its answer;
+/// PINGs that arrive meanwhile are answered when `peer` is given): how many were answered.
+fn get_acks(
+    socket: &UdpSocket,
+    peer: Option<&FakePeer>,
+    to: SocketAddr,
+    owner: &[u8; 32],
+    key: &[u8],
+    gets: usize,
+) -> usize {
+    let mut get = [0u8; MAX_PACKET_LEN];
+    let get_len = Message::Get(GetRepr { pubkey: owner, key }).emit(&mut get);
+    socket
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .expect("timeout");
+    let mut buf = [0u8; 2048];
+    let mut answered = 0;
+    for _ in 0..gets {
+        socket.send_to(&get[..get_len], to).expect("send");
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(300) {
+            let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                continue;
+            };
+            match Message::parse(&buf[..n]) {
+                Ok(Message::GetAck(_)) => {
+                    answered += 1;
+                    break;
+                }
+                Ok(Message::Ping { challenge }) => {
+                    if let Some(peer) = peer {
+                        peer.pong(from, challenge);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    answered
+}
+
+#[test]
+fn a_stranger_that_pings_a_full_table_is_proven_and_answered_in_full() {
+    // The table's one place is taken by an edge that never answers (nothing listens there), so
+    // every other address is a stranger the table has no room for: in a network larger than a
+    // node's table, a v1 node that holds the node in its own table pings it every second and
+    // sends it GETs.
+    let edge = free_addr([127, 0, 0, 126]);
+    let target = Node::start(Config {
+        max_peers: 1,
+        ..config([127, 0, 0, 123], vec![edge])
+    })
+    .expect("target");
+    let owner = Keypair::generate();
+    let value = vec![7u8; 1266 - 3];
+    target
+        .put_as(&owner, b"big", &value, TEST_WORK_BITS)
+        .expect("put");
+    // 40 largest GET_ACKs are 56,960 bytes: beyond a prefix's 8 KiB burst and 2 KiB/s refill.
+    const GETS: usize = 40;
+
+    // A v1-style stranger that answers PINGs with signed PONGs (random salt: no extension).
+    let stranger = FakePeer::bind([127, 0, 0, 124]);
+    let ping = [0u8, 1, 2, 3, 4, 5, 6, 7, 8];
+    let mut proven = false;
+    for _ in 0..50 {
+        stranger
+            .socket
+            .send_to(&ping, target.local_addr())
+            .expect("ping");
+        stranger.serve_pings(Duration::from_millis(100));
+        let peer = target.stats().peer;
+        if peer.proofs_of_strangers >= 1 && peer.proofs_succeeded >= 1 {
+            proven = true;
+            break;
+        }
+    }
+    assert!(proven, "the stranger was proven: {:?}", target.stats().peer);
+    assert_eq!(target.stats().peers_known, 1, "it did not become a peer");
+    let withheld_before = target.stats().amplification_withheld;
+    let answered = get_acks(
+        &stranger.socket,
+        Some(&stranger),
+        target.local_addr(),
+        &owner.public(),
+        b"big",
+        GETS,
+    );
+    assert_eq!(answered, GETS, "every GET answered");
+    assert_eq!(target.stats().amplification_withheld, withheld_before);
+
+    // A stranger that pings but never answers our PING stays unproven: its GETs are answered
+    // only within its prefix's budget.
+    let silent = UdpSocket::bind("127.0.0.125:0").expect("bind");
+    let start = Instant::now();
+    silent.send_to(&ping, target.local_addr()).expect("ping");
+    let answered = get_acks(
+        &silent,
+        None,
+        target.local_addr(),
+        &owner.public(),
+        b"big",
+        GETS,
+    );
+    let elapsed_s = start.elapsed().as_secs_f64();
+    let c = Config::default();
+    let budget = c.amplification_prefix_burst_bytes as f64
+        + c.amplification_prefix_refill_bytes_per_s as f64 * elapsed_s;
+    // Our PONG to its PING drew on the same budget.
+    assert!(
+        (answered as f64) * 1424.0 <= budget,
+        "{answered} GET_ACKs answered to an unproven stranger in {elapsed_s:.1} s"
+    );
+    assert!(answered < GETS);
+    assert!(target.stats().amplification_withheld > withheld_before);
+    assert_eq!(target.stats().peer.proofs_of_strangers, 2);
 }
 
 #[test]

@@ -59,6 +59,7 @@ fn extreme_config(choices: &[u8]) -> Config {
     };
     c.fanout = pick_usize(next(), MAX_FANOUT, d.fanout);
     c.npeer_limit = pick_usize(next(), 5, d.npeer_limit);
+    c.max_peers = pick_usize(next(), 1 << 20, d.max_peers);
     c.min_work_bits = pick_u64(next(), 256, 20).min(u32::MAX as u64) as u32;
     c.ping_period_ms = pick_u64(next(), MAX_PERIOD_MS, d.ping_period_ms);
     c.deactivate_after_ms = pick_u64(next(), MAX_PERIOD_MS, d.deactivate_after_ms);
@@ -196,6 +197,21 @@ fn the_defaults_and_the_issue_values() {
         if !ok {
             let err = config.validate().unwrap_err();
             assert!(err.0.contains("route_proofs_per_s"), "{err}");
+        }
+    }
+    for (rate, ok) in [(0, true), (1024, true), (1025, false), (u32::MAX, false)] {
+        let config = Config {
+            stranger_proofs_per_s: rate,
+            ..Config::default()
+        };
+        assert_eq!(
+            config.validate().is_ok(),
+            ok,
+            "stranger_proofs_per_s {rate}"
+        );
+        if !ok {
+            let err = config.validate().unwrap_err();
+            assert!(err.0.contains("stranger_proofs_per_s"), "{err}");
         }
     }
     // Replica maintenance by lookup: 1..=1024 lookups a second, age-out within a year; it runs

@@ -358,5 +358,59 @@ fn in_a_mixed_network_dave_lookups_find_what_v1_nodes_put() {
         "dave nodes' gets: {dave_fresh} of {dave_ended}"
     );
     assert!(r.v1_gets.success_rate() >= 0.99, "{:?}", r.v1_gets);
+    assert!(
+        r.v1_gets.latencies_ms.is_sorted(),
+        "quantiles need sorted latencies"
+    );
+    assert_eq!(r.replicas.lost, 0);
+}
+
+#[test]
+fn in_a_mixed_network_larger_than_its_tables_v1_nodes_are_proven_and_answered() {
+    // 300 nodes with 16-peer tables, half of them v1 only. A v1 node pings every peer it knows
+    // every second, and sends them its GETs; a node whose full table has no room for it used to
+    // leave it unproven, so the amplification allowance withheld replies to it beyond a few
+    // bytes: GET_ACKs withheld and storage challenges failed (at `0598dde`, this run: 801
+    // GET_ACKs withheld, 732 of 16,160 challenges failed, dave nodes' gets 99.1 %). Now a
+    // stranger that pings a full table is proven (`peer::prover`, one rate-limited PING), and
+    // its PONG's salt tells whether it speaks ROUTING: a v1 stranger's PUTs are one-hop
+    // placements, marked Unplaced like a v1 peer's (`PeerView::places_one_hop`).
+    let mut o = SimOptions {
+        seed: 1,
+        nodes: 300,
+        edges: 3,
+        max_peers: 16,
+        duration_ms: 120_000,
+        fast_pong_auth: true,
+        v1_share: 0.5,
+        ..SimOptions::default()
+    };
+    let w = &mut o.workload;
+    w.records = 200;
+    w.gets = 200;
+    let r = run("300 nodes, 16-peer tables, half of them v1 only", &o);
+    assert!(r.stranger_proofs > 0, "strangers were proven");
+    let get_acks_withheld = r.withheld_by_op[4];
+    assert_eq!(get_acks_withheld, 0, "{:?}", r.withheld_by_op);
+    let c = &r.honest_counters;
+    let failed = c.challenges_failed_not_found
+        + c.challenges_failed_invalid
+        + c.challenges_failed_stale
+        + c.challenges_failed_timeout;
+    assert!(
+        c.challenges_sent > 1_000,
+        "{} challenges",
+        c.challenges_sent
+    );
+    assert_eq!(failed, 0, "honest nodes' challenges failed");
+    let all = r.gets.fresh + r.final_gets.fresh;
+    let all_ended = r.gets.ended() + r.final_gets.ended();
+    let dave_fresh = all - r.v1_gets.fresh;
+    let dave_ended = all_ended - r.v1_gets.ended();
+    assert!(
+        dave_fresh as f64 >= 0.99 * dave_ended as f64,
+        "dave nodes' gets: {dave_fresh} of {dave_ended}"
+    );
+    assert!(r.v1_gets.success_rate() >= 0.99, "{:?}", r.v1_gets);
     assert_eq!(r.replicas.lost, 0);
 }

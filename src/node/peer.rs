@@ -46,6 +46,8 @@ pub(super) fn peer_loop(
     let trust: TrustPolicy = shared.config.shard_policy().trust;
     let mut view = ReplicaView::default();
     let mut scores_dirty = true;
+    // The table's `proven_changes` when the receivers' `ProvenSet` was last published.
+    let mut proven_published = table.proven_changes();
     // Lookups asked for by `Node` (bounded by `route::router::MAX_LOOKUPS`: beyond it the router
     // refuses and the asker gets an empty answer at once).
     let mut lookups: BTreeMap<LookupId, Sender<Vec<Contact>>> = BTreeMap::new();
@@ -174,13 +176,17 @@ pub(super) fn peer_loop(
                 }
             }
         }
-        if effects.events.iter().any(|e| {
+        let peers_changed = effects.events.iter().any(|e| {
             matches!(
                 e,
                 peer::PeerEvent::Authenticated { .. } | peer::PeerEvent::Dropped { .. }
             )
-        }) {
+        });
+        if peers_changed || table.proven_changes() != proven_published {
+            proven_published = table.proven_changes();
             *shared.proven.write() = Arc::new(ProvenSet::new(table.proven_addrs()));
+        }
+        if peers_changed {
             scores_dirty = true;
         }
         for datagram in &effects.datagrams {

@@ -108,6 +108,14 @@ pub struct PeerConfig {
     /// per second at most, with a burst of `prover::PROOF_BURST_S` seconds' worth; 0 sends
     /// none. Default 32; at most `prover::MAX_PROOFS_PER_S`.
     pub proofs_per_s: u32,
+    /// Proofs of strangers (addresses that PING us while the table has no room for them, so
+    /// replies to them are not held to the amplification allowance once they answer;
+    /// `peer::prover`) started per second at most, with a burst of `prover::PROOF_BURST_S`
+    /// seconds' worth; 0 sends none. A bucket of their own, so strangers cannot use up the
+    /// router's proofs. Default 16: a node pinged by 1,000 strangers proves them all within a
+    /// minute, then re-proves each once per `prover::PROVEN_TTL_MS`. At most
+    /// `prover::MAX_PROOFS_PER_S`.
+    pub stranger_proofs_per_s: u32,
     /// A proof unanswered this long is forgotten. Default 2000 ms (the router forgets a proof it
     /// asked for after its `probe_timeout_ms`, 2 s by default).
     pub proof_timeout_ms: u64,
@@ -162,6 +170,7 @@ impl Default for PeerConfig {
             pong_auth: PongAuth::Ed25519,
             features: Features::ALL,
             proofs_per_s: 32,
+            stranger_proofs_per_s: 16,
             proof_timeout_ms: 2_000,
             router_liveness: false,
             routed_deactivate_after_ms: 600_000,
@@ -239,7 +248,7 @@ impl fmt::Display for PeerConfigError {
             ),
             PeerConfigError::ProofRateTooHigh => write!(
                 f,
-                "peer config: proofs_per_s must be at most {}",
+                "peer config: proofs_per_s and stranger_proofs_per_s must be at most {}",
                 crate::peer::prover::MAX_PROOFS_PER_S
             ),
             PeerConfigError::BadEdge(addr) => write!(
@@ -299,7 +308,8 @@ impl PeerConfig {
         if self.max_peers_per_prefix < self.max_peers_per_ip {
             return Err(PeerConfigError::PrefixLimitBelowIpLimit);
         }
-        if self.proofs_per_s > crate::peer::prover::MAX_PROOFS_PER_S {
+        if self.proofs_per_s.max(self.stranger_proofs_per_s) > crate::peer::prover::MAX_PROOFS_PER_S
+        {
             return Err(PeerConfigError::ProofRateTooHigh);
         }
         if self.ipv4_prefix_len_bits > 32 || self.ipv6_prefix_len_bits > 128 {

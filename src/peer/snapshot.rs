@@ -43,13 +43,41 @@ impl PeerInfo {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PeerSnapshot {
     peers: Vec<PeerInfo>,
+    /// Addresses outside the table proven lately whose PONG did not advertise ROUTING
+    /// (`peer::prover`), sorted: v1 nodes that hold us in their tables and send us their PUTs
+    /// as one-hop placements.
+    one_hop_strangers: Vec<SocketAddr>,
 }
 
 impl PeerSnapshot {
     /// A snapshot of these peers (sorted by address here, so equal sets compare equal).
     pub fn new(mut peers: Vec<PeerInfo>) -> PeerSnapshot {
         peers.sort_unstable_by_key(|p| p.addr);
-        PeerSnapshot { peers }
+        PeerSnapshot {
+            peers,
+            one_hop_strangers: Vec::new(),
+        }
+    }
+
+    /// This snapshot with `addrs` (normalised) as the proven addresses outside the table that
+    /// do not speak ROUTING ([`PeerSnapshot::is_one_hop_stranger`]).
+    pub fn with_one_hop_strangers(mut self, mut addrs: Vec<SocketAddr>) -> PeerSnapshot {
+        addrs.sort_unstable();
+        addrs.dedup();
+        self.one_hop_strangers = addrs;
+        self
+    }
+
+    /// Whether `addr` is an address outside the table, proven lately, that does not speak
+    /// ROUTING (it PINGs us as a v1 node does its peers; `peer::prover`).
+    pub fn is_one_hop_stranger(&self, addr: SocketAddr) -> bool {
+        let addr = crate::wire::normalize_addr(addr);
+        self.one_hop_strangers.binary_search(&addr).is_ok()
+    }
+
+    /// The proven addresses outside the table that do not speak ROUTING, sorted.
+    pub fn one_hop_strangers(&self) -> &[SocketAddr] {
+        &self.one_hop_strangers
     }
 
     /// All active peers, sorted by address.
@@ -156,9 +184,10 @@ pub trait PeerView {
         None
     }
 
-    /// Whether the active peer at `addr` places the records it sends one hop: it does not speak
-    /// ROUTING (a v1 node, such as the Go reference), so it sent them to the closest peers it
-    /// knows, not to the closest a lookup finds. Default: no.
+    /// Whether `addr` places the records it sends one hop: an active peer, or an address
+    /// outside the table proven lately (it pings us), that does not speak ROUTING (a v1 node,
+    /// such as the Go reference), so it sent them to the closest peers it knows, not to the
+    /// closest a lookup finds. Default: no.
     fn places_one_hop(&self, _addr: SocketAddr) -> bool {
         false
     }
@@ -219,9 +248,10 @@ impl PeerView for SnapshotView<'_> {
     }
 
     fn places_one_hop(&self, addr: SocketAddr) -> bool {
-        self.0
-            .get(addr)
-            .is_some_and(|p| !p.features.contains(Features::ROUTING))
+        match self.0.get(addr) {
+            Some(p) => !p.features.contains(Features::ROUTING),
+            None => self.0.is_one_hop_stranger(addr),
+        }
     }
 
     fn is_active(&self, addr: SocketAddr) -> bool {
@@ -288,5 +318,24 @@ mod tests {
         assert_eq!(got[0].addr, "10.0.0.2:1".parse().unwrap());
         assert!(snap.get("[::ffff:10.0.0.9]:1".parse().unwrap()).is_some());
         assert!(snap.get("10.0.0.3:1".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn one_hop_placers_are_v1_peers_and_v1_strangers() {
+        let mut routing = info("10.0.0.1:1", 1);
+        routing.features = Features::ALL;
+        let v1 = info("10.0.0.2:1", 2);
+        let snap = PeerSnapshot::new(vec![routing, v1]).with_one_hop_strangers(vec![
+            "10.0.0.9:1".parse().unwrap(),
+            "10.0.0.8:1".parse().unwrap(),
+            "10.0.0.9:1".parse().unwrap(),
+        ]);
+        assert_eq!(snap.one_hop_strangers().len(), 2);
+        let view = SnapshotView(&snap);
+        assert!(!view.places_one_hop(routing.addr));
+        assert!(view.places_one_hop(v1.addr));
+        assert!(view.places_one_hop("[::ffff:10.0.0.9]:1".parse().unwrap()));
+        assert!(!view.is_active("10.0.0.9:1".parse().unwrap()));
+        assert!(!view.places_one_hop("10.0.0.7:1".parse().unwrap()));
     }
 }

@@ -91,8 +91,11 @@ pub struct PeerStats {
     pub per_prefix_limit: u64,
 
     // Address proofs for the routing extension (`peer::prover`).
-    /// Proof PINGs sent (`PeerTable::prove`).
+    /// Proof PINGs sent (`PeerTable::prove`, and to strangers that pinged us).
     pub proofs_sent: u64,
+    /// Of `proofs_sent`, the proofs of strangers: addresses that pinged us while our table had
+    /// no room for them (`peer::prover`, `ProofPurpose::Stranger`).
+    pub proofs_of_strangers: u64,
     /// Proofs answered at once from a key the table had pinned to the address (no PING).
     pub proofs_known: u64,
     /// Proofs answered by a valid PONG.
@@ -101,8 +104,10 @@ pub struct PeerStats {
     pub proofs_expired: u64,
     /// Proofs asked for while one of the same address was outstanding (not sent again).
     pub proofs_already_pending: u64,
-    /// Proofs refused by the rate limit.
+    /// Router proofs refused by the rate limit (`proofs_per_s`).
     pub proofs_rate_limited: u64,
+    /// Stranger proofs refused by their rate limit (`stranger_proofs_per_s`).
+    pub proofs_of_strangers_rate_limited: u64,
     /// Proofs refused because `MAX_PROOFS_PENDING` were outstanding.
     pub proofs_full: u64,
     /// Proofs of an address that is refused (bad, ours).
@@ -139,9 +144,13 @@ impl PeerStats {
     }
 
     /// Every refusal of an address proof (`peer::prover`), by reason, for the exporter.
-    pub fn proof_refusals(&self) -> [(&'static str, u64); 6] {
+    pub fn proof_refusals(&self) -> [(&'static str, u64); 7] {
         [
             ("rate_limited", self.proofs_rate_limited),
+            (
+                "stranger_rate_limited",
+                self.proofs_of_strangers_rate_limited,
+            ),
             ("full", self.proofs_full),
             ("already_pending", self.proofs_already_pending),
             ("bad_addr", self.proofs_bad_addr),

@@ -34,7 +34,7 @@ use crate::keys::{Keypair, id_from_pubkey};
 use crate::limits::MAX_PONG_ADDRS;
 use crate::peer::addr_check::{IpCounts, IpLimits, LimitHit, check_addr, crosses_loopback_scope};
 use crate::peer::pong_auth::PongAuthenticator;
-use crate::peer::prover::{ProofAnswer, Prover};
+use crate::peer::prover::{ProofAnswer, ProofPurpose, Prover};
 use crate::peer::{
     Effects, Outgoing, PeerConfig, PeerConfigError, PeerEvent, PeerInfo, PeerScore, PeerSnapshot,
     PeerStats, Trust,
@@ -139,6 +139,8 @@ pub struct PeerTable {
     snapshot: Arc<PeerSnapshot>,
     /// The active set changed since `snapshot` was built.
     snapshot_dirty: bool,
+    /// The prover's `proven_changes` when `snapshot`'s one-hop strangers were last compared.
+    snapshot_proven_changes: u64,
     /// Outstanding address proofs for the routing extension ([`PeerTable::prove`]).
     prover: Prover,
     stats: PeerStats,
@@ -187,7 +189,9 @@ impl PeerTable {
         }
         let prover = Prover::new(
             keypair.public(),
+            config.features,
             config.proofs_per_s,
+            config.stranger_proofs_per_s,
             config.proof_timeout_ms,
         );
         Ok(PeerTable {
@@ -209,6 +213,7 @@ impl PeerTable {
             latest_ms: 0,
             snapshot: Arc::new(PeerSnapshot::default()),
             snapshot_dirty: false,
+            snapshot_proven_changes: 0,
             prover,
             stats: PeerStats::default(),
             config,
@@ -250,15 +255,31 @@ impl PeerTable {
 
     fn proven(&self, addr: SocketAddr) -> bool {
         self.peers.get(&addr).is_some_and(|p| p.pubkey.is_some())
+            || self.prover.proven_key(self.latest_ms, addr).is_some()
     }
 
-    /// Every address that is proven now (see [`PeerTable::is_proven`]), in address order: what
-    /// the node publishes to its receivers after `Authenticated` and `Dropped` events.
+    /// Every address that is proven now (see [`PeerTable::is_proven`]; an address may appear
+    /// twice): what the node publishes to its receivers after `Authenticated` and `Dropped`
+    /// events and whenever [`PeerTable::proven_changes`] moves.
     pub fn proven_addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
         self.peers
             .iter()
             .filter(|(_, p)| p.pubkey.is_some())
             .map(|(&addr, _)| addr)
+            .chain(self.prover.proven_addrs())
+    }
+
+    /// A counter that moves whenever an address outside the table is proven or forgotten (the
+    /// prover's proven addresses, `peer::prover`); with the `Authenticated` and `Dropped`
+    /// events it tells a driver when [`PeerTable::proven_addrs`] changed.
+    pub fn proven_changes(&self) -> u64 {
+        self.prover.proven_changes()
+    }
+
+    /// Addresses outside the table proven lately (`peer::prover`), kept at most
+    /// `prover::PROVEN_TTL_MS`.
+    pub fn proven_strangers(&self) -> usize {
+        self.prover.proven_count()
     }
 
     /// The storage-challenge record of every authenticated peer, in address order.
@@ -460,8 +481,9 @@ impl PeerTable {
 
     /// Proves the key at `addr` for the routing extension (`RouterEffects::prove`): a PING with
     /// a fresh challenge (rate-limited, see `peer::prover`), whose valid PONG later brings a
-    /// [`PeerEvent::Proven`]; at once, without a PING, if a key is pinned to `addr`. Refusals are
-    /// counted (`proofs_*`). The address does not become a candidate or a peer.
+    /// [`PeerEvent::Proven`]; at once, without a PING, if a key is pinned to `addr` or `addr`
+    /// proved one lately. Refusals are counted (`proofs_*`). The address does not become a
+    /// candidate or a peer.
     pub fn prove(&mut self, now_ms: u64, addr: SocketAddr) -> Effects {
         let now = self.clock(now_ms);
         let addr = normalize_addr(addr);
@@ -470,12 +492,17 @@ impl PeerTable {
             self.stats.proofs_bad_addr += 1;
             return fx;
         }
-        if let Some(pubkey) = self.pubkey_of(addr) {
+        let known = self.pubkey_of(addr);
+        if let Some(pubkey) = known.or_else(|| self.prover.proven_key(now, addr)) {
             self.stats.proofs_known += 1;
             fx.event(PeerEvent::Proven { addr, pubkey });
             return fx;
         }
-        if let Some(challenge) = self.prover.start(now, addr, &mut self.rng, &mut self.stats) {
+        let purpose = ProofPurpose::Router;
+        if let Some(challenge) =
+            self.prover
+                .start(now, addr, purpose, &mut self.rng, &mut self.stats)
+        {
             fx.send(addr, self.proven(addr), Outgoing::Ping { challenge });
         }
         self.count_sent(&fx);
@@ -492,6 +519,23 @@ impl PeerTable {
         // A stranger gets one PING of ours (as a candidate) until it answers.
         if !self.peers.contains_key(&from) && !self.candidates.contains_key(&from) {
             self.try_add_candidate(now, from, true, fx);
+            // No room for it: prove its address (rate-limited), so that once it answers our
+            // replies to it are not held to the amplification allowance. In a network larger
+            // than our table, a v1 node that holds us in its table pings us every second and
+            // sends us its GETs and PUTs as if we were its peer.
+            if !self.candidates.contains_key(&from)
+                && !self.prover.is_pending(from)
+                && self.prover.proven_key(now, from).is_none()
+                && !self.is_ours(from)
+            {
+                let purpose = ProofPurpose::Stranger;
+                if let Some(challenge) =
+                    self.prover
+                        .start(now, from, purpose, &mut self.rng, &mut self.stats)
+                {
+                    fx.send(from, false, Outgoing::Ping { challenge });
+                }
+            }
         }
     }
 
@@ -515,10 +559,17 @@ impl PeerTable {
         );
         match answer {
             ProofAnswer::NotOurs => {}
-            ProofAnswer::Proven(pubkey) => {
+            ProofAnswer::Proven {
+                pubkey,
+                purpose: ProofPurpose::Router,
+            } => {
                 fx.event(PeerEvent::Proven { addr: from, pubkey });
                 return;
             }
+            ProofAnswer::Proven {
+                purpose: ProofPurpose::Stranger,
+                ..
+            } => return,
             ProofAnswer::Refused => return,
         }
         let (expected, pinned) = if let Some(peer) = self.peers.get(&from) {
@@ -959,10 +1010,19 @@ impl PeerTable {
     }
 
     fn refresh_snapshot(&mut self) {
-        if !self.snapshot_dirty {
+        let mut one_hop = None;
+        if self.prover.proven_changes() != self.snapshot_proven_changes {
+            self.snapshot_proven_changes = self.prover.proven_changes();
+            let strangers = self.prover.proven_one_hop_addrs();
+            if strangers != self.snapshot.one_hop_strangers() {
+                one_hop = Some(strangers);
+            }
+        }
+        if !self.snapshot_dirty && one_hop.is_none() {
             return;
         }
         self.snapshot_dirty = false;
+        let one_hop = one_hop.unwrap_or_else(|| self.snapshot.one_hop_strangers().to_vec());
         let peers = self
             .peers
             .iter()
@@ -979,7 +1039,7 @@ impl PeerTable {
                 })
             })
             .collect();
-        self.snapshot = Arc::new(PeerSnapshot::new(peers));
+        self.snapshot = Arc::new(PeerSnapshot::new(peers).with_one_hop_strangers(one_hop));
     }
 }
 

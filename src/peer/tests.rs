@@ -735,8 +735,127 @@ fn a_full_table_refuses_new_peers() {
         sa("10.34.0.1:1"),
         &Message::Ping { challenge: [0; 8] },
     );
-    assert_eq!(fx.datagrams.len(), 1, "only the PONG");
+    assert_eq!(
+        fx.datagrams.len(),
+        2,
+        "the PONG and a proof PING, no candidate"
+    );
+    assert!(!t.is_candidate(sa("10.34.0.1:1")));
+    assert_eq!(t.stats().proofs_of_strangers, 1);
     assert_eq!(t.stats().table_full, 3);
+}
+
+/// A stranger that pings a full table is proven (one PING, rate-limited, not repeated while
+/// outstanding or proven): once it answers, replies to it are not limited, it is no peer and no
+/// routing contact (no event), and after `PROVEN_TTL_MS` its next PING proves it again.
+#[test]
+fn a_stranger_pinging_a_full_table_is_proven_without_becoming_a_peer() {
+    use crate::peer::prover::PROVEN_TTL_MS;
+    // Full: its one place is the edge's.
+    let mut cfg = config("10.0.0.1:4000", &["10.0.1.1:4000"]);
+    cfg.max_peers = 1;
+    let mut t = PeerTable::new(cfg, key(101), 1).unwrap();
+    let s = sa("10.20.0.1:9000");
+    let sk = key(20);
+    let ping = |t: &mut PeerTable, now: u64| t.handle(now, s, &Message::Ping { challenge: [7; 8] });
+    let fx = ping(&mut t, 1_000);
+    assert!(matches!(fx.datagrams[0].message, Outgoing::Pong(_)));
+    assert!(!fx.datagrams[0].to_proven);
+    let c = ping_to(&fx, s).expect("a proof PING");
+    assert!(
+        !fx.datagrams[1].to_proven,
+        "draws on the amplification limit"
+    );
+    // Pinging again while the proof is outstanding: the PONG only.
+    assert_eq!(ping(&mut t, 1_500).datagrams.len(), 1);
+    let changes = t.proven_changes();
+    let fx = deliver_pong(&mut t, 1_600, s, pong(&sk, c, &[]));
+    assert!(
+        fx.events.is_empty(),
+        "not a routing contact: {:?}",
+        fx.events
+    );
+    assert!(t.is_proven(s) && !t.is_peer(s) && !t.is_candidate(s));
+    assert!(t.proven_changes() > changes);
+    assert!(t.proven_addrs().any(|a| a == s));
+    assert_eq!(t.proven_strangers(), 1);
+    // Its PONG advertised no ROUTING: the snapshot names it as a one-hop placer.
+    assert_eq!(t.snapshot().one_hop_strangers(), &[s]);
+    assert!(t.snapshot().get(s).is_none());
+    // Proven: its PONGs are not limited, no second proof.
+    let fx = ping(&mut t, 2_000);
+    assert_eq!(fx.datagrams.len(), 1);
+    assert!(fx.datagrams[0].to_proven);
+    // The router asking about it is answered at once.
+    let fx = t.prove(2_100, s);
+    assert!(fx.datagrams.is_empty());
+    assert_eq!(
+        fx.events,
+        vec![PeerEvent::Proven {
+            addr: s,
+            pubkey: sk.public()
+        }]
+    );
+    // Forgotten after its time; its next PING proves it again.
+    t.tick(1_600 + PROVEN_TTL_MS);
+    assert!(!t.is_proven(s));
+    assert_eq!(t.proven_strangers(), 0);
+    assert!(t.snapshot().one_hop_strangers().is_empty());
+    let fx = ping(&mut t, 1_700 + PROVEN_TTL_MS);
+    assert!(!fx.datagrams[0].to_proven);
+    assert!(ping_to(&fx, s).is_some(), "proven again");
+    assert_eq!(t.stats().proofs_of_strangers, 2);
+    assert_eq!(t.stats().proofs_succeeded, 1);
+}
+
+/// A proven stranger whose PONG advertises ROUTING is proven but not a one-hop placer (a dave
+/// node that found us by a lookup places records where lookups look).
+#[test]
+fn a_stranger_that_speaks_routing_is_no_one_hop_placer() {
+    let mut cfg = config("10.0.0.1:4000", &["10.0.1.1:4000"]);
+    cfg.max_peers = 1;
+    let mut t = PeerTable::new(cfg, key(101), 1).unwrap();
+    let s = sa("10.20.0.1:9000");
+    let sk = key(20);
+    let fx = t.handle(1_000, s, &Message::Ping { challenge: [7; 8] });
+    let c = ping_to(&fx, s).expect("a proof PING");
+    let mut answer = pong(&sk, c, &[]);
+    answer.salt = crate::wire::ext::build_salt([3; 8], crate::wire::Features::ALL);
+    answer.sig = sk.sign(&pong_signed_hash(&c, &answer.salt));
+    deliver_pong(&mut t, 1_100, s, answer);
+    assert!(t.is_proven(s));
+    assert!(t.snapshot().one_hop_strangers().is_empty());
+}
+
+/// Stranger proofs are rate-limited apart from the router's: many strangers pinging a full
+/// table get at most `stranger_proofs_per_s` (with its burst) PINGs, and the router's proofs
+/// are still available; 0 proves no stranger.
+#[test]
+fn stranger_proofs_are_rate_limited_apart_from_the_routers() {
+    use crate::peer::prover::PROOF_BURST_S;
+    for rate in [0u32, 3] {
+        let mut cfg = config("10.0.0.1:4000", &["10.0.1.1:4000"]);
+        cfg.max_peers = 1;
+        cfg.stranger_proofs_per_s = rate;
+        let mut t = PeerTable::new(cfg, key(101), 1).unwrap();
+        let mut proofs = 0;
+        for i in 0..100u32 {
+            let from = sa(&format!("10.{}.{}.1:9000", 40 + i / 200, i % 200));
+            let fx = t.handle(500, from, &Message::Ping { challenge: [1; 8] });
+            proofs += pings_to(&fx, from);
+        }
+        assert_eq!(
+            proofs as u64,
+            u64::from(rate) * PROOF_BURST_S,
+            "rate {rate}"
+        );
+        assert_eq!(t.stats().proofs_of_strangers, proofs as u64);
+        let x = sa("10.90.0.1:4000");
+        assert!(
+            ping_to(&t.prove(500, x), x).is_some(),
+            "the router's proofs remain"
+        );
+    }
 }
 
 // ----- PING answers -----
@@ -1276,7 +1395,11 @@ fn a_proof_pings_once_and_its_pong_proves_the_key_without_making_a_peer() {
             pubkey: xk.public()
         }]
     );
-    assert!(!t.is_peer(x) && !t.is_candidate(x) && !t.is_proven(x));
+    assert!(!t.is_peer(x) && !t.is_candidate(x));
+    assert!(
+        t.is_proven(x),
+        "replies to it no longer draw on the allowance"
+    );
     assert_eq!(t.stats().refused_total(), before.refused_total());
     assert_eq!(t.stats().proofs_succeeded, 1);
     assert_eq!(t.stats().proofs_already_pending, 1);

@@ -163,6 +163,9 @@ pub struct Report {
     /// Address proofs the routers asked for (`PeerTable::prove`), summed over the live honest
     /// nodes: (PINGs sent, answered, expired unanswered, refused by the rate limit).
     pub proofs: (u64, u64, u64, u64),
+    /// Of the proof PINGs sent, those to strangers (addresses that pinged a node whose table had
+    /// no room for them, `peer::prover`), summed over the live honest nodes.
+    pub stranger_proofs: u64,
     /// The network's counters.
     pub net: NetStats,
     /// The partitions.
@@ -363,9 +366,17 @@ impl fmt::Display for Report {
         if r.requests_sent > 0 {
             writeln!(
                 f,
-                "{:<22}requests {}, timed out {}; proofs asked {}: sent {}, answered {}, \
-                 expired {}, rate-limited {}",
-                "router", r.requests_sent, r.requests_timed_out, r.proofs_asked, p.0, p.1, p.2, p.3
+                "{:<22}requests {}, timed out {}; proofs asked {}: sent {} (+ {} to strangers), \
+                 answered {}, expired {}, rate-limited {}",
+                "router",
+                r.requests_sent,
+                r.requests_timed_out,
+                r.proofs_asked,
+                p.0 - self.stranger_proofs.min(p.0),
+                self.stranger_proofs,
+                p.1,
+                p.2,
+                p.3
             )?;
         }
         let n = &self.net;

@@ -1198,6 +1198,7 @@ impl World {
             report.proofs.1 += t.proofs_succeeded;
             report.proofs.2 += t.proofs_expired;
             report.proofs.3 += t.proofs_rate_limited;
+            report.stranger_proofs += t.proofs_of_strangers;
             for (sum, n) in report.withheld_by_op.iter_mut().zip(node.withheld_by_op) {
                 *sum += n;
             }
@@ -1310,6 +1311,7 @@ impl World {
         report.gets.finish();
         report.final_gets.finish();
         report.victim_gets.finish();
+        report.v1_gets.finish();
         report
     }
 }

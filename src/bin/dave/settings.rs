@@ -62,6 +62,8 @@ struct NodeFile {
     signature_check: Option<String>,
     fanout: Option<usize>,
     npeer_limit: Option<usize>,
+    max_peers: Option<usize>,
+    stranger_proofs_per_s: Option<u32>,
     ping_period_ms: Option<u64>,
     deactivate_after_ms: Option<u64>,
     drop_after_ms: Option<u64>,
@@ -155,6 +157,11 @@ pub fn node_settings(args: &NodeArgs) -> Result<NodeSettings, Failure> {
     }
     set(&mut config.fanout, file.fanout);
     set(&mut config.npeer_limit, file.npeer_limit);
+    set(&mut config.max_peers, file.max_peers);
+    set(
+        &mut config.stranger_proofs_per_s,
+        file.stranger_proofs_per_s,
+    );
     set(&mut config.ping_period_ms, file.ping_period_ms);
     set(&mut config.deactivate_after_ms, file.deactivate_after_ms);
     set(&mut config.drop_after_ms, file.drop_after_ms);
