@@ -4,11 +4,14 @@
 //! where dave nodes' lookups look. So is a record from an address that is not an active peer of
 //! ours (tables are not symmetric: a v1 sender may not be in ours) when this node is not among
 //! the FANOUT closest to its owner that it knows of. A record from a peer that speaks ROUTING,
-//! or from a stranger when this node is among the closest, keeps the usual Holder standing.
+//! or from a stranger when this node is among the closest, keeps the usual Holder standing,
+//! unless that stranger is a proven address whose PONG advertised no ROUTING (a v1 node that
+//! pinged a full table, `peer::prover`).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use dave::keys::Keypair;
+use dave::peer::{PeerSnapshot, SnapshotView};
 use dave::pow::SignatureCheck;
 use dave::route::maintain::Standing;
 use dave::shard::core::{Effects, PeerView, Record, Shard, ShardRules};
@@ -94,23 +97,34 @@ fn standings(
     puts: &[(SocketAddr, &[u8])],
 ) -> Vec<Option<Standing>> {
     let owner = Keypair::generate();
-    let owner_id = owner.id();
-    let mut shard = shard(owner_id ^ node_id_distance, tracked);
+    let view = Mixed {
+        owner_id: owner.id(),
+        peer_distance,
+    };
+    store_all(&owner, owner.id() ^ node_id_distance, tracked, &view, puts)
+}
+
+/// Stores one record of `owner` per `(sender, key)` in a shard of node `node_id` that sees the
+/// peers through `view`; returns each key's standing.
+fn store_all(
+    owner: &Keypair,
+    node_id: u64,
+    tracked: bool,
+    view: &dyn PeerView,
+    puts: &[(SocketAddr, &[u8])],
+) -> Vec<Option<Standing>> {
+    let mut shard = shard(node_id, tracked);
     let mut batch: Vec<(SocketAddr, Record)> = puts
         .iter()
         .map(|&(from, key)| {
-            let dat = dave::pow::make_dat_single(&owner, key, b"value", NOW - 1_000, 4);
+            let dat = dave::pow::make_dat_single(owner, key, b"value", NOW - 1_000, 4);
             (from, dat)
         })
         .collect();
-    let view = Mixed {
-        owner_id,
-        peer_distance,
-    };
     let counters = Counters::default();
     let mut effects = Effects::default();
     let mut keys = dave::pow::KeyCache::new(16, 0);
-    shard.handle_puts(NOW, &mut batch, &view, &mut keys, &counters, &mut effects);
+    shard.handle_puts(NOW, &mut batch, view, &mut keys, &counters, &mut effects);
     let store = shard.store().read();
     for (_, key) in puts {
         assert!(store.get(&owner.public(), key).is_some(), "stored");
@@ -147,4 +161,18 @@ fn a_record_from_a_stranger_is_due_for_a_lookup_only_when_we_are_not_among_the_c
 fn without_copy_tracking_nothing_is_marked() {
     let got = standings(1 << 40, 1, false, &[(V1, b"from-v1"), (STRANGER, b"k")]);
     assert_eq!(got, [None, None], "no copy states kept");
+}
+
+#[test]
+fn a_record_from_a_proven_v1_stranger_is_due_for_a_lookup_even_when_we_are_the_closest() {
+    // The node's own view (`SnapshotView`): no active peer, so this node is the closest it
+    // knows. A stranger it proved (it pinged a full table, `peer::prover`) whose PONG advertised
+    // no ROUTING is a v1 node: it placed the record by its own table, which only a lookup can
+    // check. Another stranger keeps the usual Holder standing.
+    let owner = Keypair::generate();
+    let snapshot = PeerSnapshot::new(Vec::new()).with_one_hop_strangers(vec![V1]);
+    let view = SnapshotView(&snapshot);
+    let puts: [(SocketAddr, &[u8]); 2] = [(V1, b"from-v1-stranger"), (STRANGER, b"k")];
+    let got = store_all(&owner, owner.id() ^ 1, true, &view, &puts);
+    assert_eq!(got, [Some(Standing::Unplaced), Some(Standing::Holder)]);
 }
