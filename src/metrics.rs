@@ -52,9 +52,10 @@ const ACCEPT_POLL: Duration = Duration::from_millis(50);
 
 /// Gauges among the names [`Stats::for_each`] and [`RouterStats::for_each`] report (the latter
 /// with the `route_` prefix); every other name is a counter.
-const GAUGES: [&str; 6] = [
+const GAUGES: [&str; 7] = [
     "peers_active",
     "peers_known",
+    "proven_v1_strangers",
     "records",
     "record_bytes",
     "record_arena_bytes",

@@ -58,6 +58,9 @@ macro_rules! counters {
             pub peers_active: u64,
             /// Gauge: peers known (any state).
             pub peers_known: u64,
+            /// Gauge: addresses outside the peer table proven lately whose PONG advertised no
+            /// ROUTING (v1 nodes that ping a full table, `peer::prover`).
+            pub proven_v1_strangers: u64,
             /// Gauge: records held.
             pub records: u64,
             /// Gauge: bytes of records held (their in-memory cost).
@@ -103,6 +106,7 @@ macro_rules! counters {
                 }
                 f("peers_active", None, self.peers_active);
                 f("peers_known", None, self.peers_known);
+                f("proven_v1_strangers", None, self.proven_v1_strangers);
                 f("records", None, self.records);
                 f("record_bytes", None, self.record_bytes);
                 f("record_arena_bytes", None, self.record_arena_bytes);

@@ -26,6 +26,9 @@
 //!         and the reference's own log lines ("YAYY!! STORAGE CHALLENGE COMPLETED", ...)
 //! ```
 //!
+//! A second test gives a dave node a one-place table: the reference nodes that ping it anyway
+//! are proven as strangers (`peer::prover`) and read from the network through it.
+//!
 //! Last run: see README "Wire compatibility" (2026-12-07: passed, 3 dave and 4 reference nodes).
 
 mod cli_support;
@@ -106,6 +109,11 @@ fn writing_reference(ip: &str, edge: &str, i: usize) -> Reference {
 }
 
 fn dave_node(ip: &str, edge: Option<&str>) -> (NodeProcess, SocketAddr) {
+    dave_node_with(ip, edge, &[])
+}
+
+/// A dave node at `ip` with `extra` flags.
+fn dave_node_with(ip: &str, edge: Option<&str>, extra: &[&str]) -> (NodeProcess, SocketAddr) {
     let listen = format!("{ip}:0");
     let metrics = format!("{ip}:0");
     // Default work (20 bits), as the reference requires of what it stores.
@@ -123,6 +131,7 @@ fn dave_node(ip: &str, edge: Option<&str>) -> (NodeProcess, SocketAddr) {
     if let Some(edge) = edge {
         args.extend(["--edge", edge]);
     }
+    args.extend(extra);
     let mut node = NodeProcess::start(&args);
     let metrics = node.metrics_addr();
     (node, metrics)
@@ -287,6 +296,88 @@ fn dave_and_reference_nodes_share_peers_records_and_challenges() {
             .iter()
             .all(|r| latest_active_count(&r.process.log()).is_some_and(|active| active >= 5))
     });
+}
+
+#[test]
+#[ignore = "needs the Go reference node program: DAVE_REFERENCE_NODE (see the file's top)"]
+fn a_dave_node_with_a_full_table_proves_the_reference_nodes_that_ping_it() {
+    // D's table has one place, its edge R1's; R2 joins through R1, learns of D from R1's PONGs
+    // and pings D every second as one of its peers: D has no room for it, so it proves R2 (one
+    // PING, answered by the reference's signed PONG, whose random salt says v1) without making
+    // it a peer. Then a record put through D is read by R3, a reference node that takes D as
+    // its edge: another stranger to D, proven in turn, whose GETs D answers.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("node.toml");
+    std::fs::write(&config, "max_peers = 1\n").unwrap();
+    let r1 = Reference::start("127.0.0.95", &[]);
+    let (d, d_metrics) = dave_node_with(
+        "127.0.0.85",
+        Some(&r1.edge()),
+        &["--config", config.to_str().unwrap()],
+    );
+    wait_until(ACTIVE_LIMIT, "D with its edge active", || {
+        metric(&scrape(d_metrics), "dave_peers_active") >= 1
+    });
+    let r2 = Reference::start("127.0.0.96", &["-edge", &r1.edge()]);
+    // R2 is the only address that pings D besides its edge.
+    wait_until(ACTIVE_LIMIT, "D proved R2, a v1 stranger", || {
+        metric(&scrape(d_metrics), "dave_proven_v1_strangers") == 1
+    });
+    let text = scrape(d_metrics);
+    assert_eq!(metric(&text, "dave_proofs_of_strangers"), 1, "{text}");
+    assert_eq!(metric(&text, "dave_proofs_succeeded"), 1, "{text}");
+    assert_eq!(metric(&text, "dave_peers_known"), 1, "{text}");
+
+    let writer_key = dir.path().join("writer.key");
+    let out = dave(
+        &["keygen", "--out", writer_key.to_str().unwrap()],
+        CLIENT_LIMIT,
+    );
+    assert_eq!(out.code(), 0, "{out:?}");
+    let put = dave(
+        &[
+            "put",
+            "--edge",
+            &d.edge(),
+            "--key",
+            writer_key.to_str().unwrap(),
+            "--work",
+            REFERENCE_WORK,
+            "through-a-full-table",
+            "a value put through a node with a full table",
+        ],
+        CLIENT_LIMIT,
+    );
+    assert_eq!(put.code(), 0, "{put:?}");
+    let get_arg = format!("{}:through-a-full-table", pubkey_hex(&writer_key));
+    let mut r3 = Reference::start(
+        "127.0.0.97",
+        &[
+            "-edge",
+            &d.edge(),
+            "-wait-peers",
+            "2",
+            "-get-attempts",
+            "3",
+            "-get",
+            &get_arg,
+        ],
+    );
+    let got = r3.process.wait_for_line("GET-", ACTIVE_LIMIT);
+    assert_eq!(
+        got,
+        "GET-OK through-a-full-table=a value put through a node with a full table"
+    );
+    let text = scrape(d_metrics);
+    assert_eq!(metric(&text, "dave_proven_v1_strangers"), 2, "{text}");
+    assert_eq!(metric(&text, "dave_peers_known"), 1, "{text}");
+    assert_eq!(metric_family_sum(&text, "dave_malformed"), 0, "{text}");
+    for reference in [&r1, &r2, &r3] {
+        let log = reference.process.log();
+        for error in REFERENCE_ERRORS {
+            assert!(!log.contains(error), "{error}:\n{log}");
+        }
+    }
 }
 
 /// The active count of the reference's latest "/peers pruned, active: A/K" log line.

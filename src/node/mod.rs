@@ -742,6 +742,7 @@ impl Node {
         let snapshot = Arc::clone(&self.shared.snapshot.read());
         stats.peers_active = snapshot.len() as u64;
         stats.peers_known = self.shared.peers_known.load(Ordering::Relaxed);
+        stats.proven_v1_strangers = snapshot.one_hop_strangers().len() as u64;
         stats.peer = *self.shared.peer_stats.lock();
         for store in &self.shared.stores {
             let store = store.read();
