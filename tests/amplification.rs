@@ -1,7 +1,8 @@
 //! The amplification limit over real UDP on loopback (127.0.0.120–127): an unproven address
 //! flooding PINGs, GETs and GETMYADDRPORTs gets at most the documented budget back, while a proven
 //! peer's traffic goes on; a stranger that pings a node whose table is full is proven (one PING
-//! of ours) and then answered in full, while one that never answers stays within the budget; and
+//! of ours) and then answered in full, while one that never answers stays within the budget, and
+//! many strangers earn proofs only at their rate; and
 //! at the peer-table level, a stranger that pings us gets one PING of ours until it answers.
 
 mod common;
@@ -271,6 +272,62 @@ fn a_stranger_that_pings_a_full_table_is_proven_and_answered_in_full() {
     assert!(answered < GETS);
     assert!(target.stats().amplification_withheld > withheld_before);
     assert_eq!(target.stats().peer.proofs_of_strangers, 2);
+}
+
+#[test]
+fn strangers_pinging_a_full_table_earn_proofs_only_at_their_rate() {
+    // 300 sockets on one loopback IP ping a node whose one table place is taken, each twice, and
+    // never answer: every one is a stranger to prove, but proofs start at most
+    // `stranger_proofs_per_s` a second after a burst of 2 s worth, and never twice for one
+    // address while its proof is outstanding.
+    let edge = free_addr([127, 0, 0, 126]);
+    let target = Node::start(Config {
+        max_peers: 1,
+        ..config([127, 0, 0, 127], vec![edge])
+    })
+    .expect("target");
+    let rate = Config::default().stranger_proofs_per_s as f64;
+    let strangers: Vec<UdpSocket> = (0..300)
+        .map(|_| UdpSocket::bind("127.0.0.124:0").expect("bind"))
+        .collect();
+    let ping = [0u8, 9, 9, 9, 9, 9, 9, 9, 9];
+    let start = Instant::now();
+    for round in 0..2 {
+        for s in &strangers {
+            s.send_to(&ping, target.local_addr()).expect("ping");
+        }
+        if round == 0 {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    // Our PINGs reach the strangers (each socket's first datagrams: our PONGs, within budget).
+    let mut proof_pings = 0;
+    let mut buf = [0u8; 2048];
+    for s in &strangers {
+        s.set_nonblocking(true).expect("nonblocking");
+        while let Ok((n, _)) = s.recv_from(&mut buf) {
+            proof_pings += usize::from(matches!(
+                Message::parse(&buf[..n]),
+                Ok(Message::Ping { .. })
+            ));
+        }
+    }
+    let elapsed_s = start.elapsed().as_secs_f64() + 0.5;
+    let stats = target.stats().peer;
+    let bound = rate * (2.0 + elapsed_s);
+    assert!(
+        (stats.proofs_of_strangers as f64) <= bound,
+        "{} proofs in {elapsed_s:.2} s (bound {bound})",
+        stats.proofs_of_strangers
+    );
+    assert!(
+        stats.proofs_of_strangers >= 2 * rate as u64,
+        "the burst was used"
+    );
+    assert!(stats.proofs_of_strangers_rate_limited > 0);
+    assert!(proof_pings as u64 <= stats.proofs_of_strangers);
+    assert_eq!(stats.proofs_succeeded, 0);
+    assert_eq!(target.stats().proven_v1_strangers, 0);
 }
 
 #[test]
