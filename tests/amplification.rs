@@ -2,9 +2,8 @@
 //! flooding PINGs, GETs and GETMYADDRPORTs gets at most the documented budget back, while a proven
 //! peer's traffic goes on; a stranger that pings a node whose table is full is proven (one PING
 //! of ours) and then answered in full, while one that never answers stays within the budget, and
-//! many strangers earn proofs only at their rate; and
-//! at the peer-table level, a stranger that pings us gets one PING of ours until it answers.
-
+//! many strangers earn proofs only at their rate; and at the peer-table level, a stranger that
+//! pings us gets one PING of ours until it answers.
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
