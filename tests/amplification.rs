@@ -4,6 +4,7 @@
 //! of ours) and then answered in full, while one that never answers stays within the budget, and
 //! many strangers earn proofs only at their rate; and at the peer-table level, a stranger that
 //! pings us gets one PING of ours until it answers.
+
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
