@@ -144,6 +144,9 @@ pub struct Report {
     pub v1_nodes: usize,
     /// The gets (during the run and the final check) that v1-only nodes asked.
     pub v1_gets: GetStats,
+    /// With v1-only nodes in the run, the gets (during the run and the final check) that the
+    /// other nodes asked (they speak the extensions and look records up); empty otherwise.
+    pub dave_gets: GetStats,
     /// Replicas per record at the end.
     pub replicas: ReplicaStats,
     /// Datagrams sent per node per second.
@@ -321,6 +324,7 @@ impl fmt::Display for Report {
                 "v1 nodes", self.v1_nodes
             )?;
             write_gets(f, "gets by v1 nodes", &self.v1_gets)?;
+            write_gets(f, "gets by dave nodes", &self.dave_gets)?;
         }
         let r = &self.replicas;
         writeln!(

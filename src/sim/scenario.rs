@@ -747,6 +747,8 @@ impl World {
         }
         if get.by_v1_node {
             groups.push(&mut self.report.v1_gets);
+        } else if self.options.v1_share > 0.0 {
+            groups.push(&mut self.report.dave_gets);
         }
         for g in groups {
             match ended {
@@ -941,6 +943,8 @@ impl World {
         }
         if by_v1_node {
             self.report.v1_gets.started += 1;
+        } else if self.options.v1_share > 0.0 {
+            self.report.dave_gets.started += 1;
         }
         let timeout = self.options.workload.get_timeout_ms;
         let v2 = self.options.workload.v2_records;
@@ -973,6 +977,8 @@ impl World {
                 }
                 if g.by_v1_node {
                     self.report.v1_gets.aborted += 1;
+                } else if self.options.v1_share > 0.0 {
+                    self.report.dave_gets.aborted += 1;
                 }
             }
         }
@@ -1312,6 +1318,7 @@ impl World {
         report.final_gets.finish();
         report.victim_gets.finish();
         report.v1_gets.finish();
+        report.dave_gets.finish();
         report
     }
 }
