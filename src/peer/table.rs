@@ -516,26 +516,31 @@ impl PeerTable {
         let pong = self.make_pong(now, challenge, from);
         fx.send(from, self.proven(from), Outgoing::Pong(pong));
         self.stats.pongs_sent += 1;
-        // A stranger gets one PING of ours (as a candidate) until it answers.
+        // A stranger gets one PING of ours (as a candidate) until it answers; with no room for
+        // it, its address is proven instead.
         if !self.peers.contains_key(&from) && !self.candidates.contains_key(&from) {
             self.try_add_candidate(now, from, true, fx);
-            // No room for it: prove its address (rate-limited), so that once it answers our
-            // replies to it are not held to the amplification allowance. In a network larger
-            // than our table, a v1 node that holds us in its table pings us every second and
-            // sends us its GETs and PUTs as if we were its peer.
-            if !self.candidates.contains_key(&from)
-                && !self.prover.is_pending(from)
-                && self.prover.proven_key(now, from).is_none()
-                && !self.is_ours(from)
-            {
-                let purpose = ProofPurpose::Stranger;
-                if let Some(challenge) =
-                    self.prover
-                        .start(now, from, purpose, &mut self.rng, &mut self.stats)
-                {
-                    fx.send(from, false, Outgoing::Ping { challenge });
-                }
+            if !self.candidates.contains_key(&from) {
+                self.prove_stranger(now, from, fx);
             }
+        }
+    }
+
+    /// Proves `from`, a stranger that pinged us while the table had no room for it (rate-limited,
+    /// `peer::prover`), unless a proof of it is outstanding or it is proven already: once it
+    /// answers, our replies to it are not held to the amplification allowance. In a network
+    /// larger than our table, a v1 node that holds us in its table pings us every second and
+    /// sends us its GETs and PUTs as if we were its peer.
+    fn prove_stranger(&mut self, now: u64, from: SocketAddr, fx: &mut Effects) {
+        if self.prover.is_pending(from) || self.prover.proven_key(now, from).is_some() {
+            return;
+        }
+        let purpose = ProofPurpose::Stranger;
+        if let Some(challenge) =
+            self.prover
+                .start(now, from, purpose, &mut self.rng, &mut self.stats)
+        {
+            fx.send(from, false, Outgoing::Ping { challenge });
         }
     }
 
