@@ -1,5 +1,5 @@
-//! [`Prover`]: address proofs, as an I/O-free core owned by the [`PeerTable`](crate::peer::PeerTable),
-//! and the addresses it proved lately.
+//! [`Prover`]: address proofs and the addresses proven lately, as an I/O-free core owned by the
+//! [`PeerTable`](crate::peer::PeerTable).
 //!
 //! A proof is one v1 PING with a fresh random challenge, answered by a PONG that signs it (the
 //! peer table's own PONG check, `PongAuthenticator`, not a second verifier); the proven key is
@@ -46,8 +46,7 @@ use crate::wire::{Features, PongRepr};
 
 /// Outstanding proofs at most. The rate limits alone keep at most `burst + per_s · timeout_s`
 /// of each purpose alive (128 + 64 at the defaults: 32/s and 16/s, 2 s bursts, 2 s timeout);
-/// this backstop holds for
-/// any configured rate and costs at most 256 × ~40 bytes.
+/// this backstop holds for any configured rate and costs at most 256 × ~40 bytes.
 pub const MAX_PROOFS_PENDING: usize = 256;
 /// Highest configurable `proofs_per_s`: 1024 PINGs of 9 bytes a second is ~9 KiB/s of payload,
 /// still below what one lookup-heavy node exchanges in NODES.
@@ -57,8 +56,8 @@ pub const MAX_PROOFS_PER_S: u32 = 1024;
 pub const PROOF_BURST_S: u64 = 2;
 /// Proven addresses kept at most (~100 bytes each with both indexes: ~400 KiB). A node in a
 /// network larger than its table is pinged by every v1 node that holds it in its table; 4096
-/// such strangers is four times the largest network simulated (1,000 nodes). Past it the
-/// oldest proof is forgotten, and that address proven again at its next PING.
+/// such strangers is four times a 1,000-node network. Past it the oldest proof is forgotten,
+/// and that address proven again at its next PING.
 pub const MAX_PROVEN_ADDRS: usize = 4096;
 /// A proven address stays proven this long (5 minutes), then is proven again at its next PING
 /// (one 9-byte PING per stranger per 5 minutes). Bounded so that an address that changes hands
