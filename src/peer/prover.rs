@@ -41,6 +41,7 @@ use std::net::SocketAddr;
 use rand::Rng;
 
 use crate::peer::PeerStats;
+use crate::peer::budget::{BucketConfig, Pacer};
 use crate::wire::ext::salt_features;
 use crate::wire::{Features, PongRepr};
 
@@ -106,43 +107,16 @@ struct ProvenAddr {
     proven_ms: u64,
 }
 
-/// A token bucket of proofs, in thousandths of a proof (refill: `per_s` per millisecond), with a
-/// burst of [`PROOF_BURST_S`] seconds' worth. Starts full.
-#[derive(Debug)]
-struct ProofBucket {
-    per_s: u32,
-    tokens_milli: u64,
-    refilled_ms: u64,
-}
-
-impl ProofBucket {
-    fn new(per_s: u32) -> ProofBucket {
-        let per_s = per_s.min(MAX_PROOFS_PER_S);
-        ProofBucket {
-            per_s,
-            tokens_milli: Self::capacity_milli(per_s),
-            refilled_ms: 0,
-        }
-    }
-
-    fn capacity_milli(per_s: u32) -> u64 {
-        u64::from(per_s) * PROOF_BURST_S * 1000
-    }
-
-    /// Takes one proof if the bucket holds one at `now_ms`.
-    fn try_take(&mut self, now_ms: u64) -> bool {
-        let elapsed_ms = now_ms.saturating_sub(self.refilled_ms);
-        self.refilled_ms = self.refilled_ms.max(now_ms);
-        self.tokens_milli = self
-            .tokens_milli
-            .saturating_add(elapsed_ms.saturating_mul(u64::from(self.per_s)))
-            .min(Self::capacity_milli(self.per_s));
-        if self.tokens_milli < 1000 {
-            return false;
-        }
-        self.tokens_milli -= 1000;
-        true
-    }
+/// A rate limit of `per_s` proofs a second (capped at [`MAX_PROOFS_PER_S`]) with a burst of
+/// [`PROOF_BURST_S`] seconds' worth, starting full: the byte budgets' token bucket, counting
+/// proofs.
+fn proof_limit(per_s: u32) -> Pacer {
+    let per_s = u64::from(per_s.min(MAX_PROOFS_PER_S));
+    let shape = BucketConfig {
+        burst_bytes: per_s * PROOF_BURST_S,
+        refill_bytes_per_s: per_s,
+    };
+    Pacer::new(shape, 0)
 }
 
 /// Outstanding address proofs and their rate limit. See the module docs.
@@ -156,9 +130,9 @@ pub struct Prover {
     /// Address (normalised) → its proof. At most `MAX_PROOFS_PENDING`.
     pending: BTreeMap<SocketAddr, Pending>,
     /// Router proofs (`proofs_per_s`).
-    router_bucket: ProofBucket,
+    router_limit: Pacer,
     /// Stranger proofs (`stranger_proofs_per_s`).
-    stranger_bucket: ProofBucket,
+    stranger_limit: Pacer,
     /// Address (normalised) → what it proved and when. At most `MAX_PROVEN_ADDRS`, none older
     /// than `PROVEN_TTL_MS` once `expire` ran.
     proven: HashMap<SocketAddr, ProvenAddr>,
@@ -188,8 +162,8 @@ impl Prover {
             features,
             timeout_ms,
             pending: BTreeMap::new(),
-            router_bucket: ProofBucket::new(proofs_per_s),
-            stranger_bucket: ProofBucket::new(stranger_proofs_per_s),
+            router_limit: proof_limit(proofs_per_s),
+            stranger_limit: proof_limit(stranger_proofs_per_s),
             proven: HashMap::new(),
             proven_order: VecDeque::new(),
             proven_changes: 0,
@@ -263,11 +237,11 @@ impl Prover {
             stats.proofs_full += 1;
             return None;
         }
-        let bucket = match purpose {
-            ProofPurpose::Router => &mut self.router_bucket,
-            ProofPurpose::Stranger => &mut self.stranger_bucket,
+        let limit = match purpose {
+            ProofPurpose::Router => &mut self.router_limit,
+            ProofPurpose::Stranger => &mut self.stranger_limit,
         };
-        if !bucket.try_take(now_ms) {
+        if !limit.try_take(now_ms, 1) {
             match purpose {
                 ProofPurpose::Router => stats.proofs_rate_limited += 1,
                 ProofPurpose::Stranger => stats.proofs_of_strangers_rate_limited += 1,
