@@ -197,18 +197,24 @@ fn get_acks(
     answered
 }
 
+/// A node at `ip` whose table's one place is taken by an edge that never answers (nothing
+/// listens there): every other address is a stranger it has no room for.
+fn full_table_node(ip: [u8; 4]) -> Node {
+    let edge = free_addr([127, 0, 0, 126]);
+    Node::start(Config {
+        max_peers: 1,
+        ..config(ip, vec![edge])
+    })
+    .expect("node with a full table")
+}
+
 #[test]
 fn a_stranger_that_pings_a_full_table_is_proven_and_answered_in_full() {
     // The table's one place is taken by an edge that never answers (nothing listens there), so
     // every other address is a stranger the table has no room for: in a network larger than a
     // node's table, a v1 node that holds the node in its own table pings it every second and
     // sends it GETs.
-    let edge = free_addr([127, 0, 0, 126]);
-    let target = Node::start(Config {
-        max_peers: 1,
-        ..config([127, 0, 0, 123], vec![edge])
-    })
-    .expect("target");
+    let target = full_table_node([127, 0, 0, 123]);
     let owner = Keypair::generate();
     let value = vec![7u8; 1266 - 3];
     target
@@ -280,12 +286,7 @@ fn strangers_pinging_a_full_table_earn_proofs_only_at_their_rate() {
     // never answer: every one is a stranger to prove, but proofs start at most
     // `stranger_proofs_per_s` a second after a burst of 2 s worth, and never twice for one
     // address while its proof is outstanding.
-    let edge = free_addr([127, 0, 0, 126]);
-    let target = Node::start(Config {
-        max_peers: 1,
-        ..config([127, 0, 0, 127], vec![edge])
-    })
-    .expect("target");
+    let target = full_table_node([127, 0, 0, 127]);
     let rate = Config::default().stranger_proofs_per_s as f64;
     let strangers: Vec<UdpSocket> = (0..300)
         .map(|_| UdpSocket::bind("127.0.0.124:0").expect("bind"))
