@@ -376,7 +376,7 @@ impl fmt::Display for Report {
                 r.requests_sent,
                 r.requests_timed_out,
                 r.proofs_asked,
-                p.0 - self.stranger_proofs.min(p.0),
+                p.0.saturating_sub(self.stranger_proofs),
                 self.stranger_proofs,
                 p.1,
                 p.2,
