@@ -250,3 +250,181 @@ proptest! {
         prop_assert!(pinged.values().all(|&n| n <= most), "{:?}", pinged);
     }
 }
+
+/// What a stranger does to a full table in [`a_full_table_proves_only_strangers_that_answer`].
+#[derive(Debug, Clone)]
+enum StrangerStep {
+    /// Stranger `who` PINGs the table.
+    Ping(usize),
+    /// Stranger `who` answers the last PING the table sent it, signed with its own key.
+    Answer(usize),
+    /// Stranger `from` sends the answer another stranger `of` would give (a relayed PONG).
+    Relay { from: usize, of: usize },
+    /// A PONG with an arbitrary key and signature from stranger `who`'s address, signing the
+    /// challenge last sent to `who` or an arbitrary one.
+    Junk {
+        who: usize,
+        challenge: Option<[u8; 8]>,
+        seed: u8,
+    },
+    /// Only the clock moves (the table's tick runs).
+    Tick,
+}
+
+fn stranger_step() -> impl Strategy<Value = StrangerStep> {
+    prop_oneof![
+        3 => (0usize..8).prop_map(StrangerStep::Ping),
+        3 => (0usize..8).prop_map(StrangerStep::Answer),
+        1 => (0usize..8, 1usize..8).prop_map(|(from, d)| StrangerStep::Relay { from, of: (from + d) % 8 }),
+        1 => (0usize..8, any::<Option<[u8; 8]>>(), any::<u8>())
+            .prop_map(|(who, challenge, seed)| StrangerStep::Junk { who, challenge, seed }),
+        1 => Just(StrangerStep::Tick),
+    ]
+}
+
+/// The clock's steps: mostly within a proof's timeout, sometimes past a proven address's time.
+fn stranger_dt() -> impl Strategy<Value = u64> {
+    use dave::peer::prover::PROVEN_TTL_MS;
+    prop_oneof![8 => 0u64..1500, 1 => Just(PROVEN_TTL_MS)]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A full table pinged, answered, relayed to and lied to by eight strangers (session 18's
+    /// stranger proofs): an address becomes proven only by a PONG from that address signing a
+    /// challenge the table sent it, and stays so only for the proven time; an honest answer in
+    /// time, with no other PONG from that address since the PING, always proves; the table sends at most `stranger_proofs_per_s` proof PINGs a second (with its
+    /// burst) and never a second one to an address while its first is outstanding; no stranger
+    /// becomes a peer or candidate; replies marked `to_proven` go only to proven addresses.
+    #[test]
+    fn a_full_table_proves_only_strangers_that_answer(
+        steps in prop::collection::vec((stranger_step(), stranger_dt()), 1..80)
+    ) {
+        use dave::peer::prover::{PROOF_BURST_S, PROVEN_TTL_MS};
+        const RATE_PER_S: u64 = 3;
+        let edge = sa("10.0.1.1:4000");
+        let config = PeerConfig {
+            listen_addr: Some(sa("10.0.0.1:4000")),
+            edges: vec![edge],
+            max_peers: 1,
+            stranger_proofs_per_s: RATE_PER_S as u32,
+            ..PeerConfig::default()
+        };
+        let timeout_ms = config.proof_timeout_ms;
+        let mut t = PeerTable::new(config, Keypair::from_seed(&[42; 32]), 7).unwrap();
+        let addrs: Vec<SocketAddr> =
+            (0..8).map(|i| sa(&format!("10.{}.0.1:9000", 50 + i))).collect();
+        let keys: Vec<Keypair> = (0..8).map(|i| Keypair::from_seed(&[60 + i as u8; 32])).collect();
+        let signed = |who: usize, challenge: [u8; 8]| {
+            let salt = [9u8; 16];
+            PongRepr {
+                addr_count: 0,
+                addrs: [[0; ADDR_LEN]; MAX_PONG_ADDRS],
+                challenge,
+                salt,
+                pubkey: keys[who].public(),
+                sig: keys[who].sign(&pong_signed_hash(&challenge, &salt)),
+            }
+        };
+        // The model: per stranger, the last PING the table sent it (challenge, when), whether a
+        // PONG came from its address since, and when it last answered that PING truly.
+        let mut last_ping: Vec<Option<([u8; 8], u64)>> = vec![None; 8];
+        let mut pong_since_ping = [false; 8];
+        let mut proven_at: Vec<Option<u64>> = vec![None; 8];
+        let mut proof_pings = 0u64;
+        let mut now = 0u64;
+        for (step, dt) in steps {
+            now += dt;
+            let mut expect_proven = None;
+            let was_proven: Vec<bool> = addrs.iter().map(|&a| t.is_proven(a)).collect();
+            let (from, fx) = match step {
+                StrangerStep::Ping(who) => {
+                    (Some(who), t.handle(now, addrs[who], &Message::Ping { challenge: [1; 8] }))
+                }
+                StrangerStep::Answer(who) => {
+                    let Some((challenge, sent)) = last_ping[who] else { continue };
+                    // In time and not answered (or spoiled) since: this answer must prove it.
+                    if now - sent < timeout_ms && !pong_since_ping[who] {
+                        expect_proven = Some(who);
+                    }
+                    pong_since_ping[who] = true;
+                    let fx = t.handle(now, addrs[who], &Message::Pong(signed(who, challenge)));
+                    (Some(who), fx)
+                }
+                StrangerStep::Relay { from, of } => {
+                    let Some((challenge, _)) = last_ping[of] else { continue };
+                    pong_since_ping[from] = true;
+                    let was = t.is_proven(addrs[from]);
+                    let fx = t.handle(now, addrs[from], &Message::Pong(signed(of, challenge)));
+                    prop_assert!(!t.is_proven(addrs[from]) || was, "a relayed PONG proves nothing");
+                    (Some(from), fx)
+                }
+                StrangerStep::Junk { who, challenge, seed } => {
+                    pong_since_ping[who] = true;
+                    let liar = Keypair::from_seed(&[seed; 32]);
+                    let challenge = challenge
+                        .or(last_ping[who].map(|(c, _)| c))
+                        .unwrap_or_default();
+                    let mut pong = signed(who, challenge);
+                    pong.pubkey = liar.public();
+                    pong.sig[0] ^= seed | 1;
+                    let was = t.is_proven(addrs[who]);
+                    let fx = t.handle(now, addrs[who], &Message::Pong(pong));
+                    prop_assert!(!t.is_proven(addrs[who]) || was, "a junk PONG proves nothing");
+                    (Some(who), fx)
+                }
+                StrangerStep::Tick => (None, t.tick(now)),
+            };
+            // Only a true answer from the address itself makes it proven.
+            for (who, &a) in addrs.iter().enumerate() {
+                if t.is_proven(a) && !was_proven[who] {
+                    prop_assert!(
+                        matches!(step, StrangerStep::Answer(w) if w == who),
+                        "{} proven by {:?}", a, step
+                    );
+                    proven_at[who] = Some(now);
+                }
+            }
+            let _ = from;
+            if let Some(who) = expect_proven {
+                prop_assert!(t.is_proven(addrs[who]), "an answer in time proves {}", addrs[who]);
+            }
+            for d in &fx.datagrams {
+                prop_assert!(!d.to_proven || t.is_proven(d.to), "to_proven to {}", d.to);
+                if let Outgoing::Ping { challenge } = d.message {
+                    let Some(who) = addrs.iter().position(|&a| a == d.to) else {
+                        prop_assert_eq!(d.to, edge);
+                        continue;
+                    };
+                    if let Some((_, sent)) = last_ping[who] {
+                        prop_assert!(
+                            now - sent >= timeout_ms || pong_since_ping[who],
+                            "a second proof PING to {} while the first was outstanding", d.to
+                        );
+                    }
+                    last_ping[who] = Some((challenge, now));
+                    pong_since_ping[who] = false;
+                    proof_pings += 1;
+                }
+            }
+            // The rate limit: the burst, then RATE_PER_S a second.
+            prop_assert!(proof_pings <= RATE_PER_S * PROOF_BURST_S + RATE_PER_S * now / 1000);
+            prop_assert_eq!(t.stats().proofs_of_strangers, proof_pings);
+            for (who, &a) in addrs.iter().enumerate() {
+                prop_assert!(!t.is_peer(a) && !t.is_candidate(a));
+                // Proven only for the proven time.
+                if t.is_proven(a) {
+                    let at = proven_at[who];
+                    prop_assert!(
+                        at.is_some_and(|at| now - at < PROVEN_TTL_MS),
+                        "{} still proven (at {:?}, now {})", a, at, now
+                    );
+                    prop_assert_eq!(t.pubkey_of(a), None, "a proven stranger is no peer");
+                }
+            }
+            prop_assert_eq!(t.peer_count(), 1);
+            prop_assert!(t.proven_strangers() <= 8);
+        }
+    }
+}
