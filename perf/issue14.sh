@@ -26,6 +26,12 @@
 #                              N shard-owner threads (N in OWNERS, default "256 16 2"; the design
 #                              card's engine has 256) (ONLY=owners)
 #   peers-S-if128              S proven client sockets (S in PEERS) from the one client thread
+#   table-P-if1/-if128/-put    the client at 1 and 128 in flight, then PUTs at 2x the batched
+#                              verification rate, against a node with P active peers in its
+#                              table (P in TABLE_PEERS, default "0 100 1000": `loadgen swarm`,
+#                              v1-style peers on their own loopback addresses that ping it every
+#                              second, answer its PINGs, and drop in the kernel what it
+#                              replicates to them) (ONLY=table)
 #   flood-x5                   GETs (16 in flight) during forged PUTs at 5x verification capacity
 #   flood-echo-x5              the same against echo_baseline answering GETs only (the floor:
 #                              what any server keeps of its GETs during that flood on this
@@ -74,11 +80,12 @@ RUNS=${RUNS:-5}
 DUR=${DUR:-3}
 SIZES=${SIZES:-"1000 100000 1000000"}
 PEERS=${PEERS:-"4 16 64"}
+TABLE_PEERS=${TABLE_PEERS:-"0 100 1000"}
 STEALS=${STEALS:-"1 4 0"}
 OWNERS=${OWNERS:-"256 16 2"}
 RECEIVERS=${RECEIVERS:-"1 2"}
 SPINS=${SPINS:-"0 20 50"}
-ONLY=${ONLY:-"client scale peers flood memory"}
+ONLY=${ONLY:-"client scale peers table flood memory"}
 if [[ " $ONLY " == *" ab "* ]] && [ -z "${CLIENT_BEFORE:-}" ]; then
     echo "ONLY=ab needs CLIENT_BEFORE=PATH (a node_server binary)" >&2
     exit 2
@@ -97,14 +104,16 @@ RESULTS=$OUT/issue14-$STAMP.jsonl
 SUMMARY=$OUT/issue14-$STAMP.md
 NODE_PID=""
 ECHO_PID=""
+SWARM_PID=""
 
 stop() {
-    for p in $NODE_PID $ECHO_PID; do
+    for p in $SWARM_PID $NODE_PID $ECHO_PID; do
         kill "$p" 2>/dev/null || true
         wait "$p" 2>/dev/null || true
     done
     NODE_PID=""
     ECHO_PID=""
+    SWARM_PID=""
 }
 trap stop EXIT
 trap 'exit 130' INT TERM
@@ -122,7 +131,7 @@ cp target/release/examples/loadgen target/release/examples/node_server \
     echo "nproc: $(nproc)"
     echo "kernel: $(uname -r)"
     echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "runs: $RUNS, seconds per measurement: $DUR, sizes: $SIZES, peers: $PEERS, split cores: $SPLIT"
+    echo "runs: $RUNS, seconds per measurement: $DUR, sizes: $SIZES, peers: $PEERS, table peers: $TABLE_PEERS, split cores: $SPLIT"
 } | tee "$OUT/issue14-machine-$STAMP.txt"
 
 # up NODE_FLAGS...: a fresh node (and an echo server beside it).
@@ -253,6 +262,29 @@ for RUN in $(seq 1 "$RUNS"); do
             stop
         done
     fi
+    if want table; then
+        for p in $TABLE_PEERS; do
+            up
+            if [ "$p" != 0 ]; then
+                # The swarm's first line says when the node reports every peer active.
+                swarm_out=$OUT/swarm-$STAMP-$RUN-$p.jsonl
+                "${CLIENT_CPU[@]}" "$BIN/loadgen" --json --tag "table-$p-swarm" --run "$RUN" \
+                    swarm --target "$NODE" --stats-addr "$STATS" --peers "$p" --duration 300 \
+                    >"$swarm_out" 2>>"$OUT/loadgen.log" &
+                SWARM_PID=$!
+                for _ in $(seq 1 600); do
+                    [ -s "$swarm_out" ] && break
+                    sleep 0.1
+                done
+                head -1 "$swarm_out" | sed "s/^{/{\"tag\":\"table-$p-ready\",\"run\":$RUN,/" >>"$RESULTS"
+            fi
+            client "table-$p-if1" 1
+            client "table-$p-if128" 128 --skip-load
+            lg "table-$p-put" put --target "$NODE" --stats-addr "$STATS" --server-pid "$NODE_PID" \
+                --duration "$DUR" --rate "$(awk "BEGIN {print int($VB * 2)}")" --offset 8192
+            stop
+        done
+    fi
     if want peers; then
         up
         first=1
@@ -363,6 +395,13 @@ for od in true false; do
 done
 for o in $OWNERS; do
     ratios+=(--ratio "put-owners-$o:stored_per_s/$VERIFY_TAG:verified_per_s")
+done
+for p in $TABLE_PEERS; do
+    ratios+=(--ratio "table-$p-if128:node_ops_per_s/table-$p-if128:echo_ops_per_s"
+        --ratio "table-$p-if128:node_p99_us/table-${TABLE_PEERS%% *}-if128:node_p99_us"
+        --ratio "table-$p-if1:node_p99_us/table-${TABLE_PEERS%% *}-if1:node_p99_us"
+        --ratio "table-$p-put:stored_per_s/$VERIFY_TAG:verified_per_s"
+        --ratio "table-$p-put:stored_per_s/table-${TABLE_PEERS%% *}-put:stored_per_s")
 done
 for n in $SIZES; do
     ratios+=(--ratio "put-$n:stored_per_s/$VERIFY_TAG:verified_per_s"

@@ -21,6 +21,9 @@
 //!   a fixed window of GETs over several sockets, against the node and `echo_baseline` in the
 //!   same run; p50/p99/p99.9, rate, ratio to echo and a latency CDF.
 //! - `stats`: prints the node's counters (`node_server`'s stats socket) as JSON.
+//! - `swarm`: `--peers` v1-style peers on their own loopback addresses, kept active in the
+//!   node's table for `--duration` seconds, for the other scenarios to measure beside (what the
+//!   peer count costs); the kernel passes them only PINGs.
 //! - `summarize`: medians (and per-run ratios) of a JSONL file of results written by `--json`.
 //!
 //! Replies are matched to requests by their key: a GET_ACK carries the dat's key, and
@@ -29,7 +32,8 @@
 //! clients over its receiver sockets), using the same `recvmmsg`/`sendmmsg` batches as the node.
 //!
 //! One file per scenario: `records.rs` (`prepare` and the record cache), `get.rs`, `put.rs`,
-//! `mixed.rs`, `flood.rs`, `verify.rs`, `stats.rs`, `summarize.rs`, `client.rs`; `net.rs` holds what they share
+//! `mixed.rs`, `flood.rs`, `verify.rs`, `stats.rs`, `summarize.rs`, `client.rs`, `swarm.rs`;
+//! `net.rs` holds what they share
 //! (sockets, node counters, /proc, `ServerProbe`).
 //!
 //! ```text
@@ -47,6 +51,7 @@ mod put;
 mod records;
 mod stats;
 mod summarize;
+mod swarm;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -89,6 +94,8 @@ enum Command {
     Client(client::ClientArgs),
     /// Medians of a JSONL results file.
     Summarize(summarize::SummarizeArgs),
+    /// N v1-style peers kept active in the node's table (for the other scenarios to run beside).
+    Swarm(swarm::SwarmArgs),
 }
 
 fn main() {
@@ -104,6 +111,7 @@ fn main() {
         Command::Verify(a) => verify::run_verify(a),
         Command::Stats(a) => stats::run_stats(a),
         Command::Client(a) => client::run_client(a, cli.run),
+        Command::Swarm(a) => swarm::run_swarm(a),
         Command::Summarize(a) => match summarize::summarize(a) {
             Ok(()) => return,
             Err(e) => Err(e),
@@ -140,6 +148,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Stats(_) => "stats",
         Command::Client(_) => "client",
         Command::Summarize(_) => "summarize",
+        Command::Swarm(_) => "swarm",
     }
 }
 
