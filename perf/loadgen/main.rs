@@ -33,8 +33,7 @@
 //!
 //! One file per scenario: `records.rs` (`prepare` and the record cache), `get.rs`, `put.rs`,
 //! `mixed.rs`, `flood.rs`, `verify.rs`, `stats.rs`, `summarize.rs`, `client.rs`, `swarm.rs`;
-//! `net.rs` holds what they share
-//! (sockets, node counters, /proc, `ServerProbe`).
+//! `net.rs` holds what they share (sockets, node counters, /proc, `ServerProbe`).
 //!
 //! ```text
 //! cargo build --release --examples
