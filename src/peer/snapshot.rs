@@ -39,10 +39,18 @@ impl PeerInfo {
     }
 }
 
+/// A run of at most this many peers is finished by sorting it rather than walking on: a table
+/// this small costs less to sort than 64 halvings (`benches/peer.rs`).
+const SCAN_AT_MOST: usize = 16;
+
 /// The active peers at one moment, sorted by address.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PeerSnapshot {
     peers: Vec<PeerInfo>,
+    /// The peers with a non-zero ID as (ID, index into `peers`), sorted: the order
+    /// [`PeerSnapshot::closest`] walks, so a pick costs O(64 · log n + k log k) rather than a
+    /// pass over every peer (a stored PUT picks its replicas this way).
+    by_id: Vec<(u64, u32)>,
     /// Addresses outside the table proven lately whose PONG did not advertise ROUTING
     /// (`peer::prover`), sorted: v1 nodes that hold us in their tables and send us their PUTs
     /// as one-hop placements.
@@ -53,8 +61,17 @@ impl PeerSnapshot {
     /// A snapshot of these peers (sorted by address here, so equal sets compare equal).
     pub fn new(mut peers: Vec<PeerInfo>) -> PeerSnapshot {
         peers.sort_unstable_by_key(|p| p.addr);
+        // Indexes follow address order, so (ID, index) orders equal IDs by address.
+        let mut by_id: Vec<(u64, u32)> = peers
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.id != 0)
+            .map(|(i, p)| (p.id, u32::try_from(i).unwrap_or(u32::MAX)))
+            .collect();
+        by_id.sort_unstable();
         PeerSnapshot {
             peers,
+            by_id,
             one_hop_strangers: Vec::new(),
         }
     }
@@ -128,23 +145,65 @@ impl PeerSnapshot {
 
     /// Up to `n` peers closest to `target_id` by XOR distance, closest first (ties by address).
     /// Peers with ID 0 and the `exclude`d address (e.g. the sender of a PUT) are never chosen.
+    ///
+    /// The walk: the IDs sharing the target's top bits form one contiguous run of `by_id`, and
+    /// every ID in it is closer than every ID outside it. From the top bit down, the run splits
+    /// in two by the next bit; the half that agrees with the target is nearer. If it holds
+    /// fewer than are still needed, all of it is taken and the walk goes on in the far half;
+    /// otherwise the far half is left. The walk stops once the run is short ([`SCAN_AT_MOST`])
+    /// or after bit 0 (one ID left); the nearest of the run by (distance, address) make up the
+    /// rest. Asking for one more when `exclude` could be picked keeps the answer exact once it
+    /// is removed.
     pub fn closest(&self, target_id: u64, n: usize, exclude: Option<SocketAddr>) -> Vec<PeerInfo> {
         let exclude = exclude.map(crate::wire::normalize_addr);
-        let mut out: Vec<PeerInfo> = self
-            .peers
-            .iter()
-            .filter(|p| p.id != 0 && Some(p.addr) != exclude)
-            .copied()
-            .collect();
-        let key = |p: &PeerInfo| (distance(p.id, target_id), p.addr);
         if n == 0 {
-            out.clear();
-        } else if n < out.len() {
-            out.select_nth_unstable_by_key(n - 1, key);
-            out.truncate(n);
+            return Vec::new();
         }
-        out.sort_unstable_by_key(key);
-        out
+        let pickable_excluded = exclude.and_then(|a| self.get(a)).is_some_and(|p| p.id != 0);
+        let mut need = n + usize::from(pickable_excluded);
+        let mut picked: Vec<&PeerInfo> = Vec::with_capacity(need);
+        let (mut lo, mut hi) = (0, self.by_id.len());
+        for bit in (0..u64::BITS).rev() {
+            if need == 0 || hi - lo <= SCAN_AT_MOST {
+                break;
+            }
+            let split = lo + self.by_id[lo..hi].partition_point(|&(id, _)| (id >> bit) & 1 == 0);
+            let (near, far) = if (target_id >> bit) & 1 == 0 {
+                ((lo, split), (split, hi))
+            } else {
+                ((split, hi), (lo, split))
+            };
+            if near.1 - near.0 >= need {
+                (lo, hi) = near;
+            } else {
+                picked.extend(
+                    self.by_id[near.0..near.1]
+                        .iter()
+                        .map(|&(_, i)| &self.peers[i as usize]),
+                );
+                need -= near.1 - near.0;
+                (lo, hi) = far;
+            }
+        }
+        // What is left shares the bits walked, so the nearest of it by (distance, address) are
+        // the ones still needed: a short run is sorted, a run of one ID is in address order.
+        let key = |p: &&PeerInfo| (distance(p.id, target_id), p.addr);
+        let mut rest: Vec<&PeerInfo> = self.by_id[lo..hi]
+            .iter()
+            .map(|&(_, i)| &self.peers[i as usize])
+            .collect();
+        if need < rest.len() {
+            rest.select_nth_unstable_by_key(need, key);
+            rest.truncate(need);
+        }
+        picked.extend(rest);
+        picked.sort_unstable_by_key(key);
+        picked
+            .into_iter()
+            .filter(|p| Some(p.addr) != exclude)
+            .take(n)
+            .copied()
+            .collect()
     }
 }
 
@@ -309,6 +368,70 @@ mod tests {
         // Target 0 is just another id; the peer with id 0 is still never chosen.
         assert_eq!(ids(snap.closest(0, 1, None)), vec![0b0001]);
         assert!(PeerSnapshot::default().closest(1, 3, None).is_empty());
+    }
+
+    /// What `closest` must return: every pickable peer sorted by (distance, address).
+    fn closest_by_scan(
+        snap: &PeerSnapshot,
+        target_id: u64,
+        n: usize,
+        exclude: Option<SocketAddr>,
+    ) -> Vec<PeerInfo> {
+        let mut all: Vec<PeerInfo> = snap
+            .peers()
+            .iter()
+            .filter(|p| p.id != 0 && Some(p.addr) != exclude)
+            .copied()
+            .collect();
+        all.sort_unstable_by_key(|p| (distance(p.id, target_id), p.addr));
+        all.truncate(n);
+        all
+    }
+
+    /// The walk over IDs picks exactly what a scan of every peer picks: random tables with
+    /// clustered and repeated IDs and ID 0, targets near and far, `exclude` in and out.
+    #[test]
+    fn closest_walk_matches_a_scan_of_every_peer() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for round in 0..400 {
+            let peers = rng.gen_range(0..200usize);
+            // Clustered IDs (few high bits vary) make the near halves run short often.
+            let mask: u64 = if round % 3 == 0 {
+                0xF000_0000_0000_000F
+            } else {
+                u64::MAX
+            };
+            let infos: Vec<PeerInfo> = (0..peers)
+                .map(|i| {
+                    let id = match rng.gen_range(0..10) {
+                        0 => 0,
+                        1 => 5,
+                        _ => rng.r#gen::<u64>() & mask,
+                    };
+                    info(&format!("10.0.{}.{}:1", i / 200, i % 200 + 1), id)
+                })
+                .collect();
+            let snap = PeerSnapshot::new(infos.clone());
+            for _ in 0..20 {
+                let target = match rng.gen_range(0..4) {
+                    0 => 5,
+                    1 => 0,
+                    _ => rng.r#gen::<u64>() & mask,
+                };
+                let n = rng.gen_range(0..8usize);
+                let exclude = match rng.gen_range(0..3) {
+                    0 if !infos.is_empty() => Some(infos[rng.gen_range(0..infos.len())].addr),
+                    1 => Some("10.9.9.9:1".parse().unwrap()),
+                    _ => None,
+                };
+                assert_eq!(
+                    snap.closest(target, n, exclude),
+                    closest_by_scan(&snap, target, n, exclude),
+                    "round {round}, target {target:#x}, n {n}, exclude {exclude:?}"
+                );
+            }
+        }
     }
 
     #[test]
