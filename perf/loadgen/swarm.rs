@@ -3,14 +3,14 @@
 //! it (issue 14, "how cost grows ... as the peer count grows").
 //!
 //! Each peer behaves as a Go reference node that holds the node in its table: it PINGs the node
-//! once a second (the node answers with a signed PONG listing its peers) and answers the node's
-//! PINGs with a PONG signed by its own key, so the node authenticates it, activates it and keeps
-//! it active. A classic BPF filter on each peer's socket (`SO_ATTACH_FILTER`) lets only PINGs
-//! through: the PONGs, the replicated PUTs and the storage challenges the node sends its peers
-//! are dropped by the kernel before any socket buffer, so the swarm costs the shared machine one
-//! wake-up per peer per poll, not a read per datagram the node sends (the node still pays its
-//! sends, as it would to peers elsewhere). The storage challenges go unanswered, as to a peer
-//! that lost its copy.
+//! once a second, the peers' PINGs spread over the second (the node answers each with a signed
+//! PONG listing its peers), and answers the node's PINGs with a PONG signed by its own key, so
+//! the node authenticates it, activates it and keeps it active. A classic BPF filter on each
+//! peer's socket (`SO_ATTACH_FILTER`) lets only PINGs through: the PONGs, the replicated PUTs
+//! and the storage challenges the node sends its peers are dropped by the kernel before any
+//! socket buffer, so the swarm wakes (in `poll(2)` on all its sockets) only for the node's
+//! PINGs, not for every datagram the node sends (the node still pays its sends, as it would to
+//! peers elsewhere). The storage challenges go unanswered, as to a peer that lost its copy.
 //!
 //! Prints one JSON line `{"ready": ...}` once the node reports `--peers` active peers (its stats
 //! socket, `peers_active`), or when `--ready-limit` seconds passed, then the summary at the end
@@ -20,12 +20,11 @@ use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use dave::keys::Keypair;
-use dave::net::{SocketOptions, bind_udp};
+use dave::net::{SocketOptions, bind_udp, poll_readable};
 use serde_json::{Value, json};
 use socket2::{SockFilter, SockRef};
 
@@ -35,11 +34,13 @@ use crate::net::{check_duration, check_target, counter, query_stats};
 
 /// Most peers one swarm holds: the node's default table (`max_peers` 1000).
 const MAX_SWARM_PEERS: usize = 1000;
-/// How often the swarm reads its sockets. The node PINGs each peer once a second and deactivates
-/// one that has not answered for 3 s, so a peer answering within 200 ms stays active.
-const POLL_EVERY: Duration = Duration::from_millis(200);
-/// How often a peer PINGs the node (as the Go reference does).
+/// How often a peer PINGs the node (as the Go reference does). Peer i's PINGs go out at
+/// `i / peers` of the period, so the node gets them spread over the second, as from peers that
+/// joined at different times, not in one burst.
 const PING_EVERY: Duration = Duration::from_secs(1);
+/// The swarm's clock step: PINGs due within it go out together. Between steps the swarm sleeps
+/// in `poll(2)` on all its sockets, so the node's PINGs are answered as they come.
+const STEP: Duration = Duration::from_millis(10);
 /// Key pairs of the swarm's peers start here (apart from the GET clients' `client_keypair(c)`).
 const FIRST_KEYPAIR: usize = 100_000;
 
@@ -96,7 +97,8 @@ pub(crate) fn run_swarm(a: &SwarmArgs) -> Result<Value> {
         read_timeout: Duration::from_millis(1),
         ..SocketOptions::default()
     };
-    let mut peers: Vec<(UdpSocket, Keypair)> = Vec::with_capacity(a.peers);
+    let mut sockets: Vec<UdpSocket> = Vec::with_capacity(a.peers);
+    let mut keypairs: Vec<Keypair> = Vec::with_capacity(a.peers);
     for i in 0..a.peers {
         let addr = peer_addr(i);
         let socket = bind_udp(addr, &options).map_err(|e| format!("bind {addr}: {e}"))?;
@@ -104,7 +106,8 @@ pub(crate) fn run_swarm(a: &SwarmArgs) -> Result<Value> {
             .attach_filter(&only_pings())
             .map_err(|e| format!("filter on {addr}: {e}"))?;
         socket.set_nonblocking(true).map_err(|e| e.to_string())?;
-        peers.push((socket, client_keypair(FIRST_KEYPAIR + i)));
+        sockets.push(socket);
+        keypairs.push(client_keypair(FIRST_KEYPAIR + i));
     }
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -114,32 +117,40 @@ pub(crate) fn run_swarm(a: &SwarmArgs) -> Result<Value> {
     let start = Instant::now();
     let ready_limit = Duration::from_secs_f64(a.ready_limit.clamp(0.0, 120.0));
     let mut ready: Option<(Duration, u64)> = None;
-    let mut next_ping = start;
+    // Peer i next PINGs at next_ping[i].
+    let phase = |i: usize| PING_EVERY.mul_f64(i as f64 / a.peers as f64);
+    let mut next_ping: Vec<Instant> = (0..a.peers).map(|i| start + phase(i)).collect();
     let mut next_check = start;
     let (mut pings_sent, mut pongs_sent, mut others_read) = (0u64, 0u64, 0u64);
     let mut buf = [0u8; 64];
+    let mut readable = Vec::new();
     while start.elapsed() < duration && !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
-        if now >= next_ping {
-            for (socket, _) in &peers {
+        for (socket, due) in sockets.iter().zip(next_ping.iter_mut()) {
+            if now >= *due {
                 if socket.send_to(&ping, a.target).is_ok() {
                     pings_sent += 1;
                 }
+                *due += PING_EVERY;
             }
-            next_ping += PING_EVERY;
         }
-        for (socket, keypair) in &peers {
+        // Sleeps until a PING arrives or the next step; the node's PINGs are answered at once.
+        let wait_ms = STEP
+            .min(duration.saturating_sub(start.elapsed()))
+            .as_millis() as i32;
+        poll_readable(&sockets, wait_ms, &mut readable).map_err(|e| format!("poll: {e}"))?;
+        for &i in &readable {
+            let socket = &sockets[i];
             loop {
                 match socket.recv_from(&mut buf) {
                     Ok((n, from)) if from == a.target => {
-                        if answer_ping(socket, from, &buf[..n], keypair) {
+                        if answer_ping(socket, from, &buf[..n], &keypairs[i]) {
                             pongs_sent += 1;
                         } else {
                             others_read += 1;
                         }
                     }
                     Ok(_) => others_read += 1,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(_) => break,
                 }
             }
@@ -156,7 +167,6 @@ pub(crate) fn run_swarm(a: &SwarmArgs) -> Result<Value> {
             }
             next_check = now + Duration::from_millis(500);
         }
-        thread::sleep(POLL_EVERY.min(duration.saturating_sub(start.elapsed())));
     }
     let active_at_end = counter(&query_stats(a.stats_addr), "peers_active");
     Ok(json!({

@@ -31,7 +31,7 @@ pub use socket::{
 };
 pub use sys::{
     BATCH, COALESCED_BUF, MAX_COALESCED_SEGMENTS, MAX_DATAGRAM_BUF, MAX_STEERED_OPS, RecvBatch,
-    SendBatch, SendStats, SteerOps, process_cpu_time_ns, receive_queue_bytes,
+    SendBatch, SendStats, SteerOps, poll_readable, process_cpu_time_ns, receive_queue_bytes,
     set_current_thread_idle_policy, set_current_thread_nice, set_current_thread_slice,
     set_receive_coalescing, set_udp_segment, socket_drops, spread_reuseport,
     spread_reuseport_randomly, thread_cpu_time_ns,

@@ -13,8 +13,8 @@
 //! - reinterpreting a `sockaddr_storage` as `sockaddr_in` / `sockaddr_in6`: the storage is larger
 //!   and at least as aligned (asserted at compile time) and always fully initialised;
 //! - the system calls: the two batch calls, whose pointers all point into buffers that outlive
-//!   the call, `gettid`/`setpriority`, which take integers only, and `clock_gettime`, which
-//!   writes one local `timespec`.
+//!   the call, `gettid`/`setpriority`, which take integers only, `clock_gettime`, which writes
+//!   one local `timespec`, and `poll`, which writes the `revents` of an array it is given.
 //!
 //! Linux only (both calls exist elsewhere, with other flags and types; dave targets Linux).
 
@@ -1248,6 +1248,44 @@ fn set_int_option(
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// Waits up to `timeout_ms` until any of `sockets` has a datagram to read (`poll(2)`), and
+/// puts the indexes of those that do into `ready`. Returns how many (0: the time ran out, or a
+/// signal came). For the load generator's swarm of peers (`perf/loadgen/swarm.rs`), which
+/// answers the node's PINGs on a thousand sockets from one thread; the node does not use it.
+pub fn poll_readable(
+    sockets: &[UdpSocket],
+    timeout_ms: i32,
+    ready: &mut Vec<usize>,
+) -> io::Result<usize> {
+    ready.clear();
+    let mut fds: Vec<libc::pollfd> = sockets
+        .iter()
+        .map(|s| libc::pollfd {
+            fd: s.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `fds` holds `fds.len()` initialised pollfds and outlives the call; the kernel
+    // writes only their `revents`.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted {
+            Ok(0)
+        } else {
+            Err(e)
+        };
+    }
+    ready.extend(
+        fds.iter()
+            .enumerate()
+            .filter(|(_, f)| f.revents & libc::POLLIN != 0)
+            .map(|(i, _)| i),
+    );
+    Ok(ready.len())
 }
 
 /// Lowers the calling thread's scheduling priority to `nice` (0..=19; higher is lower).

@@ -18,11 +18,13 @@
 //!   requests as [`PeerTable::router_heard`] reports them), the router's evictions
 //!   ([`PeerTable::router_evicted`]) and the `routed_*` silence bounds. Background PING/PONG
 //!   traffic then grows with the v1 peers only; the router's own liveness traffic is
-//!   O(k log N) per refresh interval (`route::router`).
+//!   O(k log N) per refresh interval (`route::router`). A table of more than
+//!   [`PING_AT_ONCE_AT_MOST`] peers sends each round in [`PING_ROUND_SLICES`] slices across
+//!   the period, so their PONGs' signature checks do not arrive in one burst.
 //! - The table is deterministic for a given seed and input sequence: maps are `BTreeMap`s, so
 //!   iteration (and therefore the order of effects and RNG draws) never depends on hashing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -44,6 +46,14 @@ use crate::wire::{
     Features, Message, PongRepr, WireAddr, addr_from_wire, addr_to_wire, normalize_addr,
     pong_signed_hash,
 };
+
+/// A ping round of a large table goes out in up to this many slices, one every
+/// `ping_period_ms / 50` (20 ms): 1,000 peers are pinged 20 at a time, so their PONGs cost ~1 ms
+/// of signature checks at a time rather than ~45 ms at once.
+pub const PING_ROUND_SLICES: u64 = 50;
+/// A table of up to this many peers and edges is pinged at once, as the reference pings its
+/// table (64 PONG checks are ~3 ms of one core); a larger one in [`PING_ROUND_SLICES`] slices.
+pub const PING_AT_ONCE_AT_MOST: usize = 64;
 
 /// A peer: an authenticated address, or an edge (authenticated or not).
 #[derive(Debug, Clone)]
@@ -133,6 +143,13 @@ pub struct PeerTable {
     next_myaddr_ms: u64,
     /// When the next ping round is due.
     next_round_ms: u64,
+    /// Peers of the current ping round not pinged yet (a large table's round goes out in
+    /// slices, [`PING_ROUND_SLICES`]), in address order.
+    round_rest: VecDeque<SocketAddr>,
+    /// PINGs per slice of the current round.
+    round_slice_len: usize,
+    /// When the current round's next slice is due.
+    next_slice_ms: u64,
     /// The latest `now_ms` seen; time never runs backwards inside the table.
     latest_ms: u64,
     /// The published view of active peers.
@@ -210,6 +227,9 @@ impl PeerTable {
             myaddr_sent_ms: 0,
             next_myaddr_ms: 0,
             next_round_ms: 0,
+            round_rest: VecDeque::new(),
+            round_slice_len: 0,
+            next_slice_ms: 0,
             latest_ms: 0,
             snapshot: Arc::new(PeerSnapshot::default()),
             snapshot_dirty: false,
@@ -359,11 +379,14 @@ impl PeerTable {
     /// request). Deactivation, drops and candidate expiry are checked on every tick, so ticking at
     /// least every `ping_period_ms` (which this time guarantees) bounds their lateness by it.
     pub fn next_tick_ms(&self) -> u64 {
-        if self.config.edges.is_empty() {
-            self.next_round_ms
-        } else {
-            self.next_round_ms.min(self.next_myaddr_ms)
+        let mut next = self.next_round_ms;
+        if !self.config.edges.is_empty() {
+            next = next.min(self.next_myaddr_ms);
         }
+        if !self.round_rest.is_empty() {
+            next = next.min(self.next_slice_ms);
+        }
+        next
     }
 
     // ----- Inputs -----
@@ -414,8 +437,15 @@ impl PeerTable {
         self.prover.expire(now, &mut self.stats);
         self.update_peer_states(now, &mut fx);
         if now >= self.next_round_ms {
-            self.ping_round(&mut fx);
+            self.ping_round(now, &mut fx);
             self.next_round_ms = now.saturating_add(self.config.ping_period_ms);
+        } else {
+            while !self.round_rest.is_empty() && now >= self.next_slice_ms {
+                self.ping_slice(&mut fx);
+                self.next_slice_ms = self
+                    .next_slice_ms
+                    .saturating_add(self.config.ping_period_ms / PING_ROUND_SLICES);
+            }
         }
         self.myaddr_round(now, &mut fx);
         self.refresh_snapshot();
@@ -800,16 +830,50 @@ impl PeerTable {
         }
     }
 
-    fn ping_round(&mut self, fx: &mut Effects) {
-        for (&addr, peer) in self.peers.iter_mut() {
-            if routed(&self.config, peer) {
+    /// Starts a ping round: every peer and edge the router does not watch gets a PING with a
+    /// fresh challenge. A table of up to [`PING_AT_ONCE_AT_MOST`] is pinged at once; a larger
+    /// one in [`PING_ROUND_SLICES`] slices across the period (peers in address order), so the
+    /// PONGs, each a signature check, come back spread over the period rather than in one burst
+    /// (1,000 peers: ~45 ms of verification at once, which took a receiver's CPU). Each peer is
+    /// still pinged once per period, at the same offset in every round. Peers left from a round
+    /// that could not finish (late ticks) are pinged in this one.
+    fn ping_round(&mut self, now: u64, fx: &mut Effects) {
+        self.round_rest.clear();
+        let config = &self.config;
+        self.round_rest.extend(
+            self.peers
+                .iter()
                 // The router watches it (module docs): no PING, no RNG draw.
+                .filter(|(_, peer)| !routed(config, peer))
+                .map(|(&addr, _)| addr),
+        );
+        self.round_slice_len = if self.round_rest.len() <= PING_AT_ONCE_AT_MOST {
+            PING_AT_ONCE_AT_MOST
+        } else {
+            self.round_rest.len().div_ceil(PING_ROUND_SLICES as usize)
+        };
+        self.next_slice_ms = now.saturating_add(self.config.ping_period_ms / PING_ROUND_SLICES);
+        self.ping_slice(fx);
+    }
+
+    /// Pings the next slice of the current round (peers dropped or watched since are skipped).
+    fn ping_slice(&mut self, fx: &mut Effects) {
+        let mut sent = 0;
+        while sent < self.round_slice_len {
+            let Some(addr) = self.round_rest.pop_front() else {
+                break;
+            };
+            let Some(peer) = self.peers.get_mut(&addr) else {
+                continue;
+            };
+            if routed(&self.config, peer) {
                 continue;
             }
             let challenge: [u8; 8] = self.rng.r#gen();
             peer.challenge = Some(challenge);
             fx.send(addr, peer.pubkey.is_some(), Outgoing::Ping { challenge });
             self.stats.pings_sent += 1;
+            sent += 1;
         }
     }
 

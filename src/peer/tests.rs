@@ -2,7 +2,7 @@
 //! hand-driven network (every datagram is emitted to bytes and parsed back), and scripted remote
 //! nodes that answer with real signed PONGs from their own key pairs.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -856,6 +856,67 @@ fn stranger_proofs_are_rate_limited_apart_from_the_routers() {
             "the router's proofs remain"
         );
     }
+}
+
+/// A table of more than [`PING_AT_ONCE_AT_MOST`] peers sends its ping round in slices across
+/// the period (200 peers: 4 at a time, one slice every 20 ms); each peer is still pinged once
+/// per period, at the same offset, and peers that answer stay active.
+#[test]
+fn a_large_tables_ping_round_goes_out_in_slices() {
+    use crate::peer::table::{PING_AT_ONCE_AT_MOST, PING_ROUND_SLICES};
+    let mut t = table("10.0.0.1:4000", &[], 1);
+    let n = 200usize;
+    assert!(n > PING_AT_ONCE_AT_MOST);
+    let addrs: Vec<SocketAddr> = (0..n)
+        .map(|i| sa(&format!("10.{}.{}.1:9000", 50 + i / 200, i % 200)))
+        .collect();
+    let keys: Vec<Keypair> = (0..n)
+        .map(|i| {
+            let mut seed = [7u8; 32];
+            seed[..2].copy_from_slice(&(i as u16 + 300).to_le_bytes());
+            Keypair::from_seed(&seed)
+        })
+        .collect();
+    // Each stranger pings once and answers the table's PING: a peer.
+    for (i, &a) in addrs.iter().enumerate() {
+        let fx = t.handle(0, a, &Message::Ping { challenge: [1; 8] });
+        let c = ping_to(&fx, a).expect("a candidate PING");
+        deliver_pong(&mut t, 0, a, pong(&keys[i], c, &[]));
+    }
+    assert_eq!(t.peer_count(), n);
+    let slice_ms = 1000 / PING_ROUND_SLICES;
+    let per_slice = n.div_ceil(PING_ROUND_SLICES as usize);
+    let mut pinged_at: BTreeMap<SocketAddr, Vec<u64>> = BTreeMap::new();
+    let mut now = 1000;
+    while now < 6000 {
+        let fx = t.tick(now);
+        let pings: Vec<(SocketAddr, [u8; 8])> = fx
+            .datagrams
+            .iter()
+            .filter_map(|d| match d.message {
+                Outgoing::Ping { challenge } => Some((d.to, challenge)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(pings.len(), per_slice, "at {now}");
+        for (a, c) in pings {
+            pinged_at.entry(a).or_default().push(now);
+            let i = addrs.iter().position(|&x| x == a).unwrap();
+            deliver_pong(&mut t, now, a, pong(&keys[i], c, &[]));
+        }
+        // The driver is asked back for the next slice (the last one is followed by the round).
+        assert_eq!(t.next_tick_ms(), now + slice_ms, "at {now}");
+        now += slice_ms;
+    }
+    assert_eq!(pinged_at.len(), n);
+    for (a, times) in &pinged_at {
+        assert_eq!(times.len(), 5, "{a}: {times:?}");
+        assert!(
+            times.windows(2).all(|w| w[1] - w[0] == 1000),
+            "{a}: {times:?}"
+        );
+    }
+    assert_eq!(t.snapshot().len(), n, "every answering peer active");
 }
 
 // ----- PING answers -----
