@@ -31,7 +31,8 @@
 #                              table (P in TABLE_PEERS, default "0 100 1000": `loadgen swarm`,
 #                              v1-style peers on their own loopback addresses that ping it every
 #                              second, answer its PINGs, and drop in the kernel what it
-#                              replicates to them) (ONLY=table)
+#                              replicates to them) (ONLY=table; TABLE_BEFORE=PATH adds
+#                              table-before-P-... against that node_server binary, same round)
 #   flood-x5                   GETs (16 in flight) during forged PUTs at 5x verification capacity
 #   flood-echo-x5              the same against echo_baseline answering GETs only (the floor:
 #                              what any server keeps of its GETs during that flood on this
@@ -263,26 +264,40 @@ for RUN in $(seq 1 "$RUNS"); do
         done
     fi
     if want table; then
-        for p in $TABLE_PEERS; do
-            up
-            if [ "$p" != 0 ]; then
-                # The swarm's first line says when the node reports every peer active.
-                swarm_out=$OUT/swarm-$STAMP-$RUN-$p.jsonl
-                "${CLIENT_CPU[@]}" "$BIN/loadgen" --json --tag "table-$p-swarm" --run "$RUN" \
-                    swarm --target "$NODE" --stats-addr "$STATS" --peers "$p" --duration 300 \
-                    >"$swarm_out" 2>>"$OUT/loadgen.log" &
-                SWARM_PID=$!
-                for _ in $(seq 1 600); do
-                    [ -s "$swarm_out" ] && break
-                    sleep 0.1
-                done
-                head -1 "$swarm_out" | sed "s/^{/{\"tag\":\"table-$p-ready\",\"run\":$RUN,/" >>"$RESULTS"
-            fi
-            client "table-$p-if1" 1
-            client "table-$p-if128" 128 --skip-load
-            lg "table-$p-put" put --target "$NODE" --stats-addr "$STATS" --server-pid "$NODE_PID" \
-                --duration "$DUR" --rate "$(awk "BEGIN {print int($VB * 2)}")" --offset 8192
-            stop
+        # With TABLE_BEFORE=PATH (a node_server binary), the same against it in the same round
+        # (tags table-before-P-...), in alternating order.
+        order="node${TABLE_BEFORE:+ before}"
+        [ $((RUN % 2)) = 0 ] || order="${TABLE_BEFORE:+before }node"
+        for which in $order; do
+            for p in $TABLE_PEERS; do
+                tag=table-$p
+                if [ "$which" = node ]; then
+                    up
+                else
+                    tag=table-before-$p
+                    NODE_BIN="$TABLE_BEFORE" up
+                fi
+                if [ "$p" != 0 ]; then
+                    # The swarm's first line says when the node reports every peer active.
+                    swarm_out=$OUT/swarm-$STAMP-$RUN-$tag.jsonl
+                    "${CLIENT_CPU[@]}" "$BIN/loadgen" --json --tag "$tag-swarm" --run "$RUN" \
+                        swarm --target "$NODE" --stats-addr "$STATS" --peers "$p" --duration 300 \
+                        >"$swarm_out" 2>>"$OUT/loadgen.log" &
+                    SWARM_PID=$!
+                    for _ in $(seq 1 600); do
+                        [ -s "$swarm_out" ] && break
+                        sleep 0.1
+                    done
+                    head -1 "$swarm_out" |
+                        sed "s/^{/{\"tag\":\"$tag-ready\",\"run\":$RUN,/" >>"$RESULTS"
+                fi
+                client "$tag-if1" 1
+                client "$tag-if128" 128 --skip-load
+                lg "$tag-put" put --target "$NODE" --stats-addr "$STATS" \
+                    --server-pid "$NODE_PID" --duration "$DUR" \
+                    --rate "$(awk "BEGIN {print int($VB * 2)}")" --offset 8192
+                stop
+            done
         done
     fi
     if want peers; then
@@ -397,6 +412,8 @@ for o in $OWNERS; do
     ratios+=(--ratio "put-owners-$o:stored_per_s/$VERIFY_TAG:verified_per_s")
 done
 for p in $TABLE_PEERS; do
+    ratios+=(--ratio "table-$p-if128:node_p99_us/table-before-$p-if128:node_p99_us"
+        --ratio "table-$p-put:stored_per_s/table-before-$p-put:stored_per_s")
     ratios+=(--ratio "table-$p-if128:node_ops_per_s/table-$p-if128:echo_ops_per_s"
         --ratio "table-$p-if128:node_p99_us/table-${TABLE_PEERS%% *}-if128:node_p99_us"
         --ratio "table-$p-if1:node_p99_us/table-${TABLE_PEERS%% *}-if1:node_p99_us"

@@ -6,6 +6,8 @@ Needs matplotlib (python3 -m pip install matplotlib). Reads one results file and
   issue14-cdf-scale.svg    GET latency CDFs of the node at each store size, 128 in flight
   issue14-scale.svg        GET rate, GET p50/p99 and PUT stored/s against store size
   issue14-peers.svg        GET rate and p99 against the number of proven client sockets
+  issue14-table.svg        GET rate, GET latency and PUTs stored against the active peers in
+                           the node's table (the `table` scenario's `loadgen swarm`)
 Each CDF is that of the run whose node rate is the median of its scenario's runs; each rate is
 the median of the runs, with the lowest and highest run as error bars.
 
@@ -203,6 +205,42 @@ def plot_peers(by_tag, out):
     plt.close(fig)
 
 
+def plot_table(by_tag, out):
+    """GET rate, GET p99 and PUTs stored against the active peers in the node's table."""
+    peers = sorted({int(m.group(1)) for t in by_tag for m in [re.match(r"table-(\d+)-if128$", t)] if m})
+    if not peers:
+        return
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    errorbar(axes[0], peers, [spread(by_tag[f"table-{p}-if128"], "node", "ops_per_s") for p in peers],
+             "node, 128 in flight", "o-")
+    errorbar(axes[0], peers, [spread(by_tag[f"table-{p}-if128"], "echo", "ops_per_s") for p in peers],
+             "echo server, same runs", "s--")
+    axes[0].set_ylabel("GETs per second")
+    axes[0].set_title("GET rate")
+    for inflight, q, fmt in ((1, "p50_us", "o-"), (1, "p99_us", "o--"), (128, "p50_us", "s-"),
+                             (128, "p99_us", "s--")):
+        errorbar(axes[1], peers, [spread(by_tag.get(f"table-{p}-if{inflight}", []), "node", q) for p in peers],
+                 f"{q[:3]}, {inflight} in flight", fmt)
+    axes[1].set_yscale("log")
+    axes[1].set_ylabel("µs (log scale)")
+    axes[1].set_title("GET latency")
+    errorbar(axes[2], peers, [spread(by_tag.get(f"table-{p}-put", []), "stored_per_s") for p in peers],
+             "PUTs stored/s (offered 2x verification rate)", "o-")
+    axes[2].set_ylabel("per second")
+    axes[2].set_title("PUTs stored (each sent on to 3 peers)")
+    for ax in axes:
+        ax.set_xscale("symlog", linthresh=10)
+        ax.set_xlim(-1, max(peers) * 1.5)
+        ax.set_xlabel("active peers in the node's table (loadgen swarm)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        if ax.get_yscale() == "linear":
+            ax.set_ylim(bottom=0)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "issue14-table.svg"))
+    plt.close(fig)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results")
@@ -215,6 +253,7 @@ def main():
     plot_cdf_scale(by_tag, a.out)
     plot_scale(by_tag, a.out)
     plot_peers(by_tag, a.out)
+    plot_table(by_tag, a.out)
     for name in sorted(os.listdir(a.out)):
         if name.startswith("issue14-") and name.endswith(".svg"):
             print(os.path.join(a.out, name))
