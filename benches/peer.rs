@@ -1,7 +1,7 @@
-//! Replica choice: `PeerSnapshot::closest` (the walk over peers sorted by ID) against a scan of
-//! every peer (what it did before: copy all, select the `k` nearest), at 16, 100 and 1,000 active
-//! peers (1,000 is the default `max_peers`). A stored PUT calls it once to pick its FANOUT (3)
-//! replicas, so at 1,000 peers the scan was paid on every stored PUT.
+//! Replica choice: `PeerSnapshot::closest` (the walk over peers sorted by ID) against
+//! `PeerSnapshot::closest_by_scan` (a scan of every peer, as before the walk), at 16, 100 and
+//! 1,000 active peers (1,000 is the default `max_peers`). A stored PUT calls it once to pick its
+//! FANOUT (3) replicas, so at 1,000 peers the scan was paid on every stored PUT.
 //!
 //! Run: `cargo bench --bench peer -- --warm-up-time 1 --measurement-time 3`.
 
@@ -9,7 +9,6 @@ use std::hint::black_box;
 use std::net::SocketAddr;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use dave::keys::distance;
 use dave::peer::{PeerInfo, PeerSnapshot, Trust, UNPROVEN_RELIABILITY};
 use dave::wire::Features;
 use rand::rngs::StdRng;
@@ -32,28 +31,6 @@ fn peers(n: usize, rng: &mut StdRng) -> Vec<PeerInfo> {
         .collect()
 }
 
-/// The scan `closest` replaced: every pickable peer copied, the `n` nearest selected, sorted.
-fn closest_by_scan(
-    snap: &PeerSnapshot,
-    target: u64,
-    n: usize,
-    exclude: Option<SocketAddr>,
-) -> Vec<PeerInfo> {
-    let mut out: Vec<PeerInfo> = snap
-        .peers()
-        .iter()
-        .filter(|p| p.id != 0 && Some(p.addr) != exclude)
-        .copied()
-        .collect();
-    let key = |p: &PeerInfo| (distance(p.id, target), p.addr);
-    if n < out.len() {
-        out.select_nth_unstable_by_key(n - 1, key);
-        out.truncate(n);
-    }
-    out.sort_unstable_by_key(key);
-    out
-}
-
 fn bench_closest(c: &mut Criterion) {
     let mut rng = StdRng::seed_from_u64(1);
     let mut group = c.benchmark_group("closest");
@@ -71,7 +48,7 @@ fn bench_closest(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("scan", n), &snap, |b, snap| {
             b.iter(|| {
                 i = (i + 1) % targets.len();
-                black_box(closest_by_scan(snap, targets[i], FANOUT, exclude))
+                black_box(snap.closest_by_scan(targets[i], FANOUT, exclude))
             })
         });
     }

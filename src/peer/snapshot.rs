@@ -150,7 +150,7 @@ impl PeerSnapshot {
     /// every ID in it is closer than every ID outside it. From the top bit down, the run splits
     /// in two by the next bit; the half that agrees with the target is nearer. If it holds
     /// fewer than are still needed, all of it is taken and the walk goes on in the far half;
-    /// otherwise the far half is left. The walk stops once the run is short ([`SCAN_AT_MOST`])
+    /// otherwise the far half is left. The walk stops once the run is short (`SCAN_AT_MOST`)
     /// or after bit 0 (one ID left); the nearest of the run by (distance, address) make up the
     /// rest. Asking for one more when `exclude` could be picked keeps the answer exact once it
     /// is removed.
@@ -204,6 +204,33 @@ impl PeerSnapshot {
             .take(n)
             .copied()
             .collect()
+    }
+
+    /// What [`PeerSnapshot::closest`] must return, by a scan of every peer (what it did before
+    /// the walk): all pickable peers copied, the `n` nearest by (distance, address) selected and
+    /// sorted. The reference the tests and `benches/peer.rs` compare the walk with; O(n).
+    pub fn closest_by_scan(
+        &self,
+        target_id: u64,
+        n: usize,
+        exclude: Option<SocketAddr>,
+    ) -> Vec<PeerInfo> {
+        let exclude = exclude.map(crate::wire::normalize_addr);
+        let mut out: Vec<PeerInfo> = self
+            .peers
+            .iter()
+            .filter(|p| p.id != 0 && Some(p.addr) != exclude)
+            .copied()
+            .collect();
+        let key = |p: &PeerInfo| (distance(p.id, target_id), p.addr);
+        if n == 0 {
+            out.clear();
+        } else if n < out.len() {
+            out.select_nth_unstable_by_key(n - 1, key);
+            out.truncate(n);
+        }
+        out.sort_unstable_by_key(key);
+        out
     }
 }
 
@@ -370,24 +397,6 @@ mod tests {
         assert!(PeerSnapshot::default().closest(1, 3, None).is_empty());
     }
 
-    /// What `closest` must return: every pickable peer sorted by (distance, address).
-    fn closest_by_scan(
-        snap: &PeerSnapshot,
-        target_id: u64,
-        n: usize,
-        exclude: Option<SocketAddr>,
-    ) -> Vec<PeerInfo> {
-        let mut all: Vec<PeerInfo> = snap
-            .peers()
-            .iter()
-            .filter(|p| p.id != 0 && Some(p.addr) != exclude)
-            .copied()
-            .collect();
-        all.sort_unstable_by_key(|p| (distance(p.id, target_id), p.addr));
-        all.truncate(n);
-        all
-    }
-
     /// The walk over IDs picks exactly what a scan of every peer picks: random tables with
     /// clustered and repeated IDs and ID 0, targets near and far, `exclude` in and out.
     #[test]
@@ -427,7 +436,7 @@ mod tests {
                 };
                 assert_eq!(
                     snap.closest(target, n, exclude),
-                    closest_by_scan(&snap, target, n, exclude),
+                    snap.closest_by_scan(target, n, exclude),
                     "round {round}, target {target:#x}, n {n}, exclude {exclude:?}"
                 );
             }
