@@ -1739,6 +1739,32 @@ mod tests {
         );
     }
 
+    /// `poll_readable` names exactly the sockets with a datagram waiting, and returns empty when
+    /// its time runs out (real sockets on loopback).
+    #[test]
+    fn poll_readable_names_the_sockets_with_a_datagram() {
+        let sockets: Vec<UdpSocket> = (0..3)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut ready = vec![7];
+        assert_eq!(poll_readable(&sockets, 1, &mut ready).unwrap(), 0);
+        assert!(ready.is_empty());
+        for i in [0, 2] {
+            sender
+                .send_to(&[i as u8], sockets[i].local_addr().unwrap())
+                .unwrap();
+        }
+        // Loopback delivers within the send call; the wait bounds a slow machine.
+        assert_eq!(poll_readable(&sockets, 1000, &mut ready).unwrap(), 2);
+        assert_eq!(ready, vec![0, 2]);
+        let mut buf = [0u8; 8];
+        sockets[0].recv_from(&mut buf).unwrap();
+        assert_eq!(poll_readable(&sockets, 1000, &mut ready).unwrap(), 1);
+        assert_eq!(ready, vec![2]);
+        assert_eq!(poll_readable(&[], 1, &mut ready).unwrap(), 0);
+    }
+
     #[test]
     #[should_panic(expected = "MAX_PACKET_LEN")]
     fn send_batch_refuses_oversized() {
