@@ -409,3 +409,43 @@ fn in_a_mixed_network_larger_than_its_tables_v1_nodes_are_proven_and_answered() 
     assert!(r.v1_gets.success_rate() >= 0.99, "{:?}", r.v1_gets);
     assert_eq!(r.replicas.lost, 0);
 }
+
+#[test]
+fn tables_larger_than_one_ping_burst_ping_in_slices_and_stay_active() {
+    // 100 nodes with 90-peer tables, every peer on the v1 ping schedule: each table is above
+    // `PING_AT_ONCE_AT_MOST` (64), so its ping rounds go out in slices across the second (issue
+    // 14, session 19). With 1 % loss on every link, peers must stay active round after round,
+    // each pinged once a second. PONGs by MAC (`fast_pong_auth`) keep the 9,000 checks per
+    // virtual second cheap; the decisions are those of Ed25519 (`sim_fast_crypto.rs`).
+    let mut o = SimOptions {
+        seed: 90,
+        nodes: 100,
+        edges: 3,
+        max_peers: 90,
+        fast_pong_auth: true,
+        join_window_ms: 5_000,
+        duration_ms: 40_000,
+        ..SimOptions::default()
+    };
+    o.node.ping_routing_peers = true;
+    o.network.loss = 0.01;
+    let w = &mut o.workload;
+    w.records = 200;
+    w.put_start_ms = 15_000;
+    w.put_end_ms = 22_000;
+    w.gets = 200;
+    w.get_start_ms = 25_000;
+    w.final_check_window_ms = 10_000;
+    let r = run("100 nodes, 90-peer tables, sliced ping rounds", &o);
+    assert!(r.time_to_full_activation_ms.is_some(), "every table full");
+    assert!(r.active_peers_min >= 88, "{}", r.active_peers_min);
+    // Each node sends about one PING to each of its 90 peers a second and answers their 90
+    // PINGs with PONGs; slices that skipped peers or pinged them twice would move this.
+    assert!(
+        (150.0..=220.0).contains(&r.packets_per_node_s),
+        "{} datagrams a second per node",
+        r.packets_per_node_s
+    );
+    assert_eq!(r.records_stored, 200);
+    assert!(r.gets.success_rate() >= 0.99, "{:?}", r.gets);
+}
