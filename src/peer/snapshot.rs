@@ -61,12 +61,14 @@ impl PeerSnapshot {
     /// A snapshot of these peers (sorted by address here, so equal sets compare equal).
     pub fn new(mut peers: Vec<PeerInfo>) -> PeerSnapshot {
         peers.sort_unstable_by_key(|p| p.addr);
-        // Indexes follow address order, so (ID, index) orders equal IDs by address.
+        // Indexes follow address order, so (ID, index) orders equal IDs by address. A table
+        // holds at most `MAX_TABLE_ENTRIES` (2^20) peers; a peer past u32 indexes (only a
+        // hand-built snapshot) is simply never picked.
         let mut by_id: Vec<(u64, u32)> = peers
             .iter()
             .enumerate()
             .filter(|(_, p)| p.id != 0)
-            .map(|(i, p)| (p.id, u32::try_from(i).unwrap_or(u32::MAX)))
+            .filter_map(|(i, p)| Some((p.id, u32::try_from(i).ok()?)))
             .collect();
         by_id.sort_unstable();
         PeerSnapshot {
@@ -188,15 +190,17 @@ impl PeerSnapshot {
         // What is left shares the bits walked, so the nearest of it by (distance, address) are
         // the ones still needed: a short run is sorted, a run of one ID is in address order.
         let key = |p: &&PeerInfo| (distance(p.id, target_id), p.addr);
-        let mut rest: Vec<&PeerInfo> = self.by_id[lo..hi]
-            .iter()
-            .map(|&(_, i)| &self.peers[i as usize])
-            .collect();
+        let taken = picked.len();
+        picked.extend(
+            self.by_id[lo..hi]
+                .iter()
+                .map(|&(_, i)| &self.peers[i as usize]),
+        );
+        let rest = &mut picked[taken..];
         if need < rest.len() {
             rest.select_nth_unstable_by_key(need, key);
-            rest.truncate(need);
+            picked.truncate(taken + need);
         }
-        picked.extend(rest);
         picked.sort_unstable_by_key(key);
         picked
             .into_iter()
