@@ -8,7 +8,8 @@
 use std::hint::black_box;
 use std::net::SocketAddr;
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use dave::keys::{Keypair, SignedMessage, verify_batch, verify_signature};
 use dave::peer::{PeerInfo, PeerSnapshot, Trust, UNPROVEN_RELIABILITY};
 use dave::wire::Features;
 use rand::rngs::StdRng;
@@ -55,5 +56,42 @@ fn bench_closest(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_closest);
+/// PONG checks: each signature on its own (`keys::verify_signature`, as the peer table checked
+/// every PONG) against `keys::verify_batch` of the same signatures, per signature, for batches of
+/// the sizes a peer thread meets (a 1,000-peer table pings 20 peers per slice).
+fn bench_pong_check(c: &mut Criterion) {
+    let mut rng = StdRng::seed_from_u64(2);
+    let mut group = c.benchmark_group("pong_check");
+    for n in [1usize, 4, 20, 64] {
+        let signed: Vec<([u8; 32], [u8; 32], [u8; 64])> = (0..n)
+            .map(|_| {
+                let pair = Keypair::from_seed(&rng.r#gen());
+                let hash: [u8; 32] = rng.r#gen();
+                (pair.public(), hash, pair.sign(&hash))
+            })
+            .collect();
+        let batch: Vec<SignedMessage<'_>> = signed
+            .iter()
+            .map(|(pubkey, hash, sig)| SignedMessage {
+                pubkey,
+                message: hash,
+                sig,
+            })
+            .collect();
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::new("single", n), &batch, |b, batch| {
+            b.iter(|| {
+                for item in batch {
+                    assert!(verify_signature(item.pubkey, item.message, item.sig));
+                }
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("batch", n), &batch, |b, batch| {
+            b.iter(|| assert!(verify_batch(black_box(batch))))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_closest, bench_pong_check);
 criterion_main!(benches);

@@ -383,3 +383,86 @@ fn peer_table_refusals_are_visible_in_node_stats() {
         node.stats().peer
     );
 }
+
+/// The PONGs of one ping round reach the peer thread together and are checked in one batch
+/// (`PeerTable::check_pongs_together`); a peer that answers with a bad signature spoils at most
+/// one batch, is refused as before, and the others stay accepted. Sixteen edges answer each
+/// round's PINGs all at once, from one thread; edge 0 signs the wrong hash from its second answer
+/// on.
+#[test]
+fn a_rounds_pongs_are_checked_together_and_a_bad_signer_spoils_at_most_one_batch() {
+    const EDGES: u8 = 16;
+    let fakes: Vec<FakePeer> = (1..=EDGES)
+        .map(|i| FakePeer::bind([127, 0, 3, i]))
+        .collect();
+    let node = Node::start(test_config(
+        [127, 0, 3, 100],
+        fakes.iter().map(FakePeer::addr).collect(),
+    ))
+    .expect("start");
+    for fake in &fakes {
+        fake.socket.set_nonblocking(true).expect("nonblocking");
+    }
+    let mut answered = [0u32; EDGES as usize];
+    let mut buf = [0u8; 2048];
+    let start = std::time::Instant::now();
+    // Four ping rounds (one a second): the first authenticates the edges, the later ones are
+    // batched.
+    while start.elapsed() < Duration::from_millis(3_600) {
+        let mut pongs = Vec::new();
+        for (i, fake) in fakes.iter().enumerate() {
+            while let Ok((n, from)) = fake.socket.recv_from(&mut buf) {
+                if let Ok(Message::Ping { challenge }) = Message::parse(&buf[..n]) {
+                    let mut pong = pong_datagram(&fake.keypair, challenge, rand::random());
+                    if i == 0 && answered[0] > 0 {
+                        // Its own key's signature, over another hash (the last 64 bytes).
+                        let sig = fake.keypair.sign(&[9u8; 32]);
+                        let at = pong.len() - 64;
+                        pong[at..].copy_from_slice(&sig);
+                    }
+                    answered[i] += 1;
+                    pongs.push((i, pong, from));
+                }
+            }
+        }
+        for (i, pong, to) in &pongs {
+            fakes[*i].socket.send_to(pong, *to).expect("send");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let sent: u32 = answered.iter().sum();
+    assert!(
+        wait_until(Duration::from_secs(2), || node.stats().peer.pongs_received
+            == u64::from(sent)),
+        "every PONG sent was handled: {:?}",
+        node.stats().peer
+    );
+    let stats = node.stats().peer;
+    eprintln!(
+        "batched {} failed {} of {sent} PONGs",
+        stats.pong_signatures_batched, stats.pong_batches_failed
+    );
+    assert!(
+        answered.iter().all(|&n| n >= 3),
+        "pinged each round: {answered:?}"
+    );
+    assert!(
+        stats.pong_signatures_batched >= 2,
+        "PONGs checked together: {stats:?}"
+    );
+    assert!(
+        stats.pong_batches_failed <= 1,
+        "one spoiled batch at most: {stats:?}"
+    );
+    assert_eq!(
+        stats.bad_signature,
+        u64::from(answered[0] - 1),
+        "edge 0's later PONGs refused: {stats:?}"
+    );
+    let good: u32 = answered[1..].iter().sum();
+    assert_eq!(
+        stats.pongs_accepted,
+        u64::from(good + 1),
+        "every good PONG accepted: {stats:?}"
+    );
+}

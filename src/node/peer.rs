@@ -1,5 +1,7 @@
 //! The peer thread (`dave-peer`): a thin driver of the [`PeerTable`]. It blocks on its channel
-//! until a datagram, a challenge score, or the table's next tick; carries out the table's
+//! until a datagram, a challenge score, or the table's next tick, then takes what else is
+//! waiting (up to `DRAIN_AT_MOST`) and hands the PONGs among it to the table to be checked in one
+//! batch before handling each message in order; carries out the table's
 //! effects (through the amplification limit); and publishes what the other threads read: the
 //! peer snapshot, the proven set, the scores, the own addresses. When the replica view of the
 //! snapshot changes, it wakes the shard owners (they sleep otherwise). It carries out the
@@ -9,12 +11,12 @@
 //! evictions go back into the table (`route::drive::exchange`): peers that speak ROUTING are
 //! watched by the router instead of being pinged every second.
 
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
@@ -27,7 +29,7 @@ use crate::peer::budget::ProvenSet;
 use crate::peer::{self, PeerTable, TrustPolicy};
 use crate::shard::repair::ReplicaView;
 use crate::stats::{Counters, inc};
-use crate::wire::Message;
+use crate::wire::{Message, PongRepr};
 
 use super::Shared;
 use super::handoff::{OwnerMsg, PeerMsg, send_batch, send_outbox};
@@ -59,16 +61,28 @@ pub(super) fn peer_loop(
         .maintain_config(1)
         .map(|c| LookupShare::new(&c, shared.clock.now_ms()));
     let mut maintain_lookups: BTreeMap<LookupId, u64> = BTreeMap::new();
+    // Messages taken from the channel with the last one waited for, handled in order before the
+    // next wait (at most `DRAIN_AT_MOST`).
+    let mut drained: VecDeque<PeerMsg> = VecDeque::with_capacity(DRAIN_AT_MOST);
     loop {
-        let next_ms = router
-            .as_ref()
-            .and_then(Router::next_deadline_ms)
-            .map_or(table.next_tick_ms(), |r| r.min(table.next_tick_ms()));
-        let wait_ms = next_ms.saturating_sub(shared.clock.now_ms());
-        let msg = match rx.recv_timeout(Duration::from_millis(wait_ms)) {
-            Ok(PeerMsg::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
-            Ok(msg) => Some(msg),
-            Err(RecvTimeoutError::Timeout) => None,
+        let msg = match drained.pop_front() {
+            Some(msg) => Some(msg),
+            None => {
+                let next_ms = router
+                    .as_ref()
+                    .and_then(Router::next_deadline_ms)
+                    .map_or(table.next_tick_ms(), |r| r.min(table.next_tick_ms()));
+                let wait_ms = next_ms.saturating_sub(shared.clock.now_ms());
+                match rx.recv_timeout(Duration::from_millis(wait_ms)) {
+                    Ok(PeerMsg::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
+                    Ok(msg) => {
+                        drained.extend(rx.try_iter().take(DRAIN_AT_MOST - 1));
+                        check_pongs_together(&mut table, &msg, &drained);
+                        Some(msg)
+                    }
+                    Err(RecvTimeoutError::Timeout) => None,
+                }
+            }
         };
         let now_ms = shared.clock.now_ms();
         let mut route_fx = RouterEffects::default();
@@ -243,6 +257,32 @@ pub(super) fn peer_loop(
             .peers_known
             .store(table.peer_count() as u64, Ordering::Relaxed);
         *shared.peer_stats.lock() = *table.stats();
+    }
+}
+
+/// Messages the thread takes from its channel at once: the PONGs among them are checked in one
+/// batch ([`PeerTable::check_pongs_together`], which takes at most `keys::MAX_VERIFY_BATCH`). A
+/// 1,000-peer table pings 20 peers per slice (`peer::PING_ROUND_SLICES`), whose PONGs arrive
+/// together.
+const DRAIN_AT_MOST: usize = 64;
+
+/// Hands the PONGs among `first` and `rest` (datagrams the receivers passed on) to the table to
+/// be checked together before each is handled.
+fn check_pongs_together(table: &mut PeerTable, first: &PeerMsg, rest: &VecDeque<PeerMsg>) {
+    let pongs: Vec<(SocketAddr, PongRepr)> = std::iter::once(first)
+        .chain(rest)
+        .filter_map(|msg| match msg {
+            PeerMsg::Datagram { from, len, bytes } => {
+                match Message::parse(&bytes[..usize::from(*len)]) {
+                    Ok(Message::Pong(pong)) => Some((*from, pong)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+        .collect();
+    if pongs.len() >= 2 {
+        table.check_pongs_together(pongs.iter().map(|(from, pong)| (*from, pong)));
     }
 }
 

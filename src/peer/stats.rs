@@ -49,6 +49,12 @@ pub struct PeerStats {
     pub router_evicted: u64,
     /// Times the node-wide own address was set or changed.
     pub own_addr_changes: u64,
+    /// PONG signatures that verified in a batch (`PeerTable::check_pongs_together`), so their
+    /// PONGs were not checked again one by one.
+    pub pong_signatures_batched: u64,
+    /// Batches of PONG signatures that did not all verify (their PONGs were then checked one by
+    /// one, as without a batch).
+    pub pong_batches_failed: u64,
 
     // Refusals of a whole message.
     /// Datagram from an unusable source address (unspecified, multicast, broadcast, port 0).

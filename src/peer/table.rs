@@ -20,7 +20,9 @@
 //!   traffic then grows with the v1 peers only; the router's own liveness traffic is
 //!   O(k log N) per refresh interval (`route::router`). A table of more than
 //!   [`PING_AT_ONCE_AT_MOST`] peers sends each round in [`PING_ROUND_SLICES`] slices across
-//!   the period, so their PONGs' signature checks do not arrive in one burst.
+//!   the period, so their PONGs' signature checks do not arrive in one burst; the PONGs that
+//!   do arrive together may be checked in one batch first ([`PeerTable::check_pongs_together`]),
+//!   which changes what they cost, never how they are answered.
 //! - The table is deterministic for a given seed and input sequence: maps are `BTreeMap`s, so
 //!   iteration (and therefore the order of effects and RNG draws) never depends on hashing.
 
@@ -32,7 +34,9 @@ use rand::rngs::StdRng;
 use rand::seq::IteratorRandom;
 use rand::{Rng, SeedableRng};
 
-use crate::keys::{Keypair, id_from_pubkey};
+use crate::keys::{
+    Keypair, MAX_VERIFY_BATCH, SignedMessage, id_from_pubkey, is_small_order, verify_batch,
+};
 use crate::limits::MAX_PONG_ADDRS;
 use crate::peer::addr_check::{IpCounts, IpLimits, LimitHit, check_addr, crosses_loopback_scope};
 use crate::peer::pong_auth::PongAuthenticator;
@@ -80,6 +84,11 @@ struct Peer {
     /// activation delay (an edge: at once). Only then may the router take over its liveness, so
     /// a fly-by client never becomes a target, as on the v1 schedule.
     settled: bool,
+    /// Its PONGs' signatures may be checked in batches ([`PeerTable::check_pongs_together`]):
+    /// set when its key is pinned, unless the key is of small order (a batch refuses those
+    /// whole); cleared for good by a PONG of it whose signature fails, so a peer can spoil at
+    /// most one batch while it is in the table.
+    batch_checks: bool,
 }
 
 impl Peer {
@@ -94,6 +103,7 @@ impl Peer {
             trust: Trust::default(),
             features: Features::NONE,
             settled: false,
+            batch_checks: false,
         }
     }
 }
@@ -160,7 +170,18 @@ pub struct PeerTable {
     snapshot_proven_changes: u64,
     /// Outstanding address proofs for the routing extension ([`PeerTable::prove`]).
     prover: Prover,
+    /// PONG signatures that verified together in the last [`PeerTable::check_pongs_together`]
+    /// (at most [`MAX_VERIFY_BATCH`]): the PONGs that carry them are not checked again.
+    pongs_checked: Vec<CheckedPong>,
     stats: PeerStats,
+}
+
+/// A PONG signature known to verify: `sig` by `pubkey` over `hash` (`pong_signed_hash`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct CheckedPong {
+    pub(super) pubkey: [u8; 32],
+    pub(super) hash: [u8; 32],
+    pub(super) sig: [u8; 64],
 }
 
 impl PeerTable {
@@ -235,6 +256,7 @@ impl PeerTable {
             snapshot_dirty: false,
             snapshot_proven_changes: 0,
             prover,
+            pongs_checked: Vec::new(),
             stats: PeerStats::default(),
             config,
         })
@@ -390,6 +412,60 @@ impl PeerTable {
     }
 
     // ----- Inputs -----
+
+    /// Checks the signatures of `pongs` together, ahead of handing each to [`PeerTable::handle`]
+    /// (a batch costs about half as much per signature as checking each: `keys::verify_batch`).
+    /// Taken into the batch: each PONG that answers the outstanding challenge of a peer in the
+    /// table, signed by the key pinned to it (the steady liveness traffic of a large table; a
+    /// candidate's or a proof's PONG is checked on its own). When the whole batch verifies,
+    /// `handle` takes those signatures as checked; otherwise it checks each as before. Nothing
+    /// else changes here: every rule is still applied by `handle`, in its order, and a PONG's
+    /// answer is the same with or without this call. Replaces the previous batch. Only for
+    /// Ed25519 PONGs (the simulator's MAC costs less alone), and at most [`MAX_VERIFY_BATCH`].
+    pub fn check_pongs_together<'a>(
+        &mut self,
+        pongs: impl IntoIterator<Item = (SocketAddr, &'a PongRepr)>,
+    ) {
+        self.pongs_checked.clear();
+        if !matches!(self.pong_auth, PongAuthenticator::Ed25519) {
+            return;
+        }
+        let mut batch = Vec::new();
+        for (from, pong) in pongs {
+            if batch.len() == MAX_VERIFY_BATCH {
+                break;
+            }
+            let peer = self.peers.get(&normalize_addr(from));
+            if peer.is_some_and(|p| {
+                p.batch_checks
+                    && p.challenge == Some(pong.challenge)
+                    && p.pubkey == Some(pong.pubkey)
+            }) {
+                batch.push(CheckedPong {
+                    pubkey: pong.pubkey,
+                    hash: pong_signed_hash(&pong.challenge, &pong.salt),
+                    sig: pong.sig,
+                });
+            }
+        }
+        if batch.len() < 2 {
+            return;
+        }
+        let signed: Vec<SignedMessage<'_>> = batch
+            .iter()
+            .map(|c| SignedMessage {
+                pubkey: &c.pubkey,
+                message: &c.hash,
+                sig: &c.sig,
+            })
+            .collect();
+        if verify_batch(&signed) {
+            self.stats.pong_signatures_batched += batch.len() as u64;
+            self.pongs_checked = batch;
+        } else {
+            self.stats.pong_batches_failed += 1;
+        }
+    }
 
     /// Handles one message from `from`. PING, PONG, GETMYADDRPORT and GETMYADDRPORT_ACK are the
     /// peer table's; anything else is counted as `wrong_op` and ignored. Never panics.
@@ -583,13 +659,13 @@ impl PeerTable {
         }
         // The answer to an address proof is the prover's, whatever the table knows of `from`.
         let pinned = self.peers.get(&from).and_then(|p| p.pubkey);
-        let auth = &self.pong_auth;
+        let (auth, checked) = (&self.pong_auth, &self.pongs_checked);
         let answer = self.prover.on_pong(
             now,
             from,
             pong,
             pinned,
-            |p| auth.verify(&p.pubkey, &pong_signed_hash(&p.challenge, &p.salt), &p.sig),
+            |p| signature_ok(auth, checked, p),
             &mut self.stats,
         );
         match answer {
@@ -634,9 +710,11 @@ impl PeerTable {
             self.stats.pubkey_in_use += 1;
             return;
         }
-        let hash = pong_signed_hash(&pong.challenge, &pong.salt);
-        if !self.pong_auth.verify(&pong.pubkey, &hash, &pong.sig) {
+        if !signature_ok(&self.pong_auth, &self.pongs_checked, pong) {
             self.stats.bad_signature += 1;
+            if let Some(peer) = self.peers.get_mut(&from) {
+                peer.batch_checks = false;
+            }
             return;
         }
         let features = salt_features(&pong.salt).intersect(self.config.features);
@@ -710,6 +788,7 @@ impl PeerTable {
             }
             if peer.pubkey.is_none() {
                 peer.pubkey = Some(pubkey);
+                peer.batch_checks = !is_small_order(&pubkey);
                 peer.authenticated_ms = now;
                 self.pubkeys.insert(pubkey, from);
                 self.stats.authenticated += 1;
@@ -742,6 +821,7 @@ impl PeerTable {
                 trust: Trust::default(),
                 features,
                 settled: false,
+                batch_checks: !is_small_order(&pubkey),
             },
         );
         self.peer_counts.add(from.ip());
@@ -809,6 +889,7 @@ impl PeerTable {
         if let Some(key) = peer.pubkey.take() {
             self.pubkeys.remove(&key);
         }
+        peer.batch_checks = false;
         if peer.edge {
             peer.trust = Trust::default();
             // Unauthenticated again: back on the ping schedule until it answers.
@@ -1163,4 +1244,18 @@ fn set_active(
         fx.event(PeerEvent::Deactivated { addr });
     }
     true
+}
+
+/// Whether `pong`'s signature verifies: found among the signatures `checked` together, or
+/// checked now by `auth`.
+pub(super) fn signature_ok(
+    auth: &PongAuthenticator,
+    checked: &[CheckedPong],
+    pong: &PongRepr,
+) -> bool {
+    let hash = pong_signed_hash(&pong.challenge, &pong.salt);
+    checked
+        .iter()
+        .any(|c| c.pubkey == pong.pubkey && c.hash == hash && c.sig == pong.sig)
+        || auth.verify(&pong.pubkey, &hash, &pong.sig)
 }

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use super::*;
 use crate::keys::{Keypair, verify_signature};
 use crate::limits::{ADDR_LEN, MAX_PACKET_LEN, MAX_PONG_ADDRS};
+use crate::peer::pong_auth::PongAuthenticator;
+use crate::peer::table::{CheckedPong, signature_ok};
 use crate::wire::{Features, Message, PongRepr, addr_from_wire, addr_to_wire, pong_signed_hash};
 
 // ----- Helpers -----
@@ -1723,4 +1725,106 @@ fn a_fly_by_routing_peer_is_never_handed_to_the_router() {
         !net.table(a).is_peer(x),
         "dropped 12 s after its only answer"
     );
+}
+
+// ----- PONG signatures checked together -----
+
+/// Stats with the batch counters zeroed, to compare a table that checked PONGs together with
+/// one that did not.
+fn without_batch_counts(mut s: PeerStats) -> PeerStats {
+    s.pong_signatures_batched = 0;
+    s.pong_batches_failed = 0;
+    s
+}
+
+/// Two tables built alike: `batched` checks each round's PONGs together before handling them,
+/// `single` only handles them. Rounds 1–2 every edge answers; from round 3 edge 3 answers with a
+/// bad signature. Both tables must end every round with the same events, stats, snapshot and
+/// outgoing datagrams; the batch passes when all verify, fails once for edge 3 (then every PONG
+/// is checked on its own, as without a batch), and leaves edge 3 out afterwards.
+#[test]
+fn pongs_checked_together_are_answered_as_pongs_checked_one_by_one() {
+    const EDGES: usize = 8;
+    const BAD: usize = 3;
+    let edges: Vec<SocketAddr> = (1..=EDGES)
+        .map(|i| sa(&format!("10.0.{i}.1:4000")))
+        .collect();
+    let edge_names: Vec<String> = edges.iter().map(|e| e.to_string()).collect();
+    let edge_refs: Vec<&str> = edge_names.iter().map(String::as_str).collect();
+    let keys: Vec<Keypair> = (1..=EDGES as u8).map(key).collect();
+    let mut batched = table("10.0.0.1:4000", &edge_refs, 1);
+    let mut single = table("10.0.0.1:4000", &edge_refs, 1);
+    let period = PeerConfig::default().ping_period_ms;
+    for round in 0..5u64 {
+        let now = round * period;
+        let (fx_b, fx_s) = (batched.tick(now), single.tick(now));
+        assert_eq!(fx_b.datagrams, fx_s.datagrams, "round {round}: same PINGs");
+        let pongs: Vec<(SocketAddr, PongRepr)> = edges
+            .iter()
+            .zip(&keys)
+            .enumerate()
+            .map(|(i, (&e, k))| {
+                let c = ping_to(&fx_b, e).expect("every edge pinged each round");
+                let mut p = pong(k, c, &[]);
+                if i == BAD && round >= 2 {
+                    p.sig = k.sign(&[9u8; 32]); // its key's signature, over the wrong hash
+                }
+                (e, p)
+            })
+            .collect();
+        batched.check_pongs_together(pongs.iter().map(|(e, p)| (*e, p)));
+        for (e, p) in &pongs {
+            let (a, b) = (
+                deliver_pong(&mut batched, now, *e, *p),
+                deliver_pong(&mut single, now, *e, *p),
+            );
+            assert_eq!(a.events, b.events, "round {round}, {e}");
+            assert_eq!(a.datagrams, b.datagrams, "round {round}, {e}");
+        }
+        assert_eq!(
+            without_batch_counts(*batched.stats()),
+            *single.stats(),
+            "round {round}"
+        );
+        assert_eq!(batched.snapshot().peers(), single.snapshot().peers());
+        let s = batched.stats();
+        match round {
+            // The first answers authenticate the edges: their keys were not pinned yet.
+            0 => assert_eq!((s.pong_signatures_batched, s.pong_batches_failed), (0, 0)),
+            1 => assert_eq!((s.pong_signatures_batched, s.pong_batches_failed), (8, 0)),
+            // Edge 3's bad signature spoils the batch once; then it is left out.
+            2 => assert_eq!((s.pong_signatures_batched, s.pong_batches_failed), (8, 1)),
+            3 => assert_eq!((s.pong_signatures_batched, s.pong_batches_failed), (15, 1)),
+            _ => assert_eq!((s.pong_signatures_batched, s.pong_batches_failed), (22, 1)),
+        }
+    }
+    assert_eq!(single.stats().bad_signature, 3);
+    assert_eq!(single.stats().pongs_accepted, 5 * EDGES as u64 - 3);
+}
+
+/// A signature checked in a batch vouches for exactly its PONG: the same key and signature over
+/// another hash (another salt) is checked again, and fails.
+#[test]
+fn a_batch_checked_signature_vouches_only_for_its_own_hash() {
+    let k = key(1);
+    let p = pong(&k, [1; 8], &[]);
+    let checked = [CheckedPong {
+        pubkey: p.pubkey,
+        hash: pong_signed_hash(&p.challenge, &p.salt),
+        sig: p.sig,
+    }];
+    let auth = PongAuthenticator::new(&PongAuth::Ed25519, &k);
+    assert!(signature_ok(&auth, &checked, &p));
+    let mut other_salt = p;
+    other_salt.salt = [8; 16];
+    assert!(!signature_ok(&auth, &checked, &other_salt));
+    // A checked entry is trusted as it is: that is what the batch proved.
+    let mut forged = p;
+    forged.sig = [0; 64];
+    let vouched = [CheckedPong {
+        sig: forged.sig,
+        ..checked[0]
+    }];
+    assert!(signature_ok(&auth, &vouched, &forged));
+    assert!(!signature_ok(&auth, &checked, &forged));
 }
