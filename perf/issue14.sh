@@ -26,6 +26,9 @@
 #                              N shard-owner threads (N in OWNERS, default "256 16 2"; the design
 #                              card's engine has 256) (ONLY=owners)
 #   peers-S-if128              S proven client sockets (S in PEERS) from the one client thread
+#   table-P-idle               the node's CPU (cores) over IDLE_S seconds (default 8) with P
+#                              active peers and no load, once the swarm reports them all
+#                              active (/proc/PID/stat), and the swarm's
 #   table-P-if1/-if128/-put    the client at 1 and 128 in flight, then PUTs at 2x the batched
 #                              verification rate, against a node with P active peers in its
 #                              table (P in TABLE_PEERS, default "0 100 1000": `loadgen swarm`,
@@ -82,6 +85,7 @@ DUR=${DUR:-3}
 SIZES=${SIZES:-"1000 100000 1000000"}
 PEERS=${PEERS:-"4 16 64"}
 TABLE_PEERS=${TABLE_PEERS:-"0 100 1000"}
+IDLE_S=${IDLE_S:-8}
 STEALS=${STEALS:-"1 4 0"}
 OWNERS=${OWNERS:-"256 16 2"}
 RECEIVERS=${RECEIVERS:-"1 2"}
@@ -192,6 +196,30 @@ node_set() {
     stop
 }
 
+# cpu_ticks PID: user + system CPU time of PID, in clock ticks (/proc/PID/stat fields 14, 15;
+# the command name, field 2, may hold spaces, so count from the last ')').
+cpu_ticks() {
+    sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
+}
+
+# idle_cpu TAG NODE_PID SWARM_PID: the node's and the swarm's CPU, in cores, over IDLE_S seconds
+# with no load.
+idle_cpu() {
+    local tag=$1 node_pid=$2 swarm_pid=$3 hz
+    hz=$(getconf CLK_TCK)
+    local n0 s0 n1 s1
+    n0=$(cpu_ticks "$node_pid")
+    s0=$(cpu_ticks "$swarm_pid")
+    sleep "$IDLE_S"
+    n1=$(cpu_ticks "$node_pid")
+    s1=$(cpu_ticks "$swarm_pid")
+    awk -v tag="$tag" -v run="$RUN" -v n=$((n1 - n0)) -v s=$((s1 - s0)) -v hz="$hz" \
+        -v secs="$IDLE_S" 'BEGIN {
+            printf "{\"tag\":\"%s\",\"run\":%d,\"node_cpu_cores\":%.4f,\"swarm_cpu_cores\":%.4f,\"seconds\":%d}\n",
+                tag, run, n / hz / secs, s / hz / secs, secs
+        }' >>"$RESULTS"
+}
+
 field() {
     grep "\"tag\":\"$1\"" "$RESULTS" | grep "\"run\":$RUN," | tail -1 |
         grep -o "\"$2\":[0-9.]*" | head -1 | cut -d: -f2
@@ -290,6 +318,7 @@ for RUN in $(seq 1 "$RUNS"); do
                     done
                     head -1 "$swarm_out" |
                         sed "s/^{/{\"tag\":\"$tag-ready\",\"run\":$RUN,/" >>"$RESULTS"
+                    idle_cpu "$tag-idle" "$NODE_PID" "$SWARM_PID"
                 fi
                 client "$tag-if1" 1
                 client "$tag-if128" 128 --skip-load
@@ -413,7 +442,8 @@ for o in $OWNERS; do
 done
 for p in $TABLE_PEERS; do
     ratios+=(--ratio "table-$p-if128:node_p99_us/table-before-$p-if128:node_p99_us"
-        --ratio "table-$p-put:stored_per_s/table-before-$p-put:stored_per_s")
+        --ratio "table-$p-put:stored_per_s/table-before-$p-put:stored_per_s"
+        --ratio "table-$p-idle:node_cpu_cores/table-before-$p-idle:node_cpu_cores")
     ratios+=(--ratio "table-$p-if128:node_ops_per_s/table-$p-if128:echo_ops_per_s"
         --ratio "table-$p-if128:node_p99_us/table-${TABLE_PEERS%% *}-if128:node_p99_us"
         --ratio "table-$p-if1:node_p99_us/table-${TABLE_PEERS%% *}-if1:node_p99_us"

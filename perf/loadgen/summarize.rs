@@ -65,6 +65,8 @@ pub(crate) const METRICS: &[(&str, &str)] = &[
     ("echo_cpu_ns_per_op", "/echo/server_cpu_ns_per_op"),
     ("rss_beyond_kv_bytes", "/rss_per_record_beyond_kv_bytes"),
     ("rss_per_record_bytes", "/rss_per_record_bytes"),
+    ("node_cpu_cores", "/node_cpu_cores"),
+    ("swarm_cpu_cores", "/swarm_cpu_cores"),
 ];
 
 pub(crate) fn median(v: &mut [f64]) -> f64 {

@@ -55,6 +55,18 @@ use crate::wire::{
 /// `ping_period_ms / 50` (20 ms): 1,000 peers are pinged 20 at a time, so their PONGs cost ~1 ms
 /// of signature checks at a time rather than ~45 ms at once.
 pub const PING_ROUND_SLICES: u64 = 50;
+/// A table of up to this many peers and edges picks the addresses its PONGs list by a scan of
+/// every peer (reservoir sampling, as before tables grew large: ~64 checks per PING); a larger
+/// one by random draws over an index of its peers ([`PeerTable::make_pong`]), so answering a
+/// PING costs the same at 1,000 peers as at 64 (the scan was 1,000 checks and random draws per
+/// PING, ~1 M a second at the default 1,000 peers, ~0.02 of a core).
+pub const LIST_BY_SCAN_AT_MOST: usize = 64;
+
+/// Random draws per address wanted before a large table falls back to the scan: with at least
+/// half of the peers listable (every active peer is), 8 draws per address miss one of 5 with a
+/// probability below 1e-6; fewer listable (a table still filling) just costs the scan.
+const LIST_DRAWS_PER_ADDR: usize = 8;
+
 /// A table of up to this many peers and edges is pinged at once, as the reference pings its
 /// table (64 PONG checks are ~3 ms of one core); a larger one in [`PING_ROUND_SLICES`] slices.
 pub const PING_AT_ONCE_AT_MOST: usize = 64;
@@ -141,6 +153,11 @@ pub struct PeerTable {
     peer_counts: IpCounts,
     /// Per-IP / per-prefix counts of `candidates`.
     candidate_counts: IpCounts,
+    /// The addresses of `peers`, in address order, for random draws (a large table's PONG list);
+    /// rebuilt when `peer_addrs_stale`.
+    peer_addrs: Vec<SocketAddr>,
+    /// A peer was added or removed since `peer_addrs` was built.
+    peer_addrs_stale: bool,
     /// Pinned keys: which address holds each (one address per key). Same size as the pinned peers.
     pubkeys: BTreeMap<[u8; 32], SocketAddr>,
     /// The node-wide own address, from the last accepted GETMYADDRPORT_ACK.
@@ -242,6 +259,8 @@ impl PeerTable {
             pinger_candidates: 0,
             peer_counts,
             candidate_counts: IpCounts::new(limits),
+            peer_addrs: Vec::new(),
+            peer_addrs_stale: true,
             pubkeys: BTreeMap::new(),
             own_addr: None,
             myaddr_requests: BTreeMap::new(),
@@ -809,6 +828,7 @@ impl PeerTable {
             self.count_limit(hit);
             return false;
         }
+        self.peer_addrs_stale = true;
         self.peers.insert(
             from,
             Peer {
@@ -897,6 +917,7 @@ impl PeerTable {
             peer.settled = false;
         } else {
             self.peers.remove(&addr);
+            self.peer_addrs_stale = true;
             self.peer_counts.remove(addr.ip());
         }
         self.stats.dropped += 1;
@@ -1113,8 +1134,64 @@ impl PeerTable {
         }
     }
 
-    /// Our signed PONG for `challenge`, listing up to `npeer_limit` random active peers other
-    /// than the asker.
+    /// Up to `want` peers for a PONG to `asker` to list, drawn uniformly at random among the
+    /// listable ones: peers that proved their address (authenticated), answered recently, and
+    /// are more than a fly-by: active, or answering for at least `list_after_ms` (not the whole
+    /// activation delay: listing only *active* peers would make discovery wait one activation
+    /// delay before the next one can start, 10 s instead of about 6 s for a fresh network). A
+    /// client that authenticates and leaves within a second is never listed.
+    ///
+    /// A table of up to [`LIST_BY_SCAN_AT_MOST`] peers samples them in one scan (reservoir
+    /// sampling); a larger one draws random peers from `peer_addrs`, keeping the listable ones
+    /// not drawn yet, and only if [`LIST_DRAWS_PER_ADDR`] draws per address wanted do not find
+    /// `want` does it scan. Either way every set of `want` listable peers is equally likely
+    /// (the draws are symmetric in the peers, and so is the scan they fall back to).
+    fn pick_listed(&mut self, now: u64, asker: SocketAddr, want: usize) -> Vec<SocketAddr> {
+        let config = &self.config;
+        let list_after_ms = config.list_after_ms;
+        let listable = |addr: &SocketAddr, p: &Peer| {
+            *addr != asker
+                && p.pubkey.is_some()
+                && now.saturating_sub(p.last_answer_ms) < deactivate_after_ms(config, p)
+                && (p.active
+                    || p.last_answer_ms.saturating_sub(p.authenticated_ms) >= list_after_ms)
+        };
+        let mut picked = Vec::with_capacity(want);
+        if self.peers.len() > LIST_BY_SCAN_AT_MOST {
+            if self.peer_addrs_stale {
+                self.peer_addrs.clear();
+                self.peer_addrs.extend(self.peers.keys().copied());
+                self.peer_addrs_stale = false;
+            }
+            for _ in 0..want * LIST_DRAWS_PER_ADDR {
+                if picked.len() == want {
+                    return picked;
+                }
+                let addr = self.peer_addrs[self.rng.gen_range(0..self.peer_addrs.len())];
+                if !picked.contains(&addr)
+                    && self.peers.get(&addr).is_some_and(|p| listable(&addr, p))
+                {
+                    picked.push(addr);
+                }
+            }
+            if picked.len() == want {
+                return picked;
+            }
+            picked.clear();
+        }
+        for (addr, _) in self
+            .peers
+            .iter()
+            .filter(|(addr, p)| listable(addr, p))
+            .choose_multiple(&mut self.rng, want)
+        {
+            picked.push(*addr);
+        }
+        picked
+    }
+
+    /// Our signed PONG for `challenge`, listing up to `npeer_limit` random listable peers other
+    /// than the asker ([`PeerTable::pick_listed`]).
     fn make_pong(&mut self, now: u64, challenge: &[u8; 8], asker: SocketAddr) -> PongRepr {
         // A v1-only node (no features) sends a fully random salt, as the reference does.
         // Both draw 16 bytes, so the RNG stream (and a simulation's replay) does not depend on
@@ -1137,23 +1214,8 @@ impl PeerTable {
             sig,
         };
         let want = self.config.npeer_limit.min(MAX_PONG_ADDRS);
-        // Listed: peers that proved their address (authenticated), answered recently, and are
-        // more than a fly-by: active, or answering for at least `list_after_ms` (not the whole
-        // activation delay: listing only *active* peers would make discovery wait one
-        // activation delay before the next one can start, 10 s instead of about 6 s for a fresh
-        // network). A client that authenticates and leaves within a second is never listed.
-        // Reservoir sampling: O(peers) per PING, bounded by `max_peers`.
-        let config = &self.config;
-        let list_after_ms = config.list_after_ms;
-        let listable = self.peers.iter().filter(|(addr, p)| {
-            **addr != asker
-                && p.pubkey.is_some()
-                && now.saturating_sub(p.last_answer_ms) < deactivate_after_ms(config, p)
-                && (p.active
-                    || p.last_answer_ms.saturating_sub(p.authenticated_ms) >= list_after_ms)
-        });
-        for (addr, _) in listable.choose_multiple(&mut self.rng, want) {
-            pong.addrs[pong.addr_count] = addr_to_wire(*addr);
+        for addr in self.pick_listed(now, asker, want) {
+            pong.addrs[pong.addr_count] = addr_to_wire(addr);
             pong.addr_count += 1;
         }
         pong

@@ -860,15 +860,10 @@ fn stranger_proofs_are_rate_limited_apart_from_the_routers() {
     }
 }
 
-/// A table of more than [`PING_AT_ONCE_AT_MOST`] peers sends its ping round in slices across
-/// the period (200 peers: 4 at a time, one slice every 20 ms); each peer is still pinged once
-/// per period, at the same offset, and peers that answer stay active.
-#[test]
-fn a_large_tables_ping_round_goes_out_in_slices() {
-    use crate::peer::table::{PING_AT_ONCE_AT_MOST, PING_ROUND_SLICES};
+/// A table whose `n` peers were strangers that pinged it at time 0 and answered its PING at
+/// once (authenticated at 0, not active yet), with their addresses and key pairs.
+fn table_of_strangers(n: usize) -> (PeerTable, Vec<SocketAddr>, Vec<Keypair>) {
     let mut t = table("10.0.0.1:4000", &[], 1);
-    let n = 200usize;
-    assert!(n > PING_AT_ONCE_AT_MOST);
     let addrs: Vec<SocketAddr> = (0..n)
         .map(|i| sa(&format!("10.{}.{}.1:9000", 50 + i / 200, i % 200)))
         .collect();
@@ -886,6 +881,98 @@ fn a_large_tables_ping_round_goes_out_in_slices() {
         deliver_pong(&mut t, 0, a, pong(&keys[i], c, &[]));
     }
     assert_eq!(t.peer_count(), n);
+    (t, addrs, keys)
+}
+
+/// Ticks `t` every slice from `from_ms` to before `to_ms`; the peers `answering` (indexes into
+/// `addrs`) answer each PING at once, the others stay silent.
+fn run_slices(
+    t: &mut PeerTable,
+    addrs: &[SocketAddr],
+    keys: &[Keypair],
+    answering: impl Fn(usize) -> bool,
+    from_ms: u64,
+    to_ms: u64,
+) {
+    let slice_ms = 1000 / crate::peer::table::PING_ROUND_SLICES;
+    let mut now = from_ms;
+    while now < to_ms {
+        let fx = t.tick(now);
+        for d in &fx.datagrams {
+            if let Outgoing::Ping { challenge } = d.message {
+                let i = addrs.iter().position(|&x| x == d.to).unwrap();
+                if answering(i) {
+                    deliver_pong(t, now, d.to, pong(&keys[i], challenge, &[]));
+                }
+            }
+        }
+        now += slice_ms;
+    }
+}
+
+/// The addresses listed by the PONG in `fx`.
+fn listed(fx: &Effects) -> Vec<SocketAddr> {
+    let pong = fx
+        .datagrams
+        .iter()
+        .find_map(|d| match &d.message {
+            Outgoing::Pong(p) => Some(p),
+            _ => None,
+        })
+        .expect("a PONG");
+    pong.addrs().iter().map(addr_from_wire).collect()
+}
+
+/// A table of more than [`LIST_BY_SCAN_AT_MOST`] peers lists peers drawn at random rather than
+/// by a scan: each PONG lists `npeer_limit` distinct listable peers, never the asker, every
+/// listable peer about equally often; with fewer listable peers than that (here 3 of 200: the
+/// others fell silent) it lists exactly those.
+#[test]
+fn a_large_tables_pongs_list_random_listable_peers() {
+    use crate::peer::table::LIST_BY_SCAN_AT_MOST;
+    let n = 200usize;
+    assert!(n > LIST_BY_SCAN_AT_MOST);
+    let (mut t, addrs, keys) = table_of_strangers(n);
+    // Everyone answers the round at 1000: listable (answering 500 ms after authenticating).
+    run_slices(&mut t, &addrs, &keys, |_| true, 1000, 2000);
+    let asker = addrs[0];
+    let mut times: BTreeMap<SocketAddr, u32> = BTreeMap::new();
+    const PINGS: u32 = 4000;
+    for _ in 0..PINGS {
+        let fx = t.handle(2000, asker, &Message::Ping { challenge: [2; 8] });
+        let list = listed(&fx);
+        assert_eq!(list.len(), MAX_PONG_ADDRS);
+        let distinct: BTreeSet<SocketAddr> = list.iter().copied().collect();
+        assert_eq!(distinct.len(), list.len(), "{list:?}");
+        for a in list {
+            assert_ne!(a, asker);
+            assert!(t.is_peer(a));
+            *times.entry(a).or_default() += 1;
+        }
+    }
+    // 4,000 × 5 listings over 199 peers: 100.5 each on average, standard deviation ~10.
+    assert_eq!(times.len(), n - 1, "every listable peer listed");
+    let (least, most) = (times.values().min().unwrap(), times.values().max().unwrap());
+    assert!(*least >= 55 && *most <= 150, "{least}..={most}");
+    // Only peers 1, 2 and 3 answer from 2000 on; at 5000 the others' last answers (before 2000)
+    // are more than `deactivate_after_ms` (3000) old.
+    run_slices(&mut t, &addrs, &keys, |i| (1..=3).contains(&i), 2000, 5000);
+    for _ in 0..20 {
+        let fx = t.handle(5000, asker, &Message::Ping { challenge: [3; 8] });
+        let list: BTreeSet<SocketAddr> = listed(&fx).into_iter().collect();
+        assert_eq!(list, addrs[1..=3].iter().copied().collect());
+    }
+}
+
+/// A table of more than [`PING_AT_ONCE_AT_MOST`] peers sends its ping round in slices across
+/// the period (200 peers: 4 at a time, one slice every 20 ms); each peer is still pinged once
+/// per period, at the same offset, and peers that answer stay active.
+#[test]
+fn a_large_tables_ping_round_goes_out_in_slices() {
+    use crate::peer::table::{PING_AT_ONCE_AT_MOST, PING_ROUND_SLICES};
+    let n = 200usize;
+    assert!(n > PING_AT_ONCE_AT_MOST);
+    let (mut t, addrs, keys) = table_of_strangers(n);
     let slice_ms = 1000 / PING_ROUND_SLICES;
     let per_slice = n.div_ceil(PING_ROUND_SLICES as usize);
     let mut pinged_at: BTreeMap<SocketAddr, Vec<u64>> = BTreeMap::new();
