@@ -35,7 +35,10 @@
 #                              v1-style peers on their own loopback addresses that ping it every
 #                              second, answer its PINGs, and drop in the kernel what it
 #                              replicates to them) (ONLY=table; TABLE_BEFORE=PATH adds
-#                              table-before-P-... against that node_server binary, same round)
+#                              table-before-P-... against that node_server binary, same round;
+#                              TABLE_ELSEWHERE=1 adds table-elsewhere-P-...: the swarm fills a
+#                              second node's table while the client measures a node with none,
+#                              the same liveness work on the machine outside the node measured)
 #   flood-x5                   GETs (16 in flight) during forged PUTs at 5x verification capacity
 #   flood-echo-x5              the same against echo_baseline answering GETs only (the floor:
 #                              what any server keeps of its GETs during that flood on this
@@ -103,6 +106,8 @@ OUT=perf/out
 BIN=$OUT/bin14
 NODE=127.0.0.1:7000
 STATS=127.0.0.1:7999
+OTHER_NODE=127.0.0.1:7100
+OTHER_STATS=127.0.0.1:7199
 ECHO=127.0.0.1:7001
 STAMP=$(date +%Y%m%d-%H%M%S)
 RESULTS=$OUT/issue14-$STAMP.jsonl
@@ -112,13 +117,14 @@ ECHO_PID=""
 SWARM_PID=""
 
 stop() {
-    for p in $SWARM_PID $NODE_PID $ECHO_PID; do
+    for p in $SWARM_PID $NODE_PID $ECHO_PID ${OTHER_PID:-}; do
         kill "$p" 2>/dev/null || true
         wait "$p" 2>/dev/null || true
     done
     NODE_PID=""
     ECHO_PID=""
     SWARM_PID=""
+    OTHER_PID=""
 }
 trap stop EXIT
 trap 'exit 130' INT TERM
@@ -294,23 +300,38 @@ for RUN in $(seq 1 "$RUNS"); do
     if want table; then
         # With TABLE_BEFORE=PATH (a node_server binary), the same against it in the same round
         # (tags table-before-P-...), in alternating order.
-        order="node${TABLE_BEFORE:+ before}"
-        [ $((RUN % 2)) = 0 ] || order="${TABLE_BEFORE:+before }node"
+        # With TABLE_ELSEWHERE=1, also table-elsewhere-P-...: the swarm fills a second node's
+        # table (OTHER_NODE) while the client measures a node with no peers, so the machine
+        # carries the same liveness work outside the node measured.
+        order="node${TABLE_BEFORE:+ before}${TABLE_ELSEWHERE:+ elsewhere}"
+        [ $((RUN % 2)) = 0 ] || order="${TABLE_ELSEWHERE:+elsewhere }${TABLE_BEFORE:+before }node"
         for which in $order; do
             for p in $TABLE_PEERS; do
                 tag=table-$p
+                swarm_target=$NODE
+                swarm_stats=$STATS
                 if [ "$which" = node ]; then
                     up
-                else
+                elif [ "$which" = before ]; then
                     tag=table-before-$p
                     NODE_BIN="$TABLE_BEFORE" up
+                else
+                    [ "$p" != 0 ] || continue
+                    tag=table-elsewhere-$p
+                    up
+                    "${SERVER_CPU[@]}" "$BIN/node_server" serve --listen "$OTHER_NODE" \
+                        --stats-addr "$OTHER_STATS" --max-seconds 600 >>"$OUT/node_server.log" 2>&1 &
+                    OTHER_PID=$!
+                    "$BIN/loadgen" stats --stats-addr "$OTHER_STATS" --wait 120 >/dev/null
+                    swarm_target=$OTHER_NODE
+                    swarm_stats=$OTHER_STATS
                 fi
                 if [ "$p" != 0 ]; then
                     # The swarm's first line says when the node reports every peer active.
                     swarm_out=$OUT/swarm-$STAMP-$RUN-$tag.jsonl
                     "${CLIENT_CPU[@]}" "$BIN/loadgen" --json --tag "$tag-swarm" --run "$RUN" \
-                        swarm --target "$NODE" --stats-addr "$STATS" --peers "$p" --duration 300 \
-                        >"$swarm_out" 2>>"$OUT/loadgen.log" &
+                        swarm --target "$swarm_target" --stats-addr "$swarm_stats" --peers "$p" \
+                        --duration 300 >"$swarm_out" 2>>"$OUT/loadgen.log" &
                     SWARM_PID=$!
                     for _ in $(seq 1 600); do
                         [ -s "$swarm_out" ] && break
@@ -318,7 +339,7 @@ for RUN in $(seq 1 "$RUNS"); do
                     done
                     head -1 "$swarm_out" |
                         sed "s/^{/{\"tag\":\"$tag-ready\",\"run\":$RUN,/" >>"$RESULTS"
-                    idle_cpu "$tag-idle" "$NODE_PID" "$SWARM_PID"
+                    idle_cpu "$tag-idle" "${OTHER_PID:-$NODE_PID}" "$SWARM_PID"
                 fi
                 client "$tag-if1" 1
                 client "$tag-if128" 128 --skip-load
@@ -443,7 +464,9 @@ done
 for p in $TABLE_PEERS; do
     ratios+=(--ratio "table-$p-if128:node_p99_us/table-before-$p-if128:node_p99_us"
         --ratio "table-$p-put:stored_per_s/table-before-$p-put:stored_per_s"
-        --ratio "table-$p-idle:node_cpu_cores/table-before-$p-idle:node_cpu_cores")
+        --ratio "table-$p-idle:node_cpu_cores/table-before-$p-idle:node_cpu_cores"
+        --ratio "table-$p-if128:node_p99_us/table-elsewhere-$p-if128:node_p99_us"
+        --ratio "table-elsewhere-$p-if128:node_p99_us/table-${TABLE_PEERS%% *}-if128:node_p99_us")
     ratios+=(--ratio "table-$p-if128:node_ops_per_s/table-$p-if128:echo_ops_per_s"
         --ratio "table-$p-if128:node_p99_us/table-${TABLE_PEERS%% *}-if128:node_p99_us"
         --ratio "table-$p-if1:node_p99_us/table-${TABLE_PEERS%% *}-if1:node_p99_us"

@@ -7,7 +7,8 @@ Needs matplotlib (python3 -m pip install matplotlib). Reads one results file and
   issue14-scale.svg        GET rate, GET p50/p99 and PUT stored/s against store size
   issue14-peers.svg        GET rate and p99 against the number of proven client sockets
   issue14-table.svg        GET rate, GET latency and PUTs stored against the active peers in
-                           the node's table (the `table` scenario's `loadgen swarm`)
+                           the node's table (the `table` scenario's `loadgen swarm`; with
+                           TABLE_ELSEWHERE=1, the p99 when the swarm fills another node's table)
 Each CDF is that of the run whose node rate is the median of its scenario's runs; each rate is
 the median of the runs, with the lowest and highest run as error bars.
 
@@ -221,6 +222,12 @@ def plot_table(by_tag, out):
                              (128, "p99_us", "s--")):
         errorbar(axes[1], peers, [spread(by_tag.get(f"table-{p}-if{inflight}", []), "node", q) for p in peers],
                  f"{q[:3]}, {inflight} in flight", fmt)
+    # TABLE_ELSEWHERE=1: the same liveness work on the machine, the peers in another node's table.
+    elsewhere = [p for p in peers if f"table-elsewhere-{p}-if128" in by_tag]
+    if elsewhere:
+        errorbar(axes[1], elsewhere,
+                 [spread(by_tag[f"table-elsewhere-{p}-if128"], "node", "p99_us") for p in elsewhere],
+                 "p99, 128 in flight, peers in another node", "^:")
     axes[1].set_yscale("log")
     axes[1].set_ylabel("µs (log scale)")
     axes[1].set_title("GET latency")
