@@ -57,7 +57,7 @@ use crate::wire::{
 pub const PING_ROUND_SLICES: u64 = 50;
 /// A table of up to this many peers and edges picks the addresses its PONGs list by a scan of
 /// every peer (reservoir sampling, as before tables grew large: ~64 checks per PING); a larger
-/// one by random draws over an index of its peers ([`PeerTable::make_pong`]), so answering a
+/// one by random draws over an index of its peers ([`PeerTable::pick_listed`]), so answering a
 /// PING costs the same at 1,000 peers as at 64 (the scan was 1,000 checks and random draws per
 /// PING, ~1 M a second at the default 1,000 peers, ~0.02 of a core).
 pub const LIST_BY_SCAN_AT_MOST: usize = 64;
