@@ -671,6 +671,12 @@ impl Config {
             // The peer thread runs a router exactly when the node speaks ROUTING, and feeds it
             // (`route::drive`): peers that speak it too leave the one-second ping schedule.
             router_liveness: config.routing() && !config.ping_routing_peers,
+            // No more PONGs signed for unproven addresses than the global amplification bucket
+            // could send them.
+            unproven_pong_budget: crate::peer::budget::BucketConfig {
+                burst_bytes: config.amplification_global_burst_bytes,
+                refill_bytes_per_s: config.amplification_global_refill_bytes_per_s,
+            },
             routed_deactivate_after_ms,
             routed_drop_after_ms,
             ..defaults

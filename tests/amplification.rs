@@ -130,7 +130,12 @@ fn an_unproven_flood_gets_at_most_the_prefix_budget_and_proven_peers_carry_on() 
     );
     assert!(received as f64 <= bound, "{received} > {bound}");
     assert!(received > 0, "a budget's worth is answered");
-    assert!(stats.amplification_withheld > 8_000);
+    // Withheld by the limiter, or (PONGs beyond `unproven_pong_budget`) never signed.
+    assert!(
+        stats.amplification_withheld + stats.peer.pongs_over_budget
+            - target_stats_before.peer.pongs_over_budget
+            > 8_000
+    );
     // Received at least 9000 of the 10000 (the rest may be shed by a full channel).
     assert!(stats.packets_received - target_stats_before.packets_received >= 9_000);
     assert!(
@@ -420,4 +425,90 @@ fn limiter_bound_holds_for_any_send_pattern() {
     );
     assert!(total as f64 <= global_bound, "{total} > {global_bound}");
     assert!(lim.tracked_prefixes() <= config.max_prefixes);
+}
+
+/// A PING flood from unproven addresses (64 of them, each its own loopback prefix, never
+/// answering) for 5 s: the node signs PONGs for them only within `unproven_pong_budget` (the
+/// global amplification bucket's size, so every PONG it signs can leave) instead of one per PING,
+/// and its peer thread keeps its ping rounds going: its edge, a scripted v1 peer, is pinged and
+/// heard throughout. (Before, the thread signed ~55 k PONGs a second, all but a budget's worth
+/// withheld, and with its channel never empty it ran no ping round for the whole flood.)
+#[test]
+fn a_ping_flood_from_unproven_addresses_costs_no_signatures_beyond_the_budget() {
+    let edge = FakePeer::bind([127, 0, 0, 151]);
+    let edge_addr = edge.addr();
+    let target = Node::start(config([127, 0, 0, 150], vec![edge_addr])).expect("target");
+    let flood = Duration::from_secs(5);
+    // The edge answers every PING, counting those that come while the flood runs.
+    let start = Instant::now();
+    let pinged = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        let mut during = 0u32;
+        while start.elapsed() < flood + Duration::from_secs(5) {
+            if let Ok((n, from)) = edge.socket.recv_from(&mut buf)
+                && let Ok(Message::Ping { challenge }) = Message::parse(&buf[..n])
+            {
+                edge.pong(from, challenge);
+                let t = start.elapsed();
+                if t >= Duration::from_secs(5) && t < Duration::from_secs(5) + flood {
+                    during += 1;
+                }
+            }
+        }
+        during
+    });
+    assert!(wait_until(Duration::from_secs(5), || target
+        .stats()
+        .peers_active
+        == 1));
+    while start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let attackers: Vec<UdpSocket> = (0..64u8)
+        .map(|i| UdpSocket::bind(format!("127.1.{i}.1:0")).expect("bind"))
+        .collect();
+    let mut ping = [0u8; 16];
+    let ping_len = Message::Ping { challenge: [9; 8] }.emit(&mut ping);
+    let before = target.stats().peer;
+    let flood_start = Instant::now();
+    let mut sent = 0u64;
+    // Bounded in time and in count (at most 2 M datagrams).
+    while flood_start.elapsed() < flood && sent < 2_000_000 {
+        for a in &attackers {
+            let _ = a.send_to(&ping[..ping_len], target.local_addr());
+        }
+        sent += attackers.len() as u64;
+    }
+    let elapsed_s = flood_start.elapsed().as_secs_f64();
+    let after = target.stats().peer;
+    let during = pinged.join().expect("edge thread");
+    let c = Config::default();
+    let signed = after.pongs_sent - before.pongs_sent;
+    let budget = (c.amplification_global_burst_bytes as f64
+        + c.amplification_global_refill_bytes_per_s as f64 * elapsed_s)
+        / dave::limits::PONG_MAX_LEN as f64;
+    let handled = after.pings_received - before.pings_received;
+    eprintln!(
+        "flood: {sent} PINGs in {elapsed_s:.2} s; the peer thread took {handled}, signed {signed} \
+         PONGs (budget {budget:.0}), refused {}; the edge was pinged {during} times and heard {} \
+         times meanwhile",
+        after.pongs_over_budget - before.pongs_over_budget,
+        after.pongs_accepted - before.pongs_accepted,
+    );
+    assert!(
+        signed as f64 <= budget + 1.0,
+        "{signed} PONGs signed > {budget:.0}"
+    );
+    assert!(signed > 0, "the budget is used");
+    assert!(handled > signed * 4, "most PINGs handled cost no signature");
+    // A round every 200 ms: 25 during the flood. Before, none (with the budget but no timer
+    // turn before the next message, 7 in one run).
+    assert!(
+        during >= 15,
+        "the edge was pinged {during} times during the flood"
+    );
+    assert!(
+        after.pongs_accepted - before.pongs_accepted >= 3,
+        "the edge was heard during the flood: {after:?}"
+    );
 }

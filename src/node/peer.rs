@@ -1,7 +1,8 @@
 //! The peer thread (`dave-peer`): a thin driver of the [`PeerTable`]. It blocks on its channel
 //! until a datagram, a challenge score, or the table's next tick, then takes what else is
 //! waiting (up to `DRAIN_AT_MOST`) and hands the PONGs among it to the table to be checked in one
-//! batch before handling each message in order; carries out the table's
+//! batch before handling each message in order (a due deadline runs before the next message,
+//! so a flood that keeps the channel full cannot stop the ping rounds); carries out the table's
 //! effects (through the amplification limit); and publishes what the other threads read: the
 //! peer snapshot, the proven set, the scores, the own addresses. When the replica view of the
 //! snapshot changes, it wakes the shard owners (they sleep otherwise). It carries out the
@@ -64,6 +65,10 @@ pub(super) fn peer_loop(
     // Messages taken from the channel with the last one waited for, handled in order before the
     // next wait (at most `DRAIN_AT_MOST`).
     let mut drained: VecDeque<PeerMsg> = VecDeque::with_capacity(DRAIN_AT_MOST);
+    // The last turn ran the timers. A due deadline goes before the next message, so a channel
+    // that never empties (a flood) cannot starve the ping rounds; but never two timer turns in
+    // a row, so a deadline that a tick leaves due cannot starve the channel either.
+    let mut ticked_last = false;
     loop {
         let msg = match drained.pop_front() {
             Some(msg) => Some(msg),
@@ -73,17 +78,22 @@ pub(super) fn peer_loop(
                     .and_then(Router::next_deadline_ms)
                     .map_or(table.next_tick_ms(), |r| r.min(table.next_tick_ms()));
                 let wait_ms = next_ms.saturating_sub(shared.clock.now_ms());
-                match rx.recv_timeout(Duration::from_millis(wait_ms)) {
-                    Ok(PeerMsg::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
-                    Ok(msg) => {
-                        drained.extend(rx.try_iter().take(DRAIN_AT_MOST - 1));
-                        check_pongs_together(&mut table, &msg, &drained);
-                        Some(msg)
+                if wait_ms == 0 && !ticked_last {
+                    None
+                } else {
+                    match rx.recv_timeout(Duration::from_millis(wait_ms)) {
+                        Ok(PeerMsg::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
+                        Ok(msg) => {
+                            drained.extend(rx.try_iter().take(DRAIN_AT_MOST - 1));
+                            check_pongs_together(&mut table, &msg, &drained);
+                            Some(msg)
+                        }
+                        Err(RecvTimeoutError::Timeout) => None,
                     }
-                    Err(RecvTimeoutError::Timeout) => None,
                 }
             }
         };
+        ticked_last = msg.is_none();
         let now_ms = shared.clock.now_ms();
         let mut route_fx = RouterEffects::default();
         let mut effects = match msg {

@@ -9,9 +9,10 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use crate::limits::MAX_PONG_ADDRS;
+use crate::limits::{MAX_PONG_ADDRS, PONG_MAX_LEN};
 use crate::peer::PongAuth;
 use crate::peer::addr_check::check_addr;
+use crate::peer::budget::BucketConfig;
 use crate::wire::{Features, normalize_addr};
 
 /// Everything the peer table can be tuned with. `Default` gives the reference's behaviour.
@@ -130,6 +131,15 @@ pub struct PeerConfig {
     /// [`PeerTable::router_heard`]: crate::peer::PeerTable::router_heard
     /// [`PeerTable::router_evicted`]: crate::peer::PeerTable::router_evicted
     pub router_liveness: bool,
+    /// The PONGs the table signs for unproven addresses (a PING from an address that has not
+    /// answered one of ours), in bytes at [`PONG_MAX_LEN`] each: a PING over it is not answered
+    /// (counted: `PeerStats::pongs_over_budget`); a proven address is always answered. Sized
+    /// like the driver's global amplification bucket (`Config::amplification_global_*`), which
+    /// would withhold the PONGs beyond it anyway: signing them (~13 µs each) only wasted the
+    /// peer thread, which a flood of PINGs from unproven addresses then filled (it answered
+    /// ~55 k a second and starved its own ping rounds). Default 64 KiB burst, 32 KiB a second
+    /// (~150 PONGs a second). The burst must hold one PONG.
+    pub unproven_pong_budget: BucketConfig,
     /// A peer the router watches that has not been heard for this long is no longer active.
     /// Default 600 000 ms (10 min): two of the router's idle-bucket refresh intervals
     /// (`RouteConfig::refresh_after_ms`, 300 s). A refresh lookup asks the contacts of the
@@ -173,6 +183,10 @@ impl Default for PeerConfig {
             stranger_proofs_per_s: 16,
             proof_timeout_ms: 2_000,
             router_liveness: false,
+            unproven_pong_budget: BucketConfig {
+                burst_bytes: 64 * 1024,
+                refill_bytes_per_s: 32 * 1024,
+            },
             routed_deactivate_after_ms: 600_000,
             routed_drop_after_ms: 1_800_000,
         }
@@ -206,6 +220,8 @@ pub enum PeerConfigError {
     /// `routed_deactivate_after_ms` is below `deactivate_after_ms` or not below
     /// `routed_drop_after_ms`.
     RoutedBoundsOutOfOrder,
+    /// `unproven_pong_budget`'s burst is smaller than one PONG ([`PONG_MAX_LEN`]).
+    PongBudgetTooSmall,
 }
 
 /// Most peers or candidates a table may be configured to hold: 1 Mi. Every peer is pinged each
@@ -250,6 +266,11 @@ impl fmt::Display for PeerConfigError {
                 f,
                 "peer config: proofs_per_s and stranger_proofs_per_s must be at most {}",
                 crate::peer::prover::MAX_PROOFS_PER_S
+            ),
+            PeerConfigError::PongBudgetTooSmall => write!(
+                f,
+                "peer config: unproven_pong_budget's burst must hold one PONG ({PONG_MAX_LEN} \
+                 bytes)"
             ),
             PeerConfigError::BadEdge(addr) => write!(
                 f,
@@ -311,6 +332,9 @@ impl PeerConfig {
         if self.proofs_per_s.max(self.stranger_proofs_per_s) > crate::peer::prover::MAX_PROOFS_PER_S
         {
             return Err(PeerConfigError::ProofRateTooHigh);
+        }
+        if self.unproven_pong_budget.burst_bytes < PONG_MAX_LEN as u64 {
+            return Err(PeerConfigError::PongBudgetTooSmall);
         }
         if self.ipv4_prefix_len_bits > 32 || self.ipv6_prefix_len_bits > 128 {
             return Err(PeerConfigError::PrefixTooLong);

@@ -77,6 +77,8 @@ pub struct PeerStats {
     pub own_pubkey: u64,
     /// PONG whose signature does not verify.
     pub bad_signature: u64,
+    /// PING from an unproven address not answered: `PeerConfig::unproven_pong_budget` was spent.
+    pub pongs_over_budget: u64,
     /// GETMYADDRPORT_ACK without an outstanding request to its sender.
     pub unsolicited_myaddr_ack: u64,
     /// GETMYADDRPORT_ACK carrying an unusable address.
@@ -126,7 +128,7 @@ pub struct PeerStats {
 
 impl PeerStats {
     /// Every refusal counter with a metrics label.
-    pub fn refusals(&self) -> [(&'static str, u64); 18] {
+    pub fn refusals(&self) -> [(&'static str, u64); 19] {
         [
             ("bad_source", self.bad_source),
             ("own_source", self.own_source),
@@ -138,6 +140,7 @@ impl PeerStats {
             ("pubkey_in_use", self.pubkey_in_use),
             ("own_pubkey", self.own_pubkey),
             ("bad_signature", self.bad_signature),
+            ("pong_over_budget", self.pongs_over_budget),
             ("unsolicited_myaddr_ack", self.unsolicited_myaddr_ack),
             ("bad_myaddr_ack", self.bad_myaddr_ack),
             ("bad_addr", self.bad_addr),

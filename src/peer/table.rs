@@ -37,8 +37,9 @@ use rand::{Rng, SeedableRng};
 use crate::keys::{
     Keypair, MAX_VERIFY_BATCH, SignedMessage, id_from_pubkey, is_small_order, verify_batch,
 };
-use crate::limits::MAX_PONG_ADDRS;
+use crate::limits::{MAX_PONG_ADDRS, PONG_MAX_LEN};
 use crate::peer::addr_check::{IpCounts, IpLimits, LimitHit, check_addr, crosses_loopback_scope};
+use crate::peer::budget::TokenBucket;
 use crate::peer::pong_auth::PongAuthenticator;
 use crate::peer::prover::{ProofAnswer, ProofPurpose, Prover};
 use crate::peer::{
@@ -187,6 +188,9 @@ pub struct PeerTable {
     snapshot_proven_changes: u64,
     /// Outstanding address proofs for the routing extension ([`PeerTable::prove`]).
     prover: Prover,
+    /// What is left of `config.unproven_pong_budget`: PONGs to unproven addresses are signed
+    /// only while it lasts.
+    unproven_pongs: TokenBucket,
     /// PONG signatures that verified together in the last [`PeerTable::check_pongs_together`]
     /// (at most [`MAX_VERIFY_BATCH`]): the PONGs that carry them are not checked again.
     pongs_checked: Vec<CheckedPong>,
@@ -276,6 +280,7 @@ impl PeerTable {
             snapshot_proven_changes: 0,
             prover,
             pongs_checked: Vec::new(),
+            unproven_pongs: TokenBucket::full(&config.unproven_pong_budget, 0),
             stats: PeerStats::default(),
             config,
         })
@@ -638,9 +643,20 @@ impl PeerTable {
 
     fn on_ping(&mut self, now: u64, from: SocketAddr, challenge: &[u8; 8], fx: &mut Effects) {
         self.stats.pings_received += 1;
-        let pong = self.make_pong(now, challenge, from);
-        fx.send(from, self.proven(from), Outgoing::Pong(pong));
-        self.stats.pongs_sent += 1;
+        let proven = self.proven(from);
+        if proven
+            || self.unproven_pongs.try_take(
+                &self.config.unproven_pong_budget,
+                now,
+                PONG_MAX_LEN as u64,
+            )
+        {
+            let pong = self.make_pong(now, challenge, from);
+            fx.send(from, proven, Outgoing::Pong(pong));
+            self.stats.pongs_sent += 1;
+        } else {
+            self.stats.pongs_over_budget += 1;
+        }
         // A stranger gets one PING of ours (as a candidate) until it answers; with no room for
         // it, its address is proven instead.
         if !self.peers.contains_key(&from) && !self.candidates.contains_key(&from) {
