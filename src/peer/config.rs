@@ -132,7 +132,7 @@ pub struct PeerConfig {
     /// [`PeerTable::router_evicted`]: crate::peer::PeerTable::router_evicted
     pub router_liveness: bool,
     /// The PONGs the table signs for unproven addresses (a PING from an address that has not
-    /// answered one of ours), in bytes at [`PONG_MAX_LEN`] each: a PING over it is not answered
+    /// answered one of ours), in bytes of PONG (122–212 each): a PING over it is not answered
     /// (counted: `PeerStats::pongs_over_budget`); a proven address is always answered. Sized
     /// like the driver's global amplification bucket (`Config::amplification_global_*`), which
     /// would withhold the PONGs beyond it anyway: signing them (~13 µs each) only wasted the

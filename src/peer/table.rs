@@ -37,7 +37,7 @@ use rand::{Rng, SeedableRng};
 use crate::keys::{
     Keypair, MAX_VERIFY_BATCH, SignedMessage, id_from_pubkey, is_small_order, verify_batch,
 };
-use crate::limits::{MAX_PONG_ADDRS, PONG_MAX_LEN};
+use crate::limits::{ADDR_LEN, MAX_PONG_ADDRS, PONG_MIN_LEN};
 use crate::peer::addr_check::{IpCounts, IpLimits, LimitHit, check_addr, crosses_loopback_scope};
 use crate::peer::budget::TokenBucket;
 use crate::peer::pong_auth::PongAuthenticator;
@@ -644,14 +644,7 @@ impl PeerTable {
     fn on_ping(&mut self, now: u64, from: SocketAddr, challenge: &[u8; 8], fx: &mut Effects) {
         self.stats.pings_received += 1;
         let proven = self.proven(from);
-        if proven
-            || self.unproven_pongs.try_take(
-                &self.config.unproven_pong_budget,
-                now,
-                PONG_MAX_LEN as u64,
-            )
-        {
-            let pong = self.make_pong(now, challenge, from);
+        if let Some(pong) = self.make_pong(now, challenge, from, proven) {
             fx.send(from, proven, Outgoing::Pong(pong));
             self.stats.pongs_sent += 1;
         } else {
@@ -1208,7 +1201,15 @@ impl PeerTable {
 
     /// Our signed PONG for `challenge`, listing up to `npeer_limit` random listable peers other
     /// than the asker ([`PeerTable::pick_listed`]).
-    fn make_pong(&mut self, now: u64, challenge: &[u8; 8], asker: SocketAddr) -> PongRepr {
+    /// `None` when `asker` is unproven and the PONG's bytes are beyond what is left of
+    /// `unproven_pong_budget` (then nothing is signed).
+    fn make_pong(
+        &mut self,
+        now: u64,
+        challenge: &[u8; 8],
+        asker: SocketAddr,
+        proven: bool,
+    ) -> Option<PongRepr> {
         // A v1-only node (no features) sends a fully random salt, as the reference does.
         // Both draw 16 bytes, so the RNG stream (and a simulation's replay) does not depend on
         // the feature set.
@@ -1218,23 +1219,31 @@ impl PeerTable {
         } else {
             build_salt(crate::wire::array(&random[..8]), self.config.features)
         };
-        let sig = self
-            .pong_auth
-            .sign(&self.keypair, &pong_signed_hash(challenge, &salt));
         let mut pong = PongRepr {
             addr_count: 0,
             addrs: [[0; crate::limits::ADDR_LEN]; MAX_PONG_ADDRS],
             challenge: *challenge,
             salt,
             pubkey: self.public,
-            sig,
+            sig: [0; 64],
         };
         let want = self.config.npeer_limit.min(MAX_PONG_ADDRS);
         for addr in self.pick_listed(now, asker, want) {
             pong.addrs[pong.addr_count] = addr_to_wire(addr);
             pong.addr_count += 1;
         }
-        pong
+        let len = PONG_MIN_LEN + pong.addr_count * ADDR_LEN;
+        if !proven
+            && !self
+                .unproven_pongs
+                .try_take(&self.config.unproven_pong_budget, now, len as u64)
+        {
+            return None;
+        }
+        pong.sig = self
+            .pong_auth
+            .sign(&self.keypair, &pong_signed_hash(challenge, &salt));
+        Some(pong)
     }
 
     fn refresh_snapshot(&mut self) {
