@@ -279,6 +279,10 @@ const DRAIN_AT_MOST: usize = 64;
 /// Hands the PONGs among `first` and `rest` (datagrams the receivers passed on) to the table to
 /// be checked together before each is handled.
 fn check_pongs_together(table: &mut PeerTable, first: &PeerMsg, rest: &VecDeque<PeerMsg>) {
+    if rest.is_empty() {
+        // A lone message (the usual case off a burst): nothing to batch, no second parse.
+        return;
+    }
     let pongs: Vec<(SocketAddr, PongRepr)> = std::iter::once(first)
         .chain(rest)
         .filter_map(|msg| match msg {
