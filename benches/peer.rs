@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::net::SocketAddr;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use dave::keys::{Keypair, SignedMessage, verify_batch, verify_signature};
+use dave::keys::{DecodedKey, Keypair, SignedMessage, verify_batch, verify_signature};
 use dave::peer::{PeerInfo, PeerSnapshot, Trust, UNPROVEN_RELIABILITY};
 use dave::wire::Features;
 use rand::rngs::StdRng;
@@ -56,9 +56,12 @@ fn bench_closest(c: &mut Criterion) {
     group.finish();
 }
 
-/// PONG checks: each signature on its own (`keys::verify_signature`, as the peer table checked
-/// every PONG) against `keys::verify_batch` of the same signatures, per signature, for batches of
-/// the sizes a peer thread meets (a 1,000-peer table pings 20 peers per slice).
+/// PONG checks, per signature, for batches of the sizes a peer thread meets (a 1,000-peer table
+/// pings 20 peers per slice): each signature on its own from the key's bytes
+/// (`keys::verify_signature`, as the peer table checked every PONG before batches) and with the
+/// key decoded once (`DecodedKey::verify`, a pinned peer's lone PONG now); `keys::verify_batch`
+/// decoding every key first (batches as session 20 built them) and with the keys decoded when
+/// pinned (the table now).
 fn bench_pong_check(c: &mut Criterion) {
     let mut rng = StdRng::seed_from_u64(2);
     let mut group = c.benchmark_group("pong_check");
@@ -70,24 +73,64 @@ fn bench_pong_check(c: &mut Criterion) {
                 (pair.public(), hash, pair.sign(&hash))
             })
             .collect();
-        let batch: Vec<SignedMessage<'_>> = signed
+        let keys: Vec<DecodedKey> = signed
             .iter()
-            .map(|(pubkey, hash, sig)| SignedMessage {
-                pubkey,
-                message: hash,
-                sig,
-            })
+            .map(|(pubkey, ..)| DecodedKey::decode(pubkey).unwrap())
             .collect();
         group.throughput(Throughput::Elements(n as u64));
-        group.bench_with_input(BenchmarkId::new("single", n), &batch, |b, batch| {
+        group.bench_with_input(BenchmarkId::new("single", n), &signed, |b, signed| {
             b.iter(|| {
-                for item in batch {
-                    assert!(verify_signature(item.pubkey, item.message, item.sig));
+                for (pubkey, hash, sig) in signed {
+                    assert!(verify_signature(pubkey, hash, sig));
                 }
             })
         });
-        group.bench_with_input(BenchmarkId::new("batch", n), &batch, |b, batch| {
-            b.iter(|| assert!(verify_batch(black_box(batch))))
+        group.bench_with_input(
+            BenchmarkId::new("single_decoded", n),
+            &signed,
+            |b, signed| {
+                b.iter(|| {
+                    for (key, (_, hash, sig)) in keys.iter().zip(signed) {
+                        assert!(black_box(key).verify(hash, sig));
+                    }
+                })
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("batch_decoding", n),
+            &signed,
+            |b, signed| {
+                b.iter(|| {
+                    let decoded: Vec<DecodedKey> = signed
+                        .iter()
+                        .map(|(pubkey, ..)| DecodedKey::decode(black_box(pubkey)).unwrap())
+                        .collect();
+                    let batch: Vec<SignedMessage<'_>> = decoded
+                        .iter()
+                        .zip(signed)
+                        .map(|(key, (_, hash, sig))| SignedMessage {
+                            key,
+                            message: hash,
+                            sig,
+                        })
+                        .collect();
+                    assert!(verify_batch(&batch))
+                })
+            },
+        );
+        group.bench_with_input(BenchmarkId::new("batch", n), &signed, |b, signed| {
+            b.iter(|| {
+                let batch: Vec<SignedMessage<'_>> = keys
+                    .iter()
+                    .zip(signed)
+                    .map(|(key, (_, hash, sig))| SignedMessage {
+                        key,
+                        message: hash,
+                        sig,
+                    })
+                    .collect();
+                assert!(verify_batch(black_box(&batch)))
+            })
         });
     }
     group.finish();

@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-use crate::keys::{Keypair, verify_signature};
+use crate::keys::{DecodedKey, Keypair, verify_signature};
 
 /// `blake3::derive_key` context of the simulated MAC key.
 const MAC_KEY_CONTEXT: &str = "dave 2026 simulator PONG MAC key v1";
@@ -138,11 +138,21 @@ impl PongAuthenticator {
         }
     }
 
-    /// Whether `sig` is `pubkey`'s signature field over `hash`.
+    /// Whether `sig` is `pubkey`'s signature field over `hash`. `decoded`: the caller's decoded
+    /// copy of a key it pinned, used (skipping the decoding) when it is `pubkey`.
     #[inline]
-    pub(crate) fn verify(&self, pubkey: &[u8; 32], hash: &[u8; 32], sig: &[u8; 64]) -> bool {
+    pub(crate) fn verify(
+        &self,
+        decoded: Option<&DecodedKey>,
+        pubkey: &[u8; 32],
+        hash: &[u8; 32],
+        sig: &[u8; 64],
+    ) -> bool {
         match self {
-            PongAuthenticator::Ed25519 => verify_signature(pubkey, hash, sig),
+            PongAuthenticator::Ed25519 => match decoded.filter(|key| key.as_bytes() == pubkey) {
+                Some(key) => key.verify(hash, sig),
+                None => verify_signature(pubkey, hash, sig),
+            },
             PongAuthenticator::SimulatedMac { registry, .. } => {
                 let Some(key) = registry.key_of(pubkey) else {
                     return false;
@@ -186,21 +196,32 @@ mod tests {
         let auth = PongAuthenticator::new(&PongAuth::SimulatedMac(Arc::clone(&registry)), &a);
         let hash = [5u8; 32];
         let sig = auth.sign(&a, &hash);
-        assert!(auth.verify(&a.public(), &hash, &sig));
-        assert!(!auth.verify(&b.public(), &hash, &sig));
-        assert!(!auth.verify(&a.public(), &[6u8; 32], &sig));
+        assert!(auth.verify(None, &a.public(), &hash, &sig));
+        assert!(!auth.verify(None, &b.public(), &hash, &sig));
+        assert!(!auth.verify(None, &a.public(), &[6u8; 32], &sig));
         let mut tail = sig;
         tail[63] = 1;
-        assert!(!auth.verify(&a.public(), &hash, &tail));
+        assert!(!auth.verify(None, &a.public(), &hash, &tail));
         // An unregistered key never verifies; an Ed25519 signature is not a MAC.
         let c = Keypair::from_seed(&[3; 32]);
         let c_auth = PongAuthenticator::new(&PongAuth::SimulatedMac(Arc::clone(&registry)), &c);
-        assert!(!auth.verify(&c.public(), &hash, &c_auth.sign(&c, &hash)));
-        assert!(!auth.verify(&a.public(), &hash, &a.sign(&hash)));
+        assert!(!auth.verify(None, &c.public(), &hash, &c_auth.sign(&c, &hash)));
+        assert!(!auth.verify(None, &a.public(), &hash, &a.sign(&hash)));
         // And the other way round.
         let ed = PongAuthenticator::new(&PongAuth::Ed25519, &a);
-        assert!(ed.verify(&a.public(), &hash, &a.sign(&hash)));
-        assert!(!ed.verify(&a.public(), &hash, &sig));
+        assert!(ed.verify(None, &a.public(), &hash, &a.sign(&hash)));
+        assert!(!ed.verify(None, &a.public(), &hash, &sig));
+        // A decoded key is used only for its own bytes: another's falls back to the PONG's key.
+        let a_key = DecodedKey::decode(&a.public()).unwrap();
+        let b_key = DecodedKey::decode(&b.public()).unwrap();
+        assert!(ed.verify(Some(&a_key), &a.public(), &hash, &a.sign(&hash)));
+        assert!(!ed.verify(Some(&a_key), &a.public(), &hash, &b.sign(&hash)));
+        assert!(ed.verify(Some(&b_key), &a.public(), &hash, &a.sign(&hash)));
+        assert!(!ed.verify(Some(&a_key), &b.public(), &hash, &a.sign(&hash)));
+        assert!(
+            auth.verify(Some(&b_key), &a.public(), &hash, &sig),
+            "the MAC ignores it"
+        );
         assert_eq!(
             PongAuth::SimulatedMac(Arc::clone(&registry)),
             PongAuth::SimulatedMac(registry)

@@ -35,7 +35,7 @@ use rand::seq::IteratorRandom;
 use rand::{Rng, SeedableRng};
 
 use crate::keys::{
-    Keypair, MAX_VERIFY_BATCH, SignedMessage, id_from_pubkey, is_small_order, verify_batch,
+    DecodedKey, Keypair, MAX_VERIFY_BATCH, SignedMessage, id_from_pubkey, verify_batch,
 };
 use crate::limits::{ADDR_LEN, MAX_PONG_ADDRS, PONG_MIN_LEN};
 use crate::peer::addr_check::{IpCounts, IpLimits, LimitHit, check_addr, crosses_loopback_scope};
@@ -97,11 +97,12 @@ struct Peer {
     /// activation delay (an edge: at once). Only then may the router take over its liveness, so
     /// a fly-by client never becomes a target, as on the v1 schedule.
     settled: bool,
-    /// Its PONGs' signatures may be checked in batches ([`PeerTable::check_pongs_together`]):
-    /// set when its key is pinned, unless the key is of small order (a batch refuses those
-    /// whole); cleared for good by a PONG of it whose signature fails, so a peer can spoil at
-    /// most one batch while it is in the table.
-    batch_checks: bool,
+    /// Its pinned key, decoded once, while its PONGs' signatures may be checked in batches
+    /// ([`PeerTable::check_pongs_together`]) or with the decoded key alone: set when its key is
+    /// pinned, unless the key is of small order (a batch refuses those whole); cleared for good
+    /// by a PONG of it whose signature fails, so a peer can spoil at most one batch while it is
+    /// in the table (its later PONGs are checked from their bytes).
+    batch_key: Option<DecodedKey>,
 }
 
 impl Peer {
@@ -116,7 +117,7 @@ impl Peer {
             trust: Trust::default(),
             features: Features::NONE,
             settled: false,
-            batch_checks: false,
+            batch_key: None,
         }
     }
 }
@@ -455,21 +456,23 @@ impl PeerTable {
             return;
         }
         let mut batch = Vec::new();
+        let mut keys = Vec::new();
         for (from, pong) in pongs {
             if batch.len() == MAX_VERIFY_BATCH {
                 break;
             }
-            let peer = self.peers.get(&normalize_addr(from));
-            if peer.is_some_and(|p| {
-                p.batch_checks
-                    && p.challenge == Some(pong.challenge)
-                    && p.pubkey == Some(pong.pubkey)
+            let Some(peer) = self.peers.get(&normalize_addr(from)) else {
+                continue;
+            };
+            if let Some(key) = peer.batch_key.filter(|key| {
+                peer.challenge == Some(pong.challenge) && key.as_bytes() == &pong.pubkey
             }) {
                 batch.push(CheckedPong {
                     pubkey: pong.pubkey,
                     hash: pong_signed_hash(&pong.challenge, &pong.salt),
                     sig: pong.sig,
                 });
+                keys.push(key);
             }
         }
         if batch.len() < 2 {
@@ -477,8 +480,9 @@ impl PeerTable {
         }
         let signed: Vec<SignedMessage<'_>> = batch
             .iter()
-            .map(|c| SignedMessage {
-                pubkey: &c.pubkey,
+            .zip(&keys)
+            .map(|(c, key)| SignedMessage {
+                key,
                 message: &c.hash,
                 sig: &c.sig,
             })
@@ -693,7 +697,7 @@ impl PeerTable {
             from,
             pong,
             pinned,
-            |p| signature_ok(auth, checked, p),
+            |p| signature_ok(auth, checked, None, p),
             &mut self.stats,
         );
         match answer {
@@ -711,12 +715,12 @@ impl PeerTable {
             } => return,
             ProofAnswer::Refused => return,
         }
-        let (expected, pinned) = if let Some(peer) = self.peers.get(&from) {
-            (peer.challenge, peer.pubkey)
+        let (expected, pinned, pinned_key) = if let Some(peer) = self.peers.get(&from) {
+            (peer.challenge, peer.pubkey, peer.batch_key)
         } else if let Some(candidate) = self.candidates.get(&from) {
-            (Some(candidate.challenge), None)
+            (Some(candidate.challenge), None, None)
         } else {
-            (None, None)
+            (None, None, None)
         };
         let Some(expected) = expected else {
             self.stats.unsolicited_pong += 1;
@@ -738,10 +742,15 @@ impl PeerTable {
             self.stats.pubkey_in_use += 1;
             return;
         }
-        if !signature_ok(&self.pong_auth, &self.pongs_checked, pong) {
+        if !signature_ok(
+            &self.pong_auth,
+            &self.pongs_checked,
+            pinned_key.as_ref(),
+            pong,
+        ) {
             self.stats.bad_signature += 1;
             if let Some(peer) = self.peers.get_mut(&from) {
-                peer.batch_checks = false;
+                peer.batch_key = None;
             }
             return;
         }
@@ -816,7 +825,7 @@ impl PeerTable {
             }
             if peer.pubkey.is_none() {
                 peer.pubkey = Some(pubkey);
-                peer.batch_checks = !is_small_order(&pubkey);
+                peer.batch_key = batch_key(&pubkey);
                 peer.authenticated_ms = now;
                 self.pubkeys.insert(pubkey, from);
                 self.stats.authenticated += 1;
@@ -850,7 +859,7 @@ impl PeerTable {
                 trust: Trust::default(),
                 features,
                 settled: false,
-                batch_checks: !is_small_order(&pubkey),
+                batch_key: batch_key(&pubkey),
             },
         );
         self.peer_counts.add(from.ip());
@@ -918,7 +927,7 @@ impl PeerTable {
         if let Some(key) = peer.pubkey.take() {
             self.pubkeys.remove(&key);
         }
-        peer.batch_checks = false;
+        peer.batch_key = None;
         if peer.edge {
             peer.trust = Trust::default();
             // Unauthenticated again: back on the ping schedule until it answers.
@@ -1334,15 +1343,22 @@ fn set_active(
 }
 
 /// Whether `pong`'s signature verifies: found among the signatures `checked` together, or
-/// checked now by `auth`.
+/// checked now by `auth` (with `decoded`, the pinned key decoded, when it is the PONG's key).
 pub(super) fn signature_ok(
     auth: &PongAuthenticator,
     checked: &[CheckedPong],
+    decoded: Option<&DecodedKey>,
     pong: &PongRepr,
 ) -> bool {
     let hash = pong_signed_hash(&pong.challenge, &pong.salt);
     checked
         .iter()
         .any(|c| c.pubkey == pong.pubkey && c.hash == hash && c.sig == pong.sig)
-        || auth.verify(&pong.pubkey, &hash, &pong.sig)
+        || auth.verify(decoded, &pong.pubkey, &hash, &pong.sig)
+}
+
+/// A newly pinned key, decoded for [`Peer::batch_key`]; `None` for a key of small order (or,
+/// under the simulator's MAC, one that is not a point).
+fn batch_key(pubkey: &[u8; 32]) -> Option<DecodedKey> {
+    DecodedKey::decode(pubkey).filter(|key| !key.is_weak())
 }

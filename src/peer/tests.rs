@@ -1901,10 +1901,10 @@ fn a_batch_checked_signature_vouches_only_for_its_own_hash() {
         sig: p.sig,
     }];
     let auth = PongAuthenticator::new(&PongAuth::Ed25519, &k);
-    assert!(signature_ok(&auth, &checked, &p));
+    assert!(signature_ok(&auth, &checked, None, &p));
     let mut other_salt = p;
     other_salt.salt = [8; 16];
-    assert!(!signature_ok(&auth, &checked, &other_salt));
+    assert!(!signature_ok(&auth, &checked, None, &other_salt));
     // A checked entry is trusted as it is: that is what the batch proved.
     let mut forged = p;
     forged.sig = [0; 64];
@@ -1912,6 +1912,6 @@ fn a_batch_checked_signature_vouches_only_for_its_own_hash() {
         sig: forged.sig,
         ..checked[0]
     }];
-    assert!(signature_ok(&auth, &vouched, &forged));
-    assert!(!signature_ok(&auth, &checked, &forged));
+    assert!(signature_ok(&auth, &vouched, None, &forged));
+    assert!(!signature_ok(&auth, &checked, None, &forged));
 }
