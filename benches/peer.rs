@@ -56,6 +56,21 @@ fn bench_closest(c: &mut Criterion) {
     group.finish();
 }
 
+/// The batch of `signed` (key bytes, hash, signature) with `keys` decoded from those bytes.
+fn batch_of<'a>(
+    keys: &'a [DecodedKey],
+    signed: &'a [([u8; 32], [u8; 32], [u8; 64])],
+) -> Vec<SignedMessage<'a>> {
+    keys.iter()
+        .zip(signed)
+        .map(|(key, (_, hash, sig))| SignedMessage {
+            key,
+            message: hash,
+            sig,
+        })
+        .collect()
+}
+
 /// PONG checks, per signature, for batches of the sizes a peer thread meets (a 1,000-peer table
 /// pings 20 peers per slice): each signature on its own from the key's bytes
 /// (`keys::verify_signature`, as the peer table checked every PONG before batches) and with the
@@ -105,32 +120,12 @@ fn bench_pong_check(c: &mut Criterion) {
                         .iter()
                         .map(|(pubkey, ..)| DecodedKey::decode(black_box(pubkey)).unwrap())
                         .collect();
-                    let batch: Vec<SignedMessage<'_>> = decoded
-                        .iter()
-                        .zip(signed)
-                        .map(|(key, (_, hash, sig))| SignedMessage {
-                            key,
-                            message: hash,
-                            sig,
-                        })
-                        .collect();
-                    assert!(verify_batch(&batch))
+                    assert!(verify_batch(&batch_of(&decoded, signed)))
                 })
             },
         );
         group.bench_with_input(BenchmarkId::new("batch", n), &signed, |b, signed| {
-            b.iter(|| {
-                let batch: Vec<SignedMessage<'_>> = keys
-                    .iter()
-                    .zip(signed)
-                    .map(|(key, (_, hash, sig))| SignedMessage {
-                        key,
-                        message: hash,
-                        sig,
-                    })
-                    .collect();
-                assert!(verify_batch(black_box(&batch)))
-            })
+            b.iter(|| assert!(verify_batch(black_box(&batch_of(&keys, signed)))))
         });
     }
     group.finish();
