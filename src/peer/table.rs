@@ -198,10 +198,10 @@ pub struct PeerTable {
     stats: PeerStats,
 }
 
-/// A PONG signature known to verify: `sig` by `pubkey` over `hash` (`pong_signed_hash`).
+/// A PONG signature known to verify: `sig` by `key` over `hash` (`pong_signed_hash`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct CheckedPong {
-    pub(super) pubkey: [u8; 32],
+    pub(super) key: DecodedKey,
     pub(super) hash: [u8; 32],
     pub(super) sig: [u8; 64],
 }
@@ -456,7 +456,6 @@ impl PeerTable {
             return;
         }
         let mut batch = Vec::new();
-        let mut keys = Vec::new();
         for (from, pong) in pongs {
             if batch.len() == MAX_VERIFY_BATCH {
                 break;
@@ -468,11 +467,10 @@ impl PeerTable {
                 peer.challenge == Some(pong.challenge) && key.as_bytes() == &pong.pubkey
             }) {
                 batch.push(CheckedPong {
-                    pubkey: pong.pubkey,
+                    key,
                     hash: pong_signed_hash(&pong.challenge, &pong.salt),
                     sig: pong.sig,
                 });
-                keys.push(key);
             }
         }
         if batch.len() < 2 {
@@ -480,9 +478,8 @@ impl PeerTable {
         }
         let signed: Vec<SignedMessage<'_>> = batch
             .iter()
-            .zip(&keys)
-            .map(|(c, key)| SignedMessage {
-                key,
+            .map(|c| SignedMessage {
+                key: &c.key,
                 message: &c.hash,
                 sig: &c.sig,
             })
@@ -1353,7 +1350,7 @@ pub(super) fn signature_ok(
     let hash = pong_signed_hash(&pong.challenge, &pong.salt);
     checked
         .iter()
-        .any(|c| c.pubkey == pong.pubkey && c.hash == hash && c.sig == pong.sig)
+        .any(|c| c.key.as_bytes() == &pong.pubkey && c.hash == hash && c.sig == pong.sig)
         || auth.verify(decoded, &pong.pubkey, &hash, &pong.sig)
 }
 

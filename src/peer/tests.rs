@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::*;
-use crate::keys::{Keypair, verify_signature};
+use crate::keys::{DecodedKey, Keypair, verify_signature};
 use crate::limits::{ADDR_LEN, MAX_PACKET_LEN, MAX_PONG_ADDRS};
 use crate::peer::pong_auth::PongAuthenticator;
 use crate::peer::table::{CheckedPong, signature_ok};
@@ -1896,7 +1896,7 @@ fn a_batch_checked_signature_vouches_only_for_its_own_hash() {
     let k = key(1);
     let p = pong(&k, [1; 8], &[]);
     let checked = [CheckedPong {
-        pubkey: p.pubkey,
+        key: DecodedKey::decode(&p.pubkey).unwrap(),
         hash: pong_signed_hash(&p.challenge, &p.salt),
         sig: p.sig,
     }];
