@@ -1206,8 +1206,7 @@ impl PeerTable {
     }
 
     /// Our signed PONG for `challenge`, listing up to `npeer_limit` random listable peers other
-    /// than the asker ([`PeerTable::pick_listed`]).
-    /// `None` when `asker` is unproven and the PONG's bytes are beyond what is left of
+    /// than the asker ([`PeerTable::pick_listed`]). `None` when `asker` is unproven and the PONG's bytes are beyond what is left of
     /// `unproven_pong_budget` (then nothing is signed).
     fn make_pong(
         &mut self,
