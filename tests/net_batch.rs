@@ -19,7 +19,8 @@ use dave::net::{
 /// Longest any test waits for datagrams that loopback delivers in microseconds.
 const DEADLINE: Duration = Duration::from_secs(5);
 
-/// Short read timeout so the polling loops below turn quickly.
+/// Short read timeout so the polling loops below turn quickly. No SO_REUSEPORT (the default): a
+/// port-0 socket with it could be given the port of another test's socket.
 fn opts() -> SocketOptions {
     SocketOptions {
         read_timeout: Duration::from_millis(20),
@@ -218,7 +219,11 @@ fn bind_node_sockets_reports_buffers_and_one_socket_is_exclusive() {
     assert_eq!(node.buffers, buffer_sizes(&node.sockets[0]).unwrap());
     assert!(node.buffers.recv_bytes > 0 && node.buffers.send_bytes > 0);
     // A lone node socket has no SO_REUSEPORT: nobody can join it, not even with SO_REUSEPORT.
-    let error = bind_udp(node.local_addr, &opts()).unwrap_err();
+    let joiner = SocketOptions {
+        reuse_port: true,
+        ..opts()
+    };
+    let error = bind_udp(node.local_addr, &joiner).unwrap_err();
     assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
 }
 
@@ -256,7 +261,7 @@ fn port_in_use_by_another_node_is_an_error() {
         assert!(error.to_string().contains("in use"), "{error}");
     }
     // Another address on the same port does not overlap: that is a different endpoint.
-    let other = SocketAddr::new("127.0.0.7".parse().unwrap(), first.local_addr.port());
+    let other = SocketAddr::new("127.0.0.77".parse().unwrap(), first.local_addr.port());
     bind_node_sockets(other, 2, &opts()).unwrap();
 }
 
