@@ -414,7 +414,9 @@ fn sync_policies_group_commit_and_shutdown_flushes() {
 fn every_ms_syncs_within_its_interval_without_further_writes() {
     let dir = tempdir();
     let path = log_in(&dir);
-    let writer = open(&path, SyncPolicy::EveryMs(30));
+    // 500 ms: a test thread descheduled for less than that on a loaded machine still looks
+    // before the sync.
+    let writer = open(&path, SyncPolicy::EveryMs(500));
     let h = writer.handle();
     h.append_put_acked(&fake_dat(1, b"k", 1, b"v"))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -423,7 +425,11 @@ fn every_ms_syncs_within_its_interval_without_further_writes() {
         0,
         "acknowledged after write, before the sync"
     );
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // No further write: only the deadline can wake the writer. Bounded wait: 10 intervals.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while h.stats().syncs == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert_eq!(h.stats().syncs, 1, "the deadline wakes the writer");
 }
 

@@ -263,11 +263,13 @@ fn receivers_join_the_spread_when_a_queue_builds_and_leave_when_it_is_gone() {
             sender.send_to(get, node.local_addr()).expect("send");
         }
     };
-    // A trickle, one GET per millisecond, never queues: one receiver takes it all.
+    // A trickle, one GET every 5 ms, never queues: one receiver takes it all. (A backlog of an
+    // eighth of the buffer, tens of GETs, would take a stall of that receiver of hundreds of
+    // milliseconds; at one GET a millisecond a loaded machine's stall was nearly enough.)
     let before = node.stats().packets_received;
     for _ in 0..200 {
         send(1);
-        std::thread::sleep(Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(5));
     }
     assert!(common::wait_until(Duration::from_secs(5), || {
         node.stats().packets_received - before >= 200

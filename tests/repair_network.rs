@@ -249,7 +249,9 @@ fn repair_traffic_stays_within_its_budget() {
             Node::start(budget([127, 0, 0, 117 + i], vec![source.local_addr()])).expect("peer")
         })
         .collect();
-    let mut samples: Vec<(Instant, u64)> = Vec::new();
+    // (just before reading the counter, the counter, just after): the read happened between the
+    // two instants, so a pair of samples is judged over the longest interval it can span.
+    let mut samples: Vec<(Instant, u64, Instant)> = Vec::new();
     let held = |n: &Node| {
         owners
             .iter()
@@ -262,7 +264,9 @@ fn repair_traffic_stays_within_its_budget() {
     };
     let start = Instant::now();
     let done = wait_until(Duration::from_secs(30), || {
-        samples.push((Instant::now(), source.stats().repair_bytes_sent));
+        let before = Instant::now();
+        let sent = source.stats().repair_bytes_sent;
+        samples.push((before, sent, Instant::now()));
         peers.iter().all(|p| held(p) == RECORDS)
     });
     assert!(
@@ -273,7 +277,7 @@ fn repair_traffic_stays_within_its_budget() {
     let stats = source.stats();
     let first = samples
         .iter()
-        .find(|(_, b)| *b > 0)
+        .find(|(_, b, _)| *b > 0)
         .copied()
         .expect("repair sent");
     let last = samples.last().copied().expect("samples");
@@ -299,8 +303,8 @@ fn repair_traffic_stays_within_its_budget() {
     assert!(stats.repair_bytes_sent >= minimum);
     // Between any two samples the source never sent more than the budget allows (plus one
     // record's sends, taken whole).
-    for (i, &(t1, b1)) in samples.iter().enumerate() {
-        for &(t2, b2) in &samples[i + 1..] {
+    for (i, &(t1, b1, _)) in samples.iter().enumerate() {
+        for &(_, b2, t2) in &samples[i + 1..] {
             let allowed =
                 8.0 * 1024.0 + 64.0 * 1024.0 * t2.duration_since(t1).as_secs_f64() + 3.0 * 462.0;
             assert!(
