@@ -15,7 +15,10 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if data.first().is_some_and(|op| ROUTE_OPS.contains(op)) {
-        assert!(Message::parse(data).is_err(), "v1 never parses an extension op");
+        assert!(
+            Message::parse(data).is_err(),
+            "v1 never parses an extension op"
+        );
         let Ok(msg) = RouteMessage::parse(data) else {
             return;
         };
