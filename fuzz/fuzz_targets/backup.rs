@@ -26,8 +26,9 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use dave::backup::{
-    ENTRY_HEADER_LEN, FORMAT_VERSION, HEADER_LEN, ImportOptions, MAGIC, RecoverOptions,
-    RecoveredEntry, VerifyOnLoad, import_reference, read_live_records, recover,
+    BackupError, ENTRY_HEADER_LEN, FORMAT_VERSION, HEADER_LEN, ImportOptions, MAGIC,
+    RecoverOptions, RecoveredEntry, RecoveryReport, VerifyOnLoad, import_reference,
+    read_live_records, recover,
 };
 use libfuzzer_sys::fuzz_target;
 use xxhash_rust::xxh64::xxh64;
@@ -88,7 +89,7 @@ fn framed_log(data: &[u8]) -> Vec<u8> {
 fn replay_all(
     path: &std::path::Path,
     options: &RecoverOptions,
-) -> Result<(dave::backup::RecoveryReport, Vec<RecoveredEntry>), dave::backup::BackupError> {
+) -> Result<(RecoveryReport, Vec<RecoveredEntry>), BackupError> {
     let mut entries = Vec::new();
     let report = recover(path, options, |e| entries.push(e))?;
     Ok((report, entries))
@@ -117,12 +118,12 @@ fuzz_target!(|data: &[u8]| {
     // A reference backup: content never fails an import.
     let reference = dir.join("reference.bak");
     fs::write(&reference, &file).expect("write reference");
-    let options = ImportOptions {
+    let import_options = ImportOptions {
         min_work_bits: 0,
         now_ms: i64::MAX,
     };
     let mut imported = 0u64;
-    let report = import_reference(&reference, &options, |_| imported += 1)
+    let report = import_reference(&reference, &import_options, |_| imported += 1)
         .expect("an import fails only on I/O errors");
     assert_eq!(report.records_imported, imported);
 
